@@ -1,0 +1,67 @@
+// swift-tools-version: 6.1
+//
+// vfsvm: a virtual machine monitor in one Swift process, built to share host
+// directories with Linux guests over virtio-fs.
+//
+// One target per layer; a target imports only the layers below it
+// (see ../shared/DESIGN.md and README.md, "Layout").
+
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "vfsvm",
+    products: [
+        .executable(name: "vfsvm", targets: ["vfsvm"]),
+        .library(name: "VfsvmVirtio", targets: ["VfsvmVirtio"]),
+        .library(name: "VfsvmTestSupport", targets: ["VfsvmTestSupport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+    ],
+    targets: [
+        // C shim: kernel UAPI headers, ioctl numbers and macros as constants
+        // and inline functions, ring-index atomics.
+        .target(name: "CVfsvmLinux"),
+
+        // fds, Errno, ioctl, mmap, eventfd, epoll, memfd.
+        .target(name: "VfsvmSys", dependencies: ["CVfsvmLinux"], swiftSettings: strict),
+
+        // GuestAddress, GuestMemory, memfd-backed regions, bounds-checked
+        // access, scatter-gather views, ring atomics.
+        .target(name: "VfsvmMemory", dependencies: ["VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
+        // Features, device status, split and packed virtqueues, chains,
+        // notification suppression.
+        .target(name: "VfsvmVirtio", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+
+        // Driver-side queue mocks and recording interrupt sinks for tests
+        // and benchmarks.
+        .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
+
+        // The command line.
+        .executableTarget(
+            name: "vfsvm",
+            dependencies: [
+                "VfsvmVirtio",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
+        .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmVirtioTests",
+            dependencies: [
+                "VfsvmVirtio", "VfsvmTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,125 @@
+// CVfsvmLinux: the kernel UAPI headers vfsvm speaks, with the function-like
+// macros Swift cannot import (ioctl numbers, _IO/_IOW/...) re-exported as
+// constants and the variadic libc calls wrapped as fixed-arity functions.
+//
+// Nothing here holds state. Swift code reaches the kernel through VfsvmSys,
+// which funnels every call through one EINTR-retrying, errno-typed path.
+#ifndef CVFSVM_LINUX_H
+#define CVFSVM_LINUX_H
+
+// No _GNU_SOURCE here: this header is imported next to Swift's Glibc module
+// and must see libc's declarations exactly as Glibc does. Calls that need
+// _GNU_SOURCE are defined out of line in shim.c.
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+
+#include <linux/fuse.h>
+#include <linux/memfd.h>
+#include <linux/kvm.h>
+#include <linux/vhost_types.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_fs.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_pci.h>
+#include <linux/virtio_ring.h>
+
+// MARK: - Variadic libc calls as fixed-arity functions
+
+static inline int vfsvm_ioctl_ptr(int fd, unsigned long request, void *arg) {
+    return ioctl(fd, request, arg);
+}
+
+static inline int vfsvm_ioctl_val(int fd, unsigned long request, unsigned long arg) {
+    return ioctl(fd, request, arg);
+}
+
+static inline int vfsvm_fcntl_int(int fd, int cmd, int arg) {
+    return fcntl(fd, cmd, arg);
+}
+
+static inline int vfsvm_openat(int dirfd, const char *path, int flags, mode_t mode) {
+    return openat(dirfd, path, flags, mode);
+}
+
+static inline int vfsvm_memfd_create(const char *name, unsigned int flags) {
+    return (int)syscall(SYS_memfd_create, name, flags);
+}
+
+// MARK: - Calls that need _GNU_SOURCE (defined in shim.c)
+
+int vfsvm_pipe2(int fds[2], int flags);
+
+// MARK: - Ring-index atomics (virtio 1.2, 2.7.13 / 2.8.21: memory barriers)
+//
+// The driver and device share rings in guest memory; the device must read
+// an avail index (or a packed descriptor's flags) with acquire semantics
+// before it reads what that index publishes, and must publish used entries
+// with release semantics. These take raw pointers that VfsvmMemory has
+// already bounds- and alignment-checked.
+
+static inline uint16_t vfsvm_load_acquire_u16(const void *p) {
+    return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
+}
+
+static inline void vfsvm_store_release_u16(void *p, uint16_t v) {
+    __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t vfsvm_load_acquire_u32(const void *p) {
+    return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+}
+
+static inline void vfsvm_store_release_u32(void *p, uint32_t v) {
+    __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE);
+}
+
+/// Full barrier: orders the device's used-ring store before its read of the
+/// driver's event suppression fields (the "store then load" case that
+/// acquire/release alone does not order).
+static inline void vfsvm_fence_seq_cst(void) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+// MARK: - KVM ioctl numbers (linux/kvm.h)
+
+static const unsigned long VFSVM_KVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long VFSVM_KVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long VFSVM_KVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long VFSVM_KVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long VFSVM_KVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
+static const unsigned long VFSVM_KVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long VFSVM_KVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long VFSVM_KVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+static const unsigned long VFSVM_KVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
+static const unsigned long VFSVM_KVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
+static const unsigned long VFSVM_KVM_CREATE_PIT2 = KVM_CREATE_PIT2;
+static const unsigned long VFSVM_KVM_IRQ_LINE = KVM_IRQ_LINE;
+static const unsigned long VFSVM_KVM_IRQFD = KVM_IRQFD;
+static const unsigned long VFSVM_KVM_IOEVENTFD = KVM_IOEVENTFD;
+static const unsigned long VFSVM_KVM_SET_GSI_ROUTING = KVM_SET_GSI_ROUTING;
+static const unsigned long VFSVM_KVM_RUN = KVM_RUN;
+static const unsigned long VFSVM_KVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long VFSVM_KVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long VFSVM_KVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long VFSVM_KVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long VFSVM_KVM_SET_CPUID2 = KVM_SET_CPUID2;
+static const unsigned long VFSVM_KVM_SET_MSRS = KVM_SET_MSRS;
+static const unsigned long VFSVM_KVM_SET_FPU = KVM_SET_FPU;
+static const unsigned long VFSVM_KVM_SET_LAPIC = KVM_SET_LAPIC;
+static const unsigned long VFSVM_KVM_GET_LAPIC = KVM_GET_LAPIC;
+
+#endif

@@ -1,0 +1,147 @@
+import Glibc
+
+/// A buffer made of several pieces of host memory, in order: the readable or
+/// the writable half of a descriptor chain, or a plain host buffer.
+///
+/// Byte offsets count from the start of the first piece. File data moves
+/// straight between a host fd and the pieces with `withIOVecs` +
+/// preadv/pwritev; smaller things are copied with `copy(from:into:)` and
+/// `copy(_:to:)`.
+public protocol ScatterGatherList: Sendable {
+    /// The pieces, in order. Empty pieces are allowed.
+    var segments: [HostSegment] { get }
+    /// Total bytes over all pieces.
+    var byteCount: Int { get }
+}
+
+extension ScatterGatherList {
+    /// Lends `body` the iovecs covering `[offset, offset + length)`, clamped
+    /// to the buffer's end (so the total may be shorter than `length`).
+    public func withIOVecs<R, E: Error>(
+        offset: Int, length: Int, _ body: (UnsafeBufferPointer<iovec>) throws(E) -> R
+    ) throws(E) -> R {
+        precondition(offset >= 0 && length >= 0)
+        var iovecs: [iovec] = []
+        var skip = offset
+        var want = length
+        for s in segments where want > 0 {
+            if skip >= s.count { skip -= s.count; continue }
+            let take = min(s.count - skip, want)
+            iovecs.append(iovec(iov_base: s.base + skip, iov_len: take))
+            want -= take
+            skip = 0
+        }
+        return try iovecs.withUnsafeBufferPointer { p throws(E) in try body(p) }
+    }
+
+    /// Copies up to `destination.count` bytes starting at `offset` out of the
+    /// list; returns how many were copied (fewer at the end of the list).
+    @discardableResult
+    public func copy(from offset: Int, into destination: UnsafeMutableRawBufferPointer) -> Int {
+        withIOVecs(offset: offset, length: destination.count) { iov in
+            var done = 0
+            for v in iov {
+                // Safe: iovecs point into live segments; destination has room for the total.
+                (destination.baseAddress! + done).copyMemory(from: v.iov_base!, byteCount: v.iov_len)
+                done += v.iov_len
+            }
+            return done
+        }
+    }
+
+    /// Copies `source` into the list starting at `offset`; returns how many
+    /// bytes fit.
+    @discardableResult
+    public func copy(_ source: UnsafeRawBufferPointer, to offset: Int) -> Int {
+        withIOVecs(offset: offset, length: source.count) { iov in
+            var done = 0
+            for v in iov {
+                v.iov_base!.copyMemory(from: source.baseAddress! + done, byteCount: v.iov_len)
+                done += v.iov_len
+            }
+            return done
+        }
+    }
+
+    /// `count` bytes from `offset`, or `GuestMemoryError.partialBuffer` when
+    /// the list ends first.
+    public func bytes(at offset: Int, count: Int) throws(GuestMemoryError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        let got = out.withUnsafeMutableBytes { copy(from: offset, into: $0) }
+        guard got == count else { throw .partialBuffer(expected: count, completed: got) }
+        return out
+    }
+
+    /// Writes all of `bytes` at `offset`, or throws `partialBuffer` (having
+    /// written what fit) when the list is too short.
+    public func write(_ bytes: [UInt8], at offset: Int) throws(GuestMemoryError) {
+        let put = bytes.withUnsafeBytes { copy($0, to: offset) }
+        guard put == bytes.count else { throw .partialBuffer(expected: bytes.count, completed: put) }
+    }
+}
+
+/// The readable or writable half of a descriptor chain, as a view over guest
+/// memory. Holds its `GuestMemory` so the mappings outlive the view.
+public struct GuestBufferList: ScatterGatherList {
+    public let memory: GuestMemory
+    public let segments: [HostSegment]
+    public let byteCount: Int
+
+    /// Resolves guest ranges to host pieces; throws if any byte is unbacked
+    /// or a range overflows. A range that spans two adjacent regions becomes
+    /// two pieces.
+    public init(memory: GuestMemory, ranges: [(address: GuestAddress, length: UInt32)]) throws(GuestMemoryError) {
+        var segs: [HostSegment] = []
+        segs.reserveCapacity(ranges.count)
+        var total = 0
+        for r in ranges where r.length > 0 {
+            let pieces = try memory.segments(at: r.address, length: UInt64(r.length))
+            segs.append(contentsOf: pieces)
+            total += Int(r.length)
+        }
+        self.memory = memory
+        self.segments = segs
+        self.byteCount = total
+    }
+
+    public static func empty(_ memory: GuestMemory) -> GuestBufferList {
+        GuestBufferList(memory: memory, segments: [], byteCount: 0)
+    }
+
+    private init(memory: GuestMemory, segments: [HostSegment], byteCount: Int) {
+        self.memory = memory
+        self.segments = segments
+        self.byteCount = byteCount
+    }
+}
+
+/// Host memory owned by vfsvm, as a one-piece scatter-gather list: the
+/// request and reply buffers of `vfsvm mount` (/dev/fuse), and test fixtures.
+public final class HostBuffer: ScatterGatherList, @unchecked Sendable {
+    // @unchecked: the allocation never moves; callers coordinate access to
+    // the bytes as they would for any I/O buffer.
+    private let storage: UnsafeMutableRawBufferPointer
+    public let byteCount: Int
+
+    public init(count: Int) {
+        storage = .allocate(byteCount: max(count, 1), alignment: 64)
+        storage.initializeMemory(as: UInt8.self, repeating: 0)
+        byteCount = count
+    }
+
+    public convenience init(_ bytes: [UInt8]) {
+        self.init(count: bytes.count)
+        bytes.withUnsafeBytes { _ = copy($0, to: 0) }
+    }
+
+    deinit { storage.deallocate() }
+
+    public var segments: [HostSegment] { [HostSegment(base: storage.baseAddress!, count: byteCount)] }
+
+    /// Lends the bytes; the pointer must not escape `body`.
+    public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeMutableRawBufferPointer(rebasing: storage[0..<byteCount]))
+    }
+
+    public var array: [UInt8] { Array(storage[0..<byteCount]) }
+}

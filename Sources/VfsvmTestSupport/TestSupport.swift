@@ -1,0 +1,2 @@
+import VfsvmMemory
+import VfsvmVirtio

@@ -1,0 +1,39 @@
+import Testing
+import Glibc
+@testable import VfsvmSys
+
+@Suite struct SysTests {
+    @Test func eventfdCountsSignals() throws {
+        let e = try EventFD(nonBlocking: true)
+        #expect(try e.drain() == 0, "a fresh non-blocking eventfd drains to zero instead of failing")
+        try e.signal()
+        try e.signal()
+        #expect(try e.drain() == 2)
+        #expect(try e.drain() == 0)
+    }
+
+    @Test func failedCallCarriesNameAndErrno() {
+        #expect(throws: SystemError("open(/nonexistent/vfsvm)", .ENOENT)) {
+            _ = try FileDescriptor.open("/nonexistent/vfsvm", O_RDONLY)
+        }
+    }
+
+    @Test func memfdMappingIsSharedThroughTheFd() throws {
+        let fd = try MemFD.create(name: "test", size: 8192)
+        let a = try MemoryMapping(fd: fd, count: 8192)
+        let b = try MemoryMapping(fd: fd, count: 8192)
+        a.base.storeBytes(of: 0xdead_beef as UInt32, toByteOffset: 4096, as: UInt32.self)
+        #expect(b.base.load(fromByteOffset: 4096, as: UInt32.self) == 0xdead_beef)
+        var byte: UInt8 = 0
+        let n = try withUnsafeMutableBytes(of: &byte) { try fd.pread(into: $0, at: 4096) }
+        #expect(n == 1 && byte == 0xef)
+    }
+
+    @Test func pipeRoundTrip() throws {
+        let (r, w) = try makePipe()
+        try w.writeAll(Array("hello".utf8))
+        var buf = [UInt8](repeating: 0, count: 16)
+        let n = try buf.withUnsafeMutableBytes { try r.read(into: $0) }
+        #expect(Array(buf[0..<n]) == Array("hello".utf8))
+    }
+}
