@@ -43,11 +43,15 @@ let package = Package(
         // and benchmarks.
         .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
 
+        // Shares, VM configuration, virtiofsd-compatible options; later
+        // libvirt domain XML.
+        .target(name: "VfsvmConfig", swiftSettings: strict),
+
         // The command line.
         .executableTarget(
             name: "vfsvm",
             dependencies: [
-                "VfsvmVirtio",
+                "VfsvmVirtio", "VfsvmConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -55,6 +59,7 @@ let package = Package(
 
         .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+        .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmVirtioTests",
             dependencies: [
