@@ -43,6 +43,9 @@ let package = Package(
         // and benchmarks.
         .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
 
+        // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
+        .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
         // Shares, VM configuration, virtiofsd-compatible options; later
         // libvirt domain XML.
         .target(name: "VfsvmConfig", swiftSettings: strict),

@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -62,6 +63,7 @@ static inline int vfsvm_memfd_create(const char *name, unsigned int flags) {
 // MARK: - Calls that need _GNU_SOURCE (defined in shim.c)
 
 int vfsvm_pipe2(int fds[2], int flags);
+void vfsvm_set_thread_name(const char *name);
 
 // MARK: - Ring-index atomics (virtio 1.2, 2.7.13 / 2.8.21: memory barriers)
 //
@@ -121,5 +123,9 @@ static const unsigned long VFSVM_KVM_SET_MSRS = KVM_SET_MSRS;
 static const unsigned long VFSVM_KVM_SET_FPU = KVM_SET_FPU;
 static const unsigned long VFSVM_KVM_SET_LAPIC = KVM_SET_LAPIC;
 static const unsigned long VFSVM_KVM_GET_LAPIC = KVM_GET_LAPIC;
+
+// MARK: - /dev/fuse ioctls (linux/fuse.h)
+
+static const unsigned long VFSVM_FUSE_DEV_IOC_CLONE = FUSE_DEV_IOC_CLONE;
 
 #endif
