@@ -27,6 +27,8 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 
+#include <linux/capability.h>
+#include <linux/sched.h>
 #include <linux/fuse.h>
 #include <linux/memfd.h>
 #include <linux/kvm.h>
@@ -64,6 +66,10 @@ static inline int vfsvm_memfd_create(const char *name, unsigned int flags) {
 
 int vfsvm_pipe2(int fds[2], int flags);
 void vfsvm_set_thread_name(const char *name);
+int vfsvm_unshare(int flags);
+int vfsvm_pivot_root(const char *new_root, const char *put_old);
+int vfsvm_capset(uint64_t keep_mask);
+int vfsvm_capbset_drop(int cap);
 
 // MARK: - Ring-index atomics (virtio 1.2, 2.7.13 / 2.8.21: memory barriers)
 //
