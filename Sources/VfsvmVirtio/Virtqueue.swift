@@ -225,6 +225,7 @@ public struct Virtqueue: Sendable {
         var index = head
         var count: UInt16 = 0
         var ringError: VirtqueueError?
+        let result: Result<DescriptorChain, ChainRefusal>
         do throws(ChainRefusal) {
             while true {
                 // Budget: at most Queue Size descriptors (2.7.5.2); ends loops.
@@ -249,11 +250,15 @@ public struct Virtqueue: Sendable {
                 guard next < ringSize else { throw .nextOutOfRange(next: next, size: Int(ringSize)) }
                 index = next
             }
+            result = .success(try builder.finish(id: head, descriptorCount: count))
         } catch {
-            throw .refusedChain(RefusedChain(id: head, descriptorCount: count, reason: error))
+            result = .failure(error)
         }
         if let ringError { throw ringError }
-        return builder.chain(id: head, descriptorCount: count)
+        switch result {
+        case let .success(chain): return chain
+        case let .failure(reason): throw .refusedChain(RefusedChain(id: head, descriptorCount: count, reason: reason))
+        }
     }
 
     private func packedIsAvailable(_ flags: UInt16, wrap: Bool) -> Bool {
@@ -305,10 +310,12 @@ public struct Virtqueue: Sendable {
         }
         // 2.8.6 / 2.8.13: buffer ids name the driver's in-flight buffers, < Queue Size.
         guard lastID < ringSize else { throw .bufferIDOutOfRange(id: lastID, size: ringSize) }
-        if let refusal {
-            throw .refusedChain(RefusedChain(id: lastID, descriptorCount: count, reason: refusal))
+        do throws(ChainRefusal) {
+            if let refusal { throw refusal }
+            return try builder.finish(id: lastID, descriptorCount: count)
+        } catch {
+            throw .refusedChain(RefusedChain(id: lastID, descriptorCount: count, reason: error))
         }
-        return builder.chain(id: lastID, descriptorCount: count)
     }
 
     // MARK: - Completing chains
@@ -504,17 +511,28 @@ struct ChainBuilder {
         // Zero-length descriptors: nothing is accessed, so nothing to check
         // or record (the spec sets no minimum length).
         guard length > 0 else { return }
-        let start = GuestAddress(address)
+        let range = GuestRange(address: GuestAddress(address), length: length)
+        if flags & Ring.write != 0 { writable.append(range) } else { readable.append(range) }
+    }
+
+    /// Checks every buffer against guest memory, once the chain's shape is
+    /// known to be sound (so a chain that is both malformed and out of range
+    /// reports the structural error).
+    func finish(id: UInt16, descriptorCount: UInt16) throws(ChainRefusal) -> DescriptorChain {
+        for range in readable { try check(range) }
+        for range in writable { try check(range) }
+        return DescriptorChain(id: id, descriptorCount: descriptorCount, readable: readable, writable: writable)
+    }
+
+    private func check(_ range: GuestRange) throws(ChainRefusal) {
         do {
-            try memory.checkContiguous(start, length: UInt64(length))
+            try memory.checkContiguous(range.address, length: UInt64(range.length))
         } catch .crossesRegion {
             // Backed, just by two adjacent regions (checkContiguous verified
             // every byte before reporting the crossing); views handle that.
         } catch {
             throw .bufferOutOfRange(error)
         }
-        let range = GuestRange(address: start, length: length)
-        if flags & Ring.write != 0 { writable.append(range) } else { readable.append(range) }
     }
 
     /// Expands an indirect descriptor (2.7.5.3 split, 2.8.8 packed). The
@@ -566,7 +584,4 @@ struct ChainBuilder {
         }
     }
 
-    func chain(id: UInt16, descriptorCount: UInt16) -> DescriptorChain {
-        DescriptorChain(id: id, descriptorCount: descriptorCount, readable: readable, writable: writable)
-    }
 }
