@@ -40,6 +40,12 @@ public struct MockCompletion: Hashable, Sendable {
     public var id: UInt16
     public var length: UInt32
     public var reply: [UInt8]
+
+    public init(id: UInt16, length: UInt32, reply: [UInt8]) {
+        self.id = id
+        self.length = length
+        self.reply = reply
+    }
 }
 
 /// The driver's half of one virtqueue, laid out in a `GuestMemory` exactly
@@ -183,9 +189,9 @@ public final class MockDriver {
 
     // MARK: - Buffers
 
-    /// `length` bytes from the arena (rewinds when nothing is in flight).
+    /// `length` bytes from the arena (which rewinds when `collect` finds
+    /// nothing left in flight).
     public func allocate(_ length: Int, alignment: UInt64 = 16) throws(MockDriverError) -> GuestAddress {
-        if inFlight.isEmpty && pendingHeads.isEmpty && availIdx == publishedIdx { arenaNext = arenaStart }
         let start = (arenaNext + alignment - 1) & ~(alignment - 1)
         guard start + UInt64(length) <= arenaEnd else { throw .arenaExhausted(requested: length) }
         arenaNext = start + UInt64(max(length, 1))
@@ -405,6 +411,7 @@ public final class MockDriver {
         } catch {
             preconditionFailure("unreachable: \(error)")
         }
+        if !out.isEmpty && inFlight.isEmpty { arenaNext = arenaStart }
         return out
     }
 
