@@ -78,7 +78,9 @@ public final class MockDriver {
         var descriptors: [UInt16]   // split: ring descriptor indices used
         var slots: UInt16           // packed: ring slots used
         var writable: [MockSegment]
+        var ring: [RingSegment]     // what went into the ring, for `recycle`
     }
+    private typealias RingSegment = (address: GuestAddress, length: UInt32, flags: UInt16)
     private var inFlight: [UInt16: InFlight] = [:]
 
     // Split.
@@ -239,7 +241,7 @@ public final class MockDriver {
     @discardableResult
     public func addChain(_ segments: [MockSegment], indirect: Bool = false, publish: Bool = true) throws(MockDriverError) -> UInt16 {
         precondition(!segments.isEmpty, "a chain has at least one descriptor")
-        let ringSegments: [(address: GuestAddress, length: UInt32, flags: UInt16)]
+        let ringSegments: [RingSegment]
         if indirect {
             let table = try allocate(16 * segments.count)
             do {
@@ -272,7 +274,7 @@ public final class MockDriver {
         }
     }
 
-    private func addSplit(_ segs: [(address: GuestAddress, length: UInt32, flags: UInt16)], writable: [MockSegment],
+    private func addSplit(_ segs: [RingSegment], writable: [MockSegment],
                           publish: Bool) throws(MockDriverError) -> UInt16 {
         guard segs.count <= freeDescriptors.count else {
             throw .outOfDescriptors(needed: segs.count, free: freeDescriptors.count)
@@ -287,7 +289,7 @@ public final class MockDriver {
             let head = indices[0]
             try memory.store(head.littleEndian, at: driverArea.unchecked(plus: 4 + 2 * UInt64(availIdx & (queueSize - 1))))
             availIdx &+= 1
-            inFlight[head] = InFlight(descriptors: indices, slots: 1, writable: writable)
+            inFlight[head] = InFlight(descriptors: indices, slots: 1, writable: writable, ring: segs)
             if publish { try self.publish() }
             return head
         } catch let e as MockDriverError {
@@ -305,7 +307,7 @@ public final class MockDriver {
     /// The flags bits that make the descriptor at the driver's next slot available now.
     public var currentAvailFlags: UInt16 { Self.packedAvailFlags(wrap: availWrap) }
 
-    private func addPacked(_ segs: [(address: GuestAddress, length: UInt32, flags: UInt16)], writable: [MockSegment],
+    private func addPacked(_ segs: [RingSegment], writable: [MockSegment],
                            publish: Bool) throws(MockDriverError) -> UInt16 {
         let free = Int(queueSize) - usedSlots - pendingHeads.count * 0
         guard segs.count <= free, let id = freeIDs.popLast() else {
@@ -330,7 +332,7 @@ public final class MockDriver {
         } catch {
             throw .memory(error)
         }
-        inFlight[id] = InFlight(descriptors: [], slots: UInt16(segs.count), writable: writable)
+        inFlight[id] = InFlight(descriptors: [], slots: UInt16(segs.count), writable: writable, ring: segs)
         pendingHeads.append((headSlot, headFlags))
         addedSinceKickCheck += segs.count
         if publish { try self.publish() }
@@ -413,6 +415,53 @@ public final class MockDriver {
         }
         if !out.isEmpty && inFlight.isEmpty { arenaNext = arenaStart }
         return out
+    }
+
+    /// Benchmark refill: takes every used element and posts the same chain
+    /// (same buffers, same indirect table) again, then publishes once.
+    /// Split reuses the untouched descriptors (only the avail ring is
+    /// written); packed rewrites the chain at the next slots. Returns how
+    /// many chains were recycled.
+    @discardableResult
+    public func recycle() throws(MockDriverError) -> Int {
+        var count = 0
+        do {
+            switch layout {
+            case .split:
+                let usedIdx = try memory.loadAcquireUInt16(at: deviceArea.unchecked(plus: 2))
+                while lastUsedIdx != usedIdx {
+                    let e = deviceArea.unchecked(plus: 4 + 8 * UInt64(lastUsedIdx & (queueSize - 1)))
+                    let id = UInt16(truncatingIfNeeded: UInt32(littleEndian: try memory.load(UInt32.self, at: e)))
+                    guard inFlight[id] != nil else { throw MockDriverError.unknownUsedID(id) }
+                    try memory.store(id.littleEndian, at: driverArea.unchecked(plus: 4 + 2 * UInt64(availIdx & (queueSize - 1))))
+                    availIdx &+= 1
+                    lastUsedIdx &+= 1
+                    count += 1
+                }
+            case .packed:
+                while true {
+                    let d = descriptorTable.unchecked(plus: 16 * UInt64(lastUsedSlot))
+                    let flags = try memory.loadAcquireUInt16(at: d.unchecked(plus: 14))
+                    guard (flags & (1 << 7) != 0) == usedWrap && (flags & (1 << 15) != 0) == usedWrap else { break }
+                    let id = UInt16(littleEndian: try memory.load(UInt16.self, at: d.unchecked(plus: 12)))
+                    guard let f = inFlight.removeValue(forKey: id) else { throw MockDriverError.unknownUsedID(id) }
+                    freeIDs.append(id)
+                    let advanced = Int(lastUsedSlot) + Int(f.slots)
+                    lastUsedSlot = UInt16(advanced % Int(queueSize))
+                    if advanced >= Int(queueSize) { usedWrap.toggle() }
+                    _ = try addPacked(f.ring, writable: f.writable, publish: false)
+                    count += 1
+                }
+            }
+            if count > 0 { try publish() }
+        } catch let e as MockDriverError {
+            throw e
+        } catch let e as GuestMemoryError {
+            throw .memory(e)
+        } catch {
+            preconditionFailure("unreachable: \(error)")
+        }
+        return count
     }
 
     private func replyBytes(_ writable: [MockSegment], _ length: UInt32) throws(GuestMemoryError) -> [UInt8] {
