@@ -265,6 +265,14 @@ extension FileDescriptor {
         }.get()
     }
 
+    /// faccessat(self, name, mode, AT_EACCESS): checks with the thread's
+    /// effective (fs) ids.
+    public func accessAt(_ name: [UInt8], mode: Int32) throws(SystemError) {
+        _ = try withCName(name, "faccessat") { n in
+            Result { () throws(SystemError) in try sysCall("faccessat") { faccessat(rawValue, n, mode, AT_EACCESS) } }
+        }.get()
+    }
+
     public func chmod(mode: mode_t) throws(SystemError) {
         _ = try sysCall("fchmod") { fchmod(rawValue, mode) }
     }
