@@ -140,11 +140,14 @@ public final class PassthroughFileSystem: FileSystem {
         self.rootKey = InodeKey(dev: st.dev, ino: st.ino)
         self.options = options
         self.engine = engine
-        let handle = try? rootFD.kernelFileHandle()
+        var handle = try? rootFD.kernelFileHandle()
+        // The anchor for open_by_handle_at on the root's mount must not be O_PATH.
+        let anchor = try? rootFD.openAt([0x2e], flags: O_RDONLY | O_DIRECTORY)
+        if anchor == nil { handle = nil }
         var s = State()
         s.inodes[Self.rootNode] = Inode(key: rootKey, fileType: st.fileType, handle: handle, pinned: rootFD, lookups: 1)
         s.byKey[rootKey] = Self.rootNode
-        if let handle { s.mounts[handle.mountID] = rootFD }
+        if let handle, let anchor { s.mounts[handle.mountID] = anchor }
         state = Mutex(s)
         // Modes are masked with the umask each request carries (FUSE_DONT_MASK).
         FSCredentials.setUmask(0)
@@ -236,7 +239,17 @@ public final class PassthroughFileSystem: FileSystem {
     /// Enters the inode `fd` (O_PATH or not) refers to, adding one lookup.
     private func enter(_ fd: FileDescriptor, _ st: FileStat, pin: Bool = false) throws(SystemError) -> UInt64 {
         let key = InodeKey(dev: st.dev, ino: st.ino)
-        let handle: KernelFileHandle? = pin ? nil : (try? fd.kernelFileHandle())
+        var handle: KernelFileHandle? = pin ? nil : (try? fd.kernelFileHandle())
+        // open_by_handle_at needs a real (not O_PATH) fd on the handle's
+        // mount. The first inode vfsvm meets on a mount is the mount's root
+        // directory (mounts are entered through it): open that one.
+        var anchor: FileDescriptor? = nil
+        if let h = handle, state.withLock({ $0.mounts[h.mountID] == nil }) {
+            if st.isDirectory {
+                anchor = try? procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: O_RDONLY | O_DIRECTORY, beneath: false)
+            }
+            if anchor == nil { handle = nil }
+        }
         var pathFD: FileDescriptor? = nil
         if handle == nil {
             // No file handles here (or a tmpfile): pin an O_PATH fd.
@@ -252,9 +265,8 @@ public final class PassthroughFileSystem: FileSystem {
             s.nextNode += 1
             s.inodes[id] = Inode(key: key, fileType: st.fileType, handle: handle, pinned: pathFD, lookups: 1)
             s.byKey[key] = id
-            if let handle, s.mounts[handle.mountID] == nil {
-                // Any fd on the mount serves open_by_handle_at; keep one.
-                s.mounts[handle.mountID] = (try? procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false)) ?? fd
+            if let handle, let anchor, s.mounts[handle.mountID] == nil {
+                s.mounts[handle.mountID] = anchor
             }
             return id
         }
