@@ -597,8 +597,11 @@ public final class PassthroughFileSystem: FileSystem {
     }
 
     public func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(SystemError) {
-        let f = state.withLock { s in s.files.removeValue(forKey: handle) }
-        guard let f, !f.isDirectory else { throw SystemError("release: handle \(handle) not open", .EBADF) }
+        let f = state.withLock { s -> OpenFile? in
+            guard let f = s.files[handle], !f.isDirectory else { return nil }
+            return s.files.removeValue(forKey: handle)
+        }
+        guard let f else { throw SystemError("release: handle \(handle) not open", .EBADF) }
         if releaseFlags & UInt32(FUSE_RELEASE_FLOCK_UNLOCK) != 0 { try? f.fd.flock(LOCK_UN) }
         if releaseFlags & UInt32(FUSE_RELEASE_FLUSH) != 0 { dropLocks(node: f.node, owner: lockOwner) }
     }
@@ -635,8 +638,11 @@ public final class PassthroughFileSystem: FileSystem {
     }
 
     public func releasedir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64) throws(SystemError) {
-        let f = state.withLock { s in s.files.removeValue(forKey: handle) }
-        guard let f, f.isDirectory else { throw SystemError("releasedir: handle \(handle) not open", .EBADF) }
+        let f = state.withLock { s -> OpenFile? in
+            guard let f = s.files[handle], f.isDirectory else { return nil }
+            return s.files.removeValue(forKey: handle)
+        }
+        guard f != nil else { throw SystemError("releasedir: handle \(handle) not open", .EBADF) }
     }
 
     public func fsyncdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError) {

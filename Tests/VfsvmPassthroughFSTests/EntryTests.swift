@@ -186,3 +186,43 @@ func listHost(_ dir: String) throws -> [String] {
     }
     return out.sorted()
 }
+
+@Suite struct MoreEntryTests {
+    @Test func invalidCallerIDsAreRefusedNotTakenAsRoot() throws {
+        let f = try Fixture()
+        let c = f.client
+        c.uid = UInt32.max; c.gid = 0
+        #expect(c.create(1, "x").errno == EPERM)
+        #expect(c.mkdir(1, "d").errno == EPERM)
+        #expect(!f.exists("x") && !f.exists("d"))
+    }
+
+    @Test func releaseOfTheWrongKindKeepsTheHandle() throws {
+        let f = try Fixture()
+        let c = f.client
+        let dh = c.opendir(1).openHandle
+        #expect(c.release(1, fh: dh).errno == EBADF)  // RELEASE of a directory handle
+        #expect(c.readdir(1, fh: dh, offset: 0).ok)  // still open
+        #expect(c.release(1, fh: dh, dir: true).ok)
+    }
+
+    @Test func concurrentLookupsAndForgetsKeepCountsConsistent() async throws {
+        let f = try Fixture(options: PassthroughOptions(pathFDCacheSize: 4))
+        for i in 0..<20 { f.writeHost("f\(i)", "") }
+        let server = f.server
+        await withTaskGroup(of: Void.self) { group in
+            for t in 0..<4 {
+                group.addTask {
+                    let c = Client(server)
+                    c.unique = UInt64(t) << 32
+                    for round in 0..<50 {
+                        let r = c.lookup(1, "f\((round + t) % 20)")
+                        if r.ok { _ = c.getattr(r.nodeID); _ = c.forget(r.nodeID, 1) }
+                    }
+                }
+            }
+        }
+        // Every lookup was forgotten: only the root is left.
+        #expect(f.fs.inodeCount == 1)
+    }
+}
