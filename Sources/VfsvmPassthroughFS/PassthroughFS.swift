@@ -534,7 +534,8 @@ public final class PassthroughFileSystem: FileSystem {
     /// Guest open flags reduced to what is passed to the host.
     private func hostFlags(_ flags: UInt32) -> Int32 {
         let f = Int32(bitPattern: flags)
-        var keep: Int32 = O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O_SYNC | O_DSYNC | HostFSFlag.direct | HostFSFlag.noatime
+        // O_DIRECT is dropped: guest buffers need not meet its alignment rules.
+        var keep: Int32 = O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O_SYNC | O_DSYNC | HostFSFlag.noatime
         let writeback = session?.has(FUSEInitFlag.writebackCache) ?? false
         if writeback { keep &= ~O_APPEND }
         var out = f & keep
@@ -544,9 +545,14 @@ public final class PassthroughFileSystem: FileSystem {
 
     public func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(SystemError) -> FUSEOpenReply {
         let type = try fileType(node)
+        // Only regular files are opened host-side. A guest kernel opens
+        // directories with OPENDIR and handles device nodes, FIFOs and
+        // sockets itself; opening them here would hand the guest a host
+        // device (mknod c 1 1 → host memory) or block on a FIFO.
         if type == Self.sIFLNK { throw SystemError("open: symlink", .ELOOP) }
+        if type == Self.sIFDIR { throw SystemError("open: directory", .EISDIR) }
+        guard type == Self.sIFREG else { throw SystemError("open: not a regular file", .EPERM) }
         let host = hostFlags(flags)
-        if type == Self.sIFDIR, host & O_ACCMODE != O_RDONLY { throw SystemError("open: directory for writing", .EISDIR) }
         let fd = try reopen(node, flags: host)
         if openFlags & UInt32(FUSE_OPEN_KILL_SUIDGID) != 0, host & O_TRUNC != 0 { try clearSetID(node, fd: fd) }
         return openReply(register(fd, node: node, directory: false), directory: false)
@@ -554,14 +560,27 @@ public final class PassthroughFileSystem: FileSystem {
 
     public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply) {
         let dir = try parentDirectory(parent)
-        let host = hostFlags(flags) | O_CREAT | (Int32(bitPattern: flags) & O_EXCL) | O_NOFOLLOW
-        let fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
-            try dir.openAt(name, flags: host, mode: mode_t(mask(mode, umask)))
+        let host = hostFlags(flags) | O_CREAT | O_EXCL | O_NOFOLLOW
+        do {
+            // Always O_EXCL host-side, so an existing name is never opened
+            // by this path (it could be a FIFO or a device node).
+            let fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
+                try dir.openAt(name, flags: host, mode: mode_t(mask(mode, umask)))
+            }
+            let st = try fd.stat()
+            let node = try enter(fd, st)
+            return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
+        } catch where error.errno == .EEXIST && Int32(bitPattern: flags) & O_EXCL == 0 {
+            // CREATE without O_EXCL of an existing name: open it as OPEN does.
+            let e = try lookupEntry(parentFD: dir, name: name)
+            do {
+                let o = try open(ctx, node: e.nodeID, flags: flags & ~UInt32(O_CREAT | O_EXCL), openFlags: 0)
+                return (e, o)
+            } catch {
+                forget(nodeID: e.nodeID, count: 1)
+                throw error
+            }
         }
-        let st = try fd.stat()
-        guard st.isRegular else { throw SystemError("create: not a regular file", .EEXIST) }
-        let node = try enter(fd, st)
-        return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
     }
 
     public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply) {

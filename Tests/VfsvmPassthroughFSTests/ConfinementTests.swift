@@ -221,3 +221,30 @@ import VfsvmSys
         #expect(f.readHost("a") == "aXc")
     }
 }
+
+@Suite struct SpecialFileTests {
+    @Test func deviceNodesFifosAndDirectoriesAreNeverOpenedHostSide() throws {
+        let f = try Fixture()
+        #expect(mknod(f.path("null"), S_IFCHR | 0o666, dev_t((1 << 8) | 3)) == 0)
+        #expect(mkfifo(f.path("fifo"), 0o666) == 0)
+        #expect(mkdir(f.path("d"), 0o755) == 0)
+        let c = f.client
+        #expect(c.open(c.lookup(1, "null").nodeID).errno == EPERM)
+        #expect(c.open(c.lookup(1, "fifo").nodeID, flags: UInt32(O_RDONLY)).errno == EPERM)  // would block forever
+        #expect(c.open(c.lookup(1, "d").nodeID, flags: UInt32(O_RDONLY)).errno == EISDIR)
+        // CREATE without O_EXCL of an existing special file does not open it either.
+        #expect(c.create(1, "fifo", flags: UInt32(O_RDONLY | O_CREAT)).errno == EPERM)
+        #expect(c.create(1, "null", flags: UInt32(O_RDWR | O_CREAT)).errno == EPERM)
+    }
+
+    @Test func createWithoutExclOpensAnExistingRegularFile() throws {
+        let f = try Fixture()
+        f.writeHost("a", "old")
+        let c = f.client
+        let n = c.lookup(1, "a").nodeID
+        let r = c.create(1, "a", flags: UInt32(O_RDWR | O_CREAT | O_TRUNC))
+        #expect(r.ok && r.nodeID == n)
+        #expect(f.readHost("a") == "")
+        #expect(f.fs.lookupCount(of: n) == 2)
+    }
+}
