@@ -28,7 +28,7 @@ let package = Package(
     targets: [
         // C shim: kernel UAPI headers, ioctl numbers and macros as constants
         // and inline functions, ring-index atomics.
-        .target(name: "CVfsvmLinux"),
+        .target(name: "CVfsvmLinux", linkerSettings: [.linkedLibrary("uring")]),
 
         // fds, Errno, ioctl, mmap, eventfd, epoll, memfd.
         .target(name: "VfsvmSys", dependencies: ["CVfsvmLinux"], swiftSettings: strict),

@@ -1,5 +1,6 @@
 import VfsvmSys
 import VfsvmMemory
+import CVfsvmLinux
 
 /// Who sent a request (fuse_in_header).
 public struct FUSERequestContext: Sendable, Equatable {
@@ -153,6 +154,21 @@ public protocol IOEngine: Sendable {
     func read(_ fd: FileDescriptor, at fileOffset: Int64, into buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int
     /// Writes `count` bytes from `buffer[offset...]` at `fileOffset`.
     func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int
+}
+
+/// io_uring (liburing): each worker thread submits through its own ring
+/// and waits for the completion. `make()` returns nil where the kernel
+/// refuses io_uring (disabled by sysctl, seccomp), so callers can fall
+/// back to `SyncIOEngine`.
+public struct IOURingEngine: IOEngine {
+    private init() {}
+    public static func make() -> IOURingEngine? { vfsvm_uring_available() == 1 ? IOURingEngine() : nil }
+    public func read(_ fd: FileDescriptor, at fileOffset: Int64, into buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
+        try buffer.readURing(from: fd, fileOffset: fileOffset, into: offset, count: count)
+    }
+    public func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
+        try buffer.writeURing(to: fd, fileOffset: fileOffset, from: offset, count: count)
+    }
 }
 
 /// preadv/pwritev on the calling thread.

@@ -1,5 +1,6 @@
 import Glibc
 import VfsvmSys
+import CVfsvmLinux
 
 // File data straight between a host fd and a scatter-gather list: the
 // zero-copy data path of FUSE READ and WRITE (preadv into the reply's
@@ -35,6 +36,39 @@ extension ScatterGatherList {
                 // On an O_APPEND fd Linux ignores the offset and appends.
                 return try sysCall("pwritev") { pwritev(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) + off_t(done)) }
             }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Like `read(from:fileOffset:into:count:)`, through this thread's
+    /// io_uring instead of preadv.
+    public func readURing(from fd: FileDescriptor, fileOffset: Int64, into offset: Int, count: Int) throws(SystemError) -> Int {
+        var done = 0
+        while done < count {
+            let n = withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
+                if iov.isEmpty { return 0 }
+                // Safe: the iovecs cover live segments of this list; the call waits for completion.
+                return vfsvm_uring_rw(0, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset + Int64(done))
+            }
+            if n < 0 { throw SystemError("io_uring readv", Errno(rawValue: Int32(-n))) }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Like `write(to:fileOffset:from:count:)`, through this thread's io_uring.
+    public func writeURing(to fd: FileDescriptor, fileOffset: Int64, from offset: Int, count: Int) throws(SystemError) -> Int {
+        var done = 0
+        while done < count {
+            let n = withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
+                if iov.isEmpty { return 0 }
+                // Safe: as in readURing.
+                return vfsvm_uring_rw(1, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset + Int64(done))
+            }
+            if n < 0 { throw SystemError("io_uring writev", Errno(rawValue: Int32(-n))) }
             if n == 0 { break }
             done += n
         }
