@@ -18,6 +18,8 @@ let package = Package(
         .executable(name: "vfsvm", targets: ["vfsvm"]),
         .library(name: "VfsvmVirtio", targets: ["VfsvmVirtio"]),
         .library(name: "VfsvmTestSupport", targets: ["VfsvmTestSupport"]),
+        .library(name: "VfsvmFUSE", targets: ["VfsvmFUSE"]),
+        .library(name: "VfsvmPassthroughFS", targets: ["VfsvmPassthroughFS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,7 +28,7 @@ let package = Package(
     targets: [
         // C shim: kernel UAPI headers, ioctl numbers and macros as constants
         // and inline functions, ring-index atomics.
-        .target(name: "CVfsvmLinux"),
+        .target(name: "CVfsvmLinux", linkerSettings: [.linkedLibrary("uring")]),
 
         // fds, Errno, ioctl, mmap, eventfd, epoll, memfd.
         .target(name: "VfsvmSys", dependencies: ["CVfsvmLinux"], swiftSettings: strict),
@@ -50,6 +52,13 @@ let package = Package(
         // libvirt domain XML.
         .target(name: "VfsvmConfig", swiftSettings: strict),
 
+        // FUSE wire protocol and opcode dispatch to a FileSystem protocol:
+        // pure bytes in, bytes out.
+        .target(name: "VfsvmFUSE", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
+        // The FileSystem over a host directory, with confinement.
+        .target(name: "VfsvmPassthroughFS", dependencies: ["VfsvmFUSE", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
         // The command line.
         .executableTarget(
             name: "vfsvm",
@@ -63,6 +72,13 @@ let package = Package(
         .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+
+        .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmPassthroughFSTests",
+            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "VfsvmVirtioTests",
             dependencies: [

@@ -40,6 +40,9 @@
 #include <linux/virtio_pci.h>
 #include <linux/virtio_ring.h>
 
+// File-system calls for the passthrough file system.
+#include "vfsvm_fs.h"
+
 // MARK: - Variadic libc calls as fixed-arity functions
 
 static inline int vfsvm_ioctl_ptr(int fd, unsigned long request, void *arg) {
