@@ -14,7 +14,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 # tools the tests drive on mounted shares.
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio
 
-.PHONY: all build deps test unit-test run bench images clean
+.PHONY: all build deps test unit-test integration-test run bench images clean
 
 all: build
 
@@ -30,7 +30,10 @@ images: deps
 unit-test: deps
 	$(SWIFT) test
 
-test: deps unit-test
+integration-test: build
+	Tests/Integration/mount-test.sh $(BIN)
+
+test: deps unit-test integration-test
 
 run: build
 	@echo "vfsvm: the best end-to-end demonstration that exists today:"

@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "vfsvm",
             dependencies: [
-                "VfsvmVirtio", "VfsvmConfig",
+                "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -110,7 +110,7 @@ public final class HostFUSEMount: Sendable {
                 case .ENOENT, .EAGAIN: continue  // the request was interrupted before we read it
                 case .ENODEV: return  // unmounted
                 default:
-                    logError("vfsvm mount: reading /dev/fuse failed: \(error)")
+                    logLine("vfsvm mount: reading /dev/fuse failed: \(error)")
                     return
                 }
             }
@@ -123,13 +123,8 @@ public final class HostFUSEMount: Sendable {
             } catch where error.errno == .ENOENT {
                 // The kernel gave up on the request (interrupted): nothing to do.
             } catch {
-                logError("vfsvm mount: writing a reply to /dev/fuse failed: \(error)")
+                logLine("vfsvm mount: writing a reply to /dev/fuse failed: \(error)")
             }
         }
     }
-}
-
-func logError(_ line: String) {
-    var bytes = Array((line + "\n").utf8)
-    _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
 }

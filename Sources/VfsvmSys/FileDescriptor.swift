@@ -96,3 +96,9 @@ public func writeStandardError(_ text: String) {
     var bytes = Array(text.utf8)
     _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
 }
+
+/// One line to stderr, written in a single write(2) so lines from several
+/// threads do not interleave.
+public func logLine(_ line: String) {
+    writeStandardError(line + "\n")
+}

@@ -182,9 +182,3 @@ public final class QueueRunner: Sendable {
 
     private func log(_ line: String) { logLine("vfsvm: " + line) }
 }
-
-/// One line to stderr, written in a single write(2) so lines from several
-/// threads do not interleave.
-public func logLine(_ line: String) {
-    writeStandardError(line + "\n")
-}
