@@ -45,6 +45,9 @@ let package = Package(
         // and benchmarks.
         .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
 
+        // The virtio-fs device: FUSE requests from virtqueues.
+        .target(name: "VfsvmVirtioFS", dependencies: ["VfsvmVirtio", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+
         // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
         .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
@@ -71,6 +74,11 @@ let package = Package(
 
         .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmVirtioFSTests",
+            dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
 
         .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
