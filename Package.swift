@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "vfsvm", targets: ["vfsvm"]),
         .library(name: "VfsvmVirtio", targets: ["VfsvmVirtio"]),
         .library(name: "VfsvmTestSupport", targets: ["VfsvmTestSupport"]),
+        .library(name: "VfsvmVhostUser", targets: ["VfsvmVhostUser"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,6 +40,10 @@ let package = Package(
         // notification suppression.
         .target(name: "VfsvmVirtio", dependencies: ["VfsvmMemory"], swiftSettings: strict),
 
+        // vhost-user back-end protocol: serves virtqueues to QEMU /
+        // cloud-hypervisor / libvirt over a unix socket with fd passing.
+        .target(name: "VfsvmVhostUser", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
         // Driver-side queue mocks and recording interrupt sinks for tests
         // and benchmarks.
         .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
@@ -55,6 +60,7 @@ let package = Package(
 
         .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+        .testTarget(name: "VfsvmVhostUserTests", dependencies: ["VfsvmVhostUser", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmVirtioTests",
             dependencies: [
