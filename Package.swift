@@ -20,6 +20,8 @@ let package = Package(
         .library(name: "VfsvmTestSupport", targets: ["VfsvmTestSupport"]),
         .library(name: "VfsvmFUSE", targets: ["VfsvmFUSE"]),
         .library(name: "VfsvmPassthroughFS", targets: ["VfsvmPassthroughFS"]),
+
+        .library(name: "VfsvmVhostUser", targets: ["VfsvmVhostUser"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,6 +42,10 @@ let package = Package(
         // Features, device status, split and packed virtqueues, chains,
         // notification suppression.
         .target(name: "VfsvmVirtio", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+
+        // vhost-user back-end protocol: serves virtqueues to QEMU /
+        // cloud-hypervisor / libvirt over a unix socket with fd passing.
+        .target(name: "VfsvmVhostUser", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // Driver-side queue mocks and recording interrupt sinks for tests
         // and benchmarks.
@@ -74,6 +80,7 @@ let package = Package(
 
         .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+        .testTarget(name: "VfsvmVhostUserTests", dependencies: ["VfsvmVhostUser", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmVirtioFSTests",
             dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],

@@ -13,7 +13,7 @@ public final class OSThread: @unchecked Sendable {
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
 
-    public init(name: String, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
+    public init(name: String = "vfsvm", _ body: @escaping @Sendable () -> Void) throws(SystemError) {
         let threadName = String(name.prefix(15))
         let box = Unmanaged.passRetained(Box {
             vfsvm_set_thread_name(threadName)
