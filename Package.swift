@@ -73,6 +73,7 @@ let package = Package(
             name: "vfsvm",
             dependencies: [
                 "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
+                "VfsvmVirtioFS", "VfsvmVhostUser", "VfsvmMemory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -16,6 +16,17 @@ struct Vfsvm: ParsableCommand {
         version: "0.1.0",
         subcommands: [Run.self, Serve.self, Mount.self]
     )
+
+    /// Installed under a name containing "virtiofsd" (Configs/50-vfsvm.json
+    /// points QEMU and libvirt at such a link), vfsvm is `vfsvm serve`.
+    static func main() {
+        let name = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? ""
+        if name.contains("virtiofsd") {
+            Serve.main(Array(CommandLine.arguments.dropFirst()))
+        } else {
+            Self.main(nil)
+        }
+    }
 }
 
 /// Says plainly that a subcommand's arguments were understood but the
