@@ -1,9 +1,11 @@
 #!/bin/bash
-# build-initramfs.sh --kernel-tree DIR --init FILE --busybox FILE --output FILE MODULE...
+# build-initramfs.sh --kernel-tree DIR --init FILE --busybox FILE [--extra FILE]...
+#                    --output FILE MODULE...
 #
 # Builds a gzip-compressed newc cpio archive holding:
 #   /init                       the vfsvm init script (busybox sh)
 #   /bin/busybox + applet links (as `busybox --list-full` names them)
+#   /bin/NAME                   each --extra FILE (static programs)
 #   /lib/modules/NAME.ko        the named modules and everything they depend
 #                               on, decompressed (busybox insmod wants plain .ko)
 #   /lib/modules/load-order     module names, dependencies first
@@ -14,13 +16,14 @@
 set -euo pipefail
 
 die() { echo "build-initramfs: $*" >&2; exit 1; }
-ktree="" init="" busybox="" output=""
+ktree="" init="" busybox="" output="" extras=()
 while [ $# -gt 0 ]; do
     case $1 in
         --kernel-tree) ktree=$2; shift 2 ;;
         --init) init=$2; shift 2 ;;
         --busybox) busybox=$2; shift 2 ;;
         --output) output=$2; shift 2 ;;
+        --extra) [ -x "$2" ] || die "--extra: '$2' is not executable"; extras+=("$2"); shift 2 ;;
         --) shift; break ;;
         -*) die "unknown option $1" ;;
         *) break ;;
@@ -87,6 +90,7 @@ for a in $("$busybox" --list-full); do
     ln -sf "$up/bin/busybox" "$stage/$a"
 done
 install -m 0755 "$init" "$stage/init"
+for x in "${extras[@]}"; do install -m 0755 "$x" "$stage/bin/$(basename "$x")"; done
 echo "$kver" > "$stage/etc/vfsvm-kernel-release"
 # The kernel opens /dev/console for init before anything is mounted; the
 # built-in initramfs usually has it, but do not rely on that.
