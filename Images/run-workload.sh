@@ -4,6 +4,7 @@
 # checks the guest's manifest on the host (verify-manifest.sh).
 #   VFSVM_BIG_MB, VFSVM_NFILES, VFSVM_REQUIRE_XATTR go to .vfsvm-test.env.
 #   Extra arguments go to boot-qemu.sh (e.g. --packed off --queues 2).
+#   VFSVM_WORKLOAD=FILE runs FILE instead of guest-workload.sh.
 #   VFSVM_KEEP=1 keeps the work directory (share, console and backend logs);
 #   it is also kept when anything failed.
 # Exit 0 only when the guest workload passed and the manifest matches.
@@ -21,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cp "$here/guest-workload.sh" "$share/.vfsvm-test.sh"
+cp "${VFSVM_WORKLOAD:-$here/guest-workload.sh}" "$share/.vfsvm-test.sh"
 {
     echo "BIG_MB=${VFSVM_BIG_MB:-64}"
     echo "NFILES=${VFSVM_NFILES:-2000}"

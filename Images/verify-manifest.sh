@@ -4,7 +4,7 @@
 # SHARE_DIR/vfsvm-work, and that no file there is missing from the manifest.
 # Prints one line per problem and a summary; exit 0 only when all match.
 set -u
-dir=${1:?usage: verify-manifest.sh SHARE_DIR}
+dir=$(cd "${1:?usage: verify-manifest.sh SHARE_DIR}" && pwd) || exit 1
 man=$dir/vfsvm-manifest.txt
 work=$dir/vfsvm-work
 [ -s "$man" ] || { echo "verify-manifest: no manifest at $man" >&2; exit 1; }
