@@ -133,7 +133,8 @@ elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
 status=$(tr -d '\r' < "$log" | sed -n 's/^VFSVM-GUEST-EXIT status=\([0-9][0-9]*\)$/\1/p' | tail -n1)
 keep="console log: $log"
 if [ -n "$status" ]; then
-    echo "boot-qemu: guest exited with status $status after ${elapsed}s (boot to marker, qemu rc $rc)" >&2
+    up=$(tr -d '\r' < "$log" | sed -n 's/^vfsvm-init: guest uptime at exit \([0-9.]*\)s$/\1/p' | tail -n1)
+    echo "boot-qemu: guest exited with status $status; marker at guest uptime ${up:-?}s, QEMU start to exit ${elapsed}s (qemu rc $rc)" >&2
     [ $own_log -eq 0 ] || { rm -f "$log"; keep=""; }
     [ -z "$keep" ] || echo "boot-qemu: $keep" >&2
     exit "$status"

@@ -29,7 +29,8 @@ log() { echo "vfsvm-init: $*"; }
 finish() {
     sync
     # own line, even when the console is mid-line
-    printf '\nVFSVM-GUEST-EXIT status=%s\n' "$1"
+    printf '\nvfsvm-init: guest uptime at exit %ss\nVFSVM-GUEST-EXIT status=%s\n' \
+        "$(cut -d' ' -f1 /proc/uptime)" "$1"
     poweroff -f
     # Not reached unless power-off failed; exiting init panics the kernel,
     # and panic=-1 with QEMU's -no-reboot ends the VM.

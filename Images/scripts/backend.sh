@@ -5,6 +5,7 @@
 #   virtiofsd (default)  Debian's C virtiofsd ($VIRTIOFSD, default /usr/lib/qemu/virtiofsd)
 #   vfsvm                `$VFSVM_BIN serve` with virtiofsd-compatible arguments
 #                        (VFSVM_BIN default: vfsvm on PATH)
+# VFSVM_BACKEND_ARGS: extra arguments appended (split on blanks), e.g. "-o no_xattr".
 # stop_backend: ends that process (by its PID only) and waits for it.
 
 start_backend() {
@@ -13,11 +14,11 @@ start_backend() {
     case ${VFSVM_BACKEND:-virtiofsd} in
         virtiofsd)
             "${VIRTIOFSD:-/usr/lib/qemu/virtiofsd}" --socket-path="$sock" \
-                -o source="$dir" -o cache=auto -o xattr > "$log" 2>&1 &
+                -o source="$dir" -o cache=auto -o xattr ${VFSVM_BACKEND_ARGS:-} > "$log" 2>&1 &
             ;;
         vfsvm)
             "${VFSVM_BIN:-vfsvm}" serve --socket-path="$sock" \
-                -o source="$dir" -o cache=auto -o xattr > "$log" 2>&1 &
+                -o source="$dir" -o cache=auto -o xattr ${VFSVM_BACKEND_ARGS:-} > "$log" 2>&1 &
             ;;
         *) echo "VFSVM_BACKEND must be virtiofsd or vfsvm" >&2; return 2 ;;
     esac
