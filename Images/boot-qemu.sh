@@ -14,9 +14,10 @@
 # Default mount points: /mnt for the first share, /mnt2, /mnt3 ... after it.
 # --test runs FIRST_MOUNT/.vfsvm-test.sh in the guest (vfsvm.cmd=test).
 # Environment: VFSVM_ACCEL=tcg|kvm (default tcg; /dev/kvm is slow software KVM on
-# the build machines), VFSVM_QEMU (default qemu-system-x86_64).
+# the build machines), VFSVM_CPU (default max for tcg, qemu64 for kvm),
+# VFSVM_QEMU (default qemu-system-x86_64).
 # Exit status: the guest's N; 124 on timeout; 125 when QEMU ended without the
-# marker; 2 for bad arguments.
+# marker; 130 when interrupted (INT/TERM/HUP; QEMU is stopped); 2 for bad arguments.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -65,8 +66,8 @@ isnum "$smp" || die "--smp wants a positive number"
 
 qemu=${VFSVM_QEMU:-qemu-system-x86_64}
 case ${VFSVM_ACCEL:-tcg} in
-    tcg) accel=(-accel tcg -cpu max) ;;
-    kvm) accel=(-accel kvm -cpu host) ;;
+    tcg) accel=(-accel tcg -cpu "${VFSVM_CPU:-max}") ;;
+    kvm) accel=(-accel kvm -cpu "${VFSVM_CPU:-qemu64}") ;;
     *) die "VFSVM_ACCEL must be tcg or kvm" ;;
 esac
 
@@ -122,10 +123,21 @@ else
         con=(-chardev "stdio,id=con,logfile=$log,signal=off" -serial chardev:con)
         exec 3>&1
     fi
+    # timeout(1) puts QEMU in its own process group, so a Ctrl-C here would
+    # not reach it: run it in the background and pass INT/TERM on by PID.
+    interrupted=0
     set +e
-    timeout -k 5 "$timeout" "$qemu" "${args[@]}" "${con[@]}" </dev/null >&3
-    rc=$?
+    timeout -k 5 "$timeout" "$qemu" "${args[@]}" "${con[@]}" </dev/null >&3 &
+    qpid=$!
+    trap 'interrupted=1; kill -TERM "$qpid" 2>/dev/null' INT TERM HUP
+    wait "$qpid"; rc=$?
+    while kill -0 "$qpid" 2>/dev/null; do wait "$qpid"; rc=$?; done
+    trap - INT TERM HUP
     set -e
+    if [ $interrupted -eq 1 ]; then
+        echo "boot-qemu: interrupted; QEMU stopped; console log: $log" >&2
+        exit 130
+    fi
 fi
 end=$(date +%s.%N)
 elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')

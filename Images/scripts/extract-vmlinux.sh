@@ -20,7 +20,7 @@ img=$1 out=$2
 # u8/u16/u32 little-endian readers (od prints in host order; this is x86-64).
 rd() { od -An -tu"$2" -j "$1" -N "$2" "$img" | tr -d ' \n'; }
 
-magic=$(od -An -c -j 0x202 -N 4 "$img" | tr -d ' \n')
+magic=$(od -An -c -j 0x202 -N 4 "$img" 2>/dev/null | tr -d ' \n')
 [ "$magic" = "HdrS" ] || die "$img: no bzImage setup header (HdrS magic missing)"
 version=$(rd 0x206 2)
 [ "$version" -ge $((0x208)) ] || die "$img: boot protocol $version too old (need 2.08 for payload_offset)"
