@@ -8,11 +8,12 @@
 #                [--packed on|off] [--queues N] [--queue-size N]
 #                [--cmd "shell text" | --test | --shell]
 #                [--log FILE] [--quiet] [--timeout SECONDS] [--mem 512M] [--smp N]
-#                [--kernel FILE] [--initrd FILE] [--append "kernel args"]
+#                [--kernel FILE] [--initrd FILE] [--append "kernel args"] [--dry-run]
 #
 # Each --socket starts a share; --tag, --mount and --ro after it belong to it.
 # Default mount points: /mnt for the first share, /mnt2, /mnt3 ... after it.
 # --test runs FIRST_MOUNT/.vfsvm-test.sh in the guest (vfsvm.cmd=test).
+# --dry-run prints the QEMU command line (shell-quoted) and exits 0.
 # Environment: VFSVM_ACCEL=tcg|kvm (default tcg; /dev/kvm is slow software KVM on
 # the build machines), VFSVM_CPU (default max for tcg, qemu64 for kvm),
 # VFSVM_QEMU (default qemu-system-x86_64).
@@ -25,7 +26,7 @@ die() { echo "boot-qemu: $*" >&2; exit 2; }
 
 sockets=() tags=() mounts=() ros=()
 packed="" queues="" qsize="" cmd="" mode=none log="" quiet=0 timeout=120 mem=512M smp=1
-kernel=$here/out/vmlinuz initrd=$here/out/initramfs.cpio.gz append=""
+kernel=$here/out/vmlinuz initrd=$here/out/initramfs.cpio.gz append="" dry=0
 need() { [ $# -ge 2 ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -50,6 +51,7 @@ while [ $# -gt 0 ]; do
         --kernel) need "$@"; kernel=$2; shift 2 ;;
         --initrd) need "$@"; initrd=$2; shift 2 ;;
         --append) need "$@"; append=$2; shift 2 ;;
+        --dry-run) dry=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -77,7 +79,7 @@ for i in "${!sockets[@]}"; do
     s=${sockets[$i]} t=${tags[$i]} m=${mounts[$i]}
     [ -n "$t" ] || die "share $((i + 1)) (--socket $s) has no --tag"
     [[ $t =~ ^[A-Za-z0-9._+-]{1,36}$ ]] || die "tag '$t': 1-36 characters of A-Z a-z 0-9 . _ + -"
-    [ -S "$s" ] || die "$s is not a socket (is the backend running?)"
+    [ -S "$s" ] || [ $dry -eq 1 ] || die "$s is not a socket (is the backend running?)"
     if [ -z "$m" ]; then if [ "$i" -eq 0 ]; then m=/mnt; else m=/mnt$((i + 1)); fi; fi
     [[ $m =~ ^/[A-Za-z0-9._/+-]*$ ]] || die "mount point '$m': absolute, no blanks or ':'"
     d="vhost-user-fs-pci,chardev=vfs$i,tag=$t"
@@ -97,15 +99,21 @@ esac
 # x86 COMMAND_LINE_SIZE is 2048 including the NUL
 [ ${#kcmd} -lt 2048 ] || die "kernel command line is ${#kcmd} bytes (max 2047); put long commands in a script on the share"
 
-own_log=0
-if [ -z "$log" ]; then log=$(mktemp /tmp/vfsvm-boot.XXXXXX.log); own_log=1; fi
-: > "$log"
-
 args=("${accel[@]}" -nodefaults -no-user-config -display none -vga none -no-reboot
       -machine pc -m "$mem" -smp "$smp"
       -object "memory-backend-memfd,id=mem,size=$mem,share=on" -numa node,memdev=mem
       -kernel "$kernel" -initrd "$initrd" -append "$kcmd"
       "${dev[@]}")
+
+if [ $dry -eq 1 ]; then
+    printf '%q ' "$qemu" "${args[@]}" -serial stdio; echo
+    exit 0
+fi
+
+own_log=0
+if [ -z "$log" ]; then log=$(mktemp /tmp/vfsvm-boot.XXXXXX.log); own_log=1; fi
+: > "$log"
+
 
 start=$(date +%s.%N)
 if [ $mode = shell ]; then

@@ -61,7 +61,6 @@ for arg in $(cat /proc/cmdline); do
         vfsvm.*) log "unknown argument '$arg'"; bad=1 ;;
     esac
 done
-set +f
 [ $bad -eq 0 ] || finish 120
 
 # Modules, dependencies first; a module already present (builtin) is skipped.
@@ -100,6 +99,7 @@ for spec in $mounts; do
     log "mounted virtiofs $tag on $path${opt:+ ($opt)}"
     [ -n "$first_mount" ] || first_mount=$path
 done
+set +f
 
 # Which ring each virtio-fs device negotiated (feature bit 34 = RING_PACKED).
 for d in /sys/bus/virtio/devices/*; do
