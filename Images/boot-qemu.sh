@@ -9,16 +9,20 @@
 #                [--cmd "shell text" | --test | --shell]
 #                [--log FILE] [--quiet] [--timeout SECONDS] [--mem 512M] [--smp N]
 #                [--kernel FILE] [--initrd FILE] [--append "kernel args"] [--dry-run]
+#                [--expect-ring packed|split]
 #
 # Each --socket starts a share; --tag, --mount and --ro after it belong to it.
 # Default mount points: /mnt for the first share, /mnt2, /mnt3 ... after it.
 # --test runs FIRST_MOUNT/.vfsvm-test.sh in the guest (vfsvm.cmd=test).
 # --dry-run prints the QEMU command line (shell-quoted) and exits 0.
+# --expect-ring: every virtio-fs device must report that ring (the guest's
+# "vfsvm-init: virtiofs device ... ring=" lines), else exit 126 — QEMU's
+# packed=on silently falls back to split when the backend lacks the feature.
 # Environment: VFSVM_ACCEL=tcg|kvm (default tcg; /dev/kvm is slow software KVM on
 # the build machines), VFSVM_CPU (default max for tcg, qemu64 for kvm),
 # VFSVM_QEMU (default qemu-system-x86_64).
 # Exit status: the guest's N; 124 on timeout; 125 when QEMU ended without the
-# marker; 130 when interrupted (INT/TERM/HUP; QEMU is stopped); 2 for bad arguments.
+# marker; 126 when --expect-ring does not hold; 130 when interrupted (INT/TERM/HUP; QEMU is stopped); 2 for bad arguments.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +30,7 @@ die() { echo "boot-qemu: $*" >&2; exit 2; }
 
 sockets=() tags=() mounts=() ros=()
 packed="" queues="" qsize="" cmd="" mode=none log="" quiet=0 timeout=120 mem=512M smp=1
-kernel=$here/out/vmlinuz initrd=$here/out/initramfs.cpio.gz append="" dry=0
+kernel=$here/out/vmlinuz initrd=$here/out/initramfs.cpio.gz append="" dry=0 expect_ring=""
 need() { [ $# -ge 2 ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -52,6 +56,7 @@ while [ $# -gt 0 ]; do
         --initrd) need "$@"; initrd=$2; shift 2 ;;
         --append) need "$@"; append=$2; shift 2 ;;
         --dry-run) dry=1; shift ;;
+        --expect-ring) need "$@"; case $2 in packed|split) expect_ring=$2 ;; *) die "--expect-ring packed|split" ;; esac; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -155,6 +160,16 @@ keep="console log: $log"
 if [ -n "$status" ]; then
     up=$(tr -d '\r' < "$log" | sed -n 's/^vfsvm-init: guest uptime at exit \([0-9.]*\)s$/\1/p' | tail -n1)
     echo "boot-qemu: guest exited with status $status; marker at guest uptime ${up:-?}s, QEMU start to exit ${elapsed}s (qemu rc $rc)" >&2
+    if [ -n "$expect_ring" ]; then
+        rings=$(tr -d '\r' < "$log" | sed -n 's/^vfsvm-init: virtiofs device [^ ]* ring=\([a-z]*\) .*/\1/p' | sort | uniq -c | tr -s ' \n' ' ')
+        ndev=$(tr -d '\r' < "$log" | grep -c '^vfsvm-init: virtiofs device ' || true)
+        nok=$(tr -d '\r' < "$log" | grep -c "^vfsvm-init: virtiofs device [^ ]* ring=$expect_ring " || true)
+        if [ "$ndev" -ne ${#sockets[@]} ] || [ "$nok" -ne "$ndev" ]; then
+            echo "boot-qemu: expected ring=$expect_ring on ${#sockets[@]} virtio-fs device(s), guest reported:${rings:- nothing}; $keep" >&2
+            exit 126
+        fi
+        echo "boot-qemu: all $ndev virtio-fs device(s) use the $expect_ring ring" >&2
+    fi
     [ $own_log -eq 0 ] || { rm -f "$log"; keep=""; }
     [ -z "$keep" ] || echo "boot-qemu: $keep" >&2
     exit "$status"
