@@ -36,6 +36,7 @@ set +e
 guest=$?
 set -e
 stop_backend
+echo "run-workload: backend ${VFSVM_BACKEND:-virtiofsd} exit status $BACKEND_STATUS (143: stopped by TERM)"
 host=0
 "$here/verify-manifest.sh" "$share" || host=1
 echo "run-workload: guest status $guest, host manifest check $([ $host -eq 0 ] && echo ok || echo FAILED)"

@@ -6,7 +6,8 @@
 #   vfsvm                `$VFSVM_BIN serve` with virtiofsd-compatible arguments
 #                        (VFSVM_BIN default: vfsvm on PATH)
 # VFSVM_BACKEND_ARGS: extra arguments appended (split on blanks), e.g. "-o no_xattr".
-# stop_backend: ends that process (by its PID only) and waits for it.
+# stop_backend: ends that process (by its PID only: TERM if it has not exited
+# 1 s after the guest went away), waits for it, sets BACKEND_STATUS.
 
 start_backend() {
     local sock=$1 dir=$2 log=$3 i
@@ -38,8 +39,12 @@ stop_backend() {
     if kill -0 "$BACKEND_PID" 2>/dev/null; then
         # virtiofsd exits by itself once QEMU disconnects; give it a moment
         for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$BACKEND_PID" 2>/dev/null || break; sleep 0.1; done
-        kill "$BACKEND_PID" 2>/dev/null
+        kill "$BACKEND_PID" 2>/dev/null || true
     fi
-    wait "$BACKEND_PID" 2>/dev/null
+    # its exit status is of no interest here (virtiofsd may exit 1 after the
+    # disconnect); callers run under set -e, so never fail
+    BACKEND_STATUS=0
+    wait "$BACKEND_PID" 2>/dev/null || BACKEND_STATUS=$?
     BACKEND_PID=""
+    return 0
 }
