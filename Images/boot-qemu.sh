@@ -155,8 +155,15 @@ fi
 end=$(date +%s.%N)
 elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
 
-status=$(tr -d '\r' < "$log" | sed -n 's/^VFSVM-GUEST-EXIT status=\([0-9][0-9]*\)$/\1/p' | tail -n1)
+# The last marker counts; a kernel message may share its line. A timeout wins
+# over any marker (the command itself could have printed one, then hung).
+status=$(tr -d '\r' < "$log" | sed -n 's/.*VFSVM-GUEST-EXIT status=\([0-9][0-9]*\).*/\1/p' | tail -n1)
 keep="console log: $log"
+if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    echo "boot-qemu: TIMEOUT after ${timeout}s${status:+ (a marker status=$status was seen before)}; $keep" >&2
+    [ $quiet -eq 0 ] || tail -n 20 "$log" >&2
+    exit 124
+fi
 if [ -n "$status" ]; then
     up=$(tr -d '\r' < "$log" | sed -n 's/^vfsvm-init: guest uptime at exit \([0-9.]*\)s$/\1/p' | tail -n1)
     echo "boot-qemu: guest exited with status $status; marker at guest uptime ${up:-?}s, QEMU start to exit ${elapsed}s (qemu rc $rc)" >&2
@@ -173,11 +180,6 @@ if [ -n "$status" ]; then
     [ $own_log -eq 0 ] || { rm -f "$log"; keep=""; }
     [ -z "$keep" ] || echo "boot-qemu: $keep" >&2
     exit "$status"
-fi
-if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-    echo "boot-qemu: TIMEOUT after ${timeout}s: no VFSVM-GUEST-EXIT marker; $keep" >&2
-    [ $quiet -eq 0 ] || tail -n 20 "$log" >&2
-    exit 124
 fi
 echo "boot-qemu: QEMU ended (rc $rc) after ${elapsed}s without a VFSVM-GUEST-EXIT marker; $keep" >&2
 [ $quiet -eq 0 ] || tail -n 20 "$log" >&2
