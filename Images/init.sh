@@ -44,15 +44,15 @@ urldecode() {
 }
 
 set -f   # the command line is split on blanks below; never glob it
-mounts="" cmd="" have_cmd=0 shell=0 bad=0
+mounts="" cmd="" have_cmd=0 run_test=0 shell=0 bad=0
 for arg in $(cat /proc/cmdline); do
     case $arg in
         vfsvm.mount=*) mounts="$mounts ${arg#vfsvm.mount=}" ;;
-        vfsvm.cmd=test) cmd=@test; have_cmd=1 ;;
-        vfsvm.cmd=*) cmd=$(urldecode "${arg#vfsvm.cmd=}"); have_cmd=1 ;;
+        vfsvm.cmd=test) run_test=1; have_cmd=1 ;;
+        vfsvm.cmd=*) cmd=$(urldecode "${arg#vfsvm.cmd=}"); have_cmd=1 run_test=0 ;;
         vfsvm.cmd64=*)
             if cmd=$(printf '%s' "${arg#vfsvm.cmd64=}" | base64 -d 2>/dev/null); then
-                have_cmd=1
+                have_cmd=1 run_test=0
             else
                 log "vfsvm.cmd64 is not valid base64"; bad=1
             fi ;;
@@ -113,7 +113,7 @@ done
 
 if [ $have_cmd -eq 1 ]; then
     cd "${first_mount:-/}"
-    if [ "$cmd" = @test ]; then
+    if [ $run_test -eq 1 ]; then
         [ -n "$first_mount" ] || { log "vfsvm.cmd=test needs a vfsvm.mount"; finish 120; }
         sh "$first_mount/.vfsvm-test.sh" </dev/null
     else
