@@ -177,6 +177,46 @@ t_xattr() {
     $x list xattr.txt | grep -qx user.second && { echo "removed attribute still listed"; return 1; }
     return 0
 }
+t_sparse() {
+    printf 'head' > sparse.bin
+    printf 'tail' | dd of=sparse.bin bs=1 seek=3000000 conv=notrunc 2>/dev/null
+    dropcaches
+    expect "$(size sparse.bin)" 3000004 size
+    expect "$(dd if=sparse.bin bs=1 skip=3000000 2>/dev/null)" tail "bytes after the hole"
+    expect "$(head -c 4 sparse.bin)" head "bytes before the hole"
+    expect "$(dd if=sparse.bin bs=4096 skip=100 count=100 2>/dev/null | md5sum | cut -d' ' -f1)" \
+           "$(head -c 409600 /dev/zero | md5sum | cut -d' ' -f1)" "hole reads as zeros"
+}
+t_fallocate() {
+    : > falloc.bin
+    fallocate -l 1048576 falloc.bin
+    expect "$(size falloc.bin)" 1048576 "size after fallocate"
+    fallocate -o 2097152 -l 4096 falloc.bin
+    expect "$(size falloc.bin)" 2101248 "size after fallocate at an offset"
+}
+t_utimes() {
+    printf 't\n' > times.txt
+    touch -m -d '2001-02-03 04:05:06' times.txt
+    dropcaches
+    expect "$(date -u -d "@$(stat -c %Y times.txt)" '+%Y-%m-%d %H:%M:%S')" "2001-02-03 04:05:06" mtime
+}
+t_special() {
+    mkfifo fifo
+    expect "$(stat -c %F fifo)" fifo "fifo type"
+    rm fifo
+}
+t_names() {
+    n255=$(printf 'n%.0s' $(seq 255))
+    printf 'long\n' > "$n255"
+    expect "$(cat "$n255")" long "255-byte name"
+    rm "$n255"
+    touch "n$n255" 2>/dev/null && { echo "a 256-byte name was accepted"; return 1; }
+    printf 'spaces\n' > "name with spaces & ümlaut"
+    # busybox ls shows non-ASCII bytes as '?': ask find, which prints them raw
+    [ "$(find . -maxdepth 1 -name "name with spaces & ümlaut")" = "./name with spaces & ümlaut" ] ||
+        { echo "name with spaces/UTF-8 not found by readdir"; return 1; }
+    rm "name with spaces & ümlaut"
+}
 t_big() {
     dd if=/dev/urandom of="$T/big" bs=1M count="$BIG_MB" 2>/dev/null
     want=$(md5 "$T/big")
@@ -232,12 +272,19 @@ else
         ko xattr "$(tr '\n' ' ' < "$T/out" | head -c 400)"
     fi
 fi
+t sparse t_sparse
+t fallocate t_fallocate
+t utimes t_utimes
+t mkfifo t_special
+t names t_names
 t "big-file-${BIG_MB}MiB" t_big
 t "many-files-$NFILES" t_many_files
 t df t_df
 
 # Manifest of every regular file left, for the host to check.
-( cd "$W" && find . -type f | sed 's#^\./##' | LC_ALL=C sort > "$T/names" &&
+# (names with blanks, left only by a failed test, are not listed; the host
+# then reports them as EXTRA)
+( cd "$W" && find . -type f ! -name '*[[:space:]]*' | sed 's#^\./##' | LC_ALL=C sort > "$T/names" &&
   xargs stat -c '%n %s' < "$T/names" > "$T/sizes" &&
   xargs md5sum < "$T/names" | awk '{print $2, $1}' > "$T/sums" &&
   awk 'NR == FNR { sum[$1] = $2; next } { print $1, $2, sum[$1] }' "$T/sums" "$T/sizes" \
