@@ -20,6 +20,8 @@ void vfsvm_set_thread_name(const char *name) { (void)pthread_setname_np(pthread_
 
 int vfsvm_unshare(int flags) { return unshare(flags); }
 
+int vfsvm_unshare_fs(void) { return unshare(CLONE_FS); }
+
 int vfsvm_pivot_root(const char *new_root, const char *put_old) {
     return (int)syscall(SYS_pivot_root, new_root, put_old);
 }

@@ -70,6 +70,7 @@ static inline int vfsvm_memfd_create(const char *name, unsigned int flags) {
 int vfsvm_pipe2(int fds[2], int flags);
 void vfsvm_set_thread_name(const char *name);
 int vfsvm_unshare(int flags);
+int vfsvm_unshare_fs(void);
 int vfsvm_pivot_root(const char *new_root, const char *put_old);
 int vfsvm_capset(uint64_t keep_mask);
 int vfsvm_capbset_drop(int cap);
