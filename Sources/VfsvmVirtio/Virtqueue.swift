@@ -214,10 +214,8 @@ public struct Virtqueue: Sendable {
         let slot = UInt64(nextAvail & (ringSize - 1))
         let head: UInt16 = try ringLoad(memory, driver.unchecked(plus: 4 + 2 * slot))
         nextAvail &+= 1
-        if eventIndex && notificationsEnabled {
-            // avail_event: "kick me when you publish past this" (2.7.10).
-            try ringStore(memory, nextAvail, device.unchecked(plus: 4 + 8 * UInt64(ringSize)))
-        }
+        // EVENT_IDX: move avail_event along while kicks are wanted.
+        if eventIndex && notificationsEnabled { try writeKickRequest(memory) }
         // 2.7.6: ring entries are descriptor chain heads, < Queue Size.
         guard head < ringSize else { throw .headOutOfRange(head: head, size: ringSize) }
 
@@ -305,9 +303,7 @@ public struct Virtqueue: Sendable {
         }
         nextAvail = position
         availWrap = wrap
-        if eventIndex && notificationsEnabled {
-            try writeDeviceEvent(memory, flags: Ring.eventDesc)
-        }
+        if eventIndex && notificationsEnabled { try writeKickRequest(memory) }
         // 2.8.6 / 2.8.13: buffer ids name the driver's in-flight buffers, < Queue Size.
         guard lastID < ringSize else { throw .bufferIDOutOfRange(id: lastID, size: ringSize) }
         do throws(ChainRefusal) {
@@ -406,40 +402,55 @@ public struct Virtqueue: Sendable {
     }
 
     /// Asks the driver not to notify (kick) while the device drains the
-    /// queue. Split: VRING_USED_F_NO_NOTIFY, or with EVENT_IDX simply stop
-    /// moving avail_event. Packed: device event flags = DISABLE.
+    /// queue (see `writeKickRequest`).
     public mutating func disableNotifications(_ memory: GuestMemory) throws(VirtqueueError) {
-        guard let layout else { throw .notActive }
+        guard isActive else { throw .notActive }
         notificationsEnabled = false
-        switch layout {
-        case .split:
-            if !eventIndex { try ringStore(memory, Ring.usedNoNotify.littleEndian, device) }
-        case .packed:
-            try ringStore(memory, Ring.eventDisable.littleEndian, device.unchecked(plus: 2))
-        }
+        try writeKickRequest(memory)
     }
 
     /// Asks the driver to notify again, then re-checks the ring: returns
     /// true when buffers became available while notifications were off
-    /// (the driver may not have kicked for them; pop again). Split:
-    /// avail_event = next avail (EVENT_IDX) or clear NO_NOTIFY. Packed:
-    /// device event = DESC at the next avail slot (EVENT_IDX) or ENABLE.
+    /// (the driver may not have kicked for them; pop again).
     public mutating func enableNotifications(_ memory: GuestMemory) throws(VirtqueueError) -> Bool {
-        guard let layout else { throw .notActive }
+        guard isActive else { throw .notActive }
         notificationsEnabled = true
-        switch layout {
-        case .split:
-            if eventIndex {
-                try ringStore(memory, nextAvail.littleEndian, device.unchecked(plus: 4 + 8 * UInt64(ringSize)))
-            } else {
-                try ringStore(memory, UInt16(0), device)
-            }
-        case .packed:
-            try writeDeviceEvent(memory, flags: eventIndex ? Ring.eventDesc : Ring.eventEnable)
-        }
-        // The store above must be visible before we look at the ring again.
+        try writeKickRequest(memory)
+        // The store must be visible before we look at the ring again, or
+        // the driver and we could both conclude the other will act.
         GuestMemory.fullFence()
         return try hasAvailable(memory)
+    }
+
+    /// The one place that tells the driver whether to kick:
+    /// - split, no EVENT_IDX: used->flags VRING_USED_F_NO_NOTIFY set or clear (2.7.7);
+    /// - split, EVENT_IDX: avail_event = next avail index when enabled; left
+    ///   alone when disabled (2.7.10: the driver then kicks at most once more);
+    /// - packed: device event suppression flags DISABLE, ENABLE, or with
+    ///   EVENT_IDX DESC with off_wrap = next avail slot | wrap << 15 (2.8.10).
+    private func writeKickRequest(_ memory: GuestMemory) throws(VirtqueueError) {
+        switch layout {
+        case nil:
+            throw .notActive
+        case .split:
+            if eventIndex {
+                if notificationsEnabled {
+                    try ringStore(memory, nextAvail.littleEndian, device.unchecked(plus: 4 + 8 * UInt64(ringSize)))
+                }
+            } else {
+                try ringStore(memory, (notificationsEnabled ? 0 : Ring.usedNoNotify).littleEndian, device)
+            }
+        case .packed:
+            if !notificationsEnabled {
+                try ringStore(memory, Ring.eventDisable.littleEndian, device.unchecked(plus: 2))
+            } else if eventIndex {
+                let offWrap = nextAvail | (availWrap ? Ring.wrapBit : 0)
+                try ringStore(memory, offWrap.littleEndian, device)
+                try ringStoreRelease16(memory, Ring.eventDesc, device.unchecked(plus: 2))
+            } else {
+                try ringStore(memory, Ring.eventEnable.littleEndian, device.unchecked(plus: 2))
+            }
+        }
     }
 
     /// True when a chain is waiting (without consuming it).
@@ -453,13 +464,6 @@ public struct Virtqueue: Sendable {
             let flags = try ringLoadAcquire16(memory, table.unchecked(plus: Ring.descriptorSize * UInt64(nextAvail) + 14))
             return packedIsAvailable(flags, wrap: availWrap)
         }
-    }
-
-    /// Packed device event suppression: off_wrap = next avail | wrap << 15, then flags.
-    private func writeDeviceEvent(_ memory: GuestMemory, flags: UInt16) throws(VirtqueueError) {
-        let offWrap = nextAvail | (availWrap ? Ring.wrapBit : 0)
-        try ringStore(memory, offWrap.littleEndian, device)
-        try ringStoreRelease16(memory, flags, device.unchecked(plus: 2))
     }
 
     // MARK: - Ring access (validated at activation; errors here are fatal)
