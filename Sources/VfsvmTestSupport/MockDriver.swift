@@ -187,7 +187,8 @@ public final class MockDriver {
 
     public var inFlightCount: Int { inFlight.count }
     public var freeDescriptorCount: Int { layout == .split ? freeDescriptors.count : Int(queueSize) - usedSlots }
-    private var usedSlots: Int { inFlight.values.reduce(0) { $0 + Int($1.slots) } }
+    /// Packed ring slots held by chains in flight.
+    private var usedSlots = 0
 
     // MARK: - Buffers
 
@@ -309,7 +310,7 @@ public final class MockDriver {
 
     private func addPacked(_ segs: [RingSegment], writable: [MockSegment],
                            publish: Bool) throws(MockDriverError) -> UInt16 {
-        let free = Int(queueSize) - usedSlots - pendingHeads.count * 0
+        let free = Int(queueSize) - usedSlots
         guard segs.count <= free, let id = freeIDs.popLast() else {
             throw .outOfDescriptors(needed: segs.count, free: free)
         }
@@ -333,6 +334,7 @@ public final class MockDriver {
             throw .memory(error)
         }
         inFlight[id] = InFlight(descriptors: [], slots: UInt16(segs.count), writable: writable, ring: segs)
+        usedSlots += segs.count
         pendingHeads.append((headSlot, headFlags))
         addedSinceKickCheck += segs.count
         if publish { try self.publish() }
@@ -392,6 +394,7 @@ public final class MockDriver {
                     let id = UInt16(littleEndian: try memory.load(UInt16.self, at: d.unchecked(plus: 12)))
                     let length = UInt32(littleEndian: try memory.load(UInt32.self, at: d.unchecked(plus: 8)))
                     guard let f = inFlight.removeValue(forKey: id) else { throw MockDriverError.unknownUsedID(id) }
+                    usedSlots -= Int(f.slots)
                     freeIDs.append(id)
                     out.append(MockCompletion(id: id, length: length, reply: try replyBytes(f.writable, length)))
                     let advanced = Int(lastUsedSlot) + Int(f.slots)
@@ -445,6 +448,7 @@ public final class MockDriver {
                     guard (flags & (1 << 7) != 0) == usedWrap && (flags & (1 << 15) != 0) == usedWrap else { break }
                     let id = UInt16(littleEndian: try memory.load(UInt16.self, at: d.unchecked(plus: 12)))
                     guard let f = inFlight.removeValue(forKey: id) else { throw MockDriverError.unknownUsedID(id) }
+                    usedSlots -= Int(f.slots)
                     freeIDs.append(id)
                     let advanced = Int(lastUsedSlot) + Int(f.slots)
                     lastUsedSlot = UInt16(advanced % Int(queueSize))

@@ -342,7 +342,9 @@ public struct Virtqueue: Sendable {
             let d = table.unchecked(plus: Ring.descriptorSize * UInt64(nextUsed))
             try ringStore(memory, length.littleEndian, d.unchecked(plus: 8))
             try ringStore(memory, id.littleEndian, d.unchecked(plus: 12))
-            let flags = usedWrap ? (Ring.packedAvail | Ring.packedUsed) : 0
+            // 2.8.4: Element Length only counts with VIRTQ_DESC_F_WRITE set
+            // in the used descriptor (as QEMU does when anything was written).
+            let flags = (usedWrap ? (Ring.packedAvail | Ring.packedUsed) : 0) | (length > 0 ? Ring.write : 0)
             try ringStoreRelease16(memory, flags, d.unchecked(plus: 14))
             let advanced = UInt32(nextUsed) + UInt32(descriptorCount)
             if advanced >= UInt32(ringSize) {
