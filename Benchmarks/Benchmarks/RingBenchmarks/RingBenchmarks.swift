@@ -16,13 +16,15 @@ final class RingState: @unchecked Sendable {
     var queue: Virtqueue
     var memory: GuestMemory { driver.memory }
 
-    init(layout: RingLayout, eventIndex: Bool, indirect: Bool, descriptors: Int, size: UInt16 = 256) throws {
+    /// A ring of `size` descriptors holding `chains` chains (default: as
+    /// many as fit).
+    init(layout: RingLayout, eventIndex: Bool, indirect: Bool, descriptors: Int, size: UInt16 = 256, chains: Int? = nil) throws {
         var features: VirtioFeatures = [.version1, .indirectDescriptors]
         if eventIndex { features.insert(.eventIndex) }
         driver = try MockDriver(layout: layout, queueSize: size, features: features)
         queue = try driver.makeQueue()
         let perChain = indirect ? 1 : descriptors
-        for _ in 0..<(Int(size) / perChain) {
+        for _ in 0..<(chains ?? Int(size) / perChain) {
             if descriptors == 1 {
                 try driver.add(readable: [[UInt8](repeating: 1, count: 64)], writable: [], indirect: indirect, publish: false)
             } else {
@@ -47,9 +49,22 @@ final class RingState: @unchecked Sendable {
         blackHole(c.readableLength)
         try queue.pushUsed(id: c.id, descriptorCount: c.descriptorCount, length: 0, memory)
     }
+
+    /// Device only: pops and completes every chain on the ring; returns how many.
+    @inline(__always)
+    func drainAll() throws -> Int {
+        var n = 0
+        while let c = try queue.pop(memory) {
+            blackHole(c.readableLength)
+            try queue.pushUsed(id: c.id, descriptorCount: c.descriptorCount, length: 0, memory)
+            n += 1
+        }
+        _ = try queue.needsInterrupt(memory)
+        return n
+    }
 }
 
-enum BenchmarkRingError: Error { case ringEmptyAfterRefill }
+enum BenchmarkRingError: Error { case ringEmptyAfterRefill, wrongChainCount(Int) }
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
@@ -71,10 +86,31 @@ let benchmarks: @Sendable () -> Void = {
                         print("cannot set up \(name): \(error)")
                         continue
                     }
-                    Benchmark(name) { benchmark in
+                    // Round trip: device pop + complete, driver refill included.
+                    Benchmark(name + " round-trip") { benchmark in
                         for _ in benchmark.scaledIterations {
                             try state.step()
                         }
+                    }
+                    // Device only: 1000 chains posted outside the measurement,
+                    // then timed while the device drains them (so with the
+                    // kilo scaling factor the throughput is chains/s).
+                    let perChain = indirect ? 1 : descriptors
+                    let size = UInt16(1 << (Int.bitWidth - (1000 * perChain - 1).leadingZeroBitCount))
+                    let full: RingState
+                    do {
+                        full = try RingState(layout: layout, eventIndex: eventIndex, indirect: indirect,
+                                             descriptors: descriptors, size: size, chains: 1000)
+                    } catch {
+                        print("cannot set up \(name) device-only: \(error)")
+                        continue
+                    }
+                    Benchmark(name + " device-only") { benchmark in
+                        if !(try full.queue.hasAvailable(full.memory)) { try full.driver.recycle() }
+                        benchmark.startMeasurement()
+                        let n = try full.drainAll()
+                        benchmark.stopMeasurement()
+                        guard n == 1000 else { throw BenchmarkRingError.wrongChainCount(n) }
                     }
                 }
             }
