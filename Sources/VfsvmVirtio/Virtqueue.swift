@@ -383,8 +383,12 @@ public struct Virtqueue: Sendable {
             let flags: UInt16 = try ringLoad(memory, driver)
             return UInt16(littleEndian: flags) & Ring.availNoInterrupt == 0
         case .packed:
-            let offWrap = UInt16(littleEndian: try ringLoad(memory, driver))
-            let flags = UInt16(littleEndian: try ringLoad(memory, driver.unchecked(plus: 2)))
+            // off_wrap and flags in one 32-bit load, so they are a matching
+            // pair (the area is 4-byte aligned, checked at activation).
+            let event: UInt32
+            do { event = try memory.loadAcquireUInt32(at: driver) } catch { throw .memory(error) }
+            let offWrap = UInt16(truncatingIfNeeded: event)
+            let flags = UInt16(truncatingIfNeeded: event >> 16)
             switch flags & 3 {
             case Ring.eventDisable:
                 return false
