@@ -9,9 +9,23 @@ public enum MockDriverError: Error, Hashable, Sendable, CustomStringConvertible 
     case unknownUsedID(UInt16)
     case memory(GuestMemoryError)
     case queue(VirtqueueError)
+    /// Anything else (not expected from the calls the mock makes).
+    case other(String)
+
+    /// Sorts an error from a block that mixes memory accesses with the
+    /// driver's own checks.
+    init(_ error: any Error) {
+        switch error {
+        case let e as MockDriverError: self = e
+        case let e as GuestMemoryError: self = .memory(e)
+        case let e as VirtqueueError: self = .queue(e)
+        default: self = .other(String(describing: error))
+        }
+    }
 
     public var description: String {
         switch self {
+        case let .other(e): "driver: \(e)"
         case let .outOfDescriptors(n, f): "driver needs \(n) descriptors, \(f) free"
         case let .arenaExhausted(r): "driver buffer arena cannot fit \(r) more bytes"
         case let .unknownUsedID(id): "device used id \(id), which is not in flight"
@@ -221,12 +235,8 @@ public final class MockDriver {
                 try memory.fill(0xEE, at: a, count: Int(length))
                 segments.append(MockSegment(address: a, length: length, writable: true))
             }
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
         return try addChain(segments, indirect: indirect, publish: publish)
     }
@@ -293,12 +303,8 @@ public final class MockDriver {
             inFlight[head] = InFlight(descriptors: indices, slots: 1, writable: writable, ring: segs)
             if publish { try self.publish() }
             return head
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
     }
 
@@ -409,12 +415,8 @@ public final class MockDriver {
                     try setPackedDriverEvent(flags: 2, offset: lastUsedSlot, wrap: usedWrap)
                 }
             }
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
         if !out.isEmpty && inFlight.isEmpty { arenaNext = arenaStart }
         return out
@@ -458,12 +460,8 @@ public final class MockDriver {
                 }
             }
             if count > 0 { try publish() }
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
         return count
     }
@@ -493,12 +491,8 @@ public final class MockDriver {
             case .packed:
                 try setPackedDriverEvent(flags: suppress ? 1 : 0, offset: 0, wrap: false)
             }
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
     }
 
