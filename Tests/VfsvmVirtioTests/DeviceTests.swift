@@ -40,7 +40,9 @@ final class ReverseDevice: VirtioDevice {
                 let result = try a.queues[index].queue.drain(memory) { chain in
                     guard let request = try? chain.readableBuffers(memory).bytes(at: 0, count: chain.readableLength),
                           let out = try? chain.writableBuffers(memory) else { return 0 }
-                    return UInt32(out.copyIn(request.reversed()))
+                    let reply = Array(request.reversed().prefix(out.byteCount))
+                    guard (try? out.write(reply, at: 0)) != nil else { return 0 }
+                    return UInt32(reply.count)
                 }
                 active = a
                 if result.interrupt { try a.interrupt.signalQueue(index) }
@@ -51,10 +53,6 @@ final class ReverseDevice: VirtioDevice {
             }
         }
     }
-}
-
-extension ScatterGatherList {
-    func copyIn(_ bytes: [UInt8]) -> Int { bytes.withUnsafeBytes { copy($0, to: 0) } }
 }
 
 @Suite struct DeviceTests {
