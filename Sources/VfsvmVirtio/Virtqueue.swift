@@ -181,6 +181,19 @@ public struct Virtqueue: Sendable {
         }
     }
 
+    /// Split ring, after activation: takes the device's used index from
+    /// used->idx in guest memory, as a vhost-user backend does when it
+    /// (re)starts on a ring the driver has been using (SET_VRING_BASE only
+    /// carries the avail index). Packed rings carry both cursors in the
+    /// base and need nothing here.
+    public mutating func adoptUsedIndexFromRing(_ memory: GuestMemory) throws(VirtqueueError) {
+        guard layout == .split else {
+            if layout == nil { throw .notActive }
+            return
+        }
+        nextUsed = try ringLoadAcquire16(memory, device.unchecked(plus: 2))
+    }
+
     private func encode(_ index: UInt16, _ wrap: Bool) -> UInt16 {
         layout == .packed ? (index | (wrap ? Ring.wrapBit : 0)) : index
     }

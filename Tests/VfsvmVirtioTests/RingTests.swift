@@ -220,6 +220,22 @@ import VfsvmVirtio
         #expect(try h.driver.collect().map(\.id) == [id])
     }
 
+    /// A split queue restarted with only the avail index (vhost-user)
+    /// takes its used index from the ring.
+    @Test func splitUsedIndexFromRing() throws {
+        let h = try Harness(.split, size: 4, splitStartIndex: 1000)
+        var fresh = Virtqueue(maxSize: 4)
+        h.driver.configure(&fresh)
+        fresh.usedState = 0
+        try fresh.activate(memory: h.memory, features: h.driver.features)
+        try fresh.adoptUsedIndexFromRing(h.memory)
+        #expect(fresh.usedState == 1000)
+        let id = try h.driver.post(request: [1], replyCapacity: 0)
+        let chain = try #require(try fresh.pop(h.memory))
+        try fresh.pushUsed(id: chain.id, descriptorCount: 1, length: 0, h.memory)
+        #expect(try h.driver.collect().map(\.id) == [id])
+    }
+
     @Test(arguments: RingLayout.allCases)
     func resetReturnsToInitialState(_ layout: RingLayout) throws {
         var h = try Harness(layout, size: 4)
