@@ -104,8 +104,11 @@ public final class QueueRunner: Sendable {
     }
 
     /// Pops everything available with driver notifications off, then turns
-    /// them back on and re-checks (the race in 2.7.10 / 2.8.10).
+    /// them back on and re-checks (the race in 2.7.10 / 2.8.10). Inline,
+    /// that is `Virtqueue.drain`; with a pool, chains are popped under the
+    /// lock and completed by the pool's threads.
     private func drain() {
+        guard let pool else { return drainInline() }
         var again = true
         while again {
             again = false
@@ -122,10 +125,8 @@ public final class QueueRunner: Sendable {
                             chains.append(chain)
                         } catch .refusedChain(let r) {
                             refused.append(r)
+                            try slot.queue.pushUsed(id: r.id, descriptorCount: r.descriptorCount, length: 0, memory)
                         }
-                    }
-                    for r in refused {
-                        try slot.queue.pushUsed(id: r.id, descriptorCount: r.descriptorCount, length: 0, memory)
                     }
                     again = try slot.queue.enableNotifications(memory)
                 } catch {
@@ -134,20 +135,33 @@ public final class QueueRunner: Sendable {
                 }
             }
             for r in refused { log("queue \(index): \(r)") }
-            if let fatal {
-                log("queue \(index): \(fatal); the queue is stopped until the driver resets the device")
-                onFatal(fatal)
-                return
-            }
+            if let fatal { return fail(fatal) }
             if !refused.isEmpty { signalIfWanted() }
             for chain in chains {
-                if let pool {
-                    pool.submit { [self] in self.complete(chain, length: handler(chain, memory)) }
-                } else {
-                    complete(chain, length: handler(chain, memory))
-                }
+                pool.submit { [self] in self.complete(chain, length: handler(chain, memory)) }
             }
         }
+    }
+
+    private func drainInline() {
+        let result: Result<DrainResult, VirtqueueError>? = queue.withLock { slot in
+            guard slot.live else { return nil }
+            let r = Result { () throws(VirtqueueError) in try slot.queue.drain(memory) { handler($0, memory) } }
+            if case .failure = r { slot.live = false }
+            return r
+        }
+        switch result {
+        case nil: return
+        case .failure(let e)?: fail(e)
+        case .success(let r)?:
+            for refused in r.refused { log("queue \(index): \(refused)") }
+            if r.interrupt { signal() }
+        }
+    }
+
+    private func fail(_ error: VirtqueueError) {
+        log("queue \(index): \(error); the queue is stopped until the driver resets the device")
+        onFatal(error)
     }
 
     private func complete(_ chain: DescriptorChain, length: UInt32) {
@@ -155,7 +169,8 @@ public final class QueueRunner: Sendable {
         let wanted: Bool = queue.withLock { slot in
             guard slot.live else { return false }
             do throws(VirtqueueError) {
-                try slot.queue.pushUsed(id: chain.id, descriptorCount: chain.descriptorCount, length: length, memory)
+                let written = min(length, UInt32(clamping: chain.writableLength))
+                try slot.queue.pushUsed(id: chain.id, descriptorCount: chain.descriptorCount, length: written, memory)
                 return try slot.queue.needsInterrupt(memory)
             } catch {
                 fatal = error
@@ -163,11 +178,7 @@ public final class QueueRunner: Sendable {
                 return false
             }
         }
-        if let fatal {
-            log("queue \(index): \(fatal); the queue is stopped until the driver resets the device")
-            onFatal(fatal)
-            return
-        }
+        if let fatal { return fail(fatal) }
         if wanted { signal() }
     }
 
