@@ -138,4 +138,67 @@ func makeTempDir(_ prefix: String) throws -> String {
         // ".." at the root stays inside.
         #expect(stat(k.m(".."), &st) == 0)
     }
+
+    @Test func realKernelClientBigIOAndNewerCalls() throws {
+        guard access("/dev/fuse", R_OK | W_OK) == 0 else {
+            Issue.record("/dev/fuse is not usable here; the kernel round trip cannot run")
+            return
+        }
+        let k = try KernelMount()
+        defer { k.unmount() }
+
+        // 4 MiB in one write: the kernel splits it at max_write.
+        let big = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) }
+        let fd = open(k.m("big"), O_CREAT | O_RDWR, 0o644)
+        #expect(big.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == big.count)
+        var back = [UInt8](repeating: 0, count: big.count)
+        #expect(back.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) } == big.count)
+        #expect(back == big)
+        // The host sees the same bytes.
+        let hfd = open(k.b("big"), O_RDONLY)
+        var hb = [UInt8](repeating: 0, count: big.count)
+        #expect(hb.withUnsafeMutableBytes { pread(hfd, $0.baseAddress, $0.count, 0) } == big.count)
+        #expect(hb == big)
+        close(hfd)
+
+        // fallocate + SEEK_HOLE/SEEK_DATA + copy_file_range.
+        let sp = open(k.m("sparse"), O_CREAT | O_RDWR, 0o644)
+        #expect(pwrite(sp, "x", 1, 1 << 20) == 1)
+        #expect(lseek(sp, 0, HostFSFlag.seekData) == 1 << 20)
+        #expect(vfsvm_fallocate(sp, 0, 0, 8 << 20) == 0)
+        var st = stat()
+        #expect(fstat(sp, &st) == 0 && st.st_size == 8 << 20)
+        var inOff: Int64 = 0, outOff: Int64 = 0
+        #expect(vfsvm_copy_file_range(fd, &inOff, sp, &outOff, 4096, 0) == 4096)
+        var first = [UInt8](repeating: 0, count: 4096)
+        #expect(first.withUnsafeMutableBytes { pread(sp, $0.baseAddress, 4096, 0) } == 4096)
+        #expect(first == Array(big.prefix(4096)))
+        close(sp)
+        close(fd)
+
+        // renameat2 EXCHANGE and NOREPLACE.
+        close(open(k.m("a"), O_CREAT | O_WRONLY, 0o600))
+        close(open(k.m("b"), O_CREAT | O_WRONLY, 0o644))
+        #expect(vfsvm_renameat2(AT_FDCWD, k.m("a"), AT_FDCWD, k.m("b"), HostFSFlag.renameExchange) == 0)
+        #expect(stat(k.b("a"), &st) == 0 && st.st_mode & 0o777 == 0o644)
+        #expect(vfsvm_renameat2(AT_FDCWD, k.m("a"), AT_FDCWD, k.m("b"), HostFSFlag.renameNoReplace) == -1 && errno == EEXIST)
+
+        // flock between two opens.
+        let f1 = open(k.m("a"), O_RDONLY), f2 = open(k.m("a"), O_RDONLY)
+        #expect(vfsvm_flock(f1, LOCK_EX | LOCK_NB) == 0)
+        #expect(vfsvm_flock(f2, LOCK_EX | LOCK_NB) == -1 && errno == EWOULDBLOCK)
+        close(f1)
+        #expect(vfsvm_flock(f2, LOCK_EX | LOCK_NB) == 0)
+        close(f2)
+
+        // O_TMPFILE leaves no name behind.
+        let t = open(k.mountPoint, HostFSFlag.tmpfile | O_RDWR, 0o600)
+        #expect(t >= 0)
+        #expect(Glibc.write(t, "tmp", 3) == 3)
+        close(t)
+        #expect(try listHost(k.backing).sorted() == ["a", "b", "big", "sparse"])
+
+        // ls -l style listing (READDIRPLUS) sees sizes.
+        #expect(system("ls -l '\(k.mountPoint)' | grep -q ' 4194304 '") == 0)
+    }
 }
