@@ -407,7 +407,7 @@ public final class FUSEServer: Sendable {
                 result = try fs.listxattr(ctx, node: node, size: Int(min(size, 65536)))
             }
             switch result {
-            case let .size(n): w.u32(UInt32(n)); w.u32(0)
+            case let .size(n): w.u32(UInt32(clamping: n)); w.u32(0)
             case let .data(d):
                 guard d.count <= Int(size) else { throw SystemError("FUSE xattr: value larger than the request's size", .ERANGE) }
                 guard d.count + FUSEWireSize.outHeader <= reply.byteCount else { throw SystemError("FUSE xattr: reply buffer too small", .ERANGE) }

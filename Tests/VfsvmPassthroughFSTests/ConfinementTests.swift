@@ -248,3 +248,61 @@ import VfsvmSys
         #expect(f.fs.lookupCount(of: n) == 2)
     }
 }
+
+@Suite struct PassthroughFuzzTests {
+    /// Random requests against the real passthrough file system: no crash,
+    /// every reply well-formed, and nothing outside the share changes.
+    @Test func randomRequestsStayInsideAndAnswerSanely() throws {
+        let f = try Fixture()
+        let outside = f.dir + "-sentinel"
+        let sfd = open(outside, O_CREAT | O_WRONLY, 0o644)
+        _ = Glibc.write(sfd, "sentinel", 8)
+        close(sfd)
+        defer { unlink(outside) }
+        #expect(symlink(outside, f.path("out")) == 0)
+        #expect(mkdir(f.path("d"), 0o777) == 0)
+        f.writeHost("file", "content")
+        let c = f.client
+        var nodes: [UInt64] = [0, 1, 2, 3, 999]
+        for name in ["out", "d", "file"] { nodes.append(c.lookup(1, name).nodeID) }
+        let names = ["out", "d", "file", "x", "..", ".", "y"]
+        var rng = SplitMix64(seed: 42)
+        for _ in 0..<4000 {
+            var op = UInt32(rng.next() % 52)
+            // SETLKW could wait forever on a lock another random owner holds;
+            // DESTROY would end the session.
+            if op == FUSEOpcode.setlkw.rawValue || op == FUSEOpcode.destroy.rawValue { op = FUSEOpcode.getattr.rawValue }
+            let body = Bytes()
+            for _ in 0..<Int(rng.next() % 6) {
+                switch rng.next() % 4 {
+                case 0: body.u64(nodes[Int(rng.next() % UInt64(nodes.count))])
+                case 1: body.u32(UInt32(truncatingIfNeeded: rng.next() % 0o200000))
+                case 2: body.name(names[Int(rng.next() % UInt64(names.count))])
+                default: body.u64(rng.next() % 3 == 0 ? rng.next() : rng.next() % 4096)
+                }
+            }
+            c.uid = rng.next() % 2 == 0 ? 0 : 1000
+            let r = c.send(raw: c.header(op, node: nodes[Int(rng.next() % UInt64(nodes.count))], bodyLength: body.b.count) + body.b,
+                           replySize: Int(rng.next() % 2 == 0 ? 4096 : 64))
+            #expect(r.length == 0 || r.length >= 16)
+            if r.length > 0 && r.error != 0 { #expect(r.length == 16 && r.error < 0 && r.error > -4096) }
+        }
+        var st = stat()
+        #expect(lstat(outside, &st) == 0 && st.st_size == 8 && st.st_mode & 0o7777 == 0o644 && st.st_uid == 0)
+        // Nothing new appeared beside the share (only the sentinel is there).
+        let base = String(f.dir.split(separator: "/").last ?? "")
+        #expect(try listHost("/tmp").filter { $0.hasPrefix(base) } == [base, base + "-sentinel"].sorted())
+    }
+}
+
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
