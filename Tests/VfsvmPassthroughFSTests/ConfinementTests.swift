@@ -306,3 +306,100 @@ struct SplitMix64 {
         return z ^ (z >> 31)
     }
 }
+
+/// The inode table without kernel file handles: entries are named by
+/// (parent, name) and re-opened by a checked lookup.
+@Suite struct NameBasedInodeTests {
+    func fixture() throws -> Fixture {
+        try Fixture(options: PassthroughOptions(pathFDCacheSize: 2, fileHandles: false))
+    }
+
+    /// Pushes every entry out of the 2-slot fd cache.
+    func churn(_ f: Fixture) {
+        for i in 0..<4 { f.writeHost("churn\(i)", ""); _ = f.client.getattr(f.client.lookup(1, "churn\(i)").nodeID) }
+    }
+
+    @Test func nestedEntriesReopenThroughTheirParents() throws {
+        let f = try fixture()
+        #expect(mkdir(f.path("a"), 0o755) == 0 && mkdir(f.path("a/b"), 0o755) == 0)
+        f.writeHost("a/b/c", "deep")
+        let c = f.client
+        let a = c.lookup(1, "a").nodeID
+        let b = c.lookup(a, "b").nodeID
+        let n = c.lookup(b, "c").nodeID
+        churn(f)
+        #expect(f.fs.heldPathFDCount <= 3)
+        #expect(c.getattr(n).attr.size == 4)
+        let fh = c.open(n, flags: UInt32(O_RDONLY)).openHandle
+        #expect(String(decoding: c.read(n, fh: fh, offset: 0, size: 10).body, as: UTF8.self) == "deep")
+        // Children hold their parents: forgetting the guest's lookups of a
+        // and b keeps them while c is known.
+        _ = c.forget(a, 1); _ = c.forget(b, 1)
+        churn(f)
+        #expect(c.getattr(n).ok)
+        _ = c.forget(n, 1)
+        #expect(f.fs.lookupCount(of: a) == nil && f.fs.lookupCount(of: b) == nil)
+    }
+
+    @Test func renamesThroughTheServerAreFollowed() throws {
+        let f = try fixture()
+        #expect(mkdir(f.path("d"), 0o755) == 0)
+        f.writeHost("d/x", "x!")
+        let c = f.client
+        let d = c.lookup(1, "d").nodeID
+        let x = c.lookup(d, "x").nodeID
+        #expect(c.rename(d, "x", 1, "y").ok)
+        #expect(c.rename(1, "d", 1, "e").ok)
+        churn(f)
+        #expect(c.getattr(x).attr.size == 2)
+        #expect(c.getattr(d).ok)
+        // EXCHANGE swaps the two names.
+        f.writeHost("z", "zzz")
+        let z = c.lookup(1, "z").nodeID
+        #expect(c.rename(1, "y", 1, "z", flags: 2).ok)
+        churn(f)
+        #expect(c.getattr(x).attr.size == 2 && c.getattr(z).attr.size == 3)
+        #expect(f.readHost("z") == "x!")
+    }
+
+    @Test func changesBehindTheServersBackAreESTALE() throws {
+        let f = try fixture()
+        f.writeHost("moved", "m"); f.writeHost("deleted", "d"); f.writeHost("replaced", "r")
+        let c = f.client
+        let m = c.lookup(1, "moved").nodeID, d = c.lookup(1, "deleted").nodeID, r = c.lookup(1, "replaced").nodeID
+        #expect(rename(f.path("moved"), f.path("elsewhere")) == 0)
+        #expect(unlink(f.path("deleted")) == 0)
+        #expect(unlink(f.path("replaced")) == 0)
+        f.writeHost("replaced", "new inode")
+        churn(f)
+        #expect(c.getattr(m).errno == ESTALE)
+        #expect(c.getattr(d).errno == ESTALE)
+        #expect(c.getattr(r).errno == ESTALE)
+        // A new LOOKUP finds the new inode under a new node id.
+        let r2 = c.lookup(1, "replaced")
+        #expect(r2.ok && r2.nodeID != r && r2.entryAttr.size == 9)
+    }
+
+    @Test func unlinkThroughTheServerForgetsTheName() throws {
+        let f = try fixture()
+        f.writeHost("u", "")
+        let c = f.client
+        let u = c.lookup(1, "u").nodeID
+        #expect(c.unlink(1, "u").ok)
+        f.writeHost("u", "another")
+        churn(f)
+        // The old node must not silently become the new file.
+        #expect(c.getattr(u).errno == ESTALE)
+    }
+
+    @Test func manyEntriesStayWithinTheFDBound() throws {
+        let f = try fixture()
+        for i in 0..<50 { f.writeHost("f\(i)", String(repeating: "x", count: i)) }
+        let c = f.client
+        let nodes = (0..<50).map { c.lookup(1, "f\($0)").nodeID }
+        for (i, n) in nodes.enumerated() { #expect(c.getattr(n).attr.size == UInt64(i)) }
+        #expect(f.fs.heldPathFDCount <= 3)
+        for n in nodes { _ = c.forget(n, 1) }
+        #expect(f.fs.inodeCount == 1)
+    }
+}
