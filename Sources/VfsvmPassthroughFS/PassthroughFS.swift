@@ -52,15 +52,18 @@ public enum PassthroughError: Error, Equatable {
 /// Where the host file system has no file handles (or `fileHandles` is
 /// off), an entry remembers where it was last seen, (parent node, name),
 /// and holds one lookup on its parent; it is re-opened by looking the name
-/// up below the parent's fd (recursively) and checking (st_dev, st_ino):
-/// a mismatch or a missing name (renamed or deleted behind vfsvm's back)
-/// is ESTALE. RENAME, UNLINK and RMDIR keep these locations current. Only
-/// entries with no location (".." lookups, O_TMPFILE files) pin an O_PATH
-/// fd for their lifetime. Node ids are
-/// never reused within a session, so the generation is always 0. Lookup
-/// counts follow LOOKUP/CREATE/MKDIR/... replies and FORGET/BATCH_FORGET;
-/// an entry dies when its count reaches 0. Unknown or forgotten node ids
-/// get ESTALE; unknown file handles EBADF.
+/// up below the parent's fd (recursively) and checking (st_dev, st_ino,
+/// birth time), so a deleted inode whose number was reused is not mistaken
+/// for the new one. A mismatch or a missing name (renamed or deleted behind
+/// vfsvm's back) is ESTALE. RENAME, UNLINK and RMDIR keep the locations
+/// current. Only entries with no location (".." lookups, O_TMPFILE files)
+/// pin an O_PATH fd for their lifetime.
+///
+/// Node ids are never reused within a session, so the generation is
+/// always 0. Lookup counts follow LOOKUP/CREATE/MKDIR/... replies,
+/// READDIRPLUS entries and FORGET/BATCH_FORGET; an entry dies when its count
+/// reaches 0. Unknown or forgotten node ids get ESTALE; unknown file
+/// handles EBADF.
 ///
 /// **Confinement.** Every path the guest names is one component, resolved
 /// relative to its parent's fd with openat2(RESOLVE_BENEATH |
@@ -80,7 +83,13 @@ public enum PassthroughError: Error, Equatable {
 /// **Credentials.** Creating requests run with the caller's fsuid/fsgid
 /// (per thread), so new files get the caller's owner and the group rules
 /// of the host (setgid directories); the requested umask is applied by us
-/// (FUSE_DONT_MASK; the process umask is set to 0 at init).
+/// (FUSE_DONT_MASK; the process umask is set to 0 at init). Other requests
+/// run as vfsvm (root): virtiofs guests mount with default_permissions, so
+/// the guest kernel checks permissions. A guest root can therefore set
+/// setuid bits, security.* / trusted.* xattrs and create device nodes in
+/// the share, as a local root could; hosts should mount shared trees
+/// nosuid,nodev if host users must be protected from the guest. vfsvm
+/// itself never opens special files (OPEN is for regular files only).
 public final class PassthroughFileSystem: FileSystem {
     public let options: PassthroughOptions
     public let engine: any IOEngine
