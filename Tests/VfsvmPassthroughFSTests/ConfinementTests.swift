@@ -403,3 +403,27 @@ struct SplitMix64 {
         #expect(f.fs.inodeCount == 1)
     }
 }
+
+@Suite struct SubmountTests {
+    @Test func inodesOnAMountInsideTheShareReopenByHandle() throws {
+        let f = try Fixture(options: PassthroughOptions(pathFDCacheSize: 1))
+        #expect(mkdir(f.path("m"), 0o755) == 0)
+        guard Glibc.mount("none", f.path("m"), "tmpfs", 0, "size=1m") == 0 else {
+            Issue.record("cannot mount a tmpfs for the submount test: errno \(errno)")
+            return
+        }
+        defer { _ = umount2(f.path("m"), Int32(MNT_DETACH)) }
+        let c = f.client
+        let m = c.lookup(1, "m").nodeID
+        let r = c.create(m, "on-tmpfs")
+        #expect(r.ok)
+        _ = c.write(r.nodeID, fh: r.createHandle, offset: 0, Array("tmpfs!".utf8))
+        _ = c.release(r.nodeID, fh: r.createHandle)
+        for i in 0..<3 { f.writeHost("x\(i)", ""); _ = c.getattr(c.lookup(1, "x\(i)").nodeID) }  // evict
+        #expect(c.getattr(r.nodeID).attr.size == 6)
+        let fh = c.open(r.nodeID, flags: UInt32(O_RDONLY)).openHandle
+        #expect(String(decoding: c.read(r.nodeID, fh: fh, offset: 0, size: 10).body, as: UTF8.self) == "tmpfs!")
+        var st = stat(), mst = stat()
+        #expect(stat(f.path("m/on-tmpfs"), &st) == 0 && stat(f.dir, &mst) == 0 && st.st_dev != mst.st_dev)
+    }
+}
