@@ -441,6 +441,7 @@ public final class FUSEServer: Sendable {
             return .bytes(buffer.writer.bytes)
 
         case .getlk, .setlk, .setlkw:
+            guard options.locks else { throw SystemError("FUSE LK: locks are off", .ENOSYS) }
             var r = bodyReader(request, length: length, what: "LK")
             let fh = try r.u64(), owner = try r.u64()
             let start = try r.u64(), end = try r.u64(), type = try r.u32(), pid = try r.u32()

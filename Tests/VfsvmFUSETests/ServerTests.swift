@@ -179,6 +179,18 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
         #expect(UInt64(d3.u32()) & ~FUSEInitFlag.initExt == FUSEInitFlag.asyncRead)
     }
 
+    @Test func lockRequestsAreRefusedWhenLocksAreOff() {
+        let (c, _) = server(MockFS(), FUSEServerOptions(locks: false))
+        c.initSession()
+        #expect(c.lk(.setlk, node: 1, fh: 1, owner: 1, start: 0, end: 1, type: 1).errno == ENOSYS)
+        #expect(c.lk(.getlk, node: 1, fh: 1, owner: 1, start: 0, end: 1, type: 1).errno == ENOSYS)
+        let (on, _) = server()
+        on.initSession()
+        // With locks on, the request reaches the file system (whose default is ENOSYS too),
+        // but a malformed range is refused before it gets there.
+        #expect(on.lk(.setlk, node: 1, fh: 1, owner: 1, start: 9, end: 1, type: 1).errno == EINVAL)
+    }
+
     @Test func requestsBeforeInitGetEIOAndDestroyEndsTheSession() {
         let (c, fs) = server()
         #expect(c.lookup(1, "x").errno == EIO)
