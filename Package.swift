@@ -20,6 +20,8 @@ let package = Package(
         .library(name: "VfsvmTestSupport", targets: ["VfsvmTestSupport"]),
         .library(name: "VfsvmFUSE", targets: ["VfsvmFUSE"]),
         .library(name: "VfsvmPassthroughFS", targets: ["VfsvmPassthroughFS"]),
+
+        .library(name: "VfsvmVhostUser", targets: ["VfsvmVhostUser"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -41,9 +43,23 @@ let package = Package(
         // notification suppression.
         .target(name: "VfsvmVirtio", dependencies: ["VfsvmMemory"], swiftSettings: strict),
 
+        // vhost-user back-end protocol: serves virtqueues to QEMU /
+        // cloud-hypervisor / libvirt over a unix socket with fd passing.
+        .target(name: "VfsvmVhostUser", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
         // Driver-side queue mocks and recording interrupt sinks for tests
         // and benchmarks.
         .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
+
+        // The virtio-fs device: FUSE requests from virtqueues.
+        .target(name: "VfsvmVirtioFS", dependencies: ["VfsvmVirtio", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+
+        // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
+        .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
+        // Shares, VM configuration, virtiofsd-compatible options; later
+        // libvirt domain XML.
+        .target(name: "VfsvmConfig", swiftSettings: strict),
 
         // FUSE wire protocol and opcode dispatch to a FileSystem protocol:
         // pure bytes in, bytes out.
@@ -56,7 +72,8 @@ let package = Package(
         .executableTarget(
             name: "vfsvm",
             dependencies: [
-                "VfsvmVirtio",
+                "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
+                "VfsvmVirtioFS", "VfsvmVhostUser", "VfsvmMemory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -64,6 +81,14 @@ let package = Package(
 
         .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+        .testTarget(name: "VfsvmVhostUserTests", dependencies: ["VfsvmVhostUser", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmVirtioFSTests",
+            dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+
         .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmPassthroughFSTests",

@@ -398,6 +398,20 @@ public enum OFDLockCommand: Sendable { case get, set, setWait }
 // fds work; the path is vfsvm's own, never a guest string)
 
 public enum XattrCall {
+    /// Runs `body` with the calling thread's working directory set to
+    /// `directory`, so `body` can name "/proc/self/fd/N" as the relative
+    /// path "N" even where /proc is not reachable by absolute path (inside
+    /// the serve sandbox, whose root is the share). The thread first takes
+    /// a private copy of its fs context (unshare(CLONE_FS)), so other
+    /// threads' working directories never change; the directory is left
+    /// set afterwards, which is harmless because everything else uses *at()
+    /// calls relative to fds.
+    public static func inDirectory<R>(_ directory: FileDescriptor, _ body: () throws(SystemError) -> R) throws(SystemError) -> R {
+        _ = try sysCall("unshare(CLONE_FS)") { vfsvm_unshare_fs() }
+        _ = try sysCall("fchdir(/proc/self/fd)") { fchdir(directory.rawValue) }
+        return try body()
+    }
+
     /// getxattr(path, name): the value, or with `size` 0 its length only
     /// (as an empty array and the length).
     public static func get(path: String, name: [UInt8], size: Int) throws(SystemError) -> (value: [UInt8], length: Int) {

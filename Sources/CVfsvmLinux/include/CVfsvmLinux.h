@@ -20,12 +20,15 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 
+#include <linux/capability.h>
+#include <linux/sched.h>
 #include <linux/fuse.h>
 #include <linux/memfd.h>
 #include <linux/kvm.h>
@@ -65,6 +68,38 @@ static inline int vfsvm_memfd_create(const char *name, unsigned int flags) {
 // MARK: - Calls that need _GNU_SOURCE (defined in shim.c)
 
 int vfsvm_pipe2(int fds[2], int flags);
+void vfsvm_set_thread_name(const char *name);
+int vfsvm_unshare(int flags);
+int vfsvm_unshare_fs(void);
+int vfsvm_pivot_root(const char *new_root, const char *put_old);
+int vfsvm_capset(uint64_t keep_mask);
+int vfsvm_capbset_drop(int cap);
+
+// MARK: - Unix sockets (defined in shim.c: accept4 and MSG_CMSG_CLOEXEC need
+// _GNU_SOURCE, and the CMSG_* macros do not import into Swift)
+
+/// socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0).
+int vfsvm_unix_stream_socket(void);
+/// socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds).
+int vfsvm_unix_stream_socketpair(int fds[2]);
+/// bind(2) to a filesystem path; -1 with ENAMETOOLONG when the path does not
+/// fit sun_path (including its NUL).
+int vfsvm_unix_bind(int fd, const char *path);
+/// connect(2) to a filesystem path; ENAMETOOLONG as for vfsvm_unix_bind.
+int vfsvm_unix_connect(int fd, const char *path);
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
+int vfsvm_accept_cloexec(int fd);
+/// recvmsg(2) of up to `len` bytes plus SCM_RIGHTS fds (received
+/// close-on-exec). Stores up to `max_fds` received fds in `fds` and their
+/// number in `*nfds`; any fd beyond `max_fds` is closed. `*control_truncated`
+/// is set when the kernel dropped fds (MSG_CTRUNC) or more than `max_fds`
+/// arrived. `max_fds` must be at most 16. Returns the byte count or -1/errno
+/// (then no fds are left open).
+long vfsvm_recv_with_fds(int sock, void *buf, unsigned long len, int *fds, int max_fds, int *nfds,
+                         int *control_truncated);
+/// sendmsg(2) of `len` bytes with `nfds` (at most 16) fds as SCM_RIGHTS,
+/// MSG_NOSIGNAL. Returns the byte count or -1/errno.
+long vfsvm_send_with_fds(int sock, const void *buf, unsigned long len, const int *fds, int nfds);
 
 // MARK: - Ring-index atomics (virtio 1.2, 2.7.13 / 2.8.21: memory barriers)
 //
@@ -124,5 +159,9 @@ static const unsigned long VFSVM_KVM_SET_MSRS = KVM_SET_MSRS;
 static const unsigned long VFSVM_KVM_SET_FPU = KVM_SET_FPU;
 static const unsigned long VFSVM_KVM_SET_LAPIC = KVM_SET_LAPIC;
 static const unsigned long VFSVM_KVM_GET_LAPIC = KVM_GET_LAPIC;
+
+// MARK: - /dev/fuse ioctls (linux/fuse.h)
+
+static const unsigned long VFSVM_FUSE_DEV_IOC_CLONE = FUSE_DEV_IOC_CLONE;
 
 #endif

@@ -1,0 +1,115 @@
+import VfsvmMemory
+import VfsvmSys
+
+/// One region of a SET_MEM_TABLE message (`VhostUserMemoryRegion`).
+public struct VhostUserMemoryRegion: Sendable, Equatable {
+    public var guestAddress: UInt64
+    public var size: UInt64
+    /// Where the front-end has the region mapped in its own address space;
+    /// ring addresses in SET_VRING_ADDR are given in this space.
+    public var userAddress: UInt64
+    /// Offset of the region in the passed fd.
+    public var mmapOffset: UInt64
+
+    public init(guestAddress: UInt64, size: UInt64, userAddress: UInt64, mmapOffset: UInt64) {
+        self.guestAddress = guestAddress
+        self.size = size
+        self.userAddress = userAddress
+        self.mmapOffset = mmapOffset
+    }
+
+    static let encodedSize = 32
+}
+
+/// The guest memory the front-end shared, plus the map from its virtual
+/// addresses to guest-physical ones.
+struct VhostUserMemoryTable {
+    let memory: GuestMemory
+    let regions: [VhostUserMemoryRegion]
+
+    /// Decodes the payload `u32 nregions, u32 padding, regions[nregions]`
+    /// (the size check is done here, since it depends on `nregions`).
+    static func decode(_ payload: [UInt8]) throws(VhostUserError) -> [VhostUserMemoryRegion] {
+        guard payload.count >= 8 else {
+            throw .wrongPayloadSize(.setMemTable, expected: 8, got: payload.count)
+        }
+        var r = PayloadReader(payload)
+        let count = Int(r.u32())
+        _ = r.u32()
+        guard count <= VhostUserConstants.maxMemoryRegions else {
+            throw .badMemoryTable("\(count) regions (at most \(VhostUserConstants.maxMemoryRegions))")
+        }
+        let expected = 8 + count * VhostUserMemoryRegion.encodedSize
+        guard payload.count == expected else {
+            throw .wrongPayloadSize(.setMemTable, expected: expected, got: payload.count)
+        }
+        return (0..<count).map { _ in
+            VhostUserMemoryRegion(guestAddress: r.u64(), size: r.u64(), userAddress: r.u64(), mmapOffset: r.u64())
+        }
+    }
+
+    /// Checks every region, maps each fd at its offset and builds the guest
+    /// memory. Nothing stays mapped when it throws.
+    init(regions: [VhostUserMemoryRegion], fds: [FileDescriptor]) throws(VhostUserError) {
+        guard regions.count == fds.count else {
+            throw .wrongFDCount(.setMemTable, expected: regions.count, got: fds.count)
+        }
+        for (i, r) in regions.enumerated() {
+            guard r.size > 0 else { throw .badMemoryTable("region \(i) is empty") }
+            guard r.size <= UInt64(Int.max) else { throw .badMemoryTable("region \(i) size 0x\(String(r.size, radix: 16)) is too large") }
+            guard r.guestAddress.addingReportingOverflow(r.size).overflow == false,
+                  r.userAddress.addingReportingOverflow(r.size).overflow == false else {
+                throw .badMemoryTable("region \(i) wraps the address space")
+            }
+            let (end, over) = r.mmapOffset.addingReportingOverflow(r.size)
+            guard !over, end <= UInt64(Int64.max) else {
+                throw .badMemoryTable("region \(i) mmap offset 0x\(String(r.mmapOffset, radix: 16)) + size overflows")
+            }
+            for (j, other) in regions.enumerated() where j < i {
+                if r.userAddress < other.userAddress + other.size && other.userAddress < r.userAddress + r.size {
+                    throw .badMemoryTable("regions \(j) and \(i) overlap in the front-end's address space")
+                }
+                if r.guestAddress < other.guestAddress + other.size && other.guestAddress < r.guestAddress + r.size {
+                    throw .badMemoryTable("regions \(j) and \(i) overlap in guest-physical memory")
+                }
+            }
+        }
+        var mapped: [GuestRegion] = []
+        for (i, (r, fd)) in zip(regions, fds).enumerated() {
+            do {
+                // A shared mapping touched past the end of its file raises
+                // SIGBUS, so the file must cover the whole region.
+                guard let fileSize = try fd.regularFileSize() else {
+                    throw VhostUserError.badMemoryTable("region \(i) fd is not a regular file or memfd")
+                }
+                guard UInt64(fileSize) >= r.mmapOffset + r.size else {
+                    throw VhostUserError.badMemoryTable(
+                        "region \(i) needs \(r.mmapOffset + r.size) bytes of its fd, which has \(fileSize)")
+                }
+                let mapping = try MemoryMapping(fd: fd, offset: Int64(r.mmapOffset), count: Int(r.size))
+                mapped.append(GuestRegion(start: GuestAddress(r.guestAddress), mapping: mapping))
+            } catch let e as VhostUserError {
+                throw e
+            } catch let e as SystemError {
+                throw .badMemoryTable("region \(i): \(e)")
+            } catch {
+                throw .badMemoryTable("region \(i): \(error)")
+            }
+        }
+        do {
+            memory = try GuestMemory(regions: mapped)
+        } catch {
+            throw .badMemoryTable("\(error)")
+        }
+        self.regions = regions
+    }
+
+    /// The guest-physical address the front-end's virtual address `user`
+    /// stands for, or nil when no region holds it.
+    func translate(userAddress user: UInt64) -> GuestAddress? {
+        for r in regions where user >= r.userAddress && user - r.userAddress < r.size {
+            return GuestAddress(r.guestAddress + (user - r.userAddress))
+        }
+        return nil
+    }
+}
