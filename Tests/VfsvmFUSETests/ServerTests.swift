@@ -393,3 +393,21 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+@Suite struct LimitTests {
+    @Test func hugeMaxWriteDoesNotOverflowMaxPages() {
+        let (c, _) = server(MockFS(), FUSEServerOptions(maxWrite: UInt32.max))
+        let r = c.initSession()
+        var d = Decoder(r.body, at: 20)
+        #expect(r.ok && d.u32() == UInt32.max)
+        var p = Decoder(r.body, at: 28)
+        #expect(p.u32() & 0xffff == 256)
+    }
+
+    @Test func readSizeIsCappedEvenWithAHugeReplyBuffer() {
+        let (c, _) = server()
+        c.initSession()
+        let r = c.read(1, fh: 1, offset: 0, size: UInt32.max, replySize: FUSEServer.maxReadSize + 4096)
+        #expect(r.ok && r.body.count == FUSEServer.maxReadSize)
+    }
+}
