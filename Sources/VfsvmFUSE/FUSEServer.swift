@@ -346,7 +346,7 @@ public final class FUSEServer: Sendable {
         case .read:
             var r = bodyReader(request, length: length, what: "READ", limit: 40)
             let fh = try r.u64(), offset = try r.u64(), size = try r.u32()
-            guard offset <= UInt64(Int64.max) else { throw SystemError("FUSE READ: offset", .EINVAL) }
+            guard offset <= UInt64(Int64.max) - UInt64(size) else { throw SystemError("FUSE READ: offset + size overflows", .EINVAL) }
             // Never more than the reply can hold: the kernel sizes the reply
             // buffer to `size`, so a smaller buffer only shortens the read.
             let room = max(reply.byteCount - FUSEWireSize.outHeader, 0)
@@ -367,7 +367,7 @@ public final class FUSEServer: Sendable {
                 throw SystemError("FUSE WRITE: size \(size) exceeds the \(length - payloadStart) payload bytes", .EINVAL)
             }
             guard size <= options.maxWrite else { throw SystemError("FUSE WRITE: size above max_write", .EINVAL) }
-            guard offset <= UInt64(Int64.max) else { throw SystemError("FUSE WRITE: offset", .EINVAL) }
+            guard offset <= UInt64(Int64.max) - UInt64(size) else { throw SystemError("FUSE WRITE: offset + size overflows", .EINVAL) }
             let n = try fs.write(ctx, node: node, handle: fh, offset: offset, size: Int(size), writeFlags: writeFlags, from: request, at: payloadStart)
             w.u32(UInt32(clamping: min(n, Int(size)))); w.u32(0)
 

@@ -917,8 +917,9 @@ public final class PassthroughFileSystem: FileSystem {
         let (start, length) = try range(lock)
         let r = try fd.ofdLock(.get, type: Int16(lock.type), start: start, length: length)
         if r.type == Int16(F_UNLCK) { return FUSEFileLock(start: lock.start, end: lock.end, type: UInt32(F_UNLCK), pid: 0) }
-        let end = r.length == 0 ? Self.offsetMax : UInt64(r.start) + UInt64(r.length) - 1
-        return FUSEFileLock(start: UInt64(r.start), end: end, type: UInt32(r.type), pid: r.pid > 0 ? UInt32(r.pid) : 0)
+        let from = UInt64(clamping: r.start)
+        let end = r.length <= 0 ? Self.offsetMax : min(from &+ UInt64(r.length) &- 1, Self.offsetMax)
+        return FUSEFileLock(start: from, end: end, type: UInt32(clamping: r.type), pid: r.pid > 0 ? UInt32(r.pid) : 0)
     }
 
     public func setlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock, wait: Bool, flock: Bool) throws(SystemError) {
