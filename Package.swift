@@ -41,7 +41,7 @@ let package = Package(
 
         // Features, device status, split and packed virtqueues, chains,
         // notification suppression.
-        .target(name: "VfsvmVirtio", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+        .target(name: "VfsvmVirtio", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // vhost-user back-end protocol: serves virtqueues to QEMU /
         // cloud-hypervisor / libvirt over a unix socket with fd passing.

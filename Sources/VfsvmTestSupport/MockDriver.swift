@@ -9,9 +9,23 @@ public enum MockDriverError: Error, Hashable, Sendable, CustomStringConvertible 
     case unknownUsedID(UInt16)
     case memory(GuestMemoryError)
     case queue(VirtqueueError)
+    /// Anything else (not expected from the calls the mock makes).
+    case other(String)
+
+    /// Sorts an error from a block that mixes memory accesses with the
+    /// driver's own checks.
+    init(_ error: any Error) {
+        switch error {
+        case let e as MockDriverError: self = e
+        case let e as GuestMemoryError: self = .memory(e)
+        case let e as VirtqueueError: self = .queue(e)
+        default: self = .other(String(describing: error))
+        }
+    }
 
     public var description: String {
         switch self {
+        case let .other(e): "driver: \(e)"
         case let .outOfDescriptors(n, f): "driver needs \(n) descriptors, \(f) free"
         case let .arenaExhausted(r): "driver buffer arena cannot fit \(r) more bytes"
         case let .unknownUsedID(id): "device used id \(id), which is not in flight"
@@ -187,7 +201,8 @@ public final class MockDriver {
 
     public var inFlightCount: Int { inFlight.count }
     public var freeDescriptorCount: Int { layout == .split ? freeDescriptors.count : Int(queueSize) - usedSlots }
-    private var usedSlots: Int { inFlight.values.reduce(0) { $0 + Int($1.slots) } }
+    /// Packed ring slots held by chains in flight.
+    private var usedSlots = 0
 
     // MARK: - Buffers
 
@@ -220,12 +235,8 @@ public final class MockDriver {
                 try memory.fill(0xEE, at: a, count: Int(length))
                 segments.append(MockSegment(address: a, length: length, writable: true))
             }
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
         return try addChain(segments, indirect: indirect, publish: publish)
     }
@@ -292,12 +303,8 @@ public final class MockDriver {
             inFlight[head] = InFlight(descriptors: indices, slots: 1, writable: writable, ring: segs)
             if publish { try self.publish() }
             return head
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
     }
 
@@ -309,7 +316,7 @@ public final class MockDriver {
 
     private func addPacked(_ segs: [RingSegment], writable: [MockSegment],
                            publish: Bool) throws(MockDriverError) -> UInt16 {
-        let free = Int(queueSize) - usedSlots - pendingHeads.count * 0
+        let free = Int(queueSize) - usedSlots
         guard segs.count <= free, let id = freeIDs.popLast() else {
             throw .outOfDescriptors(needed: segs.count, free: free)
         }
@@ -333,6 +340,7 @@ public final class MockDriver {
             throw .memory(error)
         }
         inFlight[id] = InFlight(descriptors: [], slots: UInt16(segs.count), writable: writable, ring: segs)
+        usedSlots += segs.count
         pendingHeads.append((headSlot, headFlags))
         addedSinceKickCheck += segs.count
         if publish { try self.publish() }
@@ -392,6 +400,7 @@ public final class MockDriver {
                     let id = UInt16(littleEndian: try memory.load(UInt16.self, at: d.unchecked(plus: 12)))
                     let length = UInt32(littleEndian: try memory.load(UInt32.self, at: d.unchecked(plus: 8)))
                     guard let f = inFlight.removeValue(forKey: id) else { throw MockDriverError.unknownUsedID(id) }
+                    usedSlots -= Int(f.slots)
                     freeIDs.append(id)
                     out.append(MockCompletion(id: id, length: length, reply: try replyBytes(f.writable, length)))
                     let advanced = Int(lastUsedSlot) + Int(f.slots)
@@ -406,12 +415,8 @@ public final class MockDriver {
                     try setPackedDriverEvent(flags: 2, offset: lastUsedSlot, wrap: usedWrap)
                 }
             }
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
         if !out.isEmpty && inFlight.isEmpty { arenaNext = arenaStart }
         return out
@@ -445,6 +450,7 @@ public final class MockDriver {
                     guard (flags & (1 << 7) != 0) == usedWrap && (flags & (1 << 15) != 0) == usedWrap else { break }
                     let id = UInt16(littleEndian: try memory.load(UInt16.self, at: d.unchecked(plus: 12)))
                     guard let f = inFlight.removeValue(forKey: id) else { throw MockDriverError.unknownUsedID(id) }
+                    usedSlots -= Int(f.slots)
                     freeIDs.append(id)
                     let advanced = Int(lastUsedSlot) + Int(f.slots)
                     lastUsedSlot = UInt16(advanced % Int(queueSize))
@@ -454,12 +460,8 @@ public final class MockDriver {
                 }
             }
             if count > 0 { try publish() }
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
         return count
     }
@@ -489,12 +491,8 @@ public final class MockDriver {
             case .packed:
                 try setPackedDriverEvent(flags: suppress ? 1 : 0, offset: 0, wrap: false)
             }
-        } catch let e as MockDriverError {
-            throw e
-        } catch let e as GuestMemoryError {
-            throw .memory(e)
         } catch {
-            preconditionFailure("unreachable: \(error)")
+            throw MockDriverError(error)
         }
     }
 

@@ -181,6 +181,19 @@ public struct Virtqueue: Sendable {
         }
     }
 
+    /// Split ring, after activation: takes the device's used index from
+    /// used->idx in guest memory, as a vhost-user backend does when it
+    /// (re)starts on a ring the driver has been using (SET_VRING_BASE only
+    /// carries the avail index). Packed rings carry both cursors in the
+    /// base and need nothing here.
+    public mutating func adoptUsedIndexFromRing(_ memory: GuestMemory) throws(VirtqueueError) {
+        guard layout == .split else {
+            if layout == nil { throw .notActive }
+            return
+        }
+        nextUsed = try ringLoadAcquire16(memory, device.unchecked(plus: 2))
+    }
+
     private func encode(_ index: UInt16, _ wrap: Bool) -> UInt16 {
         layout == .packed ? (index | (wrap ? Ring.wrapBit : 0)) : index
     }
@@ -214,10 +227,8 @@ public struct Virtqueue: Sendable {
         let slot = UInt64(nextAvail & (ringSize - 1))
         let head: UInt16 = try ringLoad(memory, driver.unchecked(plus: 4 + 2 * slot))
         nextAvail &+= 1
-        if eventIndex && notificationsEnabled {
-            // avail_event: "kick me when you publish past this" (2.7.10).
-            try ringStore(memory, nextAvail, device.unchecked(plus: 4 + 8 * UInt64(ringSize)))
-        }
+        // EVENT_IDX: move avail_event along while kicks are wanted.
+        if eventIndex && notificationsEnabled { try writeKickRequest(memory) }
         // 2.7.6: ring entries are descriptor chain heads, < Queue Size.
         guard head < ringSize else { throw .headOutOfRange(head: head, size: ringSize) }
 
@@ -305,9 +316,7 @@ public struct Virtqueue: Sendable {
         }
         nextAvail = position
         availWrap = wrap
-        if eventIndex && notificationsEnabled {
-            try writeDeviceEvent(memory, flags: Ring.eventDesc)
-        }
+        if eventIndex && notificationsEnabled { try writeKickRequest(memory) }
         // 2.8.6 / 2.8.13: buffer ids name the driver's in-flight buffers, < Queue Size.
         guard lastID < ringSize else { throw .bufferIDOutOfRange(id: lastID, size: ringSize) }
         do throws(ChainRefusal) {
@@ -346,7 +355,9 @@ public struct Virtqueue: Sendable {
             let d = table.unchecked(plus: Ring.descriptorSize * UInt64(nextUsed))
             try ringStore(memory, length.littleEndian, d.unchecked(plus: 8))
             try ringStore(memory, id.littleEndian, d.unchecked(plus: 12))
-            let flags = usedWrap ? (Ring.packedAvail | Ring.packedUsed) : 0
+            // 2.8.4: Element Length only counts with VIRTQ_DESC_F_WRITE set
+            // in the used descriptor (as QEMU does when anything was written).
+            let flags = (usedWrap ? (Ring.packedAvail | Ring.packedUsed) : 0) | (length > 0 ? Ring.write : 0)
             try ringStoreRelease16(memory, flags, d.unchecked(plus: 14))
             let advanced = UInt32(nextUsed) + UInt32(descriptorCount)
             if advanced >= UInt32(ringSize) {
@@ -385,8 +396,12 @@ public struct Virtqueue: Sendable {
             let flags: UInt16 = try ringLoad(memory, driver)
             return UInt16(littleEndian: flags) & Ring.availNoInterrupt == 0
         case .packed:
-            let offWrap = UInt16(littleEndian: try ringLoad(memory, driver))
-            let flags = UInt16(littleEndian: try ringLoad(memory, driver.unchecked(plus: 2)))
+            // off_wrap and flags in one 32-bit load, so they are a matching
+            // pair (the area is 4-byte aligned, checked at activation).
+            let event: UInt32
+            do { event = try memory.loadAcquireUInt32(at: driver) } catch { throw .memory(error) }
+            let offWrap = UInt16(truncatingIfNeeded: event)
+            let flags = UInt16(truncatingIfNeeded: event >> 16)
             switch flags & 3 {
             case Ring.eventDisable:
                 return false
@@ -406,40 +421,55 @@ public struct Virtqueue: Sendable {
     }
 
     /// Asks the driver not to notify (kick) while the device drains the
-    /// queue. Split: VRING_USED_F_NO_NOTIFY, or with EVENT_IDX simply stop
-    /// moving avail_event. Packed: device event flags = DISABLE.
+    /// queue (see `writeKickRequest`).
     public mutating func disableNotifications(_ memory: GuestMemory) throws(VirtqueueError) {
-        guard let layout else { throw .notActive }
+        guard isActive else { throw .notActive }
         notificationsEnabled = false
-        switch layout {
-        case .split:
-            if !eventIndex { try ringStore(memory, Ring.usedNoNotify.littleEndian, device) }
-        case .packed:
-            try ringStore(memory, Ring.eventDisable.littleEndian, device.unchecked(plus: 2))
-        }
+        try writeKickRequest(memory)
     }
 
     /// Asks the driver to notify again, then re-checks the ring: returns
     /// true when buffers became available while notifications were off
-    /// (the driver may not have kicked for them; pop again). Split:
-    /// avail_event = next avail (EVENT_IDX) or clear NO_NOTIFY. Packed:
-    /// device event = DESC at the next avail slot (EVENT_IDX) or ENABLE.
+    /// (the driver may not have kicked for them; pop again).
     public mutating func enableNotifications(_ memory: GuestMemory) throws(VirtqueueError) -> Bool {
-        guard let layout else { throw .notActive }
+        guard isActive else { throw .notActive }
         notificationsEnabled = true
-        switch layout {
-        case .split:
-            if eventIndex {
-                try ringStore(memory, nextAvail.littleEndian, device.unchecked(plus: 4 + 8 * UInt64(ringSize)))
-            } else {
-                try ringStore(memory, UInt16(0), device)
-            }
-        case .packed:
-            try writeDeviceEvent(memory, flags: eventIndex ? Ring.eventDesc : Ring.eventEnable)
-        }
-        // The store above must be visible before we look at the ring again.
+        try writeKickRequest(memory)
+        // The store must be visible before we look at the ring again, or
+        // the driver and we could both conclude the other will act.
         GuestMemory.fullFence()
         return try hasAvailable(memory)
+    }
+
+    /// The one place that tells the driver whether to kick:
+    /// - split, no EVENT_IDX: used->flags VRING_USED_F_NO_NOTIFY set or clear (2.7.7);
+    /// - split, EVENT_IDX: avail_event = next avail index when enabled; left
+    ///   alone when disabled (2.7.10: the driver then kicks at most once more);
+    /// - packed: device event suppression flags DISABLE, ENABLE, or with
+    ///   EVENT_IDX DESC with off_wrap = next avail slot | wrap << 15 (2.8.10).
+    private func writeKickRequest(_ memory: GuestMemory) throws(VirtqueueError) {
+        switch layout {
+        case nil:
+            throw .notActive
+        case .split:
+            if eventIndex {
+                if notificationsEnabled {
+                    try ringStore(memory, nextAvail.littleEndian, device.unchecked(plus: 4 + 8 * UInt64(ringSize)))
+                }
+            } else {
+                try ringStore(memory, (notificationsEnabled ? 0 : Ring.usedNoNotify).littleEndian, device)
+            }
+        case .packed:
+            if !notificationsEnabled {
+                try ringStore(memory, Ring.eventDisable.littleEndian, device.unchecked(plus: 2))
+            } else if eventIndex {
+                let offWrap = nextAvail | (availWrap ? Ring.wrapBit : 0)
+                try ringStore(memory, offWrap.littleEndian, device)
+                try ringStoreRelease16(memory, Ring.eventDesc, device.unchecked(plus: 2))
+            } else {
+                try ringStore(memory, Ring.eventEnable.littleEndian, device.unchecked(plus: 2))
+            }
+        }
     }
 
     /// True when a chain is waiting (without consuming it).
@@ -453,13 +483,6 @@ public struct Virtqueue: Sendable {
             let flags = try ringLoadAcquire16(memory, table.unchecked(plus: Ring.descriptorSize * UInt64(nextAvail) + 14))
             return packedIsAvailable(flags, wrap: availWrap)
         }
-    }
-
-    /// Packed device event suppression: off_wrap = next avail | wrap << 15, then flags.
-    private func writeDeviceEvent(_ memory: GuestMemory, flags: UInt16) throws(VirtqueueError) {
-        let offWrap = nextAvail | (availWrap ? Ring.wrapBit : 0)
-        try ringStore(memory, offWrap.littleEndian, device)
-        try ringStoreRelease16(memory, flags, device.unchecked(plus: 2))
     }
 
     // MARK: - Ring access (validated at activation; errors here are fatal)

@@ -40,16 +40,12 @@ final class VhostUserFSDevice: VhostUserDevice {
         q.driverArea = vring.driverArea
         q.deviceArea = vring.deviceArea
         q.ready = true
-        if negotiated.contains(.ringPacked) {
-            q.availState = UInt16(truncatingIfNeeded: vring.base)
-            q.usedState = UInt16(truncatingIfNeeded: vring.base >> 16)
-        } else {
-            // Split: the base is the next avail index; the used index is
-            // whatever the device last published in the used ring.
-            q.availState = UInt16(truncatingIfNeeded: vring.base)
-            q.usedState = UInt16(littleEndian: try memory.load(UInt16.self, at: vring.deviceArea.unchecked(plus: 2)))
-        }
+        q.availState = UInt16(truncatingIfNeeded: vring.base)
+        if negotiated.contains(.ringPacked) { q.usedState = UInt16(truncatingIfNeeded: vring.base >> 16) }
         try q.activate(memory: memory, features: negotiated)
+        // Split: the base carries only the avail index; the used index is
+        // whatever the device last published in the used ring.
+        try q.adoptUsedIndexFromRing(memory)
         interrupt.setCall(call, for: vring.index)
         try start(vring.index, q, memory: memory, kick: kick, features: negotiated)
     }

@@ -65,6 +65,33 @@ import VfsvmVirtio
         #expect(try h.popRefused()?.reason == .nextOutOfRange(next: 4, size: 4))
     }
 
+    /// `next` inside a split indirect table indexes the table (2.7.5.3).
+    @Test func splitIndirectNextOutOfRangeRefused() throws {
+        var h = try Harness(.split, size: 4)
+        let buf = try h.driver.allocate(16)
+        let table = try h.driver.allocate(32)
+        try h.driver.writeTableEntry(table: table, index: 0, address: buf, length: 4, flags: 1, next: 2)
+        try h.driver.writeSplitDescriptor(index: 0, address: table, length: 32, flags: 4, next: 0)
+        try h.driver.publishRawHead(0)
+        #expect(try h.popRefused()?.reason == .nextOutOfRange(next: 2, size: 2))
+    }
+
+    /// 2.8.8: a packed indirect table is one chain in table order; NEXT
+    /// flags inside it carry no meaning and are ignored.
+    @Test func packedIndirectIgnoresNextFlags() throws {
+        var h = try Harness(.packed, size: 4)
+        let a = try h.driver.allocate(4), b = try h.driver.allocate(4)
+        try h.memory.writeBytes([1, 2, 3, 4], at: a)
+        try h.memory.writeBytes([5, 6, 7, 8], at: b)
+        let table = try h.driver.allocate(32)
+        try h.driver.writeTableEntry(table: table, index: 0, address: a, length: 4, flags: 1, next: 0)
+        try h.driver.writeTableEntry(table: table, index: 1, address: b, length: 4, flags: 1, next: 0)
+        try h.driver.addChain([MockSegment(address: table, length: 32, writable: false)])
+        try rewriteHeadAsIndirect(&h, .packed, table: table, length: 32)
+        let chain = try h.popOne()
+        #expect(try chain.readableBuffers(h.memory).bytes(at: 0, count: 8) == [1, 2, 3, 4, 5, 6, 7, 8])
+    }
+
     /// 2.7.5.3.1: INDIRECT inside an indirect table is forbidden.
     @Test(arguments: RingLayout.allCases)
     func nestedIndirectRefused(_ layout: RingLayout) throws {
@@ -261,6 +288,28 @@ import VfsvmVirtio
             try h.driver.writePackedDescriptor(slot: 0, address: buf, length: 8, id: 0, flags: flags)
             #expect(try h.queue.pop(h.memory) == nil)
         }
+    }
+
+    /// A packed ring base (vhost-user SET_VRING_BASE) must name a ring slot.
+    @Test func packedBaseOutsideRingRefused() throws {
+        let driver = try MockDriver(layout: .packed, queueSize: 4)
+        var q = Virtqueue(maxSize: 4)
+        driver.configure(&q)
+        q.availState = 0x8000 | 4
+        #expect(throws: VirtqueueError.invalidBase(avail: 4, used: 0, size: 4)) {
+            try q.activate(memory: driver.memory, features: driver.features)
+        }
+    }
+
+    /// The reserved driver event flags value 3 is treated like ENABLE: an
+    /// extra interrupt is harmless, a missing one would hang the driver.
+    @Test func packedReservedEventFlagsInterrupt() throws {
+        var h = try Harness(.packed, size: 4)
+        try h.driver.setPackedDriverEvent(flags: 3, offset: 0, wrap: true)
+        try h.driver.post(request: [1], replyCapacity: 0)
+        let c = try h.popOne()
+        try h.queue.pushUsed(id: c.id, descriptorCount: c.descriptorCount, length: 0, h.memory)
+        #expect(try h.queue.needsInterrupt(h.memory))
     }
 
     /// Fatal and refused errors are told apart by `isFatal`.

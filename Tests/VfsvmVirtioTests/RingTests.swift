@@ -220,6 +220,22 @@ import VfsvmVirtio
         #expect(try h.driver.collect().map(\.id) == [id])
     }
 
+    /// A split queue restarted with only the avail index (vhost-user)
+    /// takes its used index from the ring.
+    @Test func splitUsedIndexFromRing() throws {
+        let h = try Harness(.split, size: 4, splitStartIndex: 1000)
+        var fresh = Virtqueue(maxSize: 4)
+        h.driver.configure(&fresh)
+        fresh.usedState = 0
+        try fresh.activate(memory: h.memory, features: h.driver.features)
+        try fresh.adoptUsedIndexFromRing(h.memory)
+        #expect(fresh.usedState == 1000)
+        let id = try h.driver.post(request: [1], replyCapacity: 0)
+        let chain = try #require(try fresh.pop(h.memory))
+        try fresh.pushUsed(id: chain.id, descriptorCount: 1, length: 0, h.memory)
+        #expect(try h.driver.collect().map(\.id) == [id])
+    }
+
     @Test(arguments: RingLayout.allCases)
     func resetReturnsToInitialState(_ layout: RingLayout) throws {
         var h = try Harness(layout, size: 4)
@@ -228,6 +244,26 @@ import VfsvmVirtio
         h.queue.reset()
         #expect(!h.queue.isActive && h.queue.size == 4 && !h.queue.ready)
         #expect(h.queue.availState == 0 && h.queue.descriptorTable == GuestAddress(0))
+    }
+
+    /// 2.8.7: the used descriptor carries the buffer id and length at the
+    /// slot of the chain's first descriptor, AVAIL = USED = used wrap
+    /// counter, and WRITE when a length is reported (2.8.4).
+    @Test func packedUsedDescriptorBytes() throws {
+        var h = try Harness(.packed, size: 4)
+        let id = try h.driver.add(readable: [[1]], writable: [8])
+        let chain = try h.popOne()
+        try h.queue.pushUsed(id: chain.id, descriptorCount: chain.descriptorCount, length: 5, h.memory)
+        let slot0 = h.driver.descriptorTable
+        #expect(try h.memory.load(UInt32.self, at: slot0.unchecked(plus: 8)) == 5)
+        #expect(try h.memory.load(UInt16.self, at: slot0.unchecked(plus: 12)) == id)
+        #expect(try h.memory.load(UInt16.self, at: slot0.unchecked(plus: 14)) == 0x8080 | 2)
+        // The next chain's used element goes to slot 2 (skip count 2).
+        try h.driver.add(readable: [[1]], writable: [])
+        let next = try h.popOne()
+        try h.queue.pushUsed(id: next.id, descriptorCount: next.descriptorCount, length: 0, h.memory)
+        #expect(try h.memory.load(UInt16.self, at: slot0.unchecked(plus: 32 + 14)) == 0x8080)
+        #expect(try h.driver.collect().map(\.length) == [5, 0])
     }
 
     @Test func badCompletionIsRefusedWithoutWriting() throws {
