@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <sys/syscall.h>
 #include <sys/fsuid.h>
+#include <sys/stat.h>
 #include <linux/openat2.h>
 
 #include "vfsvm_fs.h"
@@ -70,6 +71,17 @@ long vfsvm_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_
 
 int vfsvm_fallocate(int fd, int mode, int64_t offset, int64_t len) { return fallocate(fd, mode, offset, len); }
 int vfsvm_syncfs(int fd) { return syncfs(fd); }
+
+int vfsvm_birth_time(int fd, int64_t *sec, uint32_t *nsec) {
+    struct statx sx;
+    memset(&sx, 0, sizeof sx);
+    int r = statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx);
+    if (r < 0) return r;
+    if (!(sx.stx_mask & STATX_BTIME)) { errno = ENODATA; return -1; }
+    *sec = sx.stx_btime.tv_sec;
+    *nsec = sx.stx_btime.tv_nsec;
+    return 0;
+}
 int vfsvm_flock(int fd, int operation) { return flock(fd, operation); }
 
 // Raw syscalls: glibc's setfsuid is per thread as well, but returns the old

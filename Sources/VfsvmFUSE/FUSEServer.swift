@@ -132,16 +132,19 @@ public final class FUSEServer: Sendable {
         return w.bytes
     }
 
+    /// Largest READ served in one reply (16 MiB; kernels ask for ≤ 1 MiB).
+    public static let maxReadSize = 16 << 20
+
     private func finish(reply: some ScatterGatherList, unique: UInt64, error: Int32, bodyLength: Int) -> Int {
         let total = FUSEWireSize.outHeader + bodyLength
-        guard total <= reply.byteCount else { return sendError(reply: reply, unique: unique, .EIO) }
+        guard total <= reply.byteCount, total <= Int(UInt32.max) else { return sendError(reply: reply, unique: unique, .EIO) }
         let put = header(unique: unique, error: error, totalLength: total).withUnsafeBytes { reply.copy($0, to: 0) }
         return put == FUSEWireSize.outHeader ? total : 0
     }
 
     private func sendOK(reply: some ScatterGatherList, unique: UInt64, body: [UInt8]) -> Int {
         let total = FUSEWireSize.outHeader + body.count
-        guard total <= reply.byteCount else { return sendError(reply: reply, unique: unique, .EIO) }
+        guard total <= reply.byteCount, total <= Int(UInt32.max) else { return sendError(reply: reply, unique: unique, .EIO) }
         var out = header(unique: unique, error: 0, totalLength: total)
         out.append(contentsOf: body)
         _ = out.withUnsafeBytes { reply.copy($0, to: 0) }
@@ -343,11 +346,14 @@ public final class FUSEServer: Sendable {
         case .read:
             var r = bodyReader(request, length: length, what: "READ", limit: 40)
             let fh = try r.u64(), offset = try r.u64(), size = try r.u32()
-            guard offset <= UInt64(Int64.max) else { throw SystemError("FUSE READ: offset", .EINVAL) }
+            guard offset <= UInt64(Int64.max) - UInt64(size) else { throw SystemError("FUSE READ: offset + size overflows", .EINVAL) }
             // Never more than the reply can hold: the kernel sizes the reply
             // buffer to `size`, so a smaller buffer only shortens the read.
             let room = max(reply.byteCount - FUSEWireSize.outHeader, 0)
-            let count = min(Int(size), room)
+            // A kernel never asks for more than max_pages pages (≤ 1 MiB);
+            // the cap keeps a hostile size + a huge reply chain from making
+            // a reply whose length does not fit fuse_out_header.len.
+            let count = min(Int(size), room, FUSEServer.maxReadSize)
             let n = try fs.read(ctx, node: node, handle: fh, offset: offset, size: count, into: reply, at: FUSEWireSize.outHeader)
             return .written(min(n, count))
 
@@ -361,9 +367,9 @@ public final class FUSEServer: Sendable {
                 throw SystemError("FUSE WRITE: size \(size) exceeds the \(length - payloadStart) payload bytes", .EINVAL)
             }
             guard size <= options.maxWrite else { throw SystemError("FUSE WRITE: size above max_write", .EINVAL) }
-            guard offset <= UInt64(Int64.max) else { throw SystemError("FUSE WRITE: offset", .EINVAL) }
+            guard offset <= UInt64(Int64.max) - UInt64(size) else { throw SystemError("FUSE WRITE: offset + size overflows", .EINVAL) }
             let n = try fs.write(ctx, node: node, handle: fh, offset: offset, size: Int(size), writeFlags: writeFlags, from: request, at: payloadStart)
-            w.u32(UInt32(n)); w.u32(0)
+            w.u32(UInt32(clamping: min(n, Int(size)))); w.u32(0)
 
         case .statfs:
             let s = try fs.statfs(ctx, node: node)
@@ -407,7 +413,7 @@ public final class FUSEServer: Sendable {
                 result = try fs.listxattr(ctx, node: node, size: Int(min(size, 65536)))
             }
             switch result {
-            case let .size(n): w.u32(UInt32(n)); w.u32(0)
+            case let .size(n): w.u32(UInt32(clamping: n)); w.u32(0)
             case let .data(d):
                 guard d.count <= Int(size) else { throw SystemError("FUSE xattr: value larger than the request's size", .ERANGE) }
                 guard d.count + FUSEWireSize.outHeader <= reply.byteCount else { throw SystemError("FUSE xattr: reply buffer too small", .ERANGE) }
@@ -441,6 +447,7 @@ public final class FUSEServer: Sendable {
             return .bytes(buffer.writer.bytes)
 
         case .getlk, .setlk, .setlkw:
+            guard options.locks else { throw SystemError("FUSE LK: locks are off", .ENOSYS) }
             var r = bodyReader(request, length: length, what: "LK")
             let fh = try r.u64(), owner = try r.u64()
             let start = try r.u64(), end = try r.u64(), type = try r.u32(), pid = try r.u32()
@@ -547,7 +554,7 @@ public final class FUSEServer: Sendable {
         w.u16(64); w.u16(48)  // max_background, congestion_threshold
         w.u32(maxWrite)
         w.u32(1)  // time_gran: nanoseconds
-        w.u16(UInt16(min((maxWrite + 4095) / 4096, 256)))  // max_pages
+        w.u16(UInt16(min((UInt64(maxWrite) + 4095) / 4096, 256)))  // max_pages
         w.u16(0)  // map_alignment
         w.u32(UInt32(truncatingIfNeeded: negotiated >> 32))  // flags2
         w.zeros(28)

@@ -16,7 +16,7 @@ extension ScatterGatherList {
             let n = try withIOVecs(offset: offset + done, length: count - done) { iov throws(SystemError) -> Int in
                 if iov.isEmpty { return 0 }
                 // Safe: the iovecs cover live segments of this list, clamped to its end.
-                return try sysCall("preadv") { preadv(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) + off_t(done)) }
+                return try sysCall("preadv") { preadv(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) &+ off_t(done)) }
             }
             if n == 0 { break }
             done += n
@@ -34,7 +34,7 @@ extension ScatterGatherList {
                 if iov.isEmpty { return 0 }
                 // Safe: the iovecs cover live segments of this list, clamped to its end.
                 // On an O_APPEND fd Linux ignores the offset and appends.
-                return try sysCall("pwritev") { pwritev(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) + off_t(done)) }
+                return try sysCall("pwritev") { pwritev(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) &+ off_t(done)) }
             }
             if n == 0 { break }
             done += n
@@ -50,7 +50,7 @@ extension ScatterGatherList {
             let n = withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
                 if iov.isEmpty { return 0 }
                 // Safe: the iovecs cover live segments of this list; the call waits for completion.
-                return vfsvm_uring_rw(0, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset + Int64(done))
+                return vfsvm_uring_rw(0, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset &+ Int64(done))
             }
             if n < 0 { throw SystemError("io_uring readv", Errno(rawValue: Int32(-n))) }
             if n == 0 { break }
@@ -66,7 +66,7 @@ extension ScatterGatherList {
             let n = withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
                 if iov.isEmpty { return 0 }
                 // Safe: as in readURing.
-                return vfsvm_uring_rw(1, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset + Int64(done))
+                return vfsvm_uring_rw(1, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset &+ Int64(done))
             }
             if n < 0 { throw SystemError("io_uring writev", Errno(rawValue: Int32(-n))) }
             if n == 0 { break }

@@ -23,9 +23,13 @@ public struct PassthroughOptions: Sendable, Equatable {
     /// How many O_PATH fds of inodes are kept open for reuse (the inodes
     /// themselves are named by kernel file handles and cost no fd).
     public var pathFDCacheSize = 512
+    /// Name inodes by kernel file handles where the host file system has
+    /// them. Off (or on a file system without handles) inodes are named by
+    /// (parent node, name) and re-opened by a checked lookup.
+    public var fileHandles = true
 
-    public init(cache: Cache = .auto, xattr: Bool = true, pathFDCacheSize: Int = 512) {
-        self.cache = cache; self.xattr = xattr; self.pathFDCacheSize = pathFDCacheSize
+    public init(cache: Cache = .auto, xattr: Bool = true, pathFDCacheSize: Int = 512, fileHandles: Bool = true) {
+        self.cache = cache; self.xattr = xattr; self.pathFDCacheSize = pathFDCacheSize; self.fileHandles = fileHandles
     }
 }
 
@@ -44,13 +48,22 @@ public enum PassthroughError: Error, Equatable {
 /// it holds no fd. When an operation needs the inode, an O_PATH fd is taken
 /// from a bounded LRU cache or re-opened with open_by_handle_at (which needs
 /// CAP_DAC_READ_SEARCH). If the inode is gone (deleted and no longer open
-/// on the host), open_by_handle_at fails and the request gets ESTALE. Only
-/// where the host file system has no file handles (and for O_TMPFILE
-/// files) does an entry pin an O_PATH fd for its lifetime. Node ids are
-/// never reused within a session, so the generation is always 0. Lookup
-/// counts follow LOOKUP/CREATE/MKDIR/... replies and FORGET/BATCH_FORGET;
-/// an entry dies when its count reaches 0. Unknown or forgotten node ids
-/// get ESTALE; unknown file handles EBADF.
+/// on the host), open_by_handle_at fails and the request gets ESTALE.
+/// Where the host file system has no file handles (or `fileHandles` is
+/// off), an entry remembers where it was last seen, (parent node, name),
+/// and holds one lookup on its parent; it is re-opened by looking the name
+/// up below the parent's fd (recursively) and checking (st_dev, st_ino,
+/// birth time), so a deleted inode whose number was reused is not mistaken
+/// for the new one. A mismatch or a missing name (renamed or deleted behind
+/// vfsvm's back) is ESTALE. RENAME, UNLINK and RMDIR keep the locations
+/// current. Only entries with no location (".." lookups, O_TMPFILE files)
+/// pin an O_PATH fd for their lifetime.
+///
+/// Node ids are never reused within a session, so the generation is
+/// always 0. Lookup counts follow LOOKUP/CREATE/MKDIR/... replies,
+/// READDIRPLUS entries and FORGET/BATCH_FORGET; an entry dies when its count
+/// reaches 0. Unknown or forgotten node ids get ESTALE; unknown file
+/// handles EBADF.
 ///
 /// **Confinement.** Every path the guest names is one component, resolved
 /// relative to its parent's fd with openat2(RESOLVE_BENEATH |
@@ -70,7 +83,13 @@ public enum PassthroughError: Error, Equatable {
 /// **Credentials.** Creating requests run with the caller's fsuid/fsgid
 /// (per thread), so new files get the caller's owner and the group rules
 /// of the host (setgid directories); the requested umask is applied by us
-/// (FUSE_DONT_MASK; the process umask is set to 0 at init).
+/// (FUSE_DONT_MASK; the process umask is set to 0 at init). Other requests
+/// run as vfsvm (root): virtiofs guests mount with default_permissions, so
+/// the guest kernel checks permissions. A guest root can therefore set
+/// setuid bits, security.* / trusted.* xattrs and create device nodes in
+/// the share, as a local root could; hosts should mount shared trees
+/// nosuid,nodev if host users must be protected from the guest. vfsvm
+/// itself never opens special files (OPEN is for regular files only).
 public final class PassthroughFileSystem: FileSystem {
     public let options: PassthroughOptions
     public let engine: any IOEngine
@@ -79,7 +98,17 @@ public final class PassthroughFileSystem: FileSystem {
     private let procSelfFD: FileDescriptor
     private let state: Mutex<State>
 
-    struct InodeKey: Hashable { let dev: UInt64; let ino: UInt64 }
+    /// Identifies a host inode. Without file handles, inode numbers can be
+    /// reused after a delete, so the birth time (where the file system has
+    /// one) tells a new inode from the old one.
+    struct InodeKey: Hashable {
+        let dev: UInt64
+        let ino: UInt64
+        var birth: Int64 = 0
+        func sameInodeNumber(_ o: InodeKey) -> Bool { dev == o.dev && ino == o.ino }
+    }
+
+    struct Location: Hashable { let parent: UInt64; let name: [UInt8] }
 
     struct Inode {
         let key: InodeKey
@@ -87,6 +116,8 @@ public final class PassthroughFileSystem: FileSystem {
         let handle: KernelFileHandle?
         let pinned: FileDescriptor?
         var lookups: UInt64
+        /// Where a handle-less, unpinned entry was last seen.
+        var location: Location? = nil
     }
 
     final class OpenFile: Sendable {
@@ -112,6 +143,7 @@ public final class PassthroughFileSystem: FileSystem {
         var mounts: [Int32: FileDescriptor] = [:]
         var lockFDs: [LockKey: FileDescriptor] = [:]
         var session: FUSESession?
+        var byLocation: [Location: UInt64] = [:]
     }
 
     static let rootNode: UInt64 = 1
@@ -137,13 +169,14 @@ public final class PassthroughFileSystem: FileSystem {
             throw .cannotOpenProc(error)
         }
         self.root = rootFD
-        self.rootKey = InodeKey(dev: st.dev, ino: st.ino)
         self.options = options
         self.engine = engine
-        var handle = try? rootFD.kernelFileHandle()
+        var handle = options.fileHandles ? try? rootFD.kernelFileHandle() : nil
         // The anchor for open_by_handle_at on the root's mount must not be O_PATH.
         let anchor = try? rootFD.openAt([0x2e], flags: O_RDONLY | O_DIRECTORY)
         if anchor == nil { handle = nil }
+        // Keys of handle-less entries carry the birth time (see InodeKey).
+        self.rootKey = InodeKey(dev: st.dev, ino: st.ino, birth: handle == nil ? rootFD.birthTime() ?? 0 : 0)
         var s = State()
         s.inodes[Self.rootNode] = Inode(key: rootKey, fileType: st.fileType, handle: handle, pinned: rootFD, lookups: 1)
         s.byKey[rootKey] = Self.rootNode
@@ -171,6 +204,7 @@ public final class PassthroughFileSystem: FileSystem {
                 s.byKey[rootKey] = Self.rootNode
             }
             s.pathCache = [:]
+            s.byLocation = [:]
             s.files = [:]
             s.lockFDs = [:]
             s.session = nil
@@ -185,7 +219,7 @@ public final class PassthroughFileSystem: FileSystem {
 
     /// An O_PATH fd for `node`.
     func pathFD(_ node: UInt64) throws(SystemError) -> FileDescriptor {
-        enum Plan { case ready(FileDescriptor), reopen(KernelFileHandle, FileDescriptor) }
+        enum Plan { case ready(FileDescriptor), reopen(KernelFileHandle, FileDescriptor), lookup(Location, InodeKey) }
         let plan: Plan = try state.withLock { s throws(SystemError) -> Plan in
             guard let inode = s.inodes[node] else { throw stale(node) }
             if let fd = inode.pinned { return .ready(fd) }
@@ -194,11 +228,28 @@ public final class PassthroughFileSystem: FileSystem {
                 s.pathCache[node] = (cached.fd, s.clock)
                 return .ready(cached.fd)
             }
-            guard let handle = inode.handle, let mount = s.mounts[handle.mountID] else { throw stale(node) }
-            return .reopen(handle, mount)
+            if let handle = inode.handle, let mount = s.mounts[handle.mountID] { return .reopen(handle, mount) }
+            if let location = inode.location { return .lookup(location, inode.key) }
+            throw stale(node)
         }
         switch plan {
         case let .ready(fd): return fd
+        case let .lookup(location, key):
+            // The parent chain ends at the root, which is pinned; names form
+            // a tree, so this recursion is bounded by the directory depth.
+            let parentFD = try pathFD(location.parent)
+            let fd: FileDescriptor
+            do {
+                fd = try parentFD.openAt(location.name, flags: HostFSFlag.path | O_NOFOLLOW)
+            } catch {
+                throw SystemError("re-open node \(node) by name", error.errno == .ENOENT ? .ESTALE : error.errno)
+            }
+            let st = try fd.stat()
+            guard InodeKey(dev: st.dev, ino: st.ino, birth: fd.birthTime() ?? 0) == key else {
+                throw SystemError("re-open node \(node) by name: another inode is there now", .ESTALE)
+            }
+            cache(fd, for: node)
+            return fd
         case let .reopen(handle, mount):
             let fd: FileDescriptor
             do {
@@ -206,13 +257,17 @@ public final class PassthroughFileSystem: FileSystem {
             } catch {
                 throw SystemError("open_by_handle_at(node \(node))", error.errno == .ENOENT ? .ESTALE : error.errno)
             }
-            state.withLock { s in
-                guard s.inodes[node] != nil else { return }
-                s.clock += 1
-                s.pathCache[node] = (fd, s.clock)
-                trimCache(&s)
-            }
+            cache(fd, for: node)
             return fd
+        }
+    }
+
+    private func cache(_ fd: FileDescriptor, for node: UInt64) {
+        state.withLock { s in
+            guard s.inodes[node] != nil else { return }
+            s.clock += 1
+            s.pathCache[node] = (fd, s.clock)
+            trimCache(&s)
         }
     }
 
@@ -237,9 +292,10 @@ public final class PassthroughFileSystem: FileSystem {
     public func lookupCount(of node: UInt64) -> UInt64? { state.withLock { $0.inodes[node]?.lookups } }
 
     /// Enters the inode `fd` (O_PATH or not) refers to, adding one lookup.
-    private func enter(_ fd: FileDescriptor, _ st: FileStat, pin: Bool = false) throws(SystemError) -> UInt64 {
-        let key = InodeKey(dev: st.dev, ino: st.ino)
-        var handle: KernelFileHandle? = pin ? nil : (try? fd.kernelFileHandle())
+    private func enter(_ fd: FileDescriptor, _ st: FileStat, pin: Bool = false, at location: Location? = nil) throws(SystemError) -> UInt64 {
+        var key = InodeKey(dev: st.dev, ino: st.ino)
+        var handle: KernelFileHandle? = pin || !options.fileHandles ? nil : (try? fd.kernelFileHandle())
+        if handle == nil { key.birth = fd.birthTime() ?? 0 }
         // open_by_handle_at needs a real (not O_PATH) fd on the handle's
         // mount. The first inode vfsvm meets on a mount is the mount's root
         // directory (mounts are entered through it): open that one.
@@ -251,40 +307,82 @@ public final class PassthroughFileSystem: FileSystem {
             if anchor == nil { handle = nil }
         }
         var pathFD: FileDescriptor? = nil
+        let byName = handle == nil && !pin && location != nil
         if handle == nil {
-            // No file handles here (or a tmpfile): pin an O_PATH fd.
+            // An O_PATH fd: pinned when the entry has neither a handle nor a
+            // location (a tmpfile, a ".." lookup), else put in the cache.
             pathFD = try procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false)
         }
         return state.withLock { s in
             if let id = s.byKey[key], var inode = s.inodes[id], inode.handle == handle || handle == nil || inode.handle == nil {
                 inode.lookups += 1
                 s.inodes[id] = inode
+                if byName, inode.pinned == nil, inode.handle == nil, let location { setLocation(id, location, &s) }
                 return id
             }
             let id = s.nextNode
             s.nextNode += 1
-            s.inodes[id] = Inode(key: key, fileType: st.fileType, handle: handle, pinned: pathFD, lookups: 1)
+            s.inodes[id] = Inode(key: key, fileType: st.fileType, handle: handle, pinned: byName ? nil : pathFD, lookups: 1)
             s.byKey[key] = id
             if let handle, let anchor, s.mounts[handle.mountID] == nil {
                 s.mounts[handle.mountID] = anchor
+            }
+            if byName, let location, let pathFD {
+                setLocation(id, location, &s)
+                s.clock += 1
+                s.pathCache[id] = (pathFD, s.clock)
+                trimCache(&s)
             }
             return id
         }
     }
 
+    /// Records that handle-less `node` is now `location`; it holds one
+    /// lookup on the new parent and gives back the one on the old.
+    private func setLocation(_ node: UInt64, _ location: Location, _ s: inout State) {
+        guard var inode = s.inodes[node], inode.location != location, s.inodes[location.parent] != nil else { return }
+        if let other = s.byLocation[location], other != node { clearLocation(of: other, &s) }
+        s.inodes[location.parent]?.lookups += 1
+        let old = inode.location
+        inode.location = location
+        s.inodes[node] = inode
+        s.byLocation[location] = node
+        if let old {
+            if s.byLocation[old] == node { s.byLocation[old] = nil }
+            dropLookups(old.parent, 1, &s)
+        }
+    }
+
+    /// Forgets where `node` is (its name went away).
+    private func clearLocation(of node: UInt64, _ s: inout State) {
+        guard var inode = s.inodes[node], let old = inode.location else { return }
+        inode.location = nil
+        s.inodes[node] = inode
+        if s.byLocation[old] == node { s.byLocation[old] = nil }
+        dropLookups(old.parent, 1, &s)
+    }
+
+    /// Takes `count` lookups from `node`; an entry at 0 dies and gives back
+    /// the lookup it held on its parent, and so on up.
+    private func dropLookups(_ node: UInt64, _ count: UInt64, _ s: inout State) {
+        var node = node
+        var count = count
+        while node != Self.rootNode, var inode = s.inodes[node] {
+            inode.lookups -= min(count, inode.lookups)
+            guard inode.lookups == 0 else { s.inodes[node] = inode; return }
+            s.inodes[node] = nil
+            if s.byKey[inode.key] == node { s.byKey[inode.key] = nil }
+            s.pathCache[node] = nil
+            guard let location = inode.location else { return }
+            if s.byLocation[location] == node { s.byLocation[location] = nil }
+            node = location.parent
+            count = 1
+        }
+    }
+
     public func forget(nodeID: UInt64, count: UInt64) {
         guard nodeID != Self.rootNode else { return }
-        state.withLock { s in
-            guard var inode = s.inodes[nodeID] else { return }
-            inode.lookups -= min(count, inode.lookups)
-            if inode.lookups == 0 {
-                s.inodes[nodeID] = nil
-                if s.byKey[inode.key] == nodeID { s.byKey[inode.key] = nil }
-                s.pathCache[nodeID] = nil
-            } else {
-                s.inodes[nodeID] = inode
-            }
-        }
+        state.withLock { s in dropLookups(nodeID, count, &s) }
     }
 
     private func fileType(_ node: UInt64) throws(SystemError) -> UInt32 {
@@ -374,10 +472,10 @@ public final class PassthroughFileSystem: FileSystem {
 
     /// Looks `name` up below `parentFD` without following anything and
     /// enters it.
-    private func lookupEntry(parentFD: FileDescriptor, name: [UInt8]) throws(SystemError) -> FUSEEntry {
+    private func lookupEntry(parentFD: FileDescriptor, parent: UInt64, name: [UInt8]) throws(SystemError) -> FUSEEntry {
         let fd = try parentFD.openAt(name, flags: HostFSFlag.path | O_NOFOLLOW)
         let st = try fd.stat()
-        return entry(try enter(fd, st), st)
+        return entry(try enter(fd, st, at: Location(parent: parent, name: name)), st)
     }
 
     /// Whether walking ".." up from `fd` reaches the shared root.
@@ -385,8 +483,7 @@ public final class PassthroughFileSystem: FileSystem {
         var fd = start
         for _ in 0..<4096 {
             guard let st = try? fd.stat() else { return false }
-            let key = InodeKey(dev: st.dev, ino: st.ino)
-            if key == rootKey { return true }
+            if InodeKey(dev: st.dev, ino: st.ino).sameInodeNumber(rootKey) { return true }
             guard let up = try? fd.openAt([0x2e, 0x2e], flags: HostFSFlag.path | O_DIRECTORY | O_NOFOLLOW, beneath: false),
                   let ust = try? up.stat() else { return false }
             if ust.dev == st.dev && ust.ino == st.ino { return false }  // reached "/"
@@ -409,7 +506,7 @@ public final class PassthroughFileSystem: FileSystem {
             let st = try up.stat()
             return entry(try enter(up, st), st)
         }
-        return try lookupEntry(parentFD: parentFD, name: name)
+        return try lookupEntry(parentFD: parentFD, parent: parent, name: name)
     }
 
     private func mask(_ mode: UInt32, _ umask: UInt32) -> UInt32 {
@@ -428,7 +525,7 @@ public final class PassthroughFileSystem: FileSystem {
         try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) in
             try dir.mkdirAt(name, mode: mode_t(mask(mode, umask)))
         }
-        return try lookupEntry(parentFD: dir, name: name)
+        return try lookupEntry(parentFD: dir, parent: parent, name: name)
     }
 
     public func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(SystemError) -> FUSEEntry {
@@ -437,7 +534,7 @@ public final class PassthroughFileSystem: FileSystem {
         try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) in
             try dir.mknodAt(name, mode: mode_t(type | mask(mode, umask)), device: dev_t(rdev))
         }
-        return try lookupEntry(parentFD: dir, name: name)
+        return try lookupEntry(parentFD: dir, parent: parent, name: name)
     }
 
     public func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(SystemError) -> FUSEEntry {
@@ -445,7 +542,7 @@ public final class PassthroughFileSystem: FileSystem {
         try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) in
             try dir.symlinkAt(name, target: target)
         }
-        return try lookupEntry(parentFD: dir, name: name)
+        return try lookupEntry(parentFD: dir, parent: parent, name: name)
     }
 
     public func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(SystemError) -> FUSEEntry {
@@ -453,15 +550,23 @@ public final class PassthroughFileSystem: FileSystem {
         if try fileType(node) == Self.sIFDIR { throw SystemError("link: directory", .EPERM) }
         let fd = try pathFD(node)
         try fd.link(into: dir, as: newName)
-        return try lookupEntry(parentFD: dir, name: newName)
+        return try lookupEntry(parentFD: dir, parent: newParent, name: newName)
     }
 
     public func unlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) {
         try parentDirectory(parent).unlinkAt(name, flags: 0)
+        nameGone(Location(parent: parent, name: name))
     }
 
     public func rmdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) {
         try parentDirectory(parent).unlinkAt(name, flags: AT_REMOVEDIR)
+        nameGone(Location(parent: parent, name: name))
+    }
+
+    private func nameGone(_ location: Location) {
+        state.withLock { s in
+            if let node = s.byLocation[location] { clearLocation(of: node, &s) }
+        }
     }
 
     public func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(SystemError) {
@@ -470,6 +575,19 @@ public final class PassthroughFileSystem: FileSystem {
         let from = try parentDirectory(parent)
         let to = try parentDirectory(newParent)
         try from.renameAt(name, to: to, newName, flags: flags)
+        let old = Location(parent: parent, name: name), new = Location(parent: newParent, name: newName)
+        state.withLock { s in
+            let moved = s.byLocation[old], target = s.byLocation[new]
+            if flags & HostFSFlag.renameExchange != 0 {
+                if let moved { clearLocation(of: moved, &s) }
+                if let target { clearLocation(of: target, &s) }
+                if let moved { setLocation(moved, new, &s) }
+                if let target { setLocation(target, old, &s) }
+            } else {
+                if let target { clearLocation(of: target, &s) }
+                if let moved { setLocation(moved, new, &s) }
+            }
+        }
     }
 
     public func readlink(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) -> [UInt8] {
@@ -568,11 +686,11 @@ public final class PassthroughFileSystem: FileSystem {
                 try dir.openAt(name, flags: host, mode: mode_t(mask(mode, umask)))
             }
             let st = try fd.stat()
-            let node = try enter(fd, st)
+            let node = try enter(fd, st, at: Location(parent: parent, name: name))
             return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
         } catch where error.errno == .EEXIST && Int32(bitPattern: flags) & O_EXCL == 0 {
             // CREATE without O_EXCL of an existing name: open it as OPEN does.
-            let e = try lookupEntry(parentFD: dir, name: name)
+            let e = try lookupEntry(parentFD: dir, parent: parent, name: name)
             do {
                 let o = try open(ctx, node: e.nodeID, flags: flags & ~UInt32(O_CREAT | O_EXCL), openFlags: 0)
                 return (e, o)
@@ -682,7 +800,7 @@ public final class PassthroughFileSystem: FileSystem {
                     let isDot = e.name == [0x2e] || e.name == [0x2e, 0x2e]
                     var fuseEntry: FUSEEntry? = nil
                     if buffer.plus, !isDot {
-                        fuseEntry = try? lookupEntry(parentFD: f.fd, name: e.name)
+                        fuseEntry = try? lookupEntry(parentFD: f.fd, parent: f.node, name: e.name)
                     }
                     let ok = buffer.add(name: e.name, ino: e.ino, type: UInt32(e.type), nextOffset: UInt64(bitPattern: e.nextOffset), entry: fuseEntry)
                     if !ok {
@@ -799,8 +917,9 @@ public final class PassthroughFileSystem: FileSystem {
         let (start, length) = try range(lock)
         let r = try fd.ofdLock(.get, type: Int16(lock.type), start: start, length: length)
         if r.type == Int16(F_UNLCK) { return FUSEFileLock(start: lock.start, end: lock.end, type: UInt32(F_UNLCK), pid: 0) }
-        let end = r.length == 0 ? Self.offsetMax : UInt64(r.start) + UInt64(r.length) - 1
-        return FUSEFileLock(start: UInt64(r.start), end: end, type: UInt32(r.type), pid: r.pid > 0 ? UInt32(r.pid) : 0)
+        let from = UInt64(clamping: r.start)
+        let end = r.length <= 0 ? Self.offsetMax : min(from &+ UInt64(r.length) &- 1, Self.offsetMax)
+        return FUSEFileLock(start: from, end: end, type: UInt32(clamping: r.type), pid: r.pid > 0 ? UInt32(r.pid) : 0)
     }
 
     public func setlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock, wait: Bool, flock: Bool) throws(SystemError) {

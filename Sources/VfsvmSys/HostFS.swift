@@ -164,6 +164,15 @@ extension FileDescriptor {
         return FileStat(st)
     }
 
+    /// The inode's birth time (statx STATX_BTIME) as nanoseconds since the
+    /// epoch, or nil where the file system does not record one.
+    public func birthTime() -> Int64? {
+        var sec: Int64 = 0
+        var nsec: UInt32 = 0
+        guard vfsvm_birth_time(rawValue, &sec, &nsec) == 0 else { return nil }
+        return sec &* 1_000_000_000 &+ Int64(nsec)
+    }
+
     public func statfs() throws(SystemError) -> FSStat {
         var s = statvfs()
         _ = try sysCall("fstatvfs") { fstatvfs(rawValue, &s) }

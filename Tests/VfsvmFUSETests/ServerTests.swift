@@ -179,6 +179,18 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
         #expect(UInt64(d3.u32()) & ~FUSEInitFlag.initExt == FUSEInitFlag.asyncRead)
     }
 
+    @Test func lockRequestsAreRefusedWhenLocksAreOff() {
+        let (c, _) = server(MockFS(), FUSEServerOptions(locks: false))
+        c.initSession()
+        #expect(c.lk(.setlk, node: 1, fh: 1, owner: 1, start: 0, end: 1, type: 1).errno == ENOSYS)
+        #expect(c.lk(.getlk, node: 1, fh: 1, owner: 1, start: 0, end: 1, type: 1).errno == ENOSYS)
+        let (on, _) = server()
+        on.initSession()
+        // With locks on, the request reaches the file system (whose default is ENOSYS too),
+        // but a malformed range is refused before it gets there.
+        #expect(on.lk(.setlk, node: 1, fh: 1, owner: 1, start: 9, end: 1, type: 1).errno == EINVAL)
+    }
+
     @Test func requestsBeforeInitGetEIOAndDestroyEndsTheSession() {
         let (c, fs) = server()
         #expect(c.lookup(1, "x").errno == EIO)
@@ -379,5 +391,23 @@ struct SplitMix {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+@Suite struct LimitTests {
+    @Test func hugeMaxWriteDoesNotOverflowMaxPages() {
+        let (c, _) = server(MockFS(), FUSEServerOptions(maxWrite: UInt32.max))
+        let r = c.initSession()
+        var d = Decoder(r.body, at: 20)
+        #expect(r.ok && d.u32() == UInt32.max)
+        var p = Decoder(r.body, at: 28)
+        #expect(p.u32() & 0xffff == 256)
+    }
+
+    @Test func readSizeIsCappedEvenWithAHugeReplyBuffer() {
+        let (c, _) = server()
+        c.initSession()
+        let r = c.read(1, fh: 1, offset: 0, size: UInt32.max, replySize: FUSEServer.maxReadSize + 4096)
+        #expect(r.ok && r.body.count == FUSEServer.maxReadSize)
     }
 }

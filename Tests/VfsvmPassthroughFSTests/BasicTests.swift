@@ -26,3 +26,21 @@ import VfsvmSys
         #expect(l.entryAttr.size == 12)
     }
 }
+
+@Suite struct SessionTests {
+    @Test func destroyDropsEverythingAndASecondInitStartsAfresh() throws {
+        let f = try Fixture()
+        f.writeHost("a", "x")
+        let c = f.client
+        let n = c.lookup(1, "a").nodeID
+        let fh = c.open(n).openHandle
+        #expect(f.fs.inodeCount == 2)
+        #expect(c.call(.destroy, node: 0).ok)
+        #expect(f.fs.inodeCount == 1)
+        #expect(c.getattr(1).errno == EIO)  // no session
+        #expect(c.initSession().ok)
+        #expect(c.getattr(n).errno == ESTALE)
+        #expect(c.read(n, fh: fh, offset: 0, size: 1).errno == EBADF)
+        #expect(c.lookup(1, "a").ok)
+    }
+}

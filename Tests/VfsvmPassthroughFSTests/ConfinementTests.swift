@@ -248,3 +248,182 @@ import VfsvmSys
         #expect(f.fs.lookupCount(of: n) == 2)
     }
 }
+
+@Suite struct PassthroughFuzzTests {
+    /// Random requests against the real passthrough file system: no crash,
+    /// every reply well-formed, and nothing outside the share changes.
+    @Test func randomRequestsStayInsideAndAnswerSanely() throws {
+        let f = try Fixture()
+        let outside = f.dir + "-sentinel"
+        let sfd = open(outside, O_CREAT | O_WRONLY, 0o644)
+        _ = Glibc.write(sfd, "sentinel", 8)
+        close(sfd)
+        defer { unlink(outside) }
+        #expect(symlink(outside, f.path("out")) == 0)
+        #expect(mkdir(f.path("d"), 0o777) == 0)
+        f.writeHost("file", "content")
+        let c = f.client
+        var nodes: [UInt64] = [0, 1, 2, 3, 999]
+        for name in ["out", "d", "file"] { nodes.append(c.lookup(1, name).nodeID) }
+        let names = ["out", "d", "file", "x", "..", ".", "y"]
+        var rng = SplitMix64(seed: 42)
+        for _ in 0..<4000 {
+            var op = UInt32(rng.next() % 52)
+            // SETLKW could wait forever on a lock another random owner holds;
+            // DESTROY would end the session.
+            if op == FUSEOpcode.setlkw.rawValue || op == FUSEOpcode.destroy.rawValue { op = FUSEOpcode.getattr.rawValue }
+            let body = Bytes()
+            for _ in 0..<Int(rng.next() % 6) {
+                switch rng.next() % 4 {
+                case 0: body.u64(nodes[Int(rng.next() % UInt64(nodes.count))])
+                case 1: body.u32(UInt32(truncatingIfNeeded: rng.next() % 0o200000))
+                case 2: body.name(names[Int(rng.next() % UInt64(names.count))])
+                default: body.u64(rng.next() % 3 == 0 ? rng.next() : rng.next() % 4096)
+                }
+            }
+            c.uid = rng.next() % 2 == 0 ? 0 : 1000
+            let r = c.send(raw: c.header(op, node: nodes[Int(rng.next() % UInt64(nodes.count))], bodyLength: body.b.count) + body.b,
+                           replySize: Int(rng.next() % 2 == 0 ? 4096 : 64))
+            #expect(r.length == 0 || r.length >= 16)
+            if r.length > 0 && r.error != 0 { #expect(r.length == 16 && r.error < 0 && r.error > -4096) }
+        }
+        var st = stat()
+        #expect(lstat(outside, &st) == 0 && st.st_size == 8 && st.st_mode & 0o7777 == 0o644 && st.st_uid == 0)
+        // Nothing new appeared beside the share (only the sentinel is there).
+        let base = String(f.dir.split(separator: "/").last ?? "")
+        #expect(try listHost("/tmp").filter { $0.hasPrefix(base) } == [base, base + "-sentinel"].sorted())
+    }
+}
+
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The inode table without kernel file handles: entries are named by
+/// (parent, name) and re-opened by a checked lookup.
+@Suite struct NameBasedInodeTests {
+    func fixture() throws -> Fixture {
+        try Fixture(options: PassthroughOptions(pathFDCacheSize: 2, fileHandles: false))
+    }
+
+    /// Pushes every entry out of the 2-slot fd cache.
+    func churn(_ f: Fixture) {
+        for i in 0..<4 { f.writeHost("churn\(i)", ""); _ = f.client.getattr(f.client.lookup(1, "churn\(i)").nodeID) }
+    }
+
+    @Test func nestedEntriesReopenThroughTheirParents() throws {
+        let f = try fixture()
+        #expect(mkdir(f.path("a"), 0o755) == 0 && mkdir(f.path("a/b"), 0o755) == 0)
+        f.writeHost("a/b/c", "deep")
+        let c = f.client
+        let a = c.lookup(1, "a").nodeID
+        let b = c.lookup(a, "b").nodeID
+        let n = c.lookup(b, "c").nodeID
+        churn(f)
+        #expect(f.fs.heldPathFDCount <= 3)
+        #expect(c.getattr(n).attr.size == 4)
+        let fh = c.open(n, flags: UInt32(O_RDONLY)).openHandle
+        #expect(String(decoding: c.read(n, fh: fh, offset: 0, size: 10).body, as: UTF8.self) == "deep")
+        // Children hold their parents: forgetting the guest's lookups of a
+        // and b keeps them while c is known.
+        _ = c.forget(a, 1); _ = c.forget(b, 1)
+        churn(f)
+        #expect(c.getattr(n).ok)
+        _ = c.forget(n, 1)
+        #expect(f.fs.lookupCount(of: a) == nil && f.fs.lookupCount(of: b) == nil)
+    }
+
+    @Test func renamesThroughTheServerAreFollowed() throws {
+        let f = try fixture()
+        #expect(mkdir(f.path("d"), 0o755) == 0)
+        f.writeHost("d/x", "x!")
+        let c = f.client
+        let d = c.lookup(1, "d").nodeID
+        let x = c.lookup(d, "x").nodeID
+        #expect(c.rename(d, "x", 1, "y").ok)
+        #expect(c.rename(1, "d", 1, "e").ok)
+        churn(f)
+        #expect(c.getattr(x).attr.size == 2)
+        #expect(c.getattr(d).ok)
+        // EXCHANGE swaps the two names.
+        f.writeHost("z", "zzz")
+        let z = c.lookup(1, "z").nodeID
+        #expect(c.rename(1, "y", 1, "z", flags: 2).ok)
+        churn(f)
+        #expect(c.getattr(x).attr.size == 2 && c.getattr(z).attr.size == 3)
+        #expect(f.readHost("z") == "x!")
+    }
+
+    @Test func changesBehindTheServersBackAreESTALE() throws {
+        let f = try fixture()
+        f.writeHost("moved", "m"); f.writeHost("deleted", "d"); f.writeHost("replaced", "r")
+        let c = f.client
+        let m = c.lookup(1, "moved").nodeID, d = c.lookup(1, "deleted").nodeID, r = c.lookup(1, "replaced").nodeID
+        #expect(rename(f.path("moved"), f.path("elsewhere")) == 0)
+        #expect(unlink(f.path("deleted")) == 0)
+        #expect(unlink(f.path("replaced")) == 0)
+        f.writeHost("replaced", "new inode")
+        churn(f)
+        #expect(c.getattr(m).errno == ESTALE)
+        #expect(c.getattr(d).errno == ESTALE)
+        #expect(c.getattr(r).errno == ESTALE)
+        // A new LOOKUP finds the new inode under a new node id.
+        let r2 = c.lookup(1, "replaced")
+        #expect(r2.ok && r2.nodeID != r && r2.entryAttr.size == 9)
+    }
+
+    @Test func unlinkThroughTheServerForgetsTheName() throws {
+        let f = try fixture()
+        f.writeHost("u", "")
+        let c = f.client
+        let u = c.lookup(1, "u").nodeID
+        #expect(c.unlink(1, "u").ok)
+        f.writeHost("u", "another")
+        churn(f)
+        // The old node must not silently become the new file.
+        #expect(c.getattr(u).errno == ESTALE)
+    }
+
+    @Test func manyEntriesStayWithinTheFDBound() throws {
+        let f = try fixture()
+        for i in 0..<50 { f.writeHost("f\(i)", String(repeating: "x", count: i)) }
+        let c = f.client
+        let nodes = (0..<50).map { c.lookup(1, "f\($0)").nodeID }
+        for (i, n) in nodes.enumerated() { #expect(c.getattr(n).attr.size == UInt64(i)) }
+        #expect(f.fs.heldPathFDCount <= 3)
+        for n in nodes { _ = c.forget(n, 1) }
+        #expect(f.fs.inodeCount == 1)
+    }
+}
+
+@Suite struct SubmountTests {
+    @Test func inodesOnAMountInsideTheShareReopenByHandle() throws {
+        let f = try Fixture(options: PassthroughOptions(pathFDCacheSize: 1))
+        #expect(mkdir(f.path("m"), 0o755) == 0)
+        guard Glibc.mount("none", f.path("m"), "tmpfs", 0, "size=1m") == 0 else {
+            Issue.record("cannot mount a tmpfs for the submount test: errno \(errno)")
+            return
+        }
+        defer { _ = umount2(f.path("m"), Int32(MNT_DETACH)) }
+        let c = f.client
+        let m = c.lookup(1, "m").nodeID
+        let r = c.create(m, "on-tmpfs")
+        #expect(r.ok)
+        _ = c.write(r.nodeID, fh: r.createHandle, offset: 0, Array("tmpfs!".utf8))
+        _ = c.release(r.nodeID, fh: r.createHandle)
+        for i in 0..<3 { f.writeHost("x\(i)", ""); _ = c.getattr(c.lookup(1, "x\(i)").nodeID) }  // evict
+        #expect(c.getattr(r.nodeID).attr.size == 6)
+        let fh = c.open(r.nodeID, flags: UInt32(O_RDONLY)).openHandle
+        #expect(String(decoding: c.read(r.nodeID, fh: fh, offset: 0, size: 10).body, as: UTF8.self) == "tmpfs!")
+        var st = stat(), mst = stat()
+        #expect(stat(f.path("m/on-tmpfs"), &st) == 0 && stat(f.dir, &mst) == 0 && st.st_dev != mst.st_dev)
+    }
+}

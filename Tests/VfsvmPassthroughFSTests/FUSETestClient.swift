@@ -119,7 +119,7 @@ final class Client {
 
     func header(_ opcode: UInt32, node: UInt64, bodyLength: Int, lenOverride: UInt32? = nil) -> [UInt8] {
         unique += 1
-        var h = Bytes()
+        let h = Bytes()
         h.u32(lenOverride ?? UInt32(40 + bodyLength)).u32(opcode).u64(unique).u64(node)
         h.u32(uid).u32(gid).u32(4242).u16(0).u16(0)
         return h.b
@@ -131,53 +131,53 @@ final class Client {
 
     @discardableResult
     func initSession(minor: UInt32 = 38, flags: UInt32 = 0xffff_ffff, flags2: UInt32 = 0) -> Reply {
-        var b = Bytes()
+        let b = Bytes()
         b.u32(7).u32(minor).u32(128 * 1024).u32(flags).u32(flags2).zeros(44)
         return call(.`init`, node: 0, b)
     }
 
-    func lookup(_ parent: UInt64, _ name: String) -> Reply { var b = Bytes(); b.name(name); return call(.lookup, node: parent, b) }
-    func getattr(_ node: UInt64) -> Reply { var b = Bytes(); b.u32(0).u32(0).u64(0); return call(.getattr, node: node, b) }
+    func lookup(_ parent: UInt64, _ name: String) -> Reply { let b = Bytes(); b.name(name); return call(.lookup, node: parent, b) }
+    func getattr(_ node: UInt64) -> Reply { let b = Bytes(); b.u32(0).u32(0).u64(0); return call(.getattr, node: node, b) }
     func mkdir(_ parent: UInt64, _ name: String, mode: UInt32 = 0o755, umask: UInt32 = 0) -> Reply {
-        var b = Bytes(); b.u32(mode).u32(umask).name(name); return call(.mkdir, node: parent, b)
+        let b = Bytes(); b.u32(mode).u32(umask).name(name); return call(.mkdir, node: parent, b)
     }
     func create(_ parent: UInt64, _ name: String, mode: UInt32 = 0o644, umask: UInt32 = 0, flags: UInt32 = UInt32(O_RDWR)) -> Reply {
-        var b = Bytes(); b.u32(flags).u32(mode).u32(umask).u32(0).name(name); return call(.create, node: parent, b)
+        let b = Bytes(); b.u32(flags).u32(mode).u32(umask).u32(0).name(name); return call(.create, node: parent, b)
     }
-    func open(_ node: UInt64, flags: UInt32 = UInt32(O_RDWR)) -> Reply { var b = Bytes(); b.u32(flags).u32(0); return call(.open, node: node, b) }
-    func opendir(_ node: UInt64) -> Reply { var b = Bytes(); b.u32(UInt32(O_RDONLY)).u32(0); return call(.opendir, node: node, b) }
+    func open(_ node: UInt64, flags: UInt32 = UInt32(O_RDWR)) -> Reply { let b = Bytes(); b.u32(flags).u32(0); return call(.open, node: node, b) }
+    func opendir(_ node: UInt64) -> Reply { let b = Bytes(); b.u32(UInt32(O_RDONLY)).u32(0); return call(.opendir, node: node, b) }
     func write(_ node: UInt64, fh: UInt64, offset: UInt64, _ data: [UInt8], flags: UInt32 = 0) -> Reply {
-        var b = Bytes(); b.u64(fh).u64(offset).u32(UInt32(data.count)).u32(flags).u64(0).u32(0).u32(0).raw(data)
+        let b = Bytes(); b.u64(fh).u64(offset).u32(UInt32(data.count)).u32(flags).u64(0).u32(0).u32(0).raw(data)
         return call(.write, node: node, b)
     }
     func read(_ node: UInt64, fh: UInt64, offset: UInt64, size: UInt32, replySize: Int = (1 << 20) + 4096) -> Reply {
-        var b = Bytes(); b.u64(fh).u64(offset).u32(size).u32(0).u64(0).u32(0).u32(0)
+        let b = Bytes(); b.u64(fh).u64(offset).u32(size).u32(0).u64(0).u32(0).u32(0)
         return call(.read, node: node, b, replySize: replySize)
     }
     func readdir(_ node: UInt64, fh: UInt64, offset: UInt64, size: UInt32 = 65536, plus: Bool = false) -> Reply {
-        var b = Bytes(); b.u64(fh).u64(offset).u32(size).u32(0).u64(0).u32(0).u32(0)
+        let b = Bytes(); b.u64(fh).u64(offset).u32(size).u32(0).u64(0).u32(0).u32(0)
         return call(plus ? .readdirplus : .readdir, node: node, b)
     }
     func release(_ node: UInt64, fh: UInt64, dir: Bool = false, releaseFlags: UInt32 = 0, owner: UInt64 = 0) -> Reply {
-        var b = Bytes(); b.u64(fh).u32(0).u32(releaseFlags).u64(owner); return call(dir ? .releasedir : .release, node: node, b)
+        let b = Bytes(); b.u64(fh).u32(0).u32(releaseFlags).u64(owner); return call(dir ? .releasedir : .release, node: node, b)
     }
-    func forget(_ node: UInt64, _ n: UInt64) -> Reply { var b = Bytes(); b.u64(n); return call(.forget, node: node, b) }
+    func forget(_ node: UInt64, _ n: UInt64) -> Reply { let b = Bytes(); b.u64(n); return call(.forget, node: node, b) }
     func setattr(_ node: UInt64, valid: UInt32, fh: UInt64 = 0, size: UInt64 = 0, atime: UInt64 = 0, mtime: UInt64 = 0, mode: UInt32 = 0, uid: UInt32 = 0, gid: UInt32 = 0) -> Reply {
-        var b = Bytes()
+        let b = Bytes()
         b.u32(valid).u32(0).u64(fh).u64(size).u64(0).u64(atime).u64(mtime).u64(0)
         b.u32(0).u32(0).u32(0).u32(mode).u32(0).u32(uid).u32(gid).u32(0)
         return call(.setattr, node: node, b)
     }
-    func unlink(_ parent: UInt64, _ name: String) -> Reply { var b = Bytes(); b.name(name); return call(.unlink, node: parent, b) }
-    func rmdir(_ parent: UInt64, _ name: String) -> Reply { var b = Bytes(); b.name(name); return call(.rmdir, node: parent, b) }
+    func unlink(_ parent: UInt64, _ name: String) -> Reply { let b = Bytes(); b.name(name); return call(.unlink, node: parent, b) }
+    func rmdir(_ parent: UInt64, _ name: String) -> Reply { let b = Bytes(); b.name(name); return call(.rmdir, node: parent, b) }
     func rename(_ parent: UInt64, _ old: String, _ newParent: UInt64, _ new: String, flags: UInt32? = nil) -> Reply {
-        var b = Bytes(); b.u64(newParent)
+        let b = Bytes(); b.u64(newParent)
         if let flags { b.u32(flags).u32(0) }
         b.name(old).name(new)
         return call(flags == nil ? .rename : .rename2, node: parent, b)
     }
     func lk(_ op: FUSEOpcode, node: UInt64, fh: UInt64, owner: UInt64, start: UInt64, end: UInt64, type: UInt32, flock: Bool = false) -> Reply {
-        var b = Bytes(); b.u64(fh).u64(owner).u64(start).u64(end).u32(type).u32(1).u32(flock ? 1 : 0).u32(0)
+        let b = Bytes(); b.u64(fh).u64(owner).u64(start).u64(end).u32(type).u32(1).u32(flock ? 1 : 0).u32(0)
         return call(op, node: node, b)
     }
 }

@@ -251,3 +251,20 @@ struct Pieces: ScatterGatherList {
         #expect(c.read(r.nodeID, fh: wo.openHandle, offset: 0, size: 10).errno == EBADF)
     }
 }
+
+@Suite struct OffsetTests {
+    @Test func offsetsNearTheEndOfTheRangeAreRefusedOrHarmless() throws {
+        let f = try Fixture()
+        let c = f.client
+        let r = c.create(1, "o")
+        let top = UInt64(Int64.max)
+        #expect(c.read(r.nodeID, fh: r.createHandle, offset: top - 2, size: 100).errno == EINVAL)
+        #expect(c.write(r.nodeID, fh: r.createHandle, offset: top - 2, [1, 2, 3, 4]).errno == EINVAL)
+        #expect(c.read(r.nodeID, fh: r.createHandle, offset: top, size: 1).errno == EINVAL)
+        #expect(c.read(r.nodeID, fh: r.createHandle, offset: UInt64.max, size: 0).errno == EINVAL)
+        // The largest legal offset: the host answers (EOF or EFBIG/EINVAL), no crash.
+        let w = c.write(r.nodeID, fh: r.createHandle, offset: top - 4, [1, 2, 3, 4])
+        #expect(w.errno == EFBIG || w.errno == EINVAL)
+        #expect(c.read(r.nodeID, fh: r.createHandle, offset: top - 4, size: 4).ok)
+    }
+}
