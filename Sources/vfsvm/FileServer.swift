@@ -7,7 +7,10 @@ import VfsvmSys
 
 extension FUSEServer: FUSERequestHandler {}
 
-/// `--io-engine`: how READ and WRITE reach host files.
+/// `--io-engine`: how READ and WRITE reach host files. The default is
+/// io_uring: `make bench` (Benchmarks/bench-mount.sh) measured it level
+/// with or slightly ahead of preadv/pwritev on this machine (README,
+/// "Benchmarks"), and it falls back to sync where the kernel refuses it.
 enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
     /// io_uring through liburing, falling back to sync where the kernel refuses it.
     case uring

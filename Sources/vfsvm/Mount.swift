@@ -26,7 +26,7 @@ struct Mount: ParsableCommand {
     var threads: Int = 4
 
     @Option(help: "How file data moves: uring (io_uring) or sync (preadv/pwritev).")
-    var ioEngine: IOEngineChoice = .sync
+    var ioEngine: IOEngineChoice = .uring
 
     func settings() throws -> ServeSettings {
         var s = ServeSettings()

@@ -41,7 +41,7 @@ struct Serve: ParsableCommand {
     var queueSize: UInt16 = 1024
 
     @Option(help: "How file data moves: uring (io_uring) or sync (preadv/pwritev).")
-    var ioEngine: IOEngineChoice = .sync
+    var ioEngine: IOEngineChoice = .uring
 
     @Flag(help: "Enable extended attributes.")
     var xattr = false
