@@ -112,12 +112,14 @@ for d in /sys/bus/virtio/devices/*; do
 done
 
 if [ $have_cmd -eq 1 ]; then
-    cd "${first_mount:-/}"
+    # The command starts in the first mount, but init itself stays in / so
+    # the command can unmount it (e.g. to reset the device by reloading
+    # the driver).
     if [ $run_test -eq 1 ]; then
         [ -n "$first_mount" ] || { log "vfsvm.cmd=test needs a vfsvm.mount"; finish 120; }
-        sh "$first_mount/.vfsvm-test.sh" </dev/null
+        (cd "$first_mount" && exec sh "$first_mount/.vfsvm-test.sh") </dev/null
     else
-        sh -c "$cmd" </dev/null
+        (cd "${first_mount:-/}" && exec sh -c "$cmd") </dev/null
     fi
     finish $?
 fi

@@ -77,6 +77,13 @@ boot --cmd 'mkdir -p /tmp; cat /mnt/inside && if (echo x > /mnt/new) 2>/tmp/err;
 wait_serve
 if [ $rc -eq 0 ] && [ ! -e "$share/new" ]; then ok "read-only share: reads work, writes fail with EROFS"; else bad "read-only share refuses writes with EROFS" "rc=$rc"; fi
 
+# --- a driver reset (virtiofs reloaded in the guest: the device is reset,
+# QEMU stops the rings with GET_VRING_BASE and sets them up again)
+start_serve
+boot --packed on --cmd 'cd /; cat /mnt/inside && umount /mnt && rmmod virtiofs && insmod /lib/modules/virtiofs.ko && mount -t virtiofs fs /mnt && cat /mnt/inside && echo after-reset > /mnt/post' >/dev/null 2>&1; rc=$?
+wait_serve
+if [ $rc -eq 0 ] && [ "$(cat "$share/post" 2>/dev/null)" = after-reset ]; then ok "driver reset in the guest: the share works again afterwards (packed ring)"; else bad "driver reset in the guest: the share works again" "rc=$rc"; fi
+
 # --- killing the guest mid-write leaves vfsvm healthy and the share consistent
 start_serve
 ( for _ in $(seq 600); do [ -e "$share/writing" ] && break; sleep 0.1; done; sleep 1
