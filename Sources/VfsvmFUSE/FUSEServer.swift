@@ -34,10 +34,18 @@ public struct FUSEServerOptions: Sendable, Equatable {
     public var writeback = false
     /// Refuse every mutating request with EROFS.
     public var readOnly = false
-    /// Offer POSIX (fcntl) and BSD (flock) locks to the client.
-    public var locks = true
+    /// Offer POSIX (fcntl) locks to the client (FUSE_POSIX_LOCKS).
+    public var posixLocks = true
+    /// Offer BSD (flock) locks to the client (FUSE_FLOCK_LOCKS).
+    public var flockLocks = true
+    /// Both kinds of lock on or off.
+    public var locks: Bool { posixLocks || flockLocks }
     public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, locks: Bool = true) {
-        self.maxWrite = maxWrite; self.writeback = writeback; self.readOnly = readOnly; self.locks = locks
+        self.init(maxWrite: maxWrite, writeback: writeback, readOnly: readOnly, posixLocks: locks, flockLocks: locks)
+    }
+    public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, posixLocks: Bool, flockLocks: Bool) {
+        self.maxWrite = maxWrite; self.writeback = writeback; self.readOnly = readOnly
+        self.posixLocks = posixLocks; self.flockLocks = flockLocks
     }
 }
 
@@ -447,11 +455,14 @@ public final class FUSEServer: Sendable {
             return .bytes(buffer.writer.bytes)
 
         case .getlk, .setlk, .setlkw:
-            guard options.locks else { throw SystemError("FUSE LK: locks are off", .ENOSYS) }
             var r = bodyReader(request, length: length, what: "LK")
             let fh = try r.u64(), owner = try r.u64()
             let start = try r.u64(), end = try r.u64(), type = try r.u32(), pid = try r.u32()
             let lkFlags = try r.u32()
+            // FUSE_LK_FLOCK (bit 0) marks a flock(2) request.
+            guard lkFlags & 1 != 0 ? options.flockLocks : options.posixLocks else {
+                throw SystemError("FUSE LK: this kind of lock is off", .ENOSYS)
+            }
             let lock = FUSEFileLock(start: start, end: end, type: type, pid: pid)
             guard start <= end || type == 2 else { throw SystemError("FUSE LK: start after end", .EINVAL) }
             if op == .getlk {
@@ -539,7 +550,8 @@ public final class FUSEServer: Sendable {
             | FUSEInitFlag.parallelDirops | FUSEInitFlag.handleKillprivV2 | FUSEInitFlag.maxPages
             | FUSEInitFlag.cacheSymlinks | FUSEInitFlag.setxattrExt | FUSEInitFlag.autoInvalData
             | FUSEInitFlag.asyncDIO
-        if options.locks { ours |= FUSEInitFlag.posixLocks | FUSEInitFlag.flockLocks }
+        if options.posixLocks { ours |= FUSEInitFlag.posixLocks }
+        if options.flockLocks { ours |= FUSEInitFlag.flockLocks }
         if options.writeback { ours |= FUSEInitFlag.writebackCache }
         ours &= fileSystem.supportedInitFlags
         var negotiated = ours & clientFlags

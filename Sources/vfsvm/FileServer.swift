@@ -47,7 +47,8 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice) throws -> F
     }
     return FUSEServer(
         fileSystem: fs,
-        options: FUSEServerOptions(readOnly: settings.readOnly, locks: settings.posixLocks || settings.flockLocks))
+        options: FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
+                                   posixLocks: settings.posixLocks, flockLocks: settings.flockLocks))
 }
 
 /// A failure to report as one line and exit 1 (ArgumentParser prints

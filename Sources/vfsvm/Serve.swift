@@ -55,6 +55,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Tell the guest about submounts.")
     var announceSubmounts = false
 
+    @Flag(help: "Let the guest gather writes in its page cache (FUSE writeback cache).")
+    var writeback = false
+
     @Flag(help: "Print the vhost-user backend capabilities as JSON and exit.")
     var printCapabilities = false
 
@@ -80,6 +83,7 @@ struct Serve: ParsableCommand {
         if readonly { s.readOnly = true }
         if let sandbox { s.sandbox = sandbox }
         if announceSubmounts { s.announceSubmounts = true }
+        if writeback { s.writeback = true }
         return s
     }
 

@@ -38,8 +38,8 @@ import Testing
         try s.apply(OptionList(parsing: "source=/srv/a,,b,cache=always,sandbox=chroot,xattr,flock,posix_lock"))
         #expect(s.sharedDir == "/srv/a,b", "libvirt doubles commas inside paths")
         #expect(s.cache == .always && s.sandbox == .chroot && s.xattr && s.flockLocks && s.posixLocks)
-        try s.apply(OptionList(parsing: "no_xattr,no_flock,no_posix_lock"))
-        #expect(!s.xattr && !s.flockLocks && !s.posixLocks)
+        try s.apply(OptionList(parsing: "no_xattr,no_flock,no_posix_lock,writeback"))
+        #expect(!s.xattr && !s.flockLocks && !s.posixLocks && s.writeback)
     }
 
     @Test func rejectsUnknownAndMalformedOptions() {

@@ -191,6 +191,18 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
         #expect(on.lk(.setlk, node: 1, fh: 1, owner: 1, start: 9, end: 1, type: 1).errno == EINVAL)
     }
 
+    @Test func posixAndFlockLocksAreSwitchedSeparately() {
+        // virtiofsd's no_flock with posix_lock: only POSIX locks are offered
+        // and a flock request (FUSE_LK_FLOCK) is refused.
+        let (c, _) = server(MockFS(), FUSEServerOptions(posixLocks: true, flockLocks: false))
+        var d = Decoder(c.initSession(minor: 38, flags: 0xffff_ffff, flags2: 0).body, at: 12)
+        let flags = UInt64(d.u32())
+        #expect(flags & FUSEInitFlag.posixLocks != 0 && flags & FUSEInitFlag.flockLocks == 0)
+        #expect(c.lk(.setlk, node: 1, fh: 1, owner: 1, start: 0, end: 0, type: 1, flock: true).errno == ENOSYS)
+        #expect(c.lk(.setlk, node: 1, fh: 1, owner: 1, start: 9, end: 1, type: 1).errno == EINVAL,
+                "a POSIX request still reaches its checks")
+    }
+
     @Test func requestsBeforeInitGetEIOAndDestroyEndsTheSession() {
         let (c, fs) = server()
         #expect(c.lookup(1, "x").errno == EIO)
