@@ -21,7 +21,15 @@ final class RecordingDevice: VhostUserDevice {
         var call: EventFD?
     }
 
-    let deviceFeatures: UInt64
+    private let offered: UInt64
+    private let featureReads = Mutex(0)
+    /// Counts GET_FEATURES (and the session's feature checks) so a test can
+    /// see a real front-end got that far.
+    var deviceFeatures: UInt64 {
+        featureReads.withLock { $0 += 1 }
+        return offered
+    }
+    var featureReadCount: Int { featureReads.withLock { $0 } }
     let queueCount: Int
     let maxQueueSize: UInt16
     let config: [UInt8]
@@ -33,7 +41,7 @@ final class RecordingDevice: VhostUserDevice {
     init(features: UInt64 = 1 << 32 | 1 << 33, queues: Int = 2, maxQueueSize: UInt16 = 1024,
          config: [UInt8] = Array("myfs".utf8) + [UInt8](repeating: 0, count: 32) + [1, 0, 0, 0],
          stopValue: UInt32 = 0x1234, refuseStart: Bool = false) {
-        deviceFeatures = features
+        offered = features
         queueCount = queues
         self.maxQueueSize = maxQueueSize
         self.config = config
