@@ -116,6 +116,12 @@ public enum VhostUserProtocolFeature {
     public static let inbandNotifications: UInt64 = 1 << 14
     public static let configureMemSlots: UInt64 = 1 << 15
     public static let status: UInt64 = 1 << 16
+
+    /// What this back-end implements: MQ (GET_QUEUE_NUM), REPLY_ACK,
+    /// CONFIG (GET_CONFIG; SET_CONFIG is refused) and RESET_DEVICE. The
+    /// default offer. QEMU's vhost-user-fs-pci does not use CONFIG and warns
+    /// when it is offered; leave it out of the offer for that front-end.
+    public static let supported: UInt64 = mq | replyAck | config | resetDevice
 }
 
 public enum VhostUserConstants {

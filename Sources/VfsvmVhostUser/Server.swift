@@ -14,6 +14,8 @@ public final class VhostUserBackendServer: Sendable {
     private let listener: FileDescriptor?
     private let stopEvent: EventFD
     private let log: @Sendable (String) -> Void
+    /// Protocol features offered (a subset of `VhostUserProtocolFeature.supported`).
+    public let protocolFeatures: UInt64
 
     /// How `run` treats connections.
     public enum Policy: Sendable {
@@ -35,14 +37,18 @@ public final class VhostUserBackendServer: Sendable {
     }
 
     /// Serves on `listener`, a socket already listening (or none: only
-    /// `serve(connection:)` is then usable).
+    /// `serve(connection:)` is then usable). `protocolFeatures` is the offer
+    /// made in GET_PROTOCOL_FEATURES; bits this back-end does not implement
+    /// are dropped from it.
     public init(device: any VhostUserDevice, listener: FileDescriptor?,
+                protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
                 log: @escaping @Sendable (String) -> Void = VhostUserBackendServer.logToStandardError) throws(VhostUserError) {
         if let listener, !UnixSocket.isListening(listener) {
             throw .system(SystemError("vhost-user: \(listener) is not a listening socket", .EINVAL))
         }
         self.device = device
         self.listener = listener
+        self.protocolFeatures = protocolFeatures & VhostUserProtocolFeature.supported
         self.log = log
         do {
             stopEvent = try EventFD(nonBlocking: true)
@@ -54,18 +60,20 @@ public final class VhostUserBackendServer: Sendable {
     /// Creates the listening socket at `path` (`--socket-path`), replacing a
     /// stale socket file.
     public convenience init(device: any VhostUserDevice, socketPath path: String,
+                            protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
                             log: @escaping @Sendable (String) -> Void = VhostUserBackendServer.logToStandardError) throws(VhostUserError) {
         let fd: FileDescriptor
         do { fd = try UnixSocket.listen(path: path) } catch { throw .system(error) }
-        try self.init(device: device, listener: fd, log: log)
+        try self.init(device: device, listener: fd, protocolFeatures: protocolFeatures, log: log)
     }
 
     /// Serves on an inherited listening fd (`--fd N`, passed by libvirt).
     /// Takes ownership of `rawFD`.
     public convenience init(device: any VhostUserDevice, inheritedFD rawFD: Int32,
+                            protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
                             log: @escaping @Sendable (String) -> Void = VhostUserBackendServer.logToStandardError) throws(VhostUserError) {
         guard rawFD >= 0 else { throw .system(SystemError("vhost-user: --fd \(rawFD)", .EBADF)) }
-        try self.init(device: device, listener: FileDescriptor(owning: rawFD), log: log)
+        try self.init(device: device, listener: FileDescriptor(owning: rawFD), protocolFeatures: protocolFeatures, log: log)
     }
 
     public static let logToStandardError: @Sendable (String) -> Void = { line in
@@ -113,7 +121,7 @@ public final class VhostUserBackendServer: Sendable {
     /// refused, or `stop()` is called. The device is reset and the memory
     /// dropped before this returns.
     public func serve(connection: FileDescriptor) -> Disconnect {
-        let session = VhostUserSession(device: device)
+        let session = VhostUserSession(device: device, protocolFeatures: protocolFeatures)
         let end = loop(session, connection)
         session.resetDevice()
         connection.shutdownSocket()

@@ -29,17 +29,16 @@ struct VringState {
 /// reply. Used from the connection thread only.
 final class VhostUserSession {
     let device: any VhostUserDevice
-    let offeredProtocolFeatures: UInt64 =
-        VhostUserProtocolFeature.mq | VhostUserProtocolFeature.replyAck
-        | VhostUserProtocolFeature.config | VhostUserProtocolFeature.resetDevice
+    let offeredProtocolFeatures: UInt64
 
     private(set) var ackedFeatures: UInt64 = 0
     private(set) var protocolFeatures: UInt64 = 0
     private var table: VhostUserMemoryTable?
     private var rings: [VringState]
 
-    init(device: any VhostUserDevice) {
+    init(device: any VhostUserDevice, protocolFeatures: UInt64) {
         self.device = device
+        offeredProtocolFeatures = protocolFeatures & VhostUserProtocolFeature.supported
         rings = Array(repeating: VringState(), count: max(device.queueCount, 0))
     }
 

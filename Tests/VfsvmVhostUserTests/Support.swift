@@ -183,9 +183,10 @@ struct SharedRAM {
 /// Runs a server on one end of a socketpair in its own thread, hands the
 /// other end to `body` as a front-end, then closes it and returns how the
 /// server saw the connection end.
-func withServer(_ device: RecordingDevice, _ body: (MockFrontend) throws -> Void) throws -> VhostUserBackendServer.Disconnect? {
+func withServer(_ device: RecordingDevice, protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
+                _ body: (MockFrontend) throws -> Void) throws -> VhostUserBackendServer.Disconnect? {
     let (ours, theirs) = try UnixSocket.pair()
-    let server = try VhostUserBackendServer(device: device, listener: nil, log: { _ in })
+    let server = try VhostUserBackendServer(device: device, listener: nil, protocolFeatures: protocolFeatures, log: { _ in })
     let result = Mutex<VhostUserBackendServer.Disconnect?>(nil)
     let thread = try OSThread {
         let end = server.serve(connection: theirs)

@@ -50,6 +50,18 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         #expect(device.calls == [.reset])
     }
 
+    @Test func protocolFeatureOfferCanBeNarrowed() throws {
+        let device = RecordingDevice()
+        let end = try withServer(device, protocolFeatures: VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.mq
+                                 | VhostUserProtocolFeature.status) { f in
+            // STATUS is not implemented, so it is not offered even when asked for.
+            #expect(try f.getU64(.getProtocolFeatures) == VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.mq)
+            try f.send(.setProtocolFeatures, payload: le64(VhostUserProtocolFeature.config))
+            #expect(try f.sawDisconnect())
+        }
+        #expect(end == .protocolError(.unsupportedProtocolFeatures(offered: 0x9, requested: VhostUserProtocolFeature.config)))
+    }
+
     @Test func noAckWithoutReplyAckNegotiated() throws {
         let device = RecordingDevice()
         _ = try withServer(device) { f in
