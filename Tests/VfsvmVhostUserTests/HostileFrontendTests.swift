@@ -91,6 +91,17 @@ private let hostileCases: [HostileCase] = [
                 expected: .badMemoryTable("region 0 fd is not a regular file or memfd")) { f in
         try f.send(.setMemTable, payload: memTable([region(0, 0x1000, 0x1000)]), fds: [try EventFD().fd])
     },
+    HostileCase(name: "ADD_MEM_REG without CONFIGURE_MEM_SLOTS", expected: .unsupportedRequest(.addMemReg)) { f in
+        try f.send(.addMemReg, payload: [UInt8](repeating: 0, count: 40), fds: [try MemFD.create(name: "r", size: 4096)])
+    },
+    HostileCase(name: "ADD_MEM_REG without its fd", expected: .wrongFDCount(.addMemReg, expected: 1, got: 0)) { f in
+        try f.send(.setProtocolFeatures, payload: le64(VhostUserProtocolFeature.configureMemSlots))
+        try f.send(.addMemReg, payload: le64(0) + le64(0) + le64(0x1000) + le64(0x1000) + le64(0))
+    },
+    HostileCase(name: "ADD_MEM_REG with a short payload", expected: .wrongPayloadSize(.addMemReg, expected: 40, got: 32)) { f in
+        try f.send(.setProtocolFeatures, payload: le64(VhostUserProtocolFeature.configureMemSlots))
+        try f.send(.addMemReg, payload: le64(0) + le64(0x1000) + le64(0x1000) + le64(0), fds: [try MemFD.create(name: "r", size: 4096)])
+    },
     HostileCase(name: "queue index out of range", expected: .badQueueIndex(.setVringNum, index: 2)) { f in
         try f.send(.setVringNum, payload: vringState(2, 256))
     },
@@ -133,8 +144,8 @@ private let hostileCases: [HostileCase] = [
         try f.send(.setVringKick, payload: le64(0))
     },
     HostileCase(name: "unoffered protocol feature",
-                expected: .unsupportedProtocolFeatures(offered: 0x2209, requested: 1 << 15)) { f in
-        try f.send(.setProtocolFeatures, payload: le64(1 << 15))
+                expected: .unsupportedProtocolFeatures(offered: 0xa209, requested: 1 << 16)) { f in
+        try f.send(.setProtocolFeatures, payload: le64(1 << 16))
     },
     HostileCase(name: "GET_CONFIG without the CONFIG protocol feature", expected: .unsupportedRequest(.getConfig)) { f in
         try f.send(.getConfig, payload: le32(0) + le32(4) + le32(0) + le32(0))
