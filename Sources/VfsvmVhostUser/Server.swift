@@ -77,9 +77,7 @@ public final class VhostUserBackendServer: Sendable {
     }
 
     public static let logToStandardError: @Sendable (String) -> Void = { line in
-        // write(2) to fd 2: one line, no shared stdio state.
-        let bytes = Array(("vfsvm: " + line + "\n").utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+        writeToStandardError("vfsvm: " + line + "\n")
     }
 
     /// Makes `run` and `serve(connection:)` return (from any thread),
@@ -178,24 +176,20 @@ public final class VhostUserBackendServer: Sendable {
     /// Reads one message: header (with any fds), checks, payload. Nil when
     /// the front-end closed the socket between messages.
     private func readMessage(_ connection: FileDescriptor) throws(VhostUserError) -> VhostUserMessage? {
-        var header = [UInt8](repeating: 0, count: VhostUserConstants.headerSize)
+        var header: [UInt8]
         let first: ReceivedMessage
         do {
-            let result: Result<ReceivedMessage, SystemError> = header.withUnsafeMutableBytes { buf in
-                Result { () throws(SystemError) in
-                    try connection.receive(into: buf, maxFDs: VhostUserConstants.maxMemoryRegions)
-                }
-            }
-            first = try result.get()
+            (header, first) = try connection.receive(upTo: VhostUserConstants.headerSize,
+                                                     maxFDs: VhostUserConstants.maxMemoryRegions)
         } catch {
             throw .system(error)
         }
         if first.count == 0 { return nil }
-        if first.count < header.count {
+        if first.count < VhostUserConstants.headerSize {
             let rest: [UInt8]?
-            do { rest = try connection.readExactly(header.count - first.count) } catch { throw .system(error) }
+            do { rest = try connection.readExactly(VhostUserConstants.headerSize - first.count) } catch { throw .system(error) }
             guard let rest else { throw .truncatedMessage("connection closed inside a header") }
-            header.replaceSubrange(first.count..., with: rest)
+            header += rest
         }
         var r = PayloadReader(header)
         let rawRequest = r.u32(), flags = r.u32(), size = r.u32()

@@ -283,8 +283,7 @@ private let hostileCases: [HostileCase] = [
 
     private func sawEOF(_ readEnd: FileDescriptor) throws -> Bool {
         guard try pollReadable([readEnd], timeoutMilliseconds: 2000) == [true] else { return false }
-        var byte: UInt8 = 0
-        return try withUnsafeMutableBytes(of: &byte) { try readEnd.read(into: $0) } == 0
+        return try readEnd.readSome(limit: 1).isEmpty
     }
 
     @Test func fdsOfARefusedMessageAreClosed() throws {

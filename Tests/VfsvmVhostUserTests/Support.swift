@@ -163,20 +163,25 @@ final class MockFrontend {
     func close() { socket.shutdownSocket() }
 }
 
-/// A memfd the front-end shares as guest RAM, mapped on its side too.
+/// A memfd the front-end shares as guest RAM, mapped on its side too (as
+/// a `GuestMemory` at 0, so offsets are file offsets).
 struct SharedRAM {
     let fd: FileDescriptor
-    let mapping: MemoryMapping
+    /// The front-end's own view of the file.
+    let view: GuestMemory
 
     init(size: Int) throws {
         fd = try MemFD.create(name: "frontend-ram", size: size)
-        mapping = try MemoryMapping(fd: fd, count: size)
+        view = try GuestMemory(regions: [GuestRegion(start: GuestAddress(0), mapping: MemoryMapping(fd: fd, count: size))])
     }
 
     /// Writes through the front-end's own mapping.
-    func write(_ bytes: [UInt8], at offset: Int) {
-        precondition(offset + bytes.count <= mapping.count)
-        for (i, b) in bytes.enumerated() { mapping.base.storeBytes(of: b, toByteOffset: offset + i, as: UInt8.self) }
+    func write(_ bytes: [UInt8], at offset: Int) throws {
+        try view.writeBytes(bytes, at: GuestAddress(UInt64(offset)))
+    }
+
+    func read(at offset: Int, count: Int) throws -> [UInt8] {
+        try view.readBytes(at: GuestAddress(UInt64(offset)), count: count)
     }
 }
 
