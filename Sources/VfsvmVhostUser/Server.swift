@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import VfsvmSys
 
 /// A vhost-user back-end: accepts front-end connections (QEMU,
@@ -13,6 +14,9 @@ public final class VhostUserBackendServer: Sendable {
     public let device: any VhostUserDevice
     private let listener: FileDescriptor?
     private let stopEvent: EventFD
+    /// The connection being served, so `stop()` can cut a read that a
+    /// stalling front-end left half done.
+    private let current = Mutex<FileDescriptor?>(nil)
     private let log: @Sendable (String) -> Void
     /// Protocol features offered (a subset of `VhostUserProtocolFeature.supported`).
     public let protocolFeatures: UInt64
@@ -86,6 +90,11 @@ public final class VhostUserBackendServer: Sendable {
         // An eventfd write fails only when the counter would overflow, and
         // then the server is woken already.
         try? stopEvent.signal()
+        current.withLock { $0?.shutdownSocket() }
+    }
+
+    private var stopRequested: Bool {
+        (try? pollReadable([stopEvent.fd], timeoutMilliseconds: 0)) == [true]
     }
 
     /// Accepts front-ends and serves them one at a time, per `policy`.
@@ -120,7 +129,12 @@ public final class VhostUserBackendServer: Sendable {
     /// dropped before this returns.
     public func serve(connection: FileDescriptor) -> Disconnect {
         let session = VhostUserSession(device: device, protocolFeatures: protocolFeatures)
-        let end = loop(session, connection)
+        current.withLock { $0 = connection }
+        // stop() may have come before the connection was published.
+        if stopRequested { connection.shutdownSocket() }
+        var end = loop(session, connection)
+        current.withLock { $0 = nil }
+        if stopRequested { end = .stopped }
         session.resetDevice()
         connection.shutdownSocket()
         switch end {

@@ -181,6 +181,26 @@ private let hostileCases: [HostileCase] = [
         #expect(device.calls == [.reset], "the device is reset exactly once and nothing else ran")
     }
 
+    @Test(.timeLimit(.minutes(1)))
+    func stopCutsAFrontendThatStallsInsideAMessage() throws {
+        let device = RecordingDevice()
+        let (ours, theirs) = try UnixSocket.pair()
+        let server = try VhostUserBackendServer(device: device, listener: nil, log: { _ in })
+        let result = Mutex<VhostUserBackendServer.Disconnect?>(nil)
+        let thread = try OSThread { let end = server.serve(connection: theirs); result.withLock { $0 = end } }
+        let f = MockFrontend(socket: ours)
+        // A GET_QUEUE_NUM round trip shows the server is in its loop; then a
+        // header announcing 8 payload bytes that never come.
+        #expect(try f.getU64(.getQueueNum) == 2)
+        try f.send(2, payload: [], announcedSize: 8)
+        usleep(50_000)
+        server.stop()
+        thread.join()
+        #expect(result.withLock { $0 } == .stopped)
+        #expect(device.calls == [.reset])
+        #expect(try f.sawDisconnect())
+    }
+
     @Test func failureIsAckedBeforeTheDisconnectWhenAsked() throws {
         let device = RecordingDevice()
         let end = try withServer(device) { (f: MockFrontend) throws in
