@@ -18,6 +18,9 @@ let package = Package(
         .executable(name: "vfsvm", targets: ["vfsvm"]),
         .library(name: "VfsvmVirtio", targets: ["VfsvmVirtio"]),
         .library(name: "VfsvmTestSupport", targets: ["VfsvmTestSupport"]),
+        .library(name: "VfsvmFUSE", targets: ["VfsvmFUSE"]),
+        .library(name: "VfsvmPassthroughFS", targets: ["VfsvmPassthroughFS"]),
+
         .library(name: "VfsvmVhostUser", targets: ["VfsvmVhostUser"]),
     ],
     dependencies: [
@@ -27,7 +30,7 @@ let package = Package(
     targets: [
         // C shim: kernel UAPI headers, ioctl numbers and macros as constants
         // and inline functions, ring-index atomics.
-        .target(name: "CVfsvmLinux"),
+        .target(name: "CVfsvmLinux", linkerSettings: [.linkedLibrary("uring")]),
 
         // fds, Errno, ioctl, mmap, eventfd, epoll, memfd.
         .target(name: "VfsvmSys", dependencies: ["CVfsvmLinux"], swiftSettings: strict),
@@ -38,7 +41,7 @@ let package = Package(
 
         // Features, device status, split and packed virtqueues, chains,
         // notification suppression.
-        .target(name: "VfsvmVirtio", dependencies: ["VfsvmMemory"], swiftSettings: strict),
+        .target(name: "VfsvmVirtio", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // vhost-user back-end protocol: serves virtqueues to QEMU /
         // cloud-hypervisor / libvirt over a unix socket with fd passing.
@@ -48,11 +51,29 @@ let package = Package(
         // and benchmarks.
         .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
 
+        // The virtio-fs device: FUSE requests from virtqueues.
+        .target(name: "VfsvmVirtioFS", dependencies: ["VfsvmVirtio", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+
+        // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
+        .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
+        // Shares, VM configuration, virtiofsd-compatible options; later
+        // libvirt domain XML.
+        .target(name: "VfsvmConfig", swiftSettings: strict),
+
+        // FUSE wire protocol and opcode dispatch to a FileSystem protocol:
+        // pure bytes in, bytes out.
+        .target(name: "VfsvmFUSE", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
+        // The FileSystem over a host directory, with confinement.
+        .target(name: "VfsvmPassthroughFS", dependencies: ["VfsvmFUSE", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
         // The command line.
         .executableTarget(
             name: "vfsvm",
             dependencies: [
-                "VfsvmVirtio",
+                "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
+                "VfsvmVirtioFS", "VfsvmVhostUser", "VfsvmMemory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -61,6 +82,19 @@ let package = Package(
         .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
         .testTarget(name: "VfsvmVhostUserTests", dependencies: ["VfsvmVhostUser", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmVirtioFSTests",
+            dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+
+        .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmPassthroughFSTests",
+            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "VfsvmVirtioTests",
             dependencies: [

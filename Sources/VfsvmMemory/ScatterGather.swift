@@ -145,3 +145,30 @@ public final class HostBuffer: ScatterGatherList, @unchecked Sendable {
 
     public var array: [UInt8] { Array(storage[0..<byteCount]) }
 }
+
+/// The first `byteCount` bytes of another list: a request read into a
+/// larger buffer, or a reply limited to what a driver accepts.
+public struct ScatterGatherPrefix: ScatterGatherList {
+    public let segments: [HostSegment]
+    public let byteCount: Int
+    /// Keeps the owner of the memory (a `HostBuffer` or `GuestMemory`) alive.
+    private let owner: any Sendable
+
+    public init(_ base: some ScatterGatherList, length: Int) {
+        var segs: [HostSegment] = []
+        var want = max(0, min(length, base.byteCount))
+        let total = want
+        for s in base.segments where want > 0 {
+            let take = min(s.count, want)
+            segs.append(HostSegment(base: s.base, count: take))
+            want -= take
+        }
+        segments = segs
+        byteCount = total
+        owner = base
+    }
+}
+
+extension ScatterGatherList {
+    public func prefix(_ length: Int) -> ScatterGatherPrefix { ScatterGatherPrefix(self, length: length) }
+}

@@ -89,3 +89,16 @@ public func makePipe() throws(SystemError) -> (read: FileDescriptor, write: File
     _ = try sysCall("pipe2") { vfsvm_pipe2(&fds, O_CLOEXEC) }
     return (FileDescriptor(owning: fds[0]), FileDescriptor(owning: fds[1]))
 }
+
+/// Writes `text` to fd 2 in one write(2) (lines from several threads do not
+/// interleave); errors are ignored, there is nowhere left to report them.
+public func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)
+    _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+}
+
+/// One line to stderr, written in a single write(2) so lines from several
+/// threads do not interleave.
+public func logLine(_ line: String) {
+    writeStandardError(line + "\n")
+}

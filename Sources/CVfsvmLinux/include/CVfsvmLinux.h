@@ -20,12 +20,15 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 
+#include <linux/capability.h>
+#include <linux/sched.h>
 #include <linux/fuse.h>
 #include <linux/memfd.h>
 #include <linux/kvm.h>
@@ -36,6 +39,9 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_pci.h>
 #include <linux/virtio_ring.h>
+
+// File-system calls for the passthrough file system.
+#include "vfsvm_fs.h"
 
 // MARK: - Variadic libc calls as fixed-arity functions
 
@@ -62,6 +68,12 @@ static inline int vfsvm_memfd_create(const char *name, unsigned int flags) {
 // MARK: - Calls that need _GNU_SOURCE (defined in shim.c)
 
 int vfsvm_pipe2(int fds[2], int flags);
+void vfsvm_set_thread_name(const char *name);
+int vfsvm_unshare(int flags);
+int vfsvm_unshare_fs(void);
+int vfsvm_pivot_root(const char *new_root, const char *put_old);
+int vfsvm_capset(uint64_t keep_mask);
+int vfsvm_capbset_drop(int cap);
 
 // MARK: - Unix sockets (defined in shim.c: accept4 and MSG_CMSG_CLOEXEC need
 // _GNU_SOURCE, and the CMSG_* macros do not import into Swift)
@@ -150,5 +162,9 @@ static const unsigned long VFSVM_KVM_SET_MSRS = KVM_SET_MSRS;
 static const unsigned long VFSVM_KVM_SET_FPU = KVM_SET_FPU;
 static const unsigned long VFSVM_KVM_SET_LAPIC = KVM_SET_LAPIC;
 static const unsigned long VFSVM_KVM_GET_LAPIC = KVM_GET_LAPIC;
+
+// MARK: - /dev/fuse ioctls (linux/fuse.h)
+
+static const unsigned long VFSVM_FUSE_DEV_IOC_CLONE = FUSE_DEV_IOC_CLONE;
 
 #endif

@@ -1,0 +1,64 @@
+# vfsvm — two commands on a fresh Debian 12 machine (as root):
+#   make run    build everything, boot a Linux guest, show it using a share
+#   make test   run every test
+# Both install what they need (apt-get, only when missing).
+
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+CONFIG ?= debug
+BIN = .build/$(CONFIG)/vfsvm
+
+# Build dependencies (liburing: io_uring data path; libvirt: domain XML).
+BUILD_DEBS = liburing-dev libvirt-dev pkg-config
+# What the tests, the demo and the benchmarks run: QEMU (which ships Debian's
+# virtiofsd, the peer), and the programs the tests drive on mounted shares.
+TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps
+
+.PHONY: all build deps test unit-test mount-test boot-test images run bench bench-ring bench-mount bench-serve clean
+
+all: build
+
+deps:
+	@Scripts/ensure-debs.sh $(BUILD_DEBS) $(TEST_DEBS)
+
+build: deps
+	$(SWIFT) build -c $(CONFIG)
+
+images: deps
+	$(MAKE) -C Images
+
+# Unit tests: every layer without a VM (Swift Testing).
+unit-test: deps
+	$(SWIFT) test
+
+# vfsvm mount on the host, real programs on the mount.
+mount-test: build
+	Tests/Integration/mount-test.sh $(BIN)
+
+# Real Linux guests under QEMU mounting vfsvm serve shares.
+boot-test: build images
+	Tests/Integration/boot-test.sh $(BIN)
+
+test: unit-test mount-test boot-test
+
+# The best end-to-end demonstration there is today: a Linux guest (QEMU,
+# TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
+# lists, reads and writes it, and the host sees the guest's files.
+run: build images
+	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Images/demo-virtiofsd.sh
+
+bench: bench-ring bench-mount bench-serve
+
+bench-ring: deps
+	Benchmarks/run-ring.sh
+
+bench-mount: deps
+	$(SWIFT) build -c release
+	Benchmarks/bench-mount.sh .build/release/vfsvm
+
+bench-serve: deps images
+	$(SWIFT) build -c release
+	Benchmarks/bench-serve.sh .build/release/vfsvm
+
+clean:
+	rm -rf .build
+	-$(MAKE) -C Images clean

@@ -1,0 +1,73 @@
+// File-system calls for the passthrough FUSE file system (VfsvmPassthroughFS
+// through VfsvmSys/HostFS.swift): *at() calls, openat2, file handles, OFD
+// locks, xattrs, per-thread fs credentials. Everything that needs
+// _GNU_SOURCE is defined out of line in shim_fs.c.
+#ifndef VFSVM_FS_H
+#define VFSVM_FS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <sys/file.h>
+#include <time.h>
+#include <dirent.h>
+
+/// openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+/// RESOLVE_NO_SYMLINKS (and O_CLOEXEC added). Returns -1/errno; ENOSYS when
+/// the kernel lacks openat2.
+int vfsvm_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode);
+
+/// Largest handle name_to_handle_at can return (MAX_HANDLE_SZ).
+#define VFSVM_MAX_HANDLE_SZ 128
+
+/// name_to_handle_at(fd, "", AT_EMPTY_PATH): writes the opaque handle bytes
+/// into `bytes` (room for VFSVM_MAX_HANDLE_SZ), its size to *size, its type
+/// to *type and the mount id to *mount_id.
+int vfsvm_name_to_handle_fd(int fd, unsigned char *bytes, unsigned int *size, int *type, int *mount_id);
+
+/// open_by_handle_at(mount_fd, handle, flags | O_CLOEXEC).
+int vfsvm_open_by_handle(int mount_fd, const unsigned char *bytes, unsigned int size, int type, int flags);
+
+int vfsvm_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+long vfsvm_getdents64(int fd, void *buffer, size_t count);
+long vfsvm_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned int flags);
+int vfsvm_fallocate(int fd, int mode, int64_t offset, int64_t len);
+int vfsvm_syncfs(int fd);
+int vfsvm_flock(int fd, int operation);
+int vfsvm_setfsuid(uint32_t uid);
+int vfsvm_setfsgid(uint32_t gid);
+
+/// OFD locks (F_OFD_GETLK / F_OFD_SETLK / F_OFD_SETLKW). `type` is
+/// F_RDLCK/F_WRLCK/F_UNLCK; `len` 0 means to end of file. For GETLK the
+/// conflicting lock (or F_UNLCK) is written back through the pointers.
+int vfsvm_ofd_lock(int fd, int cmd, short *type, int64_t *start, int64_t *len, int32_t *pid);
+/// The command numbers (they need _GNU_SOURCE).
+int vfsvm_f_ofd_getlk(void);
+int vfsvm_f_ofd_setlk(void);
+int vfsvm_f_ofd_setlkw(void);
+
+/// Classic process-associated POSIX lock via fcntl(F_SETLK/F_GETLK), for
+/// tests that play a host process holding a lock.
+int vfsvm_posix_lock(int fd, int cmd, short type, int64_t start, int64_t len);
+
+int vfsvm_o_path(void);
+int vfsvm_o_tmpfile(void);
+int vfsvm_o_direct(void);
+int vfsvm_o_noatime(void);
+int vfsvm_seek_data(void);
+int vfsvm_seek_hole(void);
+int vfsvm_at_empty_path(void);
+int vfsvm_rename_noreplace(void);
+int vfsvm_rename_exchange(void);
+int vfsvm_rename_whiteout(void);
+
+/// io_uring (liburing, uring.c): 1 when this thread's ring could be set up.
+int vfsvm_uring_available(void);
+/// One readv (write = 0) or writev through this thread's ring, waited for.
+/// Returns the byte count or a negative errno.
+long vfsvm_uring_rw(int write, int fd, const struct iovec *iov, unsigned nr, int64_t offset);
+
+#endif

@@ -1,0 +1,120 @@
+// File-system wrappers that need _GNU_SOURCE or raw syscalls; see
+// include/vfsvm_fs.h.
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <sys/syscall.h>
+#include <sys/fsuid.h>
+#include <linux/openat2.h>
+
+#include "vfsvm_fs.h"
+
+int vfsvm_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(unsigned int)(flags | O_CLOEXEC);
+    // The kernel refuses a non-zero mode without O_CREAT/O_TMPFILE.
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) how.mode = mode;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+int vfsvm_name_to_handle_fd(int fd, unsigned char *bytes, unsigned int *size, int *type, int *mount_id) {
+    union {
+        struct file_handle fh;
+        unsigned char raw[sizeof(struct file_handle) + VFSVM_MAX_HANDLE_SZ];
+    } buf;
+    buf.fh.handle_bytes = VFSVM_MAX_HANDLE_SZ;
+    int mnt = 0;
+    int r = name_to_handle_at(fd, "", &buf.fh, &mnt, AT_EMPTY_PATH);
+    if (r < 0) return r;
+    if (buf.fh.handle_bytes > VFSVM_MAX_HANDLE_SZ) { errno = EOVERFLOW; return -1; }
+    memcpy(bytes, buf.fh.f_handle, buf.fh.handle_bytes);
+    *size = buf.fh.handle_bytes;
+    *type = buf.fh.handle_type;
+    *mount_id = mnt;
+    return 0;
+}
+
+int vfsvm_open_by_handle(int mount_fd, const unsigned char *bytes, unsigned int size, int type, int flags) {
+    union {
+        struct file_handle fh;
+        unsigned char raw[sizeof(struct file_handle) + VFSVM_MAX_HANDLE_SZ];
+    } buf;
+    if (size > VFSVM_MAX_HANDLE_SZ) { errno = EINVAL; return -1; }
+    buf.fh.handle_bytes = size;
+    buf.fh.handle_type = type;
+    memcpy(buf.fh.f_handle, bytes, size);
+    return open_by_handle_at(mount_fd, &buf.fh, flags | O_CLOEXEC);
+}
+
+int vfsvm_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+long vfsvm_getdents64(int fd, void *buffer, size_t count) {
+    return syscall(SYS_getdents64, fd, buffer, count);
+}
+
+long vfsvm_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned int flags) {
+    loff_t in = *off_in, out = *off_out;
+    ssize_t r = copy_file_range(fd_in, &in, fd_out, &out, len, flags);
+    *off_in = in;
+    *off_out = out;
+    return r;
+}
+
+int vfsvm_fallocate(int fd, int mode, int64_t offset, int64_t len) { return fallocate(fd, mode, offset, len); }
+int vfsvm_syncfs(int fd) { return syncfs(fd); }
+int vfsvm_flock(int fd, int operation) { return flock(fd, operation); }
+
+// Raw syscalls: glibc's setfsuid is per thread as well, but returns the old
+// value on error too; the raw call keeps the contract plain.
+int vfsvm_setfsuid(uint32_t uid) { return (int)syscall(SYS_setfsuid, uid); }
+int vfsvm_setfsgid(uint32_t gid) { return (int)syscall(SYS_setfsgid, gid); }
+
+int vfsvm_ofd_lock(int fd, int cmd, short *type, int64_t *start, int64_t *len, int32_t *pid) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = *type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = *start;
+    fl.l_len = *len;
+    fl.l_pid = 0; // must be 0 for OFD locks
+    int r = fcntl(fd, cmd, &fl);
+    if (r < 0) return r;
+    *type = fl.l_type;
+    *start = fl.l_start;
+    *len = fl.l_len;
+    *pid = fl.l_pid;
+    return r;
+}
+
+int vfsvm_f_ofd_getlk(void) { return F_OFD_GETLK; }
+int vfsvm_f_ofd_setlk(void) { return F_OFD_SETLK; }
+int vfsvm_f_ofd_setlkw(void) { return F_OFD_SETLKW; }
+
+int vfsvm_posix_lock(int fd, int cmd, short type, int64_t start, int64_t len) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = start;
+    fl.l_len = len;
+    return fcntl(fd, cmd, &fl);
+}
+
+int vfsvm_o_path(void) { return O_PATH; }
+int vfsvm_o_tmpfile(void) { return O_TMPFILE; }
+int vfsvm_o_direct(void) { return O_DIRECT; }
+int vfsvm_o_noatime(void) { return O_NOATIME; }
+int vfsvm_seek_data(void) { return SEEK_DATA; }
+int vfsvm_seek_hole(void) { return SEEK_HOLE; }
+int vfsvm_at_empty_path(void) { return AT_EMPTY_PATH; }
+int vfsvm_rename_noreplace(void) { return RENAME_NOREPLACE; }
+int vfsvm_rename_exchange(void) { return RENAME_EXCHANGE; }
+int vfsvm_rename_whiteout(void) { return RENAME_WHITEOUT; }

@@ -1,0 +1,280 @@
+import VfsvmSys
+import VfsvmMemory
+import CVfsvmLinux
+
+/// Who sent a request (fuse_in_header).
+public struct FUSERequestContext: Sendable, Equatable {
+    public var unique: UInt64
+    public var nodeID: UInt64
+    public var uid: UInt32
+    public var gid: UInt32
+    public var pid: UInt32
+
+    public init(unique: UInt64 = 0, nodeID: UInt64 = 0, uid: UInt32 = 0, gid: UInt32 = 0, pid: UInt32 = 0) {
+        self.unique = unique; self.nodeID = nodeID; self.uid = uid; self.gid = gid; self.pid = pid
+    }
+}
+
+/// struct fuse_attr.
+public struct FUSEAttributes: Sendable, Equatable {
+    public var ino: UInt64 = 0, size: UInt64 = 0, blocks: UInt64 = 0
+    public var atime: UInt64 = 0, mtime: UInt64 = 0, ctime: UInt64 = 0
+    public var atimeNsec: UInt32 = 0, mtimeNsec: UInt32 = 0, ctimeNsec: UInt32 = 0
+    public var mode: UInt32 = 0, nlink: UInt32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+    public var rdev: UInt32 = 0, blksize: UInt32 = 0, flags: UInt32 = 0
+    public init() {}
+}
+
+/// A cache validity period (seconds + nanoseconds).
+public struct FUSETimeout: Sendable, Equatable {
+    public var seconds: UInt64
+    public var nanoseconds: UInt32
+    public init(seconds: UInt64, nanoseconds: UInt32 = 0) { self.seconds = seconds; self.nanoseconds = nanoseconds }
+    public static let zero = FUSETimeout(seconds: 0)
+}
+
+/// struct fuse_entry_out. A reply carrying an entry adds one to the
+/// node's lookup count (the FileSystem does that before returning it).
+public struct FUSEEntry: Sendable, Equatable {
+    public var nodeID: UInt64
+    public var generation: UInt64
+    public var entryTimeout: FUSETimeout
+    public var attrTimeout: FUSETimeout
+    public var attributes: FUSEAttributes
+    public init(nodeID: UInt64, generation: UInt64, entryTimeout: FUSETimeout, attrTimeout: FUSETimeout, attributes: FUSEAttributes) {
+        self.nodeID = nodeID; self.generation = generation; self.entryTimeout = entryTimeout
+        self.attrTimeout = attrTimeout; self.attributes = attributes
+    }
+}
+
+/// struct fuse_open_out: the handle and FOPEN_* flags.
+public struct FUSEOpenReply: Sendable, Equatable {
+    public var handle: UInt64
+    public var flags: UInt32
+    public init(handle: UInt64, flags: UInt32 = 0) { self.handle = handle; self.flags = flags }
+}
+
+/// What SETATTR asks to change (struct fuse_setattr_in, decoded).
+public struct FUSESetAttributes: Sendable, Equatable {
+    public var handle: UInt64?
+    public var mode: UInt32?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var size: UInt64?
+    public var atime: TimeChange = .omit
+    public var mtime: TimeChange = .omit
+    /// FATTR_CTIME: Linux cannot set ctime; any change updates it.
+    public var ctimeRequested = false
+    /// FATTR_KILL_SUIDGID (HANDLE_KILLPRIV_V2): clear setuid/setgid.
+    public var killSUIDGID = false
+    public var lockOwner: UInt64?
+    public init() {}
+}
+
+/// struct fuse_kstatfs.
+public struct FUSEStatFS: Sendable, Equatable {
+    public var blocks: UInt64, bfree: UInt64, bavail: UInt64, files: UInt64, ffree: UInt64
+    public var bsize: UInt32, namelen: UInt32, frsize: UInt32
+    public init(blocks: UInt64, bfree: UInt64, bavail: UInt64, files: UInt64, ffree: UInt64, bsize: UInt32, namelen: UInt32, frsize: UInt32) {
+        self.blocks = blocks; self.bfree = bfree; self.bavail = bavail; self.files = files; self.ffree = ffree
+        self.bsize = bsize; self.namelen = namelen; self.frsize = frsize
+    }
+}
+
+/// struct fuse_file_lock: a byte range [start, end] (end inclusive,
+/// OFFSET_MAX for "to end of file"), type F_RDLCK/F_WRLCK/F_UNLCK, owner pid.
+public struct FUSEFileLock: Sendable, Equatable {
+    public var start: UInt64
+    public var end: UInt64
+    public var type: UInt32
+    public var pid: UInt32
+    public init(start: UInt64, end: UInt64, type: UInt32, pid: UInt32) {
+        self.start = start; self.end = end; self.type = type; self.pid = pid
+    }
+}
+
+/// GETXATTR/LISTXATTR answer: the size only (request size 0) or the bytes.
+public enum FUSEXattrReply: Sendable, Equatable {
+    case size(Int)
+    case data([UInt8])
+}
+
+/// What INIT settled, told to the file system.
+public struct FUSESession: Sendable, Equatable {
+    public var minor: UInt32
+    /// Negotiated FUSE_* init flags (flags | flags2 << 32).
+    public var flags: UInt64
+    public var maxWrite: UInt32
+    public func has(_ flag: UInt64) -> Bool { flags & flag != 0 }
+}
+
+/// Builds a READDIR / READDIRPLUS reply body of at most `limit` bytes.
+public struct FUSEDirectoryBuffer: Sendable {
+    public let limit: Int
+    public let plus: Bool
+    public private(set) var writer = WireWriter(capacity: 4096)
+
+    init(limit: Int, plus: Bool) {
+        self.limit = limit
+        self.plus = plus
+    }
+
+    public var isEmpty: Bool { writer.bytes.isEmpty }
+
+    /// Bytes the entry named `nameLength` takes.
+    public func size(nameLength: Int) -> Int {
+        let base = (plus ? FUSEWireSize.entryOut : 0) + FUSEWireSize.direntHeader + nameLength
+        return (base + 7) & ~7
+    }
+
+    /// Whether an entry with this name length still fits.
+    public func fits(nameLength: Int) -> Bool { writer.bytes.count + size(nameLength: nameLength) <= limit }
+
+    /// Adds one entry; false (and nothing added) when it does not fit.
+    /// `nextOffset` is the cookie that resumes after this entry. For
+    /// READDIRPLUS `entry` is the entry_out (nil: a zeroed one, which the
+    /// kernel ignores, as for "." and "..").
+    @discardableResult
+    public mutating func add(name: [UInt8], ino: UInt64, type: UInt32, nextOffset: UInt64, entry: FUSEEntry? = nil) -> Bool {
+        guard fits(nameLength: name.count) else { return false }
+        if plus {
+            if let entry { entry.encode(into: &writer) } else { writer.zeros(FUSEWireSize.entryOut) }
+        }
+        writer.u64(ino); writer.u64(nextOffset); writer.u32(UInt32(name.count)); writer.u32(type)
+        writer.raw(name)
+        writer.align8()
+        return true
+    }
+}
+
+/// The data path between a host fd and guest buffers: the seam where an
+/// io_uring engine can replace the synchronous one.
+public protocol IOEngine: Sendable {
+    /// Reads up to `count` bytes at `fileOffset` into `buffer[offset...]`.
+    func read(_ fd: FileDescriptor, at fileOffset: Int64, into buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int
+    /// Writes `count` bytes from `buffer[offset...]` at `fileOffset`.
+    func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int
+}
+
+/// io_uring (liburing): each worker thread submits through its own ring
+/// and waits for the completion. `make()` returns nil where the kernel
+/// refuses io_uring (disabled by sysctl, seccomp), so callers can fall
+/// back to `SyncIOEngine`.
+public struct IOURingEngine: IOEngine {
+    private init() {}
+    public static func make() -> IOURingEngine? { vfsvm_uring_available() == 1 ? IOURingEngine() : nil }
+    public func read(_ fd: FileDescriptor, at fileOffset: Int64, into buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
+        try buffer.readURing(from: fd, fileOffset: fileOffset, into: offset, count: count)
+    }
+    public func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
+        try buffer.writeURing(to: fd, fileOffset: fileOffset, from: offset, count: count)
+    }
+}
+
+/// preadv/pwritev on the calling thread.
+public struct SyncIOEngine: IOEngine {
+    public init() {}
+    public func read(_ fd: FileDescriptor, at fileOffset: Int64, into buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
+        try buffer.read(from: fd, fileOffset: fileOffset, into: offset, count: count)
+    }
+    public func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
+        try buffer.write(to: fd, fileOffset: fileOffset, from: offset, count: count)
+    }
+}
+
+/// A file system served over FUSE. Node ids are the FileSystem's (1 is the
+/// root); errors are `SystemError`s whose errno goes back to the client.
+/// Every method has a default that fails with ENOSYS, so a file system
+/// implements what it supports. Names reaching these methods have been
+/// checked by `FUSEServer`: no '/', no NUL, at most 255 bytes, and not "."
+/// or ".." except for `lookup`.
+public protocol FileSystem: Sendable {
+    /// FUSE_* init flags this file system can honour (the server offers
+    /// the intersection with its own).
+    var supportedInitFlags: UInt64 { get }
+    func initialize(_ session: FUSESession)
+    func destroy()
+
+    func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) -> FUSEEntry
+    func forget(nodeID: UInt64, count: UInt64)
+    func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(SystemError) -> (FUSEAttributes, FUSETimeout)
+    func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(SystemError) -> (FUSEAttributes, FUSETimeout)
+    func readlink(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) -> [UInt8]
+    func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(SystemError) -> FUSEEntry
+    func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(SystemError) -> FUSEEntry
+    func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32) throws(SystemError) -> FUSEEntry
+    func unlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError)
+    func rmdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError)
+    func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(SystemError)
+    func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(SystemError) -> FUSEEntry
+    func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(SystemError) -> FUSEOpenReply
+    func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply)
+    func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply)
+    /// Reads into `reply[offset ..< offset + size]`; returns the bytes read.
+    func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(SystemError) -> Int
+    /// Writes `size` bytes from `request[requestOffset...]`; returns the bytes written.
+    func write(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, writeFlags: UInt32, from request: some ScatterGatherList, at requestOffset: Int) throws(SystemError) -> Int
+    func flush(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, lockOwner: UInt64) throws(SystemError)
+    func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(SystemError)
+    func fsync(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError)
+    func opendir(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32) throws(SystemError) -> FUSEOpenReply
+    func readdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, into buffer: inout FUSEDirectoryBuffer) throws(SystemError)
+    func releasedir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64) throws(SystemError)
+    func fsyncdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError)
+    func statfs(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) -> FUSEStatFS
+    func access(_ ctx: FUSERequestContext, node: UInt64, mask: UInt32) throws(SystemError)
+    func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(SystemError)
+    func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(SystemError) -> FUSEXattrReply
+    func listxattr(_ ctx: FUSERequestContext, node: UInt64, size: Int) throws(SystemError) -> FUSEXattrReply
+    func removexattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8]) throws(SystemError)
+    func getlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock) throws(SystemError) -> FUSEFileLock
+    func setlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock, wait: Bool, flock: Bool) throws(SystemError)
+    func fallocate(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, length: UInt64, mode: UInt32) throws(SystemError)
+    func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(SystemError) -> UInt64
+    func copyFileRange(_ ctx: FUSERequestContext, node: UInt64, handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64) throws(SystemError) -> Int
+    func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError)
+}
+
+private func notImplemented(_ what: String) -> SystemError { SystemError(what, .ENOSYS) }
+
+extension FileSystem {
+    public var supportedInitFlags: UInt64 { 0 }
+    public func initialize(_ session: FUSESession) {}
+    public func destroy() {}
+    public func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) -> FUSEEntry { throw notImplemented("lookup") }
+    public func forget(nodeID: UInt64, count: UInt64) {}
+    public func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(SystemError) -> (FUSEAttributes, FUSETimeout) { throw notImplemented("getattr") }
+    public func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(SystemError) -> (FUSEAttributes, FUSETimeout) { throw notImplemented("setattr") }
+    public func readlink(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) -> [UInt8] { throw notImplemented("readlink") }
+    public func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(SystemError) -> FUSEEntry { throw notImplemented("symlink") }
+    public func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(SystemError) -> FUSEEntry { throw notImplemented("mknod") }
+    public func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32) throws(SystemError) -> FUSEEntry { throw notImplemented("mkdir") }
+    public func unlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) { throw notImplemented("unlink") }
+    public func rmdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) { throw notImplemented("rmdir") }
+    public func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(SystemError) { throw notImplemented("rename") }
+    public func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(SystemError) -> FUSEEntry { throw notImplemented("link") }
+    public func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(SystemError) -> FUSEOpenReply { throw notImplemented("open") }
+    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented("create") }
+    public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented("tmpfile") }
+    public func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(SystemError) -> Int { throw notImplemented("read") }
+    public func write(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, writeFlags: UInt32, from request: some ScatterGatherList, at requestOffset: Int) throws(SystemError) -> Int { throw notImplemented("write") }
+    public func flush(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, lockOwner: UInt64) throws(SystemError) { throw notImplemented("flush") }
+    public func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(SystemError) {}
+    public func fsync(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError) { throw notImplemented("fsync") }
+    public func opendir(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32) throws(SystemError) -> FUSEOpenReply { throw notImplemented("opendir") }
+    public func readdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, into buffer: inout FUSEDirectoryBuffer) throws(SystemError) { throw notImplemented("readdir") }
+    public func releasedir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64) throws(SystemError) {}
+    public func fsyncdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError) { throw notImplemented("fsyncdir") }
+    public func statfs(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) -> FUSEStatFS { throw notImplemented("statfs") }
+    public func access(_ ctx: FUSERequestContext, node: UInt64, mask: UInt32) throws(SystemError) { throw notImplemented("access") }
+    public func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(SystemError) { throw notImplemented("setxattr") }
+    public func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(SystemError) -> FUSEXattrReply { throw notImplemented("getxattr") }
+    public func listxattr(_ ctx: FUSERequestContext, node: UInt64, size: Int) throws(SystemError) -> FUSEXattrReply { throw notImplemented("listxattr") }
+    public func removexattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8]) throws(SystemError) { throw notImplemented("removexattr") }
+    public func getlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock) throws(SystemError) -> FUSEFileLock { throw notImplemented("getlk") }
+    public func setlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock, wait: Bool, flock: Bool) throws(SystemError) { throw notImplemented("setlk") }
+    public func fallocate(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, length: UInt64, mode: UInt32) throws(SystemError) { throw notImplemented("fallocate") }
+    public func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(SystemError) -> UInt64 { throw notImplemented("lseek") }
+    public func copyFileRange(_ ctx: FUSERequestContext, node: UInt64, handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64) throws(SystemError) -> Int { throw notImplemented("copy_file_range") }
+    public func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) { throw notImplemented("syncfs") }
+}

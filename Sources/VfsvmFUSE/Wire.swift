@@ -1,0 +1,142 @@
+import VfsvmSys
+
+// The FUSE wire format (linux/fuse.h, protocol 7.38), parsed and built field
+// by field so every read is bounds-checked against the bytes actually
+// received. Multi-byte fields are little-endian (every host vfsvm runs on
+// is; FUSE uses host byte order).
+
+/// FUSE opcodes (enum fuse_opcode in linux/fuse.h).
+public enum FUSEOpcode: UInt32, Sendable, CaseIterable {
+    case lookup = 1, forget = 2, getattr = 3, setattr = 4, readlink = 5, symlink = 6
+    case mknod = 8, mkdir = 9, unlink = 10, rmdir = 11, rename = 12, link = 13
+    case open = 14, read = 15, write = 16, statfs = 17, release = 18
+    case fsync = 20, setxattr = 21, getxattr = 22, listxattr = 23, removexattr = 24
+    case flush = 25, `init` = 26, opendir = 27, readdir = 28, releasedir = 29
+    case fsyncdir = 30, getlk = 31, setlk = 32, setlkw = 33, access = 34
+    case create = 35, interrupt = 36, bmap = 37, destroy = 38, ioctl = 39
+    case poll = 40, notifyReply = 41, batchForget = 42, fallocate = 43
+    case readdirplus = 44, rename2 = 45, lseek = 46, copyFileRange = 47
+    case setupMapping = 48, removeMapping = 49, syncfs = 50, tmpfile = 51
+}
+
+/// Sizes of the fixed wire structs (checked against the C structs in tests).
+public enum FUSEWireSize {
+    public static let inHeader = 40
+    public static let outHeader = 16
+    public static let attr = 88
+    public static let entryOut = 128
+    public static let attrOut = 104
+    public static let openOut = 16
+    public static let initOut = 64
+    public static let kstatfs = 80
+    public static let writeOut = 8
+    public static let lkOut = 24
+    public static let direntHeader = 24
+}
+
+/// A bounds-checked little-endian cursor over request bytes. Running past
+/// the end throws EINVAL naming what was being read.
+struct WireReader {
+    let bytes: [UInt8]
+    private(set) var position: Int
+    let what: String
+
+    init(_ bytes: [UInt8], what: String) {
+        self.bytes = bytes
+        self.position = 0
+        self.what = what
+    }
+
+    var remaining: Int { bytes.count - position }
+
+    mutating func need(_ n: Int) throws(SystemError) {
+        guard n >= 0, remaining >= n else {
+            throw SystemError("FUSE \(what): request too short (need \(n) bytes at \(position), have \(remaining))", .EINVAL)
+        }
+    }
+
+    mutating func u16() throws(SystemError) -> UInt16 {
+        try need(2)
+        defer { position += 2 }
+        return UInt16(bytes[position]) | UInt16(bytes[position + 1]) << 8
+    }
+
+    mutating func u32() throws(SystemError) -> UInt32 {
+        try need(4)
+        var v: UInt32 = 0
+        for k in 0..<4 { v |= UInt32(bytes[position + k]) << (8 * UInt32(k)) }
+        position += 4
+        return v
+    }
+
+    mutating func u64() throws(SystemError) -> UInt64 {
+        try need(8)
+        var v: UInt64 = 0
+        for k in 0..<8 { v |= UInt64(bytes[position + k]) << (8 * UInt64(k)) }
+        position += 8
+        return v
+    }
+
+    mutating func skip(_ n: Int) throws(SystemError) {
+        try need(n)
+        position += n
+    }
+
+    mutating func take(_ n: Int) throws(SystemError) -> [UInt8] {
+        try need(n)
+        defer { position += n }
+        return Array(bytes[position..<(position + n)])
+    }
+
+    /// A NUL-terminated string (without its NUL). EINVAL when no NUL ends it
+    /// within the request.
+    mutating func cString() throws(SystemError) -> [UInt8] {
+        guard let end = bytes[position...].firstIndex(of: 0) else {
+            throw SystemError("FUSE \(what): string not NUL-terminated", .EINVAL)
+        }
+        defer { position = end + 1 }
+        return Array(bytes[position..<end])
+    }
+}
+
+/// Appends little-endian fields.
+public struct WireWriter: Sendable {
+    public private(set) var bytes: [UInt8] = []
+
+    public init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
+
+    public mutating func u16(_ v: UInt16) { bytes.append(UInt8(v & 0xff)); bytes.append(UInt8(v >> 8)) }
+    public mutating func u32(_ v: UInt32) { for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(k)))) } }
+    public mutating func i32(_ v: Int32) { u32(UInt32(bitPattern: v)) }
+    public mutating func u64(_ v: UInt64) { for k in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(k)))) } }
+    public mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
+    public mutating func zeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
+    /// Pads with zeros to a multiple of 8 (FUSE_DIRENT_ALIGN).
+    public mutating func align8() { zeros((8 - bytes.count % 8) % 8) }
+}
+
+// MARK: - Encoders for reply structs
+
+extension FUSEAttributes {
+    func encode(into w: inout WireWriter) {
+        w.u64(ino); w.u64(size); w.u64(blocks)
+        w.u64(atime); w.u64(mtime); w.u64(ctime)
+        w.u32(atimeNsec); w.u32(mtimeNsec); w.u32(ctimeNsec)
+        w.u32(mode); w.u32(nlink); w.u32(uid); w.u32(gid); w.u32(rdev); w.u32(blksize); w.u32(flags)
+    }
+}
+
+extension FUSEEntry {
+    func encode(into w: inout WireWriter) {
+        w.u64(nodeID); w.u64(generation)
+        w.u64(entryTimeout.seconds); w.u64(attrTimeout.seconds)
+        w.u32(entryTimeout.nanoseconds); w.u32(attrTimeout.nanoseconds)
+        attributes.encode(into: &w)
+    }
+}
+
+extension FUSEOpenReply {
+    func encode(into w: inout WireWriter) {
+        w.u64(handle); w.u32(flags); w.u32(0)
+    }
+}

@@ -1,0 +1,130 @@
+import CVfsvmLinux
+import Glibc
+import VfsvmMemory
+import VfsvmSys
+
+/// Anything that answers FUSE requests: bytes in, reply bytes out (0 when
+/// the request has no reply, e.g. FORGET). The FUSE server core conforms.
+public protocol FUSERequestHandler: Sendable {
+    func handle(request: some ScatterGatherList, reply: some ScatterGatherList) -> Int
+}
+
+/// Why a host mount could not be made, in words a user can act on.
+public enum HostMountError: Error, Hashable, Sendable, CustomStringConvertible {
+    case noFUSEDevice(Errno)
+    case notPermitted(String)
+    case notADirectory(String)
+    case mountPointBusy(String)
+    case failed(SystemError)
+
+    public var description: String {
+        switch self {
+        case let .noFUSEDevice(e):
+            "cannot open /dev/fuse (\(e)): load the fuse module (modprobe fuse) or run where /dev/fuse exists"
+        case let .notPermitted(p): "not permitted to mount on \(p): vfsvm mount must run as root (CAP_SYS_ADMIN)"
+        case let .notADirectory(p): "mount point \(p) is not an existing directory"
+        case let .mountPointBusy(p): "mount point \(p) is busy (already mounted or in use)"
+        case let .failed(e): "\(e)"
+        }
+    }
+}
+
+/// A FUSE file system mounted on the host through /dev/fuse, served by
+/// worker threads until it is unmounted.
+public final class HostFUSEMount: Sendable {
+    public let mountpoint: String
+    private let device: FileDescriptor
+    /// Requests are read into buffers this large: the kernel needs room for
+    /// the largest WRITE (max_write) plus headers, and at least 8 KiB.
+    public let bufferSize: Int
+
+    /// Opens /dev/fuse and mounts it on `mountpoint`.
+    ///
+    /// `default_permissions` makes the host kernel check mode bits against
+    /// the calling host user, as for a local file system: the server runs as
+    /// root and must not become a way around them. `allow_other` lets every
+    /// host user reach the mount, subject to those checks.
+    public init(mountpoint: String, readOnly: Bool, bufferSize: Int = (1 << 20) + (64 << 10)) throws(HostMountError) {
+        var st = stat()
+        guard stat(mountpoint, &st) == 0, st.st_mode & Glibc.S_IFMT == Glibc.S_IFDIR else {
+            throw .notADirectory(mountpoint)
+        }
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open("/dev/fuse", O_RDWR) } catch { throw .noFUSEDevice(error.errno) }
+        let data = "fd=\(fd.rawValue),rootmode=\(String(Glibc.S_IFDIR, radix: 8)),user_id=\(getuid()),group_id=\(getgid()),allow_other,default_permissions"
+        var flags = UInt(MS_NOSUID | MS_NODEV)
+        if readOnly { flags |= UInt(MS_RDONLY) }
+        do {
+            _ = try sysCall("mount(\(mountpoint))") { Glibc.mount("vfsvm", mountpoint, "fuse.vfsvm", flags, data) }
+        } catch {
+            switch error.errno {
+            case .EPERM, .EACCES: throw .notPermitted(mountpoint)
+            case .EBUSY: throw .mountPointBusy(mountpoint)
+            case .ENOTDIR, .ENOENT: throw .notADirectory(mountpoint)
+            default: throw .failed(error)
+            }
+        }
+        self.mountpoint = mountpoint
+        self.device = fd
+        self.bufferSize = max(bufferSize, 8192 + 4096)
+    }
+
+    /// Lazily unmounts (MNT_DETACH): the kernel then ends the connection and
+    /// the workers in `serve` return.
+    public func unmount() throws(SystemError) {
+        _ = try sysCall("umount2(\(mountpoint))") { umount2(mountpoint, Int32(MNT_DETACH)) }
+    }
+
+    /// Serves requests on `threads` workers until the file system is
+    /// unmounted. Each worker reads from its own clone of the /dev/fuse fd
+    /// (FUSE_DEV_IOC_CLONE), so replies go back on the fd their request came
+    /// from.
+    public func serve(_ handler: some FUSERequestHandler, threads: Int) throws(SystemError) {
+        var workers: [OSThread] = []
+        for i in 0..<max(1, threads) {
+            let fd = i == 0 ? device : try cloneDevice()
+            let size = bufferSize
+            workers.append(try OSThread(name: "vfsvm-fuse-\(i)") {
+                Self.workerLoop(fd: fd, handler: handler, bufferSize: size)
+            })
+        }
+        for w in workers { w.join() }
+    }
+
+    private func cloneDevice() throws(SystemError) -> FileDescriptor {
+        let clone = try FileDescriptor.open("/dev/fuse", O_RDWR)
+        var master = UInt32(device.rawValue)
+        try clone.ioctl(VFSVM_FUSE_DEV_IOC_CLONE, "FUSE_DEV_IOC_CLONE", &master)
+        return clone
+    }
+
+    private static func workerLoop(fd: FileDescriptor, handler: some FUSERequestHandler, bufferSize: Int) {
+        let request = HostBuffer(count: bufferSize)
+        let reply = HostBuffer(count: bufferSize)
+        while true {
+            let n: Int
+            do {
+                n = try request.withUnsafeMutableBytes { raw throws(SystemError) in try fd.read(into: raw) }
+            } catch {
+                switch error.errno {
+                case .ENOENT, .EAGAIN: continue  // the request was interrupted before we read it
+                case .ENODEV: return  // unmounted
+                default:
+                    logLine("vfsvm mount: reading /dev/fuse failed: \(error)")
+                    return
+                }
+            }
+            let length = handler.handle(request: request.prefix(n), reply: reply)
+            guard length > 0 else { continue }
+            do {
+                _ = try reply.withUnsafeMutableBytes { raw throws(SystemError) in
+                    try fd.write(UnsafeRawBufferPointer(rebasing: raw[0..<length]))
+                }
+            } catch where error.errno == .ENOENT {
+                // The kernel gave up on the request (interrupted): nothing to do.
+            } catch {
+                logLine("vfsvm mount: writing a reply to /dev/fuse failed: \(error)")
+            }
+        }
+    }
+}

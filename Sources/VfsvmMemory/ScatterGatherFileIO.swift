@@ -1,0 +1,77 @@
+import Glibc
+import VfsvmSys
+import CVfsvmLinux
+
+// File data straight between a host fd and a scatter-gather list: the
+// zero-copy data path of FUSE READ and WRITE (preadv into the reply's
+// writable buffers, pwritev from the request's readable ones).
+
+extension ScatterGatherList {
+    /// preadv(fd) at `fileOffset` into `[offset, offset + count)` of this
+    /// list (clamped to its end). Loops over short reads until `count`
+    /// bytes or end of file; returns the bytes read.
+    public func read(from fd: FileDescriptor, fileOffset: Int64, into offset: Int, count: Int) throws(SystemError) -> Int {
+        var done = 0
+        while done < count {
+            let n = try withIOVecs(offset: offset + done, length: count - done) { iov throws(SystemError) -> Int in
+                if iov.isEmpty { return 0 }
+                // Safe: the iovecs cover live segments of this list, clamped to its end.
+                return try sysCall("preadv") { preadv(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) + off_t(done)) }
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// pwritev(fd) at `fileOffset` from `[offset, offset + count)` of this
+    /// list. Loops over short writes; returns the bytes written (fewer only
+    /// when the list ends first).
+    public func write(to fd: FileDescriptor, fileOffset: Int64, from offset: Int, count: Int, append: Bool = false) throws(SystemError) -> Int {
+        var done = 0
+        while done < count {
+            let n = try withIOVecs(offset: offset + done, length: count - done) { iov throws(SystemError) -> Int in
+                if iov.isEmpty { return 0 }
+                // Safe: the iovecs cover live segments of this list, clamped to its end.
+                // On an O_APPEND fd Linux ignores the offset and appends.
+                return try sysCall("pwritev") { pwritev(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) + off_t(done)) }
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Like `read(from:fileOffset:into:count:)`, through this thread's
+    /// io_uring instead of preadv.
+    public func readURing(from fd: FileDescriptor, fileOffset: Int64, into offset: Int, count: Int) throws(SystemError) -> Int {
+        var done = 0
+        while done < count {
+            let n = withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
+                if iov.isEmpty { return 0 }
+                // Safe: the iovecs cover live segments of this list; the call waits for completion.
+                return vfsvm_uring_rw(0, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset + Int64(done))
+            }
+            if n < 0 { throw SystemError("io_uring readv", Errno(rawValue: Int32(-n))) }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Like `write(to:fileOffset:from:count:)`, through this thread's io_uring.
+    public func writeURing(to fd: FileDescriptor, fileOffset: Int64, from offset: Int, count: Int) throws(SystemError) -> Int {
+        var done = 0
+        while done < count {
+            let n = withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
+                if iov.isEmpty { return 0 }
+                // Safe: as in readURing.
+                return vfsvm_uring_rw(1, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset + Int64(done))
+            }
+            if n < 0 { throw SystemError("io_uring writev", Errno(rawValue: Int32(-n))) }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+}

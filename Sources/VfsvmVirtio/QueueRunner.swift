@@ -1,0 +1,195 @@
+import Synchronization
+import VfsvmMemory
+import VfsvmSys
+
+/// Handles one descriptor chain and returns how many bytes it wrote into
+/// the chain's writable buffers (the used length).
+public typealias ChainHandler = @Sendable (DescriptorChain, GuestMemory) -> UInt32
+
+/// Runs one virtqueue: a thread waits for the driver's kick, pops every
+/// available chain and hands it to `handler` (on a worker pool when one is
+/// given, inline otherwise), pushes the used element and interrupts the
+/// driver when `Virtqueue.needsInterrupt` says it wants one.
+///
+/// The same runner serves the in-process VMM (kick = ioeventfd,
+/// interrupt = irqfd) and the vhost-user backend (kick/call eventfds from
+/// the frontend).
+///
+/// A refused chain is completed with length 0 and logged; a fatal queue
+/// error stops the queue and is reported through `onFatal` (the transport
+/// sets DEVICE_NEEDS_RESET).
+public final class QueueRunner: Sendable {
+    public let index: Int
+    private let queue: Mutex<QueueSlot>
+    private let memory: GuestMemory
+    private let kick: EventFD
+    private let stopSignal: EventFD
+    private let interrupt: any VirtioInterrupt
+    private let handler: ChainHandler
+    private let pool: WorkerPool?
+    private let onFatal: @Sendable (VirtqueueError) -> Void
+    private let thread = Mutex<OSThread?>(nil)
+
+    private struct QueueSlot {
+        var queue: Virtqueue
+        /// False once stopped or broken: late completions from pool jobs
+        /// are dropped instead of touching a ring the driver may reuse.
+        var live = true
+    }
+
+    /// - Parameters:
+    ///   - poolThreads: 0 handles chains inline on the queue's thread;
+    ///     more hands them to that many worker threads (requests may then
+    ///     complete out of order, which virtio allows unless IN_ORDER was
+    ///     negotiated; do not offer IN_ORDER with a pool).
+    public init(
+        index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
+        poolThreads: Int = 0, handler: @escaping ChainHandler,
+        onFatal: @escaping @Sendable (VirtqueueError) -> Void
+    ) throws(SystemError) {
+        self.index = index
+        self.queue = Mutex(QueueSlot(queue: queue))
+        self.memory = memory
+        self.kick = kick
+        self.stopSignal = try EventFD(nonBlocking: true)
+        self.interrupt = interrupt
+        self.handler = handler
+        self.onFatal = onFatal
+        self.pool = poolThreads > 0 ? try WorkerPool(threads: poolThreads, name: "vfsvm-q\(index)") : nil
+    }
+
+    /// Starts the queue's thread. It first drains what is already
+    /// available (the driver may have kicked before we listened).
+    public func start() throws(SystemError) {
+        let t = try OSThread(name: "vfsvm-queue\(index)") { [self] in self.run() }
+        thread.withLock { $0 = t }
+    }
+
+    /// Stops the thread, lets in-flight requests finish for up to
+    /// `graceMilliseconds`, and returns the queue (for GET_VRING_BASE).
+    /// Requests still running after that are abandoned: their completions
+    /// are dropped.
+    @discardableResult
+    public func stop(graceMilliseconds: Int = 2000) -> Virtqueue {
+        try? stopSignal.signal()
+        let t = thread.withLock { t in defer { t = nil }; return t }
+        t?.join()
+        pool?.waitIdle(timeoutMilliseconds: graceMilliseconds)
+        let q = queue.withLock { slot in
+            slot.live = false
+            return slot.queue
+        }
+        pool?.shutdown()
+        return q
+    }
+
+    /// Drains the queue once now, as a kick would. For transports without a
+    /// kick eventfd and for tests.
+    public func processAvailable() { drain() }
+
+    private func run() {
+        drain()
+        while true {
+            let ready: [Bool]
+            do { ready = try pollReadable([kick.fd.rawValue, stopSignal.fd.rawValue]) } catch {
+                log("queue \(index): waiting for a kick failed: \(error)")
+                return
+            }
+            if ready[1] { return }
+            if ready[0] {
+                _ = try? kick.drain()
+                drain()
+            }
+        }
+    }
+
+    /// Pops everything available with driver notifications off, then turns
+    /// them back on and re-checks (the race in 2.7.10 / 2.8.10). Inline,
+    /// that is `Virtqueue.drain`; with a pool, chains are popped under the
+    /// lock and completed by the pool's threads.
+    private func drain() {
+        guard let pool else { return drainInline() }
+        var again = true
+        while again {
+            again = false
+            var chains: [DescriptorChain] = []
+            var refused: [RefusedChain] = []
+            var fatal: VirtqueueError?
+            queue.withLock { slot in
+                guard slot.live else { return }
+                do throws(VirtqueueError) {
+                    try slot.queue.disableNotifications(memory)
+                    while true {
+                        do throws(VirtqueueError) {
+                            guard let chain = try slot.queue.pop(memory) else { break }
+                            chains.append(chain)
+                        } catch .refusedChain(let r) {
+                            refused.append(r)
+                            try slot.queue.pushUsed(id: r.id, descriptorCount: r.descriptorCount, length: 0, memory)
+                        }
+                    }
+                    again = try slot.queue.enableNotifications(memory)
+                } catch {
+                    fatal = error
+                    slot.live = false
+                }
+            }
+            for r in refused { log("queue \(index): \(r)") }
+            if let fatal { return fail(fatal) }
+            if !refused.isEmpty { signalIfWanted() }
+            for chain in chains {
+                pool.submit { [self] in self.complete(chain, length: handler(chain, memory)) }
+            }
+        }
+    }
+
+    private func drainInline() {
+        let result: Result<DrainResult, VirtqueueError>? = queue.withLock { slot in
+            guard slot.live else { return nil }
+            let r = Result { () throws(VirtqueueError) in try slot.queue.drain(memory) { handler($0, memory) } }
+            if case .failure = r { slot.live = false }
+            return r
+        }
+        switch result {
+        case nil: return
+        case .failure(let e)?: fail(e)
+        case .success(let r)?:
+            for refused in r.refused { log("queue \(index): \(refused)") }
+            if r.interrupt { signal() }
+        }
+    }
+
+    private func fail(_ error: VirtqueueError) {
+        log("queue \(index): \(error); the queue is stopped until the driver resets the device")
+        onFatal(error)
+    }
+
+    private func complete(_ chain: DescriptorChain, length: UInt32) {
+        var fatal: VirtqueueError?
+        let wanted: Bool = queue.withLock { slot in
+            guard slot.live else { return false }
+            do throws(VirtqueueError) {
+                let written = min(length, UInt32(clamping: chain.writableLength))
+                try slot.queue.pushUsed(id: chain.id, descriptorCount: chain.descriptorCount, length: written, memory)
+                return try slot.queue.needsInterrupt(memory)
+            } catch {
+                fatal = error
+                slot.live = false
+                return false
+            }
+        }
+        if let fatal { return fail(fatal) }
+        if wanted { signal() }
+    }
+
+    private func signalIfWanted() {
+        let wanted = queue.withLock { slot in slot.live ? ((try? slot.queue.needsInterrupt(memory)) ?? false) : false }
+        if wanted { signal() }
+    }
+
+    private func signal() {
+        do { try interrupt.signalQueue(index) } catch { log("queue \(index): interrupting the driver failed: \(error)") }
+    }
+
+    private func log(_ line: String) { logLine("vfsvm: " + line) }
+}

@@ -1,0 +1,157 @@
+import Synchronization
+import VfsvmFUSE
+import VfsvmMemory
+import VfsvmSys
+import VfsvmVirtio
+
+/// Why a virtio-fs device could not be built or started.
+public enum VirtioFSError: Error, Hashable, Sendable, CustomStringConvertible {
+    case badTag(String)
+    case badQueueCount(Int)
+    case badQueueSize(UInt16)
+    case noSuchQueue(Int)
+    case noKick(queue: Int)
+    case system(SystemError)
+
+    public var description: String {
+        switch self {
+        case let .badTag(t): "virtio-fs tag '\(t)' must be 1 to 36 bytes of UTF-8 without NUL"
+        case let .badQueueCount(n): "virtio-fs needs 1 to \(VirtioFSDevice.maxRequestQueues) request queues, got \(n)"
+        case let .badQueueSize(n): "virtio-fs queue size must be 1 to 32768, got \(n)"
+        case let .noSuchQueue(i): "virtio-fs has no queue \(i)"
+        case let .noKick(q): "virtio-fs queue \(q) has no kick eventfd"
+        case let .system(e): "\(e)"
+        }
+    }
+}
+
+/// The virtio-fs device (virtio 1.2, section 5.11): a FUSE server whose
+/// requests arrive in virtqueues instead of /dev/fuse.
+///
+/// Queue 0 is `hiprio` (FORGET, BATCH_FORGET, INTERRUPT: no replies); queues
+/// 1...n are request queues. Every chain is one FUSE request: its readable
+/// buffers hold `fuse_in_header` + arguments, its writable buffers receive
+/// `fuse_out_header` + reply, and the used length is the reply length. A
+/// reply that does not fit the writable buffers becomes an error reply from
+/// the FUSE core, never an overflow.
+///
+/// Transport-agnostic: the in-process VMM activates it through
+/// `VirtioDevice`; the vhost-user backend starts and stops single queues.
+public final class VirtioFSDevice: VirtioDevice {
+    public static let deviceID: UInt32 = 26  // VIRTIO_ID_FS
+    public static let maxRequestQueues = 64
+    public static let tagLength = 36
+
+    public let tag: String
+    public let requestQueues: Int
+    public let queueSize: UInt16
+    public let server: FUSEServer
+    /// Worker threads per request queue (0: handle inline on the queue's
+    /// thread). Blocking requests (SETLKW) need at least one.
+    public let poolThreads: Int
+
+    private let runners = Mutex<[Int: QueueRunner]>([:])
+    private let broken = Mutex<VirtqueueError?>(nil)
+
+    public init(tag: String, requestQueues: Int = 1, queueSize: UInt16 = 1024, server: FUSEServer, poolThreads: Int = 4) throws(VirtioFSError) {
+        let bytes = Array(tag.utf8)
+        guard !bytes.isEmpty, bytes.count <= Self.tagLength, !bytes.contains(0) else { throw .badTag(tag) }
+        guard (1...Self.maxRequestQueues).contains(requestQueues) else { throw .badQueueCount(requestQueues) }
+        guard queueSize >= 1, queueSize <= Virtqueue.maximumSize else { throw .badQueueSize(queueSize) }
+        self.tag = tag
+        self.requestQueues = requestQueues
+        self.queueSize = queueSize
+        self.server = server
+        self.poolThreads = poolThreads
+    }
+
+    // MARK: - VirtioDevice
+
+    public var deviceType: UInt32 { Self.deviceID }
+
+    /// VERSION_1, both ring layouts, indirect descriptors and EVENT_IDX.
+    /// Not IN_ORDER: requests on one queue complete out of order when a
+    /// slow one (a blocking lock) is overtaken.
+    public var offeredFeatures: VirtioFeatures { [.version1, .ringPacked, .indirectDescriptors, .eventIndex] }
+
+    public var queueMaxSizes: [UInt16] { Array(repeating: queueSize, count: 1 + requestQueues) }
+
+    /// `struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; }`
+    public var configBytes: [UInt8] {
+        var out = Array(tag.utf8)
+        out += [UInt8](repeating: 0, count: Self.tagLength - out.count)
+        let n = UInt32(requestQueues)
+        out += [UInt8(n & 0xff), UInt8(n >> 8 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 24)]
+        return out
+    }
+
+    public func readConfig(offset: Int, into: inout [UInt8]) {
+        readConfigBytes(configBytes, offset: offset, into: &into)
+    }
+
+    /// The configuration is read-only for the driver (5.11.4.1).
+    public func writeConfig(offset: Int, bytes: [UInt8]) {}
+
+    public func activate(memory: GuestMemory, features: VirtioFeatures, queues: [ActivatedQueue], interrupt: any VirtioInterrupt) throws {
+        for q in queues {
+            guard let kick = q.kick else { throw VirtioFSError.noKick(queue: q.index) }
+            try startQueue(q.index, queue: q.queue, memory: memory, kick: kick, interrupt: interrupt)
+        }
+    }
+
+    public func reset() {
+        let all = runners.withLock { r in defer { r = [:] }; return r }
+        for (_, runner) in all { runner.stop() }
+        broken.withLock { $0 = nil }
+    }
+
+    // MARK: - Single queues (vhost-user starts and stops rings one by one)
+
+    /// Starts serving queue `index` (0 = hiprio) on an activated `queue`.
+    /// `onFatal` hears about a driver error that stopped the queue.
+    public func startQueue(
+        _ index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
+        onFatal: @escaping @Sendable (VirtqueueError) -> Void = { _ in }
+    ) throws(VirtioFSError) {
+        guard (0...requestQueues).contains(index) else { throw .noSuchQueue(index) }
+        _ = stopQueue(index)
+        let server = self.server
+        let runner: QueueRunner
+        do {
+            runner = try QueueRunner(
+                index: index, queue: queue, memory: memory, kick: kick, interrupt: interrupt,
+                poolThreads: index == 0 ? 0 : poolThreads,
+                handler: { chain, memory in Self.handle(chain, memory, server) },
+                onFatal: { [weak self] error in
+                    self?.broken.withLock { $0 = error }
+                    onFatal(error)
+                })
+            try runner.start()
+        } catch { throw .system(error) }
+        runners.withLock { $0[index] = runner }
+    }
+
+    /// Stops queue `index` and returns its final state (for GET_VRING_BASE),
+    /// or nil when it was not running.
+    public func stopQueue(_ index: Int) -> Virtqueue? {
+        let runner = runners.withLock { $0.removeValue(forKey: index) }
+        return runner?.stop()
+    }
+
+    /// The first fatal driver error since the last reset, if any.
+    public var fatalError: VirtqueueError? { broken.withLock { $0 } }
+
+    /// One chain, one FUSE request.
+    static func handle(_ chain: DescriptorChain, _ memory: GuestMemory, _ server: FUSEServer) -> UInt32 {
+        do {
+            let request = try chain.readableBuffers(memory)
+            let reply = try chain.writableBuffers(memory)
+            return UInt32(server.handle(request: request, reply: reply))
+        } catch {
+            // pop() already checked every buffer; a failure here means the
+            // memory map changed under us. Complete the chain empty.
+            logLine("vfsvm: virtio-fs chain \(chain.id): \(error)")
+            return 0
+        }
+    }
+}

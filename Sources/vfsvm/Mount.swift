@@ -1,0 +1,63 @@
+import ArgumentParser
+import Glibc
+import VfsvmConfig
+import VfsvmHostFUSE
+import VfsvmSys
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a host directory through /dev/fuse at a mount point on the host (foreground).",
+        discussion: """
+            Runs in the foreground until SIGINT or SIGTERM, then unmounts and exits 0.
+            Example: vfsvm mount --share /srv/data /mnt/data -o ro,cache=never
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The host directory to serve.", valueName: "HOSTDIR"))
+    var share: String
+
+    @Argument(help: "Where to mount it.")
+    var mountpoint: String
+
+    @Option(name: .customShort("o"), help: ArgumentHelp("Options: ro, cache=never|auto|always, xattr, no_xattr, posix_lock, no_posix_lock, flock, no_flock.", valueName: "OPTIONS"))
+    var options: [String] = []
+
+    @Option(help: "Worker threads serving requests.")
+    var threads: Int = 4
+
+    @Option(help: "How file data moves: uring (io_uring) or sync (preadv/pwritev).")
+    var ioEngine: IOEngineChoice = .sync
+
+    func settings() throws -> ServeSettings {
+        var s = ServeSettings()
+        do {
+            for o in options { try s.apply(OptionList(parsing: o)) }
+        } catch { throw ValidationError(error.description) }
+        s.sharedDir = share
+        return s
+    }
+
+    func validate() throws {
+        _ = try settings()
+        guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64, got \(threads)") }
+    }
+
+    func run() throws {
+        let server = try makeFileServer(settings: try settings(), engine: ioEngine)
+        // Signals are taken synchronously by one thread; every thread
+        // created after this inherits the mask.
+        blockSignals([SIGINT, SIGTERM, SIGHUP])
+        let mount: HostFUSEMount
+        do {
+            mount = try HostFUSEMount(mountpoint: mountpoint, readOnly: try settings().readOnly)
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        _ = try OSThread(name: "vfsvm-signals") {
+            let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
+            logLine("vfsvm mount: signal \(sig), unmounting \(mount.mountpoint)")
+            do { try mount.unmount() } catch { logLine("vfsvm mount: \(error)") }
+        }
+        do { try mount.serve(server, threads: threads) } catch { throw CommandFailure("\(error)") }
+    }
+}

@@ -1,0 +1,152 @@
+import ArgumentParser
+import Glibc
+import VfsvmConfig
+import VfsvmSys
+import VfsvmVhostUser
+import VfsvmVirtioFS
+
+/// `vfsvm serve`: a vhost-user-fs backend, command-line compatible with
+/// virtiofsd where QEMU users and libvirt rely on it.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a host directory as a vhost-user-fs backend for QEMU, cloud-hypervisor or libvirt (a virtiofsd replacement).",
+        discussion: "Example: vfsvm serve --socket-path /run/vfsvm.sock --shared-dir /srv/data"
+    )
+
+    @Option(name: .long, help: "Listen on this unix socket path.")
+    var socketPath: String?
+
+    @Option(name: .long, help: "Use this inherited, already listening socket fd (libvirt).")
+    var fd: Int32?
+
+    @Option(name: .long, help: "The directory to share.")
+    var sharedDir: String?
+
+    @Option(name: .customShort("o"), help: ArgumentHelp("virtiofsd-style options: source=DIR, cache=, sandbox=, xattr, no_xattr, readonly, flock, posix_lock, ...", valueName: "OPTIONS"))
+    var options: [String] = []
+
+    @Option(help: "Cache mode: never, auto or always.")
+    var cache: CacheMode?
+
+    @Option(help: "Worker threads per request queue (0: handle requests on the queue's own thread).")
+    var threadPoolSize: Int?
+
+    @Option(help: "The tag reported in the device configuration, for frontends that read it (QEMU's vhost-user-fs-pci sets its own).")
+    var tag: String = "vfsvm"
+
+    @Option(help: "Request queues offered (the frontend chooses how many it uses).")
+    var requestQueues: Int = 8
+
+    @Option(help: "Largest virtqueue size accepted.")
+    var queueSize: UInt16 = 1024
+
+    @Option(help: "How file data moves: uring (io_uring) or sync (preadv/pwritev).")
+    var ioEngine: IOEngineChoice = .sync
+
+    @Flag(help: "Enable extended attributes.")
+    var xattr = false
+
+    @Flag(help: "Refuse every write with EROFS.")
+    var readonly = false
+
+    @Option(help: "Process sandbox: namespace, chroot or none.")
+    var sandbox: SandboxMode?
+
+    @Flag(help: "Tell the guest about submounts.")
+    var announceSubmounts = false
+
+    @Flag(help: "Print the vhost-user backend capabilities as JSON and exit.")
+    var printCapabilities = false
+
+    @Option(help: "Log level: error, warn, info or debug.")
+    var logLevel: String = "info"
+
+    @Flag(name: .customShort("d"), help: "Debug logging (virtiofsd's -d).")
+    var debug = false
+
+    @Flag(name: .customShort("f"), help: "Stay in the foreground (always true; accepted for compatibility).")
+    var foreground = false
+
+    /// The settings after `-o` lists and the long options are combined
+    /// (long options win, as they come from the same command line).
+    func settings() throws -> ServeSettings {
+        var s = ServeSettings()
+        do {
+            for o in options { try s.apply(OptionList(parsing: o)) }
+        } catch { throw ValidationError(error.description) }
+        if let sharedDir { s.sharedDir = sharedDir }
+        if let cache { s.cache = cache }
+        if xattr { s.xattr = true }
+        if readonly { s.readOnly = true }
+        if let sandbox { s.sandbox = sandbox }
+        if announceSubmounts { s.announceSubmounts = true }
+        return s
+    }
+
+    func validate() throws {
+        if printCapabilities { return }
+        let s = try settings()
+        guard s.sharedDir != nil else { throw ValidationError("no shared directory: give --shared-dir DIR or -o source=DIR") }
+        guard (socketPath == nil) != (fd == nil) else {
+            throw ValidationError("give exactly one of --socket-path PATH or --fd N")
+        }
+        guard (1...VirtioFSDevice.maxRequestQueues).contains(requestQueues) else {
+            throw ValidationError("--request-queues must be between 1 and \(VirtioFSDevice.maxRequestQueues), got \(requestQueues)")
+        }
+        guard (1...32768).contains(queueSize) else { throw ValidationError("--queue-size must be between 1 and 32768") }
+        guard !tag.isEmpty, tag.utf8.count <= 36 else { throw ValidationError("--tag must be 1 to 36 bytes") }
+        if let threadPoolSize, !(0...1024).contains(threadPoolSize) {
+            throw ValidationError("--thread-pool-size must be between 0 and 1024, got \(threadPoolSize)")
+        }
+        guard ["error", "warn", "info", "debug"].contains(logLevel) else {
+            throw ValidationError("--log-level must be error, warn, info or debug, got '\(logLevel)'")
+        }
+    }
+
+    /// The vhost-user backend descriptor's capabilities (QEMU's
+    /// docs/interop/vhost-user.json): a file system backend that takes
+    /// `--shared-dir`-style options. No migration support is claimed.
+    static let capabilities = #"{"type": "fs", "features": ["separate-options"]}"#
+
+    func run() throws {
+        if printCapabilities {
+            print(Self.capabilities)
+            return
+        }
+        let s = try settings()
+        guard let dir = s.sharedDir else { throw ValidationError("no shared directory") }
+        let server = try makeFileServer(settings: s, engine: ioEngine)
+        let fs: VirtioFSDevice
+        do {
+            fs = try VirtioFSDevice(tag: tag, requestQueues: requestQueues, queueSize: queueSize, server: server,
+                                    poolThreads: threadPoolSize ?? 4)
+        } catch { throw ValidationError("\(error)") }
+        let device = VhostUserFSDevice(fs: fs)
+        let backend: VhostUserBackendServer
+        do {
+            if let socketPath {
+                backend = try VhostUserBackendServer(device: device, socketPath: socketPath)
+            } else {
+                backend = try VhostUserBackendServer(device: device, inheritedFD: fd ?? -1)
+            }
+        } catch { throw CommandFailure("\(error)") }
+        do {
+            switch s.sandbox {
+            case .namespace:
+                try Sandbox.enterNamespace(root: dir, readOnly: s.readOnly)
+                try Sandbox.dropCapabilities(keeping: Sandbox.fileServerCapabilities)
+            case .chroot:
+                try Sandbox.chroot(root: dir)
+                try Sandbox.dropCapabilities(keeping: Sandbox.fileServerCapabilities)
+            case .none:
+                break
+            }
+        } catch {
+            throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
+        }
+        logLine("vfsvm serve: sharing \(dir) (\(s.sandbox.rawValue) sandbox), waiting for the frontend")
+        let end: VhostUserBackendServer.Disconnect?
+        do { end = try backend.run(.oneConnection) } catch { throw CommandFailure("\(error)") }
+        if case .protocolError(let e) = end { throw CommandFailure("vhost-user frontend sent something refused: \(e)") }
+    }
+}

@@ -1,0 +1,58 @@
+#!/bin/bash
+# `vfsvm mount` end to end: mounts a temporary host directory through
+# /dev/fuse, runs fs-workload.sh on it, unmounts with SIGTERM and checks a
+# clean exit. Also checks the plain errors a user sees.
+#
+#   mount-test.sh PATH-TO-vfsvm
+set -u
+VFSVM=$(realpath "${1:?usage: mount-test.sh PATH-TO-vfsvm}")
+here=$(cd "$(dirname "$0")" && pwd)
+pass=0 fail=0
+ok() { echo "PASS: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $1${2:+ ($2)}"; fail=$((fail + 1)); }
+
+if [ ! -c /dev/fuse ] || [ "$(id -u)" -ne 0 ]; then
+    echo "mount-test: cannot run here: needs root and /dev/fuse (uid $(id -u), /dev/fuse $( [ -c /dev/fuse ] && echo present || echo missing))"
+    echo "mount-test: 0 passed, 1 failed"
+    exit 1
+fi
+
+top=$(mktemp -d /tmp/vfsvm-mount.XXXXXX)
+host=$top/host mnt=$top/mnt
+mkdir -p "$host" "$mnt"
+log=$top/vfsvm.log
+cleanup() {
+    [ -n "${pid:-}" ] && kill -9 "$pid" 2>/dev/null
+    umount -l "$mnt" 2>/dev/null
+    rm -rf "$top"
+}
+trap cleanup EXIT
+
+mounted() { grep -q " $mnt fuse.vfsvm " /proc/mounts; }
+
+"$VFSVM" mount --share "$host" "$mnt" -o xattr >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do mounted && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+if mounted; then ok "vfsvm mount mounts $mnt"; else bad "vfsvm mount mounts $mnt" "$(tail -3 "$log")"; fi
+
+if mounted; then
+    if "$here/fs-workload.sh" "$mnt" "$host"; then ok "fs-workload on the mount"; else bad "fs-workload on the mount"; fi
+fi
+
+kill -TERM $pid 2>/dev/null
+status=timeout
+for _ in $(seq 1 100); do
+    if ! kill -0 $pid 2>/dev/null; then wait $pid; status=$?; break; fi
+    sleep 0.1
+done
+if [ "$status" = 0 ] && ! mounted; then ok "SIGTERM unmounts and exits 0"; else bad "SIGTERM unmounts and exits 0" "status $status, log: $(tail -2 "$log")"; fi
+pid=
+
+# Plain errors.
+out=$("$VFSVM" mount --share "$host" "$top/nonexistent" 2>&1); rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -q "is not an existing directory"; then ok "missing mount point: clear error"; else bad "missing mount point: clear error" "rc=$rc $out"; fi
+out=$("$VFSVM" mount --share "$top/nope" "$mnt" 2>&1); rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -qi "nope"; then ok "missing share directory: clear error"; else bad "missing share directory: clear error" "rc=$rc $out"; fi
+
+echo "mount-test: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,56 @@
+import Testing
+@testable import VfsvmConfig
+
+@Suite struct ShareSpecTests {
+    @Test func parsesPathAndTag() throws {
+        let s = try ShareSpec(parsing: "/srv/data:myfs")
+        #expect(s.hostPath == "/srv/data" && s.tag.value == "myfs" && !s.readOnly)
+        let ro = try ShareSpec(parsing: "/srv/da:ta:myfs:ro")
+        #expect(ro.hostPath == "/srv/da:ta" && ro.tag.value == "myfs" && ro.readOnly)
+    }
+
+    @Test func rejectsMalformedShares() {
+        #expect(throws: ConfigError.badShare("/srv/data", reason: "expected HOSTDIR:TAG or HOSTDIR:TAG:ro")) {
+            try ShareSpec(parsing: "/srv/data")
+        }
+        #expect(throws: ConfigError.badShare(":myfs", reason: "the host directory is empty")) {
+            try ShareSpec(parsing: ":myfs")
+        }
+        #expect(throws: ConfigError.badTag("", reason: "a tag must not be empty")) { try ShareSpec(parsing: "/srv:") }
+    }
+
+    @Test func tagFitsTheConfigSpace() throws {
+        let t = try VirtioFSTag(String(repeating: "a", count: 36))
+        #expect(t.configBytes.count == 36)
+        #expect(try VirtioFSTag("fs").configBytes == [0x66, 0x73] + [UInt8](repeating: 0, count: 34))
+        // 13 × 3-byte UTF-8 characters = 39 bytes, over the 36-byte field.
+        #expect(throws: ConfigError.badTag(String(repeating: "€", count: 13), reason: "39 bytes of UTF-8; a tag holds at most 36")) {
+            try VirtioFSTag(String(repeating: "€", count: 13))
+        }
+        #expect(throws: ConfigError.self) { try VirtioFSTag("a\u{0}b") }
+    }
+}
+
+@Suite struct VirtiofsdOptionTests {
+    @Test func parsesWhatLibvirtPasses() throws {
+        // libvirt 9.0's launch line: -o source=DIR,cache=always,sandbox=chroot,xattr,flock,posix_lock
+        var s = ServeSettings()
+        try s.apply(OptionList(parsing: "source=/srv/a,,b,cache=always,sandbox=chroot,xattr,flock,posix_lock"))
+        #expect(s.sharedDir == "/srv/a,b", "libvirt doubles commas inside paths")
+        #expect(s.cache == .always && s.sandbox == .chroot && s.xattr && s.flockLocks && s.posixLocks)
+        try s.apply(OptionList(parsing: "no_xattr,no_flock,no_posix_lock"))
+        #expect(!s.xattr && !s.flockLocks && !s.posixLocks)
+    }
+
+    @Test func rejectsUnknownAndMalformedOptions() {
+        var s = ServeSettings()
+        #expect(throws: ConfigError.self) { try s.apply(OptionList(parsing: "bogus")) }
+        #expect(throws: ConfigError.badOption("cache=sometimes", reason: "expected never, auto or always")) {
+            try s.apply(OptionList(parsing: "cache=sometimes"))
+        }
+        #expect(throws: ConfigError.badOption("xattr=1", reason: "takes no value")) { try s.apply(OptionList(parsing: "xattr=1")) }
+        #expect(throws: ConfigError.badOption("source", reason: "needs a value: source=...")) { try s.apply(OptionList(parsing: "source=")) }
+        #expect(throws: ConfigError.self) { try OptionList(parsing: "a,,,") }
+        #expect(throws: ConfigError.self) { try OptionList(parsing: "=x") }
+    }
+}

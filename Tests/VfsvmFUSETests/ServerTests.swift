@@ -1,0 +1,383 @@
+import Glibc
+import Synchronization
+import Testing
+import CVfsvmLinux
+import VfsvmFUSE
+import VfsvmMemory
+import VfsvmSys
+
+/// A file system that records what reached it.
+final class MockFS: FileSystem {
+    let log = Mutex<[String]>([])
+    let lastSetattr = Mutex<FUSESetAttributes?>(nil)
+    let lastXattrValue = Mutex<[UInt8]>([])
+    let xattrReply = Mutex<FUSEXattrReply>(.data(Array("value".utf8)))
+    let supported: UInt64
+
+    init(supported: UInt64 = UInt64.max) { self.supported = supported }
+
+    var supportedInitFlags: UInt64 { supported }
+    func record(_ s: String) { log.withLock { $0.append(s) } }
+    var calls: [String] { log.withLock { $0 } }
+
+    func destroy() { record("destroy") }
+    func forget(nodeID: UInt64, count: UInt64) { record("forget \(nodeID) \(count)") }
+
+    func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) -> FUSEEntry {
+        record("lookup \(parent) \(String(decoding: name, as: UTF8.self)) uid=\(ctx.uid)")
+        guard name != Array("missing".utf8) else { throw SystemError("lookup", .ENOENT) }
+        var a = FUSEAttributes(); a.ino = 77; a.mode = 0o100644; a.size = 1234
+        return FUSEEntry(nodeID: 42, generation: 3, entryTimeout: FUSETimeout(seconds: 5, nanoseconds: 6), attrTimeout: FUSETimeout(seconds: 7), attributes: a)
+    }
+
+    func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(SystemError) -> (FUSEAttributes, FUSETimeout) {
+        record("getattr \(node) \(handle.map(String.init) ?? "nil")")
+        var a = FUSEAttributes(); a.ino = node; a.size = 99
+        return (a, FUSETimeout(seconds: 1))
+    }
+
+    func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(SystemError) -> (FUSEAttributes, FUSETimeout) {
+        lastSetattr.withLock { $0 = change }
+        return (FUSEAttributes(), .zero)
+    }
+
+    func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(SystemError) {
+        record("setxattr \(String(decoding: name, as: UTF8.self)) flags=\(flags)")
+        lastXattrValue.withLock { $0 = value }
+    }
+
+    func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(SystemError) -> FUSEXattrReply {
+        size == 0 ? .size(5) : xattrReply.withLock { $0 }
+    }
+
+    func readdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, into buffer: inout FUSEDirectoryBuffer) throws(SystemError) {
+        var i = offset
+        while i < 1000, buffer.add(name: Array("entry\(i)".utf8), ino: i + 10, type: 8, nextOffset: i + 1) { i += 1 }
+    }
+
+    func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(SystemError) -> Int {
+        let data = [UInt8](repeating: 0xAB, count: size)
+        return data.withUnsafeBytes { reply.copy($0, to: replyOffset) }
+    }
+}
+
+private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSEServerOptions()) -> (Client, MockFS) {
+    (Client(FUSEServer(fileSystem: fs, options: options)), fs)
+}
+
+@Suite struct WireLayoutTests {
+    @Test func structSizesMatchLinuxFuseH() {
+        #expect(MemoryLayout<fuse_in_header>.size == FUSEWireSize.inHeader)
+        #expect(MemoryLayout<fuse_out_header>.size == FUSEWireSize.outHeader)
+        #expect(MemoryLayout<fuse_attr>.size == FUSEWireSize.attr)
+        #expect(MemoryLayout<fuse_entry_out>.size == FUSEWireSize.entryOut)
+        #expect(MemoryLayout<fuse_attr_out>.size == FUSEWireSize.attrOut)
+        #expect(MemoryLayout<fuse_open_out>.size == FUSEWireSize.openOut)
+        #expect(MemoryLayout<fuse_init_out>.size == FUSEWireSize.initOut)
+        #expect(MemoryLayout<fuse_kstatfs>.size == FUSEWireSize.kstatfs)
+        #expect(MemoryLayout<fuse_write_out>.size == FUSEWireSize.writeOut)
+        #expect(MemoryLayout<fuse_lk_out>.size == FUSEWireSize.lkOut)
+        #expect(MemoryLayout<fuse_dirent>.size == FUSEWireSize.direntHeader)
+        #expect(MemoryLayout<fuse_setattr_in>.size == 88)
+        #expect(MemoryLayout<fuse_read_in>.size == 40)
+        #expect(MemoryLayout<fuse_write_in>.size == 40)
+        #expect(MemoryLayout<fuse_lk_in>.size == 48)
+        #expect(MemoryLayout<fuse_create_in>.size == 16)
+        #expect(MemoryLayout<fuse_copy_file_range_in>.size == 56)
+    }
+
+    @Test func opcodesMatchLinuxFuseH() {
+        #expect(FUSEOpcode.lookup.rawValue == FUSE_LOOKUP.rawValue)
+        #expect(FUSEOpcode.`init`.rawValue == FUSE_INIT.rawValue)
+        #expect(FUSEOpcode.readdirplus.rawValue == FUSE_READDIRPLUS.rawValue)
+        #expect(FUSEOpcode.batchForget.rawValue == FUSE_BATCH_FORGET.rawValue)
+        #expect(FUSEOpcode.copyFileRange.rawValue == FUSE_COPY_FILE_RANGE.rawValue)
+        #expect(FUSEOpcode.syncfs.rawValue == FUSE_SYNCFS.rawValue)
+        #expect(FUSEOpcode.tmpfile.rawValue == FUSE_TMPFILE.rawValue)
+        #expect(FUSEOpcode.rename2.rawValue == FUSE_RENAME2.rawValue)
+    }
+
+    @Test func initFlagsMatchLinuxFuseH() {
+        #expect(FUSEInitFlag.asyncRead == UInt64(FUSE_ASYNC_READ))
+        #expect(FUSEInitFlag.posixLocks == UInt64(FUSE_POSIX_LOCKS))
+        #expect(FUSEInitFlag.dontMask == UInt64(FUSE_DONT_MASK))
+        #expect(FUSEInitFlag.flockLocks == UInt64(FUSE_FLOCK_LOCKS))
+        #expect(FUSEInitFlag.doReaddirplus == UInt64(FUSE_DO_READDIRPLUS))
+        #expect(FUSEInitFlag.writebackCache == UInt64(FUSE_WRITEBACK_CACHE))
+        #expect(FUSEInitFlag.parallelDirops == UInt64(FUSE_PARALLEL_DIROPS))
+        #expect(FUSEInitFlag.maxPages == UInt64(FUSE_MAX_PAGES))
+        #expect(FUSEInitFlag.cacheSymlinks == UInt64(FUSE_CACHE_SYMLINKS))
+        #expect(FUSEInitFlag.handleKillprivV2 == UInt64(FUSE_HANDLE_KILLPRIV_V2))
+        #expect(FUSEInitFlag.setxattrExt == UInt64(FUSE_SETXATTR_EXT))
+        #expect(FUSEInitFlag.initExt == UInt64(FUSE_INIT_EXT))
+    }
+}
+
+@Suite struct InitTests {
+    @Test func negotiatesVersionFlagsAndLimits() {
+        let (c, _) = server()
+        let r = c.initSession(minor: 38, flags: UInt32(FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_DO_READDIRPLUS | FUSE_MAX_PAGES | FUSE_WRITEBACK_CACHE))
+        #expect(r.ok && r.body.count == 64)
+        var d = Decoder(r.body)
+        #expect(d.u32() == 7 && d.u32() == 38)
+        #expect(d.u32() == 128 * 1024)  // max_readahead echoed
+        let flags = UInt64(d.u32())
+        #expect(flags & FUSEInitFlag.asyncRead != 0)
+        #expect(flags & FUSEInitFlag.posixLocks != 0)
+        #expect(flags & FUSEInitFlag.doReaddirplus != 0)
+        #expect(flags & FUSEInitFlag.writebackCache == 0)  // option off
+        #expect(flags & FUSEInitFlag.flockLocks == 0)  // client did not offer it
+        d.skip(4)
+        #expect(d.u32() == 1 << 20)  // max_write
+        #expect(d.u32() == 1)  // time_gran
+        var d2 = Decoder(r.body, at: 28)
+        #expect(d2.u32() & 0xffff == 256)  // max_pages
+        #expect(c.server.currentSession?.minor == 38)
+    }
+
+    @Test func newerMinorGetsOursOlderGetsTheirs() {
+        let (c1, _) = server()
+        var d = Decoder(c1.initSession(minor: 41).body)
+        #expect(d.u32() == 7 && d.u32() == 38)
+        let (c2, _) = server()
+        var d2 = Decoder(c2.initSession(minor: 31).body)
+        #expect(d2.u32() == 7 && d2.u32() == 31)
+    }
+
+    @Test func tooOldOrWrongMajorIsRefused() {
+        let (c, _) = server()
+        #expect(c.initSession(minor: 26).errno == EPROTO)
+        let b = Bytes(); b.u32(6).u32(40).u32(0).u32(0).zeros(48)
+        #expect(c.call(.`init`, node: 0, b).errno == EPROTO)
+        // A newer major gets our version and no session, so it can retry.
+        let b8 = Bytes(); b8.u32(8).u32(0).u32(0).u32(0).zeros(48)
+        let r8 = c.call(.`init`, node: 0, b8)
+        var d = Decoder(r8.body)
+        #expect(r8.ok && d.u32() == 7 && d.u32() == 38)
+        #expect(c.server.currentSession == nil)
+        #expect(c.initSession().ok)
+        #expect(c.initSession().errno == EIO)  // only once
+        // A short INIT body.
+        let (c2, _) = server()
+        let s = Bytes(); s.u32(7).u32(38)
+        #expect(c2.call(.`init`, node: 0, s).errno == EINVAL)
+    }
+
+    @Test func initExtCarriesFlags2AndOptionsGateFlags() {
+        let (c, _) = server(MockFS(), FUSEServerOptions(writeback: true, locks: false))
+        let r = c.initSession(minor: 38, flags: 0xffff_ffff, flags2: 0xffff_ffff)
+        var d = Decoder(r.body, at: 12)
+        let flags = UInt64(d.u32())
+        #expect(flags & FUSEInitFlag.writebackCache != 0)
+        #expect(flags & FUSEInitFlag.posixLocks == 0 && flags & FUSEInitFlag.flockLocks == 0)
+        #expect(flags & FUSEInitFlag.initExt != 0)
+        var d2 = Decoder(r.body, at: 32)
+        #expect(d2.u32() == 0)  // we want nothing from flags2 (no SECURITY_CTX, DAX, ...)
+        // The file system's supported flags limit the offer.
+        let (c3, _) = server(MockFS(supported: FUSEInitFlag.asyncRead))
+        var d3 = Decoder(c3.initSession().body, at: 12)
+        #expect(UInt64(d3.u32()) & ~FUSEInitFlag.initExt == FUSEInitFlag.asyncRead)
+    }
+
+    @Test func requestsBeforeInitGetEIOAndDestroyEndsTheSession() {
+        let (c, fs) = server()
+        #expect(c.lookup(1, "x").errno == EIO)
+        #expect(c.forget(1, 1).length == 0)
+        #expect(!fs.calls.contains { $0.hasPrefix("forget") })
+        c.initSession()
+        #expect(c.lookup(1, "x").ok)
+        #expect(c.call(.destroy, node: 0).ok)
+        #expect(fs.calls.contains("destroy"))
+        #expect(c.lookup(1, "x").errno == EIO)
+    }
+}
+
+@Suite struct MalformedRequestTests {
+    @Test func shortHeadersAndLyingLengths() {
+        let (c, _) = server()
+        c.initSession()
+        #expect(c.send(raw: []).errno == EINVAL)
+        let ten = c.send(raw: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        #expect(ten.errno == EINVAL && ten.length == 16)
+        // len larger than the bytes present
+        let b = Bytes(); b.name("x")
+        let big = c.send(raw: c.header(FUSEOpcode.lookup.rawValue, node: 1, bodyLength: 2, lenOverride: 4096) + b.b)
+        #expect(big.errno == EINVAL)
+        // len smaller than a header
+        #expect(c.send(raw: c.header(FUSEOpcode.lookup.rawValue, node: 1, bodyLength: 2, lenOverride: 12) + b.b).errno == EINVAL)
+        // len cuts the name's NUL off: the string is unterminated within len
+        let cut = c.send(raw: c.header(FUSEOpcode.lookup.rawValue, node: 1, bodyLength: 2, lenOverride: 41) + b.b)
+        #expect(cut.errno == EINVAL)
+        // trailing bytes past len are ignored
+        let tail = c.send(raw: c.header(FUSEOpcode.lookup.rawValue, node: 1, bodyLength: 2) + b.b + [0xff, 0xff, 0xff])
+        #expect(tail.ok)
+        // op struct too short
+        let g = Bytes(); g.u32(0)
+        #expect(c.call(.getattr, node: 1, g).errno == EINVAL)
+    }
+
+    @Test func unknownAndUnsupportedOpcodesGetENOSYSWithTheirUnique() {
+        let (c, _) = server()
+        c.initSession()
+        let r = c.send(raw: c.header(9999, node: 1, bodyLength: 0))
+        #expect(r.errno == ENOSYS && r.unique == c.unique)
+        for op: FUSEOpcode in [.bmap, .ioctl, .poll, .setupMapping, .removeMapping, .notifyReply] {
+            #expect(c.call(op, node: 1, Bytes().zeros(64)).errno == ENOSYS)
+        }
+        // Operations the mock leaves to the protocol's defaults.
+        #expect(c.call(.statfs, node: 1).errno == ENOSYS)
+        #expect(c.mkdir(1, "d").errno == ENOSYS)
+    }
+
+    @Test func replyBuffersThatAreTooSmall() {
+        let (c, _) = server()
+        c.initSession()
+        let req = HostBuffer(c.header(FUSEOpcode.getattr.rawValue, node: 1, bodyLength: 16) + [UInt8](repeating: 0, count: 16))
+        // Not even room for a header: no reply at all.
+        #expect(c.server.handle(request: req, reply: HostBuffer(count: 8)) == 0)
+        // Room for the header but not for fuse_attr_out: EIO.
+        let small = HostBuffer(count: 40)
+        #expect(c.server.handle(request: req, reply: small) == 16)
+        var d = Decoder(small.array, at: 4)
+        #expect(Int32(bitPattern: d.u32()) == -EIO)
+    }
+
+    @Test func badNamesNeverReachTheFileSystem() {
+        let (c, fs) = server()
+        c.initSession()
+        #expect(c.lookup(1, "a/b").errno == EINVAL)
+        #expect(c.lookup(1, String(repeating: "n", count: 256)).errno == ENAMETOOLONG)
+        #expect(c.lookup(1, "").errno == EINVAL)
+        #expect(c.unlink(1, "..").errno == EINVAL)
+        #expect(!fs.calls.contains { $0.hasPrefix("lookup") })
+        #expect(c.lookup(1, "..").ok)  // ".." is a fine LOOKUP
+    }
+
+    @Test func randomGarbageNeverCrashesAndAlwaysAnswersSanely() {
+        let (c, _) = server()
+        c.initSession()
+        var rng = SplitMix(seed: 0x5eed)
+        for i in 0..<3000 {
+            let bodyLength = Int(rng.next() % 200)
+            var body = (0..<bodyLength).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            if i % 3 == 0 { body += [0] }
+            let opcode = UInt32(rng.next() % 60)
+            let lenLie: UInt32? = i % 5 == 0 ? UInt32(truncatingIfNeeded: rng.next() % 400) : nil
+            // FORGET/BATCH_FORGET/INTERRUPT and DESTROY would end the session or stay silent.
+            if opcode == FUSEOpcode.destroy.rawValue { continue }
+            let replySize = Int(rng.next() % 300)
+            let r = c.send(raw: c.header(opcode, node: rng.next() % 4, bodyLength: body.count, lenOverride: lenLie) + body, replySize: replySize)
+            #expect(r.length == 0 || (r.length >= 16 && r.length <= max(replySize, 16)))
+            if r.length > 0 && r.error != 0 { #expect(r.length == 16 && r.error < 0) }
+        }
+    }
+}
+
+@Suite struct DecodingTests {
+    @Test func lookupReplyEncodesTheEntry() {
+        let (c, _) = server()
+        c.initSession()
+        c.uid = 1000
+        let r = c.lookup(1, "f")
+        #expect(r.ok && r.length == 16 + 128 && r.unique == c.unique)
+        var d = Decoder(r.body)
+        #expect(d.u64() == 42 && d.u64() == 3 && d.u64() == 5 && d.u64() == 7 && d.u32() == 6)
+        #expect(r.entryAttr.ino == 77 && r.entryAttr.size == 1234 && r.entryAttr.mode == 0o100644)
+        #expect(c.lookup(1, "missing").errno == ENOENT)
+    }
+
+    @Test func getattrPassesTheHandleOnlyWithGETATTR_FH() {
+        let (c, fs) = server()
+        c.initSession()
+        let b = Bytes(); b.u32(1).u32(0).u64(55)
+        #expect(c.call(.getattr, node: 9, b).ok)
+        let b2 = Bytes(); b2.u32(0).u32(0).u64(55)
+        #expect(c.call(.getattr, node: 9, b2).attr.size == 99)
+        #expect(fs.calls.suffix(2) == ["getattr 9 55", "getattr 9 nil"])
+    }
+
+    @Test func setattrFieldsAreDecoded() {
+        let (c, fs) = server()
+        c.initSession()
+        let valid: UInt32 = (1 << 0) | (1 << 3) | (1 << 4) | (1 << 6) | (1 << 8) | (1 << 11)
+        #expect(c.setattr(5, valid: valid, fh: 8, size: 100, atime: 1234, mode: 0o644).ok)
+        let s = fs.lastSetattr.withLock { $0 }
+        #expect(s?.mode == 0o644 && s?.size == 100 && s?.handle == 8)
+        #expect(s?.atime == .set(seconds: 1234, nanoseconds: 0))
+        #expect(s?.mtime == .now)
+        #expect(s?.uid == nil && s?.killSUIDGID == true)
+    }
+
+    @Test func readdirFillsAtMostTheRequestedSizeWithAlignedEntries() {
+        let (c, _) = server()
+        c.initSession()
+        let r = c.readdir(1, fh: 1, offset: 0, size: 200)
+        #expect(r.ok && r.body.count <= 200 && r.body.count % 8 == 0)
+        let ents = parseDirents(r.body, plus: false)
+        #expect(ents.map(\.name) == ["entry0", "entry1", "entry2", "entry3", "entry4", "entry5"])
+        #expect(ents.last?.off == 6)
+        let p = c.readdir(1, fh: 1, offset: 3, size: 400, plus: true)
+        let pe = parseDirents(p.body, plus: true)
+        #expect(pe.first?.name == "entry3" && pe.count == 2)  // 152 bytes each
+    }
+
+    @Test func readIsClampedToTheReplyBuffer() {
+        let (c, _) = server()
+        c.initSession()
+        let r = c.read(1, fh: 1, offset: 0, size: 1 << 20, replySize: 16 + 300)
+        #expect(r.ok && r.body.count == 300 && r.body.allSatisfy { $0 == 0xAB })
+    }
+
+    @Test func xattrSizesAndExtendedSetxattr() {
+        let (c, fs) = server()
+        c.initSession(flags: 0xffff_ffff, flags2: 0)
+        #expect(c.server.currentSession?.has(FUSEInitFlag.setxattrExt) == true)
+        let q = Bytes(); q.u32(0).u32(0).name("user.a")
+        #expect(c.call(.getxattr, node: 1, q).u32 == 5)
+        let g = Bytes(); g.u32(3).u32(0).name("user.a")
+        #expect(c.call(.getxattr, node: 1, g).errno == ERANGE)  // "value" is 5 bytes
+        let g2 = Bytes(); g2.u32(10).u32(0).name("user.a")
+        #expect(String(decoding: c.call(.getxattr, node: 1, g2).body, as: UTF8.self) == "value")
+        // With SETXATTR_EXT: size, flags, setxattr_flags, padding, then the name.
+        let s = Bytes(); s.u32(3).u32(1).u32(0).u32(0).name("user.b").raw([1, 2, 3])
+        #expect(c.call(.setxattr, node: 1, s).ok)
+        #expect(fs.lastXattrValue.withLock { $0 } == [1, 2, 3])
+        #expect(fs.calls.last == "setxattr user.b flags=1")
+        // A value size beyond the request.
+        let bad = Bytes(); bad.u32(100).u32(0).u32(0).u32(0).name("user.b").raw([1])
+        #expect(c.call(.setxattr, node: 1, bad).errno == EINVAL)
+
+        let (old, oldFS) = server()
+        old.initSession(flags: 0xffff_ffff & ~UInt32(FUSE_SETXATTR_EXT))
+        let s2 = Bytes(); s2.u32(2).u32(0).name("user.c").raw([9, 8])
+        #expect(old.call(.setxattr, node: 1, s2).ok)
+        #expect(oldFS.lastXattrValue.withLock { $0 } == [9, 8])
+    }
+
+    @Test func forgetBatchForgetAndInterruptHaveNoReply() {
+        let (c, fs) = server()
+        c.initSession()
+        #expect(c.forget(9, 3).length == 0)
+        let b = Bytes(); b.u32(2).u32(0).u64(10).u64(1).u64(11).u64(2)
+        #expect(c.call(.batchForget, node: 0, b).length == 0)
+        let i = Bytes(); i.u64(5)
+        #expect(c.call(.interrupt, node: 0, i).length == 0)
+        #expect(fs.calls.filter { $0.hasPrefix("forget") } == ["forget 9 3", "forget 10 1", "forget 11 2"])
+        // A short FORGET is dropped silently.
+        #expect(c.call(.forget, node: 9, Bytes().zeros(3)).length == 0)
+        #expect(fs.calls.filter { $0.hasPrefix("forget") }.count == 3)
+    }
+}
+
+/// A small deterministic generator for the garbage test.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,172 @@
+import Glibc
+import Testing
+import VfsvmFUSE
+import VfsvmMemory
+import VfsvmPassthroughFS
+import VfsvmSys
+import VfsvmTestSupport
+import VfsvmVirtio
+@testable import VfsvmVirtioFS
+
+// FUSE opcodes and sizes (linux/fuse.h).
+private let FUSE_LOOKUP: UInt32 = 1, FUSE_FORGET: UInt32 = 2, FUSE_GETATTR: UInt32 = 3
+private let FUSE_OPEN: UInt32 = 14, FUSE_READ: UInt32 = 15, FUSE_INIT: UInt32 = 26
+
+/// Little-endian byte building for FUSE requests.
+private struct Bytes {
+    var b: [UInt8] = []
+    mutating func u16(_ v: UInt16) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+    mutating func u32(_ v: UInt32) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+    mutating func u64(_ v: UInt64) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+}
+
+/// fuse_in_header (40 bytes) + body, with `len` filled in unless given.
+private func request(_ opcode: UInt32, unique: UInt64, node: UInt64 = 1, body: [UInt8] = [], len: UInt32? = nil) -> [UInt8] {
+    var h = Bytes()
+    h.u32(len ?? UInt32(40 + body.count)); h.u32(opcode); h.u64(unique); h.u64(node)
+    h.u32(0); h.u32(0); h.u32(1); h.u16(0); h.u16(0)
+    return h.b + body
+}
+
+private func initRequest(unique: UInt64) -> [UInt8] {
+    var b = Bytes()
+    b.u32(7); b.u32(38); b.u32(128 << 10); b.u32(UInt32(truncatingIfNeeded: FUSEInitFlag.maxPages | FUSEInitFlag.initExt))
+    b.u32(0); for _ in 0..<11 { b.u32(0) }
+    return request(FUSE_INIT, unique: unique, body: b.b)
+}
+
+private func u32(_ bytes: [UInt8], _ at: Int) -> UInt32 {
+    bytes[at..<at + 4].enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * $1.offset) }
+}
+private func i32(_ bytes: [UInt8], _ at: Int) -> Int32 { Int32(bitPattern: u32(bytes, at)) }
+private func u64(_ bytes: [UInt8], _ at: Int) -> UInt64 { UInt64(u32(bytes, at)) | UInt64(u32(bytes, at + 4)) << 32 }
+
+/// A device over a temporary host directory and mock drivers for its hiprio
+/// and first request queue.
+private final class Fixture {
+    let dir: String
+    let device: VirtioFSDevice
+    let hiprio: MockDriver
+    let requests: MockDriver
+    let interrupt = RecordingInterrupt()
+    let kicks: [EventFD]
+
+    init(layout: RingLayout) throws {
+        var template = Array("/tmp/vfsvm-fs-test.XXXXXX".utf8CString)
+        dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        let fs = try PassthroughFileSystem(root: dir)
+        device = try VirtioFSDevice(tag: "myfs", requestQueues: 1, queueSize: 64,
+                                    server: FUSEServer(fileSystem: fs, options: FUSEServerOptions()), poolThreads: 2)
+        let memory = try GuestMemory.anonymous(size: 8 << 20)
+        var features: VirtioFeatures = [.version1, .eventIndex, .indirectDescriptors]
+        if layout == .packed { features.insert(.ringPacked) }
+        // Two rings in one guest memory, each in its own part.
+        hiprio = try MockDriver(memory: memory, layout: layout, queueSize: 16, features: features,
+                                ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20))
+        requests = try MockDriver(memory: memory, layout: layout, queueSize: 64, features: features,
+                                  ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20))
+        kicks = [try EventFD(nonBlocking: true), try EventFD(nonBlocking: true)]
+        try device.activate(memory: memory, features: features, queues: [
+            ActivatedQueue(index: 0, queue: try hiprio.makeQueue(), kick: kicks[0]),
+            ActivatedQueue(index: 1, queue: try requests.makeQueue(), kick: kicks[1]),
+        ], interrupt: interrupt)
+    }
+
+    deinit {
+        device.reset()
+        _ = system("rm -rf '\(dir)'")
+    }
+
+    /// Posts `bytes` on `driver`, kicks, waits for the completion.
+    func roundTrip(_ driver: MockDriver, queue: Int, _ bytes: [UInt8], replyCapacity: Int = 4096,
+                   writableSplit: [UInt32]? = nil) throws -> MockCompletion {
+        if let split = writableSplit {
+            try driver.add(readable: [bytes], writable: split)
+        } else {
+            try driver.post(request: bytes, replyCapacity: replyCapacity)
+        }
+        try kicks[queue].signal()
+        for _ in 0..<500 {
+            if let c = try driver.collect().first { return c }
+            usleep(5000)
+        }
+        throw MockDriverError.unknownUsedID(0xffff)
+    }
+}
+
+@Suite struct VirtioFSDeviceTests {
+    @Test func configSpaceHoldsTagAndQueueCount() throws {
+        let fs = try PassthroughFileSystem(root: "/tmp")
+        let d = try VirtioFSDevice(tag: "myfs", requestQueues: 3, server: FUSEServer(fileSystem: fs, options: FUSEServerOptions()))
+        var all = [UInt8](repeating: 0xff, count: 44)
+        d.readConfig(offset: 0, into: &all)
+        #expect(Array(all[0..<4]) == Array("myfs".utf8) && all[4..<36].allSatisfy { $0 == 0 })
+        #expect(u32(all, 36) == 3)
+        // Past the end reads zero (4.1.4.3 / Firecracker convention).
+        #expect(all[40..<44].allSatisfy { $0 == 0 })
+        #expect(d.deviceType == 26 && d.queueMaxSizes.count == 4)
+        #expect(d.offeredFeatures.contains([.version1, .ringPacked]))
+        #expect(throws: VirtioFSError.badTag(String(repeating: "x", count: 37))) {
+            try VirtioFSDevice(tag: String(repeating: "x", count: 37), server: FUSEServer(fileSystem: fs, options: FUSEServerOptions()))
+        }
+    }
+
+    @Test(arguments: [RingLayout.split, .packed])
+    func initLookupOpenReadOverTheQueues(layout: RingLayout) throws {
+        let f = try Fixture(layout: layout)
+        let content = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        let fd = open(f.dir + "/hello", O_CREAT | O_WRONLY, 0o644)
+        #expect(fd >= 0)
+        _ = content.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+
+        let initReply = try f.roundTrip(f.requests, queue: 1, initRequest(unique: 1))
+        #expect(i32(initReply.reply, 4) == 0 && u64(initReply.reply, 8) == 1)
+        #expect(u32(initReply.reply, 16) == 7, "major version 7")
+        #expect(initReply.length == u32(initReply.reply, 0), "used length = fuse_out_header.len")
+
+        let lookup = try f.roundTrip(f.requests, queue: 1, request(FUSE_LOOKUP, unique: 2, body: Array("hello".utf8) + [0]))
+        #expect(i32(lookup.reply, 4) == 0)
+        let node = u64(lookup.reply, 16)
+        #expect(node > 1)
+        #expect(u64(lookup.reply, 16 + 40 + 8) == 10_000, "fuse_entry_out (40 bytes), then fuse_attr.ino, fuse_attr.size")
+
+        var openBody = Bytes(); openBody.u32(UInt32(O_RDONLY)); openBody.u32(0)
+        let opened = try f.roundTrip(f.requests, queue: 1, request(FUSE_OPEN, unique: 3, node: node, body: openBody.b))
+        #expect(i32(opened.reply, 4) == 0)
+        let fh = u64(opened.reply, 16)
+
+        // READ 10,000 bytes into three writable descriptors: header and data
+        // land across them as one byte stream.
+        var readBody = Bytes(); readBody.u64(fh); readBody.u64(0); readBody.u32(10_000); readBody.u32(0)
+        readBody.u64(0); readBody.u32(UInt32(O_RDONLY)); readBody.u32(0)
+        let read = try f.roundTrip(f.requests, queue: 1, request(FUSE_READ, unique: 4, node: node, body: readBody.b),
+                                   writableSplit: [10, 4000, 8000])
+        #expect(i32(read.reply, 4) == 0)
+        #expect(read.length == 16 + 10_000)
+        #expect(Array(read.reply[16..<(16 + 10_000)]) == content)
+
+        // FORGET on hiprio has no reply: used length 0.
+        var forget = Bytes(); forget.u64(1)
+        let forgot = try f.roundTrip(f.hiprio, queue: 0, request(FUSE_FORGET, unique: 5, node: node, body: forget.b), replyCapacity: 0)
+        #expect(forgot.length == 0)
+        #expect(f.device.fatalError == nil)
+    }
+
+    @Test func replyLargerThanTheWritableBuffersIsAnErrorNotAnOverflow() throws {
+        let f = try Fixture(layout: .split)
+        _ = try f.roundTrip(f.requests, queue: 1, initRequest(unique: 1))
+        // GETATTR's reply is 16 + 104 bytes; offer 40.
+        let r = try f.roundTrip(f.requests, queue: 1, request(FUSE_GETATTR, unique: 2, body: [UInt8](repeating: 0, count: 16)),
+                                replyCapacity: 40)
+        #expect(r.length == 16, "only an error header")
+        #expect(i32(r.reply, 4) == -EIO)
+    }
+
+    @Test func lyingLengthFieldGetsEINVAL() throws {
+        let f = try Fixture(layout: .packed)
+        _ = try f.roundTrip(f.requests, queue: 1, initRequest(unique: 1))
+        let r = try f.roundTrip(f.requests, queue: 1, request(FUSE_GETATTR, unique: 9, body: [UInt8](repeating: 0, count: 16), len: 4000))
+        #expect(i32(r.reply, 4) == -EINVAL && u64(r.reply, 8) == 9)
+    }
+}
