@@ -122,6 +122,25 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         }
     }
 
+    @Test func aNewKickForARunningRingRestartsItWhereItStopped() throws {
+        let device = RecordingDevice(stopValue: 0x55)
+        let ram = try SharedRAM(size: 0x20000)
+        let kick = try EventFD(), kick2 = try EventFD(), call = try EventFD()
+        _ = try withServer(device) { f in
+            try f.negotiate(features: version1 | protocolBit)
+            try setUpRing(f, ram: ram, kick: kick, call: call)
+            #expect(try f.acked(.setVringEnable, payload: vringState(1, 1)) == 0)
+            #expect(try f.acked(.setVringKick, payload: le64(1), fds: [kick2.fd]) == 0)
+            var restarted = expectedRing1
+            restarted.base = 0x55
+            #expect(device.calls == [.start(expectedRing1, features: version1, hasCall: true), .stop(1),
+                                     .start(restarted, features: version1, hasCall: true)])
+            // The device now listens on the new kick fd.
+            try kick2.signal()
+            #expect(try device.started(1)?.kick.drain() == 1)
+        }
+    }
+
     @Test func withoutProtocolFeaturesTheKickEnablesTheRing() throws {
         let device = RecordingDevice()
         let ram = try SharedRAM(size: 0x20000)
