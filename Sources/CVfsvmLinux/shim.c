@@ -138,3 +138,7 @@ long vfsvm_send_with_fds(int sock, const void *buf, unsigned long len, const int
     }
     return (long)sendmsg(sock, &msg, MSG_NOSIGNAL);
 }
+
+extern char **environ;
+
+char **vfsvm_environ(void) { return environ; }

@@ -48,7 +48,7 @@ public enum UnixSocket {
 
 /// What one `receive` call got.
 public struct ReceivedMessage {
-    /// Bytes read into the buffer; 0 means the peer closed the connection.
+    /// Bytes read; 0 means the peer closed the connection.
     public var count: Int
     /// The fds that came with the bytes, owned (closed when dropped).
     public var fds: [FileDescriptor]
@@ -79,6 +79,19 @@ extension FileDescriptor {
         }
         let fds = raw[0..<Int(count)].map { FileDescriptor(owning: $0) }
         return ReceivedMessage(count: n, fds: fds, fdsTruncated: truncated != 0)
+    }
+
+    /// `recvmsg(2)` of up to `count` bytes (returned in `bytes`) with room
+    /// for `maxFDs` passed descriptors: the safe form of
+    /// `receive(into:maxFDs:)` for layers above this one.
+    public func receive(upTo count: Int, maxFDs: Int) throws(SystemError) -> (bytes: [UInt8], message: ReceivedMessage) {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let result: Result<ReceivedMessage, SystemError> = bytes.withUnsafeMutableBytes { buf in
+            Result { () throws(SystemError) in try receive(into: buf, maxFDs: maxFDs) }
+        }
+        let message = try result.get()
+        bytes.removeSubrange(message.count...)
+        return (bytes, message)
     }
 
     /// `sendmsg(2)` of `bytes` with `fds` as SCM_RIGHTS; loops over short

@@ -48,12 +48,70 @@ struct VhostUserMemoryTable {
         }
     }
 
+    /// Decodes ADD_MEM_REG / REM_MEM_REG's payload: `u64 padding, region`.
+    static func decodeSingle(_ payload: [UInt8]) -> VhostUserMemoryRegion {
+        var r = PayloadReader(payload)
+        _ = r.u64()
+        return VhostUserMemoryRegion(guestAddress: r.u64(), size: r.u64(), userAddress: r.u64(), mmapOffset: r.u64())
+    }
+
     /// Checks every region, maps each fd at its offset and builds the guest
     /// memory. Nothing stays mapped when it throws.
     init(regions: [VhostUserMemoryRegion], fds: [FileDescriptor]) throws(VhostUserError) {
         guard regions.count == fds.count else {
             throw .wrongFDCount(.setMemTable, expected: regions.count, got: fds.count)
         }
+        try Self.validate(regions)
+        var mapped: [GuestRegion] = []
+        for (i, (r, fd)) in zip(regions, fds).enumerated() {
+            mapped.append(try Self.map(r, fd, index: i))
+        }
+        try self.init(regions: regions, mapped: mapped)
+    }
+
+    private init(regions: [VhostUserMemoryRegion], mapped: [GuestRegion]) throws(VhostUserError) {
+        do {
+            memory = try GuestMemory(regions: mapped)
+        } catch {
+            throw .badMemoryTable("\(error)")
+        }
+        self.regions = regions
+        self.mapped = mapped
+    }
+
+    private let mapped: [GuestRegion]
+
+    /// No memory (CONFIGURE_MEM_SLOTS front-ends start from this and add
+    /// regions one by one).
+    static func empty() throws(VhostUserError) -> VhostUserMemoryTable {
+        try VhostUserMemoryTable(regions: [], mapped: [])
+    }
+
+    /// ADD_MEM_REG: this table plus `region` backed by `fd`.
+    func adding(_ region: VhostUserMemoryRegion, fd: FileDescriptor, limit: Int) throws(VhostUserError) -> VhostUserMemoryTable {
+        guard regions.count < limit else { throw .badMemoryTable("ADD_MEM_REG beyond \(limit) regions") }
+        try Self.validate(regions + [region])
+        let new = try Self.map(region, fd, index: regions.count)
+        return try VhostUserMemoryTable(regions: regions + [region], mapped: mapped + [new])
+    }
+
+    /// REM_MEM_REG: this table without the region with `region`'s guest
+    /// address, size and front-end address (its mmap offset is ignored).
+    func removing(_ region: VhostUserMemoryRegion) throws(VhostUserError) -> VhostUserMemoryTable {
+        guard let i = regions.firstIndex(where: {
+            $0.guestAddress == region.guestAddress && $0.size == region.size && $0.userAddress == region.userAddress
+        }) else {
+            throw .badMemoryTable("REM_MEM_REG names no mapped region (guest 0x\(String(region.guestAddress, radix: 16)), \(region.size) bytes)")
+        }
+        var keptRegions = regions, keptMappings = mapped
+        keptRegions.remove(at: i)
+        keptMappings.remove(at: i)
+        return try VhostUserMemoryTable(regions: keptRegions, mapped: keptMappings)
+    }
+
+    /// Each region is non-empty and does not wrap, and no two overlap in
+    /// guest-physical or front-end address space.
+    private static func validate(_ regions: [VhostUserMemoryRegion]) throws(VhostUserError) {
         for (i, r) in regions.enumerated() {
             guard r.size > 0 else { throw .badMemoryTable("region \(i) is empty") }
             guard r.size <= UInt64(Int.max) else { throw .badMemoryTable("region \(i) size 0x\(String(r.size, radix: 16)) is too large") }
@@ -74,34 +132,29 @@ struct VhostUserMemoryTable {
                 }
             }
         }
-        var mapped: [GuestRegion] = []
-        for (i, (r, fd)) in zip(regions, fds).enumerated() {
-            do {
-                // A shared mapping touched past the end of its file raises
-                // SIGBUS, so the file must cover the whole region.
-                guard let fileSize = try fd.regularFileSize() else {
-                    throw VhostUserError.badMemoryTable("region \(i) fd is not a regular file or memfd")
-                }
-                guard UInt64(fileSize) >= r.mmapOffset + r.size else {
-                    throw VhostUserError.badMemoryTable(
-                        "region \(i) needs \(r.mmapOffset + r.size) bytes of its fd, which has \(fileSize)")
-                }
-                let mapping = try MemoryMapping(fd: fd, offset: Int64(r.mmapOffset), count: Int(r.size))
-                mapped.append(GuestRegion(start: GuestAddress(r.guestAddress), mapping: mapping))
-            } catch let e as VhostUserError {
-                throw e
-            } catch let e as SystemError {
-                throw .badMemoryTable("region \(i): \(e)")
-            } catch {
-                throw .badMemoryTable("region \(i): \(error)")
-            }
-        }
+    }
+
+    /// Maps one validated region from `fd`.
+    private static func map(_ r: VhostUserMemoryRegion, _ fd: FileDescriptor, index i: Int) throws(VhostUserError) -> GuestRegion {
         do {
-            memory = try GuestMemory(regions: mapped)
+            // A shared mapping touched past the end of its file raises
+            // SIGBUS, so the file must cover the whole region.
+            guard let fileSize = try fd.regularFileSize() else {
+                throw VhostUserError.badMemoryTable("region \(i) fd is not a regular file or memfd")
+            }
+            guard UInt64(fileSize) >= r.mmapOffset + r.size else {
+                throw VhostUserError.badMemoryTable(
+                    "region \(i) needs \(r.mmapOffset + r.size) bytes of its fd, which has \(fileSize)")
+            }
+            let mapping = try MemoryMapping(fd: fd, offset: Int64(r.mmapOffset), count: Int(r.size))
+            return GuestRegion(start: GuestAddress(r.guestAddress), mapping: mapping)
+        } catch let e as VhostUserError {
+            throw e
+        } catch let e as SystemError {
+            throw .badMemoryTable("region \(i): \(e)")
         } catch {
-            throw .badMemoryTable("\(error)")
+            throw .badMemoryTable("region \(i): \(error)")
         }
-        self.regions = regions
     }
 
     /// The guest-physical address the front-end's virtual address `user`

@@ -116,6 +116,13 @@ public enum VhostUserProtocolFeature {
     public static let inbandNotifications: UInt64 = 1 << 14
     public static let configureMemSlots: UInt64 = 1 << 15
     public static let status: UInt64 = 1 << 16
+
+    /// What this back-end implements: MQ (GET_QUEUE_NUM), REPLY_ACK,
+    /// CONFIG (GET_CONFIG; SET_CONFIG is refused), RESET_DEVICE and
+    /// CONFIGURE_MEM_SLOTS (GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG). The
+    /// default offer. QEMU's vhost-user-fs-pci does not use CONFIG and warns
+    /// when it is offered; leave it out of the offer for that front-end.
+    public static let supported: UInt64 = mq | replyAck | config | resetDevice | configureMemSlots
 }
 
 public enum VhostUserConstants {
@@ -126,6 +133,8 @@ public enum VhostUserConstants {
     public static let headerSize = 12
     /// VHOST_MEMORY_BASELINE_NREGIONS: regions (and fds) in one SET_MEM_TABLE.
     public static let maxMemoryRegions = 8
+    /// GET_MAX_MEM_SLOTS's answer: regions ADD_MEM_REG may build up.
+    public static let maxMemorySlots = 32
     /// VHOST_USER_MAX_CONFIG_SIZE.
     public static let maxConfigSize = 256
     /// The largest payload any request we accept carries (GET_CONFIG with a

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import VfsvmSys
 
 /// A vhost-user back-end: accepts front-end connections (QEMU,
@@ -13,7 +14,12 @@ public final class VhostUserBackendServer: Sendable {
     public let device: any VhostUserDevice
     private let listener: FileDescriptor?
     private let stopEvent: EventFD
+    /// The connection being served, so `stop()` can cut a read that a
+    /// stalling front-end left half done.
+    private let current = Mutex<FileDescriptor?>(nil)
     private let log: @Sendable (String) -> Void
+    /// Protocol features offered (a subset of `VhostUserProtocolFeature.supported`).
+    public let protocolFeatures: UInt64
 
     /// How `run` treats connections.
     public enum Policy: Sendable {
@@ -35,14 +41,18 @@ public final class VhostUserBackendServer: Sendable {
     }
 
     /// Serves on `listener`, a socket already listening (or none: only
-    /// `serve(connection:)` is then usable).
+    /// `serve(connection:)` is then usable). `protocolFeatures` is the offer
+    /// made in GET_PROTOCOL_FEATURES; bits this back-end does not implement
+    /// are dropped from it.
     public init(device: any VhostUserDevice, listener: FileDescriptor?,
+                protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
                 log: @escaping @Sendable (String) -> Void = VhostUserBackendServer.logToStandardError) throws(VhostUserError) {
         if let listener, !UnixSocket.isListening(listener) {
             throw .system(SystemError("vhost-user: \(listener) is not a listening socket", .EINVAL))
         }
         self.device = device
         self.listener = listener
+        self.protocolFeatures = protocolFeatures & VhostUserProtocolFeature.supported
         self.log = log
         do {
             stopEvent = try EventFD(nonBlocking: true)
@@ -54,24 +64,24 @@ public final class VhostUserBackendServer: Sendable {
     /// Creates the listening socket at `path` (`--socket-path`), replacing a
     /// stale socket file.
     public convenience init(device: any VhostUserDevice, socketPath path: String,
+                            protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
                             log: @escaping @Sendable (String) -> Void = VhostUserBackendServer.logToStandardError) throws(VhostUserError) {
         let fd: FileDescriptor
         do { fd = try UnixSocket.listen(path: path) } catch { throw .system(error) }
-        try self.init(device: device, listener: fd, log: log)
+        try self.init(device: device, listener: fd, protocolFeatures: protocolFeatures, log: log)
     }
 
     /// Serves on an inherited listening fd (`--fd N`, passed by libvirt).
     /// Takes ownership of `rawFD`.
     public convenience init(device: any VhostUserDevice, inheritedFD rawFD: Int32,
+                            protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
                             log: @escaping @Sendable (String) -> Void = VhostUserBackendServer.logToStandardError) throws(VhostUserError) {
         guard rawFD >= 0 else { throw .system(SystemError("vhost-user: --fd \(rawFD)", .EBADF)) }
-        try self.init(device: device, listener: FileDescriptor(owning: rawFD), log: log)
+        try self.init(device: device, listener: FileDescriptor(owning: rawFD), protocolFeatures: protocolFeatures, log: log)
     }
 
     public static let logToStandardError: @Sendable (String) -> Void = { line in
-        // write(2) to fd 2: one line, no shared stdio state.
-        let bytes = Array(("vfsvm: " + line + "\n").utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+        writeToStandardError("vfsvm: " + line + "\n")
     }
 
     /// Makes `run` and `serve(connection:)` return (from any thread),
@@ -80,6 +90,11 @@ public final class VhostUserBackendServer: Sendable {
         // An eventfd write fails only when the counter would overflow, and
         // then the server is woken already.
         try? stopEvent.signal()
+        current.withLock { $0?.shutdownSocket() }
+    }
+
+    private var stopRequested: Bool {
+        (try? pollReadable([stopEvent.fd], timeoutMilliseconds: 0)) == [true]
     }
 
     /// Accepts front-ends and serves them one at a time, per `policy`.
@@ -113,8 +128,13 @@ public final class VhostUserBackendServer: Sendable {
     /// refused, or `stop()` is called. The device is reset and the memory
     /// dropped before this returns.
     public func serve(connection: FileDescriptor) -> Disconnect {
-        let session = VhostUserSession(device: device)
-        let end = loop(session, connection)
+        let session = VhostUserSession(device: device, protocolFeatures: protocolFeatures)
+        current.withLock { $0 = connection }
+        // stop() may have come before the connection was published.
+        if stopRequested { connection.shutdownSocket() }
+        var end = loop(session, connection)
+        current.withLock { $0 = nil }
+        if stopRequested { end = .stopped }
         session.resetDevice()
         connection.shutdownSocket()
         switch end {
@@ -170,24 +190,20 @@ public final class VhostUserBackendServer: Sendable {
     /// Reads one message: header (with any fds), checks, payload. Nil when
     /// the front-end closed the socket between messages.
     private func readMessage(_ connection: FileDescriptor) throws(VhostUserError) -> VhostUserMessage? {
-        var header = [UInt8](repeating: 0, count: VhostUserConstants.headerSize)
+        var header: [UInt8]
         let first: ReceivedMessage
         do {
-            let result: Result<ReceivedMessage, SystemError> = header.withUnsafeMutableBytes { buf in
-                Result { () throws(SystemError) in
-                    try connection.receive(into: buf, maxFDs: VhostUserConstants.maxMemoryRegions)
-                }
-            }
-            first = try result.get()
+            (header, first) = try connection.receive(upTo: VhostUserConstants.headerSize,
+                                                     maxFDs: VhostUserConstants.maxMemoryRegions)
         } catch {
             throw .system(error)
         }
         if first.count == 0 { return nil }
-        if first.count < header.count {
+        if first.count < VhostUserConstants.headerSize {
             let rest: [UInt8]?
-            do { rest = try connection.readExactly(header.count - first.count) } catch { throw .system(error) }
+            do { rest = try connection.readExactly(VhostUserConstants.headerSize - first.count) } catch { throw .system(error) }
             guard let rest else { throw .truncatedMessage("connection closed inside a header") }
-            header.replaceSubrange(first.count..., with: rest)
+            header += rest
         }
         var r = PayloadReader(header)
         let rawRequest = r.u32(), flags = r.u32(), size = r.u32()

@@ -29,17 +29,16 @@ struct VringState {
 /// reply. Used from the connection thread only.
 final class VhostUserSession {
     let device: any VhostUserDevice
-    let offeredProtocolFeatures: UInt64 =
-        VhostUserProtocolFeature.mq | VhostUserProtocolFeature.replyAck
-        | VhostUserProtocolFeature.config | VhostUserProtocolFeature.resetDevice
+    let offeredProtocolFeatures: UInt64
 
     private(set) var ackedFeatures: UInt64 = 0
     private(set) var protocolFeatures: UInt64 = 0
     private var table: VhostUserMemoryTable?
     private var rings: [VringState]
 
-    init(device: any VhostUserDevice) {
+    init(device: any VhostUserDevice, protocolFeatures: UInt64) {
         self.device = device
+        offeredProtocolFeatures = protocolFeatures & VhostUserProtocolFeature.supported
         rings = Array(repeating: VringState(), count: max(device.queueCount, 0))
     }
 
@@ -61,6 +60,8 @@ final class VhostUserSession {
             0
         case .setFeatures, .setProtocolFeatures, .setVringKick, .setVringCall, .setVringErr:
             8
+        case .addMemReg, .remMemReg:
+            40
         case .setVringNum, .setVringBase, .getVringBase, .setVringEnable:
             8
         case .setVringAddr:
@@ -75,7 +76,7 @@ final class VhostUserSession {
     static func maxFDs(_ r: VhostUserRequest) -> Int {
         switch r {
         case .setMemTable: VhostUserConstants.maxMemoryRegions
-        case .setVringKick, .setVringCall, .setVringErr: 1
+        case .setVringKick, .setVringCall, .setVringErr, .addMemReg, .remMemReg: 1
         default: 0
         }
     }
@@ -132,9 +133,27 @@ final class VhostUserSession {
 
         case .setMemTable:
             let regions = try VhostUserMemoryTable.decode(m.payload)
-            let newTable = try VhostUserMemoryTable(regions: regions, fds: m.fds)
-            table = newTable
-            if rings.contains(where: \.started) { device.memoryChanged(newTable.memory) }
+            replaceTable(try VhostUserMemoryTable(regions: regions, fds: m.fds))
+            return .none
+
+        case .getMaxMemSlots:
+            try requireMemSlots(m.request)
+            return .reply(u64(UInt64(VhostUserConstants.maxMemorySlots)))
+
+        case .addMemReg:
+            try requireMemSlots(m.request)
+            guard let fd = m.fds.first else { throw .wrongFDCount(m.request, expected: 1, got: 0) }
+            let current: VhostUserMemoryTable
+            if let table { current = table } else { current = try VhostUserMemoryTable.empty() }
+            replaceTable(try current.adding(VhostUserMemoryTable.decodeSingle(m.payload), fd: fd,
+                                            limit: VhostUserConstants.maxMemorySlots))
+            return .none
+
+        case .remMemReg:
+            // Some front-ends pass the region's fd along; it is not needed.
+            try requireMemSlots(m.request)
+            guard let table else { throw .noMemoryTable(m.request) }
+            replaceTable(try table.removing(VhostUserMemoryTable.decodeSingle(m.payload)))
             return .none
 
         case .setVringNum:
@@ -259,6 +278,16 @@ final class VhostUserSession {
         default:
             throw .unsupportedRequest(m.request)
         }
+    }
+
+    private func requireMemSlots(_ r: VhostUserRequest) throws(VhostUserError) {
+        guard protocolFeatures & VhostUserProtocolFeature.configureMemSlots != 0 else { throw .unsupportedRequest(r) }
+    }
+
+    /// Installs a new memory table; running rings switch to it.
+    private func replaceTable(_ newTable: VhostUserMemoryTable) {
+        table = newTable
+        if rings.contains(where: \.started) { device.memoryChanged(newTable.memory) }
     }
 
     // MARK: - Rings

@@ -91,6 +91,17 @@ private let hostileCases: [HostileCase] = [
                 expected: .badMemoryTable("region 0 fd is not a regular file or memfd")) { f in
         try f.send(.setMemTable, payload: memTable([region(0, 0x1000, 0x1000)]), fds: [try EventFD().fd])
     },
+    HostileCase(name: "ADD_MEM_REG without CONFIGURE_MEM_SLOTS", expected: .unsupportedRequest(.addMemReg)) { f in
+        try f.send(.addMemReg, payload: [UInt8](repeating: 0, count: 40), fds: [try MemFD.create(name: "r", size: 4096)])
+    },
+    HostileCase(name: "ADD_MEM_REG without its fd", expected: .wrongFDCount(.addMemReg, expected: 1, got: 0)) { f in
+        try f.send(.setProtocolFeatures, payload: le64(VhostUserProtocolFeature.configureMemSlots))
+        try f.send(.addMemReg, payload: le64(0) + le64(0) + le64(0x1000) + le64(0x1000) + le64(0))
+    },
+    HostileCase(name: "ADD_MEM_REG with a short payload", expected: .wrongPayloadSize(.addMemReg, expected: 40, got: 32)) { f in
+        try f.send(.setProtocolFeatures, payload: le64(VhostUserProtocolFeature.configureMemSlots))
+        try f.send(.addMemReg, payload: le64(0) + le64(0x1000) + le64(0x1000) + le64(0), fds: [try MemFD.create(name: "r", size: 4096)])
+    },
     HostileCase(name: "queue index out of range", expected: .badQueueIndex(.setVringNum, index: 2)) { f in
         try f.send(.setVringNum, payload: vringState(2, 256))
     },
@@ -133,8 +144,8 @@ private let hostileCases: [HostileCase] = [
         try f.send(.setVringKick, payload: le64(0))
     },
     HostileCase(name: "unoffered protocol feature",
-                expected: .unsupportedProtocolFeatures(offered: 0x2209, requested: 1 << 15)) { f in
-        try f.send(.setProtocolFeatures, payload: le64(1 << 15))
+                expected: .unsupportedProtocolFeatures(offered: 0xa209, requested: 1 << 16)) { f in
+        try f.send(.setProtocolFeatures, payload: le64(1 << 16))
     },
     HostileCase(name: "GET_CONFIG without the CONFIG protocol feature", expected: .unsupportedRequest(.getConfig)) { f in
         try f.send(.getConfig, payload: le32(0) + le32(4) + le32(0) + le32(0))
@@ -168,6 +179,26 @@ private let hostileCases: [HostileCase] = [
         }
         #expect(end == .protocolError(c.expected))
         #expect(device.calls == [.reset], "the device is reset exactly once and nothing else ran")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func stopCutsAFrontendThatStallsInsideAMessage() throws {
+        let device = RecordingDevice()
+        let (ours, theirs) = try UnixSocket.pair()
+        let server = try VhostUserBackendServer(device: device, listener: nil, log: { _ in })
+        let result = Mutex<VhostUserBackendServer.Disconnect?>(nil)
+        let thread = try OSThread { let end = server.serve(connection: theirs); result.withLock { $0 = end } }
+        let f = MockFrontend(socket: ours)
+        // A GET_QUEUE_NUM round trip shows the server is in its loop; then a
+        // header announcing 8 payload bytes that never come.
+        #expect(try f.getU64(.getQueueNum) == 2)
+        try f.send(2, payload: [], announcedSize: 8)
+        usleep(50_000)
+        server.stop()
+        thread.join()
+        #expect(result.withLock { $0 } == .stopped)
+        #expect(device.calls == [.reset])
+        #expect(try f.sawDisconnect())
     }
 
     @Test func failureIsAckedBeforeTheDisconnectWhenAsked() throws {
@@ -272,8 +303,7 @@ private let hostileCases: [HostileCase] = [
 
     private func sawEOF(_ readEnd: FileDescriptor) throws -> Bool {
         guard try pollReadable([readEnd], timeoutMilliseconds: 2000) == [true] else { return false }
-        var byte: UInt8 = 0
-        return try withUnsafeMutableBytes(of: &byte) { try readEnd.read(into: $0) } == 0
+        return try readEnd.readSome(limit: 1).isEmpty
     }
 
     @Test func fdsOfARefusedMessageAreClosed() throws {

@@ -21,7 +21,15 @@ final class RecordingDevice: VhostUserDevice {
         var call: EventFD?
     }
 
-    let deviceFeatures: UInt64
+    private let offered: UInt64
+    private let featureReads = Mutex(0)
+    /// Counts GET_FEATURES (and the session's feature checks) so a test can
+    /// see a real front-end got that far.
+    var deviceFeatures: UInt64 {
+        featureReads.withLock { $0 += 1 }
+        return offered
+    }
+    var featureReadCount: Int { featureReads.withLock { $0 } }
     let queueCount: Int
     let maxQueueSize: UInt16
     let config: [UInt8]
@@ -33,7 +41,7 @@ final class RecordingDevice: VhostUserDevice {
     init(features: UInt64 = 1 << 32 | 1 << 33, queues: Int = 2, maxQueueSize: UInt16 = 1024,
          config: [UInt8] = Array("myfs".utf8) + [UInt8](repeating: 0, count: 32) + [1, 0, 0, 0],
          stopValue: UInt32 = 0x1234, refuseStart: Bool = false) {
-        deviceFeatures = features
+        offered = features
         queueCount = queues
         self.maxQueueSize = maxQueueSize
         self.config = config
@@ -155,29 +163,35 @@ final class MockFrontend {
     func close() { socket.shutdownSocket() }
 }
 
-/// A memfd the front-end shares as guest RAM, mapped on its side too.
+/// A memfd the front-end shares as guest RAM, mapped on its side too (as
+/// a `GuestMemory` at 0, so offsets are file offsets).
 struct SharedRAM {
     let fd: FileDescriptor
-    let mapping: MemoryMapping
+    /// The front-end's own view of the file.
+    let view: GuestMemory
 
     init(size: Int) throws {
         fd = try MemFD.create(name: "frontend-ram", size: size)
-        mapping = try MemoryMapping(fd: fd, count: size)
+        view = try GuestMemory(regions: [GuestRegion(start: GuestAddress(0), mapping: MemoryMapping(fd: fd, count: size))])
     }
 
     /// Writes through the front-end's own mapping.
-    func write(_ bytes: [UInt8], at offset: Int) {
-        precondition(offset + bytes.count <= mapping.count)
-        for (i, b) in bytes.enumerated() { mapping.base.storeBytes(of: b, toByteOffset: offset + i, as: UInt8.self) }
+    func write(_ bytes: [UInt8], at offset: Int) throws {
+        try view.writeBytes(bytes, at: GuestAddress(UInt64(offset)))
+    }
+
+    func read(at offset: Int, count: Int) throws -> [UInt8] {
+        try view.readBytes(at: GuestAddress(UInt64(offset)), count: count)
     }
 }
 
 /// Runs a server on one end of a socketpair in its own thread, hands the
 /// other end to `body` as a front-end, then closes it and returns how the
 /// server saw the connection end.
-func withServer(_ device: RecordingDevice, _ body: (MockFrontend) throws -> Void) throws -> VhostUserBackendServer.Disconnect? {
+func withServer(_ device: RecordingDevice, protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
+                _ body: (MockFrontend) throws -> Void) throws -> VhostUserBackendServer.Disconnect? {
     let (ours, theirs) = try UnixSocket.pair()
-    let server = try VhostUserBackendServer(device: device, listener: nil, log: { _ in })
+    let server = try VhostUserBackendServer(device: device, listener: nil, protocolFeatures: protocolFeatures, log: { _ in })
     let result = Mutex<VhostUserBackendServer.Disconnect?>(nil)
     let thread = try OSThread {
         let end = server.serve(connection: theirs)

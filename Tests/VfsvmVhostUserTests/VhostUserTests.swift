@@ -37,7 +37,8 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
             #expect(try f.getU64(.getFeatures) == version1 | 1 << 33 | protocolBit)
             let offered = try f.getU64(.getProtocolFeatures)
             #expect(offered == VhostUserProtocolFeature.mq | VhostUserProtocolFeature.replyAck
-                    | VhostUserProtocolFeature.config | VhostUserProtocolFeature.resetDevice)
+                    | VhostUserProtocolFeature.config | VhostUserProtocolFeature.resetDevice
+                    | VhostUserProtocolFeature.configureMemSlots)
             #expect(try f.getU64(.getQueueNum) == 2)
             #expect(try f.acked(.setProtocolFeatures, payload: le64(VhostUserProtocolFeature.replyAck)) == 0)
             #expect(try f.acked(.setFeatures, payload: le64(version1 | protocolBit)) == 0)
@@ -48,6 +49,18 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         #expect(end == .protocolError(.unsupportedFeatures(offered: version1 | 1 << 33 | protocolBit,
                                                            requested: version1 | 1 << 34)))
         #expect(device.calls == [.reset])
+    }
+
+    @Test func protocolFeatureOfferCanBeNarrowed() throws {
+        let device = RecordingDevice()
+        let end = try withServer(device, protocolFeatures: VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.mq
+                                 | VhostUserProtocolFeature.status) { f in
+            // STATUS is not implemented, so it is not offered even when asked for.
+            #expect(try f.getU64(.getProtocolFeatures) == VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.mq)
+            try f.send(.setProtocolFeatures, payload: le64(VhostUserProtocolFeature.config))
+            #expect(try f.sawDisconnect())
+        }
+        #expect(end == .protocolError(.unsupportedProtocolFeatures(offered: 0x9, requested: VhostUserProtocolFeature.config)))
     }
 
     @Test func noAckWithoutReplyAckNegotiated() throws {
@@ -62,7 +75,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
     @Test func memoryTableIsMappedAndRingStartsWithTranslatedAddresses() throws {
         let device = RecordingDevice()
         let ram = try SharedRAM(size: 0x20000)
-        ram.write(Array("hello".utf8), at: 0x10000 + 0x500)  // guest 0x100500, in region B
+        try ram.write(Array("hello".utf8), at: 0x10000 + 0x500)  // guest 0x100500, in region B
         let kick = try EventFD(), call = try EventFD()
         let end = try withServer(device) { f in
             try f.negotiate(features: version1 | protocolBit)
@@ -75,7 +88,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
             let started = try #require(device.started(1))
             #expect(try started.memory.readBytes(at: GuestAddress(0x10_0500), count: 5) == Array("hello".utf8))
             try started.memory.writeBytes([0xAB, 0xCD], at: GuestAddress(0x20))
-            #expect(ram.mapping.base.load(fromByteOffset: 0x20, as: UInt16.self) == 0xCDAB)
+            #expect(try ram.read(at: 0x20, count: 2) == [0xAB, 0xCD])
             #expect(throws: GuestMemoryError.self) { try started.memory.readBytes(at: GuestAddress(0x10000), count: 1) }
             // The kick and call fds are the front-end's eventfds.
             try kick.signal()
@@ -106,6 +119,25 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
             // GET_VRING_BASE on a ring that is not running answers its base.
             try f.send(.getVringBase, payload: vringState(0, 0))
             #expect(try f.reply()?.payload == vringState(0, 0))
+        }
+    }
+
+    @Test func aNewKickForARunningRingRestartsItWhereItStopped() throws {
+        let device = RecordingDevice(stopValue: 0x55)
+        let ram = try SharedRAM(size: 0x20000)
+        let kick = try EventFD(), kick2 = try EventFD(), call = try EventFD()
+        _ = try withServer(device) { f in
+            try f.negotiate(features: version1 | protocolBit)
+            try setUpRing(f, ram: ram, kick: kick, call: call)
+            #expect(try f.acked(.setVringEnable, payload: vringState(1, 1)) == 0)
+            #expect(try f.acked(.setVringKick, payload: le64(1), fds: [kick2.fd]) == 0)
+            var restarted = expectedRing1
+            restarted.base = 0x55
+            #expect(device.calls == [.start(expectedRing1, features: version1, hasCall: true), .stop(1),
+                                     .start(restarted, features: version1, hasCall: true)])
+            // The device now listens on the new kick fd.
+            try kick2.signal()
+            #expect(try device.started(1)?.kick.drain() == 1)
         }
     }
 
@@ -147,7 +179,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
             #expect(try f.acked(.setVringCall, payload: le64(1 | 1 << 8)) == 0)
             // Changing the size of a running ring is refused.
             let other = try SharedRAM(size: 0x10000)
-            other.write([0x5A], at: 0x40)
+            try other.write([0x5A], at: 0x40)
             #expect(try f.acked(.setMemTable, payload: memTable([regionA]), fds: [other.fd]) == 0)
             #expect(try device.latestMemory?.readBytes(at: GuestAddress(0x40), count: 1) == [0x5A])
             #expect(try f.acked(.setVringNum, payload: vringState(1, 128)) == 1)
@@ -201,6 +233,63 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
             #expect(try f.sawDisconnect())
         }
         #expect(end == .protocolError(.badConfigAccess(offset: 250, size: 8)))
+    }
+
+    @Test func memorySlotsAreAddedAndRemovedOneByOne() throws {
+        let device = RecordingDevice()
+        let ram = try SharedRAM(size: 0x20000)
+        try ram.write(Array("slot".utf8), at: 0x10000 + 0x600)  // guest 0x100600, in region B
+        try ram.write([0x77], at: 0x30)  // guest 0x30, in region A
+        let kick = try EventFD(), call = try EventFD()
+        /// `u64 padding, u64 gpa, u64 size, u64 uaddr, u64 mmap_offset`.
+        func slot(_ r: VhostUserMemoryRegion) -> [UInt8] {
+            le64(0) + le64(r.guestAddress) + le64(r.size) + le64(r.userAddress) + le64(r.mmapOffset)
+        }
+        _ = try withServer(device) { f in
+            try f.negotiate(features: version1 | protocolBit,
+                            protocolFeatures: VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.configureMemSlots)
+            #expect(try f.getU64(.getMaxMemSlots) == 32)
+            #expect(try f.acked(.addMemReg, payload: slot(regionA), fds: [ram.fd]) == 0)
+            #expect(try f.acked(.addMemReg, payload: slot(regionB), fds: [ram.fd]) == 0)
+            #expect(try f.acked(.setVringNum, payload: vringState(1, 256)) == 0)
+            #expect(try f.acked(.setVringBase, payload: vringState(1, 7)) == 0)
+            #expect(try f.acked(.setVringAddr, payload: vringAddr(1, desc: regionB.userAddress,
+                                                                  used: regionB.userAddress + 0x2000,
+                                                                  avail: regionA.userAddress + 0x1000)) == 0)
+            #expect(try f.acked(.setVringCall, payload: le64(1), fds: [call.fd]) == 0)
+            #expect(try f.acked(.setVringKick, payload: le64(1), fds: [kick.fd]) == 0)
+            #expect(try f.acked(.setVringEnable, payload: vringState(1, 1)) == 0)
+            #expect(device.calls == [.start(expectedRing1, features: version1, hasCall: true)])
+            let memory = try #require(device.started(1)?.memory)
+            #expect(try memory.readBytes(at: GuestAddress(0x10_0600), count: 4) == Array("slot".utf8))
+            #expect(try memory.readBytes(at: GuestAddress(0x30), count: 1) == [0x77])
+
+            // Removing region A: the running ring gets memory without it.
+            #expect(try f.acked(.remMemReg, payload: slot(regionA)) == 0)
+            #expect(device.calls.last == .memoryChanged)
+            let after = try #require(device.latestMemory)
+            #expect(throws: GuestMemoryError.outOfRange(address: GuestAddress(0x30), length: 1)) {
+                try after.readBytes(at: GuestAddress(0x30), count: 1)
+            }
+            #expect(try after.readBytes(at: GuestAddress(0x10_0600), count: 4) == Array("slot".utf8))
+            // A region overlapping one that is mapped is refused.
+            #expect(try f.acked(.addMemReg, payload: slot(VhostUserMemoryRegion(
+                guestAddress: 0x10_8000, size: 0x1000, userAddress: 0x1000, mmapOffset: 0)), fds: [ram.fd]) == 1)
+            #expect(try f.sawDisconnect())
+        }
+    }
+
+    @Test func removingARegionThatIsNotThereDropsTheConnection() throws {
+        let device = RecordingDevice()
+        let end = try withServer(device) { f in
+            try f.negotiate(features: version1 | protocolBit,
+                            protocolFeatures: VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.configureMemSlots)
+            let ram = try SharedRAM(size: 0x10000)
+            #expect(try f.acked(.addMemReg, payload: le64(0) + le64(0) + le64(0x10000) + le64(0x4000) + le64(0), fds: [ram.fd]) == 0)
+            #expect(try f.acked(.remMemReg, payload: le64(0) + le64(0) + le64(0x8000) + le64(0x4000) + le64(0)) == 1)
+            #expect(try f.sawDisconnect())
+        }
+        #expect(end == .protocolError(.badMemoryTable("REM_MEM_REG names no mapped region (guest 0x0, 32768 bytes)")))
     }
 
     @Test func deviceRefusingAQueueDropsTheConnection() throws {

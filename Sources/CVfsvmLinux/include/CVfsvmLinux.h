@@ -99,6 +99,9 @@ long vfsvm_recv_with_fds(int sock, void *buf, unsigned long len, int *fds, int m
                          int *control_truncated);
 /// sendmsg(2) of `len` bytes with `nfds` (at most 16) fds as SCM_RIGHTS,
 /// MSG_NOSIGNAL. Returns the byte count or -1/errno.
+/// The process environment (`environ`), for posix_spawn.
+char **vfsvm_environ(void);
+
 long vfsvm_send_with_fds(int sock, const void *buf, unsigned long len, const int *fds, int nfds);
 
 // MARK: - Ring-index atomics (virtio 1.2, 2.7.13 / 2.8.21: memory barriers)

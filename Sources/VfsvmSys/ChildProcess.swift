@@ -1,0 +1,104 @@
+import Glibc
+import CVfsvmLinux
+
+/// A child process started with posix_spawn(2): QEMU or virtiofsd in
+/// integration tests and benchmarks. The child starts with an empty signal
+/// mask and default signal dispositions (a thread of ours may block
+/// signals, and QEMU would then ignore SIGTERM), stdin from /dev/null, and
+/// is killed and reaped when this object goes away while it still runs.
+public final class ChildProcess {
+    public let pid: pid_t
+    private var status: Int32?
+
+    /// Starts `path` with `arguments` (argv[1...]) in our environment;
+    /// `stdout` / `stderr` replace the child's fds 1 and 2 when given.
+    public init(path: String, arguments: [String], stdout: FileDescriptor? = nil,
+                stderr: FileDescriptor? = nil) throws(SystemError) {
+        var actions = posix_spawn_file_actions_t()
+        var attributes = posix_spawnattr_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawnattr_init(&attributes)
+        defer {
+            posix_spawn_file_actions_destroy(&actions)
+            posix_spawnattr_destroy(&attributes)
+        }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let stdout { posix_spawn_file_actions_adddup2(&actions, stdout.rawValue, 1) }
+        if let stderr { posix_spawn_file_actions_adddup2(&actions, stderr.rawValue, 2) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        // Safe: the strdup'ed strings live until the call returns and are
+        // freed once, below; argv ends with the required NULL.
+        var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, path, &actions, &attributes, &argv, vfsvm_environ())
+        withExtendedLifetime((stdout, stderr)) {}
+        guard rc == 0 else { throw SystemError("posix_spawn(\(path))", Errno(rawValue: rc)) }
+        pid = child
+    }
+
+    deinit {
+        if status == nil {
+            _ = Glibc.kill(pid, SIGKILL)
+            var s: Int32 = 0
+            _ = waitpid(pid, &s, 0)
+        }
+    }
+
+    /// Sends `signal` (SIGTERM, SIGKILL, ...) unless the child was reaped.
+    public func send(signal: Int32) {
+        if status == nil { _ = Glibc.kill(pid, signal) }
+    }
+
+    /// Reaps the child if it has exited; true while it still runs.
+    public var isRunning: Bool {
+        if status != nil { return false }
+        var s: Int32 = 0
+        if waitpid(pid, &s, WNOHANG) == pid { status = s }
+        return status == nil
+    }
+
+    /// Waits up to `timeoutMilliseconds` for the child to exit; returns its
+    /// raw wait status, or nil if it still runs.
+    public func wait(timeoutMilliseconds: Int) -> Int32? {
+        var left = timeoutMilliseconds
+        while isRunning && left > 0 {
+            usleep(10_000)
+            left -= 10
+        }
+        return status
+    }
+
+    /// The exit code if the child exited normally (not by a signal).
+    public var exitCode: Int32? {
+        guard let status, status & 0x7f == 0 else { return nil }
+        return (status >> 8) & 0xff
+    }
+}
+
+extension FileDescriptor {
+    /// Reads whatever one `read(2)` returns, up to `limit` bytes (empty at
+    /// end-of-file): a child's output, a QMP greeting.
+    public func readSome(limit: Int = 4096) throws(SystemError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: limit)
+        let result: Result<Int, SystemError> = out.withUnsafeMutableBytes { buf in
+            Result { () throws(SystemError) in try read(into: buf) }
+        }
+        out.removeSubrange(try result.get()...)
+        return out
+    }
+}
+
+/// Writes `line` to fd 2 with one write(2) (no stdio buffering shared
+/// between threads); a failure to log is ignored.
+public func writeToStandardError(_ line: String) {
+    let bytes = Array(line.utf8)
+    _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+}
