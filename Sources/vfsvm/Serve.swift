@@ -31,8 +31,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Worker threads per request queue (0: handle requests on the queue's own thread).")
     var threadPoolSize: Int?
 
-    @Option(help: "The tag reported in the device configuration, for frontends that read it (QEMU's vhost-user-fs-pci sets its own).")
-    var tag: String = "vfsvm"
+    @Option(help: "Offer the device configuration (tag, queue count) to frontends that read it with GET_CONFIG. QEMU's vhost-user-fs-pci takes the tag from its own command line and warns when the backend offers a configuration, so without --tag none is offered.")
+    var tag: String?
 
     @Option(help: "Request queues offered (the frontend chooses how many it uses).")
     var requestQueues: Int = 8
@@ -98,7 +98,7 @@ struct Serve: ParsableCommand {
             throw ValidationError("--request-queues must be between 1 and \(VirtioFSDevice.maxRequestQueues), got \(requestQueues)")
         }
         guard (1...32768).contains(queueSize) else { throw ValidationError("--queue-size must be between 1 and 32768") }
-        guard !tag.isEmpty, tag.utf8.count <= 36 else { throw ValidationError("--tag must be 1 to 36 bytes") }
+        if let tag, tag.isEmpty || tag.utf8.count > 36 { throw ValidationError("--tag must be 1 to 36 bytes") }
         if let threadPoolSize, !(0...1024).contains(threadPoolSize) {
             throw ValidationError("--thread-pool-size must be between 0 and 1024, got \(threadPoolSize)")
         }
@@ -122,16 +122,19 @@ struct Serve: ParsableCommand {
         let server = try makeFileServer(settings: s, engine: ioEngine)
         let fs: VirtioFSDevice
         do {
-            fs = try VirtioFSDevice(tag: tag, requestQueues: requestQueues, queueSize: queueSize, server: server,
+            fs = try VirtioFSDevice(tag: tag ?? "vfsvm", requestQueues: requestQueues, queueSize: queueSize, server: server,
                                     poolThreads: threadPoolSize ?? 4)
         } catch { throw ValidationError("\(error)") }
         let device = VhostUserFSDevice(fs: fs)
+        let offer = tag == nil
+            ? VhostUserProtocolFeature.supported & ~VhostUserProtocolFeature.config
+            : VhostUserProtocolFeature.supported
         let backend: VhostUserBackendServer
         do {
             if let socketPath {
-                backend = try VhostUserBackendServer(device: device, socketPath: socketPath)
+                backend = try VhostUserBackendServer(device: device, socketPath: socketPath, protocolFeatures: offer)
             } else {
-                backend = try VhostUserBackendServer(device: device, inheritedFD: fd ?? -1)
+                backend = try VhostUserBackendServer(device: device, inheritedFD: fd ?? -1, protocolFeatures: offer)
             }
         } catch { throw CommandFailure("\(error)") }
         do {
