@@ -68,6 +68,9 @@ let package = Package(
         // The FileSystem over a host directory, with confinement.
         .target(name: "VfsvmPassthroughFS", dependencies: ["VfsvmFUSE", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
+        // A FUSE client for tests: builds requests, decodes replies.
+        .target(name: "VfsvmFUSETestSupport", dependencies: ["VfsvmFUSE", "VfsvmMemory"], swiftSettings: strict),
+
         // The command line.
         .executableTarget(
             name: "vfsvm",
@@ -89,10 +92,10 @@ let package = Package(
         ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
 
-        .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
+        .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmPassthroughFSTests",
-            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
+            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
             swiftSettings: strict
         ),
         .testTarget(

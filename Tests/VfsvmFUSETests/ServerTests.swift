@@ -1,3 +1,4 @@
+import VfsvmFUSETestSupport
 import Glibc
 import Synchronization
 import Testing

@@ -1,3 +1,4 @@
+import VfsvmFUSETestSupport
 import Foundation
 import Glibc
 import Synchronization
