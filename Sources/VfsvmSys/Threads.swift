@@ -30,8 +30,14 @@ public final class OSThread: @unchecked Sendable {
         }
     }
 
-    /// Waits for the thread to finish. Call at most once.
+    /// Waits for the thread to finish. Call at most once, and not after
+    /// `detach`.
     public func join() { _ = pthread_join(handle, nil) }
+
+    /// Lets the thread's resources go when it ends; it can no longer be
+    /// joined. For threads nobody waits for (a signal watcher, a request
+    /// that may block for as long as the guest wants).
+    public func detach() { _ = pthread_detach(handle) }
 }
 
 /// Blocks `signals` in the calling thread (and threads it creates after),

@@ -57,13 +57,17 @@ public final class WorkerPool: Sendable {
         return true
     }
 
-    /// Lets queued jobs finish, then stops and joins the threads.
-    public func shutdown() {
+    /// Lets queued jobs finish, then stops the threads. With `join` it
+    /// waits for them; without, they are detached and end on their own once
+    /// their current job returns (for jobs that may never return).
+    public func shutdown(join: Bool = true) {
         let count = threads.withLock { $0.count }
         state.withLock { $0.shuttingDown = true }
         for _ in 0..<count { work.signal() }
         let all = threads.withLock { t in defer { t = [] }; return t }
-        for t in all { t.join() }
+        for t in all {
+            if join { t.join() } else { t.detach() }
+        }
     }
 
     private func runWorker() {

@@ -29,6 +29,10 @@ public final class QueueRunner: Sendable {
     private let pool: WorkerPool?
     private let onFatal: @Sendable (VirtqueueError) -> Void
     private let thread = Mutex<OSThread?>(nil)
+    private let mayBlock: @Sendable (DescriptorChain, GuestMemory) -> Bool
+    private let blockingLimit: Int
+    /// Requests running on their own threads because they may block.
+    private let blocking = Mutex(0)
 
     private struct QueueSlot {
         var queue: Virtqueue
@@ -42,11 +46,20 @@ public final class QueueRunner: Sendable {
     ///     more hands them to that many worker threads (requests may then
     ///     complete out of order, which virtio allows unless IN_ORDER was
     ///     negotiated; do not offer IN_ORDER with a pool).
+    ///   - mayBlock: true for a request that may wait indefinitely for
+    ///     another request (a FUSE SETLKW waits for an unlock that comes
+    ///     later on the same queue). With a pool, such a request gets a
+    ///     thread of its own, up to `blockingLimit` at once, so waiting
+    ///     requests can never occupy every worker and stall the queue.
     public init(
         index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
         poolThreads: Int = 0, handler: @escaping ChainHandler,
+        mayBlock: @escaping @Sendable (DescriptorChain, GuestMemory) -> Bool = { _, _ in false },
+        blockingLimit: Int = 64,
         onFatal: @escaping @Sendable (VirtqueueError) -> Void
     ) throws(SystemError) {
+        self.mayBlock = mayBlock
+        self.blockingLimit = blockingLimit
         self.index = index
         self.queue = Mutex(QueueSlot(queue: queue))
         self.memory = memory
@@ -74,12 +87,13 @@ public final class QueueRunner: Sendable {
         try? stopSignal.signal()
         let t = thread.withLock { t in defer { t = nil }; return t }
         t?.join()
-        pool?.waitIdle(timeoutMilliseconds: graceMilliseconds)
+        let idle = pool?.waitIdle(timeoutMilliseconds: graceMilliseconds) ?? true
         let q = queue.withLock { slot in
             slot.live = false
             return slot.queue
         }
-        pool?.shutdown()
+        // Workers still stuck in a request are left to finish on their own.
+        pool?.shutdown(join: idle)
         return q
     }
 
@@ -138,8 +152,32 @@ public final class QueueRunner: Sendable {
             if let fatal { return fail(fatal) }
             if !refused.isEmpty { signalIfWanted() }
             for chain in chains {
+                if mayBlock(chain, memory), startBlocking(chain) { continue }
                 pool.submit { [self] in self.complete(chain, length: handler(chain, memory)) }
             }
+        }
+    }
+
+    /// Runs `chain` on a thread of its own; false when `blockingLimit`
+    /// threads are already waiting (the pool takes it then).
+    private func startBlocking(_ chain: DescriptorChain) -> Bool {
+        let admitted = blocking.withLock { n in
+            guard n < blockingLimit else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else { return false }
+        do {
+            let t = try OSThread(name: "vfsvm-q\(index)-wait") { [self] in
+                complete(chain, length: handler(chain, memory))
+                blocking.withLock { $0 -= 1 }
+            }
+            t.detach()
+            return true
+        } catch {
+            blocking.withLock { $0 -= 1 }
+            log("queue \(index): no thread for a blocking request: \(error)")
+            return false
         }
     }
 

@@ -122,6 +122,7 @@ public final class VirtioFSDevice: VirtioDevice {
                 index: index, queue: queue, memory: memory, kick: kick, interrupt: interrupt,
                 poolThreads: index == 0 ? 0 : poolThreads,
                 handler: { chain, memory in Self.handle(chain, memory, server) },
+                mayBlock: { chain, memory in Self.waitsForALock(chain, memory) },
                 onFatal: { [weak self] error in
                     self?.broken.withLock { $0 = error }
                     onFatal(error)
@@ -140,6 +141,15 @@ public final class VirtioFSDevice: VirtioDevice {
 
     /// The first fatal driver error since the last reset, if any.
     public var fatalError: VirtqueueError? { broken.withLock { $0 } }
+
+    /// FUSE_SETLKW (opcode 33): waits until another request, perhaps
+    /// queued behind it, releases a lock. Read from fuse_in_header.opcode.
+    static func waitsForALock(_ chain: DescriptorChain, _ memory: GuestMemory) -> Bool {
+        guard let request = try? chain.readableBuffers(memory), let opcode = try? request.bytes(at: 4, count: 4) else {
+            return false
+        }
+        return opcode == [33, 0, 0, 0]
+    }
 
     /// One chain, one FUSE request.
     static func handle(_ chain: DescriptorChain, _ memory: GuestMemory, _ server: FUSEServer) -> UInt32 {

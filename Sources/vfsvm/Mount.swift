@@ -53,11 +53,11 @@ struct Mount: ParsableCommand {
         } catch {
             throw CommandFailure("\(error)")
         }
-        _ = try OSThread(name: "vfsvm-signals") {
+        try OSThread(name: "vfsvm-signals") {
             let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
             logLine("vfsvm mount: signal \(sig), unmounting \(mount.mountpoint)")
             do { try mount.unmount() } catch { logLine("vfsvm mount: \(error)") }
-        }
+        }.detach()
         do { try mount.serve(server, threads: threads) } catch { throw CommandFailure("\(error)") }
     }
 }

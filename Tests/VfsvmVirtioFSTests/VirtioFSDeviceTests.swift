@@ -11,6 +11,7 @@ import VfsvmVirtio
 // FUSE opcodes and sizes (linux/fuse.h).
 private let FUSE_LOOKUP: UInt32 = 1, FUSE_FORGET: UInt32 = 2, FUSE_GETATTR: UInt32 = 3
 private let FUSE_OPEN: UInt32 = 14, FUSE_READ: UInt32 = 15, FUSE_INIT: UInt32 = 26
+private let FUSE_SETLK: UInt32 = 32, FUSE_SETLKW: UInt32 = 33, FUSE_CREATE: UInt32 = 35
 
 /// Little-endian byte building for FUSE requests.
 private struct Bytes {
@@ -51,12 +52,12 @@ private final class Fixture {
     let interrupt = RecordingInterrupt()
     let kicks: [EventFD]
 
-    init(layout: RingLayout) throws {
+    init(layout: RingLayout, poolThreads: Int = 2) throws {
         var template = Array("/tmp/vfsvm-fs-test.XXXXXX".utf8CString)
         dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
         let fs = try PassthroughFileSystem(root: dir)
         device = try VirtioFSDevice(tag: "myfs", requestQueues: 1, queueSize: 64,
-                                    server: FUSEServer(fileSystem: fs, options: FUSEServerOptions()), poolThreads: 2)
+                                    server: FUSEServer(fileSystem: fs, options: FUSEServerOptions()), poolThreads: poolThreads)
         let memory = try GuestMemory.anonymous(size: 8 << 20)
         var features: VirtioFeatures = [.version1, .eventIndex, .indirectDescriptors]
         if layout == .packed { features.insert(.ringPacked) }
@@ -75,6 +76,23 @@ private final class Fixture {
     deinit {
         device.reset()
         _ = system("rm -rf '\(dir)'")
+    }
+
+    /// Posts requests on the request queue and kicks once, without waiting.
+    func post(_ requests: [[UInt8]]) throws {
+        for r in requests { try requests_.post(request: r, replyCapacity: 4096) }
+        try kicks[1].signal()
+    }
+    private var requests_: MockDriver { requests }
+
+    /// Waits until `count` completions arrived on the request queue (or 5 s).
+    func collect(count: Int) throws -> [MockCompletion] {
+        var got: [MockCompletion] = []
+        for _ in 0..<1000 where got.count < count {
+            got += try requests.collect()
+            if got.count < count { usleep(5000) }
+        }
+        return got
     }
 
     /// Posts `bytes` on `driver`, kicks, waits for the completion.
@@ -161,6 +179,35 @@ private final class Fixture {
                                 replyCapacity: 40)
         #expect(r.length == 16, "only an error header")
         #expect(i32(r.reply, 4) == -EIO)
+    }
+
+    /// Waiting lock requests (SETLKW) must not occupy the workers: with one
+    /// worker thread, three requests wait for a lock and the holder's
+    /// unlock arrives after them on the same queue. If a waiter held the
+    /// worker, the unlock would never run and the queue would hang.
+    @Test func waitingLockRequestsDoNotStallTheQueue() throws {
+        let f = try Fixture(layout: .split, poolThreads: 1)
+        _ = try f.roundTrip(f.requests, queue: 1, initRequest(unique: 1))
+        var create = Bytes(); create.u32(UInt32(O_RDWR)); create.u32(0o644); create.u32(0); create.u32(0)
+        let created = try f.roundTrip(f.requests, queue: 1, request(FUSE_CREATE, unique: 2, body: create.b + Array("l".utf8) + [0]))
+        #expect(i32(created.reply, 4) == 0)
+        let node = u64(created.reply, 16), fh = u64(created.reply, 16 + 128)
+        func lk(_ op: UInt32, unique: UInt64, owner: UInt64, type: UInt32) -> [UInt8] {
+            var b = Bytes(); b.u64(fh); b.u64(owner); b.u64(0); b.u64(99); b.u32(type); b.u32(1); b.u32(0); b.u32(0)
+            return request(op, unique: unique, node: node, body: b.b)
+        }
+        let held = try f.roundTrip(f.requests, queue: 1, lk(FUSE_SETLK, unique: 3, owner: 1, type: UInt32(F_WRLCK)))
+        #expect(i32(held.reply, 4) == 0)
+        try f.post([
+            lk(FUSE_SETLKW, unique: 10, owner: 2, type: UInt32(F_RDLCK)),
+            lk(FUSE_SETLKW, unique: 11, owner: 3, type: UInt32(F_RDLCK)),
+            lk(FUSE_SETLKW, unique: 12, owner: 4, type: UInt32(F_RDLCK)),
+        ])
+        usleep(100_000)
+        try f.post([lk(FUSE_SETLK, unique: 13, owner: 1, type: UInt32(F_UNLCK))])
+        let done = try f.collect(count: 4)
+        #expect(Set(done.map { u64($0.reply, 8) }) == [10, 11, 12, 13], "every request completed")
+        #expect(done.allSatisfy { i32($0.reply, 4) == 0 }, "the unlock succeeded and every waiter got its read lock")
     }
 
     @Test func lyingLengthFieldGetsEINVAL() throws {
