@@ -6,6 +6,11 @@ public enum CacheMode: String, CaseIterable, Sendable {
     case auto
     /// Long timeouts, FOPEN_KEEP_CACHE: for shares nobody changes host-side.
     case always
+
+    /// A mode by name; `none` is virtiofsd's (and libvirt's) name for `never`.
+    public init?(named name: String) {
+        if name == "none" { self = .never } else if let m = CacheMode(rawValue: name) { self = m } else { return nil }
+    }
 }
 
 /// How `vfsvm serve` confines itself (virtiofsd's `--sandbox`).
@@ -97,8 +102,8 @@ public struct ServeSettings: Equatable, Sendable {
             case "source": sharedDir = try need()
             case "cache":
                 let v = try need()
-                guard let mode = CacheMode(rawValue: v) else {
-                    throw .badOption("cache=\(v)", reason: "expected never, auto or always")
+                guard let mode = CacheMode(named: v) else {
+                    throw .badOption("cache=\(v)", reason: "expected never (or none), auto or always")
                 }
                 cache = mode
             case "sandbox":

@@ -1,5 +1,6 @@
 import CVfsvmLinux
 import Glibc
+import Synchronization
 import VfsvmMemory
 import VfsvmSys
 
@@ -114,17 +115,53 @@ public final class HostFUSEMount: Sendable {
                     return
                 }
             }
-            let length = handler.handle(request: request.prefix(n), reply: reply)
-            guard length > 0 else { continue }
-            do {
-                _ = try reply.withUnsafeMutableBytes { raw throws(SystemError) in
-                    try fd.write(UnsafeRawBufferPointer(rebasing: raw[0..<length]))
-                }
-            } catch where error.errno == .ENOENT {
-                // The kernel gave up on the request (interrupted): nothing to do.
-            } catch {
-                logLine("vfsvm mount: writing a reply to /dev/fuse failed: \(error)")
+            if Self.waitsForALock(request, n), let own = Self.startWaiter(fd: fd, handler: handler, request: request, length: n) {
+                own.detach()
+                continue
             }
+            Self.answer(fd: fd, handler: handler, request: request.prefix(n), reply: reply)
+        }
+    }
+
+    private static func answer(fd: FileDescriptor, handler: some FUSERequestHandler, request: some ScatterGatherList, reply: HostBuffer) {
+        let length = handler.handle(request: request, reply: reply)
+        guard length > 0 else { return }
+        do {
+            _ = try reply.withUnsafeMutableBytes { raw throws(SystemError) in
+                try fd.write(UnsafeRawBufferPointer(rebasing: raw[0..<length]))
+            }
+        } catch where error.errno == .ENOENT {
+            // The kernel gave up on the request (interrupted): nothing to do.
+        } catch {
+            logLine("vfsvm mount: writing a reply to /dev/fuse failed: \(error)")
+        }
+    }
+
+    // MARK: - Requests that wait
+
+    /// FUSE_SETLKW (opcode 33) waits until another request releases a lock:
+    /// it must not hold a worker, or enough waiters would stop the workers
+    /// from ever reading the unlock.
+    private static func waitsForALock(_ request: HostBuffer, _ length: Int) -> Bool {
+        length >= 8 && (try? request.bytes(at: 4, count: 4)) == [33, 0, 0, 0]
+    }
+
+    private static let waiters = Mutex(0)
+    private static let waiterLimit = 64
+
+    /// Runs a copy of the request on a thread of its own; nil when
+    /// `waiterLimit` are already waiting (the worker then runs it).
+    private static func startWaiter(fd: FileDescriptor, handler: some FUSERequestHandler, request: HostBuffer, length: Int) -> OSThread? {
+        guard waiters.withLock({ n in n < waiterLimit ? { n += 1; return true }() : false }) else { return nil }
+        let copy = HostBuffer((try? request.bytes(at: 0, count: length)) ?? [])
+        do {
+            return try OSThread(name: "vfsvm-fuse-wait") {
+                answer(fd: fd, handler: handler, request: copy, reply: HostBuffer(count: 4096))
+                waiters.withLock { $0 -= 1 }
+            }
+        } catch {
+            waiters.withLock { $0 -= 1 }
+            return nil
         }
     }
 }

@@ -49,7 +49,10 @@ extension ShareSpec: ExpressibleByArgument {
     public init?(argument: String) { try? self.init(parsing: argument) }
 }
 
-extension CacheMode: ExpressibleByArgument {}
+extension CacheMode: ExpressibleByArgument {
+    public init?(argument: String) { self.init(named: argument) }
+    public static var allValueStrings: [String] { ["never", "none", "auto", "always"] }
+}
 extension SandboxMode: ExpressibleByArgument {}
 
 /// Parses a `--share` value with a helpful message on failure (the

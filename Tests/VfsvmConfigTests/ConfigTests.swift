@@ -38,6 +38,9 @@ import Testing
         try s.apply(OptionList(parsing: "source=/srv/a,,b,cache=always,sandbox=chroot,xattr,flock,posix_lock"))
         #expect(s.sharedDir == "/srv/a,b", "libvirt doubles commas inside paths")
         #expect(s.cache == .always && s.sandbox == .chroot && s.xattr && s.flockLocks && s.posixLocks)
+        // libvirt 9.0 passes cache=none (virtiofsd's name for never).
+        try s.apply(OptionList(parsing: "cache=none"))
+        #expect(s.cache == .never)
         try s.apply(OptionList(parsing: "no_xattr,no_flock,no_posix_lock,writeback"))
         #expect(!s.xattr && !s.flockLocks && !s.posixLocks && s.writeback)
     }
@@ -45,7 +48,7 @@ import Testing
     @Test func rejectsUnknownAndMalformedOptions() {
         var s = ServeSettings()
         #expect(throws: ConfigError.self) { try s.apply(OptionList(parsing: "bogus")) }
-        #expect(throws: ConfigError.badOption("cache=sometimes", reason: "expected never, auto or always")) {
+        #expect(throws: ConfigError.badOption("cache=sometimes", reason: "expected never (or none), auto or always")) {
             try s.apply(OptionList(parsing: "cache=sometimes"))
         }
         #expect(throws: ConfigError.badOption("xattr=1", reason: "takes no value")) { try s.apply(OptionList(parsing: "xattr=1")) }
