@@ -87,11 +87,11 @@ teardown() {
     exit 1
 }
 trap teardown EXIT
-trap 'exit 130' INT TERM HUP
+trap 'bad "the test ran to its end" "interrupted by a signal"; exit 130' INT TERM HUP
 
 # --- prerequisites
 [ "$(id -u)" -eq 0 ] || cannot "must run as root (libvirt 9.0's session mode refuses virtiofs)"
-[ -x "$VFSVM" ] || cannot "$VFSVM is not an executable"
+[ -f "$VFSVM" ] && [ -x "$VFSVM" ] || cannot "$VFSVM is not an executable file"
 "$top/Scripts/ensure-debs.sh" libvirt-daemon-system libvirt-clients tini \
     || cannot "installing libvirt-daemon-system libvirt-clients tini failed"
 qemu_driver=/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so
@@ -228,9 +228,9 @@ if alive "$daemon_pid"; then
 fi
 echo "libvirt-test: libvirt started the daemon as: ${daemon_args:-?} (pid ${daemon_pid:-?}, exe ${daemon_exe:-?})"
 if [ "$daemon_exe" = "$VFSVM" ]; then
-    ok "the running virtiofs daemon is vfsvm"
+    ok "the running virtiofs daemon is the binary under test"
 else
-    bad "the running virtiofs daemon is vfsvm" "exe '${daemon_exe}', pid file '${daemon_pidfile}'"
+    bad "the running virtiofs daemon is the binary under test" "exe '${daemon_exe}', pid file '${daemon_pidfile}'"
 fi
 # what Configs/vfsvm-domain.xml + virtiofsd_debug = 1 make libvirt 9.0 pass
 if echo "$daemon_args" | grep -Eq "^$work/vfsvm-virtiofsd --fd=[0-9]+ -o source=$work/share,cache=always,sandbox=chroot,xattr,flock,posix_lock --thread-pool-size=4 -d \$"; then
