@@ -15,7 +15,8 @@
 # /var/lib/libvirt, /var/log/libvirt or /var/cache/libvirt: private
 # directories are bind-mounted over them inside the daemon's namespace. The
 # work directory is removed on success and kept (and named) on failure.
-# Environment: VFSVM_LIBVIRT_TIMEOUT (seconds from start to power-off, 180).
+# Environment: VFSVM_LIBVIRT_TIMEOUT (seconds from start to power-off, 180);
+# VFSVM_KEEP=1 keeps the work directory (logs, console, share) always.
 set -u
 VFSVM=$(realpath "${1:?usage: libvirt-test.sh PATH-TO-vfsvm}")
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -47,6 +48,8 @@ virsh_() { virsh -q -c "qemu+unix:///system?socket=$work/run/libvirt-sock" "$@";
 teardown() {
     local rc=$?
     set +e
+    # a reader that went away (| head) must not stop the tear-down half way
+    trap '' PIPE
     if [ -n "$work" ] && [ -S "$work/run/libvirt-sock" ] && alive "$lv_pid"; then
         for d in $(virsh_ list --all --name 2>/dev/null); do
             virsh_ destroy "$d" >/dev/null 2>&1
@@ -80,7 +83,7 @@ teardown() {
     fi
     echo "libvirt-test: total time $(since "$t_total") s"
     if [ -n "$work" ]; then
-        if [ "$fail" -eq 0 ]; then rm -rf "$work"; else echo "libvirt-test: kept $work"; fi
+        if [ "$fail" -eq 0 ] && [ "${VFSVM_KEEP:-0}" != 1 ]; then rm -rf "$work"; else echo "libvirt-test: kept $work"; fi
     fi
     echo "libvirt-test: $pass passed, $fail failed"
     [ "$fail" -eq 0 ] && [ "$rc" -eq 0 ] && exit 0
@@ -159,8 +162,11 @@ done
 if [ ! -S "$work/run/libvirt-sock" ]; then
     cannot "libvirtd did not come up: $(tail -5 "$work/libvirtd.out" "$work/log/libvirtd.log" 2>/dev/null | tr '\n' ' ')"
 fi
+t_sock=$(since "$t0")
+# the first answer waits for the QEMU driver's capability probe (the cache
+# directory is new and empty on every run)
 if ver=$(virsh_ version 2>&1); then
-    ok "private libvirtd up in $(since "$t0") s ($(echo "$ver" | grep -i 'running hypervisor' | sed 's/^ *//'))"
+    ok "private libvirtd up: socket after $t_sock s, QEMU driver answering after $(since "$t0") s ($(echo "$ver" | grep -i 'running hypervisor' | sed 's/^ *//'))"
 else
     cannot "virsh cannot talk to the private libvirtd: $ver"
 fi
@@ -185,20 +191,27 @@ sync
 echo "GUEST-RING=\$ring"
 EOF
 )
-cmd64=$(printf '%s' "$guest_cmd" | base64 -w0)
 console=$work/console.log
-sed -e "s|@KERNEL@|$images/out/vmlinuz|" \
-    -e "s|@INITRD@|$images/out/initramfs.cpio.gz|" \
-    -e "s|@SHARE@|$work/share|" \
-    -e "s|@CONSOLE_LOG@|$console|g" \
-    -e "s|<binary path='[^']*'|<binary path='$work/vfsvm-virtiofsd'|" \
-    -e "s|\(<cmdline>[^<]*\)</cmdline>|\1 vfsvm.cmd64=$cmd64</cmdline>|" \
-    "$top/Configs/vfsvm-domain.xml" > "$work/domain.xml"
-if grep -q '@[A-Z_]*@' "$work/domain.xml" || ! grep -q "vfsvm.cmd64=$cmd64" "$work/domain.xml" \
-    || ! grep -q "<binary path='$work/vfsvm-virtiofsd'" "$work/domain.xml" || ! grep -q "packed='on'" "$work/domain.xml"; then
-    bad "domain XML filled from Configs/vfsvm-domain.xml" "see $work/domain.xml"
-    exit 1
-fi
+# fill_domain GUEST-SHELL-TEXT CONSOLE-LOG OUT-XML: Configs/vfsvm-domain.xml
+# with the placeholders filled, the binary pointed at the vfsvm-virtiofsd
+# link and the command appended to <cmdline> as vfsvm.cmd64
+fill_domain() {
+    local cmd64
+    cmd64=$(printf '%s' "$1" | base64 -w0)
+    sed -e "s|@KERNEL@|$images/out/vmlinuz|" \
+        -e "s|@INITRD@|$images/out/initramfs.cpio.gz|" \
+        -e "s|@SHARE@|$work/share|" \
+        -e "s|@CONSOLE_LOG@|$2|g" \
+        -e "s|<binary path='[^']*'|<binary path='$work/vfsvm-virtiofsd'|" \
+        -e "s|\(<cmdline>[^<]*\)</cmdline>|\1 vfsvm.cmd64=$cmd64</cmdline>|" \
+        "$top/Configs/vfsvm-domain.xml" > "$3"
+    if grep -q '@[A-Z_]*@' "$3" || ! grep -q "vfsvm.cmd64=$cmd64</cmdline>" "$3" \
+        || ! grep -q "<binary path='$work/vfsvm-virtiofsd'" "$3" || ! grep -q "packed='on'" "$3"; then
+        bad "domain XML filled from Configs/vfsvm-domain.xml" "see $3"
+        exit 1
+    fi
+}
+fill_domain "$guest_cmd" "$console" "$work/domain.xml"
 
 t0=$(now)
 if out=$(virsh_ define "$work/domain.xml" 2>&1); then
@@ -302,4 +315,38 @@ else
 fi
 
 if out=$(virsh_ undefine "$domain" 2>&1); then ok "virsh undefine"; else bad "virsh undefine" "$out"; fi
+
+# --- virsh destroy while the guest is using the share: libvirt stops the
+# daemon (SIGTERM, later SIGKILL) and nothing is left behind
+console2=$work/console-destroy.log
+fill_domain 'echo ready > /mnt/destroy-ready && sync && echo GUEST-WAITING && sleep 600' "$console2" "$work/domain-destroy.xml"
+daemon_pid= qemu_pid=
+if out=$(virsh_ define "$work/domain-destroy.xml" 2>&1) && out=$(virsh_ start "$domain" 2>&1); then
+    daemon_pidfile=$(ls "$work"/run/qemu/*-fs0-fs.pid 2>/dev/null | head -1)
+    [ -n "$daemon_pidfile" ] && daemon_pid=$(cat "$daemon_pidfile" 2>/dev/null)
+    [ -f "$work/run/qemu/$domain.pid" ] && qemu_pid=$(cat "$work/run/qemu/$domain.pid")
+    for _ in $(seq $((timeout * 5))); do
+        [ -f "$work/share/destroy-ready" ] && break
+        alive "$qemu_pid" || break
+        sleep 0.2
+    done
+    if [ "$(cat "$work/share/destroy-ready" 2>/dev/null)" = ready ] && alive "$daemon_pid"; then
+        t0=$(now)
+        if out=$(virsh_ destroy "$domain" 2>&1); then
+            for _ in $(seq 100); do alive "$daemon_pid" || alive "$qemu_pid" || break; sleep 0.1; done
+            if ! alive "$daemon_pid" && ! alive "$qemu_pid" && [ "$(virsh_ domstate "$domain" 2>/dev/null)" = "shut off" ]; then
+                ok "virsh destroy of a guest using the share ends QEMU and the daemon ($(since "$t0") s)"
+            else
+                bad "virsh destroy ends QEMU and the daemon" "daemon ${daemon_pid:-?} alive: $(alive "$daemon_pid" && echo yes || echo no), qemu ${qemu_pid:-?} alive: $(alive "$qemu_pid" && echo yes || echo no)"
+            fi
+        else
+            bad "virsh destroy of a running guest" "$out"
+        fi
+    else
+        bad "second guest wrote through the share before destroy" "console tail: $(tail -3 "$console2" 2>/dev/null | tr -d '\r' | tr '\n' ' ')"
+    fi
+    virsh_ undefine "$domain" >/dev/null 2>&1
+else
+    bad "define + start a second domain on the same share" "$(echo "$out" | tr '\n' ' ')"
+fi
 exit 0
