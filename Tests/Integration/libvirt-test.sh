@@ -3,9 +3,17 @@
 # libvirtd (QEMU driver only, in its own mount namespace, all state under a
 # temporary directory) boots the Images/ guest with a <filesystem> whose
 # <binary path> is a link to vfsvm named "vfsvm-virtiofsd". libvirt starts
-# the daemon itself with virtiofsd's command line. The guest reads a host
-# file, writes one back and reports which ring was negotiated; the host
-# checks the console, the share, the daemon's log and QEMU's command line.
+# the daemon itself with virtiofsd's command line. Four domains in turn:
+#  1. Configs/vfsvm-domain.xml as shipped (packed='on', cache always, chroot
+#     sandbox, xattr, locks, thread pool): the guest reads a host file,
+#     writes one with a user.* xattr and reports the negotiated ring; the
+#     host checks the console, the share, the daemon's arguments and log,
+#     QEMU's command line ("packed":true) and the guest's feature bit 34;
+#  2. virsh destroy while the guest uses the share: QEMU and daemon end;
+#  3. a share path with a comma and a blank, namespace sandbox, xattr and
+#     locks off: the doubled comma, no_xattr (setxattr refused) and I/O;
+#  4. <cache mode='none'/>: libvirt passes cache=none, which the daemon
+#     must accept.
 #
 #   libvirt-test.sh PATH-TO-vfsvm
 #
@@ -44,6 +52,14 @@ etc_sum_before=
 etc_sum() { find /etc/libvirt -type f -print0 2>/dev/null | sort -z | xargs -0 -r md5sum | md5sum | cut -d' ' -f1; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 virsh_() { virsh -q -c "qemu+unix:///system?socket=$work/run/libvirt-sock" "$@"; }
+# define_start XML: drop what an earlier step left (libvirt gives each
+# definition a new uuid and refuses a second one under the same name), then
+# define and start; the output of the failing virsh is in $out
+define_start() {
+    virsh_ destroy "$domain" >/dev/null 2>&1
+    virsh_ undefine "$domain" >/dev/null 2>&1
+    out=$(virsh_ define "$1" 2>&1) && out=$(virsh_ start "$domain" 2>&1)
+}
 
 teardown() {
     local rc=$?
@@ -187,20 +203,22 @@ for d in /sys/bus/virtio/devices/*; do
     if [ "\${f:34:1}" = 1 ]; then ring=packed; else ring=split; fi
 done
 printf 'written by the guest %s\nring=%s\n' "$token" "\$ring" > /mnt/from-guest.txt
+vfsvm-xattr set /mnt/from-guest.txt user.vfsvm "guest-$token"
 sync
 echo "GUEST-RING=\$ring"
 EOF
 )
 console=$work/console.log
-# fill_domain GUEST-SHELL-TEXT CONSOLE-LOG OUT-XML: Configs/vfsvm-domain.xml
-# with the placeholders filled, the binary pointed at the vfsvm-virtiofsd
-# link and the command appended to <cmdline> as vfsvm.cmd64
+# fill_domain GUEST-SHELL-TEXT CONSOLE-LOG OUT-XML [SHARE-DIR]:
+# Configs/vfsvm-domain.xml with the placeholders filled (the share defaults to
+# $work/share), the binary pointed at the vfsvm-virtiofsd link and the
+# command appended to <cmdline> as vfsvm.cmd64
 fill_domain() {
-    local cmd64
+    local cmd64 dir=${4:-$work/share}
     cmd64=$(printf '%s' "$1" | base64 -w0)
     sed -e "s|@KERNEL@|$images/out/vmlinuz|" \
         -e "s|@INITRD@|$images/out/initramfs.cpio.gz|" \
-        -e "s|@SHARE@|$work/share|" \
+        -e "s|@SHARE@|$dir|" \
         -e "s|@CONSOLE_LOG@|$2|g" \
         -e "s|<binary path='[^']*'|<binary path='$work/vfsvm-virtiofsd'|" \
         -e "s|\(<cmdline>[^<]*\)</cmdline>|\1 vfsvm.cmd64=$cmd64</cmdline>|" \
@@ -283,6 +301,13 @@ if [ "$(cat "$work/share/from-guest.txt" 2>/dev/null)" = "$(printf 'written by t
 else
     bad "the host sees the file the guest wrote" "got: $(head -c 200 "$work/share/from-guest.txt" 2>&1 | tr '\n' ' ')"
 fi
+# xattr='on' reached vfsvm as -o xattr: the guest's user.* attribute is on the host file
+got=$(getfattr --absolute-names --only-values -n user.vfsvm "$work/share/from-guest.txt" 2>&1)
+if [ "$got" = "guest-$token" ]; then
+    ok "xattr='on': the user.* attribute the guest set is on the host's file"
+else
+    bad "xattr='on': the guest's user.* attribute is on the host's file" "getfattr: $got"
+fi
 
 # --- packed='on' really gave a packed ring: QEMU was asked for it, and the
 # guest negotiated VIRTIO_F_RING_PACKED (feature bit 34)
@@ -321,7 +346,7 @@ if out=$(virsh_ undefine "$domain" 2>&1); then ok "virsh undefine"; else bad "vi
 console2=$work/console-destroy.log
 fill_domain 'echo ready > /mnt/destroy-ready && sync && echo GUEST-WAITING && sleep 600' "$console2" "$work/domain-destroy.xml"
 daemon_pid= qemu_pid=
-if out=$(virsh_ define "$work/domain-destroy.xml" 2>&1) && out=$(virsh_ start "$domain" 2>&1); then
+if define_start "$work/domain-destroy.xml"; then
     daemon_pidfile=$(ls "$work"/run/qemu/*-fs0-fs.pid 2>/dev/null | head -1)
     [ -n "$daemon_pidfile" ] && daemon_pid=$(cat "$daemon_pidfile" 2>/dev/null)
     [ -f "$work/run/qemu/$domain.pid" ] && qemu_pid=$(cat "$work/run/qemu/$domain.pid")
@@ -349,4 +374,87 @@ if out=$(virsh_ define "$work/domain-destroy.xml" 2>&1) && out=$(virsh_ start "$
 else
     bad "define + start a second domain on the same share" "$(echo "$out" | tr '\n' ' ')"
 fi
+
+# --- the other spellings libvirt 9.0 uses: a path with a comma (doubled on
+# the daemon's command line) and a blank, no cache mode (the daemon's
+# default), namespace sandbox, xattr and locks off (no_xattr, no_flock,
+# no_posix_lock), no thread pool
+odd="$work/odd,share name"
+mkdir -p "$odd"
+printf 'hello from the host %s\n' "$token" > "$odd/host.txt"
+console3=$work/console-options.log
+fill_domain "$(cat <<EOF
+set -e
+[ "\$(cat /mnt/host.txt)" = "hello from the host $token" ]
+echo "odd share $token" > /mnt/from-guest.txt
+if vfsvm-xattr set /mnt/from-guest.txt user.vfsvm x 2>/tmp/xerr; then echo XATTR-ACCEPTED; exit 3; fi
+echo "XATTR-REFUSED: \$(cat /tmp/xerr)"
+sync
+EOF
+)" "$console3" "$work/domain-options.xml" "$odd"
+sed -i -e "s|xattr='on'|xattr='off'|" -e "/<cache mode=/d" \
+    -e "s|<sandbox mode='chroot'/>|<sandbox mode='namespace'/>|" \
+    -e "s|<lock posix='on' flock='on'/>|<lock posix='off' flock='off'/>|" -e "/<thread_pool /d" "$work/domain-options.xml"
+daemon_pid= qemu_pid= daemon_args=
+if define_start "$work/domain-options.xml"; then
+    daemon_pidfile=$(ls "$work"/run/qemu/*-fs0-fs.pid 2>/dev/null | head -1)
+    [ -n "$daemon_pidfile" ] && daemon_pid=$(cat "$daemon_pidfile" 2>/dev/null)
+    alive "$daemon_pid" && daemon_args=$(tr '\0' '\n' < "/proc/$daemon_pid/cmdline" | sed -n 4p)
+    # the argument after -o, as one argument (the blank stays inside it)
+    if [ "$daemon_args" = "source=$work/odd,,share name,sandbox=namespace,no_xattr,no_flock,no_posix_lock" ]; then
+        ok "libvirt passed -o 'source=...odd,,share name,sandbox=namespace,no_xattr,no_flock,no_posix_lock'"
+    else
+        bad "libvirt's -o list for a comma path with everything off" "argv: $(tr '\0' ' ' < "/proc/$daemon_pid/cmdline" 2>&1)"
+    fi
+    state=
+    for _ in $(seq $((timeout * 5))); do
+        state=$(virsh_ domstate "$domain" 2>/dev/null)
+        [ "$state" = "shut off" ] && break
+        sleep 0.2
+    done
+    if [ "$state" = "shut off" ] && grep -q 'VFSVM-GUEST-EXIT status=0' "$console3" \
+        && [ "$(cat "$odd/from-guest.txt" 2>/dev/null)" = "odd share $token" ]; then
+        ok "a share whose path has a comma and a blank: the guest read the host's file, the host sees the guest's"
+    else
+        bad "a share whose path has a comma and a blank" "state '$state'; $(grep -E 'VFSVM-GUEST-EXIT|vfsvm-init:.*fail|XATTR' "$console3" 2>/dev/null | tr -d '\r' | tr '\n' ' ')"
+    fi
+    if grep -q 'XATTR-REFUSED: .*not supported' "$console3" && [ -z "$(getfattr --absolute-names -d "$odd/from-guest.txt" 2>/dev/null)" ]; then
+        ok "xattr='off' (no_xattr): the guest's setxattr is refused ($(grep -o 'XATTR-REFUSED: .*' "$console3" | tr -d '\r' | sed 's/XATTR-REFUSED: //'))"
+    else
+        bad "xattr='off' (no_xattr): the guest's setxattr is refused" "$(grep -E 'XATTR' "$console3" 2>/dev/null | tr -d '\r')"
+    fi
+    if grep -q "vfsvm serve: sharing $odd (namespace sandbox)" "$daemon_log" 2>/dev/null; then
+        ok "daemon log: vfsvm served the comma path in its namespace sandbox"
+    else
+        bad "daemon log: vfsvm served the comma path in its namespace sandbox" "$(tail -3 "$daemon_log" 2>&1 | tr '\n' ' ')"
+    fi
+    virsh_ undefine "$domain" >/dev/null 2>&1
+else
+    bad "define + start a domain with the other options" "$(echo "$out" | tr '\n' ' ')"
+    tail -5 "$daemon_log" 2>/dev/null
+fi
+
+# --- <cache mode='none'/>, the only other mode libvirt 9.0's schema takes,
+# reaches the daemon as cache=none (virtiofsd's spelling of "never")
+console4=$work/console-cache-none.log
+fill_domain 'grep -q "hello from the host" /mnt/host.txt' "$console4" "$work/domain-cache-none.xml"
+sed -i -e "s|<cache mode='always'/>|<cache mode='none'/>|" "$work/domain-cache-none.xml"
+: > "$daemon_log"
+if define_start "$work/domain-cache-none.xml"; then
+    state=
+    for _ in $(seq $((timeout * 5))); do
+        state=$(virsh_ domstate "$domain" 2>/dev/null)
+        [ "$state" = "shut off" ] && break
+        sleep 0.2
+    done
+    if [ "$state" = "shut off" ] && grep -q 'VFSVM-GUEST-EXIT status=0' "$console4"; then
+        ok "<cache mode='none'/> (cache=none): the daemon starts and the guest reads the share"
+    else
+        bad "<cache mode='none'/> (cache=none): the guest reads the share" "state '$state'; $(grep -E 'VFSVM-GUEST-EXIT' "$console4" 2>/dev/null | tr -d '\r')"
+    fi
+else
+    bad "<cache mode='none'/>: libvirt passes cache=none and the daemon must accept it" \
+        "virsh: $(echo "$out" | grep -o "Connection refused\|error: [^:]*" | tail -1); daemon said: $(grep -v '^ *$' "$daemon_log" 2>/dev/null | head -2 | tr '\n' ' ')"
+fi
+virsh_ undefine "$domain" >/dev/null 2>&1
 exit 0
