@@ -52,13 +52,23 @@ etc_sum_before=
 etc_sum() { find /etc/libvirt -type f -print0 2>/dev/null | sort -z | xargs -0 -r md5sum | md5sum | cut -d' ' -f1; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 virsh_() { virsh -q -c "qemu+unix:///system?socket=$work/run/libvirt-sock" "$@"; }
+# record_pids: the running domain's QEMU and virtiofs daemon, from the pid
+# files libvirt 9.0 keeps in <state dir>/qemu (<domain>.pid and
+# <id>-<domain>-fs0-fs.pid), so that they are checked and, should libvirtd
+# fail, ended by pid
+record_pids() {
+    daemon_pidfile=$(ls "$work"/run/qemu/*-"$domain"-fs0-fs.pid 2>/dev/null | head -1)
+    daemon_pid= qemu_pid=
+    [ -n "$daemon_pidfile" ] && daemon_pid=$(cat "$daemon_pidfile" 2>/dev/null)
+    [ -f "$work/run/qemu/$domain.pid" ] && qemu_pid=$(cat "$work/run/qemu/$domain.pid" 2>/dev/null)
+}
 # define_start XML: drop what an earlier step left (libvirt gives each
 # definition a new uuid and refuses a second one under the same name), then
 # define and start; the output of the failing virsh is in $out
 define_start() {
     virsh_ destroy "$domain" >/dev/null 2>&1
     virsh_ undefine "$domain" >/dev/null 2>&1
-    out=$(virsh_ define "$1" 2>&1) && out=$(virsh_ start "$domain" 2>&1)
+    out=$(virsh_ define "$1" 2>&1) && out=$(virsh_ start "$domain" 2>&1) && record_pids
 }
 
 teardown() {
@@ -248,10 +258,7 @@ else
 fi
 
 # While the guest runs: which daemon libvirt started and with which arguments
-# (libvirt 9.0 keeps its pid in <state dir>/qemu/<id>-<domain>-fs0-fs.pid).
-daemon_pidfile=$(ls "$work"/run/qemu/*-fs0-fs.pid 2>/dev/null | head -1)
-[ -n "$daemon_pidfile" ] && daemon_pid=$(cat "$daemon_pidfile" 2>/dev/null)
-[ -f "$work/run/qemu/$domain.pid" ] && qemu_pid=$(cat "$work/run/qemu/$domain.pid")
+record_pids
 daemon_exe= daemon_args=
 if alive "$daemon_pid"; then
     daemon_exe=$(readlink "/proc/$daemon_pid/exe")
@@ -345,11 +352,7 @@ if out=$(virsh_ undefine "$domain" 2>&1); then ok "virsh undefine"; else bad "vi
 # daemon (SIGTERM, later SIGKILL) and nothing is left behind
 console2=$work/console-destroy.log
 fill_domain 'echo ready > /mnt/destroy-ready && sync && echo GUEST-WAITING && sleep 600' "$console2" "$work/domain-destroy.xml"
-daemon_pid= qemu_pid=
 if define_start "$work/domain-destroy.xml"; then
-    daemon_pidfile=$(ls "$work"/run/qemu/*-fs0-fs.pid 2>/dev/null | head -1)
-    [ -n "$daemon_pidfile" ] && daemon_pid=$(cat "$daemon_pidfile" 2>/dev/null)
-    [ -f "$work/run/qemu/$domain.pid" ] && qemu_pid=$(cat "$work/run/qemu/$domain.pid")
     for _ in $(seq $((timeout * 5))); do
         [ -f "$work/share/destroy-ready" ] && break
         alive "$qemu_pid" || break
@@ -395,10 +398,8 @@ EOF
 sed -i -e "s|xattr='on'|xattr='off'|" -e "/<cache mode=/d" \
     -e "s|<sandbox mode='chroot'/>|<sandbox mode='namespace'/>|" \
     -e "s|<lock posix='on' flock='on'/>|<lock posix='off' flock='off'/>|" -e "/<thread_pool /d" "$work/domain-options.xml"
-daemon_pid= qemu_pid= daemon_args=
+daemon_args=
 if define_start "$work/domain-options.xml"; then
-    daemon_pidfile=$(ls "$work"/run/qemu/*-fs0-fs.pid 2>/dev/null | head -1)
-    [ -n "$daemon_pidfile" ] && daemon_pid=$(cat "$daemon_pidfile" 2>/dev/null)
     alive "$daemon_pid" && daemon_args=$(tr '\0' '\n' < "/proc/$daemon_pid/cmdline" | sed -n 4p)
     # the argument after -o, as one argument (the blank stays inside it)
     if [ "$daemon_args" = "source=$work/odd,,share name,sandbox=namespace,no_xattr,no_flock,no_posix_lock" ]; then
