@@ -13,7 +13,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 # virtiofsd, the peer), and the programs the tests drive on mounted shares.
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps
 
-.PHONY: all build deps test unit-test mount-test boot-test images run bench bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test libvirt-test images run bench bench-ring bench-mount bench-serve clean
 
 all: build
 
@@ -41,7 +41,13 @@ mount-test: build
 boot-test: build images
 	Tests/Integration/boot-test.sh $(BIN)
 
-test: unit-test mount-test boot-test
+# libvirt 9.0 (a private libvirtd, QEMU driver only) starts vfsvm as the
+# domain's virtiofs daemon; installs libvirt-daemon-system, libvirt-clients
+# and tini when missing.
+libvirt-test: build images
+	Tests/Integration/libvirt-test.sh $(BIN)
+
+test: unit-test mount-test boot-test libvirt-test
 
 # The best end-to-end demonstration there is today: a Linux guest (QEMU,
 # TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
