@@ -85,6 +85,19 @@ flock_run() {
     flock -n "$W/lockfile" true
 }
 check "flock: a host lock blocks the share, then frees it" flock_run
+waiters_run() {
+    # More blocking waiters than the server has workers, all on the share,
+    # while a holder on the share releases after a second: the release must
+    # still get through (waiting lock requests must not take every worker).
+    flock "$W/lockfile" sleep 1 &
+    local holder=$! pids=() p ok=0
+    sleep 0.3
+    for _ in 1 2 3 4 5 6 7 8; do timeout -s KILL 20 flock "$W/lockfile" true & pids+=($!); done
+    wait $holder || return 1
+    for p in "${pids[@]}"; do wait "$p" && ok=$((ok + 1)); done
+    [ $ok -eq 8 ] || { echo "$ok of 8 waiters got the lock"; return 1; }
+}
+check "flock: 8 blocking waiters on the share all get the lock after the holder releases" waiters_run
 fcntl_run() {
     "$PY" - "$H/lockfile" "$W/lockfile" <<'PY'
 import fcntl, os, sys, time
