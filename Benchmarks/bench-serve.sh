@@ -97,10 +97,10 @@ run_guest() { # BACKEND ROUND
     rm -rf "$work/share"; mkdir "$work/share"
     if [ "$b" = vfsvm ]; then
         VFSVM_BACKEND=vfsvm VFSVM_BIN=$bin VFSVM_BACKEND_ARGS=${VFSVM_ARGS:-} \
-            start_backend "$work/sock" "$work/share" "$blog"
+            start_backend "$work/sock" "$work/share" "$blog" || { failed=1; exit 1; }
     else
         VFSVM_BACKEND=virtiofsd VIRTIOFSD=$virtiofsd VFSVM_BACKEND_ARGS=${VIRTIOFSD_ARGS:-} \
-            start_backend "$work/sock" "$work/share" "$blog"
+            start_backend "$work/sock" "$work/share" "$blog" || { failed=1; exit 1; }
     fi
     "$images/boot-qemu.sh" --socket "$work/sock" --tag bench --packed off \
         --cmd "vfsvm-bench /mnt $benchargs" --log "$log" --quiet --timeout 600 \
