@@ -146,6 +146,7 @@ echo "  same QEMU command line, fresh empty share on $fstype each run; vfsvm arg
 echo "  counts: $cfg (guest drops its page cache before reads; host-native keeps the warm host page cache)"
 [ $quick -eq 0 ] || echo "  QUICK RUN: small counts, one round by default; figures are indicative only"
 echo "  higher is better everywhere; ratio < 1 means vfsvm is slower"
+echo "  the machine may be shared: see the per-round spread below before trusting a ratio near 1"
 echo
 awk -F'\t' '
     function median(key,   n, i, j, t, a) {
