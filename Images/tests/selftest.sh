@@ -49,6 +49,17 @@ check "initramfs busybox is static" bash -c 'file "$1" | grep -q "statically lin
 check "initramfs has sh, insmod, mount, poweroff links" \
     bash -c 'for a in bin/sh sbin/insmod bin/mount sbin/poweroff; do [ -L "$1/$a" ] || exit 1; done' _ "$tmp/ird"
 check "initramfs has vfsvm-xattr" test -x "$tmp/ird/bin/vfsvm-xattr"
+check "initramfs has vfsvm-bench" cmp "$tmp/ird/bin/vfsvm-bench" "$out/vfsvm-bench"
+mkdir "$tmp/benchdir"
+check "vfsvm-bench --quick on the host prints all six results and cleans up" \
+    bash -c 'o=$("$1" "$2" --quick --no-drop --meta 20 --tar 20 --mib 2 --rand 50) || exit 1
+             for n in meta-create-stat-unlink tree-walk-lstat tar-extract seq-write seq-read-cold randread-4k-qd1; do
+                 echo "$o" | grep -Eq "^BENCH $n [0-9]+\.[0-9] [A-Za-z/]+ n=[0-9]+ secs=" || { echo "no $n"; exit 1; }
+             done
+             echo "$o" | grep -qx BENCH-DONE && [ -z "$(ls -A "$2")" ]' _ "$out/vfsvm-bench" "$tmp/benchdir"
+refuse "vfsvm-bench rejects a missing directory argument" "$out/vfsvm-bench" --quick
+refuse "vfsvm-bench rejects a zero count" "$out/vfsvm-bench" "$tmp/benchdir" --mib 0
+refuse "vfsvm-bench fails on a directory that does not exist" "$out/vfsvm-bench" "$tmp/no/such/dir"
 check "every module in load-order is a plain ELF .ko" \
     bash -c 'while read -r m; do readelf -h "$1/lib/modules/$m.ko" | grep -q "REL (Relocatable" || { echo "$m"; exit 1; }; done < "$1/lib/modules/load-order"' _ "$tmp/ird"
 check "load-order has the virtio-fs chain in dependency order" \

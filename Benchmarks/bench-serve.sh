@@ -1,0 +1,174 @@
+#!/bin/bash
+# bench-serve.sh — guest-side file-system benchmark: `vfsvm serve` against
+# Debian's virtiofsd, both as the vhost-user-fs backend of the same QEMU guest,
+# plus the same benchmark run natively on a host directory.
+#
+#   Benchmarks/bench-serve.sh [--quick] [--rounds N] [--keep] VFSVM_BIN
+#
+# Each round boots the guest (Images/out, TCG) once per backend, alternating
+# which backend goes first, with the same QEMU command line (vhost-user-fs-pci
+# with packed=off: virtiofsd has no packed ring, so both use the split ring),
+# the same freshly emptied share directory and `-o cache=auto -o xattr` for
+# both; the guest runs `vfsvm-bench /mnt` (Images/tools/vfsvm-bench.c) and
+# its "BENCH name value unit" lines are taken from the console log. The host
+# run is the same static binary on a directory next to the share, with
+# --no-drop (the backends read from the warm host page cache, so the native
+# figure does too; only the guest drops its caches).
+#
+# Prints a table: per result the median over the rounds for vfsvm, virtiofsd
+# and host-native, vfsvm/virtiofsd and vfsvm-guest/host-native (for every
+# unit here higher is better, so a ratio below 1 means vfsvm is slower).
+#
+#   --quick      one round, `vfsvm-bench --quick` (small counts)
+#   --rounds N   rounds (default 3)
+#   --keep       keep the work directory (console and backend logs, raw TSV)
+# Environment:
+#   VFSVM_ARGS       extra `vfsvm serve` arguments, e.g. "--thread-pool-size 4"
+#   VIRTIOFSD_ARGS   extra virtiofsd arguments
+#   VIRTIOFSD        virtiofsd binary (default /usr/lib/qemu/virtiofsd)
+#   VFSVM_BENCH_ARGS overrides the vfsvm-bench counts, e.g. "--meta 500 --mib 16"
+#   TMPDIR           where the share and host directories go (default /tmp)
+# Exit 0 when every run finished; 1 when a run failed (its logs are kept); 2
+# for bad arguments.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+images=$here/../Images
+die() { echo "bench-serve: $*" >&2; exit 2; }
+
+rounds="" quick=0 keep=0 bin=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1; shift ;;
+        --rounds) [ $# -ge 2 ] || die "--rounds needs a value"
+                  [[ $2 =~ ^[1-9][0-9]?$ ]] || die "--rounds wants 1..99"; rounds=$2; shift 2 ;;
+        --keep) keep=1; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) [ -z "$bin" ] || die "one VFSVM_BIN only"; bin=$1; shift ;;
+    esac
+done
+[ -n "$bin" ] || die "usage: bench-serve.sh [--quick] [--rounds N] [--keep] VFSVM_BIN"
+[ -x "$bin" ] || die "$bin is not executable (swift build -c release?)"
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+virtiofsd=${VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
+[ -x "$virtiofsd" ] || die "no virtiofsd at $virtiofsd (apt-get install qemu-system-x86)"
+hostbench=$images/out/vfsvm-bench
+for f in "$hostbench" "$images/out/vmlinuz" "$images/out/initramfs.cpio.gz"; do
+    [ -f "$f" ] || die "$f is missing: run make -C Images"
+done
+case $bin in
+    */release/*) ;;
+    *) echo "bench-serve: warning: $bin does not look like a release build" >&2 ;;
+esac
+[ -n "$rounds" ] || { if [ $quick -eq 1 ]; then rounds=1; else rounds=3; fi; }
+benchargs=${VFSVM_BENCH_ARGS:-}
+[ $quick -eq 0 ] || benchargs="--quick $benchargs"
+
+# shellcheck source=../Images/scripts/backend.sh
+source "$images/scripts/backend.sh"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/vfsvm-bench-serve.XXXXXX")
+raw=$work/results.tsv
+: > "$raw"
+failed=0
+cleanup() {
+    stop_backend
+    rm -rf "$work/share" "$work/host"
+    if [ $keep -eq 1 ] || [ $failed -eq 1 ]; then
+        echo "bench-serve: logs and raw results kept in $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'failed=1; exit 130' INT TERM HUP
+
+# collect LABEL ROUND FILE: BENCH lines of FILE into the raw table
+collect() {
+    tr -d '\r' < "$3" | awk -v b="$1" -v r="$2" '
+        $1 == "BENCH" && NF >= 4 { print b "\t" r "\t" $2 "\t" $3 "\t" $4; n++ }
+        $1 == "BENCH-DONE" { done = 1 }
+        END { exit !(done && n == 6) }' >> "$raw"
+}
+
+run_guest() { # BACKEND ROUND
+    local b=$1 r=$2 log=$work/console-$1-$2.log blog=$work/backend-$1-$2.log rc=0
+    rm -rf "$work/share"; mkdir "$work/share"
+    if [ "$b" = vfsvm ]; then
+        VFSVM_BACKEND=vfsvm VFSVM_BIN=$bin VFSVM_BACKEND_ARGS=${VFSVM_ARGS:-} \
+            start_backend "$work/sock" "$work/share" "$blog" || { failed=1; exit 1; }
+    else
+        VFSVM_BACKEND=virtiofsd VIRTIOFSD=$virtiofsd VFSVM_BACKEND_ARGS=${VIRTIOFSD_ARGS:-} \
+            start_backend "$work/sock" "$work/share" "$blog" || { failed=1; exit 1; }
+    fi
+    "$images/boot-qemu.sh" --socket "$work/sock" --tag bench --packed off \
+        --cmd "vfsvm-bench /mnt $benchargs" --log "$log" --quiet --timeout 600 \
+        2> "$work/boot-$b-$r.err" || rc=$?
+    stop_backend
+    if [ $rc -ne 0 ] || ! collect "$b" "$r" "$log"; then
+        failed=1
+        echo "bench-serve: round $r $b failed (boot-qemu status $rc); last console lines:" >&2
+        tail -n 15 "$log" >&2
+        cat "$work/boot-$b-$r.err" >&2
+        exit 1
+    fi
+    printf '  %-9s %s\n' "$b" "$(sed -n 's/.*QEMU start to exit \([0-9.]*s\).*/\1 wall/p' "$work/boot-$b-$r.err")" >&2
+}
+
+run_host() { # ROUND
+    local out=$work/host-$1.out
+    rm -rf "$work/host"; mkdir "$work/host"
+    # shellcheck disable=SC2086  # benchargs is a list of words
+    if ! "$hostbench" "$work/host" --no-drop $benchargs > "$out" 2>&1 || ! collect host "$1" "$out"; then
+        failed=1
+        echo "bench-serve: round $1 host-native failed:" >&2; cat "$out" >&2
+        exit 1
+    fi
+}
+
+fstype=$(df --output=fstype "$work" | tail -n1)
+echo "bench-serve: $rounds round(s), vfsvm-bench args '${benchargs:-(defaults)}', share on $fstype ($work)" >&2
+start=$(date +%s)
+for r in $(seq "$rounds"); do
+    echo "bench-serve: round $r/$rounds" >&2
+    if [ $((r % 2)) -eq 1 ]; then order="vfsvm virtiofsd"; else order="virtiofsd vfsvm"; fi
+    for b in $order; do run_guest "$b" "$r"; done
+    run_host "$r"
+done
+secs=$(( $(date +%s) - start ))
+
+cfg=$(tr -d '\r' < "$work/console-vfsvm-1.log" | sed -n 's/^BENCH-CONFIG //p' | head -n1)
+echo
+echo "vfsvm serve vs virtiofsd, guest-side (QEMU TCG, 1 vCPU, 512M), median of $rounds round(s), run took ${secs}s"
+echo "  both backends: vhost-user-fs-pci packed=off (split ring; virtiofsd has no packed ring), -o cache=auto -o xattr,"
+echo "  same QEMU command line, fresh empty share on $fstype each run; vfsvm args: '${VFSVM_ARGS:-}'; virtiofsd args: '${VIRTIOFSD_ARGS:-}'"
+echo "  counts: $cfg (guest drops its page cache before reads; host-native keeps the warm host page cache)"
+[ $quick -eq 0 ] || echo "  QUICK RUN: small counts, one round by default; figures are indicative only"
+echo "  higher is better everywhere; ratio < 1 means vfsvm is slower"
+echo "  the machine may be shared: see the per-round spread below before trusting a ratio near 1"
+echo
+awk -F'\t' '
+    function median(key,   n, i, j, t, a) {
+        n = split(vals[key], a, " ")
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { key = $1 SUBSEP $3; vals[key] = vals[key] (vals[key] == "" ? "" : " ") $4
+      if (!($3 in unit)) { unit[$3] = $5; order[++n] = $3 } }
+    END {
+        fmt = "%-24s %-10s %12s %12s %10s %12s %10s\n"
+        printf fmt, "result", "unit", "vfsvm", "virtiofsd", "vfsvm/vfsd", "host-native", "vfsvm/host"
+        for (i = 1; i <= n; i++) {
+            k = order[i]
+            v = median("vfsvm" SUBSEP k); d = median("virtiofsd" SUBSEP k); h = median("host" SUBSEP k)
+            printf fmt, k, unit[k], sprintf("%.1f", v), sprintf("%.1f", d),
+                (d > 0 ? sprintf("%.2f", v / d) : "-"), sprintf("%.1f", h), (h > 0 ? sprintf("%.3f", v / h) : "-")
+        }
+    }' "$raw"
+echo
+echo "per-round values (vfsvm | virtiofsd | host):"
+awk -F'\t' '{ key = $3; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+              v[$1, key] = v[$1, key] " " $4 }
+    END { for (i = 1; i <= n; i++) { k = order[i]
+          printf "  %-24s%s |%s |%s\n", k, v["vfsvm", k], v["virtiofsd", k], v["host", k] } }' "$raw"
