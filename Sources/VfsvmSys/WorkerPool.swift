@@ -1,70 +1,111 @@
 import Glibc
-import Synchronization
-import CVfsvmLinux
 
 /// A fixed set of threads running submitted jobs in FIFO order.
 ///
-/// Request handlers may block for a long time (a FUSE SETLKW waits for a
-/// lock another request will release), so a queue hands each request to a
-/// pool instead of running it inline.
-public final class WorkerPool: Sendable {
-    private struct State {
-        var jobs: [@Sendable () -> Void] = []
-        var head = 0
-        var running = 0
-        var shuttingDown = false
-        var pending: Int { jobs.count - head }
-    }
+/// A queue hands requests to a pool when several may be in flight at once
+/// (`vfsvm serve --thread-pool-size`). One job wakes one idle worker
+/// (a condition variable, not a shared eventfd that wakes them all).
+public final class WorkerPool: @unchecked Sendable {
+    // @unchecked: every mutable field is guarded by `mutex`.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    /// Signalled when a job arrives or on shutdown.
+    private let workAvailable: UnsafeMutablePointer<pthread_cond_t>
+    /// Broadcast when the pool goes idle while someone waits for it.
+    private let becameIdle: UnsafeMutablePointer<pthread_cond_t>
 
-    private let state = Mutex(State())
-    /// Woken when a job arrives or on shutdown.
-    private let work = EventCounter()
-    /// Woken when a job finishes.
-    private let finished = EventCounter()
-    private let threads: Mutex<[OSThread]>
+    private var jobs: [@Sendable () -> Void] = []
+    private var head = 0
+    private var running = 0
+    private var idleWaiters = 0
+    private var shuttingDown = false
+    private var threads: [OSThread] = []
 
     public init(threads count: Int, name: String) throws(SystemError) {
-        threads = Mutex([])
+        // Safe: allocated here, initialised before use, destroyed and
+        // freed in deinit after every thread has been joined or detached.
+        mutex = .allocate(capacity: 1)
+        workAvailable = .allocate(capacity: 1)
+        becameIdle = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(workAvailable, nil)
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(becameIdle, &attr)
+        pthread_condattr_destroy(&attr)
         for i in 0..<max(1, count) {
-            let t = try OSThread(name: "\(name)-\(i)") { [self] in self.runWorker() }
-            threads.withLock { $0.append(t) }
+            do {
+                let t = try OSThread(name: "\(name)-\(i)") { [self] in self.runWorker() }
+                locked { threads.append(t) }
+            } catch {
+                shutdown()
+                throw error
+            }
         }
     }
 
+    deinit {
+        pthread_cond_destroy(becameIdle)
+        pthread_cond_destroy(workAvailable)
+        pthread_mutex_destroy(mutex)
+        becameIdle.deallocate()
+        workAvailable.deallocate()
+        mutex.deallocate()
+    }
+
+    private func locked<R>(_ body: () -> R) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+
+    private var pending: Int { jobs.count - head }
+
     public func submit(_ job: @escaping @Sendable () -> Void) {
-        state.withLock { s in
-            s.jobs.append(job)
+        locked {
+            jobs.append(job)
+            pthread_cond_signal(workAvailable)
         }
-        work.signal()
     }
 
     /// Jobs queued or running.
-    public var busy: Int { state.withLock { $0.pending + $0.running } }
+    public var busy: Int { locked { pending + running } }
 
     /// Waits until no job is queued or running, or `timeoutMilliseconds`
-    /// passes; returns whether the pool is idle.
+    /// passes (< 0: forever); returns whether the pool is idle.
     @discardableResult
     public func waitIdle(timeoutMilliseconds: Int = -1) -> Bool {
-        var clock = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &clock)
-        let deadline = Int(clock.tv_sec) * 1000 + Int(clock.tv_nsec) / 1_000_000 + timeoutMilliseconds
-        while busy > 0 {
-            clock_gettime(CLOCK_MONOTONIC, &clock)
-            let now = Int(clock.tv_sec) * 1000 + Int(clock.tv_nsec) / 1_000_000
-            if timeoutMilliseconds >= 0 && now >= deadline { return false }
-            finished.wait(timeoutMilliseconds: timeoutMilliseconds < 0 ? 100 : min(100, deadline - now))
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        if timeoutMilliseconds >= 0 {
+            let ns = Int(deadline.tv_nsec) + (timeoutMilliseconds % 1000) * 1_000_000
+            deadline.tv_sec += timeoutMilliseconds / 1000 + ns / 1_000_000_000
+            deadline.tv_nsec = ns % 1_000_000_000
         }
-        return true
+        return locked {
+            idleWaiters += 1
+            defer { idleWaiters -= 1 }
+            while pending + running > 0 {
+                if timeoutMilliseconds < 0 {
+                    pthread_cond_wait(becameIdle, mutex)
+                } else if pthread_cond_timedwait(becameIdle, mutex, &deadline) == ETIMEDOUT {
+                    return pending + running == 0
+                }
+            }
+            return true
+        }
     }
 
     /// Lets queued jobs finish, then stops the threads. With `join` it
     /// waits for them; without, they are detached and end on their own once
     /// their current job returns (for jobs that may never return).
     public func shutdown(join: Bool = true) {
-        let count = threads.withLock { $0.count }
-        state.withLock { $0.shuttingDown = true }
-        for _ in 0..<count { work.signal() }
-        let all = threads.withLock { t in defer { t = [] }; return t }
+        let all: [OSThread] = locked {
+            shuttingDown = true
+            pthread_cond_broadcast(workAvailable)
+            defer { threads = [] }
+            return threads
+        }
         for t in all {
             if join { t.join() } else { t.detach() }
         }
@@ -72,52 +113,24 @@ public final class WorkerPool: Sendable {
 
     private func runWorker() {
         while true {
-            let next: (@Sendable () -> Void)? = state.withLock { s in
-                guard s.pending > 0 else { return nil }
-                let job = s.jobs[s.head]
-                s.head += 1
-                if s.head > 64 && s.head * 2 > s.jobs.count {
-                    s.jobs.removeFirst(s.head)
-                    s.head = 0
+            let next: (@Sendable () -> Void)? = locked {
+                while pending == 0 && !shuttingDown { pthread_cond_wait(workAvailable, mutex) }
+                guard pending > 0 else { return nil }
+                let job = jobs[head]
+                head += 1
+                if head > 64 && head * 2 > jobs.count {
+                    jobs.removeFirst(head)
+                    head = 0
                 }
-                s.running += 1
+                running += 1
                 return job
             }
-            if let next {
-                next()
-                state.withLock { $0.running -= 1 }
-                finished.signal()
-                continue
+            guard let next else { return }
+            next()
+            locked {
+                running -= 1
+                if idleWaiters > 0 && pending + running == 0 { pthread_cond_broadcast(becameIdle) }
             }
-            if state.withLock({ $0.shuttingDown && $0.pending == 0 }) { return }
-            work.wait(timeoutMilliseconds: -1)
         }
-    }
-}
-
-/// A counting wake-up built on an eventfd in semaphore mode: each `signal`
-/// lets one `wait` return.
-final class EventCounter: Sendable {
-    private let fd: FileDescriptor
-
-    init() {
-        // An eventfd cannot fail here short of fd exhaustion, which the
-        // pool's creator would already have hit; trap with the reason.
-        let raw = eventfd(0, Int32(EFD_CLOEXEC | EFD_SEMAPHORE | EFD_NONBLOCK))
-        precondition(raw >= 0, "eventfd for a worker pool failed: \(Errno.current)")
-        fd = FileDescriptor(owning: raw)
-    }
-
-    func signal() {
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { Glibc.write(fd.rawValue, $0.baseAddress, 8) }
-    }
-
-    /// Waits for one signal, or the timeout (< 0: forever).
-    func wait(timeoutMilliseconds: Int) {
-        var p = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, Int32(clamping: timeoutMilliseconds)) > 0 else { return }
-        var value: UInt64 = 0
-        _ = withUnsafeMutableBytes(of: &value) { Glibc.read(fd.rawValue, $0.baseAddress, 8) }
     }
 }

@@ -48,9 +48,9 @@ public final class QueueRunner: Sendable {
     ///     negotiated; do not offer IN_ORDER with a pool).
     ///   - mayBlock: true for a request that may wait indefinitely for
     ///     another request (a FUSE SETLKW waits for an unlock that comes
-    ///     later on the same queue). With a pool, such a request gets a
-    ///     thread of its own, up to `blockingLimit` at once, so waiting
-    ///     requests can never occupy every worker and stall the queue.
+    ///     later on the same queue). Such a request gets a thread of its
+    ///     own, up to `blockingLimit` at once, so waiting requests can never
+    ///     hold the queue's thread or every worker and stall the queue.
     public init(
         index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
         poolThreads: Int = 0, handler: @escaping ChainHandler,
@@ -118,11 +118,11 @@ public final class QueueRunner: Sendable {
     }
 
     /// Pops everything available with driver notifications off, then turns
-    /// them back on and re-checks (the race in 2.7.10 / 2.8.10). Inline,
-    /// that is `Virtqueue.drain`; with a pool, chains are popped under the
-    /// lock and completed by the pool's threads.
+    /// them back on and re-checks (the race in 2.7.10 / 2.8.10). Chains
+    /// that may block get threads of their own; the rest run on the pool,
+    /// or inline on this thread and are completed as one batch (one
+    /// interrupt decision for the batch).
     private func drain() {
-        guard let pool else { return drainInline() }
         var again = true
         while again {
             again = false
@@ -150,16 +150,21 @@ public final class QueueRunner: Sendable {
             }
             for r in refused { log("queue \(index): \(r)") }
             if let fatal { return fail(fatal) }
-            if !refused.isEmpty { signalIfWanted() }
+            var inline: [(DescriptorChain, UInt32)] = []
             for chain in chains {
                 if mayBlock(chain, memory), startBlocking(chain) { continue }
-                pool.submit { [self] in self.complete(chain, length: handler(chain, memory)) }
+                if let pool {
+                    pool.submit { [self] in self.complete([(chain, handler(chain, memory))]) }
+                } else {
+                    inline.append((chain, handler(chain, memory)))
+                }
             }
+            if !inline.isEmpty || !refused.isEmpty { complete(inline) }
         }
     }
 
     /// Runs `chain` on a thread of its own; false when `blockingLimit`
-    /// threads are already waiting (the pool takes it then).
+    /// threads are already waiting (the chain then runs like any other).
     private func startBlocking(_ chain: DescriptorChain) -> Bool {
         let admitted = blocking.withLock { n in
             guard n < blockingLimit else { return false }
@@ -169,7 +174,7 @@ public final class QueueRunner: Sendable {
         guard admitted else { return false }
         do {
             let t = try OSThread(name: "vfsvm-q\(index)-wait") { [self] in
-                complete(chain, length: handler(chain, memory))
+                complete([(chain, handler(chain, memory))])
                 blocking.withLock { $0 -= 1 }
             }
             t.detach()
@@ -181,34 +186,22 @@ public final class QueueRunner: Sendable {
         }
     }
 
-    private func drainInline() {
-        let result: Result<DrainResult, VirtqueueError>? = queue.withLock { slot in
-            guard slot.live else { return nil }
-            let r = Result { () throws(VirtqueueError) in try slot.queue.drain(memory) { handler($0, memory) } }
-            if case .failure = r { slot.live = false }
-            return r
-        }
-        switch result {
-        case nil: return
-        case .failure(let e)?: fail(e)
-        case .success(let r)?:
-            for refused in r.refused { log("queue \(index): \(refused)") }
-            if r.interrupt { signal() }
-        }
-    }
-
     private func fail(_ error: VirtqueueError) {
         log("queue \(index): \(error); the queue is stopped until the driver resets the device")
         onFatal(error)
     }
 
-    private func complete(_ chain: DescriptorChain, length: UInt32) {
+    /// Pushes used elements for `done` (possibly none, to report earlier
+    /// refusals) and interrupts the driver once if it wants it.
+    private func complete(_ done: [(DescriptorChain, UInt32)]) {
         var fatal: VirtqueueError?
         let wanted: Bool = queue.withLock { slot in
             guard slot.live else { return false }
             do throws(VirtqueueError) {
-                let written = min(length, UInt32(clamping: chain.writableLength))
-                try slot.queue.pushUsed(id: chain.id, descriptorCount: chain.descriptorCount, length: written, memory)
+                for (chain, length) in done {
+                    let written = min(length, UInt32(clamping: chain.writableLength))
+                    try slot.queue.pushUsed(id: chain.id, descriptorCount: chain.descriptorCount, length: written, memory)
+                }
                 return try slot.queue.needsInterrupt(memory)
             } catch {
                 fatal = error
@@ -217,11 +210,6 @@ public final class QueueRunner: Sendable {
             }
         }
         if let fatal { return fail(fatal) }
-        if wanted { signal() }
-    }
-
-    private func signalIfWanted() {
-        let wanted = queue.withLock { slot in slot.live ? ((try? slot.queue.needsInterrupt(memory)) ?? false) : false }
         if wanted { signal() }
     }
 

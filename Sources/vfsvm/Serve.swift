@@ -28,7 +28,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Cache mode: never, auto or always.")
     var cache: CacheMode?
 
-    @Option(help: "Worker threads per request queue (0: handle requests on the queue's own thread).")
+    @Option(help: "Worker threads per request queue (default 0: requests are handled on the queue's own thread; requests waiting for a lock always get a thread of their own).")
     var threadPoolSize: Int?
 
     @Option(help: "Offer the device configuration (tag, queue count) to frontends that read it with GET_CONFIG. QEMU's vhost-user-fs-pci takes the tag from its own command line and warns when the backend offers a configuration, so without --tag none is offered.")
@@ -123,7 +123,7 @@ struct Serve: ParsableCommand {
         let fs: VirtioFSDevice
         do {
             fs = try VirtioFSDevice(tag: tag ?? "vfsvm", requestQueues: requestQueues, queueSize: queueSize, server: server,
-                                    poolThreads: threadPoolSize ?? 4)
+                                    poolThreads: threadPoolSize ?? 0)
         } catch { throw ValidationError("\(error)") }
         let device = VhostUserFSDevice(fs: fs)
         let offer = tag == nil

@@ -181,12 +181,13 @@ private final class Fixture {
         #expect(i32(r.reply, 4) == -EIO)
     }
 
-    /// Waiting lock requests (SETLKW) must not occupy the workers: with one
-    /// worker thread, three requests wait for a lock and the holder's
-    /// unlock arrives after them on the same queue. If a waiter held the
-    /// worker, the unlock would never run and the queue would hang.
-    @Test func waitingLockRequestsDoNotStallTheQueue() throws {
-        let f = try Fixture(layout: .split, poolThreads: 1)
+    /// Waiting lock requests (SETLKW) must not occupy the queue: inline or
+    /// with one worker thread, three requests wait for a lock and the
+    /// holder's unlock arrives after them on the same queue. If a waiter
+    /// held the thread, the unlock would never run and the queue would hang.
+    @Test(arguments: [0, 1])
+    func waitingLockRequestsDoNotStallTheQueue(poolThreads: Int) throws {
+        let f = try Fixture(layout: .split, poolThreads: poolThreads)
         _ = try f.roundTrip(f.requests, queue: 1, initRequest(unique: 1))
         var create = Bytes(); create.u32(UInt32(O_RDWR)); create.u32(0o644); create.u32(0); create.u32(0)
         let created = try f.roundTrip(f.requests, queue: 1, request(FUSE_CREATE, unique: 2, body: create.b + Array("l".utf8) + [0]))
