@@ -92,10 +92,10 @@ let package = Package(
         ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
 
-        .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
+        .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmPassthroughFSTests",
-            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
+            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import VfsvmTestSupport
 import VfsvmFUSETestSupport
 import Glibc
 import Testing
@@ -267,7 +268,7 @@ import VfsvmSys
         var nodes: [UInt64] = [0, 1, 2, 3, 999]
         for name in ["out", "d", "file"] { nodes.append(c.lookup(1, name).nodeID) }
         let names = ["out", "d", "file", "x", "..", ".", "y"]
-        var rng = SplitMix64(seed: 42)
+        var rng = SplitMix(seed: 42)
         for _ in 0..<4000 {
             var op = UInt32(rng.next() % 52)
             // SETLKW could wait forever on a lock another random owner holds;
@@ -296,17 +297,6 @@ import VfsvmSys
     }
 }
 
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The inode table without kernel file handles: entries are named by
 /// (parent, name) and re-opened by a checked lookup.
