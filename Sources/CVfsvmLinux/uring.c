@@ -42,14 +42,9 @@ int vfsvm_uring_available(void) {
     return thread_ring(&err) != NULL ? 1 : 0;
 }
 
-long vfsvm_uring_rw(int write, int fd, const struct iovec *iov, unsigned nr, int64_t offset) {
-    int err = 0;
-    struct io_uring *ring = thread_ring(&err);
-    if (!ring) return err;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-    if (!sqe) return -EBUSY;
-    if (write) io_uring_prep_writev(sqe, fd, iov, nr, (unsigned long long)offset);
-    else io_uring_prep_readv(sqe, fd, iov, nr, (unsigned long long)offset);
+/// Submits the one SQE `prep` filled on this thread's ring and waits for
+/// its completion: the result, or -errno.
+static long submit_and_wait(struct io_uring *ring) {
     int r = io_uring_submit(ring);
     if (r < 0) return r;
     struct io_uring_cqe *cqe = NULL;
@@ -58,4 +53,41 @@ long vfsvm_uring_rw(int write, int fd, const struct iovec *iov, unsigned nr, int
     long res = cqe->res;
     io_uring_cqe_seen(ring, cqe);
     return res;
+}
+
+static struct io_uring_sqe *next_sqe(struct io_uring **ring, long *err) {
+    int e = 0;
+    *ring = thread_ring(&e);
+    if (!*ring) { *err = e; return NULL; }
+    struct io_uring_sqe *sqe = io_uring_get_sqe(*ring);
+    if (!sqe) *err = -EBUSY;
+    return sqe;
+}
+
+long vfsvm_uring_rw(int write, int fd, const struct iovec *iov, unsigned nr, int64_t offset) {
+    struct io_uring *ring;
+    long err = 0;
+    struct io_uring_sqe *sqe = next_sqe(&ring, &err);
+    if (!sqe) return err;
+    if (write) io_uring_prep_writev(sqe, fd, iov, nr, (unsigned long long)offset);
+    else io_uring_prep_readv(sqe, fd, iov, nr, (unsigned long long)offset);
+    return submit_and_wait(ring);
+}
+
+long vfsvm_uring_fsync(int fd, int data_only) {
+    struct io_uring *ring;
+    long err = 0;
+    struct io_uring_sqe *sqe = next_sqe(&ring, &err);
+    if (!sqe) return err;
+    io_uring_prep_fsync(sqe, fd, data_only ? IORING_FSYNC_DATASYNC : 0);
+    return submit_and_wait(ring);
+}
+
+long vfsvm_uring_fallocate(int fd, int mode, int64_t offset, int64_t length) {
+    struct io_uring *ring;
+    long err = 0;
+    struct io_uring_sqe *sqe = next_sqe(&ring, &err);
+    if (!sqe) return err;
+    io_uring_prep_fallocate(sqe, fd, mode, (uint64_t)offset, (uint64_t)length);
+    return submit_and_wait(ring);
 }

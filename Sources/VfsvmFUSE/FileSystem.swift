@@ -154,6 +154,10 @@ public protocol IOEngine: Sendable {
     func read(_ fd: FileDescriptor, at fileOffset: Int64, into buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int
     /// Writes `count` bytes from `buffer[offset...]` at `fileOffset`.
     func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int
+    /// fsync, or fdatasync when `dataOnly`.
+    func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(SystemError)
+    /// fallocate(2).
+    func allocate(_ fd: FileDescriptor, mode: Int32, offset: Int64, length: Int64) throws(SystemError)
 }
 
 /// io_uring (liburing): each worker thread submits through its own ring
@@ -169,6 +173,14 @@ public struct IOURingEngine: IOEngine {
     public func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
         try buffer.writeURing(to: fd, fileOffset: fileOffset, from: offset, count: count)
     }
+    public func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(SystemError) {
+        let r = vfsvm_uring_fsync(fd.rawValue, dataOnly ? 1 : 0)
+        if r < 0 { throw SystemError(dataOnly ? "io_uring fdatasync" : "io_uring fsync", Errno(rawValue: Int32(-r))) }
+    }
+    public func allocate(_ fd: FileDescriptor, mode: Int32, offset: Int64, length: Int64) throws(SystemError) {
+        let r = vfsvm_uring_fallocate(fd.rawValue, mode, offset, length)
+        if r < 0 { throw SystemError("io_uring fallocate", Errno(rawValue: Int32(-r))) }
+    }
 }
 
 /// preadv/pwritev on the calling thread.
@@ -179,6 +191,10 @@ public struct SyncIOEngine: IOEngine {
     }
     public func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
         try buffer.write(to: fd, fileOffset: fileOffset, from: offset, count: count)
+    }
+    public func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(SystemError) { try fd.sync(dataOnly: dataOnly) }
+    public func allocate(_ fd: FileDescriptor, mode: Int32, offset: Int64, length: Int64) throws(SystemError) {
+        try fd.allocate(mode: mode, offset: offset, length: length)
     }
 }
 

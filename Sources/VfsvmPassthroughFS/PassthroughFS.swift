@@ -744,11 +744,11 @@ public final class PassthroughFileSystem: FileSystem {
     }
 
     public func fsync(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError) {
-        try file(handle, directory: false).fd.sync(dataOnly: dataOnly)
+        try engine.sync(file(handle, directory: false).fd, dataOnly: dataOnly)
     }
 
     public func fallocate(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, length: UInt64, mode: UInt32) throws(SystemError) {
-        try file(handle, directory: false).fd.allocate(mode: Int32(bitPattern: mode), offset: Int64(offset), length: Int64(length))
+        try engine.allocate(file(handle, directory: false).fd, mode: Int32(bitPattern: mode), offset: Int64(offset), length: Int64(length))
     }
 
     public func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(SystemError) -> UInt64 {

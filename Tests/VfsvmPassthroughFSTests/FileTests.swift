@@ -247,6 +247,15 @@ struct Pieces: ScatterGatherList {
         let rreq = HostBuffer(c.header(FUSEOpcode.read.rawValue, node: r.nodeID, bodyLength: rb.b.count) + rb.b)
         #expect(c.server.handle(request: rreq, reply: Pieces(parts: [p1, p2])) == 16 + 10000)
         #expect(Array((p1.array + p2.array)[16...]) == data)
+        // FSYNC and FALLOCATE go through the ring too.
+        let sync = Bytes(); sync.u64(r.createHandle).u32(1).u32(0)  // fdatasync
+        #expect(c.call(.fsync, node: r.nodeID, sync).ok)
+        let fa = Bytes(); fa.u64(r.createHandle).u64(0).u64(1 << 20).u32(0).u32(0)
+        #expect(c.call(.fallocate, node: r.nodeID, fa).ok)
+        #expect(stat(dir + "/u", &st) == 0 && st.st_size == 1 << 20)
+        let punch = Bytes(); punch.u64(r.createHandle).u64(0).u64(4096).u32(0x02).u32(0)
+        #expect(c.call(.fallocate, node: r.nodeID, punch).errno == EOPNOTSUPP,
+                "FALLOC_FL_PUNCH_HOLE (0x02) without KEEP_SIZE is refused by the kernel, and the errno comes back through the ring")
         // Errors come back as errno: a read from a write-only handle.
         let wo = c.open(r.nodeID, flags: UInt32(O_WRONLY))
         #expect(c.read(r.nodeID, fh: wo.openHandle, offset: 0, size: 10).errno == EBADF)
