@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "VfsvmVirtioFS", dependencies: ["VfsvmVirtio", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
 
         // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
-        .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // Shares, VM configuration, virtiofsd-compatible options; later
         // libvirt domain XML.

@@ -60,7 +60,14 @@ public enum FUSEProtocol {
 /// Serves FUSE requests against a `FileSystem`: parses each request
 /// (bounds-checked against the bytes received), dispatches it and writes
 /// the reply. Thread-safe: requests may be handled concurrently.
-public final class FUSEServer: Sendable {
+/// Anything that answers FUSE requests: bytes in, reply bytes out (0 when
+/// the request has no reply, e.g. FORGET). `FUSEServer` is the real one;
+/// `FUSETracer` wraps one and logs every request.
+public protocol FUSERequestHandler: Sendable {
+    func handle(request: some ScatterGatherList, reply: some ScatterGatherList) -> Int
+}
+
+public final class FUSEServer: FUSERequestHandler {
     public let fileSystem: any FileSystem
     public let options: FUSEServerOptions
     private let session = Mutex<FUSESession?>(nil)

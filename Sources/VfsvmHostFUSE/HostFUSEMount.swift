@@ -1,14 +1,9 @@
 import CVfsvmLinux
 import Glibc
 import Synchronization
+import VfsvmFUSE
 import VfsvmMemory
 import VfsvmSys
-
-/// Anything that answers FUSE requests: bytes in, reply bytes out (0 when
-/// the request has no reply, e.g. FORGET). The FUSE server core conforms.
-public protocol FUSERequestHandler: Sendable {
-    func handle(request: some ScatterGatherList, reply: some ScatterGatherList) -> Int
-}
 
 /// Why a host mount could not be made, in words a user can act on.
 public enum HostMountError: Error, Hashable, Sendable, CustomStringConvertible {

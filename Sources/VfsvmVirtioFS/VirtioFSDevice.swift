@@ -45,7 +45,7 @@ public final class VirtioFSDevice: VirtioDevice {
     public let tag: String
     public let requestQueues: Int
     public let queueSize: UInt16
-    public let server: FUSEServer
+    public let server: any FUSERequestHandler
     /// Worker threads per request queue (0: handle requests on the queue's
     /// own thread, which measured fastest with one guest vCPU; requests
     /// that wait for a lock get threads of their own either way).
@@ -54,7 +54,7 @@ public final class VirtioFSDevice: VirtioDevice {
     private let runners = Mutex<[Int: QueueRunner]>([:])
     private let broken = Mutex<VirtqueueError?>(nil)
 
-    public init(tag: String, requestQueues: Int = 1, queueSize: UInt16 = 1024, server: FUSEServer, poolThreads: Int = 0) throws(VirtioFSError) {
+    public init(tag: String, requestQueues: Int = 1, queueSize: UInt16 = 1024, server: any FUSERequestHandler, poolThreads: Int = 0) throws(VirtioFSError) {
         let bytes = Array(tag.utf8)
         guard !bytes.isEmpty, bytes.count <= Self.tagLength, !bytes.contains(0) else { throw .badTag(tag) }
         guard (1...Self.maxRequestQueues).contains(requestQueues) else { throw .badQueueCount(requestQueues) }
@@ -153,7 +153,7 @@ public final class VirtioFSDevice: VirtioDevice {
     }
 
     /// One chain, one FUSE request.
-    static func handle(_ chain: DescriptorChain, _ memory: GuestMemory, _ server: FUSEServer) -> UInt32 {
+    static func handle(_ chain: DescriptorChain, _ memory: GuestMemory, _ server: any FUSERequestHandler) -> UInt32 {
         do {
             let request = try chain.readableBuffers(memory)
             let reply = try chain.writableBuffers(memory)

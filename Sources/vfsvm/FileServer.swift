@@ -5,8 +5,6 @@ import VfsvmHostFUSE
 import VfsvmPassthroughFS
 import VfsvmSys
 
-extension FUSEServer: FUSERequestHandler {}
-
 /// `--io-engine`: how READ and WRITE reach host files. The default is
 /// io_uring: `make bench` (Benchmarks/bench-mount.sh) measured it level
 /// with or slightly ahead of preadv/pwritev on this machine (README,
@@ -20,8 +18,9 @@ enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
 
 /// The FUSE server for one share: the passthrough file system over
 /// `settings.sharedDir` with the user's cache, xattr, lock and read-only
-/// choices. Shared by `serve` and `mount`.
-func makeFileServer(settings: ServeSettings, engine: IOEngineChoice) throws -> FUSEServer {
+/// choices, logging every request when `trace`. Shared by `serve` and
+/// `mount`.
+func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false) throws -> any FUSERequestHandler {
     guard let dir = settings.sharedDir else { throw ValidationError("no shared directory given") }
     let cache: PassthroughOptions.Cache = switch settings.cache {
     case .never: .never
@@ -45,10 +44,11 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice) throws -> F
     } catch {
         throw CommandFailure("cannot share \(dir): \(error)")
     }
-    return FUSEServer(
+    let server = FUSEServer(
         fileSystem: fs,
         options: FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
                                    posixLocks: settings.posixLocks, flockLocks: settings.flockLocks))
+    return trace ? FUSETracer(server, log: { logLine("vfsvm: " + $0) }) : server
 }
 
 /// A failure to report as one line and exit 1 (ArgumentParser prints

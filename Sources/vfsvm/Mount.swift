@@ -28,6 +28,9 @@ struct Mount: ParsableCommand {
     @Option(help: "How file data moves: uring (io_uring) or sync (preadv/pwritev).")
     var ioEngine: IOEngineChoice = .uring
 
+    @Flag(name: [.customShort("d"), .long], help: "Log every FUSE request.")
+    var debug = false
+
     func settings() throws -> ServeSettings {
         var s = ServeSettings()
         do {
@@ -43,7 +46,7 @@ struct Mount: ParsableCommand {
     }
 
     func run() throws {
-        let server = try makeFileServer(settings: try settings(), engine: ioEngine)
+        let server = try makeFileServer(settings: try settings(), engine: ioEngine, trace: debug)
         // Signals are taken synchronously by one thread; every thread
         // created after this inherits the mask.
         blockSignals([SIGINT, SIGTERM, SIGHUP])

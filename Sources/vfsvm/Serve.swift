@@ -61,10 +61,10 @@ struct Serve: ParsableCommand {
     @Flag(help: "Print the vhost-user backend capabilities as JSON and exit.")
     var printCapabilities = false
 
-    @Option(help: "Log level: error, warn, info or debug.")
+    @Option(help: "Log level: error, warn, info or debug (debug logs every FUSE request).")
     var logLevel: String = "info"
 
-    @Flag(name: .customShort("d"), help: "Debug logging (virtiofsd's -d).")
+    @Flag(name: .customShort("d"), help: "Log every FUSE request (virtiofsd's -d; same as --log-level debug).")
     var debug = false
 
     @Flag(name: .customShort("f"), help: "Stay in the foreground (always true; accepted for compatibility).")
@@ -119,7 +119,7 @@ struct Serve: ParsableCommand {
         }
         let s = try settings()
         guard let dir = s.sharedDir else { throw ValidationError("no shared directory") }
-        let server = try makeFileServer(settings: s, engine: ioEngine)
+        let server = try makeFileServer(settings: s, engine: ioEngine, trace: debug || logLevel == "debug")
         let fs: VirtioFSDevice
         do {
             fs = try VirtioFSDevice(tag: tag ?? "vfsvm", requestQueues: requestQueues, queueSize: queueSize, server: server,

@@ -413,3 +413,24 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
         #expect(r.ok && r.body.count == FUSEServer.maxReadSize)
     }
 }
+
+@Suite struct TracerTests {
+    @Test func logsOneLinePerRequestWithItsOutcome() {
+        let (c, _) = server()
+        let lines = Mutex<[String]>([])
+        let tracer = FUSETracer(c.server) { line in lines.withLock { $0.append(line) } }
+        let initBody = Bytes(); initBody.u32(7).u32(38).u32(0).u32(0).u32(0)
+        for _ in 0..<11 { initBody.u32(0) }
+        let reply = HostBuffer(count: 4096)
+        #expect(tracer.handle(request: HostBuffer(c.header(FUSEOpcode.`init`.rawValue, node: 0, bodyLength: initBody.b.count) + initBody.b), reply: reply) == 80)
+        let name = Bytes(); name.name("missing")
+        _ = tracer.handle(request: HostBuffer(c.header(FUSEOpcode.lookup.rawValue, node: 1, bodyLength: name.b.count) + name.b), reply: reply)
+        let forget = Bytes(); forget.u64(1)
+        #expect(tracer.handle(request: HostBuffer(c.header(FUSEOpcode.forget.rawValue, node: 5, bodyLength: 8) + forget.b), reply: reply) == 0)
+        let got = lines.withLock { $0 }
+        #expect(got.count == 3)
+        #expect(got[0].hasPrefix("fuse: init ") && got[0].hasSuffix("-> ok, 80 bytes"))
+        #expect(got[1].hasPrefix("fuse: lookup ") && got[1].contains("node=1") && got[1].hasSuffix("-> errno \(ENOENT)"))
+        #expect(got[2].hasPrefix("fuse: forget ") && got[2].hasSuffix("-> no reply"))
+    }
+}
