@@ -792,8 +792,12 @@ public final class PassthroughFileSystem: FileSystem {
         // calls; each READDIR seeks to the cookie it was given.
         try f.directoryLock.withLock { _ throws(SystemError) in
             _ = try f.fd.seek(to: Int64(bitPattern: offset), whence: SEEK_SET)
+            // A host dirent is about as large as a FUSE dirent but a
+            // quarter of a FUSE direntplus: read about as many entries as
+            // fit the reply, so few are read twice when the reply fills up.
+            let hostBuffer = min(max(buffer.plus ? buffer.limit / 4 : buffer.limit, 1024), 65536)
             outer: while true {
-                let batch = try f.fd.readDirectory(bufferSize: min(max(buffer.limit * 2, 4096), 65536))
+                let batch = try f.fd.readDirectory(bufferSize: hostBuffer)
                 if batch.isEmpty { break }
                 for e in batch {
                     guard buffer.fits(nameLength: e.name.count) else { break outer }
@@ -808,10 +812,7 @@ public final class PassthroughFileSystem: FileSystem {
                         break outer
                     }
                 }
-                // Continue from the last entry of this batch.
-                if let last = batch.last {
-                    _ = try f.fd.seek(to: last.nextOffset, whence: SEEK_SET)
-                }
+                // getdents64 has already moved the position past this batch.
             }
         }
     }
