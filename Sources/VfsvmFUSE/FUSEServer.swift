@@ -173,13 +173,32 @@ public final class FUSEServer: FUSERequestHandler {
         return FUSEWireSize.outHeader
     }
 
+    /// Answers `request` with just an error, without running it: for a
+    /// transport that cannot take the request now (too many waiting lock
+    /// requests). Returns the reply length (0 if `reply` is too small).
+    public static func refuse(_ request: some ScatterGatherList, with errno: Errno, reply: some ScatterGatherList) -> Int {
+        guard reply.byteCount >= FUSEWireSize.outHeader,
+              let h = try? request.bytes(at: 8, count: 8) else { return 0 }
+        var r = WireReader(h, what: "unique")
+        let unique = (try? r.u64()) ?? 0
+        var w = WireWriter(capacity: 16)
+        w.u32(UInt32(FUSEWireSize.outHeader)); w.i32(-errno.rawValue); w.u64(unique)
+        _ = w.bytes.withUnsafeBytes { reply.copy($0, to: 0) }
+        return FUSEWireSize.outHeader
+    }
+
     // MARK: - Parsing helpers
 
-    /// The request bytes after the header (at most `length`), excluding
-    /// nothing: used by every opcode except WRITE, whose payload is left in
-    /// place.
-    private func bodyReader(_ request: some ScatterGatherList, length: Int, what: String, limit: Int? = nil) -> WireReader {
-        let count = min(length - FUSEWireSize.inHeader, limit ?? Int.max)
+    /// The request bytes after the header (at most `length`, and at most
+    /// `limit`): used by every opcode except WRITE, whose payload is left in
+    /// place. No legitimate body is longer than `maxBodySize` (SETXATTR:
+    /// 64 KiB value + name; SYMLINK: two names of at most 4 KiB), so a
+    /// hostile `len` (up to 4 GiB of aliased descriptors) cannot make the
+    /// host allocate more.
+    static let maxBodySize = 128 << 10
+
+    private func bodyReader(_ request: some ScatterGatherList, length: Int, what: String, limit: Int = maxBodySize) -> WireReader {
+        let count = min(length - FUSEWireSize.inHeader, limit, Self.maxBodySize)
         var bytes = [UInt8](repeating: 0, count: count)
         let got = bytes.withUnsafeMutableBytes { request.copy(from: FUSEWireSize.inHeader, into: $0) }
         return WireReader(Array(bytes.prefix(got)), what: what)
@@ -547,7 +566,14 @@ public final class FUSEServer: FUSERequestHandler {
         if major < FUSEProtocol.major || minor < FUSEProtocol.oldestMinor {
             throw SystemError("FUSE INIT: unsupported protocol \(major).\(minor)", .EPROTO)
         }
-        if currentSession != nil { throw SystemError("FUSE INIT: already initialized", .EIO) }
+        if currentSession != nil {
+            // A new INIT while a session is open: the client rebooted or
+            // crashed without DESTROY (a virtio-fs guest's rings are reset
+            // but the backend stays connected). Drop the old session as
+            // DESTROY would (inodes, handles, locks), then start anew.
+            fileSystem.destroy()
+            session.withLock { $0 = nil }
+        }
         var clientFlags = UInt64(flags)
         if minor >= 36, flags & UInt32(FUSEInitFlag.initExt) != 0, let flags2 = try? r.u32() {
             clientFlags |= UInt64(flags2) << 32

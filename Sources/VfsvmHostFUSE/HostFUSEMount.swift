@@ -110,8 +110,13 @@ public final class HostFUSEMount: Sendable {
                     return
                 }
             }
-            if Self.waitsForALock(request, n), let own = Self.startWaiter(fd: fd, handler: handler, request: request, length: n) {
-                own.detach()
+            if Self.waitsForALock(request, n) {
+                if let own = Self.startWaiter(fd: fd, handler: handler, request: request, length: n) {
+                    own.detach()
+                } else {
+                    // Too many waiters: "too many locks", never a stalled worker.
+                    Self.send(fd: fd, reply: reply, length: FUSEServer.refuse(request.prefix(n), with: .ENOLCK, reply: reply))
+                }
                 continue
             }
             Self.answer(fd: fd, handler: handler, request: request.prefix(n), reply: reply)
@@ -119,7 +124,10 @@ public final class HostFUSEMount: Sendable {
     }
 
     private static func answer(fd: FileDescriptor, handler: some FUSERequestHandler, request: some ScatterGatherList, reply: HostBuffer) {
-        let length = handler.handle(request: request, reply: reply)
+        send(fd: fd, reply: reply, length: handler.handle(request: request, reply: reply))
+    }
+
+    private static func send(fd: FileDescriptor, reply: HostBuffer, length: Int) {
         guard length > 0 else { return }
         do {
             _ = try reply.withUnsafeMutableBytes { raw throws(SystemError) in
@@ -142,10 +150,10 @@ public final class HostFUSEMount: Sendable {
     }
 
     private static let waiters = Mutex(0)
-    private static let waiterLimit = 64
+    private static let waiterLimit = 256
 
     /// Runs a copy of the request on a thread of its own; nil when
-    /// `waiterLimit` are already waiting (the worker then runs it).
+    /// `waiterLimit` are already waiting or no thread can be made.
     private static func startWaiter(fd: FileDescriptor, handler: some FUSERequestHandler, request: HostBuffer, length: Int) -> OSThread? {
         guard waiters.withLock({ n in n < waiterLimit ? { n += 1; return true }() : false }) else { return nil }
         let copy = HostBuffer((try? request.bytes(at: 0, count: length)) ?? [])

@@ -31,6 +31,7 @@ public final class QueueRunner: Sendable {
     private let thread = Mutex<OSThread?>(nil)
     private let mayBlock: @Sendable (DescriptorChain, GuestMemory) -> Bool
     private let blockingLimit: Int
+    private let refuseBlocking: ChainHandler
     /// Requests running on their own threads because they may block.
     private let blocking = Mutex(0)
 
@@ -51,15 +52,20 @@ public final class QueueRunner: Sendable {
     ///     later on the same queue). Such a request gets a thread of its
     ///     own, up to `blockingLimit` at once, so waiting requests can never
     ///     hold the queue's thread or every worker and stall the queue.
+    ///   - refuseBlocking: answers such a request without running it when
+    ///     `blockingLimit` are already waiting (or no thread can be made);
+    ///     returns the reply length, like `handler`.
     public init(
         index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
         poolThreads: Int = 0, handler: @escaping ChainHandler,
         mayBlock: @escaping @Sendable (DescriptorChain, GuestMemory) -> Bool = { _, _ in false },
-        blockingLimit: Int = 64,
+        blockingLimit: Int = 256,
+        refuseBlocking: @escaping ChainHandler = { _, _ in 0 },
         onFatal: @escaping @Sendable (VirtqueueError) -> Void
     ) throws(SystemError) {
         self.mayBlock = mayBlock
         self.blockingLimit = blockingLimit
+        self.refuseBlocking = refuseBlocking
         self.index = index
         self.queue = Mutex(QueueSlot(queue: queue))
         self.memory = memory
@@ -152,7 +158,10 @@ public final class QueueRunner: Sendable {
             if let fatal { return fail(fatal) }
             var inline: [(DescriptorChain, UInt32)] = []
             for chain in chains {
-                if mayBlock(chain, memory), startBlocking(chain) { continue }
+                if mayBlock(chain, memory) {
+                    if !startBlocking(chain) { inline.append((chain, refuseBlocking(chain, memory))) }
+                    continue
+                }
                 if let pool {
                     pool.submit { [self] in self.complete([(chain, handler(chain, memory))]) }
                 } else {
@@ -164,7 +173,8 @@ public final class QueueRunner: Sendable {
     }
 
     /// Runs `chain` on a thread of its own; false when `blockingLimit`
-    /// threads are already waiting (the chain then runs like any other).
+    /// threads are already waiting or none can be made (the chain is then
+    /// refused, never run where it could stall the queue).
     private func startBlocking(_ chain: DescriptorChain) -> Bool {
         let admitted = blocking.withLock { n in
             guard n < blockingLimit else { return false }

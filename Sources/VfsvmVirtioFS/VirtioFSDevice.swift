@@ -124,6 +124,14 @@ public final class VirtioFSDevice: VirtioDevice {
                 poolThreads: index == 0 ? 0 : poolThreads,
                 handler: { chain, memory in Self.handle(chain, memory, server) },
                 mayBlock: { chain, memory in Self.waitsForALock(chain, memory) },
+                blockingLimit: Int(max(queue.size, 256)),
+                refuseBlocking: { chain, memory in
+                    // More waiting lock requests than the ring holds: "too
+                    // many locks" (ENOLCK) instead of a stalled queue.
+                    guard let request = try? chain.readableBuffers(memory), let reply = try? chain.writableBuffers(memory)
+                    else { return 0 }
+                    return UInt32(FUSEServer.refuse(request, with: .ENOLCK, reply: reply))
+                },
                 onFatal: { [weak self] error in
                     self?.broken.withLock { $0 = error }
                     onFatal(error)

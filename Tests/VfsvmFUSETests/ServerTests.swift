@@ -158,7 +158,7 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
         #expect(r8.ok && d.u32() == 7 && d.u32() == 38)
         #expect(c.server.currentSession == nil)
         #expect(c.initSession().ok)
-        #expect(c.initSession().errno == EIO)  // only once
+        #expect(c.initSession().ok)  // a second INIT restarts the session (SessionRestartTests)
         // A short INIT body.
         let (c2, _) = server()
         let s = Bytes(); s.u32(7).u32(38)
@@ -432,5 +432,31 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
         #expect(got[0].hasPrefix("fuse: init ") && got[0].hasSuffix("-> ok, 80 bytes"))
         #expect(got[1].hasPrefix("fuse: lookup ") && got[1].contains("node=1") && got[1].hasSuffix("-> errno \(ENOENT)"))
         #expect(got[2].hasPrefix("fuse: forget ") && got[2].hasSuffix("-> no reply"))
+    }
+}
+
+@Suite struct SessionRestartTests {
+    /// A guest that reboots without unmounting sends INIT again on the same
+    /// connection: the old session is dropped as DESTROY would, and the new
+    /// one works.
+    @Test func initWithoutDestroyStartsANewSession() {
+        let (c, fs) = server()
+        #expect(c.initSession().ok)
+        #expect(!fs.calls.contains("destroy"))
+        #expect(c.initSession().ok)
+        #expect(fs.calls.contains("destroy"))
+        #expect(c.lookup(1, "x").errno != EIO, "requests after the second INIT are served")
+    }
+
+    @Test func refuseAnswersWithJustAnErrorForTheSameUnique() {
+        let (c, _) = server()
+        let request = HostBuffer(c.header(FUSEOpcode.setlkw.rawValue, node: 3, bodyLength: 0))
+        let reply = HostBuffer(count: 64)
+        #expect(FUSEServer.refuse(request, with: .ENOLCK, reply: reply) == 16)
+        var d = Decoder(reply.array)
+        #expect(d.u32() == 16)
+        #expect(Int32(bitPattern: d.u32()) == -ENOLCK)
+        #expect(d.u64() == c.unique)
+        #expect(FUSEServer.refuse(request, with: .ENOLCK, reply: HostBuffer(count: 8)) == 0, "no room, no reply")
     }
 }
