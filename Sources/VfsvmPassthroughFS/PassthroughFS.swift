@@ -218,7 +218,15 @@ public final class PassthroughFileSystem: FileSystem {
     private func stale(_ node: UInt64) -> SystemError { SystemError("node \(node): unknown or forgotten", .ESTALE) }
 
     /// An O_PATH fd for `node`.
-    func pathFD(_ node: UInt64) throws(SystemError) -> FileDescriptor {
+    func pathFD(_ node: UInt64) throws(SystemError) -> FileDescriptor { try pathFD(node, depth: 0) }
+
+    /// Re-opening by name walks up to the nearest ancestor that is still
+    /// open; a deeper walk than this is refused (ELOOP) instead of growing
+    /// the stack without bound (a guest can make directories nested
+    /// 100,000 deep).
+    public static let maxReopenDepth = 1024
+
+    private func pathFD(_ node: UInt64, depth: Int) throws(SystemError) -> FileDescriptor {
         enum Plan { case ready(FileDescriptor), reopen(KernelFileHandle, FileDescriptor), lookup(Location, InodeKey) }
         let plan: Plan = try state.withLock { s throws(SystemError) -> Plan in
             guard let inode = s.inodes[node] else { throw stale(node) }
@@ -236,8 +244,12 @@ public final class PassthroughFileSystem: FileSystem {
         case let .ready(fd): return fd
         case let .lookup(location, key):
             // The parent chain ends at the root, which is pinned; names form
-            // a tree, so this recursion is bounded by the directory depth.
-            let parentFD = try pathFD(location.parent)
+            // a tree, so this recursion is bounded by the directory depth,
+            // and by maxReopenDepth.
+            guard depth < Self.maxReopenDepth else {
+                throw SystemError("re-open node \(node) by name: more than \(Self.maxReopenDepth) uncached ancestors", .ELOOP)
+            }
+            let parentFD = try pathFD(location.parent, depth: depth + 1)
             let fd: FileDescriptor
             do {
                 fd = try parentFD.openAt(location.name, flags: HostFSFlag.path | O_NOFOLLOW)
@@ -622,7 +634,9 @@ public final class PassthroughFileSystem: FileSystem {
     public func setattr(_ ctx: FUSERequestContext, node: UInt64, _ c: FUSESetAttributes) throws(SystemError) -> (FUSEAttributes, FUSETimeout) {
         let p = try pathFD(node)
         let type = try fileType(node)
-        let open: OpenFile? = c.handle.flatMap { try? file($0, directory: false) }
+        // FATTR_FH: only a handle of this very node (another node's handle
+        // would change that node).
+        let open: OpenFile? = c.handle.flatMap { try? file($0, directory: false) }.flatMap { $0.node == node ? $0 : nil }
         if let mode = c.mode {
             guard type != Self.sIFLNK else { throw SystemError("chmod: symlink", .EOPNOTSUPP) }
             if let open { try open.fd.chmod(mode: mode_t(mode & 0o7777)) } else {
@@ -889,15 +903,26 @@ public final class PassthroughFileSystem: FileSystem {
 
     static let offsetMax: UInt64 = UInt64(Int64.max)
 
-    /// The OFD-lock fd of (node, owner), opened on first use.
-    private func lockFD(node: UInt64, owner: UInt64) throws(SystemError) -> FileDescriptor {
+    /// At most this many (node, owner) lock fds are kept; a new owner past
+    /// it gets ENOLCK. An owner's fd lives until FLUSH/RELEASE of that
+    /// owner or DESTROY, so without a bound a guest inventing owners would
+    /// use up the host's fds.
+    public static let maxLockFDs = 4096
+
+    /// The OFD-lock fd of (node, owner), opened on first use. With
+    /// `keep: false` an owner that has none gets a temporary fd that is not
+    /// remembered (GETLK and unlocks: an owner without an fd holds no lock).
+    private func lockFD(node: UInt64, owner: UInt64, keep: Bool = true) throws(SystemError) -> FileDescriptor {
         let key = LockKey(node: node, owner: owner)
-        if let fd = state.withLock({ $0.lockFDs[key] }) { return fd }
+        let (existing, count) = state.withLock { ($0.lockFDs[key], $0.lockFDs.count) }
+        if let existing { return existing }
+        if keep, count >= Self.maxLockFDs { throw SystemError("lock: \(count) lock owners already", .ENOLCK) }
         guard try fileType(node) == Self.sIFREG else { throw SystemError("lock: not a regular file", .EINVAL) }
         let fd: FileDescriptor
         do { fd = try reopen(node, flags: O_RDWR | O_NONBLOCK) } catch {
             fd = try reopen(node, flags: O_RDONLY | O_NONBLOCK)
         }
+        guard keep else { return fd }
         return state.withLock { s in
             if let existing = s.lockFDs[key] { return existing }
             s.lockFDs[key] = fd
@@ -914,7 +939,7 @@ public final class PassthroughFileSystem: FileSystem {
 
     public func getlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock) throws(SystemError) -> FUSEFileLock {
         guard lock.type == UInt32(F_RDLCK) || lock.type == UInt32(F_WRLCK) else { throw SystemError("getlk: type", .EINVAL) }
-        let fd = try lockFD(node: node, owner: owner)
+        let fd = try lockFD(node: node, owner: owner, keep: false)
         let (start, length) = try range(lock)
         let r = try fd.ofdLock(.get, type: Int16(lock.type), start: start, length: length)
         if r.type == Int16(F_UNLCK) { return FUSEFileLock(start: lock.start, end: lock.end, type: UInt32(F_UNLCK), pid: 0) }
@@ -935,7 +960,7 @@ public final class PassthroughFileSystem: FileSystem {
             }
             return
         }
-        let fd = try lockFD(node: node, owner: owner)
+        let fd = try lockFD(node: node, owner: owner, keep: type != F_UNLCK)
         let (start, length) = try range(lock)
         _ = try fd.ofdLock(wait ? .setWait : .set, type: Int16(type), start: start, length: length)
     }
