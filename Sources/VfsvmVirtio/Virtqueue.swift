@@ -165,7 +165,9 @@ public struct Virtqueue: Sendable {
     /// Split: the next avail index. Packed: next avail slot in bits 0-14 and
     /// the avail wrap counter in bit 15 (QEMU's GET/SET_VRING_BASE encoding).
     /// Set before activation, the value is kept and decoded by `activate`
-    /// for the layout the features choose.
+    /// for the layout the features choose, which checks a packed slot is
+    /// inside the ring. Values from a driver or frontend must be set that
+    /// way: set after activation (tests, mocks) the value is trusted.
     public var availState: UInt16 {
         get { savedAvailState ?? encode(nextAvail, availWrap) }
         set {
