@@ -54,6 +54,9 @@ let package = Package(
         // The virtio-fs device: FUSE requests from virtqueues.
         .target(name: "VfsvmVirtioFS", dependencies: ["VfsvmVirtio", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
 
+        // Transports: the virtio-mmio register file (virtio-pci to come).
+        .target(name: "VfsvmTransport", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+
         // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
         .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
@@ -88,6 +91,11 @@ let package = Package(
         .testTarget(
             name: "VfsvmVirtioFSTests",
             dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "VfsvmTransportTests",
+            dependencies: ["VfsvmTransport", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),

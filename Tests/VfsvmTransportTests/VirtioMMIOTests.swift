@@ -1,0 +1,175 @@
+import Glibc
+import Synchronization
+import Testing
+import VfsvmFUSE
+import VfsvmMemory
+import VfsvmPassthroughFS
+import VfsvmSys
+import VfsvmTestSupport
+import VfsvmVirtio
+import VfsvmVirtioFS
+@testable import VfsvmTransport
+
+/// Counts interrupts the transport raised.
+final class CountingLine: InterruptLine {
+    private let count = Mutex(0)
+    func trigger() throws { count.withLock { $0 += 1 } }
+    var triggers: Int { count.withLock { $0 } }
+}
+
+/// A virtio-fs device behind the virtio-mmio register file, driven the way
+/// Linux's virtio_mmio driver initializes a device (virtio 1.2, 3.1.1 and
+/// 4.2.3), with rings laid out by the mock driver.
+final class MMIOFixture {
+    let dir: String
+    let memory: GuestMemory
+    let transport: VirtioMMIOTransport
+    let line = CountingLine()
+    let hiprio: MockDriver
+    let requests: MockDriver
+
+    init() throws {
+        var template = Array("/tmp/vfsvm-mmio-XXXXXX".utf8CString)
+        dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        memory = try GuestMemory.anonymous(size: 8 << 20)
+        let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
+        let device = try VirtioFSDevice(tag: "mmiofs", requestQueues: 1, queueSize: 64, server: server)
+        transport = try VirtioMMIOTransport(device: device, memory: memory, line: line)
+        hiprio = try MockDriver(memory: memory, layout: .split, queueSize: 16, features: [.version1, .eventIndex],
+                                ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20))
+        requests = try MockDriver(memory: memory, layout: .split, queueSize: 64, features: [.version1, .eventIndex],
+                                  ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20))
+    }
+
+    deinit {
+        transport.write32(0x070, 0)
+        _ = system("rm -rf '\(dir)'")
+    }
+
+    func read32(_ offset: UInt64) -> UInt32 { transport.read32(offset) }
+
+    /// Queue setup through QueueSel/QueueNum/addresses/QueueReady.
+    func setUpQueue(_ index: UInt32, _ driver: MockDriver, descriptorTable: GuestAddress? = nil) {
+        transport.write32(0x030, index)
+        #expect(read32(0x034) >= UInt32(driver.queueSize))
+        transport.write32(0x038, UInt32(driver.queueSize))
+        let desc = descriptorTable ?? driver.descriptorTable
+        transport.write32(0x080, UInt32(truncatingIfNeeded: desc.rawValue))
+        transport.write32(0x084, UInt32(desc.rawValue >> 32))
+        transport.write32(0x090, UInt32(truncatingIfNeeded: driver.driverArea.rawValue))
+        transport.write32(0x094, UInt32(driver.driverArea.rawValue >> 32))
+        transport.write32(0x0a0, UInt32(truncatingIfNeeded: driver.deviceArea.rawValue))
+        transport.write32(0x0a4, UInt32(driver.deviceArea.rawValue >> 32))
+        transport.write32(0x044, 1)
+    }
+
+    /// 3.1.1 steps 1-6: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK.
+    func negotiate(_ features: VirtioFeatures) {
+        transport.write32(0x070, 0)
+        transport.write32(0x070, 1)
+        transport.write32(0x070, 3)
+        transport.write32(0x024, 0)
+        transport.write32(0x020, features.word(0))
+        transport.write32(0x024, 1)
+        transport.write32(0x020, features.word(1))
+        transport.write32(0x070, 11)
+    }
+}
+
+extension VirtioMMIOTransport {
+    func read32(_ offset: UInt64) -> UInt32 {
+        read(offset: offset, count: 4).enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * $1.offset) }
+    }
+    func write32(_ offset: UInt64, _ value: UInt32) {
+        write(offset: offset, bytes: withUnsafeBytes(of: value.littleEndian, Array.init))
+    }
+}
+
+@Suite struct VirtioMMIOTests {
+    @Test func identityRegistersAndConfigSpace() throws {
+        let f = try MMIOFixture()
+        #expect(f.read32(0x000) == 0x7472_6976, "MagicValue 'virt'")
+        #expect(f.read32(0x004) == 2, "Version 2 (no legacy)")
+        #expect(f.read32(0x008) == 26, "DeviceID: file system")
+        // Device features, both words: VERSION_1 (bit 32), RING_PACKED (34), EVENT_IDX (29).
+        f.transport.write32(0x014, 1)
+        #expect(f.read32(0x010) & 0b101 == 0b101)
+        f.transport.write32(0x014, 0)
+        #expect(f.read32(0x010) & (1 << 29) != 0)
+        // Config space: tag then num_request_queues; past the end reads 0.
+        #expect(f.transport.read(offset: 0x100, count: 6) == Array("mmiofs".utf8))
+        #expect(f.read32(0x100 + 36) == 1)
+        #expect(f.read32(0x100 + 60) == 0)
+        // Non-config registers need aligned 32-bit accesses (4.2.2.2).
+        #expect(f.transport.read(offset: 0x000, count: 2) == [0, 0])
+        #expect(f.transport.read(offset: 0x001, count: 4) == [0, 0, 0, 0])
+    }
+
+    @Test func initializeKickAndInterrupt() throws {
+        let f = try MMIOFixture()
+        f.negotiate([.version1, .eventIndex])
+        #expect(f.read32(0x070) == 11, "FEATURES_OK accepted and read back")
+        f.setUpQueue(0, f.hiprio)
+        f.setUpQueue(1, f.requests)
+        f.transport.write32(0x070, 15)  // DRIVER_OK
+        #expect(f.transport.status.contains(.driverOK) && !f.transport.status.contains(.deviceNeedsReset))
+
+        // FUSE_INIT on the request queue, kicked through QueueNotify.
+        var b: [UInt8] = []
+        func u32(_ v: UInt32) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        func u64(_ v: UInt64) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        u32(40 + 64); u32(26); u64(7); u64(0); u32(0); u32(0); u32(1); u32(0)
+        u32(7); u32(38); u32(0); u32(0); for _ in 0..<12 { u32(0) }
+        try f.requests.post(request: b, replyCapacity: 256)
+        f.transport.write32(0x050, 1)
+        var done: [MockCompletion] = []
+        for _ in 0..<500 where done.isEmpty {
+            done = try f.requests.collect()
+            if done.isEmpty { usleep(5000) }
+        }
+        #expect(done.count == 1)
+        let reply = done.first?.reply ?? []
+        #expect(reply.count >= 20 && reply[4..<8] == [0, 0, 0, 0] && reply[16] == 7, "INIT answered: no error, major 7")
+        #expect(f.read32(0x060) & 1 == 1, "InterruptStatus: used buffer")
+        #expect(f.line.triggers >= 1)
+        f.transport.write32(0x064, 1)  // InterruptACK
+        #expect(f.read32(0x060) == 0)
+    }
+
+    @Test func unofferedFeaturesAreNotAccepted() throws {
+        let f = try MMIOFixture()
+        f.negotiate([.version1, .bit(60)])
+        #expect(f.read32(0x070) == 3, "FEATURES_OK stays clear (3.1.1 step 6)")
+        f.negotiate([.eventIndex])  // no VERSION_1: a legacy driver
+        #expect(f.read32(0x070) == 3)
+    }
+
+    @Test func badQueueLayoutSetsNeedsResetWithAConfigInterrupt() throws {
+        let f = try MMIOFixture()
+        f.negotiate([.version1])
+        f.setUpQueue(0, f.hiprio)
+        f.setUpQueue(1, f.requests, descriptorTable: GuestAddress(0x8008))  // not 16-byte aligned (2.7)
+        f.transport.write32(0x070, 15)
+        #expect(f.transport.status.contains(.deviceNeedsReset))
+        #expect(f.read32(0x060) & 2 == 2, "InterruptStatus: configuration change")
+        #expect(f.line.triggers == 1)
+        // A reset clears it all; queue registers return to their defaults.
+        f.transport.write32(0x070, 0)
+        #expect(f.read32(0x070) == 0 && f.read32(0x060) == 0)
+        f.transport.write32(0x030, 1)
+        #expect(f.read32(0x044) == 0, "QueueReady cleared by reset")
+    }
+
+    @Test func queueRegistersAreFrozenAfterDriverOK() throws {
+        let f = try MMIOFixture()
+        f.negotiate([.version1])
+        f.setUpQueue(0, f.hiprio)
+        f.setUpQueue(1, f.requests)
+        f.transport.write32(0x070, 15)
+        f.transport.write32(0x030, 1)
+        f.transport.write32(0x044, 0)
+        #expect(f.read32(0x044) == 1, "QueueReady cannot be cleared while the device runs")
+        f.transport.write32(0x030, 99)
+        #expect(f.read32(0x034) == 0, "QueueNumMax of a queue that does not exist is 0")
+    }
+}
