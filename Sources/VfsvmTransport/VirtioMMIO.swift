@@ -106,7 +106,10 @@ public final class VirtioMMIOTransport: VirtioInterrupt {
             let queueWritable = r.queues.indices.contains(q) && !r.device.status.contains(.driverOK)
             switch offset {
             case 0x014: r.deviceFeaturesSel = value
-            case 0x020: try? r.device.writeDriverFeatures(word: r.driverFeaturesSel, value: value)
+            case 0x020:
+                do { try r.device.writeDriverFeatures(word: r.driverFeaturesSel, value: value) } catch {
+                    logLine("vfsvm: virtio-mmio: \(error)")
+                }
             case 0x024: r.driverFeaturesSel = value
             case 0x030: r.queueSel = value
             case 0x038 where queueWritable: r.queues[q].size = UInt16(truncatingIfNeeded: value)
