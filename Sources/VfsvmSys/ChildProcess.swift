@@ -95,10 +95,3 @@ extension FileDescriptor {
         return out
     }
 }
-
-/// Writes `line` to fd 2 with one write(2) (no stdio buffering shared
-/// between threads); a failure to log is ignored.
-public func writeToStandardError(_ line: String) {
-    let bytes = Array(line.utf8)
-    _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-}

@@ -142,8 +142,7 @@ extension FileDescriptor {
 /// or `timeoutMilliseconds` pass (-1: forever). Returns, per fd, whether it
 /// is ready.
 public func pollReadable(_ fds: [FileDescriptor], timeoutMilliseconds: Int32 = -1) throws(SystemError) -> [Bool] {
-    var entries = fds.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
-    _ = try sysCall("poll") { poll(&entries, nfds_t(entries.count), timeoutMilliseconds) }
-    withExtendedLifetime(fds) {}
-    return entries.map { $0.revents != 0 }
+    try withExtendedLifetime(fds) { () throws(SystemError) in
+        try pollReadable(fds.map(\.rawValue), timeoutMilliseconds: timeoutMilliseconds)
+    }
 }

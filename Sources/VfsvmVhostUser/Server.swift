@@ -81,7 +81,7 @@ public final class VhostUserBackendServer: Sendable {
     }
 
     public static let logToStandardError: @Sendable (String) -> Void = { line in
-        writeToStandardError("vfsvm: " + line + "\n")
+        logLine("vfsvm: " + line)
     }
 
     /// Makes `run` and `serve(connection:)` return (from any thread),
