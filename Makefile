@@ -13,7 +13,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 # virtiofsd, the peer), and the programs the tests drive on mounted shares.
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps
 
-.PHONY: all build deps test unit-test mount-test boot-test libvirt-test images run bench bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test libvirt-test vmm-test guests images run bench bench-ring bench-mount bench-serve clean
 
 all: build
 
@@ -47,7 +47,18 @@ boot-test: build images
 libvirt-test: build images
 	Tests/Integration/libvirt-test.sh $(BIN)
 
-test: unit-test mount-test boot-test libvirt-test
+# Freestanding test guests (Tests/Guests: PVH ELFs built with the host gcc,
+# no libc) booted by vfsvm's own KVM VMM.
+GUESTS_OUT = .build/guests
+guests: deps
+	$(MAKE) -C Tests/Guests OUT=$(CURDIR)/$(GUESTS_OUT)
+
+# vfsvm run under /dev/kvm with the freestanding guests: exit statuses,
+# console, errors before start.
+vmm-test: build guests
+	Tests/Integration/vmm-test.sh $(BIN) $(GUESTS_OUT)
+
+test: unit-test vmm-test mount-test boot-test libvirt-test
 
 # The best end-to-end demonstration there is today: a Linux guest (QEMU,
 # TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,

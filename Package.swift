@@ -62,6 +62,11 @@ let package = Package(
         // touches kvm_run.
         .target(name: "VfsvmKVM", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
+        // The x86 board: builds and runs the VM (memory, vCPU threads,
+        // UART, i8042, RTC, debug-exit, ACPI PM, PCI host bridge, virtio
+        // transports wired to ioeventfds and irqfds).
+        .target(name: "VfsvmMachine", dependencies: ["VfsvmKVM", "VfsvmTransport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
         // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
         .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
@@ -84,7 +89,7 @@ let package = Package(
             name: "vfsvm",
             dependencies: [
                 "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
-                "VfsvmVirtioFS", "VfsvmVhostUser", "VfsvmMemory",
+                "VfsvmVirtioFS", "VfsvmVhostUser", "VfsvmMemory", "VfsvmMachine", "VfsvmKVM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -104,6 +109,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmKVMTests", dependencies: ["VfsvmKVM", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .testTarget(name: "VfsvmMachineTests", dependencies: ["VfsvmMachine", "VfsvmKVM", "VfsvmTransport", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
 
         .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
