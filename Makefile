@@ -11,7 +11,7 @@ BIN = .build/$(CONFIG)/vfsvm
 BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 # What the tests, the demo and the benchmarks run: QEMU (which ships Debian's
 # virtiofsd, the peer), and the programs the tests drive on mounted shares.
-TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps
+TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps gcc binutils
 
 .PHONY: all build deps test unit-test mount-test boot-test libvirt-test vmm-test guests images run bench bench-ring bench-mount bench-serve clean
 

@@ -16,6 +16,13 @@ public protocol PortDevice: AnyObject, Sendable {
 public protocol MMIODevice: AnyObject, Sendable {
     func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer)
     func write(offset: UInt64, bytes data: UnsafeRawBufferPointer)
+    /// What `-d` calls exits at `offset` (a register group), appended to
+    /// the device's name; nil for none.
+    func exitGroup(offset: UInt64) -> String?
+}
+
+extension MMIODevice {
+    public func exitGroup(offset: UInt64) -> String? { nil }
 }
 
 /// Ranges of an address space mapped to devices; lookups by address.

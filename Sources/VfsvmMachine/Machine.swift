@@ -205,4 +205,10 @@ final class MMIOTransportPort: MMIODevice {
     func write(offset: UInt64, bytes data: UnsafeRawBufferPointer) {
         transport.write(offset: offset, bytes: Array(data))
     }
+
+    /// Kicks (QueueNotify) apart from the other registers: with the
+    /// ioeventfds in place the former should never exit.
+    func exitGroup(offset: UInt64) -> String? {
+        offset == VirtioMMIOTransport.notifyOffset ? "QueueNotify" : "registers"
+    }
 }

@@ -91,7 +91,10 @@ struct VCPULoop {
             if !m.isWrite { vcpu.setMMIOValue(~0) }
             return
         }
-        if let counters { counters.count(mmio.all.first { m.address >= $0.base && m.address - $0.base < $0.size }?.name ?? "mmio") }
+        if let counters {
+            let name = mmio.all.first { m.address >= $0.base && m.address - $0.base < $0.size }?.name ?? "mmio"
+            counters.count(device.exitGroup(offset: offset).map { "\(name) \($0)" } ?? name)
+        }
         vcpu.withMMIOData { data in
             if m.isWrite { device.write(offset: offset, bytes: UnsafeRawBufferPointer(data)) } else { device.read(offset: offset, into: data) }
         }
