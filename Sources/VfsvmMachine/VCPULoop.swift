@@ -68,7 +68,7 @@ struct VCPULoop {
 
     private func handlePort(_ io: IOExit) {
         guard let (device, offset) = ports.find(UInt64(io.port)) else {
-            noteUnclaimed(UInt64(io.port), "I/O port 0x\(String(io.port, radix: 16))")
+            noteUnclaimed(1 << 63 | UInt64(io.port), "I/O port 0x\(String(io.port, radix: 16))")
             if io.direction == .in { for i in 0..<io.count { vcpu.setIOValue(0xffff_ffff, i) } }
             return
         }
@@ -87,7 +87,7 @@ struct VCPULoop {
 
     private func handleMMIO(_ m: MMIOExit) {
         guard let (device, offset) = mmio.find(m.address) else {
-            noteUnclaimed(m.address, "MMIO address 0x\(String(m.address, radix: 16))")
+            noteUnclaimed(m.address & ~0xfff, "MMIO address 0x\(String(m.address, radix: 16))")
             if !m.isWrite { vcpu.setMMIOValue(~0) }
             return
         }
@@ -102,11 +102,12 @@ struct VCPULoop {
 
     /// An access nothing decodes reads as all ones and is otherwise
     /// ignored, as on a PC's bus (Linux probes for absent devices and
-    /// writes to port 0x80 as a delay); logged once per address with -d.
-    private func noteUnclaimed(_ address: UInt64, _ what: String) {
+    /// writes to port 0x80 as a delay); logged with -d once per port or
+    /// 4 KiB page (`key`).
+    private func noteUnclaimed(_ key: UInt64, _ what: String) {
         guard let counters else { return }
         counters.count("unclaimed")
-        if counters.firstUnclaimed(address) { logLine("vfsvm: vCPU \(vcpu.id): access to \(what), which no device claims (ignored)") }
+        if counters.firstUnclaimed(key) { logLine("vfsvm: vCPU \(vcpu.id): access to \(what), which no device claims (ignored; further ones there are not logged)") }
     }
 
     /// One line for an exit the board cannot go on from: which exit, RIP,

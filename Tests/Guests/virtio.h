@@ -49,6 +49,8 @@ struct transport {
 };
 
 void vq_init(struct vq *q, u16 index, int packed);
+/* Returns every ring to the pool (after a device reset). */
+void vq_free_all(void);
 /* Posts bufs[0..n) (readable ones first) as one chain and kicks. */
 void vq_submit(struct vq *q, const struct buf *bufs, int n);
 /* Waits (hlt) until the chain comes back; returns the used length. */

@@ -7,6 +7,8 @@ u64 vq_kicks;
 static u8 ring_memory[4][8192] __attribute__((aligned(4096)));
 static int rings_used;
 
+void vq_free_all(void) { rings_used = 0; }
+
 void vq_init(struct vq *q, u16 index, int packed) {
     if (rings_used == 4) fail("out of ring memory");
     u8 *m = ring_memory[rings_used++];

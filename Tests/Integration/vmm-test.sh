@@ -104,6 +104,14 @@ has "$out" "does not offer RING_PACKED" "--ring split offers only the split ring
 run 253 "--ring packed: a split-only driver cannot start the device" --memory 128M --ring packed --share "$share:myfs" --cmdline "ring=split" "$virtiofs"
 has "$out" "device needs reset after DRIVER_OK" "--ring packed: NEEDS_RESET for a split-only driver"
 
+# A hostile driver: garbage in every register at every width, looping and
+# out-of-range descriptors; the VMM must keep serving and exit cleanly.
+run 33 "a hostile driver (garbage registers, looping and out-of-range chains) does not stop the VMM" \
+    -d --memory 128M --share "$share:myfs" "$GUESTS/hostile.elf"
+has "$out" "after a reset the device serves FUSE INIT and LOOKUP" "after the abuse a reset device serves FUSE again"
+has "$err" "chain longer than 16 descriptors (or looping)" "the looping chain is refused with a log line"
+has "$err" "is not backed by guest memory" "the out-of-range descriptor is refused with a log line"
+
 # Errors before anything starts: one line, exit 64 or 66, no guest output.
 check_refusal() { # WANT NAME TEXT ARGS...
     local want=$1 name=$2 text=$3
