@@ -13,7 +13,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 # virtiofsd, the peer), and the programs the tests drive on mounted shares.
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps gcc binutils
 
-.PHONY: all build deps test unit-test mount-test boot-test libvirt-test vmm-test guests images run bench bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test libvirt-test vmm-test guests images run bench bench-vmm bench-ring bench-mount bench-serve clean
 
 all: build
 
@@ -66,7 +66,7 @@ test: unit-test vmm-test mount-test boot-test libvirt-test
 run: build images
 	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Images/demo-virtiofsd.sh
 
-bench: bench-ring bench-mount bench-serve
+bench: bench-ring bench-mount bench-serve bench-vmm
 
 bench-ring: deps
 	Benchmarks/run-ring.sh
@@ -74,6 +74,13 @@ bench-ring: deps
 bench-mount: deps
 	$(SWIFT) build -c release
 	Benchmarks/bench-mount.sh .build/release/vfsvm
+
+# vfsvm run vs QEMU microvm on the freestanding guests: start-up, FUSE
+# round trips.
+bench-vmm: deps
+	$(SWIFT) build -c release
+	$(MAKE) -C Tests/Guests OUT=$(CURDIR)/$(GUESTS_OUT)
+	Benchmarks/bench-vmm.sh .build/release/vfsvm $(GUESTS_OUT)
 
 bench-serve: deps images
 	$(SWIFT) build -c release

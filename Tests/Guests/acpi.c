@@ -39,7 +39,7 @@ static const struct sdt *find_table(const struct sdt *xsdt, const char *sig) {
     return 0;
 }
 
-int acpi_find_mmio(const struct hvm_start_info *si, const char *hid, u64 *base, u32 *gsi) {
+static const struct sdt *find_xsdt(const struct hvm_start_info *si) {
     u64 rsdp = find_rsdp(si);
     if (!rsdp) { puts("acpi: no RSDP\n"); return 0; }
     const u8 *r = (const u8 *)rsdp;
@@ -48,6 +48,35 @@ int acpi_find_mmio(const struct hvm_start_info *si, const char *hid, u64 *base, 
     memcpy(&xsdt_addr, r + 24, 8);
     const struct sdt *xsdt = (const void *)xsdt_addr;
     if (memcmp(xsdt->signature, "XSDT", 4) || !checksum_ok((const u8 *)xsdt, xsdt->length)) { puts("acpi: bad XSDT\n"); return 0; }
+    return xsdt;
+}
+
+/* The MADT's IOAPIC (entry type 1: id, address, GSI base) whose 24 inputs
+ * hold `gsi`: its MMIO address and the pin. Falls back to the standard
+ * IOAPIC at 0xfec00000 without an MADT. */
+void acpi_ioapic_for(const struct hvm_start_info *si, u32 gsi, u64 *ioapic, u32 *pin) {
+    *ioapic = 0xfec00000;
+    *pin = gsi;
+    const struct sdt *xsdt = find_xsdt(si);
+    const struct sdt *madt = xsdt ? find_table(xsdt, "APIC") : 0;
+    if (!madt) return;
+    const u8 *p = (const u8 *)madt + sizeof *madt + 8, *end = (const u8 *)madt + madt->length;
+    while (p + 2 <= end && p[1] >= 2) {
+        if (p[0] == 1 && p + 12 <= end) {
+            u32 address, base;
+            memcpy(&address, p + 4, 4);
+            memcpy(&base, p + 8, 4);
+            if (gsi >= base && gsi < base + 24) { *ioapic = address; *pin = gsi - base; return; }
+        }
+        p += p[1];
+    }
+}
+
+/* The `index`th device with _HID `hid` in the DSDT: its Memory32Fixed
+ * base and first Extended Interrupt. */
+int acpi_find_mmio(const struct hvm_start_info *si, const char *hid, int index, u64 *base, u32 *gsi) {
+    const struct sdt *xsdt = find_xsdt(si);
+    if (!xsdt) return 0;
     const struct sdt *fadt = find_table(xsdt, "FACP");
     if (!fadt || !checksum_ok((const u8 *)fadt, fadt->length)) { puts("acpi: no valid FADT\n"); return 0; }
     /* FADT: DSDT at 40 (32-bit), X_DSDT at 140 (64-bit, preferred when set). */
@@ -75,10 +104,7 @@ int acpi_find_mmio(const struct hvm_start_info *si, const char *hid, u64 *base, 
                 have_irq = 1;
             }
         }
-        if (have_mem && have_irq) return 1;
+        if (have_mem && have_irq && index-- == 0) return 1;
     }
-    puts("acpi: no ");
-    puts(hid);
-    puts(" device with Memory32Fixed and Interrupt in the DSDT\n");
     return 0;
 }

@@ -9,8 +9,8 @@
 #include <linux/virtio_mmio.h>
 
 #define VIRTIO_ID_FS 26
-const struct transport *virtio_mmio_probe(u64 address, u32 device_id);
-int acpi_find_mmio(const struct hvm_start_info *si, const char *hid, u64 *base, u32 *gsi);
+const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id);
+extern u64 virtio_mmio_base;
 
 static const struct transport *t;
 static u8 reply[4096] __attribute__((aligned(64)));
@@ -118,16 +118,8 @@ static void packed_out_of_range(struct vq *q) {
 
 void guest_main(struct hvm_start_info *si) {
     intr_init();
-    u64 base;
-    u32 gsi;
-    if (!acpi_find_mmio(si, "LNRO0005", &base, &gsi)) {
-        if (si->rsdp_paddr) fail("no LNRO0005 device in the DSDT");
-        base = 0xd0000000; /* INTERIM: no ACPI tables yet (see virtiofs.c) */
-        gsi = 5;
-    }
-    t = virtio_mmio_probe(base, VIRTIO_ID_FS);
-    if (!t) fail("no virtio-fs device");
-    ioapic_route(gsi, IRQ_VECTOR);
+    t = virtio_mmio_find(si, VIRTIO_ID_FS);
+    u64 base = virtio_mmio_base;
     irq_ack = ack_interrupt;
     __asm__ volatile("sti");
 

@@ -50,13 +50,13 @@ void intr_init(void) {
     mmio_write32(LAPIC_BASE + 0x80, 0);
 }
 
-void ioapic_route(u32 pin, u8 vector) {
+void ioapic_route(u64 ioapic, u32 pin, u8 vector) {
     /* Redirection entry: fixed delivery, physical destination APIC 0,
      * active high, edge triggered, unmasked. */
-    mmio_write32(IOAPIC_BASE, 0x10 + 2 * pin + 1);
-    mmio_write32(IOAPIC_BASE + 0x10, 0);
-    mmio_write32(IOAPIC_BASE, 0x10 + 2 * pin);
-    mmio_write32(IOAPIC_BASE + 0x10, vector);
+    mmio_write32(ioapic, 0x10 + 2 * pin + 1);
+    mmio_write32(ioapic + 0x10, 0);
+    mmio_write32(ioapic, 0x10 + 2 * pin);
+    mmio_write32(ioapic + 0x10, vector);
 }
 
 void wait_irq(u32 seen) {

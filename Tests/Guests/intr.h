@@ -15,6 +15,6 @@ extern volatile u32 irq_count;
 extern void (*irq_ack)(void);
 
 void intr_init(void);
-void ioapic_route(u32 pin, u8 vector);
+void ioapic_route(u64 ioapic, u32 pin, u8 vector);
 void wait_irq(u32 seen);
 #endif

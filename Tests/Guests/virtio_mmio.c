@@ -2,7 +2,8 @@
 #include "virtio.h"
 #include <linux/virtio_mmio.h>
 
-static u64 base;
+u64 virtio_mmio_base;
+#define base virtio_mmio_base
 
 static u32 rd(u32 off) { return mmio_read32(base + off); }
 static void wr(u32 off, u32 v) { mmio_write32(base + off, v); }

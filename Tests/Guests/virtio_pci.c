@@ -139,7 +139,7 @@ const struct transport *virtio_pci_find(u32 device_id, int *msix) {
         *msix = 1;
     } else {
         /* INTx: the pin's GSI is in config space (interrupt line, set by the VMM). */
-        ioapic_route(cfg_read(0x3c, 1), IRQ_VECTOR);
+        ioapic_route(IOAPIC_BASE, cfg_read(0x3c, 1), IRQ_VECTOR);
     }
     return &pci_transport;
 }

@@ -12,9 +12,8 @@
 #define VIRTIO_ID_FS 26
 static const char expected[] = "hello from the host over virtio-fs\n";
 
-const struct transport *virtio_mmio_probe(u64 address, u32 device_id);
+const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id);
 const struct transport *virtio_pci_find(u32 device_id, int *msix);
-int acpi_find_mmio(const struct hvm_start_info *si, const char *hid, u64 *base, u32 *gsi);
 
 static u8 reply[8192] __attribute__((aligned(64)));
 static const struct transport *t;
@@ -34,12 +33,20 @@ static u64 rdtsc(void) {
     return (u64)hi << 32 | lo;
 }
 
-/* TSC ticks per second, against the ACPI PM timer (3.579545 MHz, 24 bits). */
+static u8 rtc_seconds(void) {
+    outb(0x70, 0);
+    return inb(0x71);
+}
+
+/* TSC ticks per second, against one tick of the CMOS clock's seconds
+ * (every PC-like board has one; an ACPI PM timer is not on all). */
 static u64 tsc_hz(void) {
-    u32 p0 = inl(0x608) & 0xffffff;
+    u8 s = rtc_seconds();
+    while (rtc_seconds() == s) {}
+    s = rtc_seconds();
     u64 t0 = rdtsc();
-    while (((inl(0x608) - p0) & 0xffffff) < 35795) {}
-    return (rdtsc() - t0) * 100;
+    while (rtc_seconds() == s) {}
+    return rdtsc() - t0;
 }
 
 static void workload(struct vq *hiprio, struct vq *req, const char *ring, const char *transport, u64 bench) {
@@ -141,26 +148,7 @@ void guest_main(struct hvm_start_info *si) {
         t = virtio_pci_find(VIRTIO_ID_FS, &msix);
         if (!t) fail("no virtio-fs PCI function on bus 0");
     } else {
-        u64 base;
-        u32 gsi;
-        if (acpi_find_mmio(si, "LNRO0005", &base, &gsi)) {
-            puts("DSDT: virtio-mmio at ");
-        } else if (!si->rsdp_paddr) {
-            /* INTERIM, until the VMM writes ACPI tables (VfsvmBoot): the
-             * board's first window and GSI (X86Layout, GSIAllocator). */
-            base = 0xd0000000;
-            gsi = 5;
-            puts("no ACPI tables: board default virtio-mmio at ");
-        } else {
-            fail("no LNRO0005 device in the DSDT");
-        }
-        put_hex(base);
-        puts(", GSI ");
-        put_dec(gsi);
-        puts("\n");
-        t = virtio_mmio_probe(base, VIRTIO_ID_FS);
-        if (!t) fail("the DSDT's virtio-mmio window holds no virtio-fs device");
-        ioapic_route(gsi, IRQ_VECTOR);
+        t = virtio_mmio_find(si, VIRTIO_ID_FS);
     }
     irq_ack = msix ? 0 : ack_interrupt;
 
