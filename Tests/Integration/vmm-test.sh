@@ -73,6 +73,14 @@ wait $pid
 got=$?
 if [ $got -eq 143 ]; then ok "SIGTERM stops a running guest (exit 143)"; else bad "SIGTERM stops a running guest" "exit $got"; fi
 
+# On a terminal: raw mode, Ctrl-A h and x, the terminal restored.
+here=$(cd "$(dirname "$0")" && pwd)
+timeout 120 python3 "$here/pty-console.py" "$VFSVM" --memory 64M --cmdline do=spin "$events" >"$top/pty" 2>&1
+while read -r line; do
+    case $line in PASS:*) ok "console: ${line#PASS: }" ;; FAIL:*) bad "console: ${line#FAIL: }" ;; esac
+done <"$top/pty"
+[ "$(grep -c -e '^PASS:' -e '^FAIL:' "$top/pty")" -eq 7 ] || bad "console checks did not all run" "$(tail -5 "$top/pty")"
+
 # virtio-fs over virtio-mmio: the driver guest runs FUSE against a fresh
 # share with each ring layout; the host checks what it wrote and removed,
 # and -d shows no exit for a queue kick (ioeventfd) or completion (irqfd).
