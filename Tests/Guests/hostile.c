@@ -9,7 +9,7 @@
 #include <linux/virtio_mmio.h>
 
 #define VIRTIO_ID_FS 26
-const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id);
+const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id, int skip);
 extern u64 virtio_mmio_base;
 
 static const struct transport *t;
@@ -118,7 +118,8 @@ static void packed_out_of_range(struct vq *q) {
 
 void guest_main(struct hvm_start_info *si) {
     intr_init();
-    t = virtio_mmio_find(si, VIRTIO_ID_FS);
+    t = virtio_mmio_find(si, VIRTIO_ID_FS, 0);
+    if (!t) fail("no virtio-fs device");
     u64 base = virtio_mmio_base;
     irq_ack = ack_interrupt;
     __asm__ volatile("sti");

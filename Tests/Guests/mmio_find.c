@@ -8,12 +8,13 @@ const struct transport *virtio_mmio_probe(u64 address, u32 device_id);
 int acpi_find_mmio(const struct hvm_start_info *si, const char *hid, int index, u64 *base, u32 *gsi);
 void acpi_ioapic_for(const struct hvm_start_info *si, u32 gsi, u64 *ioapic, u32 *pin);
 
-const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id) {
+/* The `skip`th (0-based) virtio-mmio device of type `device_id`, or 0. */
+const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id, int skip) {
     u64 base;
     u32 gsi;
     for (int i = 0; acpi_find_mmio(si, "LNRO0005", i, &base, &gsi); i++) {
         const struct transport *t = virtio_mmio_probe(base, device_id);
-        if (!t) continue;
+        if (!t || skip-- > 0) continue;
         u64 ioapic;
         u32 pin;
         acpi_ioapic_for(si, gsi, &ioapic, &pin);
@@ -25,12 +26,17 @@ const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 de
         ioapic_route(ioapic, pin, IRQ_VECTOR);
         return t;
     }
-    if (si->rsdp_paddr) fail("no LNRO0005 device of the wanted type in the DSDT");
+    if (si->rsdp_paddr) return 0;
     /* INTERIM, until the VMM writes ACPI tables (VfsvmBoot): the board's
-     * first window and GSI (X86Layout, GSIAllocator). */
-    const struct transport *t = virtio_mmio_probe(0xd0000000, device_id);
-    if (!t) fail("no ACPI tables and no device at the board default window");
-    puts("no ACPI tables: board default virtio-mmio at 0xd0000000, GSI 5\\n");
-    ioapic_route(IOAPIC_BASE, 5, IRQ_VECTOR);
+     * windows and GSIs (X86Layout, GSIAllocator: 5, 6, 7, 9, ...). */
+    static const u32 gsis[] = {5, 6, 7, 9, 10, 11};
+    if (skip >= 6) return 0;
+    u64 window = 0xd0000000 + 0x1000 * (u64)skip;
+    const struct transport *t = virtio_mmio_probe(window, device_id);
+    if (!t) return 0;
+    puts("no ACPI tables: board default virtio-mmio at ");
+    put_hex(window);
+    puts("\n");
+    ioapic_route(IOAPIC_BASE, gsis[skip], IRQ_VECTOR);
     return t;
 }

@@ -12,7 +12,7 @@
 #define VIRTIO_ID_FS 26
 static const char expected[] = "hello from the host over virtio-fs\n";
 
-const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id);
+const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id, int skip);
 const struct transport *virtio_pci_find(u32 device_id, int *msix);
 
 static u8 reply[8192] __attribute__((aligned(64)));
@@ -148,7 +148,17 @@ void guest_main(struct hvm_start_info *si) {
         t = virtio_pci_find(VIRTIO_ID_FS, &msix);
         if (!t) fail("no virtio-fs PCI function on bus 0");
     } else {
-        t = virtio_mmio_find(si, VIRTIO_ID_FS);
+        /* The device whose tag is `tag=` (default: the first). */
+        const char *want = cmdline_arg(si, "tag");
+        for (int i = 0;; i++) {
+            t = virtio_mmio_find(si, VIRTIO_ID_FS, i);
+            if (!t) fail("no virtio-fs device with the wanted tag");
+            char tag[37] = {0};
+            t->read_config(0, tag, 36);
+            unsigned long n = 0;
+            while (want && want[n] && want[n] != ' ') n++;
+            if (!want || (strlen(tag) == n && memcmp(tag, want, n) == 0)) break;
+        }
     }
     irq_ack = msix ? 0 : ack_interrupt;
 

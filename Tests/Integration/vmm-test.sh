@@ -106,6 +106,18 @@ for ring in split packed; do
     fi
     grep -q "no ACPI tables: board default" "$out" && echo "NOTE: mmio/$ring: the guest found the device at the board default, not through the DSDT (no ACPI tables yet)"
 done
+# Several shares are several devices: the guest picks the one tagged "second".
+first=$top/share-first second=$top/share-second
+mkdir -p "$first" "$second"
+printf 'hello from the host over virtio-fs\n' | tee "$first/hello.txt" >"$second/hello.txt"
+run 33 "two shares: the guest works on the device tagged 'second'" \
+    --memory 128M --share "$first:first" --share "$second:second" --cmdline "tag=second" "$virtiofs"
+if [ -f "$second/from-guest.txt" ] && [ ! -e "$first/from-guest.txt" ]; then
+    ok "two shares: the guest's file is in the second share only"
+else
+    bad "two shares: the guest's file is in the second share only" "$(ls "$first" "$second")"
+fi
+
 share=$top/share-mmio-split
 run 253 "--ring split: a driver that wants packed finds no RING_PACKED" --memory 128M --ring split --share "$share:myfs" --cmdline "ring=packed" "$virtiofs"
 has "$out" "does not offer RING_PACKED" "--ring split offers only the split ring"
