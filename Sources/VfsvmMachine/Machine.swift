@@ -76,6 +76,7 @@ public final class Machine: Sendable {
             try vm.setTSSAddress(tssAddress)
             try vm.setIdentityMapAddress(identityMapAddress)
             try vm.createIRQChip()
+            try vm.setGSIRouting(Board.irqchipRoutes)
             try vm.createPIT2()
             try vm.map(memory)
 

@@ -28,8 +28,8 @@ const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 de
     }
     if (si->rsdp_paddr) return 0;
     /* INTERIM, until the VMM writes ACPI tables (VfsvmBoot): the board's
-     * windows and GSIs (X86Layout, GSIAllocator: 5, 6, 7, 9, ...). */
-    static const u32 gsis[] = {5, 6, 7, 9, 10, 11};
+     * windows and GSIs (X86Layout, GSIAllocator: 5, 6, 7, 10, 11, 16...). */
+    static const u32 gsis[] = {5, 6, 7, 10, 11, 16};
     if (skip >= 6) return 0;
     u64 window = 0xd0000000 + 0x1000 * (u64)skip;
     const struct transport *t = virtio_mmio_probe(window, device_id);
