@@ -1,6 +1,7 @@
 import Synchronization
 import Testing
 import VfsvmMachine
+import VfsvmKVM
 import VfsvmTransport
 
 /// Counts triggers, for the devices' interrupt lines.
@@ -151,5 +152,22 @@ final class Recorder: Sendable {
         bridge.write(offset: 0, size: 4, value: 0x0000_0000)  // enable bit clear
         #expect(bridge.read(offset: 4, size: 4) == 0xffff_ffff)
         #expect(config(0, 0, size: 2, at: 1) == 0xffff_ffff)  // misaligned
+    }
+}
+
+@Suite struct MSIRoutesTests {
+    @Test func vectorsGetGSIsFrom24AndRoutesFollowTheGuestsMessages() throws {
+        let vm = try VfsvmKVM.KVM().createVM()
+        try vm.createIRQChip()
+        let routes = MSIRoutes(vm: vm)
+        let a = try routes.allocate()
+        let b = try routes.allocate()
+        #expect(a.gsi == 24 && b.gsi == 25)
+        try routes.program(gsi: a.gsi, message: (0xfee0_0000, 0x30))
+        try routes.program(gsi: b.gsi, message: (0xfee0_0000, 0x31))
+        #expect(routes.routed == 2)
+        try routes.program(gsi: a.gsi, message: nil)
+        #expect(routes.routed == 1)
+        try a.irqfd.signal()  // no route: delivers nothing, fails nothing
     }
 }
