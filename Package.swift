@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmBootTests",
-            dependencies: ["VfsvmBoot", "VfsvmMemory", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["VfsvmBoot", "VfsvmMemory", "VfsvmTestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
 
