@@ -26,6 +26,8 @@ public enum BootError: Error, Hashable, Sendable, CustomStringConvertible {
     case memoryTooSmall(memory: UInt64, minimum: UInt64)
     /// The kernel needs `[start, end)` below 4 GiB and the RAM there ends at `ramTop`.
     case kernelDoesNotFit(memory: UInt64, start: UInt64, end: UInt64, ramTop: UInt64)
+    /// A non-relocatable bzImage that would run below 1 MiB, over the boot structures.
+    case kernelBelow1MiB(UInt64)
     /// A PVH segment outside RAM, or below 1 MiB where the boot structures live.
     case segmentOutsideRAM(index: Int, start: UInt64, end: UInt64)
     case cmdlineTooLong(length: Int, maximum: Int)
@@ -64,6 +66,8 @@ public enum BootError: Error, Hashable, Sendable, CustomStringConvertible {
             "memory \(sizeText(m)) is too small: vfsvm needs at least \(sizeText(min))"
         case let .kernelDoesNotFit(m, start, end, top):
             "memory \(sizeText(m)) is too small for this kernel: it needs \(hex(start))-\(hex(end)) (\(sizeText(end - start))) and RAM below 4 GiB ends at \(hex(top))"
+        case let .kernelBelow1MiB(a):
+            "kernel image: the kernel runs at \(hex(a)), below 1 MiB where the boot structures live"
         case let .segmentOutsideRAM(i, start, end):
             "kernel image: ELF segment \(i) at \(hex(start))-\(hex(end)) is not in RAM at or above 1 MiB"
         case let .cmdlineTooLong(l, max):

@@ -67,8 +67,11 @@ func hex(_ value: some BinaryInteger) -> String { "0x" + String(value, radix: 16
 /// A size for messages: "16 MiB", "1.5 MiB", "512 KiB", "300 bytes".
 func sizeText(_ bytes: UInt64) -> String {
     if bytes >= 1 << 20 {
-        let tenths = (bytes * 10 + (1 << 19)) >> 20
-        return tenths % 10 == 0 ? "\(tenths / 10) MiB" : "\(tenths / 10).\(tenths % 10) MiB"
+        // Rounded to a tenth without multiplying `bytes` (which may be near 2^64).
+        var whole = bytes >> 20
+        var tenth = ((bytes & 0xF_FFFF) * 10 + (1 << 19)) >> 20
+        if tenth == 10 { whole += 1; tenth = 0 }
+        return tenth == 0 ? "\(whole) MiB" : "\(whole).\(tenth) MiB"
     }
     if bytes >= 1 << 10, bytes % 1024 == 0 { return "\(bytes >> 10) KiB" }
     return "\(bytes) bytes"
