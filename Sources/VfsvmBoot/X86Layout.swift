@@ -152,3 +152,60 @@ public struct E820Entry: Hashable, Sendable, CustomStringConvertible {
         "[0x\(String(address, radix: 16))-0x\(String(end, radix: 16))) \(type)"
     }
 }
+
+/// I/O ports the board decodes and the firmware tables describe.
+public enum X86Ports {
+    /// COM1, an 8250/16550 UART: 8 ports, on IOAPIC pin 4.
+    public static let com1: UInt16 = 0x3F8
+    public static let com1GSI: UInt32 = 4
+    /// i8042 controller; 0xFE written to the command port pulses the CPU
+    /// reset line (what Linux's `reboot=k` and the ACPI reset register do).
+    public static let i8042Data: UInt16 = 0x60
+    public static let i8042Command: UInt16 = 0x64
+    public static let i8042ResetCommand: UInt8 = 0xFE
+    /// CMOS RTC index and data.
+    public static let rtcIndex: UInt16 = 0x70
+    public static let rtcData: UInt16 = 0x71
+    /// QEMU's isa-debug-exit: a write of v ends the VM with status (v << 1) | 1.
+    public static let debugExit: UInt16 = 0x501
+    /// PCI configuration mechanism #1 (CONFIG_ADDRESS, CONFIG_DATA).
+    public static let pciConfigAddress: UInt16 = 0xCF8
+    public static let pciConfigData: UInt16 = 0xCFC
+}
+
+/// The ACPI fixed hardware the FADT describes and the board implements:
+/// full (not hardware-reduced) ACPI with a PM1a event and control block,
+/// SCI on GSI 9, no PM timer, no GPE blocks, SMI_CMD = 0 (always in ACPI
+/// mode: the OS never needs to switch), and the reset register on the
+/// i8042 command port.
+///
+/// Power-off (ACPI 6.4, 4.8.3.2.1 and 7.4.2): the OS reads \_S5 from the
+/// DSDT (SLP_TYP = `s5SleepType`) and writes PM1a_CNT with SLP_TYP in bits
+/// 12:10 and SLP_EN (bit 13) — 16-bit writes, first without SLP_EN, then
+/// with it; `isPowerOff(pm1aControl:)` says when a write means S5.
+public enum ACPIPM {
+    /// PM1a_EVT_BLK: PM1_STS (16 bits, write 1 to clear) at +0, PM1_EN
+    /// (16 bits) at +2; accessed as 16-bit words.
+    public static let pm1aEvent: UInt16 = 0x600
+    public static let pm1EventLength: UInt8 = 4
+    /// PM1a_CNT_BLK (16 bits). Reads should return SCI_EN (bit 0) set, as
+    /// on hardware already in ACPI mode.
+    public static let pm1aControl: UInt16 = 0x604
+    public static let pm1ControlLength: UInt8 = 2
+    public static let sciGSI: UInt32 = 9
+    /// SLP_TYP value the DSDT's \_S5 package gives.
+    public static let s5SleepType: UInt16 = 5
+    public static let sleepEnable: UInt16 = 1 << 13     // SLP_EN
+    public static let sleepTypeShift: UInt16 = 10       // SLP_TYP, bits 12:10
+    public static let sciEnable: UInt16 = 1 << 0        // SCI_EN
+    /// FADT RESET_REG: a byte write of `X86Ports.i8042ResetCommand` to
+    /// `X86Ports.i8042Command` (Linux tries it first when rebooting, then the
+    /// i8042 itself).
+    public static let resetPort: UInt16 = X86Ports.i8042Command
+    public static let resetValue: UInt8 = X86Ports.i8042ResetCommand
+
+    /// True when a PM1a_CNT write requests S5 (soft off).
+    public static func isPowerOff(pm1aControl value: UInt16) -> Bool {
+        value & sleepEnable != 0 && (value >> sleepTypeShift) & 0x7 == s5SleepType
+    }
+}
