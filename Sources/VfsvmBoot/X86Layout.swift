@@ -81,6 +81,14 @@ public enum X86Layout {
     public static let ioapicPins: UInt32 = 24
     public static let localAPIC: UInt64 = 0xFEE0_0000
 
+    /// The IOAPIC pin (GSI) of ISA IRQ `irq`: the PIT's IRQ 0 is on pin 2,
+    /// the others on their own number — what the MADT's interrupt source
+    /// override and the MP table say. KVM's default GSI routing sends GSI 0
+    /// to IOAPIC pin 0, so a VMM that relies on this must route GSI 0 to
+    /// IOAPIC pin 2 (and PIC pin 0) itself, as QEMU does
+    /// (`kvm_pc_setup_irq_routing`).
+    public static func isaIRQToGSI(_ irq: UInt8) -> UInt32 { irq == 0 ? 2 : UInt32(irq) }
+
     /// virtio-mmio window `index` (0-based).
     public static func virtioMMIOWindow(_ index: Int) -> UInt64 {
         virtioMMIOBase + UInt64(index) * virtioMMIOStride
