@@ -30,8 +30,9 @@ images: deps
 # Unit tests: every layer without a VM (Swift Testing). Serial: some tests
 # spawn processes (QEMU, python), and a child between fork and exec holds
 # copies of every fd, keeping another test's OFD locks alive for a moment.
-# The whole suite takes seconds either way.
-unit-test: deps
+# The whole suite takes seconds either way. The boot loader's tests load
+# Debian's kernel from Images/out, hence `images`.
+unit-test: deps images
 	$(SWIFT) test --no-parallel
 
 # vfsvm mount on the host, real programs on the mount.
