@@ -70,6 +70,19 @@ public struct PCIInterrupt: Sendable, Equatable {
         self.slot = slot
         self.gsi = gsi
     }
+
+    /// The slot exists and the GSI is an IOAPIC pin.
+    func check() throws(BootError) {
+        guard slot < 32 else { throw .badDeviceConfig("PCI slot \(slot) does not exist (bus 0 has slots 0-31)") }
+        try checkIOAPICPin(gsi, "PCI slot \(slot)")
+    }
+}
+
+/// `gsi` is one of the IOAPIC's pins (the only interrupt controller the tables describe).
+func checkIOAPICPin(_ gsi: UInt32, _ what: String) throws(BootError) {
+    guard gsi < X86Layout.ioapicPins else {
+        throw .badDeviceConfig("\(what) uses GSI \(gsi), but the IOAPIC has pins 0-\(X86Layout.ioapicPins - 1)")
+    }
 }
 
 /// A 16550 UART on `port` (8 ports) with an edge-triggered ISA IRQ.
@@ -96,9 +109,7 @@ extension ACPIConfig {
         var used: [UInt32: String] = [0: "the 8259 PIC (ExtINT)", 2: "the PIT timer (IRQ 0)", 8: "the RTC",
                                       ACPIPM.sciGSI: "the ACPI SCI"]
         func claim(_ gsi: UInt32, _ what: String) throws(BootError) {
-            guard gsi < X86Layout.ioapicPins else {
-                throw .badDeviceConfig("\(what) uses GSI \(gsi), but the IOAPIC has pins 0-\(X86Layout.ioapicPins - 1)")
-            }
+            try checkIOAPICPin(gsi, what)
             if let other = used[gsi] { throw .badDeviceConfig("\(what) and \(other) both use GSI \(gsi)") }
             used[gsi] = what
         }
@@ -124,7 +135,7 @@ extension ACPIConfig {
                 throw .badDeviceConfig("the PCI ECAM base \(hex(ecam)) is not a 256 MiB-aligned address below 4 GiB")
             }
             for p in pci.interrupts {
-                guard p.slot < 32 else { throw .badDeviceConfig("PCI slot \(p.slot) does not exist (bus 0 has slots 0-31)") }
+                try p.check()
                 try claim(p.gsi, "PCI slot \(p.slot)")
             }
             guard pci.interrupts.count <= 255 else { throw .badDeviceConfig("more than 255 PCI interrupt routes") }

@@ -9,12 +9,7 @@ import VfsvmMemory
 /// ACPI (`acpi=off`, or a kernel without ACPI); the ACPI tables say the same.
 public func writeMPTable(cpus: Int, pciInterrupts: [PCIInterrupt] = [], into memory: GuestMemory) throws(BootError) {
     guard (1...ACPIConfig.maximumCPUs).contains(cpus) else { throw .tooManyCPUs(cpus, maximum: ACPIConfig.maximumCPUs) }
-    for p in pciInterrupts {
-        guard p.slot < 32 else { throw .badDeviceConfig("PCI slot \(p.slot) does not exist (bus 0 has slots 0-31)") }
-        guard p.gsi < X86Layout.ioapicPins else {
-            throw .badDeviceConfig("PCI slot \(p.slot) uses GSI \(p.gsi), but the IOAPIC has pins 0-\(X86Layout.ioapicPins - 1)")
-        }
-    }
+    for p in pciInterrupts { try p.check() }
     let bytes = MPTable.build(cpus: cpus, pciInterrupts: pciInterrupts)
     guard bytes.count <= Int(X86Layout.mpTableSize) else {
         throw .tablesTooLarge(what: "MP table", size: bytes.count, room: Int(X86Layout.mpTableSize))

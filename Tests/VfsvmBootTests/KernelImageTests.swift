@@ -52,3 +52,40 @@ import Testing
         #expect(throws: BootError.notLoadedHigh) { try h3.check64BitEntry() }
     }
 }
+
+import PropertyBased
+import Synchronization
+import VfsvmTestSupport
+
+@Suite struct HostileKernelTests {
+    /// A bzImage with its setup header bytes changed at random, and a PVH
+    /// ELF with header and program header bytes changed, go all the way
+    /// through `loadKernel`: each loads inside guest memory or is refused
+    /// with a sentence, never a trap.
+    @Test func mutatedKernelsNeverCrashTheLoader() async throws {
+        let memory = try guestMemory(64 << 20)
+        let bz = BzImageFixture().bytes
+        let elf = ELFFixture(loads: [.init(paddr: 0x10_0000, data: [0xF4, 0xF4], memsz: 0x2000)], pvhEntry: 0x10_0000).bytes
+        let outcomes = Mutex((loaded: 0, refused: 0))
+        await propertyCheck(count: 1500, input: Gen.int(in: 0...Int.max), Gen.bool) { seed, pvh in
+            var rng = SplitMix(seed: UInt64(seed))
+            var bytes = pvh ? elf : bz
+            // Where the fields are: the setup header (0x1F1-0x26C), or the
+            // ELF header and its two program headers (0-0xB0).
+            let field = pvh ? 0..<(64 + 2 * 56) : 0x1F1..<0x26C
+            for _ in 0..<(1 + rng.next() % 4) {
+                bytes[field.lowerBound + Int(rng.next() % UInt64(field.count))] = UInt8(truncatingIfNeeded: rng.next())
+            }
+            do throws(BootError) {
+                _ = try loadKernel(bytes, config: BootConfig(memorySize: 64 << 20, cmdline: Array("x".utf8),
+                                                            initrd: [1, 2, 3]), into: memory)
+                outcomes.withLock { $0.loaded += 1 }
+            } catch {
+                #expect(!error.description.isEmpty)
+                outcomes.withLock { $0.refused += 1 }
+            }
+        }
+        let seen = outcomes.withLock { $0 }
+        #expect(seen.loaded > 100 && seen.refused > 100, "\(seen)")
+    }
+}
