@@ -57,6 +57,10 @@ let package = Package(
         // Transports: the virtio-mmio register file (virtio-pci to come).
         .target(name: "VfsvmTransport", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
 
+        // x86 boot: bzImage and PVH ELF loading, boot_params/hvm_start_info,
+        // e820, page tables, ACPI and MP tables. Writes GuestMemory only (no KVM).
+        .target(name: "VfsvmBoot", dependencies: ["VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+
         // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
         .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
@@ -99,6 +103,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmBootTests",
+            dependencies: ["VfsvmBoot", "VfsvmMemory", "VfsvmTestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
 
         .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
         .testTarget(
