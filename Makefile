@@ -10,8 +10,9 @@ BIN = .build/$(CONFIG)/vfsvm
 # Build dependencies (liburing: io_uring data path; libvirt: domain XML).
 BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 # What the tests, the demo and the benchmarks run: QEMU (which ships Debian's
-# virtiofsd, the peer), and the programs the tests drive on mounted shares.
-TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps gcc binutils
+# virtiofsd, the peer), the programs the tests drive on mounted shares, and
+# iasl (acpica-tools), which decompiles vfsvm's ACPI tables in the unit tests.
+TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools gcc binutils
 
 .PHONY: all build deps test unit-test mount-test boot-test libvirt-test vmm-test guests images run bench bench-vmm bench-ring bench-mount bench-serve clean
 
@@ -29,8 +30,9 @@ images: deps
 # Unit tests: every layer without a VM (Swift Testing). Serial: some tests
 # spawn processes (QEMU, python), and a child between fork and exec holds
 # copies of every fd, keeping another test's OFD locks alive for a moment.
-# The whole suite takes seconds either way.
-unit-test: deps
+# The whole suite takes seconds either way. The boot loader's tests load
+# Debian's kernel from Images/out, hence `images`.
+unit-test: deps images
 	$(SWIFT) test --no-parallel
 
 # vfsvm mount on the host, real programs on the mount.

@@ -57,6 +57,10 @@ let package = Package(
         // Transports: the virtio-mmio register file (virtio-pci to come).
         .target(name: "VfsvmTransport", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
 
+        // x86 boot: bzImage and PVH ELF loading, boot_params/hvm_start_info,
+        // e820, page tables, ACPI and MP tables. Writes GuestMemory only (no KVM).
+        .target(name: "VfsvmBoot", dependencies: ["VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+
         // /dev/kvm: VM, vCPUs, kvm_run exits, memory slots, irqfd,
         // ioeventfd, GSI routing. The only place above guest memory that
         // touches kvm_run.
@@ -65,7 +69,7 @@ let package = Package(
         // The x86 board: builds and runs the VM (memory, vCPU threads,
         // UART, i8042, RTC, debug-exit, ACPI PM, PCI host bridge, virtio
         // transports wired to ioeventfds and irqfds).
-        .target(name: "VfsvmMachine", dependencies: ["VfsvmKVM", "VfsvmTransport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .target(name: "VfsvmMachine", dependencies: ["VfsvmKVM", "VfsvmBoot", "VfsvmTransport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
         .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
@@ -89,7 +93,7 @@ let package = Package(
             name: "vfsvm",
             dependencies: [
                 "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
-                "VfsvmVirtioFS", "VfsvmVhostUser", "VfsvmMemory", "VfsvmMachine", "VfsvmKVM",
+                "VfsvmVirtioFS", "VfsvmVhostUser", "VfsvmMemory", "VfsvmMachine", "VfsvmKVM", "VfsvmBoot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -109,8 +113,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmKVMTests", dependencies: ["VfsvmKVM", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
-        .testTarget(name: "VfsvmMachineTests", dependencies: ["VfsvmMachine", "VfsvmKVM", "VfsvmTransport", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+        .testTarget(name: "VfsvmMachineTests", dependencies: ["VfsvmMachine", "VfsvmBoot", "VfsvmKVM", "VfsvmTransport", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmBootTests",
+            dependencies: ["VfsvmBoot", "VfsvmMemory", "VfsvmTestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
 
         .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
         .testTarget(

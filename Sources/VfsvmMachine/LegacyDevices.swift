@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import VfsvmBoot
 import VfsvmSys
 
 /// Why the machine stops: the guest powered off, reset, wrote to the
@@ -45,7 +46,6 @@ public enum MachineStop: Hashable, Sendable, CustomStringConvertible {
 /// isa-debug-exit (QEMU's device, port 0x501): a write of v ends the VM
 /// with exit status (v << 1) | 1. Reads return 0xFF... (nothing there).
 public final class DebugExit: PortDevice {
-    public static let port: UInt16 = 0x501
     private let stop: @Sendable (MachineStop) -> Void
 
     public init(stop: @escaping @Sendable (MachineStop) -> Void) { self.stop = stop }
@@ -58,8 +58,6 @@ public final class DebugExit: PortDevice {
 /// needs: a status register, the command byte, the self test, and the
 /// reset line (command 0xFE pulses the CPU's reset: the VM ends as a reboot).
 public final class I8042: PortDevice {
-    public static let dataPort: UInt16 = 0x60
-    public static let commandPort: UInt16 = 0x64
     /// Status: bit 0 output buffer full, bit 2 system flag (POST passed).
     static let statusOutputFull: UInt8 = 0x01
     static let statusSystemFlag: UInt8 = 0x04
@@ -101,7 +99,7 @@ public final class I8042: PortDevice {
                 case 0x60: s.pendingWrite = byte  // write command byte: data follows
                 case 0xaa: s.output = 0x55  // controller self test passed
                 case 0xab: s.output = 0x00  // keyboard interface test passed
-                case 0xfe: return true  // pulse reset
+                case X86Ports.i8042ResetCommand: return true  // pulse reset
                 default: break  // enable/disable ports etc.: nothing to do
                 }
             default: break
@@ -118,8 +116,6 @@ public final class I8042: PortDevice {
 /// CMOS RAM. Setting the time is not modelled: writes to the time
 /// registers are kept as RAM but reads give the host clock.
 public final class CMOSClock: PortDevice {
-    public static let port: UInt16 = 0x70
-
     static let statusA: Int = 0x0a
     static let statusB: Int = 0x0b
     static let statusC: Int = 0x0c
@@ -192,27 +188,25 @@ public final class CMOSClock: PortDevice {
     }
 }
 
-/// ACPI fixed-hardware power management (ACPI 6.4, 4.8): the PM1a event
-/// block (PM1_STS, PM1_EN), the PM1a control block and the PM timer.
-/// A PM1a_CNT write with SLP_EN (bit 13) and SLP_TYP (bits 10–12) = the
-/// DSDT's `_S5` value is power-off.
+/// ACPI fixed-hardware power management (ACPI 6.4, 4.8), as VfsvmBoot's
+/// FADT describes it (`ACPIPM`): the PM1a event block (PM1_STS, PM1_EN)
+/// and the PM1a control block, where SLP_EN with the DSDT's `_S5` SLP_TYP
+/// is power-off. A PM timer answers at +8 too (the FADT does not announce
+/// it; the test guests use it as a clock).
 public final class ACPIPowerManagement: PortDevice {
     /// Offsets inside the block the board maps: EVT 0..3, CNT 4..5, TMR 8..11.
     public static let eventOffset: UInt16 = 0
     public static let controlOffset: UInt16 = 4
     public static let timerOffset: UInt16 = 8
     public static let blockSize: UInt64 = 12
-    public static let sleepEnable: UInt16 = 1 << 13  // SLP_EN
-    public static let sciEnable: UInt16 = 1  // SCI_EN: the OS is in ACPI mode
+    static let sciEnable = ACPIPM.sciEnable  // the OS is in ACPI mode
     /// PM timer frequency (ACPI 6.4, 4.8.3.3): 3.579545 MHz.
     public static let timerHz: UInt64 = 3_579_545
 
-    private let s5SleepType: UInt16
     private let registers = Mutex((status: UInt16(0), enable: UInt16(0), control: sciEnable))
     private let stop: @Sendable (MachineStop) -> Void
 
-    public init(s5SleepType: UInt16 = 5, stop: @escaping @Sendable (MachineStop) -> Void) {
-        self.s5SleepType = s5SleepType
+    public init(stop: @escaping @Sendable (MachineStop) -> Void) {
         self.stop = stop
     }
 
@@ -247,12 +241,9 @@ public final class ACPIPowerManagement: PortDevice {
                 default: break
                 }
             }
-            let sleepType = r.control >> 10 & 0b111
-            if r.control & Self.sleepEnable != 0 {
-                r.control &= ~Self.sleepEnable  // SLP_EN reads as zero
-                return sleepType == s5SleepType
-            }
-            return false
+            guard r.control & ACPIPM.sleepEnable != 0 else { return false }
+            defer { r.control &= ~ACPIPM.sleepEnable }  // SLP_EN reads as zero
+            return ACPIPM.isPowerOff(pm1aControl: r.control)
         }
         if powerOff { stop(.powerOff) }
     }

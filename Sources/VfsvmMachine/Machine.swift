@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import VfsvmBoot
 import VfsvmKVM
 import VfsvmMemory
 import VfsvmSys
@@ -93,24 +94,26 @@ public final class Machine: Sendable {
             let latch = try StopLatch()
             let stop: @Sendable (MachineStop) -> Void = { latch.stop($0) }
             let ports = PortBus()
-            let serial = Serial8250(line: try GSILine(vm: vm, gsi: Serial8250.com1IRQ), output: config.consoleOutput)
-            ports.insert(serial, base: UInt64(Serial8250.com1Port), size: Serial8250.portCount, name: "COM1")
-            ports.insert(I8042(stop: stop), base: UInt64(I8042.dataPort), size: 5, name: "i8042")
-            ports.insert(CMOSClock(), base: UInt64(CMOSClock.port), size: 2, name: "RTC")
-            ports.insert(DebugExit(stop: stop), base: UInt64(DebugExit.port), size: 1, name: "debug-exit")
-            ports.insert(ACPIPowerManagement(stop: stop), base: UInt64(Board.pmBase), size: ACPIPowerManagement.blockSize, name: "ACPI PM")
+            let serial = Serial8250(line: try GSILine(vm: vm, gsi: X86Ports.com1GSI), output: config.consoleOutput)
+            ports.insert(serial, base: UInt64(X86Ports.com1), size: Serial8250.portCount, name: "COM1")
+            ports.insert(I8042(stop: stop), base: UInt64(X86Ports.i8042Data), size: UInt64(X86Ports.i8042Command - X86Ports.i8042Data + 1), name: "i8042")
+            ports.insert(CMOSClock(), base: UInt64(X86Ports.rtcIndex), size: 2, name: "RTC")
+            ports.insert(DebugExit(stop: stop), base: UInt64(X86Ports.debugExit), size: 1, name: "debug-exit")
+            ports.insert(ACPIPowerManagement(stop: stop), base: UInt64(ACPIPM.pm1aEvent), size: ACPIPowerManagement.blockSize, name: "ACPI PM")
             let pci = PCIHostBridge()
-            ports.insert(pci, base: UInt64(PCIHostBridge.addressPort), size: PCIHostBridge.portCount, name: "PCI config")
+            ports.insert(pci, base: UInt64(X86Ports.pciConfigAddress), size: PCIHostBridge.portCount, name: "PCI config")
 
             // virtio devices.
             let mmio = MMIOBus()
             var gsis = GSIAllocator()
             var transports: [VirtioMMIOTransport] = []
+            var mmioDescriptions: [VfsvmBoot.MMIODevice] = []
             switch config.transport {
             case .mmio:
                 for (i, device) in config.devices.enumerated() {
                     let base = X86Layout.virtioMMIOWindow(i)
-                    let line = try GSILine(vm: vm, gsi: try gsis.next())
+                    let gsi = try gsis.next()
+                    let line = try GSILine(vm: vm, gsi: gsi)
                     let t = try VirtioMMIOTransport(device: device, memory: memory, line: line)
                     mmio.insert(MMIOTransportPort(t), base: base, size: X86Layout.virtioMMIOSize, name: "virtio-mmio \(i)")
                     // QueueNotify with the queue index as data: one ioeventfd per queue.
@@ -118,6 +121,7 @@ public final class Machine: Sendable {
                         try vm.registerIOEventFD(kick, address: base + VirtioMMIOTransport.notifyOffset, length: 4, dataMatch: UInt64(q))
                     }
                     transports.append(t)
+                    mmioDescriptions.append(VfsvmBoot.MMIODevice(base: base, size: X86Layout.virtioMMIOSize, gsi: gsi))
                 }
             case .pci:
                 guard config.devices.isEmpty else {
@@ -125,13 +129,19 @@ public final class Machine: Sendable {
                 }
             }
 
-            // The kernel, and the boot vCPU at its entry point. Other
-            // vCPUs wait for INIT/SIPI from the guest (in-kernel LAPIC).
+            // ACPI and MP tables describing this board, the kernel, and
+            // the boot vCPU at its entry point. Other vCPUs wait for
+            // INIT/SIPI from the guest (in-kernel LAPIC).
             let entry: BootEntry
             do {
-                entry = try InterimPVH.load(config.kernel, memorySize: config.memorySize, cmdline: Array(config.cmdline.utf8), into: memory)
+                let acpi = ACPIConfig(cpus: config.cpus, mmioDevices: mmioDescriptions,
+                                      pci: VfsvmBoot.PCIHostBridge(mem64: X86Layout.pciMem64(memorySize: config.memorySize)))
+                let rsdp = try writeACPI(acpi, into: memory)
+                try writeMPTable(cpus: config.cpus, into: memory)
+                entry = try loadKernel(config.kernel, config: BootConfig(memorySize: config.memorySize, cmdline: Array(config.cmdline.utf8),
+                                                                         initrd: config.initrd, rsdpAddress: rsdp), into: memory)
             } catch {
-                throw MachineError.boot("\(error)")
+                throw MachineError.boot(error.description)
             }
             try EntryState.apply(entry, to: vcpus[0])
 
@@ -187,11 +197,10 @@ public final class Machine: Sendable {
     public func stop(_ reason: MachineStop) { latch.stop(reason) }
 }
 
-/// Board constants the ACPI tables describe too.
-public enum Board {
-    /// ACPI PM1a event block (4 bytes), control block at +4 (2 bytes), PM timer at +8.
-    public static let pmBase: UInt16 = 0x600
-}
+/// Board-level policy that is not a memory-map or port constant (those
+/// live in VfsvmBoot's `X86Layout`, `X86Ports` and `ACPIPM`, shared with
+/// the ACPI tables).
+public enum Board {}
 
 /// The virtio-mmio register file on the MMIO bus.
 final class MMIOTransportPort: MMIODevice {

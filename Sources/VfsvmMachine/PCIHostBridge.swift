@@ -13,7 +13,6 @@ public protocol PCIFunction: AnyObject, Sendable {
 /// only; functions by slot, function 0 each. Reads of an absent function
 /// return all ones, as a master abort does; writes to it are dropped.
 public final class PCIHostBridge: PortDevice {
-    public static let addressPort: UInt16 = 0xcf8
     public static let portCount: UInt64 = 8
 
     private let address = Mutex<UInt32>(0)

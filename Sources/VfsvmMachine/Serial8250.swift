@@ -16,8 +16,6 @@ import VfsvmTransport
 /// routes THR to RBR and MCR's outputs to MSR's inputs, as the Linux
 /// driver's probe checks.
 public final class Serial8250: PortDevice {
-    public static let com1Port: UInt16 = 0x3f8
-    public static let com1IRQ: UInt32 = 4
     public static let portCount: UInt64 = 8
 
     // IER bits
@@ -162,6 +160,6 @@ public final class Serial8250: PortDevice {
     }
 
     private func trigger() {
-        do { try line.trigger() } catch { logLine("vfsvm: serial: cannot raise IRQ \(Self.com1IRQ): \(error)") }
+        do { try line.trigger() } catch { logLine("vfsvm: serial: cannot raise its interrupt: \(error)") }
     }
 }

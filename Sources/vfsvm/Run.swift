@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import VfsvmBoot
 import VfsvmConfig
 import VfsvmKVM
 import VfsvmMachine
@@ -80,8 +81,9 @@ struct Run: ParsableCommand {
         guard guest != nil || kernel != nil else { throw ValidationError("give a GUEST image or --kernel") }
     }
 
-    /// Low-memory boot structures, the BIOS area and a kernel at 1 MiB.
-    static let minimumMemory: UInt64 = 4 << 20
+    /// Low-memory boot structures, the BIOS area and a kernel at 1 MiB
+    /// (the loader then checks that the kernel itself fits).
+    static let minimumMemory = X86Layout.minimumMemory
 
     func run() throws {
         // Everything the user named is checked before anything starts.

@@ -26,17 +26,5 @@ const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 de
         ioapic_route(ioapic, pin, IRQ_VECTOR);
         return t;
     }
-    if (si->rsdp_paddr) return 0;
-    /* INTERIM, until the VMM writes ACPI tables (VfsvmBoot): the board's
-     * windows and GSIs (X86Layout, GSIAllocator: 5, 6, 7, 10, 11, 16...). */
-    static const u32 gsis[] = {5, 6, 7, 10, 11, 16};
-    if (skip >= 6) return 0;
-    u64 window = 0xd0000000 + 0x1000 * (u64)skip;
-    const struct transport *t = virtio_mmio_probe(window, device_id);
-    if (!t) return 0;
-    puts("no ACPI tables: board default virtio-mmio at ");
-    put_hex(window);
-    puts("\n");
-    ioapic_route(IOAPIC_BASE, gsis[skip], IRQ_VECTOR);
-    return t;
+    return 0;
 }
