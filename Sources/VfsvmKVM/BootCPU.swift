@@ -14,6 +14,10 @@ extension VCPU {
     public static let msrTSC: UInt32 = 0x10  // MSR_IA32_TSC
     public static let msrMiscEnable: UInt32 = 0x1a0  // MSR_IA32_MISC_ENABLE
     public static let msrMTRRDefType: UInt32 = 0x2ff  // MSR_MTRRdefType
+    public static let msrAMDHWCR: UInt32 = 0xc001_0015  // MSR_K7_HWCR
+    /// HWCR TscFreqSel (bit 24): the TSC counts at the P0 frequency, as
+    /// AMD firmware sets it; without it Linux logs a firmware bug.
+    public static let hwcrTSCFrequencySelect: UInt64 = 1 << 24
 
     /// MISC_ENABLE bit 0, fast string operations (MSR_IA32_MISC_ENABLE_FAST_STRING):
     /// Linux warns and slows `rep movs` without it.
@@ -49,6 +53,10 @@ extension VCPU {
     public func configureForBoot(cpuid supported: CPUIDTable, count: Int) throws(KVMError) {
         try setCPUID(supported.forVCPU(index: id, count: count))
         try setMSRs(Self.bootMSRs)
+        if supported.isAMD {
+            // Best effort: KVM before 5.x refuses bits it does not model.
+            try? setMSRs([(Self.msrAMDHWCR, Self.hwcrTSCFrequencySelect)])
+        }
         try resetFPU()
         try configureLINTs()
     }

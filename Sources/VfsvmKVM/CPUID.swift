@@ -15,6 +15,12 @@ public struct CPUIDTable: Sendable {
         entries.first { $0.function == function && ($0.flags & Self.significantIndex == 0 || $0.index == index) }
     }
 
+    /// Leaf 0's vendor is "AuthenticAMD" (EBX, EDX, ECX = "Auth", "enti", "cAMD").
+    public var isAMD: Bool {
+        guard let e = entry(0) else { return false }
+        return e.ebx == 0x6874_7541 && e.edx == 0x6974_6e65 && e.ecx == 0x444d_4163
+    }
+
     mutating func update(_ function: UInt32, _ body: (inout kvm_cpuid_entry2) -> Void) {
         for i in entries.indices where entries[i].function == function { body(&entries[i]) }
     }
