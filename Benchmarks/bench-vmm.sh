@@ -27,16 +27,18 @@ trap 'kill ${serve_pid:-} 2>/dev/null; rm -rf "$top"' EXIT
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
-# measure NAME CMD...: N runs under /usr/bin/time; the guest must exit 67.
+# measure NAME CMD...: N runs under rusage-run (the child's own wall
+# clock, CPU and peak RSS at microsecond and KiB resolution); the guest
+# must exit 67.
+gcc -O2 -o "$top/rusage-run" "$(dirname "$0")/rusage-run.c" || exit 1
 measure() {
     local name=$1
     shift
     : >"$top/$name.tsv"
     for _ in $(seq 1 "$runs"); do
-        /usr/bin/time -f "%e %U %S %M" -o "$top/time" "$@" </dev/null >/dev/null 2>"$top/stderr"
-        local st=$?
-        if [ $st -ne 67 ]; then echo "bench-vmm: $name exited $st: $(head -3 "$top/stderr")" >&2; exit 1; fi
-        awk '{printf "%s %.4f %s\n", $1 * 1000, ($2 + $3) * 1000, $4 / 1024}' "$top/time" >>"$top/$name.tsv"
+        read -r wall cpu rss st < <("$top/rusage-run" "$@")
+        if [ "$st" != 67 ]; then echo "bench-vmm: $name exited $st" >&2; exit 1; fi
+        echo "$wall $cpu $rss" >>"$top/$name.tsv"
     done
     for col in 1 2 3; do cut -d' ' -f$col "$top/$name.tsv" | median; done | paste -sd' ' >"$top/$name.median"
 }

@@ -3,7 +3,8 @@
  * arch/x86/platform/pvh/head.S uses it): the VMM enters `pvh_start` in
  * 32-bit protected mode, paging off, %ebx = hvm_start_info. We build
  * identity page tables for the first 8 GiB (2 MiB pages: RAM, the 32-bit
- * MMIO hole and the first 64-bit PCI BARs), enter long mode and call
+ * MMIO hole and the first 64-bit PCI BARs; 1 GiB pages where the CPU
+ * has them), enter long mode and call
  * guest_main(start_info) in C.
  */
 #define PML4 0x200000
@@ -24,13 +25,39 @@
 pvh_start:
     cld
     movl %ebx, %esi                 /* keep start_info */
-    /* Clear the tables. */
+    /* PML4[0] -> PDPT */
     movl $PML4, %edi
-    movl $((PD0 + 8 * 4096 - PML4) / 4), %ecx
+    movl $(4096 / 4), %ecx
     xorl %eax, %eax
     rep stosl
-    /* PML4[0] -> PDPT; PDPT[0..7] -> PD0..PD7 */
     movl $(PDPT | 3), PML4
+    /* With 1 GiB pages (CPUID 0x80000001 EDX bit 26) the PDPT maps the
+     * 8 GiB itself: a few instructions, which matters at this KVM's
+     * emulated speed. Otherwise 8 page directories of 2 MiB pages. */
+    movl $0x80000001, %eax
+    cpuid
+    btl $26, %edx
+    jnc 5f
+    xorl %ecx, %ecx
+6:  movl %ecx, %eax
+    shll $30, %eax
+    orl $0x83, %eax                 /* present, writable, PS */
+    cmpl $3, %ecx
+    jb 7f
+    orl $0x10, %eax                 /* PCD for >= 3 GiB (MMIO) */
+7:  movl %eax, PDPT(, %ecx, 8)
+    movl %ecx, %edx
+    shrl $2, %edx                   /* bits 32+ of i << 30 */
+    movl %edx, PDPT + 4(, %ecx, 8)
+    incl %ecx
+    cmpl $8, %ecx
+    jne 6b
+    jmp 8f
+5:  movl $PDPT, %edi
+    movl $((PD0 + 8 * 4096 - PDPT) / 4), %ecx
+    xorl %eax, %eax
+    rep stosl
+    /* PDPT[0..7] -> PD0..PD7 */
     movl $0, %ecx
 1:  movl %ecx, %eax
     shll $12, %eax
@@ -54,6 +81,7 @@ pvh_start:
     incl %ecx
     cmpl $4096, %ecx
     jne 2b
+8:
     /* CR4.PAE, CR3, EFER.LME, CR0.PG */
     movl %cr4, %eax
     orl $0x20, %eax
