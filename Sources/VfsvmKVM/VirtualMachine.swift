@@ -158,6 +158,22 @@ public final class VirtualMachine: Sendable {
         state.withLock { $0.eventFDs.append(eventfd) }
     }
 
+    /// Undoes `registerIOEventFD` (KVM_IOEVENTFD_FLAG_DEASSIGN): the same
+    /// eventfd, address, length, data match and space must be given.
+    public func unregisterIOEventFD(_ eventfd: EventFD, address: UInt64, length: Int, dataMatch: UInt64? = nil, pio: Bool = false) throws(KVMError) {
+        var request = kvm_ioeventfd()
+        request.addr = address
+        request.len = UInt32(length)
+        request.fd = eventfd.fd.rawValue
+        request.flags = VFSVM_KVM_IOEVENTFD_FLAG_DEASSIGN
+        if let dataMatch {
+            request.datamatch = dataMatch
+            request.flags |= VFSVM_KVM_IOEVENTFD_FLAG_DATAMATCH
+        }
+        if pio { request.flags |= VFSVM_KVM_IOEVENTFD_FLAG_PIO }
+        try KVM.ioctl(fd, VFSVM_KVM_IOEVENTFD, "KVM_IOEVENTFD(deassign 0x\(String(address, radix: 16)))", struct: &request)
+    }
+
     // MARK: - vCPUs
 
     /// KVM_CREATE_VCPU with APIC ID `id`, and its `kvm_run` mapping.

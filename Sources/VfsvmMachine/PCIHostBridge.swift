@@ -15,30 +15,36 @@ public protocol PCIFunction: AnyObject, Sendable {
 public final class PCIHostBridge: PortDevice {
     public static let portCount: UInt64 = 8
 
-    private let address = Mutex<UInt32>(0)
-    private let slots = Mutex<[UInt8: any PCIFunction]>([:])
-
-    public init() {
-        slots.withLock { $0[0] = HostBridgeFunction() }
+    private struct Slot {
+        var function: any PCIFunction
+        var afterWrite: (@Sendable () -> Void)?
     }
 
-    /// Puts `function` at device `slot` (1–31) of bus 0.
-    public func attach(_ function: any PCIFunction, slot: UInt8) {
+    private let address = Mutex<UInt32>(0)
+    private let slots = Mutex<[UInt8: Slot]>([:])
+
+    public init() {
+        slots.withLock { $0[0] = Slot(function: HostBridgeFunction(), afterWrite: nil) }
+    }
+
+    /// Puts `function` at device `slot` (1–31) of bus 0. `afterWrite` runs
+    /// after each configuration write to it (the board follows BAR moves).
+    public func attach(_ function: any PCIFunction, slot: UInt8, afterWrite: (@Sendable () -> Void)? = nil) {
         precondition((1...31).contains(slot), "PCI slot \(slot)")
         slots.withLock { s in
             precondition(s[slot] == nil, "PCI slot \(slot) taken")
-            s[slot] = function
+            s[slot] = Slot(function: function, afterWrite: afterWrite)
         }
     }
 
-    public func function(at slot: UInt8) -> (any PCIFunction)? { slots.withLock { $0[slot] } }
+    public func function(at slot: UInt8) -> (any PCIFunction)? { slots.withLock { $0[slot]?.function } }
 
-    /// The function and register the address register selects, or nil.
-    private func selected(_ dataOffset: UInt16) -> (any PCIFunction, Int)? {
+    /// The slot and register the address register selects, or nil.
+    private func selected(_ dataOffset: UInt16) -> (Slot, Int)? {
         let a = address.withLock { $0 }
         guard a & 0x8000_0000 != 0, a >> 16 & 0xff == 0, a >> 8 & 0x7 == 0 else { return nil }
-        guard let f = function(at: UInt8(a >> 11 & 0x1f)) else { return nil }
-        return (f, Int(a & 0xfc) + Int(dataOffset))
+        guard let s = slots.withLock({ $0[UInt8(a >> 11 & 0x1f)] }) else { return nil }
+        return (s, Int(a & 0xfc) + Int(dataOffset))
     }
 
     public func read(offset: UInt16, size: Int) -> UInt32 {
@@ -46,8 +52,8 @@ public final class PCIHostBridge: PortDevice {
             guard offset == 0 && size == 4 else { return 0xffff_ffff }
             return address.withLock { $0 }
         }
-        guard Self.aligned(offset - 4, size), let (f, register) = selected(offset - 4) else { return 0xffff_ffff }
-        return f.readConfig(offset: register, size: size)
+        guard Self.aligned(offset - 4, size), let (s, register) = selected(offset - 4) else { return 0xffff_ffff }
+        return s.function.readConfig(offset: register, size: size)
     }
 
     public func write(offset: UInt16, size: Int, value: UInt32) {
@@ -55,8 +61,9 @@ public final class PCIHostBridge: PortDevice {
             if offset == 0 && size == 4 { address.withLock { $0 = value & 0x80ff_fffc } }
             return
         }
-        guard Self.aligned(offset - 4, size), let (f, register) = selected(offset - 4) else { return }
-        f.writeConfig(offset: register, size: size, value: value)
+        guard Self.aligned(offset - 4, size), let (s, register) = selected(offset - 4) else { return }
+        s.function.writeConfig(offset: register, size: size, value: value)
+        s.afterWrite?()
     }
 
     static func aligned(_ offset: UInt16, _ size: Int) -> Bool {

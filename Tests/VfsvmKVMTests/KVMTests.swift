@@ -71,6 +71,16 @@ import VfsvmSys
         #expect(throws: KVMError.self) { try g.vm.registerIOEventFD(pio, address: 0x601, length: 3, pio: true) }
     }
 
+    @Test func anUnregisteredIOEventFDLetsTheWriteExitAgain() throws {
+        // mov dx, 0x600; mov al, 7; out dx, al; hlt
+        let g = try TinyGuest(code: [0xba, 0x00, 0x06, 0xb0, 0x07, 0xee, 0xf4])
+        let kick = try EventFD(nonBlocking: true)
+        try g.vm.registerIOEventFD(kick, address: 0x600, length: 1, dataMatch: 7, pio: true)
+        try g.vm.unregisterIOEventFD(kick, address: 0x600, length: 1, dataMatch: 7, pio: true)
+        #expect(try g.run { $0 == .hlt } == [.io(IOExit(direction: .out, port: 0x600, size: 1, count: 1)), .hlt])
+        #expect(try kick.drain() == 0)
+    }
+
     /// The guest programs the in-kernel PIC (vector base 0x20, only IRQ 5
     /// unmasked), says it is ready on port 0x10 and halts; a write to an
     /// irqfd on GSI 5 wakes it into its handler, which reports on port 0x11.
