@@ -12,9 +12,9 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 # What the tests, the demo and the benchmarks run: QEMU (which ships Debian's
 # virtiofsd, the peer), the programs the tests drive on mounted shares, and
 # iasl (acpica-tools), which decompiles vfsvm's ACPI tables in the unit tests.
-TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools
+TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools gcc binutils
 
-.PHONY: all build deps test unit-test mount-test boot-test libvirt-test images run bench bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test libvirt-test vmm-test guests images run bench bench-vmm bench-ring bench-mount bench-serve clean
 
 all: build
 
@@ -49,7 +49,18 @@ boot-test: build images
 libvirt-test: build images
 	Tests/Integration/libvirt-test.sh $(BIN)
 
-test: unit-test mount-test boot-test libvirt-test
+# Freestanding test guests (Tests/Guests: PVH ELFs built with the host gcc,
+# no libc) booted by vfsvm's own KVM VMM.
+GUESTS_OUT = .build/guests
+guests: deps
+	$(MAKE) -C Tests/Guests OUT=$(CURDIR)/$(GUESTS_OUT)
+
+# vfsvm run under /dev/kvm with the freestanding guests: exit statuses,
+# console, errors before start.
+vmm-test: build guests
+	Tests/Integration/vmm-test.sh $(BIN) $(GUESTS_OUT)
+
+test: unit-test vmm-test mount-test boot-test libvirt-test
 
 # The best end-to-end demonstration there is today: a Linux guest (QEMU,
 # TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
@@ -57,7 +68,7 @@ test: unit-test mount-test boot-test libvirt-test
 run: build images
 	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Images/demo-virtiofsd.sh
 
-bench: bench-ring bench-mount bench-serve
+bench: bench-ring bench-mount bench-serve bench-vmm
 
 bench-ring: deps
 	Benchmarks/run-ring.sh
@@ -65,6 +76,13 @@ bench-ring: deps
 bench-mount: deps
 	$(SWIFT) build -c release
 	Benchmarks/bench-mount.sh .build/release/vfsvm
+
+# vfsvm run vs QEMU microvm on the freestanding guests: start-up, FUSE
+# round trips.
+bench-vmm: deps
+	$(SWIFT) build -c release
+	$(MAKE) -C Tests/Guests OUT=$(CURDIR)/$(GUESTS_OUT)
+	Benchmarks/bench-vmm.sh .build/release/vfsvm $(GUESTS_OUT)
 
 bench-serve: deps images
 	$(SWIFT) build -c release

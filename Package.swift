@@ -61,6 +61,16 @@ let package = Package(
         // e820, page tables, ACPI and MP tables. Writes GuestMemory only (no KVM).
         .target(name: "VfsvmBoot", dependencies: ["VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
 
+        // /dev/kvm: VM, vCPUs, kvm_run exits, memory slots, irqfd,
+        // ioeventfd, GSI routing. The only place above guest memory that
+        // touches kvm_run.
+        .target(name: "VfsvmKVM", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
+        // The x86 board: builds and runs the VM (memory, vCPU threads,
+        // UART, i8042, RTC, debug-exit, ACPI PM, PCI host bridge, virtio
+        // transports wired to ioeventfds and irqfds).
+        .target(name: "VfsvmMachine", dependencies: ["VfsvmKVM", "VfsvmBoot", "VfsvmTransport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+
         // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
         .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
@@ -83,7 +93,7 @@ let package = Package(
             name: "vfsvm",
             dependencies: [
                 "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
-                "VfsvmVirtioFS", "VfsvmVhostUser", "VfsvmMemory",
+                "VfsvmVirtioFS", "VfsvmVhostUser", "VfsvmMemory", "VfsvmMachine", "VfsvmKVM", "VfsvmBoot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -102,6 +112,8 @@ let package = Package(
             dependencies: ["VfsvmTransport", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
             swiftSettings: strict
         ),
+        .testTarget(name: "VfsvmKVMTests", dependencies: ["VfsvmKVM", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .testTarget(name: "VfsvmMachineTests", dependencies: ["VfsvmMachine", "VfsvmBoot", "VfsvmKVM", "VfsvmTransport", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmBootTests",

@@ -40,26 +40,41 @@ public struct VirtioFSTag: Hashable, Sendable, CustomStringConvertible {
     public var description: String { value }
 }
 
-/// `HOSTDIR:TAG[:ro]` as given to `vfsvm run --share`.
+/// `HOSTDIR:TAG[:ro][:cache=never|auto|always]` as given to `vfsvm run --share`.
 public struct ShareSpec: Hashable, Sendable {
     public let hostPath: String
     public let tag: VirtioFSTag
     public let readOnly: Bool
+    /// `cache=`: nil when not given (the server's default applies).
+    public let cache: CacheMode?
 
-    public init(hostPath: String, tag: VirtioFSTag, readOnly: Bool = false) {
+    public init(hostPath: String, tag: VirtioFSTag, readOnly: Bool = false, cache: CacheMode? = nil) {
         self.hostPath = hostPath
         self.tag = tag
         self.readOnly = readOnly
+        self.cache = cache
     }
 
-    /// Parses `HOSTDIR:TAG` or `HOSTDIR:TAG:ro`. The directory may itself
-    /// contain ':' (the tag is taken from the right); it is not checked for
-    /// existence here (see `validateHostPath`).
+    /// Parses `HOSTDIR:TAG` followed by any of `:ro` (or `:rw`) and
+    /// `:cache=MODE`. The directory may itself contain ':' (the tag and
+    /// options are taken from the right); it is not checked for existence
+    /// here.
     public init(parsing text: String) throws(ConfigError) {
         var parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         var readOnly = false
-        if parts.count >= 3, let last = parts.last, last == "ro" || last == "rw" {
-            readOnly = last == "ro"
+        var cache: CacheMode?
+        while parts.count >= 3, let last = parts.last {
+            if last == "ro" || last == "rw" {
+                readOnly = last == "ro"
+            } else if last.hasPrefix("cache=") {
+                let name = String(last.dropFirst("cache=".count))
+                guard let mode = CacheMode(named: name) else {
+                    throw .badShare(text, reason: "cache=\(name): expected never, auto or always")
+                }
+                cache = mode
+            } else {
+                break
+            }
             parts.removeLast()
         }
         guard parts.count >= 2, let tagText = parts.last else {
@@ -67,6 +82,6 @@ public struct ShareSpec: Hashable, Sendable {
         }
         let path = parts.dropLast().joined(separator: ":")
         guard !path.isEmpty else { throw .badShare(text, reason: "the host directory is empty") }
-        self.init(hostPath: path, tag: try VirtioFSTag(tagText), readOnly: readOnly)
+        self.init(hostPath: path, tag: try VirtioFSTag(tagText), readOnly: readOnly, cache: cache)
     }
 }

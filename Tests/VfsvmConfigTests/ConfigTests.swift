@@ -2,6 +2,17 @@ import Testing
 @testable import VfsvmConfig
 
 @Suite struct ShareSpecTests {
+    @Test func shareOptionsReadOnlyAndCacheInAnyOrder() throws {
+        let a = try ShareSpec(parsing: "/srv/data:myfs:ro:cache=never")
+        #expect(a.hostPath == "/srv/data" && a.tag.value == "myfs" && a.readOnly && a.cache == .never)
+        let b = try ShareSpec(parsing: "/srv/data:myfs:cache=always:ro")
+        #expect(b.readOnly && b.cache == .always)
+        #expect(try ShareSpec(parsing: "/srv/data:myfs").cache == nil)
+        #expect(throws: ConfigError.badShare("/d:t:cache=sometimes", reason: "cache=sometimes: expected never, auto or always")) {
+            try ShareSpec(parsing: "/d:t:cache=sometimes")
+        }
+    }
+
     @Test func parsesPathAndTag() throws {
         let s = try ShareSpec(parsing: "/srv/data:myfs")
         #expect(s.hostPath == "/srv/data" && s.tag.value == "myfs" && !s.readOnly)

@@ -137,31 +137,7 @@ static inline void vfsvm_fence_seq_cst(void) {
 
 // MARK: - KVM ioctl numbers (linux/kvm.h)
 
-static const unsigned long VFSVM_KVM_GET_API_VERSION = KVM_GET_API_VERSION;
-static const unsigned long VFSVM_KVM_CREATE_VM = KVM_CREATE_VM;
-static const unsigned long VFSVM_KVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
-static const unsigned long VFSVM_KVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
-static const unsigned long VFSVM_KVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
-static const unsigned long VFSVM_KVM_CREATE_VCPU = KVM_CREATE_VCPU;
-static const unsigned long VFSVM_KVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
-static const unsigned long VFSVM_KVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
-static const unsigned long VFSVM_KVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
-static const unsigned long VFSVM_KVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
-static const unsigned long VFSVM_KVM_CREATE_PIT2 = KVM_CREATE_PIT2;
-static const unsigned long VFSVM_KVM_IRQ_LINE = KVM_IRQ_LINE;
-static const unsigned long VFSVM_KVM_IRQFD = KVM_IRQFD;
-static const unsigned long VFSVM_KVM_IOEVENTFD = KVM_IOEVENTFD;
-static const unsigned long VFSVM_KVM_SET_GSI_ROUTING = KVM_SET_GSI_ROUTING;
-static const unsigned long VFSVM_KVM_RUN = KVM_RUN;
-static const unsigned long VFSVM_KVM_GET_REGS = KVM_GET_REGS;
-static const unsigned long VFSVM_KVM_SET_REGS = KVM_SET_REGS;
-static const unsigned long VFSVM_KVM_GET_SREGS = KVM_GET_SREGS;
-static const unsigned long VFSVM_KVM_SET_SREGS = KVM_SET_SREGS;
-static const unsigned long VFSVM_KVM_SET_CPUID2 = KVM_SET_CPUID2;
-static const unsigned long VFSVM_KVM_SET_MSRS = KVM_SET_MSRS;
-static const unsigned long VFSVM_KVM_SET_FPU = KVM_SET_FPU;
-static const unsigned long VFSVM_KVM_SET_LAPIC = KVM_SET_LAPIC;
-static const unsigned long VFSVM_KVM_GET_LAPIC = KVM_GET_LAPIC;
+#include "vfsvm_kvm.h"
 
 // MARK: - /dev/fuse ioctls (linux/fuse.h)
 
