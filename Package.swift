@@ -74,6 +74,13 @@ let package = Package(
         // A FUSE client for tests: builds requests, decodes replies.
         .target(name: "VfsvmFUSETestSupport", dependencies: ["VfsvmFUSE", "VfsvmMemory"], swiftSettings: strict),
 
+        // A loop of FUSE requests for instruction counts under callgrind.
+        .executableTarget(
+            name: "fuse-request-loop",
+            dependencies: ["VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmFUSETestSupport", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
+
         // The command line.
         .executableTarget(
             name: "vfsvm",
