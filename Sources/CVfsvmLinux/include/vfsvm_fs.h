@@ -67,14 +67,4 @@ int vfsvm_rename_noreplace(void);
 int vfsvm_rename_exchange(void);
 int vfsvm_rename_whiteout(void);
 
-/// io_uring (liburing, uring.c): 1 when this thread's ring could be set up.
-int vfsvm_uring_available(void);
-/// One readv (write = 0) or writev through this thread's ring, waited for.
-/// Returns the byte count or a negative errno.
-long vfsvm_uring_rw(int write, int fd, const struct iovec *iov, unsigned nr, int64_t offset);
-/// fsync (data_only: fdatasync) through this thread's ring: 0 or -errno.
-long vfsvm_uring_fsync(int fd, int data_only);
-/// fallocate(2) through this thread's ring: 0 or -errno.
-long vfsvm_uring_fallocate(int fd, int mode, int64_t offset, int64_t length);
-
 #endif
