@@ -123,7 +123,7 @@ public final class FUSEServer: FUSERequestHandler {
         if opcode != .`init`, currentSession == nil {
             return sendError(reply: reply, unique: unique, .EIO)
         }
-        do throws(SystemError) {
+        do throws(FUSEErrno) {
             let body = try dispatch(opcode, ctx: ctx, request: request, length: length, reply: reply)
             switch body {
             case let .bytes(b):
@@ -206,15 +206,15 @@ public final class FUSEServer: FUSERequestHandler {
 
     /// A name for create/unlink/rename-like operations: no '/', not empty,
     /// at most 255 bytes, not "." or "..".
-    private func checkName(_ name: [UInt8], allowDots: Bool = false) throws(SystemError) {
-        if name.isEmpty { throw SystemError("FUSE: empty name", .EINVAL) }
-        if name.count > FUSEProtocol.maxNameLength { throw SystemError("FUSE: name longer than 255 bytes", .ENAMETOOLONG) }
-        if name.contains(UInt8(ascii: "/")) { throw SystemError("FUSE: name contains '/'", .EINVAL) }
-        if !allowDots, name == [0x2e] || name == [0x2e, 0x2e] { throw SystemError("FUSE: name is . or ..", .EINVAL) }
+    private func checkName(_ name: [UInt8], allowDots: Bool = false) throws(FUSEErrno) {
+        if name.isEmpty { throw FUSEErrno(.EINVAL, "FUSE: empty name") }
+        if name.count > FUSEProtocol.maxNameLength { throw FUSEErrno(.ENAMETOOLONG, "FUSE: name longer than 255 bytes") }
+        if name.contains(UInt8(ascii: "/")) { throw FUSEErrno(.EINVAL, "FUSE: name contains '/'") }
+        if !allowDots, name == [0x2e] || name == [0x2e, 0x2e] { throw FUSEErrno(.EINVAL, "FUSE: name is . or ..") }
     }
 
-    private func readOnlyCheck(_ what: String) throws(SystemError) {
-        if options.readOnly { throw SystemError("FUSE \(what): read-only share", .EROFS) }
+    private func readOnlyCheck(_ what: String) throws(FUSEErrno) {
+        if options.readOnly { throw FUSEErrno(.EROFS, "read-only share") }
     }
 
     private func writesAccess(_ flags: UInt32) -> Bool {
@@ -248,7 +248,7 @@ public final class FUSEServer: FUSERequestHandler {
 
     // MARK: - Dispatch
 
-    private func dispatch(_ op: FUSEOpcode, ctx: FUSERequestContext, request: some ScatterGatherList, length: Int, reply: some ScatterGatherList) throws(SystemError) -> Body {
+    private func dispatch(_ op: FUSEOpcode, ctx: FUSERequestContext, request: some ScatterGatherList, length: Int, reply: some ScatterGatherList) throws(FUSEErrno) -> Body {
         let fs = fileSystem
         let node = ctx.nodeID
         var w = WireWriter()
@@ -310,8 +310,8 @@ public final class FUSEServer: FUSERequestHandler {
             let name = try r.cString()
             let target = try r.cString()
             try checkName(name)
-            if target.isEmpty { throw SystemError("FUSE SYMLINK: empty target", .ENOENT) }
-            if target.count >= 4096 { throw SystemError("FUSE SYMLINK: target too long", .ENAMETOOLONG) }
+            if target.isEmpty { throw FUSEErrno(.ENOENT, "FUSE SYMLINK: empty target") }
+            if target.count >= 4096 { throw FUSEErrno(.ENAMETOOLONG, "FUSE SYMLINK: target too long") }
             try fs.symlink(ctx, parent: node, name: name, target: target).encode(into: &w)
 
         case .mknod:
@@ -380,7 +380,7 @@ public final class FUSEServer: FUSERequestHandler {
         case .read:
             var r = bodyReader(request, length: length, what: "READ", limit: 40)
             let fh = try r.u64(), offset = try r.u64(), size = try r.u32()
-            guard offset <= UInt64(Int64.max) - UInt64(size) else { throw SystemError("FUSE READ: offset + size overflows", .EINVAL) }
+            guard offset <= UInt64(Int64.max) - UInt64(size) else { throw FUSEErrno(.EINVAL, "FUSE READ: offset + size overflows") }
             // Never more than the reply can hold: the kernel sizes the reply
             // buffer to `size`, so a smaller buffer only shortens the read.
             let room = max(reply.byteCount - FUSEWireSize.outHeader, 0)
@@ -398,10 +398,10 @@ public final class FUSEServer: FUSERequestHandler {
             _ = try r.u64(); _ = try r.u32(); try r.skip(4)
             let payloadStart = FUSEWireSize.inHeader + 40
             guard Int(size) <= length - payloadStart else {
-                throw SystemError("FUSE WRITE: size \(size) exceeds the \(length - payloadStart) payload bytes", .EINVAL)
+                throw FUSEErrno(.EINVAL, "WRITE: size exceeds the payload")
             }
-            guard size <= options.maxWrite else { throw SystemError("FUSE WRITE: size above max_write", .EINVAL) }
-            guard offset <= UInt64(Int64.max) - UInt64(size) else { throw SystemError("FUSE WRITE: offset + size overflows", .EINVAL) }
+            guard size <= options.maxWrite else { throw FUSEErrno(.EINVAL, "FUSE WRITE: size above max_write") }
+            guard offset <= UInt64(Int64.max) - UInt64(size) else { throw FUSEErrno(.EINVAL, "FUSE WRITE: offset + size overflows") }
             let n = try fs.write(ctx, node: node, handle: fh, offset: offset, size: Int(size), writeFlags: writeFlags, from: request, at: payloadStart)
             w.u32(UInt32(clamping: min(n, Int(size)))); w.u32(0)
 
@@ -431,7 +431,7 @@ public final class FUSEServer: FUSERequestHandler {
             if currentSession?.has(FUSEInitFlag.setxattrExt) == true { _ = try r.u32(); try r.skip(4) }
             let name = try r.cString()
             try checkXattrName(name)
-            guard size <= 65536 else { throw SystemError("FUSE SETXATTR: value above 64 KiB", Errno(rawValue: E2BIG)) }
+            guard size <= 65536 else { throw FUSEErrno(Errno(rawValue: E2BIG), "FUSE SETXATTR: value above 64 KiB") }
             let value = try r.take(Int(size))
             try fs.setxattr(ctx, node: node, name: name, value: value, flags: flags)
 
@@ -449,8 +449,8 @@ public final class FUSEServer: FUSERequestHandler {
             switch result {
             case let .size(n): w.u32(UInt32(clamping: n)); w.u32(0)
             case let .data(d):
-                guard d.count <= Int(size) else { throw SystemError("FUSE xattr: value larger than the request's size", .ERANGE) }
-                guard d.count + FUSEWireSize.outHeader <= reply.byteCount else { throw SystemError("FUSE xattr: reply buffer too small", .ERANGE) }
+                guard d.count <= Int(size) else { throw FUSEErrno(.ERANGE, "FUSE xattr: value larger than the request's size") }
+                guard d.count + FUSEWireSize.outHeader <= reply.byteCount else { throw FUSEErrno(.ERANGE, "FUSE xattr: reply buffer too small") }
                 return .bytes(d)
             }
 
@@ -487,10 +487,10 @@ public final class FUSEServer: FUSERequestHandler {
             let lkFlags = try r.u32()
             // FUSE_LK_FLOCK (bit 0) marks a flock(2) request.
             guard lkFlags & 1 != 0 ? options.flockLocks : options.posixLocks else {
-                throw SystemError("FUSE LK: this kind of lock is off", .ENOSYS)
+                throw FUSEErrno(.ENOSYS, "FUSE LK: this kind of lock is off")
             }
             let lock = FUSEFileLock(start: start, end: end, type: type, pid: pid)
-            guard start <= end || type == 2 else { throw SystemError("FUSE LK: start after end", .EINVAL) }
+            guard start <= end || type == 2 else { throw FUSEErrno(.EINVAL, "FUSE LK: start after end") }
             if op == .getlk {
                 let l = try fs.getlk(ctx, node: node, handle: fh, owner: owner, lock: lock)
                 w.u64(l.start); w.u64(l.end); w.u32(l.type); w.u32(l.pid)
@@ -508,13 +508,13 @@ public final class FUSEServer: FUSERequestHandler {
             try readOnlyCheck("FALLOCATE")
             var r = bodyReader(request, length: length, what: "FALLOCATE")
             let fh = try r.u64(), offset = try r.u64(), len = try r.u64(), mode = try r.u32()
-            guard offset <= UInt64(Int64.max), len <= UInt64(Int64.max) else { throw SystemError("FUSE FALLOCATE: range", .EINVAL) }
+            guard offset <= UInt64(Int64.max), len <= UInt64(Int64.max) else { throw FUSEErrno(.EINVAL, "FUSE FALLOCATE: range") }
             try fs.fallocate(ctx, node: node, handle: fh, offset: offset, length: len, mode: mode)
 
         case .lseek:
             var r = bodyReader(request, length: length, what: "LSEEK")
             let fh = try r.u64(), offset = try r.u64(), whence = try r.u32()
-            guard offset <= UInt64(Int64.max) else { throw SystemError("FUSE LSEEK: offset", .EINVAL) }
+            guard offset <= UInt64(Int64.max) else { throw FUSEErrno(.EINVAL, "FUSE LSEEK: offset") }
             w.u64(try fs.lseek(ctx, node: node, handle: fh, offset: offset, whence: whence))
 
         case .copyFileRange:
@@ -522,7 +522,7 @@ public final class FUSEServer: FUSERequestHandler {
             var r = bodyReader(request, length: length, what: "COPY_FILE_RANGE")
             let fhIn = try r.u64(), offIn = try r.u64(), nodeOut = try r.u64(), fhOut = try r.u64()
             let offOut = try r.u64(), len = try r.u64(), flags = try r.u64()
-            guard offIn <= UInt64(Int64.max), offOut <= UInt64(Int64.max) else { throw SystemError("FUSE COPY_FILE_RANGE: offset", .EINVAL) }
+            guard offIn <= UInt64(Int64.max), offOut <= UInt64(Int64.max) else { throw FUSEErrno(.EINVAL, "FUSE COPY_FILE_RANGE: offset") }
             let n = try fs.copyFileRange(ctx, node: node, handleIn: fhIn, offsetIn: offIn, nodeOut: nodeOut, handleOut: fhOut, offsetOut: offOut, length: len, flags: flags)
             w.u32(UInt32(clamping: n)); w.u32(0)
 
@@ -533,18 +533,18 @@ public final class FUSEServer: FUSERequestHandler {
             return .bytes([])  // handled before dispatch
 
         case .bmap, .ioctl, .poll, .notifyReply, .setupMapping, .removeMapping:
-            throw SystemError("FUSE opcode \(op)", .ENOSYS)
+            throw FUSEErrno(.ENOSYS, "opcode not supported")
         }
         return .bytes(w.bytes)
     }
 
-    private func checkXattrName(_ name: [UInt8]) throws(SystemError) {
-        if name.isEmpty { throw SystemError("FUSE xattr: empty name", .EINVAL) }
-        if name.count > 255 { throw SystemError("FUSE xattr: name too long", .ERANGE) }
+    private func checkXattrName(_ name: [UInt8]) throws(FUSEErrno) {
+        if name.isEmpty { throw FUSEErrno(.EINVAL, "FUSE xattr: empty name") }
+        if name.count > 255 { throw FUSEErrno(.ERANGE, "FUSE xattr: name too long") }
     }
 
-    private func timeChange(_ seconds: UInt64, _ nanoseconds: UInt32) throws(SystemError) -> TimeChange {
-        guard nanoseconds < 1_000_000_000 else { throw SystemError("FUSE SETATTR: nanoseconds out of range", .EINVAL) }
+    private func timeChange(_ seconds: UInt64, _ nanoseconds: UInt32) throws(FUSEErrno) -> TimeChange {
+        guard nanoseconds < 1_000_000_000 else { throw FUSEErrno(.EINVAL, "FUSE SETATTR: nanoseconds out of range") }
         return .set(seconds: Int64(bitPattern: seconds), nanoseconds: Int64(nanoseconds))
     }
 
@@ -555,7 +555,7 @@ public final class FUSEServer: FUSERequestHandler {
 
     // MARK: - INIT
 
-    private func negotiate(_ r: inout WireReader) throws(SystemError) -> [UInt8] {
+    private func negotiate(_ r: inout WireReader) throws(FUSEErrno) -> [UInt8] {
         let major = try r.u32(), minor = try r.u32(), maxReadahead = try r.u32(), flags = try r.u32()
         var w = WireWriter(capacity: 64)
         if major > FUSEProtocol.major {
@@ -564,7 +564,7 @@ public final class FUSEServer: FUSERequestHandler {
             return w.bytes
         }
         if major < FUSEProtocol.major || minor < FUSEProtocol.oldestMinor {
-            throw SystemError("FUSE INIT: unsupported protocol \(major).\(minor)", .EPROTO)
+            throw FUSEErrno(.EPROTO, "INIT: unsupported protocol version")
         }
         if currentSession != nil {
             // A new INIT while a session is open: the client rebooted or

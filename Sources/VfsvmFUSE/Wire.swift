@@ -49,19 +49,19 @@ struct WireReader {
 
     var remaining: Int { bytes.count - position }
 
-    mutating func need(_ n: Int) throws(SystemError) {
+    mutating func need(_ n: Int) throws(FUSEErrno) {
         guard n >= 0, remaining >= n else {
-            throw SystemError("FUSE \(what): request too short (need \(n) bytes at \(position), have \(remaining))", .EINVAL)
+            throw FUSEErrno(.EINVAL, "request too short")
         }
     }
 
-    mutating func u16() throws(SystemError) -> UInt16 {
+    mutating func u16() throws(FUSEErrno) -> UInt16 {
         try need(2)
         defer { position += 2 }
         return UInt16(bytes[position]) | UInt16(bytes[position + 1]) << 8
     }
 
-    mutating func u32() throws(SystemError) -> UInt32 {
+    mutating func u32() throws(FUSEErrno) -> UInt32 {
         try need(4)
         var v: UInt32 = 0
         for k in 0..<4 { v |= UInt32(bytes[position + k]) << (8 * UInt32(k)) }
@@ -69,7 +69,7 @@ struct WireReader {
         return v
     }
 
-    mutating func u64() throws(SystemError) -> UInt64 {
+    mutating func u64() throws(FUSEErrno) -> UInt64 {
         try need(8)
         var v: UInt64 = 0
         for k in 0..<8 { v |= UInt64(bytes[position + k]) << (8 * UInt64(k)) }
@@ -77,12 +77,12 @@ struct WireReader {
         return v
     }
 
-    mutating func skip(_ n: Int) throws(SystemError) {
+    mutating func skip(_ n: Int) throws(FUSEErrno) {
         try need(n)
         position += n
     }
 
-    mutating func take(_ n: Int) throws(SystemError) -> [UInt8] {
+    mutating func take(_ n: Int) throws(FUSEErrno) -> [UInt8] {
         try need(n)
         defer { position += n }
         return Array(bytes[position..<(position + n)])
@@ -90,9 +90,9 @@ struct WireReader {
 
     /// A NUL-terminated string (without its NUL). EINVAL when no NUL ends it
     /// within the request.
-    mutating func cString() throws(SystemError) -> [UInt8] {
+    mutating func cString() throws(FUSEErrno) -> [UInt8] {
         guard let end = bytes[position...].firstIndex(of: 0) else {
-            throw SystemError("FUSE \(what): string not NUL-terminated", .EINVAL)
+            throw FUSEErrno(.EINVAL, "string not NUL-terminated")
         }
         defer { position = end + 1 }
         return Array(bytes[position..<end])

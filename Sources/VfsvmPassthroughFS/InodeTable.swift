@@ -6,10 +6,10 @@ import VfsvmFUSE
 // (parent, name) locations), lookup counts, and the bounded LRU cache of
 // O_PATH fds that operations borrow.
 extension PassthroughFileSystem {
-    func stale(_ node: UInt64) -> SystemError { SystemError("node \(node): unknown or forgotten", .ESTALE) }
+    static let stale = FUSEErrno(.ESTALE, "node unknown or forgotten")
 
     /// An O_PATH fd for `node`.
-    func pathFD(_ node: UInt64) throws(SystemError) -> FileDescriptor { try pathFD(node, depth: 0) }
+    func pathFD(_ node: UInt64) throws(FUSEErrno) -> FileDescriptor { try pathFD(node, depth: 0) }
 
     /// Re-opening by name walks up to the nearest ancestor that is still
     /// open; a deeper walk than this is refused (ELOOP) instead of growing
@@ -17,10 +17,10 @@ extension PassthroughFileSystem {
     /// 100,000 deep).
     public static let maxReopenDepth = 1024
 
-    func pathFD(_ node: UInt64, depth: Int) throws(SystemError) -> FileDescriptor {
+    func pathFD(_ node: UInt64, depth: Int) throws(FUSEErrno) -> FileDescriptor {
         enum Plan { case ready(FileDescriptor), reopen(KernelFileHandle, FileDescriptor), lookup(Location, InodeKey) }
-        let plan: Plan = try state.withLock { s throws(SystemError) -> Plan in
-            guard let inode = s.inodes[node] else { throw stale(node) }
+        let plan: Plan = try state.withLock { s throws(FUSEErrno) -> Plan in
+            guard let inode = s.inodes[node] else { throw Self.stale }
             if let fd = inode.pinned { return .ready(fd) }
             s.clock += 1
             if let cached = s.pathCache[node] {
@@ -29,7 +29,7 @@ extension PassthroughFileSystem {
             }
             if let handle = inode.handle, let mount = s.mounts[handle.mountID] { return .reopen(handle, mount) }
             if let location = inode.location { return .lookup(location, inode.key) }
-            throw stale(node)
+            throw Self.stale
         }
         switch plan {
         case let .ready(fd): return fd
@@ -38,18 +38,18 @@ extension PassthroughFileSystem {
             // a tree, so this recursion is bounded by the directory depth,
             // and by maxReopenDepth.
             guard depth < Self.maxReopenDepth else {
-                throw SystemError("re-open node \(node) by name: more than \(Self.maxReopenDepth) uncached ancestors", .ELOOP)
+                throw FUSEErrno(.ELOOP, "re-open by name: more than maxReopenDepth uncached ancestors")
             }
             let parentFD = try pathFD(location.parent, depth: depth + 1)
             let fd: FileDescriptor
             do {
                 fd = try parentFD.openAt(location.name, flags: HostFSFlag.path | O_NOFOLLOW)
             } catch {
-                throw SystemError("re-open node \(node) by name", error.errno == .ENOENT ? .ESTALE : error.errno)
+                throw FUSEErrno(error.errno == .ENOENT ? .ESTALE : error.errno, "re-open by name")
             }
-            let st = try fd.stat()
+            let st = try host { () throws(SystemError) in try fd.stat() }
             guard InodeKey(dev: st.dev, ino: st.ino, birth: fd.birthTime() ?? 0) == key else {
-                throw SystemError("re-open node \(node) by name: another inode is there now", .ESTALE)
+                throw FUSEErrno(.ESTALE, "re-open by name: another inode is there now")
             }
             cache(fd, for: node)
             return fd
@@ -58,7 +58,7 @@ extension PassthroughFileSystem {
             do {
                 fd = try mount.openByHandle(handle, flags: HostFSFlag.path | O_NOFOLLOW)
             } catch {
-                throw SystemError("open_by_handle_at(node \(node))", error.errno == .ENOENT ? .ESTALE : error.errno)
+                throw FUSEErrno(error.errno == .ENOENT ? .ESTALE : error.errno, "open_by_handle_at")
             }
             cache(fd, for: node)
             return fd
@@ -95,7 +95,7 @@ extension PassthroughFileSystem {
     public func lookupCount(of node: UInt64) -> UInt64? { state.withLock { $0.inodes[node]?.lookups } }
 
     /// Enters the inode `fd` (O_PATH or not) refers to, adding one lookup.
-    func enter(_ fd: FileDescriptor, _ st: FileStat, pin: Bool = false, at location: Location? = nil) throws(SystemError) -> UInt64 {
+    func enter(_ fd: FileDescriptor, _ st: FileStat, pin: Bool = false, at location: Location? = nil) throws(FUSEErrno) -> UInt64 {
         var key = InodeKey(dev: st.dev, ino: st.ino)
         var handle: KernelFileHandle? = pin || !options.fileHandles ? nil : (try? fd.kernelFileHandle())
         if handle == nil { key.birth = fd.birthTime() ?? 0 }
@@ -114,7 +114,7 @@ extension PassthroughFileSystem {
         if handle == nil {
             // An O_PATH fd: pinned when the entry has neither a handle nor a
             // location (a tmpfile, a ".." lookup), else put in the cache.
-            pathFD = try procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false)
+            pathFD = try host { () throws(SystemError) in try procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false) }
         }
         return state.withLock { s in
             if let id = s.byKey[key], var inode = s.inodes[id], inode.handle == handle || handle == nil || inode.handle == nil {
@@ -188,18 +188,18 @@ extension PassthroughFileSystem {
         state.withLock { s in dropLookups(nodeID, count, &s) }
     }
 
-    func fileType(_ node: UInt64) throws(SystemError) -> UInt32 {
-        try state.withLock { s throws(SystemError) -> UInt32 in
-            guard let i = s.inodes[node] else { throw stale(node) }
+    func fileType(_ node: UInt64) throws(FUSEErrno) -> UInt32 {
+        try state.withLock { s throws(FUSEErrno) -> UInt32 in
+            guard let i = s.inodes[node] else { throw Self.stale }
             return i.fileType
         }
     }
 
     /// A new open file description of `node` (never following a symlink):
     /// open_by_handle_at, or /proc/self/fd/N of its O_PATH fd.
-    func reopen(_ node: UInt64, flags: Int32) throws(SystemError) -> FileDescriptor {
-        let (handle, mount) = try state.withLock { s throws(SystemError) -> (KernelFileHandle?, FileDescriptor?) in
-            guard let i = s.inodes[node] else { throw stale(node) }
+    func reopen(_ node: UInt64, flags: Int32) throws(FUSEErrno) -> FileDescriptor {
+        let (handle, mount) = try state.withLock { s throws(FUSEErrno) -> (KernelFileHandle?, FileDescriptor?) in
+            guard let i = s.inodes[node] else { throw Self.stale }
             if let h = i.handle { return (h, s.mounts[h.mountID]) }
             return (nil, nil)
         }
@@ -207,10 +207,10 @@ extension PassthroughFileSystem {
             do {
                 return try mount.openByHandle(handle, flags: flags | O_NOFOLLOW)
             } catch {
-                throw SystemError("open_by_handle_at(node \(node))", error.errno == .ENOENT ? .ESTALE : error.errno)
+                throw FUSEErrno(error.errno == .ENOENT ? .ESTALE : error.errno, "open_by_handle_at")
             }
         }
         let p = try pathFD(node)
-        return try procSelfFD.openAt(Array(String(p.rawValue).utf8), flags: flags, beneath: false)
+        return try host { () throws(SystemError) in try procSelfFD.openAt(Array(String(p.rawValue).utf8), flags: flags, beneath: false) }
     }
 }

@@ -23,10 +23,10 @@ extension PassthroughFileSystem {
         }
     }
 
-    func file(_ handle: UInt64, directory: Bool? = nil) throws(SystemError) -> OpenFile {
-        try state.withLock { s throws(SystemError) -> OpenFile in
+    func file(_ handle: UInt64, directory: Bool? = nil) throws(FUSEErrno) -> OpenFile {
+        try state.withLock { s throws(FUSEErrno) -> OpenFile in
             guard let f = s.files[handle], directory == nil || f.isDirectory == directory else {
-                throw SystemError("file handle \(handle): not open", .EBADF)
+                throw FUSEErrno(.EBADF, "file handle not open")
             }
             return f
         }
@@ -46,33 +46,31 @@ extension PassthroughFileSystem {
         return out
     }
 
-    public func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(SystemError) -> FUSEOpenReply {
+    public func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> FUSEOpenReply {
         let type = try fileType(node)
         // Only regular files are opened host-side. A guest kernel opens
         // directories with OPENDIR and handles device nodes, FIFOs and
         // sockets itself; opening them here would hand the guest a host
         // device (mknod c 1 1 → host memory) or block on a FIFO.
-        if type == Self.sIFLNK { throw SystemError("open: symlink", .ELOOP) }
-        if type == Self.sIFDIR { throw SystemError("open: directory", .EISDIR) }
-        guard type == Self.sIFREG else { throw SystemError("open: not a regular file", .EPERM) }
-        let host = hostFlags(flags)
-        let fd = try reopen(node, flags: host)
-        if openFlags & UInt32(FUSE_OPEN_KILL_SUIDGID) != 0, host & O_TRUNC != 0 { try clearSetID(node, fd: fd) }
+        if type == Self.sIFLNK { throw FUSEErrno(.ELOOP, "open: symlink") }
+        if type == Self.sIFDIR { throw FUSEErrno(.EISDIR, "open: directory") }
+        guard type == Self.sIFREG else { throw FUSEErrno(.EPERM, "open: not a regular file") }
+        let hostOpenFlags = hostFlags(flags)
+        let fd = try reopen(node, flags: hostOpenFlags)
+        if openFlags & UInt32(FUSE_OPEN_KILL_SUIDGID) != 0, hostOpenFlags & O_TRUNC != 0 { try clearSetID(node, fd: fd) }
         return openReply(register(fd, node: node, directory: false), directory: false)
     }
 
-    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply) {
+    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
         let dir = try parentDirectory(parent)
-        let host = hostFlags(flags) | O_CREAT | O_EXCL | O_NOFOLLOW
+        let hostOpenFlags = hostFlags(flags) | O_CREAT | O_EXCL | O_NOFOLLOW
+        let fd: FileDescriptor
         do {
             // Always O_EXCL host-side, so an existing name is never opened
             // by this path (it could be a FIFO or a device node).
-            let fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
-                try dir.openAt(name, flags: host, mode: mode_t(mask(mode, umask)))
+            fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
+                try dir.openAt(name, flags: hostOpenFlags, mode: mode_t(mask(mode, umask)))
             }
-            let st = try fd.stat()
-            let node = try enter(fd, st, at: Location(parent: parent, name: name))
-            return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
         } catch where error.errno == .EEXIST && Int32(bitPattern: flags) & O_EXCL == 0 {
             // CREATE without O_EXCL of an existing name: open it as OPEN does.
             let e = try lookupEntry(parentFD: dir, parent: parent, name: name)
@@ -83,27 +81,34 @@ extension PassthroughFileSystem {
                 forget(nodeID: e.nodeID, count: 1)
                 throw error
             }
+        } catch {
+            throw FUSEErrno(error)
         }
+        let st = try host { () throws(SystemError) in try fd.stat() }
+        let node = try enter(fd, st, at: Location(parent: parent, name: name))
+        return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
     }
 
-    public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply) {
+    public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
         let dir = try parentDirectory(parent)
-        var host = hostFlags(flags) | HostFSFlag.tmpfile
-        if host & O_ACCMODE == O_RDONLY { host |= O_RDWR }
-        let fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
-            try dir.openAt([0x2e], flags: host, mode: mode_t(mask(mode, umask)))
+        var hostOpenFlags = hostFlags(flags) | HostFSFlag.tmpfile
+        if hostOpenFlags & O_ACCMODE == O_RDONLY { hostOpenFlags |= O_RDWR }
+        let (fd, st) = try host { () throws(SystemError) in
+            let fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
+                try dir.openAt([0x2e], flags: hostOpenFlags, mode: mode_t(mask(mode, umask)))
+            }
+            return (fd, try fd.stat())
         }
-        let st = try fd.stat()
         let node = try enter(fd, st, pin: true)
         return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
     }
 
-    public func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(SystemError) {
+    public func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(FUSEErrno) {
         let f = state.withLock { s -> OpenFile? in
             guard let f = s.files[handle], !f.isDirectory else { return nil }
             return s.files.removeValue(forKey: handle)
         }
-        guard let f else { throw SystemError("release: handle \(handle) not open", .EBADF) }
+        guard let f else { throw FUSEErrno(.EBADF, "release: handle not open") }
         if releaseFlags & UInt32(FUSE_RELEASE_FLOCK_UNLOCK) != 0 { try? f.fd.flock(LOCK_UN) }
         if releaseFlags & UInt32(FUSE_RELEASE_FLUSH) != 0 { dropLocks(node: f.node, owner: lockOwner) }
     }

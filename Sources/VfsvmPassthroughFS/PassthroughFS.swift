@@ -212,3 +212,10 @@ public final class PassthroughFileSystem: FileSystem {
 
     var session: FUSESession? { state.withLock { $0.session } }
 }
+
+/// Runs host calls (VfsvmSys, which throws `SystemError`) and reports a
+/// failure as the errno the client gets.
+@inline(__always)
+func host<R>(_ body: () throws(SystemError) -> R) throws(FUSEErrno) -> R {
+    do { return try body() } catch { throw FUSEErrno(error) }
+}
