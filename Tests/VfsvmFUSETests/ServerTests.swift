@@ -416,22 +416,19 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
 
 @Suite struct TracerTests {
     @Test func logsOneLinePerRequestWithItsOutcome() {
-        let (c, _) = server()
         let lines = Mutex<[String]>([])
-        let tracer = FUSETracer(c.server) { line in lines.withLock { $0.append(line) } }
-        let initBody = Bytes(); initBody.u32(7).u32(38).u32(0).u32(0).u32(0)
-        for _ in 0..<11 { initBody.u32(0) }
-        let reply = HostBuffer(count: 4096)
-        #expect(tracer.handle(request: HostBuffer(c.header(FUSEOpcode.`init`.rawValue, node: 0, bodyLength: initBody.b.count) + initBody.b), reply: reply) == 80)
-        let name = Bytes(); name.name("missing")
-        _ = tracer.handle(request: HostBuffer(c.header(FUSEOpcode.lookup.rawValue, node: 1, bodyLength: name.b.count) + name.b), reply: reply)
-        let forget = Bytes(); forget.u64(1)
-        #expect(tracer.handle(request: HostBuffer(c.header(FUSEOpcode.forget.rawValue, node: 5, bodyLength: 8) + forget.b), reply: reply) == 0)
+        let server = FUSEServer(fileSystem: MockFS(), options: FUSEServerOptions(), tracer: FUSETracer { line in lines.withLock { $0.append(line) } })
+        let c = Client(server)
+        #expect(c.initSession().length == 80)
+        #expect(c.lookup(1, "missing").errno == ENOENT)
+        #expect(c.forget(5, 1).length == 0)
+        #expect(c.send(raw: c.header(999, node: 1, bodyLength: 0)).errno == ENOSYS)
         let got = lines.withLock { $0 }
-        #expect(got.count == 3)
+        #expect(got.count == 4)
         #expect(got[0].hasPrefix("fuse: init ") && got[0].hasSuffix("-> ok, 80 bytes"))
-        #expect(got[1].hasPrefix("fuse: lookup ") && got[1].contains("node=1") && got[1].hasSuffix("-> errno \(ENOENT)"))
+        #expect(got[1].hasPrefix("fuse: lookup ") && got[1].contains("node=1") && got[1].hasSuffix("-> ENOENT"))
         #expect(got[2].hasPrefix("fuse: forget ") && got[2].hasSuffix("-> no reply"))
+        #expect(got[3].hasPrefix("fuse: opcode 999 ") && got[3].hasSuffix("-> ENOSYS (unknown opcode)"))
     }
 }
 
