@@ -54,3 +54,15 @@ final class Fixture {
 
     func exists(_ rel: String) -> Bool { statHost(rel) != nil }
 }
+
+/// Entries of a /proc directory without "." and "..": open fds
+/// (/proc/self/fd) or threads (/proc/self/task) of this process.
+func procEntries(_ path: String) -> Int {
+    guard let d = opendir(path) else { return -1 }
+    defer { closedir(d) }
+    var n = 0
+    while let e = readdir(d) {
+        if e.pointee.d_name.0 != UInt8(ascii: ".") { n += 1 }
+    }
+    return n
+}

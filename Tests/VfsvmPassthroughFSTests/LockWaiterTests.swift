@@ -11,16 +11,6 @@ import VfsvmSys
 /// Requests that wait for a lock (SETLKW) run on threads of their own,
 /// through FUSEServer's deferred entry point, within one budget per server.
 @Suite(.serialized) struct LockWaiterTests {
-    private func threadCount() -> Int {
-        guard let d = opendir("/proc/self/task") else { return -1 }
-        defer { closedir(d) }
-        var n = 0
-        while let e = readdir(d) {
-            if e.pointee.d_name.0 != UInt8(ascii: ".") { n += 1 }
-        }
-        return n
-    }
-
     /// Lock requests blocked on inode `ino` now (the "->" lines of
     /// /proc/locks), so a test can wait until its waiters really wait.
     private func blockedRequests(ino: UInt64) -> Int {
@@ -73,7 +63,7 @@ import VfsvmSys
         let host = try FileDescriptor.open(f.path("l"), O_RDWR)
         _ = try host.ofdLock(.set, type: Int16(F_WRLCK), start: 0, length: 0)
         let done = Completions()
-        let before = threadCount()
+        let before = procEntries("/proc/self/task")
         var owner: UInt64 = 1
         for round in 0..<4 {
             if round > 0 { #expect(f.client.initSession().ok, "the reset (INIT again) works") }
@@ -98,7 +88,7 @@ import VfsvmSys
             }
             #expect(refused == 2 * limit - deferred, "round \(round): the rest get ENOLCK")
             #expect(f.server.lockWaiters == limit)
-            #expect(threadCount() - before <= limit + 2, "round \(round): no thread beyond the budget")
+            #expect(procEntries("/proc/self/task") - before <= limit + 2, "round \(round): no thread beyond the budget")
         }
         // The host unlocks: every waiter gets the lock in turn (each one's
         // fd closes when its thread ends, the session that held it being
@@ -108,8 +98,8 @@ import VfsvmSys
         while f.server.lockWaiters > 0, waited < 500 { usleep(10_000); waited += 1 }
         #expect(f.server.lockWaiters == 0)
         #expect(done.all == [Int32](repeating: 0, count: limit), "each waiter completed once, granted")
-        while threadCount() > before, waited < 1000 { usleep(10_000); waited += 1 }
-        #expect(threadCount() <= before, "the waiters' threads are gone")
+        while procEntries("/proc/self/task") > before, waited < 1000 { usleep(10_000); waited += 1 }
+        #expect(procEntries("/proc/self/task") <= before, "the waiters' threads are gone")
     }
 
     /// A SETLKW that can be granted at once still goes through a waiter,
