@@ -199,8 +199,8 @@ public final class FUSEServer: FUSERequestHandler {
         case let .open(flags, openFlags):
             if writesAccess(flags) { try readOnlyCheck() }
             try fs.open(ctx, node: node, flags: flags, openFlags: openFlags).encode(into: &w)
-        case let .create(name, flags, mode, umask, _):
-            let (entry, open) = try fs.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags)
+        case let .create(name, flags, mode, umask, openFlags):
+            let (entry, open) = try fs.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags, openFlags: openFlags)
             entry.encode(into: &w)
             open.encode(into: &w)
         case let .tmpfile(flags, mode, umask, _):

@@ -172,7 +172,8 @@ public protocol FileSystem: Sendable {
     func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(FUSEErrno)
     func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(FUSEErrno) -> FUSEEntry
     func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> FUSEOpenReply
-    func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply)
+    /// `openFlags`: FUSE_OPEN_* of fuse_create_in (FUSE_OPEN_KILL_SUIDGID).
+    func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply)
     func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply)
     /// Reads into `reply[offset ..< offset + size]`; returns the bytes read.
     func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(FUSEErrno) -> Int
@@ -218,7 +219,7 @@ extension FileSystem {
     public func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(FUSEErrno) { throw notImplemented }
     public func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
     public func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> FUSEOpenReply { throw notImplemented }
-    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented }
+    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented }
     public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented }
     public func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(FUSEErrno) -> Int { throw notImplemented }
     public func write(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, writeFlags: UInt32, from request: some ScatterGatherList, at requestOffset: Int) throws(FUSEErrno) -> Int { throw notImplemented }

@@ -195,6 +195,21 @@ extension PassthroughFileSystem {
         }
     }
 
+    /// A new open file description of `node`, opened as the caller: the
+    /// kernel checks the inode's permissions against the caller's ids. By
+    /// /proc/self/fd/N of its O_PATH fd (open_by_handle_at needs
+    /// CAP_DAC_READ_SEARCH, which a non-zero fsuid drops); the process may
+    /// always open its own /proc/self/fd entries.
+    func reopen(_ node: UInt64, flags: Int32, as ctx: FUSERequestContext) throws(FUSEErrno) -> FileDescriptor {
+        let p = try pathFD(node)
+        let name = Array(String(p.rawValue).utf8)
+        return try host { () throws(SystemError) in
+            try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) in
+                try procSelfFD.openAt(name, flags: flags, beneath: false)
+            }
+        }
+    }
+
     /// A new open file description of `node` (never following a symlink):
     /// open_by_handle_at, or /proc/self/fd/N of its O_PATH fd.
     func reopen(_ node: UInt64, flags: Int32) throws(FUSEErrno) -> FileDescriptor {

@@ -47,6 +47,13 @@ extension PassthroughFileSystem {
     }
 
     public func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> FUSEOpenReply {
+        try open(ctx, node: node, flags: flags, openFlags: openFlags, asCaller: false)
+    }
+
+    /// OPEN runs as vfsvm (the guest kernel checks permissions: virtiofs
+    /// mounts use default_permissions); `asCaller` makes the kernel check
+    /// them here, for a CREATE that found its name taken.
+    func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32, asCaller: Bool) throws(FUSEErrno) -> FUSEOpenReply {
         let type = try fileType(node)
         // Only regular files are opened host-side. A guest kernel opens
         // directories with OPENDIR and handles device nodes, FIFOs and
@@ -56,12 +63,12 @@ extension PassthroughFileSystem {
         if type == Self.sIFDIR { throw FUSEErrno(.EISDIR, "open: directory") }
         guard type == Self.sIFREG else { throw FUSEErrno(.EPERM, "open: not a regular file") }
         let hostOpenFlags = hostFlags(flags)
-        let fd = try reopen(node, flags: hostOpenFlags)
+        let fd = asCaller ? try reopen(node, flags: hostOpenFlags, as: ctx) : try reopen(node, flags: hostOpenFlags)
         if openFlags & UInt32(FUSE_OPEN_KILL_SUIDGID) != 0, hostOpenFlags & O_TRUNC != 0 { try clearSetID(node, fd: fd) }
         return openReply(register(fd, node: node, directory: false), directory: false)
     }
 
-    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
+    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
         let dir = try parentDirectory(parent)
         let hostOpenFlags = hostFlags(flags) | O_CREAT | O_EXCL | O_NOFOLLOW
         let fd: FileDescriptor
@@ -72,10 +79,14 @@ extension PassthroughFileSystem {
                 try dir.openAt(name, flags: hostOpenFlags, mode: mode_t(mask(mode, umask)))
             }
         } catch where error.errno == .EEXIST && Int32(bitPattern: flags) & O_EXCL == 0 {
-            // CREATE without O_EXCL of an existing name: open it as OPEN does.
+            // CREATE without O_EXCL of an existing name (made after the
+            // guest's LOOKUP, by the host or another client): open it as OPEN
+            // does, regular files only, with CREATE's open flags, but as the
+            // caller, whose permissions the guest kernel never checked for
+            // a file it did not know.
             let e = try lookupEntry(parentFD: dir, parent: parent, name: name)
             do {
-                let o = try open(ctx, node: e.nodeID, flags: flags & ~UInt32(O_CREAT | O_EXCL), openFlags: 0)
+                let o = try open(ctx, node: e.nodeID, flags: flags & ~UInt32(O_CREAT | O_EXCL), openFlags: openFlags, asCaller: true)
                 return (e, o)
             } catch {
                 forget(nodeID: e.nodeID, count: 1)

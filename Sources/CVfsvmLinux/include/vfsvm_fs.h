@@ -42,6 +42,11 @@ int vfsvm_birth_time(int fd, int64_t *sec, uint32_t *nsec);
 int vfsvm_flock(int fd, int operation);
 int vfsvm_setfsuid(uint32_t uid);
 int vfsvm_setfsgid(uint32_t gid);
+/// setgroups(2) of the calling thread only: the raw system call. (glibc's
+/// setgroups() changes every thread of the process, signalling each one.)
+int vfsvm_set_thread_groups(size_t count, const uint32_t *groups);
+/// getgroups(2) of the calling thread: with `count` 0, only how many.
+int vfsvm_get_thread_groups(int count, uint32_t *groups);
 
 /// OFD locks (F_OFD_GETLK / F_OFD_SETLK / F_OFD_SETLKW). `type` is
 /// F_RDLCK/F_WRLCK/F_UNLCK; `len` 0 means to end of file. For GETLK the
