@@ -122,4 +122,74 @@ import VfsvmSys
             #expect(c.call(.access, node: n, b).ok)
         }
     }
+
+    /// struct vfs_cap_data, revision 2 (VFS_CAP_REVISION_2 | effective),
+    /// granting CAP_NET_RAW: what setcap cap_net_raw+ep writes.
+    private static let capability: [UInt8] = {
+        var b: [UInt8] = []
+        for v: UInt32 in [0x0200_0001, 1 << 13, 0, 0, 0] {
+            for k in 0..<4 { b.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(k)))) }
+        }
+        return b
+    }()
+
+    /// A setuid file (mode 04777, owned by 1000) that also carries file
+    /// capabilities.
+    private func privilegedFile(_ f: Fixture, _ name: String) -> Bool {
+        f.writeHost(name, "privileged program")
+        let set = Self.capability.withUnsafeBytes { setxattr(f.path(name), "security.capability", $0.baseAddress, $0.count, 0) }
+        return set == 0 && chown(f.path(name), 1000, 1000) == 0 && chmod(f.path(name), 0o4777) == 0
+    }
+
+    private func hasCapability(_ f: Fixture, _ name: String) -> Bool {
+        var buf = [UInt8](repeating: 0, count: 64)
+        return getxattr(f.path(name), "security.capability", &buf, buf.count) > 0
+    }
+
+    /// With FUSE_HANDLE_KILLPRIV_V2 the guest kernel leaves killing
+    /// privileges to the server: a write by another user
+    /// (FUSE_WRITE_KILL_SUIDGID), a truncate (FATTR_KILL_SUIDGID) and a
+    /// chown must leave the file neither setuid nor with file
+    /// capabilities, or the other user has planted code that runs with
+    /// them. The setuid bit is the server's to clear (it writes as root,
+    /// which has CAP_FSETID); security.capability the host kernel removes
+    /// itself on any write, truncate or chown, root's included
+    /// (file_remove_privs, do_truncate, chown_common), through either I/O
+    /// engine.
+    @Test(arguments: ["sync", "uring"])
+    func writeTruncateAndChownDropSetuidAndFileCapabilities(engine: String) throws {
+        let io: any IOEngine
+        if engine == "uring" {
+            guard let uring = IOURingEngine.make() else {
+                Issue.record("io_uring is not available here; the uring case cannot run")
+                return
+            }
+            io = uring
+        } else {
+            io = SyncIOEngine()
+        }
+        let f = try Fixture(engine: io)
+        for name in ["w", "t", "o"] { #expect(privilegedFile(f, name), "setcap-style xattr set on \(name)") }
+        let c = f.client
+        c.uid = 2000
+        c.gid = 2000
+        let w = c.lookup(1, "w").nodeID
+        let fh = c.open(w, flags: UInt32(O_WRONLY)).openHandle
+        #expect(c.write(w, fh: fh, offset: 0, Array("planted".utf8), flags: UInt32(FUSE_WRITE_KILL_SUIDGID)).u32 == 7)
+        #expect(!hasCapability(f, "w"), "write: security.capability gone")
+        #expect((f.statHost("w")?.st_mode ?? 0) & 0o4000 == 0, "write: setuid gone")
+
+        let t = c.lookup(1, "t").nodeID
+        let fattrSize: UInt32 = 1 << 3, fattrKillSUIDGID: UInt32 = 1 << 11
+        #expect(c.setattr(t, valid: fattrSize | fattrKillSUIDGID, size: 0).ok)
+        #expect(!hasCapability(f, "t"), "truncate: security.capability gone")
+        #expect((f.statHost("t")?.st_mode ?? 0) & 0o4000 == 0, "truncate: setuid gone")
+
+        c.uid = 0
+        c.gid = 0
+        let o = c.lookup(1, "o").nodeID
+        #expect(c.setattr(o, valid: 1 << 1, uid: 2000).ok)  // FATTR_UID
+        #expect(!hasCapability(f, "o"), "chown: security.capability gone")
+        #expect((f.statHost("o")?.st_mode ?? 0) & 0o4000 == 0, "chown: setuid gone")
+    }
 }
