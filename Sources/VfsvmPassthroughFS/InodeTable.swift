@@ -75,7 +75,7 @@ extension PassthroughFileSystem {
     }
 
     func trimCache(_ s: inout State) {
-        guard s.pathCache.count > max(options.pathFDCacheSize, 1) else { return }
+        guard s.pathCache.count > s.pathCacheLimit else { return }
         // Drop the oldest quarter at once so the scan is amortised.
         let drop = max(s.pathCache.count / 4, 1)
         let oldest = s.pathCache.sorted { $0.value.stamp < $1.value.stamp }.prefix(drop)
@@ -116,16 +116,23 @@ extension PassthroughFileSystem {
             // location (a tmpfile, a ".." lookup), else put in the cache.
             pathFD = try host { () throws(SystemError) in try procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false) }
         }
-        return state.withLock { s in
+        return try state.withLock { s throws(FUSEErrno) in
             if let id = s.byKey[key], var inode = s.inodes[id], inode.handle == handle || handle == nil || inode.handle == nil {
                 inode.lookups += 1
                 s.inodes[id] = inode
                 if byName, inode.pinned == nil, inode.handle == nil, let location { setLocation(id, location, &s) }
                 return id
             }
+            let pinned = byName ? nil : pathFD
+            if pinned != nil {
+                // A pinned fd lives as long as the entry: it counts against
+                // the session's fds like an open file.
+                guard s.guestFDs < s.fdBudget else { throw FUSEErrno(.EMFILE, "the session's fds are at its limit") }
+                s.pinnedFDs += 1
+            }
             let id = s.nextNode
             s.nextNode += 1
-            s.inodes[id] = Inode(key: key, fileType: st.fileType, handle: handle, pinned: byName ? nil : pathFD, lookups: 1)
+            s.inodes[id] = Inode(key: key, fileType: st.fileType, handle: handle, pinned: pinned, lookups: 1)
             s.byKey[key] = id
             if let handle, let anchor, s.mounts[handle.mountID] == nil {
                 s.mounts[handle.mountID] = anchor
@@ -174,6 +181,7 @@ extension PassthroughFileSystem {
             inode.lookups -= min(count, inode.lookups)
             guard inode.lookups == 0 else { s.inodes[node] = inode; return }
             s.inodes[node] = nil
+            if inode.pinned != nil { s.pinnedFDs -= 1 }
             if s.byKey[inode.key] == node { s.byKey[inode.key] = nil }
             s.pathCache[node] = nil
             guard let location = inode.location else { return }

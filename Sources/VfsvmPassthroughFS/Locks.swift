@@ -28,9 +28,9 @@ extension PassthroughFileSystem {
     /// remembered (GETLK and unlocks: an owner without an fd holds no lock).
     func lockFD(node: UInt64, owner: UInt64, keep: Bool = true) throws(FUSEErrno) -> FileDescriptor {
         let key = LockKey(node: node, owner: owner)
-        let (existing, count) = state.withLock { ($0.lockFDs[key], $0.lockFDs.count) }
+        let (existing, count, full) = state.withLock { ($0.lockFDs[key], $0.lockFDs.count, $0.guestFDs >= $0.fdBudget) }
         if let existing { return existing }
-        if keep, count >= Self.maxLockFDs { throw FUSEErrno(.ENOLCK, "lock: maxLockFDs lock owners already") }
+        if keep, count >= Self.maxLockFDs || full { throw FUSEErrno(.ENOLCK, "lock: no fd left for another lock owner") }
         guard try fileType(node) == Self.sIFREG else { throw FUSEErrno(.EINVAL, "lock: not a regular file") }
         let fd: FileDescriptor
         do { fd = try reopen(node, flags: O_RDWR | O_NONBLOCK) } catch {

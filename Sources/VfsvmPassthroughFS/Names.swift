@@ -145,7 +145,12 @@ extension PassthroughFileSystem {
 
     public func opendir(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32) throws(FUSEErrno) -> FUSEOpenReply {
         guard try fileType(node) == Self.sIFDIR else { throw FUSEErrno(.ENOTDIR, "opendir: not a directory") }
-        let fd = try reopen(node, flags: O_RDONLY | O_DIRECTORY)
+        try takeHandleSlot()
+        let fd: FileDescriptor
+        do { fd = try reopen(node, flags: O_RDONLY | O_DIRECTORY) } catch {
+            giveBackHandleSlot()
+            throw error
+        }
         return openReply(register(fd, node: node, directory: true), directory: true)
     }
 

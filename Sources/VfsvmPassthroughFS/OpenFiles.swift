@@ -14,8 +14,11 @@ extension PassthroughFileSystem {
         }
     }
 
+    /// Enters an open fd into the table, filling the slot taken for it
+    /// (`takeHandleSlot`); returns its handle.
     func register(_ fd: FileDescriptor, node: UInt64, directory: Bool) -> UInt64 {
         state.withLock { s in
+            s.reservedHandles -= 1
             let h = s.nextHandle
             s.nextHandle += 1
             s.files[h] = OpenFile(fd: fd, node: node, isDirectory: directory)
@@ -63,14 +66,24 @@ extension PassthroughFileSystem {
         if type == Self.sIFDIR { throw FUSEErrno(.EISDIR, "open: directory") }
         guard type == Self.sIFREG else { throw FUSEErrno(.EPERM, "open: not a regular file") }
         let hostOpenFlags = hostFlags(flags)
-        let fd = asCaller ? try reopen(node, flags: hostOpenFlags, as: ctx) : try reopen(node, flags: hostOpenFlags)
-        if openFlags & UInt32(FUSE_OPEN_KILL_SUIDGID) != 0, hostOpenFlags & O_TRUNC != 0 { try clearSetID(node, fd: fd) }
+        try takeHandleSlot()
+        let fd: FileDescriptor
+        do {
+            fd = asCaller ? try reopen(node, flags: hostOpenFlags, as: ctx) : try reopen(node, flags: hostOpenFlags)
+            if openFlags & UInt32(FUSE_OPEN_KILL_SUIDGID) != 0, hostOpenFlags & O_TRUNC != 0 { try clearSetID(node, fd: fd) }
+        } catch {
+            giveBackHandleSlot()
+            throw error
+        }
         return openReply(register(fd, node: node, directory: false), directory: false)
     }
 
     public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
         let dir = try parentDirectory(parent)
         let hostOpenFlags = hostFlags(flags) | O_CREAT | O_EXCL | O_NOFOLLOW
+        // A slot first, so a CREATE past the limit makes no file (as a
+        // local open(2) at EMFILE creates none).
+        try takeHandleSlot()
         let fd: FileDescriptor
         do {
             // Always O_EXCL host-side, so an existing name is never opened
@@ -79,6 +92,7 @@ extension PassthroughFileSystem {
                 try dir.openAt(name, flags: hostOpenFlags, mode: mode_t(mask(mode, umask)))
             }
         } catch where error.errno == .EEXIST && Int32(bitPattern: flags) & O_EXCL == 0 {
+            giveBackHandleSlot()  // open() takes its own
             // CREATE without O_EXCL of an existing name (made after the
             // guest's LOOKUP, by the host or another client): open it as OPEN
             // does, regular files only, with CREATE's open flags, but as the
@@ -93,10 +107,17 @@ extension PassthroughFileSystem {
                 throw error
             }
         } catch {
+            giveBackHandleSlot()
             throw FUSEErrno(error)
         }
-        let st = try host { () throws(SystemError) in try fd.stat() }
-        let node = try enter(fd, st, at: Location(parent: parent, name: name))
+        let st: FileStat, node: UInt64
+        do {
+            st = try host { () throws(SystemError) in try fd.stat() }
+            node = try enter(fd, st, at: Location(parent: parent, name: name))
+        } catch {
+            giveBackHandleSlot()
+            throw error
+        }
         return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
     }
 
@@ -104,13 +125,20 @@ extension PassthroughFileSystem {
         let dir = try parentDirectory(parent)
         var hostOpenFlags = hostFlags(flags) | HostFSFlag.tmpfile
         if hostOpenFlags & O_ACCMODE == O_RDONLY { hostOpenFlags |= O_RDWR }
-        let (fd, st) = try host { () throws(SystemError) in
-            let fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
-                try dir.openAt([0x2e], flags: hostOpenFlags, mode: mode_t(mask(mode, umask)))
+        try takeHandleSlot()
+        let fd: FileDescriptor, st: FileStat, node: UInt64
+        do {
+            (fd, st) = try host { () throws(SystemError) in
+                let fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
+                    try dir.openAt([0x2e], flags: hostOpenFlags, mode: mode_t(mask(mode, umask)))
+                }
+                return (fd, try fd.stat())
             }
-            return (fd, try fd.stat())
+            node = try enter(fd, st, pin: true)
+        } catch {
+            giveBackHandleSlot()
+            throw error
         }
-        let node = try enter(fd, st, pin: true)
         return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
     }
 

@@ -26,9 +26,17 @@ public struct PassthroughOptions: Sendable, Equatable {
     /// them. Off (or on a file system without handles) inodes are named by
     /// (parent node, name) and re-opened by a checked lookup.
     public var fileHandles = true
+    /// How many fds the session may hold for the guest at once: open files
+    /// and directories (FUSE handles), lock fds and pinned O_PATH fds.
+    /// Past it OPEN, CREATE, TMPFILE and OPENDIR get EMFILE and new lock
+    /// owners ENOLCK. nil: derived from RLIMIT_NOFILE each time a session
+    /// starts (INIT), leaving room for the O_PATH cache and a reserve
+    /// (`PassthroughFileSystem.fdBudget`).
+    public var maxOpenHandles: Int?
 
-    public init(cache: Cache = .auto, xattr: Bool = true, pathFDCacheSize: Int = 512, fileHandles: Bool = true) {
+    public init(cache: Cache = .auto, xattr: Bool = true, pathFDCacheSize: Int = 512, fileHandles: Bool = true, maxOpenHandles: Int? = nil) {
         self.cache = cache; self.xattr = xattr; self.pathFDCacheSize = pathFDCacheSize; self.fileHandles = fileHandles
+        self.maxOpenHandles = maxOpenHandles
     }
 }
 
@@ -143,6 +151,16 @@ public final class PassthroughFileSystem: FileSystem {
         var lockFDs: [LockKey: FileDescriptor] = [:]
         var session: FUSESession?
         var byLocation: [Location: UInt64] = [:]
+        /// fds the guest may make the server hold (see maxOpenHandles).
+        var fdBudget = 0
+        /// How many O_PATH fds the cache keeps.
+        var pathCacheLimit = 1
+        /// Handle slots taken by opens still under way.
+        var reservedHandles = 0
+        /// Entries that pin an O_PATH fd (the root's aside).
+        var pinnedFDs = 0
+        /// fds held for the guest now, counted against fdBudget.
+        var guestFDs: Int { files.count + lockFDs.count + pinnedFDs + reservedHandles }
     }
 
     static let rootNode: UInt64 = 1
@@ -177,6 +195,7 @@ public final class PassthroughFileSystem: FileSystem {
         // Keys of handle-less entries carry the birth time (see InodeKey).
         self.rootKey = InodeKey(dev: st.dev, ino: st.ino, birth: handle == nil ? rootFD.birthTime() ?? 0 : 0)
         var s = State()
+        Self.setLimits(&s, options)
         s.inodes[Self.rootNode] = Inode(key: rootKey, fileType: st.fileType, handle: handle, pinned: rootFD, lookups: 1)
         s.byKey[rootKey] = Self.rootNode
         if let handle, let anchor { s.mounts[handle.mountID] = anchor }
@@ -190,7 +209,53 @@ public final class PassthroughFileSystem: FileSystem {
     public var supportedInitFlags: UInt64 { UInt64.max & ~FUSEInitFlag.exportSupport }
 
     public func initialize(_ session: FUSESession) {
-        state.withLock { $0.session = session }
+        state.withLock { s in
+            s.session = session
+            // The fd limit in force now (the sandbox may have raised it).
+            Self.setLimits(&s, options)
+        }
+    }
+
+    // MARK: - The fd budget
+
+    /// fds kept back from the guest for everything else the process opens:
+    /// vhost-user sockets and memory regions, the kick/call eventfds of a
+    /// queue restart, io_uring rings, /proc, mounts' anchors.
+    public static let fdReserve = 64
+
+    /// The guest's share of `softLimit` fds (RLIMIT_NOFILE): the O_PATH
+    /// cache gets at most a quarter of them, `fdReserve` stay with the
+    /// process, the guest may make the server hold the rest (at least 16).
+    public static func fdBudget(softLimit: Int, pathFDCacheSize: Int) -> (guest: Int, pathCache: Int) {
+        let cache = max(min(pathFDCacheSize, softLimit / 4), 1)
+        return (max(softLimit - cache - fdReserve, 16), cache)
+    }
+
+    private static func setLimits(_ s: inout State, _ options: PassthroughOptions) {
+        var limit = rlimit()
+        let soft = getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 ? Int(clamping: limit.rlim_cur) : 1024
+        let (guest, cache) = fdBudget(softLimit: min(soft, 1 << 24), pathFDCacheSize: options.pathFDCacheSize)
+        s.fdBudget = options.maxOpenHandles ?? guest
+        s.pathCacheLimit = options.maxOpenHandles == nil ? cache : max(options.pathFDCacheSize, 1)
+    }
+
+    /// The session's fd budget now (`maxOpenHandles` or the derived one).
+    public var openHandleLimit: Int { state.withLock { $0.fdBudget } }
+
+    /// Open files and directories now.
+    public var openHandleCount: Int { state.withLock { $0.files.count } }
+
+    /// Takes a slot of the fd budget before a handle is opened; `register`
+    /// fills it, `giveBackHandleSlot` returns it when the open fails.
+    func takeHandleSlot() throws(FUSEErrno) {
+        try state.withLock { s throws(FUSEErrno) in
+            guard s.guestFDs < s.fdBudget else { throw FUSEErrno(.EMFILE, "the session's open files are at its limit") }
+            s.reservedHandles += 1
+        }
+    }
+
+    func giveBackHandleSlot() {
+        state.withLock { $0.reservedHandles -= 1 }
     }
 
     public func destroy() {
@@ -206,6 +271,7 @@ public final class PassthroughFileSystem: FileSystem {
             s.byLocation = [:]
             s.files = [:]
             s.lockFDs = [:]
+            s.pinnedFDs = 0
             s.session = nil
         }
     }
