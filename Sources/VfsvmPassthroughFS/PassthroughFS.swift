@@ -87,16 +87,26 @@ public enum PassthroughError: Error, Equatable {
 /// drops its locks (POSIX close semantics). flock() requests lock the open
 /// file's own fd. SETLKW blocks the calling worker thread until granted.
 ///
-/// **Credentials.** Creating requests run with the caller's fsuid/fsgid
-/// (per thread), so new files get the caller's owner and the group rules
-/// of the host (setgid directories); the requested umask is applied by us
-/// (FUSE_DONT_MASK; the process umask is set to 0 at init). Other requests
-/// run as vfsvm (root): virtiofs guests mount with default_permissions, so
-/// the guest kernel checks permissions. A guest root can therefore set
-/// setuid bits, security.* / trusted.* xattrs and create device nodes in
-/// the share, as a local root could; hosts should mount shared trees
-/// nosuid,nodev if host users must be protected from the guest. vfsvm
-/// itself never opens special files (OPEN is for regular files only).
+/// **Credentials.** Creating requests (CREATE, MKNOD, MKDIR, SYMLINK,
+/// TMPFILE) and ACCESS run with the caller's fsuid/fsgid and without the
+/// server's supplementary groups (both per thread), so new files get the
+/// caller's owner and the host's group rules (a non-member's file in a
+/// setgid directory loses S_ISGID); the requested umask is applied by us
+/// (FUSE_DONT_MASK; the process umask is set to 0 at init). A CREATE that
+/// finds its name taken opens the existing file as the caller too: the
+/// guest kernel never checked permissions on a file it did not know. Other
+/// requests run as vfsvm (root): virtiofs guests mount with
+/// default_permissions, so the guest kernel checks permissions. A guest
+/// root can therefore set setuid bits, security.* / trusted.* xattrs and
+/// create device nodes in the share, as a local root could; hosts should
+/// mount shared trees nosuid,nodev if host users must be protected from the
+/// guest. vfsvm itself never opens special files (OPEN is for regular
+/// files only).
+///
+/// **fds.** What the guest can make the server hold open (files,
+/// directories, lock fds, pinned O_PATH fds) is bounded per session below
+/// RLIMIT_NOFILE (`PassthroughOptions.maxOpenHandles`); past it the guest
+/// gets EMFILE and the server keeps fds of its own.
 public final class PassthroughFileSystem: FileSystem {
     public let options: PassthroughOptions
     public let engine: any IOEngine
