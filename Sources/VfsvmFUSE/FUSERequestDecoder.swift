@@ -40,12 +40,7 @@ public struct FUSERequestDecoder: Sendable {
     /// unknown opcode is `.malformed(ENOSYS)`.
     public func decode(_ request: some ScatterGatherList) -> FUSERequest {
         var inline = InlineArray<640, UInt8>(repeating: 0)
-        var got = 0
-        do {
-            var bytes = inline.mutableSpan
-            var raw = bytes.mutableBytes
-            got = request.copy(from: 0, into: &raw)
-        }
+        let got = Self.copyStart(of: request, into: &inline)
         // Fields past `got` read as the zeros the buffer started with.
         let s = inline.span
         var header = FUSEInHeader(length: le32(s, 0), opcode: le32(s, 4), unique: got >= 16 ? le64(s, 8) : 0)
@@ -83,14 +78,17 @@ public struct FUSERequestDecoder: Sendable {
     /// Only the header: for answering a request that will not be run.
     public static func header(_ request: some ScatterGatherList) -> FUSEInHeader {
         var inline = InlineArray<16, UInt8>(repeating: 0)
-        var got = 0
-        do {
-            var bytes = inline.mutableSpan
-            var raw = bytes.mutableBytes
-            got = request.copy(from: 0, into: &raw)
-        }
+        let got = copyStart(of: request, into: &inline)
         let s = inline.span
         return FUSEInHeader(length: le32(s, 0), opcode: le32(s, 4), unique: got >= 16 ? le64(s, 8) : 0)
+    }
+
+    /// Copies the first bytes of `request` into `buffer` (as many as it
+    /// holds); returns how many there were.
+    private static func copyStart<let N: Int>(of request: some ScatterGatherList, into buffer: inout InlineArray<N, UInt8>) -> Int {
+        var bytes = buffer.mutableSpan
+        var raw = bytes.mutableBytes
+        return request.copy(from: 0, into: &raw)
     }
 
     // MARK: - Arguments

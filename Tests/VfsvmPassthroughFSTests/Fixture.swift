@@ -38,6 +38,12 @@ final class Fixture {
         close(fd)
     }
 
+    /// A host file with `text`, owned by `owner` (uid = gid) with `mode`.
+    func writeHost(_ rel: String, _ text: String, owner: UInt32, mode: mode_t) -> Bool {
+        writeHost(rel, text)
+        return chown(path(rel), owner, owner) == 0 && chmod(path(rel), mode) == 0
+    }
+
     func readHost(_ rel: String) -> String? {
         let fd = Glibc.open(path(rel), O_RDONLY)
         guard fd >= 0 else { return nil }

@@ -27,9 +27,7 @@ import VfsvmSys
     /// alone truncate, uid 1000's 0600 file.
     @Test func createOfAnExistingFileOpensWithTheCallersCredentials() throws {
         let f = try Fixture()
-        f.writeHost("secret", "uid 1000's data")
-        #expect(chown(f.path("secret"), 1000, 1000) == 0)
-        #expect(chmod(f.path("secret"), 0o600) == 0)
+        #expect(f.writeHost("secret", "uid 1000's data", owner: 1000, mode: 0o600))
         let c = f.client
         c.uid = 2000
         c.gid = 2000
@@ -48,9 +46,7 @@ import VfsvmSys
     /// FUSE_OPEN_KILL_SUIDGID with O_TRUNC clears the setuid bit.
     @Test func createOfAnExistingFileKeepsKillSUIDGID() throws {
         let f = try Fixture()
-        f.writeHost("prog", "#!/bin/sh\n")
-        #expect(chown(f.path("prog"), 1000, 1000) == 0)
-        #expect(chmod(f.path("prog"), 0o4755) == 0)
+        #expect(f.writeHost("prog", "#!/bin/sh\n", owner: 1000, mode: 0o4755))
         let c = f.client
         c.uid = 1000
         c.gid = 1000
@@ -136,9 +132,9 @@ import VfsvmSys
     /// A setuid file (mode 04777, owned by 1000) that also carries file
     /// capabilities.
     private func privilegedFile(_ f: Fixture, _ name: String) -> Bool {
-        f.writeHost(name, "privileged program")
-        let set = Self.capability.withUnsafeBytes { setxattr(f.path(name), "security.capability", $0.baseAddress, $0.count, 0) }
-        return set == 0 && chown(f.path(name), 1000, 1000) == 0 && chmod(f.path(name), 0o4777) == 0
+        guard f.writeHost(name, "privileged program", owner: 1000, mode: 0o4777) else { return false }
+        // chown would drop the capability; it is set last.
+        return Self.capability.withUnsafeBytes { setxattr(f.path(name), "security.capability", $0.baseAddress, $0.count, 0) } == 0
     }
 
     private func hasCapability(_ f: Fixture, _ name: String) -> Bool {
@@ -169,7 +165,10 @@ import VfsvmSys
             io = SyncIOEngine()
         }
         let f = try Fixture(engine: io)
-        for name in ["w", "t", "o"] { #expect(privilegedFile(f, name), "setcap-style xattr set on \(name)") }
+        for name in ["w", "t", "o"] {
+            #expect(privilegedFile(f, name), "setcap-style xattr set on \(name)")
+            #expect(hasCapability(f, name) && (f.statHost(name)?.st_mode ?? 0) & 0o4000 != 0, "\(name) starts setuid with capabilities")
+        }
         let c = f.client
         c.uid = 2000
         c.gid = 2000
