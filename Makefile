@@ -66,7 +66,7 @@ test: unit-test vmm-test mount-test boot-test libvirt-test
 # TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
 # lists, reads and writes it, and the host sees the guest's files.
 run: build images
-	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Images/demo-virtiofsd.sh
+	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Scripts/demo-virtiofsd.sh
 
 bench: bench-ring bench-mount bench-serve bench-vmm
 

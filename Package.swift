@@ -28,9 +28,16 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
     ],
     targets: [
+        // Listed bottom-up: each target depends only on targets above it and
+        // declares every module its files import.
+
         // C shim: kernel UAPI headers, ioctl numbers and macros as constants
-        // and inline functions, ring-index atomics.
-        .target(name: "CVfsvmLinux", linkerSettings: [.linkedLibrary("uring")]),
+        // and inline functions, ring-index atomics, file-system calls.
+        .target(name: "CVfsvmLinux"),
+
+        // io_uring (liburing) glue, linked only into what does file I/O
+        // through io_uring.
+        .target(name: "CVfsvmURing", linkerSettings: [.linkedLibrary("uring")]),
 
         // fds, Errno, ioctl, mmap, eventfd, epoll, memfd.
         .target(name: "VfsvmSys", dependencies: ["CVfsvmLinux"], swiftSettings: strict),
@@ -43,19 +50,23 @@ let package = Package(
         // notification suppression.
         .target(name: "VfsvmVirtio", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
-        // vhost-user back-end protocol: serves virtqueues to QEMU /
-        // cloud-hypervisor / libvirt over a unix socket with fd passing.
-        .target(name: "VfsvmVhostUser", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        // FUSE wire protocol and opcode dispatch to a FileSystem protocol:
+        // pure bytes in, bytes out.
+        .target(name: "VfsvmFUSE", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
-        // Driver-side queue mocks and recording interrupt sinks for tests
-        // and benchmarks.
-        .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
+        // The FileSystem over a host directory, with confinement; its I/O
+        // engines (io_uring, preadv/pwritev).
+        .target(name: "VfsvmPassthroughFS", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux", "CVfsvmURing"], swiftSettings: strict),
 
         // The virtio-fs device: FUSE requests from virtqueues.
         .target(name: "VfsvmVirtioFS", dependencies: ["VfsvmVirtio", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
 
         // Transports: the virtio-mmio register file (virtio-pci to come).
         .target(name: "VfsvmTransport", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+
+        // vhost-user back-end protocol: serves virtqueues to QEMU /
+        // cloud-hypervisor / libvirt over a unix socket with fd passing.
+        .target(name: "VfsvmVhostUser", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // x86 boot: bzImage and PVH ELF loading, boot_params/hvm_start_info,
         // e820, page tables, ACPI and MP tables. Writes GuestMemory only (no KVM).
@@ -78,12 +89,9 @@ let package = Package(
         // libvirt domain XML.
         .target(name: "VfsvmConfig", swiftSettings: strict),
 
-        // FUSE wire protocol and opcode dispatch to a FileSystem protocol:
-        // pure bytes in, bytes out.
-        .target(name: "VfsvmFUSE", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
-
-        // The FileSystem over a host directory, with confinement.
-        .target(name: "VfsvmPassthroughFS", dependencies: ["VfsvmFUSE", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        // Driver-side queue mocks and recording interrupt sinks for tests
+        // and benchmarks.
+        .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
 
         // A FUSE client for tests: builds requests, decodes replies.
         .target(name: "VfsvmFUSETestSupport", dependencies: ["VfsvmFUSE", "VfsvmMemory"], swiftSettings: strict),
@@ -99,9 +107,29 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // A loop of FUSE requests for instruction counts under callgrind.
+        .executableTarget(
+            name: "fuse-request-loop",
+            dependencies: ["VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmFUSETestSupport", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
+
         .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
-        .testTarget(name: "VfsvmVhostUserTests", dependencies: ["VfsvmVhostUser", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmVirtioTests",
+            dependencies: [
+                "VfsvmVirtio", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmPassthroughFSTests",
+            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "VfsvmVirtioFSTests",
             dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
@@ -112,28 +140,14 @@ let package = Package(
             dependencies: ["VfsvmTransport", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
             swiftSettings: strict
         ),
-        .testTarget(name: "VfsvmKVMTests", dependencies: ["VfsvmKVM", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
-        .testTarget(name: "VfsvmMachineTests", dependencies: ["VfsvmMachine", "VfsvmBoot", "VfsvmKVM", "VfsvmTransport", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+        .testTarget(name: "VfsvmVhostUserTests", dependencies: ["VfsvmVhostUser", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmBootTests",
             dependencies: ["VfsvmBoot", "VfsvmMemory", "VfsvmTestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
-
-        .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
-        .testTarget(
-            name: "VfsvmPassthroughFSTests",
-            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
-            swiftSettings: strict
-        ),
-        .testTarget(
-            name: "VfsvmVirtioTests",
-            dependencies: [
-                "VfsvmVirtio", "VfsvmTestSupport",
-                .product(name: "PropertyBased", package: "swift-property-based"),
-            ],
-            swiftSettings: strict
-        ),
+        .testTarget(name: "VfsvmKVMTests", dependencies: ["VfsvmKVM", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .testTarget(name: "VfsvmMachineTests", dependencies: ["VfsvmMachine", "VfsvmBoot", "VfsvmKVM", "VfsvmTransport", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
     ]
 )

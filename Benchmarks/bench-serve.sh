@@ -65,8 +65,8 @@ esac
 benchargs=${VFSVM_BENCH_ARGS:-}
 [ $quick -eq 0 ] || benchargs="--quick $benchargs"
 
-# shellcheck source=../Images/scripts/backend.sh
-source "$images/scripts/backend.sh"
+# shellcheck source=../Tests/Integration/backend.sh
+source "$here/../Tests/Integration/backend.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/vfsvm-bench-serve.XXXXXX")
 raw=$work/results.tsv
@@ -102,7 +102,7 @@ run_guest() { # BACKEND ROUND
         VFSVM_BACKEND=virtiofsd VIRTIOFSD=$virtiofsd VFSVM_BACKEND_ARGS=${VIRTIOFSD_ARGS:-} \
             start_backend "$work/sock" "$work/share" "$blog" || { failed=1; exit 1; }
     fi
-    "$images/boot-qemu.sh" --socket "$work/sock" --tag bench --packed off \
+    "$here/../Tests/Integration/boot-qemu.sh" --socket "$work/sock" --tag bench --packed off \
         --cmd "vfsvm-bench /mnt $benchargs" --log "$log" --quiet --timeout 600 \
         2> "$work/boot-$b-$r.err" || rc=$?
     stop_backend

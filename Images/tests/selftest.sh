@@ -5,18 +5,15 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=$here/out
+# The QEMU harness and the workload scripts (checked here without booting).
+harness=$(cd "$here/../Tests/Integration" && pwd)
+# ok/bad/check/refuse/summary
+. "$harness/check.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-fails=0 n=0
-pass() { n=$((n + 1)); echo "PASS $1"; }
-fail() { n=$((n + 1)); fails=$((fails + 1)); echo "FAIL $1${2:+: $2}"; }
-# check NAME COMMAND...: the command must succeed
-check() { local name=$1; shift; if "$@" > "$tmp/o" 2>&1; then pass "$name"; else fail "$name" "$(head -c 300 "$tmp/o")"; fi; }
-# refuse NAME COMMAND...: the command must fail
-refuse() { local name=$1; shift; if "$@" > "$tmp/o" 2>&1; then fail "$name" "unexpectedly succeeded"; else pass "$name"; fi; }
 
 for f in vmlinuz vmlinux initramfs.cpio.gz cmdline guest.img; do
-    [ -s "$out/$f" ] || { echo "FAIL $out/$f missing: run make -C Images first"; exit 1; }
+    [ -s "$out/$f" ] || { bad "$out/$f exists" "run make -C Images first"; summary selftest; exit 1; }
 done
 
 # vmlinuz / vmlinux
@@ -71,7 +68,8 @@ check "load-order has the virtio-fs chain in dependency order" \
 check "kernel release recorded matches the modules' vermagic" \
     bash -c 'r=$(cat "$1/etc/vfsvm-kernel-release"); strings "$1/lib/modules/virtiofs.ko" | grep -q "^vermagic=$r "' _ "$tmp/ird"
 check "init.sh parses (busybox sh -n)" busybox sh -n "$here/init.sh"
-check "guest-workload.sh parses (busybox sh -n)" busybox sh -n "$here/guest-workload.sh"
+check "guest-workload.sh parses (busybox sh -n)" busybox sh -n "$harness/guest-workload.sh"
+check "check.sh parses (busybox sh -n)" busybox sh -n "$harness/check.sh"
 
 # guest.img: ustar with kernel, initramfs, cmdline, matching out/
 # Walk the headers as a reader following README.md would.
@@ -105,25 +103,24 @@ check "guest.img cmdline starts with console=ttyS0" grep -q '^console=ttyS0' "$t
 mkdir -p "$tmp/share/vfsvm-work/sub"
 printf 'abc' > "$tmp/share/vfsvm-work/a"; printf 'hello\n' > "$tmp/share/vfsvm-work/sub/b"
 ( cd "$tmp/share/vfsvm-work" && for f in a sub/b; do echo "$f $(stat -c %s "$f") $(md5sum < "$f" | cut -d' ' -f1)"; done ) > "$tmp/share/vfsvm-manifest.txt"
-check "verify-manifest accepts a matching tree" "$here/verify-manifest.sh" "$tmp/share"
+check "verify-manifest accepts a matching tree" "$harness/verify-manifest.sh" "$tmp/share"
 printf 'abd' > "$tmp/share/vfsvm-work/a"
-refuse "verify-manifest catches changed bytes" "$here/verify-manifest.sh" "$tmp/share"
+refuse "verify-manifest catches changed bytes" "$harness/verify-manifest.sh" "$tmp/share"
 printf 'abc' > "$tmp/share/vfsvm-work/a"; echo x > "$tmp/share/vfsvm-work/extra"
-refuse "verify-manifest catches an extra file" "$here/verify-manifest.sh" "$tmp/share"
+refuse "verify-manifest catches an extra file" "$harness/verify-manifest.sh" "$tmp/share"
 rm "$tmp/share/vfsvm-work/extra" "$tmp/share/vfsvm-work/sub/b"
-refuse "verify-manifest catches a missing file" "$here/verify-manifest.sh" "$tmp/share"
+refuse "verify-manifest catches a missing file" "$harness/verify-manifest.sh" "$tmp/share"
 
 # boot-qemu.sh argument checking (no QEMU started)
-refuse "boot-qemu rejects --tag before --socket" "$here/boot-qemu.sh" --tag x --dry-run
-refuse "boot-qemu rejects --packed maybe" "$here/boot-qemu.sh" --packed maybe --dry-run
-refuse "boot-qemu rejects a 37-byte tag" "$here/boot-qemu.sh" --socket /x --tag "$(printf 'a%.0s' $(seq 37))" --dry-run
-refuse "boot-qemu rejects a command line over 2047 bytes" "$here/boot-qemu.sh" --cmd "$(head -c 2000 /dev/zero | tr '\0' x)" --dry-run
+refuse "boot-qemu rejects --tag before --socket" "$harness/boot-qemu.sh" --tag x --dry-run
+refuse "boot-qemu rejects --packed maybe" "$harness/boot-qemu.sh" --packed maybe --dry-run
+refuse "boot-qemu rejects a 37-byte tag" "$harness/boot-qemu.sh" --socket /x --tag "$(printf 'a%.0s' $(seq 37))" --dry-run
+refuse "boot-qemu rejects a command line over 2047 bytes" "$harness/boot-qemu.sh" --cmd "$(head -c 2000 /dev/zero | tr '\0' x)" --dry-run
 check "boot-qemu --dry-run builds the vhost-user-fs devices and cmdline" \
     bash -c 'c=$("$1" --dry-run --socket /s1 --tag one --socket /s2 --tag two --ro --packed on --queues 1 --queue-size 256 --cmd "echo a b")
              for w in "tag=one" "tag=two" "packed=on" "num-request-queues=1" "queue-size=256" "share=on" \
                       "vfsvm.mount=one:/mnt" "vfsvm.mount=two:/mnt2:ro" "vfsvm.cmd64=$(printf "echo a b" | base64 -w0)"; do
                  printf "%s" "$c" | sed "s/\\\\//g" | grep -qF -- "$w" || { echo "missing $w in: $c"; exit 1; }
-             done' _ "$here/boot-qemu.sh"
+             done' _ "$harness/boot-qemu.sh"
 
-echo "selftest: $n checks, $fails failed"
-[ $fails -eq 0 ]
+summary selftest

@@ -130,3 +130,11 @@ int vfsvm_at_empty_path(void) { return AT_EMPTY_PATH; }
 int vfsvm_rename_noreplace(void) { return RENAME_NOREPLACE; }
 int vfsvm_rename_exchange(void) { return RENAME_EXCHANGE; }
 int vfsvm_rename_whiteout(void) { return RENAME_WHITEOUT; }
+
+int vfsvm_set_thread_groups(size_t count, const uint32_t *groups) {
+    return (int)syscall(SYS_setgroups, count, groups);
+}
+
+int vfsvm_get_thread_groups(int count, uint32_t *groups) {
+    return (int)syscall(SYS_getgroups, count, groups);
+}

@@ -1,30 +1,26 @@
-import VfsvmMemory
-
 /// Logs one line per FUSE request (`-d`, `--log-level debug`): opcode,
-/// unique, node, caller and the reply's errno and length, read from the
-/// headers the wrapped handler saw and wrote.
-public struct FUSETracer<Handler: FUSERequestHandler>: FUSERequestHandler {
-    public let handler: Handler
+/// unique, node, caller and the outcome (reply length, or the errno's name
+/// and what failed), from the decoded request the server ran.
+public struct FUSETracer: Sendable {
     public let log: @Sendable (String) -> Void
 
-    public init(_ handler: Handler, log: @escaping @Sendable (String) -> Void) {
-        self.handler = handler
+    public init(log: @escaping @Sendable (String) -> Void) {
         self.log = log
     }
 
-    public func handle(request: some ScatterGatherList, reply: some ScatterGatherList) -> Int {
-        let length = handler.handle(request: request, reply: reply)
-        var r = WireReader((try? request.bytes(at: 0, count: min(request.byteCount, FUSEWireSize.inHeader))) ?? [], what: "trace")
-        let len = (try? r.u32()) ?? 0, op = (try? r.u32()) ?? 0, unique = (try? r.u64()) ?? 0
-        let node = (try? r.u64()) ?? 0, uid = (try? r.u32()) ?? 0, gid = (try? r.u32()) ?? 0, pid = (try? r.u32()) ?? 0
-        let name = FUSEOpcode(rawValue: op).map { "\($0)" } ?? "opcode \(op)"
-        var outcome = "no reply"
-        if length >= FUSEWireSize.outHeader, let h = try? reply.bytes(at: 4, count: 4) {
-            var e = WireReader(h, what: "trace")
-            let error = Int32(bitPattern: (try? e.u32()) ?? 0)
-            outcome = error == 0 ? "ok, \(length) bytes" : "errno \(-error)"
+    /// One request's line. `length` is the reply's (0: no reply); `error`
+    /// the error it carried.
+    func record(_ r: FUSERequest, length: Int, error: FUSEErrno?) {
+        let h = r.header
+        let name = r.opcode.map { "\($0)" } ?? "opcode \(h.opcode)"
+        let outcome: String
+        if let error, length > 0 {
+            outcome = error.description
+        } else if length == 0 {
+            outcome = "no reply"
+        } else {
+            outcome = "ok, \(length) bytes"
         }
-        log("fuse: \(name) unique=\(unique) node=\(node) len=\(len) uid=\(uid) gid=\(gid) pid=\(pid) -> \(outcome)")
-        return length
+        log("fuse: \(name) unique=\(h.unique) node=\(h.nodeID) len=\(h.length) uid=\(h.uid) gid=\(h.gid) pid=\(h.pid) -> \(outcome)")
     }
 }

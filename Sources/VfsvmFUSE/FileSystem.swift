@@ -1,6 +1,5 @@
 import VfsvmSys
 import VfsvmMemory
-import CVfsvmLinux
 
 /// Who sent a request (fuse_in_header).
 public struct FUSERequestContext: Sendable, Equatable {
@@ -147,59 +146,8 @@ public struct FUSEDirectoryBuffer: Sendable {
     }
 }
 
-/// The data path between a host fd and guest buffers: the seam where an
-/// io_uring engine can replace the synchronous one.
-public protocol IOEngine: Sendable {
-    /// Reads up to `count` bytes at `fileOffset` into `buffer[offset...]`.
-    func read(_ fd: FileDescriptor, at fileOffset: Int64, into buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int
-    /// Writes `count` bytes from `buffer[offset...]` at `fileOffset`.
-    func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int
-    /// fsync, or fdatasync when `dataOnly`.
-    func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(SystemError)
-    /// fallocate(2).
-    func allocate(_ fd: FileDescriptor, mode: Int32, offset: Int64, length: Int64) throws(SystemError)
-}
-
-/// io_uring (liburing): each worker thread submits through its own ring
-/// and waits for the completion. `make()` returns nil where the kernel
-/// refuses io_uring (disabled by sysctl, seccomp), so callers can fall
-/// back to `SyncIOEngine`.
-public struct IOURingEngine: IOEngine {
-    private init() {}
-    public static func make() -> IOURingEngine? { vfsvm_uring_available() == 1 ? IOURingEngine() : nil }
-    public func read(_ fd: FileDescriptor, at fileOffset: Int64, into buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
-        try buffer.readURing(from: fd, fileOffset: fileOffset, into: offset, count: count)
-    }
-    public func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
-        try buffer.writeURing(to: fd, fileOffset: fileOffset, from: offset, count: count)
-    }
-    public func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(SystemError) {
-        let r = vfsvm_uring_fsync(fd.rawValue, dataOnly ? 1 : 0)
-        if r < 0 { throw SystemError(dataOnly ? "io_uring fdatasync" : "io_uring fsync", Errno(rawValue: Int32(-r))) }
-    }
-    public func allocate(_ fd: FileDescriptor, mode: Int32, offset: Int64, length: Int64) throws(SystemError) {
-        let r = vfsvm_uring_fallocate(fd.rawValue, mode, offset, length)
-        if r < 0 { throw SystemError("io_uring fallocate", Errno(rawValue: Int32(-r))) }
-    }
-}
-
-/// preadv/pwritev on the calling thread.
-public struct SyncIOEngine: IOEngine {
-    public init() {}
-    public func read(_ fd: FileDescriptor, at fileOffset: Int64, into buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
-        try buffer.read(from: fd, fileOffset: fileOffset, into: offset, count: count)
-    }
-    public func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
-        try buffer.write(to: fd, fileOffset: fileOffset, from: offset, count: count)
-    }
-    public func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(SystemError) { try fd.sync(dataOnly: dataOnly) }
-    public func allocate(_ fd: FileDescriptor, mode: Int32, offset: Int64, length: Int64) throws(SystemError) {
-        try fd.allocate(mode: mode, offset: offset, length: length)
-    }
-}
-
 /// A file system served over FUSE. Node ids are the FileSystem's (1 is the
-/// root); errors are `SystemError`s whose errno goes back to the client.
+/// root); errors are `FUSEErrno`s whose errno goes back to the client.
 /// Every method has a default that fails with ENOSYS, so a file system
 /// implements what it supports. Names reaching these methods have been
 /// checked by `FUSEServer`: no '/', no NUL, at most 255 bytes, and not "."
@@ -211,86 +159,87 @@ public protocol FileSystem: Sendable {
     func initialize(_ session: FUSESession)
     func destroy()
 
-    func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) -> FUSEEntry
+    func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno) -> FUSEEntry
     func forget(nodeID: UInt64, count: UInt64)
-    func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(SystemError) -> (FUSEAttributes, FUSETimeout)
-    func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(SystemError) -> (FUSEAttributes, FUSETimeout)
-    func readlink(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) -> [UInt8]
-    func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(SystemError) -> FUSEEntry
-    func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(SystemError) -> FUSEEntry
-    func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32) throws(SystemError) -> FUSEEntry
-    func unlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError)
-    func rmdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError)
-    func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(SystemError)
-    func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(SystemError) -> FUSEEntry
-    func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(SystemError) -> FUSEOpenReply
-    func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply)
-    func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply)
+    func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout)
+    func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout)
+    func readlink(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) -> [UInt8]
+    func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(FUSEErrno) -> FUSEEntry
+    func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry
+    func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry
+    func unlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno)
+    func rmdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno)
+    func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(FUSEErrno)
+    func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(FUSEErrno) -> FUSEEntry
+    func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> FUSEOpenReply
+    /// `openFlags`: FUSE_OPEN_* of fuse_create_in (FUSE_OPEN_KILL_SUIDGID).
+    func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply)
+    func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply)
     /// Reads into `reply[offset ..< offset + size]`; returns the bytes read.
-    func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(SystemError) -> Int
+    func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(FUSEErrno) -> Int
     /// Writes `size` bytes from `request[requestOffset...]`; returns the bytes written.
-    func write(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, writeFlags: UInt32, from request: some ScatterGatherList, at requestOffset: Int) throws(SystemError) -> Int
-    func flush(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, lockOwner: UInt64) throws(SystemError)
-    func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(SystemError)
-    func fsync(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError)
-    func opendir(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32) throws(SystemError) -> FUSEOpenReply
-    func readdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, into buffer: inout FUSEDirectoryBuffer) throws(SystemError)
-    func releasedir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64) throws(SystemError)
-    func fsyncdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError)
-    func statfs(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) -> FUSEStatFS
-    func access(_ ctx: FUSERequestContext, node: UInt64, mask: UInt32) throws(SystemError)
-    func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(SystemError)
-    func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(SystemError) -> FUSEXattrReply
-    func listxattr(_ ctx: FUSERequestContext, node: UInt64, size: Int) throws(SystemError) -> FUSEXattrReply
-    func removexattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8]) throws(SystemError)
-    func getlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock) throws(SystemError) -> FUSEFileLock
-    func setlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock, wait: Bool, flock: Bool) throws(SystemError)
-    func fallocate(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, length: UInt64, mode: UInt32) throws(SystemError)
-    func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(SystemError) -> UInt64
-    func copyFileRange(_ ctx: FUSERequestContext, node: UInt64, handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64) throws(SystemError) -> Int
-    func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError)
+    func write(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, writeFlags: UInt32, from request: some ScatterGatherList, at requestOffset: Int) throws(FUSEErrno) -> Int
+    func flush(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, lockOwner: UInt64) throws(FUSEErrno)
+    func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(FUSEErrno)
+    func fsync(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(FUSEErrno)
+    func opendir(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32) throws(FUSEErrno) -> FUSEOpenReply
+    func readdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, into buffer: inout FUSEDirectoryBuffer) throws(FUSEErrno)
+    func releasedir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64) throws(FUSEErrno)
+    func fsyncdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(FUSEErrno)
+    func statfs(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) -> FUSEStatFS
+    func access(_ ctx: FUSERequestContext, node: UInt64, mask: UInt32) throws(FUSEErrno)
+    func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(FUSEErrno)
+    func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(FUSEErrno) -> FUSEXattrReply
+    func listxattr(_ ctx: FUSERequestContext, node: UInt64, size: Int) throws(FUSEErrno) -> FUSEXattrReply
+    func removexattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8]) throws(FUSEErrno)
+    func getlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock) throws(FUSEErrno) -> FUSEFileLock
+    func setlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock, wait: Bool, flock: Bool) throws(FUSEErrno)
+    func fallocate(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, length: UInt64, mode: UInt32) throws(FUSEErrno)
+    func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(FUSEErrno) -> UInt64
+    func copyFileRange(_ ctx: FUSERequestContext, node: UInt64, handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64) throws(FUSEErrno) -> Int
+    func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno)
 }
 
-private func notImplemented(_ what: String) -> SystemError { SystemError(what, .ENOSYS) }
+private let notImplemented = FUSEErrno(.ENOSYS, "not implemented by this file system")
 
 extension FileSystem {
     public var supportedInitFlags: UInt64 { 0 }
     public func initialize(_ session: FUSESession) {}
     public func destroy() {}
-    public func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) -> FUSEEntry { throw notImplemented("lookup") }
+    public func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
     public func forget(nodeID: UInt64, count: UInt64) {}
-    public func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(SystemError) -> (FUSEAttributes, FUSETimeout) { throw notImplemented("getattr") }
-    public func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(SystemError) -> (FUSEAttributes, FUSETimeout) { throw notImplemented("setattr") }
-    public func readlink(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) -> [UInt8] { throw notImplemented("readlink") }
-    public func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(SystemError) -> FUSEEntry { throw notImplemented("symlink") }
-    public func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(SystemError) -> FUSEEntry { throw notImplemented("mknod") }
-    public func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32) throws(SystemError) -> FUSEEntry { throw notImplemented("mkdir") }
-    public func unlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) { throw notImplemented("unlink") }
-    public func rmdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) { throw notImplemented("rmdir") }
-    public func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(SystemError) { throw notImplemented("rename") }
-    public func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(SystemError) -> FUSEEntry { throw notImplemented("link") }
-    public func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(SystemError) -> FUSEOpenReply { throw notImplemented("open") }
-    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented("create") }
-    public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(SystemError) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented("tmpfile") }
-    public func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(SystemError) -> Int { throw notImplemented("read") }
-    public func write(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, writeFlags: UInt32, from request: some ScatterGatherList, at requestOffset: Int) throws(SystemError) -> Int { throw notImplemented("write") }
-    public func flush(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, lockOwner: UInt64) throws(SystemError) { throw notImplemented("flush") }
-    public func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(SystemError) {}
-    public func fsync(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError) { throw notImplemented("fsync") }
-    public func opendir(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32) throws(SystemError) -> FUSEOpenReply { throw notImplemented("opendir") }
-    public func readdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, into buffer: inout FUSEDirectoryBuffer) throws(SystemError) { throw notImplemented("readdir") }
-    public func releasedir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64) throws(SystemError) {}
-    public func fsyncdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(SystemError) { throw notImplemented("fsyncdir") }
-    public func statfs(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) -> FUSEStatFS { throw notImplemented("statfs") }
-    public func access(_ ctx: FUSERequestContext, node: UInt64, mask: UInt32) throws(SystemError) { throw notImplemented("access") }
-    public func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(SystemError) { throw notImplemented("setxattr") }
-    public func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(SystemError) -> FUSEXattrReply { throw notImplemented("getxattr") }
-    public func listxattr(_ ctx: FUSERequestContext, node: UInt64, size: Int) throws(SystemError) -> FUSEXattrReply { throw notImplemented("listxattr") }
-    public func removexattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8]) throws(SystemError) { throw notImplemented("removexattr") }
-    public func getlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock) throws(SystemError) -> FUSEFileLock { throw notImplemented("getlk") }
-    public func setlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock, wait: Bool, flock: Bool) throws(SystemError) { throw notImplemented("setlk") }
-    public func fallocate(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, length: UInt64, mode: UInt32) throws(SystemError) { throw notImplemented("fallocate") }
-    public func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(SystemError) -> UInt64 { throw notImplemented("lseek") }
-    public func copyFileRange(_ ctx: FUSERequestContext, node: UInt64, handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64) throws(SystemError) -> Int { throw notImplemented("copy_file_range") }
-    public func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(SystemError) { throw notImplemented("syncfs") }
+    public func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout) { throw notImplemented }
+    public func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout) { throw notImplemented }
+    public func readlink(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) -> [UInt8] { throw notImplemented }
+    public func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
+    public func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
+    public func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
+    public func unlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno) { throw notImplemented }
+    public func rmdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno) { throw notImplemented }
+    public func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(FUSEErrno) { throw notImplemented }
+    public func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
+    public func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> FUSEOpenReply { throw notImplemented }
+    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented }
+    public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented }
+    public func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(FUSEErrno) -> Int { throw notImplemented }
+    public func write(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, writeFlags: UInt32, from request: some ScatterGatherList, at requestOffset: Int) throws(FUSEErrno) -> Int { throw notImplemented }
+    public func flush(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, lockOwner: UInt64) throws(FUSEErrno) { throw notImplemented }
+    public func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(FUSEErrno) {}
+    public func fsync(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(FUSEErrno) { throw notImplemented }
+    public func opendir(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32) throws(FUSEErrno) -> FUSEOpenReply { throw notImplemented }
+    public func readdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, into buffer: inout FUSEDirectoryBuffer) throws(FUSEErrno) { throw notImplemented }
+    public func releasedir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64) throws(FUSEErrno) {}
+    public func fsyncdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(FUSEErrno) { throw notImplemented }
+    public func statfs(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) -> FUSEStatFS { throw notImplemented }
+    public func access(_ ctx: FUSERequestContext, node: UInt64, mask: UInt32) throws(FUSEErrno) { throw notImplemented }
+    public func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(FUSEErrno) { throw notImplemented }
+    public func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(FUSEErrno) -> FUSEXattrReply { throw notImplemented }
+    public func listxattr(_ ctx: FUSERequestContext, node: UInt64, size: Int) throws(FUSEErrno) -> FUSEXattrReply { throw notImplemented }
+    public func removexattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8]) throws(FUSEErrno) { throw notImplemented }
+    public func getlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock) throws(FUSEErrno) -> FUSEFileLock { throw notImplemented }
+    public func setlk(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, owner: UInt64, lock: FUSEFileLock, wait: Bool, flock: Bool) throws(FUSEErrno) { throw notImplemented }
+    public func fallocate(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, length: UInt64, mode: UInt32) throws(FUSEErrno) { throw notImplemented }
+    public func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(FUSEErrno) -> UInt64 { throw notImplemented }
+    public func copyFileRange(_ ctx: FUSERequestContext, node: UInt64, handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64) throws(FUSEErrno) -> Int { throw notImplemented }
+    public func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) { throw notImplemented }
 }

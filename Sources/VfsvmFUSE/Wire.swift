@@ -1,9 +1,9 @@
 import VfsvmSys
 
-// The FUSE wire format (linux/fuse.h, protocol 7.38), parsed and built field
-// by field so every read is bounds-checked against the bytes actually
-// received. Multi-byte fields are little-endian (every host vfsvm runs on
-// is; FUSE uses host byte order).
+// The FUSE wire format (linux/fuse.h, protocol 7.38): opcodes, struct sizes
+// and the reply encoders. Requests are decoded by FUSERequestDecoder.
+// Multi-byte fields are little-endian (every host vfsvm runs on is; FUSE
+// uses host byte order).
 
 /// FUSE opcodes (enum fuse_opcode in linux/fuse.h).
 public enum FUSEOpcode: UInt32, Sendable, CaseIterable {
@@ -32,71 +32,6 @@ public enum FUSEWireSize {
     public static let writeOut = 8
     public static let lkOut = 24
     public static let direntHeader = 24
-}
-
-/// A bounds-checked little-endian cursor over request bytes. Running past
-/// the end throws EINVAL naming what was being read.
-struct WireReader {
-    let bytes: [UInt8]
-    private(set) var position: Int
-    let what: String
-
-    init(_ bytes: [UInt8], what: String) {
-        self.bytes = bytes
-        self.position = 0
-        self.what = what
-    }
-
-    var remaining: Int { bytes.count - position }
-
-    mutating func need(_ n: Int) throws(SystemError) {
-        guard n >= 0, remaining >= n else {
-            throw SystemError("FUSE \(what): request too short (need \(n) bytes at \(position), have \(remaining))", .EINVAL)
-        }
-    }
-
-    mutating func u16() throws(SystemError) -> UInt16 {
-        try need(2)
-        defer { position += 2 }
-        return UInt16(bytes[position]) | UInt16(bytes[position + 1]) << 8
-    }
-
-    mutating func u32() throws(SystemError) -> UInt32 {
-        try need(4)
-        var v: UInt32 = 0
-        for k in 0..<4 { v |= UInt32(bytes[position + k]) << (8 * UInt32(k)) }
-        position += 4
-        return v
-    }
-
-    mutating func u64() throws(SystemError) -> UInt64 {
-        try need(8)
-        var v: UInt64 = 0
-        for k in 0..<8 { v |= UInt64(bytes[position + k]) << (8 * UInt64(k)) }
-        position += 8
-        return v
-    }
-
-    mutating func skip(_ n: Int) throws(SystemError) {
-        try need(n)
-        position += n
-    }
-
-    mutating func take(_ n: Int) throws(SystemError) -> [UInt8] {
-        try need(n)
-        defer { position += n }
-        return Array(bytes[position..<(position + n)])
-    }
-
-    /// A NUL-terminated string (without its NUL). EINVAL when no NUL ends it
-    /// within the request.
-    mutating func cString() throws(SystemError) -> [UInt8] {
-        guard let end = bytes[position...].firstIndex(of: 0) else {
-            throw SystemError("FUSE \(what): string not NUL-terminated", .EINVAL)
-        }
-        defer { position = end + 1 }
-        return Array(bytes[position..<end])
-    }
 }
 
 /// Appends little-endian fields.

@@ -1,6 +1,5 @@
 import CVfsvmLinux
 import Glibc
-import Synchronization
 import VfsvmFUSE
 import VfsvmMemory
 import VfsvmSys
@@ -110,21 +109,13 @@ public final class HostFUSEMount: Sendable {
                     return
                 }
             }
-            if Self.waitsForALock(request, n) {
-                if let own = Self.startWaiter(fd: fd, handler: handler, request: request, length: n) {
-                    own.detach()
-                } else {
-                    // Too many waiters: "too many locks", never a stalled worker.
-                    Self.send(fd: fd, reply: reply, length: FUSEServer.refuse(request.prefix(n), with: .ENOLCK, reply: reply))
-                }
-                continue
+            // A request that waits for a lock runs on a thread of its own
+            // (the server's budget), so the workers keep reading the unlock.
+            let handling = handler.handle(request: request.prefix(n), reply: reply) { bytes in
+                send(fd: fd, bytes)
             }
-            Self.answer(fd: fd, handler: handler, request: request.prefix(n), reply: reply)
+            if case let .replied(length) = handling { send(fd: fd, reply: reply, length: length) }
         }
-    }
-
-    private static func answer(fd: FileDescriptor, handler: some FUSERequestHandler, request: some ScatterGatherList, reply: HostBuffer) {
-        send(fd: fd, reply: reply, length: handler.handle(request: request, reply: reply))
     }
 
     private static func send(fd: FileDescriptor, reply: HostBuffer, length: Int) {
@@ -133,38 +124,24 @@ public final class HostFUSEMount: Sendable {
             _ = try reply.withUnsafeMutableBytes { raw throws(SystemError) in
                 try fd.write(UnsafeRawBufferPointer(rebasing: raw[0..<length]))
             }
-        } catch where error.errno == .ENOENT {
-            // The kernel gave up on the request (interrupted): nothing to do.
         } catch {
-            logLine("vfsvm mount: writing a reply to /dev/fuse failed: \(error)")
+            replyFailed(error)
         }
     }
 
-    // MARK: - Requests that wait
-
-    /// FUSE_SETLKW (opcode 33) waits until another request releases a lock:
-    /// it must not hold a worker, or enough waiters would stop the workers
-    /// from ever reading the unlock.
-    private static func waitsForALock(_ request: HostBuffer, _ length: Int) -> Bool {
-        length >= 8 && (try? request.bytes(at: 4, count: 4)) == [33, 0, 0, 0]
-    }
-
-    private static let waiters = Mutex(0)
-    private static let waiterLimit = 256
-
-    /// Runs a copy of the request on a thread of its own; nil when
-    /// `waiterLimit` are already waiting or no thread can be made.
-    private static func startWaiter(fd: FileDescriptor, handler: some FUSERequestHandler, request: HostBuffer, length: Int) -> OSThread? {
-        guard waiters.withLock({ n in n < waiterLimit ? { n += 1; return true }() : false }) else { return nil }
-        let copy = HostBuffer((try? request.bytes(at: 0, count: length)) ?? [])
+    private static func send(fd: FileDescriptor, _ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
         do {
-            return try OSThread(name: "vfsvm-fuse-wait") {
-                answer(fd: fd, handler: handler, request: copy, reply: HostBuffer(count: 4096))
-                waiters.withLock { $0 -= 1 }
-            }
+            // /dev/fuse takes a reply in one write or not at all.
+            try fd.writeAll(bytes)
         } catch {
-            waiters.withLock { $0 -= 1 }
-            return nil
+            replyFailed(error)
         }
+    }
+
+    private static func replyFailed(_ error: SystemError) {
+        // ENOENT: the kernel gave up on the request (interrupted).
+        guard error.errno != .ENOENT else { return }
+        logLine("vfsvm mount: writing a reply to /dev/fuse failed: \(error)")
     }
 }

@@ -42,36 +42,30 @@ extension ScatterGatherList {
         return done
     }
 
-    /// Like `read(from:fileOffset:into:count:)`, through this thread's
-    /// io_uring instead of preadv.
-    public func readURing(from fd: FileDescriptor, fileOffset: Int64, into offset: Int, count: Int) throws(SystemError) -> Int {
+    /// Moves `[offset, offset + count)` of this list to or from `fd` at
+    /// `fileOffset` with `call`, a C function of preadv/pwritev's shape that
+    /// returns the byte count or a negative errno (an io_uring engine's
+    /// readv/writev). Loops over short transfers until `count` bytes or a
+    /// transfer of 0 (end of file); returns the bytes moved. `what` names
+    /// the call in errors.
+    public func transfer(_ call: VectoredTransfer, _ what: String, fd: FileDescriptor, fileOffset: Int64, offset: Int, count: Int) throws(SystemError) -> Int {
         var done = 0
         while done < count {
             let n = withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
                 if iov.isEmpty { return 0 }
-                // Safe: the iovecs cover live segments of this list; the call waits for completion.
-                return vfsvm_uring_rw(0, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset &+ Int64(done))
+                // Safe: the iovecs cover live segments of this list, clamped
+                // to its end; `call` uses them only until it returns.
+                return call(fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset &+ Int64(done))
             }
-            if n < 0 { throw SystemError("io_uring readv", Errno(rawValue: Int32(-n))) }
-            if n == 0 { break }
-            done += n
-        }
-        return done
-    }
-
-    /// Like `write(to:fileOffset:from:count:)`, through this thread's io_uring.
-    public func writeURing(to fd: FileDescriptor, fileOffset: Int64, from offset: Int, count: Int) throws(SystemError) -> Int {
-        var done = 0
-        while done < count {
-            let n = withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
-                if iov.isEmpty { return 0 }
-                // Safe: as in readURing.
-                return vfsvm_uring_rw(1, fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset &+ Int64(done))
-            }
-            if n < 0 { throw SystemError("io_uring writev", Errno(rawValue: Int32(-n))) }
+            if n < 0 { throw SystemError(what, Errno(rawValue: Int32(clamping: -n))) }
             if n == 0 { break }
             done += n
         }
         return done
     }
 }
+
+/// A vectored file transfer: (fd, iovecs, iovec count, file offset) → bytes
+/// moved or a negative errno. Must not keep the iovec pointer after it
+/// returns.
+public typealias VectoredTransfer = @convention(c) (Int32, UnsafePointer<iovec>?, UInt32, Int64) -> Int

@@ -20,7 +20,7 @@ enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
 /// `settings.sharedDir` with the user's cache, xattr, lock and read-only
 /// choices, logging every request when `trace`. Shared by `serve` and
 /// `mount`.
-func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false) throws -> any FUSERequestHandler {
+func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false) throws -> FUSEServer {
     guard let dir = settings.sharedDir else { throw ValidationError("no shared directory given") }
     let cache: PassthroughOptions.Cache = switch settings.cache {
     case .never: .never
@@ -44,11 +44,11 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     } catch {
         throw CommandFailure("cannot share \(dir): \(error)")
     }
-    let server = FUSEServer(
+    return FUSEServer(
         fileSystem: fs,
         options: FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
-                                   posixLocks: settings.posixLocks, flockLocks: settings.flockLocks))
-    return trace ? FUSETracer(server, log: { logLine("vfsvm: " + $0) }) : server
+                                   posixLocks: settings.posixLocks, flockLocks: settings.flockLocks),
+        tracer: trace ? FUSETracer(log: { logLine("vfsvm: " + $0) }) : nil)
 }
 
 /// A failure to report as one line and exit 1 (ArgumentParser prints

@@ -11,13 +11,12 @@ set -u
 VFSVM=$(realpath "${1:?usage: boot-test.sh PATH-TO-vfsvm}")
 top=$(cd "$(dirname "$0")/../.." && pwd)
 images=$top/Images
-pass=0 fail=0
-ok() { echo "PASS: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1${2:+ ($2)}"; fail=$((fail + 1)); }
+# ok/bad/check/summary
+. "$(dirname "$0")/check.sh"
 
 if ! command -v qemu-system-x86_64 >/dev/null || [ ! -f "$images/out/vmlinuz" ]; then
-    echo "boot-test: cannot run: needs qemu-system-x86_64 and Images/out (make -C Images)"
-    echo "boot-test: 0 passed, 1 failed"
+    bad "boot-test can run here" "needs qemu-system-x86_64 and Images/out (make -C Images)"
+    summary boot-test
     exit 1
 fi
 
@@ -25,7 +24,7 @@ fi
 # layouts and with two request queues
 for variant in "--packed off --expect-ring split" "--packed on --expect-ring packed" "--packed on --queues 2 --expect-ring packed"; do
     # shellcheck disable=SC2086
-    if out=$(VFSVM_BACKEND=vfsvm VFSVM_BIN=$VFSVM "$images/run-workload.sh" $variant 2>&1); then
+    if out=$(VFSVM_BACKEND=vfsvm VFSVM_BIN=$VFSVM "$top/Tests/Integration/run-workload.sh" $variant 2>&1); then
         ok "guest workload + host manifest check ($variant)"
     else
         bad "guest workload + host manifest check ($variant)" "$(echo "$out" | grep -E 'FAIL|kept|status' | head -5 | tr '\n' ' ')"
@@ -51,7 +50,7 @@ wait_serve() { # wait for serve to exit; sets serve_status
     done
     kill -9 "$serve_pid" 2>/dev/null
 }
-boot() { "$images/boot-qemu.sh" --socket "$work/sock" --tag fs --quiet --timeout 120 --log "$work/console.log" "$@"; }
+boot() { "$top/Tests/Integration/boot-qemu.sh" --socket "$work/sock" --tag fs --quiet --timeout 120 --log "$work/console.log" "$@"; }
 
 # --- the sandbox: serve's root is the share, not the host's /
 echo sandboxed > "$share/inside"
@@ -108,5 +107,4 @@ if [ $rc -eq 0 ]; then ok "a fresh serve after the crash serves a new guest"; el
 if "$VFSVM" serve --print-capabilities | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["type"]=="fs"'; then ok "--print-capabilities prints valid JSON"; else bad "--print-capabilities prints valid JSON"; fi
 
 if [ "$fail" -eq 0 ]; then rm -rf "$work"; else echo "boot-test: kept $work"; fi
-echo "boot-test: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary boot-test

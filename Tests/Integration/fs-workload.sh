@@ -13,14 +13,8 @@ MNT=${1:?usage: fs-workload.sh MOUNT HOSTDIR}
 HOST=${2:?usage: fs-workload.sh MOUNT HOSTDIR}
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
-pass=0 fail=0
-ok() { echo "PASS: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1${2:+ ($2)}"; fail=$((fail + 1)); }
-check() { # check NAME COMMAND...
-    local name=$1; shift
-    local out
-    if out=$("$@" 2>&1); then ok "$name"; else bad "$name" "$(echo "$out" | tail -3 | tr '\n' ' ')"; fi
-}
+# ok/bad/check/summary
+. "$(dirname "$0")/check.sh"
 scratch=$(mktemp -d /tmp/vfsvm-workload.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 W=$MNT/workload H=$HOST/workload
@@ -215,5 +209,4 @@ PY
 check "open-then-unlinked file stays readable and writable" unlinked_run
 
 rm -rf "$W"
-echo "fs-workload: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary fs-workload

@@ -31,9 +31,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 images=$top/Images
 timeout=${VFSVM_LIBVIRT_TIMEOUT:-180}
 domain=vfsvm-guest
-pass=0 fail=0
-ok() { echo "PASS: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1${2:+ ($2)}"; fail=$((fail + 1)); }
+# ok/bad/check/summary
+. "$(dirname "$0")/check.sh"
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 # cannot REASON: libvirt cannot run here; say why and fail (no silent skip)
@@ -111,8 +110,7 @@ teardown() {
     if [ -n "$work" ]; then
         if [ "$fail" -eq 0 ] && [ "${VFSVM_KEEP:-0}" != 1 ]; then rm -rf "$work"; else echo "libvirt-test: kept $work"; fi
     fi
-    echo "libvirt-test: $pass passed, $fail failed"
-    [ "$fail" -eq 0 ] && [ "$rc" -eq 0 ] && exit 0
+    summary libvirt-test && [ "$rc" -eq 0 ] && exit 0
     exit 1
 }
 trap teardown EXIT

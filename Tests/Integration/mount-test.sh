@@ -7,13 +7,12 @@
 set -u
 VFSVM=$(realpath "${1:?usage: mount-test.sh PATH-TO-vfsvm}")
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-ok() { echo "PASS: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1${2:+ ($2)}"; fail=$((fail + 1)); }
+# ok/bad/check/summary
+. "$(dirname "$0")/check.sh"
 
 if [ ! -c /dev/fuse ] || [ "$(id -u)" -ne 0 ]; then
-    echo "mount-test: cannot run here: needs root and /dev/fuse (uid $(id -u), /dev/fuse $( [ -c /dev/fuse ] && echo present || echo missing))"
-    echo "mount-test: 0 passed, 1 failed"
+    bad "mount-test can run here" "needs root and /dev/fuse (uid $(id -u), /dev/fuse $( [ -c /dev/fuse ] && echo present || echo missing))"
+    summary mount-test
     exit 1
 fi
 
@@ -54,5 +53,4 @@ if [ $rc -ne 0 ] && echo "$out" | grep -q "is not an existing directory"; then o
 out=$("$VFSVM" mount --share "$top/nope" "$mnt" 2>&1); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "nope"; then ok "missing share directory: clear error"; else bad "missing share directory: clear error" "rc=$rc $out"; fi
 
-echo "mount-test: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary mount-test

@@ -25,39 +25,39 @@ final class MockFS: FileSystem {
     func destroy() { record("destroy") }
     func forget(nodeID: UInt64, count: UInt64) { record("forget \(nodeID) \(count)") }
 
-    func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(SystemError) -> FUSEEntry {
+    func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno) -> FUSEEntry {
         record("lookup \(parent) \(String(decoding: name, as: UTF8.self)) uid=\(ctx.uid)")
-        guard name != Array("missing".utf8) else { throw SystemError("lookup", .ENOENT) }
+        guard name != Array("missing".utf8) else { throw FUSEErrno(.ENOENT) }
         var a = FUSEAttributes(); a.ino = 77; a.mode = 0o100644; a.size = 1234
         return FUSEEntry(nodeID: 42, generation: 3, entryTimeout: FUSETimeout(seconds: 5, nanoseconds: 6), attrTimeout: FUSETimeout(seconds: 7), attributes: a)
     }
 
-    func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(SystemError) -> (FUSEAttributes, FUSETimeout) {
+    func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout) {
         record("getattr \(node) \(handle.map(String.init) ?? "nil")")
         var a = FUSEAttributes(); a.ino = node; a.size = 99
         return (a, FUSETimeout(seconds: 1))
     }
 
-    func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(SystemError) -> (FUSEAttributes, FUSETimeout) {
+    func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout) {
         lastSetattr.withLock { $0 = change }
         return (FUSEAttributes(), .zero)
     }
 
-    func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(SystemError) {
+    func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(FUSEErrno) {
         record("setxattr \(String(decoding: name, as: UTF8.self)) flags=\(flags)")
         lastXattrValue.withLock { $0 = value }
     }
 
-    func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(SystemError) -> FUSEXattrReply {
+    func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(FUSEErrno) -> FUSEXattrReply {
         size == 0 ? .size(5) : xattrReply.withLock { $0 }
     }
 
-    func readdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, into buffer: inout FUSEDirectoryBuffer) throws(SystemError) {
+    func readdir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, into buffer: inout FUSEDirectoryBuffer) throws(FUSEErrno) {
         var i = offset
         while i < 1000, buffer.add(name: Array("entry\(i)".utf8), ino: i + 10, type: 8, nextOffset: i + 1) { i += 1 }
     }
 
-    func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(SystemError) -> Int {
+    func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(FUSEErrno) -> Int {
         let data = [UInt8](repeating: 0xAB, count: size)
         return data.withUnsafeBytes { reply.copy($0, to: replyOffset) }
     }
@@ -416,22 +416,19 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
 
 @Suite struct TracerTests {
     @Test func logsOneLinePerRequestWithItsOutcome() {
-        let (c, _) = server()
         let lines = Mutex<[String]>([])
-        let tracer = FUSETracer(c.server) { line in lines.withLock { $0.append(line) } }
-        let initBody = Bytes(); initBody.u32(7).u32(38).u32(0).u32(0).u32(0)
-        for _ in 0..<11 { initBody.u32(0) }
-        let reply = HostBuffer(count: 4096)
-        #expect(tracer.handle(request: HostBuffer(c.header(FUSEOpcode.`init`.rawValue, node: 0, bodyLength: initBody.b.count) + initBody.b), reply: reply) == 80)
-        let name = Bytes(); name.name("missing")
-        _ = tracer.handle(request: HostBuffer(c.header(FUSEOpcode.lookup.rawValue, node: 1, bodyLength: name.b.count) + name.b), reply: reply)
-        let forget = Bytes(); forget.u64(1)
-        #expect(tracer.handle(request: HostBuffer(c.header(FUSEOpcode.forget.rawValue, node: 5, bodyLength: 8) + forget.b), reply: reply) == 0)
+        let server = FUSEServer(fileSystem: MockFS(), options: FUSEServerOptions(), tracer: FUSETracer { line in lines.withLock { $0.append(line) } })
+        let c = Client(server)
+        #expect(c.initSession().length == 80)
+        #expect(c.lookup(1, "missing").errno == ENOENT)
+        #expect(c.forget(5, 1).length == 0)
+        #expect(c.send(raw: c.header(999, node: 1, bodyLength: 0)).errno == ENOSYS)
         let got = lines.withLock { $0 }
-        #expect(got.count == 3)
+        #expect(got.count == 4)
         #expect(got[0].hasPrefix("fuse: init ") && got[0].hasSuffix("-> ok, 80 bytes"))
-        #expect(got[1].hasPrefix("fuse: lookup ") && got[1].contains("node=1") && got[1].hasSuffix("-> errno \(ENOENT)"))
+        #expect(got[1].hasPrefix("fuse: lookup ") && got[1].contains("node=1") && got[1].hasSuffix("-> ENOENT"))
         #expect(got[2].hasPrefix("fuse: forget ") && got[2].hasSuffix("-> no reply"))
+        #expect(got[3].hasPrefix("fuse: opcode 999 ") && got[3].hasSuffix("-> ENOSYS (unknown opcode)"))
     }
 }
 

@@ -393,6 +393,26 @@ import VfsvmSys
         for n in nodes { _ = c.forget(n, 1) }
         #expect(f.fs.inodeCount == 1)
     }
+
+    /// Without file handles, re-opening an evicted inode walks its parents
+    /// by name: a guest-made chain deeper than the bound is refused with
+    /// ELOOP instead of overflowing the stack.
+    @Test func deepNameBasedReopenIsBounded() throws {
+        let f = try Fixture(options: PassthroughOptions(pathFDCacheSize: 2, fileHandles: false))
+        let c = f.client
+        var parent: UInt64 = 1
+        for _ in 0..<(PassthroughFileSystem.maxReopenDepth + 50) {
+            let m = c.mkdir(parent, "d")
+            #expect(m.ok)
+            parent = m.nodeID
+        }
+        let deep = c.getattr(parent)
+        #expect(deep.ok || deep.errno == ELOOP)
+        // Evict by touching other inodes, then ask for the deepest again.
+        for i in 0..<8 { _ = c.create(1, "x\(i)") }
+        let again = c.getattr(parent)
+        #expect(again.errno == ELOOP, "the walk up is refused, not a crash")
+    }
 }
 
 @Suite struct SubmountTests {

@@ -71,6 +71,20 @@ import VfsvmSys
         let c = f.client
         #expect(c.setattr(c.lookup(1, "l").nodeID, valid: 1, mode: 0o777).errno == EOPNOTSUPP)
     }
+
+    /// SETATTR with FATTR_FH naming another node's handle must not change
+    /// that other file.
+    @Test func setattrIgnoresAHandleOfAnotherNode() throws {
+        let f = try Fixture()
+        let c = f.client
+        let a = c.create(1, "a"), b = c.create(1, "b")
+        _ = c.write(a.nodeID, fh: a.createHandle, offset: 0, Array("aaaa".utf8))
+        _ = c.write(b.nodeID, fh: b.createHandle, offset: 0, Array("bbbb".utf8))
+        let fattrSize: UInt32 = 1 << 3, fattrFH: UInt32 = 1 << 6
+        #expect(c.setattr(a.nodeID, valid: fattrSize | fattrFH, fh: b.createHandle, size: 0).ok)
+        #expect(f.readHost("b") == "bbbb", "b is untouched")
+        #expect(f.readHost("a") == "", "the request was about a")
+    }
 }
 
 @Suite struct FileTests {

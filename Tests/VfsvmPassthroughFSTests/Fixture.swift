@@ -13,14 +13,14 @@ final class Fixture {
     let server: FUSEServer
     let client: Client
 
-    init(options: PassthroughOptions = PassthroughOptions(), server serverOptions: FUSEServerOptions = FUSEServerOptions(), initialize: Bool = true) throws {
+    init(options: PassthroughOptions = PassthroughOptions(), server serverOptions: FUSEServerOptions = FUSEServerOptions(), engine: any IOEngine = SyncIOEngine(), initialize: Bool = true) throws {
         var template = Array("/tmp/vfsvm-fuse-XXXXXX".utf8CString)
         guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw SystemError("mkdtemp", .current)
         }
         dir = String(cString: p)
         chmod(dir + "/", 0o777)
-        fs = try PassthroughFileSystem(root: dir, options: options)
+        fs = try PassthroughFileSystem(root: dir, options: options, engine: engine)
         server = FUSEServer(fileSystem: fs, options: serverOptions)
         client = Client(server)
         if initialize { client.initSession() }
@@ -38,6 +38,12 @@ final class Fixture {
         close(fd)
     }
 
+    /// A host file with `text`, owned by `owner` (uid = gid) with `mode`.
+    func writeHost(_ rel: String, _ text: String, owner: UInt32, mode: mode_t) -> Bool {
+        writeHost(rel, text)
+        return chown(path(rel), owner, owner) == 0 && chmod(path(rel), mode) == 0
+    }
+
     func readHost(_ rel: String) -> String? {
         let fd = Glibc.open(path(rel), O_RDONLY)
         guard fd >= 0 else { return nil }
@@ -53,4 +59,16 @@ final class Fixture {
     }
 
     func exists(_ rel: String) -> Bool { statHost(rel) != nil }
+}
+
+/// Entries of a /proc directory without "." and "..": open fds
+/// (/proc/self/fd) or threads (/proc/self/task) of this process.
+func procEntries(_ path: String) -> Int {
+    guard let d = opendir(path) else { return -1 }
+    defer { closedir(d) }
+    var n = 0
+    while let e = readdir(d) {
+        if e.pointee.d_name.0 != UInt8(ascii: ".") { n += 1 }
+    }
+    return n
 }

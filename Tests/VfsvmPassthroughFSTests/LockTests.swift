@@ -134,4 +134,22 @@ private let eof = UInt64(Int64.max)
         #expect(c.lk(.setlk, node: r.nodeID, fh: r.createHandle, owner: 1, start: 0, end: 5, type: 77).errno == EINVAL)
         #expect(c.lk(.setlk, node: 1, fh: 0, owner: 1, start: 0, end: 5, type: wr).errno == EINVAL)  // a directory
     }
+
+    /// GETLK and unlocks with ever new lock owners must not keep an fd each.
+    @Test func lockQueriesFromNewOwnersDoNotPinFDs() throws {
+        let f = try Fixture()
+        let c = f.client
+        let r = c.create(1, "l")
+        #expect(c.lk(.setlk, node: r.nodeID, fh: r.createHandle, owner: 1, start: 0, end: 9, type: UInt32(F_WRLCK)).ok)
+        let before = procEntries("/proc/self/fd")
+        for owner in UInt64(100)..<UInt64(1100) {
+            let g = c.lk(.getlk, node: r.nodeID, fh: r.createHandle, owner: owner, start: 0, end: 9, type: UInt32(F_RDLCK))
+            #expect(g.ok)
+            #expect(c.lk(.setlk, node: r.nodeID, fh: r.createHandle, owner: owner, start: 0, end: 9, type: UInt32(F_UNLCK)).ok)
+        }
+        #expect(procEntries("/proc/self/fd") - before < 10, "1000 owners asked and unlocked; no fd kept for them")
+        // GETLK from a fresh owner still sees owner 1's lock.
+        var d = Decoder(c.lk(.getlk, node: r.nodeID, fh: r.createHandle, owner: 5000, start: 0, end: 9, type: UInt32(F_RDLCK)).body, at: 16)
+        #expect(d.u32() == UInt32(F_WRLCK))
+    }
 }

@@ -42,6 +42,11 @@ int vfsvm_birth_time(int fd, int64_t *sec, uint32_t *nsec);
 int vfsvm_flock(int fd, int operation);
 int vfsvm_setfsuid(uint32_t uid);
 int vfsvm_setfsgid(uint32_t gid);
+/// setgroups(2) of the calling thread only: the raw system call. (glibc's
+/// setgroups() changes every thread of the process, signalling each one.)
+int vfsvm_set_thread_groups(size_t count, const uint32_t *groups);
+/// getgroups(2) of the calling thread: with `count` 0, only how many.
+int vfsvm_get_thread_groups(int count, uint32_t *groups);
 
 /// OFD locks (F_OFD_GETLK / F_OFD_SETLK / F_OFD_SETLKW). `type` is
 /// F_RDLCK/F_WRLCK/F_UNLCK; `len` 0 means to end of file. For GETLK the
@@ -66,15 +71,5 @@ int vfsvm_at_empty_path(void);
 int vfsvm_rename_noreplace(void);
 int vfsvm_rename_exchange(void);
 int vfsvm_rename_whiteout(void);
-
-/// io_uring (liburing, uring.c): 1 when this thread's ring could be set up.
-int vfsvm_uring_available(void);
-/// One readv (write = 0) or writev through this thread's ring, waited for.
-/// Returns the byte count or a negative errno.
-long vfsvm_uring_rw(int write, int fd, const struct iovec *iov, unsigned nr, int64_t offset);
-/// fsync (data_only: fdatasync) through this thread's ring: 0 or -errno.
-long vfsvm_uring_fsync(int fd, int data_only);
-/// fallocate(2) through this thread's ring: 0 or -errno.
-long vfsvm_uring_fallocate(int fd, int mode, int64_t offset, int64_t length);
 
 #endif

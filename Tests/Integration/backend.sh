@@ -1,4 +1,5 @@
-# backend.sh — sourced by demo-virtiofsd.sh and run-workload.sh (bash).
+# backend.sh — sourced by run-workload.sh, Scripts/demo-virtiofsd.sh and
+# Benchmarks/bench-serve.sh (bash).
 # start_backend SOCKET DIR LOGFILE: starts the vhost-user-fs backend serving
 # DIR on SOCKET in the background, sets BACKEND_PID, waits for the socket.
 # VFSVM_BACKEND picks the backend:

@@ -1,6 +1,6 @@
 #!/bin/bash
 # run-workload.sh [boot-qemu options...] — runs guest-workload.sh in the guest
-# against a fresh share served by $VFSVM_BACKEND (see scripts/backend.sh), then
+# against a fresh share served by $VFSVM_BACKEND (see backend.sh), then
 # checks the guest's manifest on the host (verify-manifest.sh).
 #   VFSVM_BIG_MB, VFSVM_NFILES, VFSVM_REQUIRE_XATTR go to .vfsvm-test.env.
 #   Extra arguments go to boot-qemu.sh (e.g. --packed off --queues 2).
@@ -10,7 +10,7 @@
 # Exit 0 only when the guest workload passed and the manifest matches.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/scripts/backend.sh"
+. "$here/backend.sh"
 
 work=$(mktemp -d /tmp/vfsvm-workload.XXXXXX)
 share=$work/share
@@ -23,6 +23,7 @@ cleanup() {
 trap cleanup EXIT
 
 cp "${VFSVM_WORKLOAD:-$here/guest-workload.sh}" "$share/.vfsvm-test.sh"
+cp "$here/check.sh" "$share/.vfsvm-check.sh"
 {
     echo "BIG_MB=${VFSVM_BIG_MB:-64}"
     echo "NFILES=${VFSVM_NFILES:-2000}"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# boot-qemu.sh — boot the vfsvm guest (out/vmlinuz + out/initramfs.cpio.gz) under
+# boot-qemu.sh — boot the vfsvm guest (Images/out/vmlinuz + initramfs.cpio.gz) under
 # qemu-system-x86_64 with one or more vhost-user-fs devices, and exit with the
 # status of the guest command (parsed from "VFSVM-GUEST-EXIT status=N").
 #
@@ -26,11 +26,12 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+images=$(cd "$here/../../Images" && pwd)
 die() { echo "boot-qemu: $*" >&2; exit 2; }
 
 sockets=() tags=() mounts=() ros=()
 packed="" queues="" qsize="" cmd="" mode=none log="" quiet=0 timeout=120 mem=512M smp=1
-kernel=$here/out/vmlinuz initrd=$here/out/initramfs.cpio.gz append="" dry=0 expect_ring=""
+kernel=$images/out/vmlinuz initrd=$images/out/initramfs.cpio.gz append="" dry=0 expect_ring=""
 need() { [ $# -ge 2 ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
     case $1 in

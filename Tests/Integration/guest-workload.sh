@@ -7,6 +7,8 @@
 #                            vfsvm-work (names relative to it, no blanks),
 #                            for the host to verify (verify-manifest.sh)
 #   ROOT/vfsvm-results.txt   the PASS/FAIL/SKIP lines printed on the console
+# It needs check.sh beside it (as .vfsvm-check.sh in ROOT, or in its own
+# directory).
 # Optional ROOT/.vfsvm-test.env (sourced) may set:
 #   BIG_MB=64         size of the big file
 #   NFILES=2000       files created in one directory
@@ -19,13 +21,12 @@ BIG_MB=64 NFILES=2000 REQUIRE_XATTR=0
 W=$ROOT/vfsvm-work
 T=$(mktemp -d /tmp/wl.XXXXXX) || exit 1
 RES=$ROOT/vfsvm-results.txt
-pass=0 fail=0 skip=0
 : > "$RES"
-
-say() { echo "$*"; echo "$*" >> "$RES"; }
-ok() { pass=$((pass + 1)); say "PASS $1"; }
-ko() { fail=$((fail + 1)); say "FAIL $1${2:+: $2}"; }
-sk() { skip=$((skip + 1)); say "SKIP $1: $2"; }
+# ok/bad/skip/summary (Tests/Integration/check.sh, copied into the share by
+# run-workload.sh), every line also into the results file.
+CHECK_LOG=$RES
+if [ -f "$ROOT/.vfsvm-check.sh" ]; then . "$ROOT/.vfsvm-check.sh"; else . "$(dirname "$0")/check.sh"; fi
+say() { check_say "$*"; }
 # run FUNCTION: runs it in a subshell under set -e, output to $T/out, and
 # returns its status. The subshell must not sit in an if/&&/|| condition:
 # there the shell ignores set -e and a failed check in the middle of a test
@@ -39,7 +40,7 @@ t() {
     run "$2"; rc=$?
     if [ $rc -eq 0 ]; then
         ok "$1 ($(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.2fs", b - a }'))"
-    else ko "$1" "$(tr '\n' ' ' < "$T/out" | head -c 400)"; fi
+    else bad "$1" "$(tr '\n' ' ' < "$T/out" | head -c 400)"; fi
 }
 # expect A B [what]: fail with a message unless A = B
 expect() { [ "$1" = "$2" ] || { echo "${3:-value}: got '$1', want '$2'"; return 1; }; }
@@ -261,15 +262,15 @@ t symlink-readlink t_symlink
 t hardlink t_hardlink
 t chmod-chown t_chmod_chown
 if ! command -v vfsvm-xattr > /dev/null; then
-    sk xattr "busybox has no setfattr/getfattr and the vfsvm-xattr helper is not in this initramfs"
+    skip xattr "busybox has no setfattr/getfattr and the vfsvm-xattr helper is not in this initramfs"
 else
     run t_xattr; rc=$?
     if [ $rc -eq 0 ]; then
         ok xattr
     elif grep -q UNSUPPORTED "$T/out" && [ "$REQUIRE_XATTR" != 1 ]; then
-        sk xattr "the backend does not support xattrs ($(grep -v UNSUPPORTED "$T/out" | head -n1))"
+        skip xattr "the backend does not support xattrs ($(grep -v UNSUPPORTED "$T/out" | head -n1))"
     else
-        ko xattr "$(tr '\n' ' ' < "$T/out" | head -c 400)"
+        bad xattr "$(tr '\n' ' ' < "$T/out" | head -c 400)"
     fi
 fi
 t sparse t_sparse
@@ -289,8 +290,7 @@ t df t_df
   xargs md5sum < "$T/names" | awk '{print $2, $1}' > "$T/sums" &&
   awk 'NR == FNR { sum[$1] = $2; next } { print $1, $2, sum[$1] }' "$T/sums" "$T/sizes" \
       > "$ROOT/vfsvm-manifest.txt" ) && ok "manifest ($(wc -l < "$ROOT/vfsvm-manifest.txt") files)" ||
-    ko manifest "could not write $ROOT/vfsvm-manifest.txt"
+    bad manifest "could not write $ROOT/vfsvm-manifest.txt"
 sync
 rm -rf "$T"
-say "WORKLOAD-SUMMARY pass=$pass fail=$fail skip=$skip"
-[ $fail -eq 0 ]
+summary guest-workload

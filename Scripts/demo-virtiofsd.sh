@@ -4,14 +4,15 @@
 # a few files, boots the guest under QEMU (boot-qemu.sh) with a command that
 # lists, reads, writes and reads back, then shows the host seeing the guest's
 # files. Exit 0 only when every check on both sides holds.
-#   VFSVM_BACKEND=virtiofsd|vfsvm   backend (scripts/backend.sh; default virtiofsd)
+#   VFSVM_BACKEND=virtiofsd|vfsvm   backend (Tests/Integration/backend.sh; default virtiofsd)
 #   VFSVM_PACKED=on|off             ring type asked of QEMU (default off:
 #                                   Debian's virtiofsd has no packed ring)
 #   Extra arguments go to boot-qemu.sh (e.g. --queues 2, --log FILE).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-. "$here/scripts/backend.sh"
-[ -f "$here/out/vmlinuz" ] && [ -f "$here/out/initramfs.cpio.gz" ] || make -C "$here"
+top=$(cd "$(dirname "$0")/.." && pwd)
+harness=$top/Tests/Integration
+. "$harness/backend.sh"
+[ -f "$top/Images/out/vmlinuz" ] && [ -f "$top/Images/out/initramfs.cpio.gz" ] || make -C "$top/Images"
 
 work=$(mktemp -d /tmp/vfsvm-demo.XXXXXX)
 share=$work/share
@@ -41,7 +42,7 @@ echo "== guest: df -h /mnt"; df -h /mnt'
 
 log=$work/console.log
 set +e
-"$here/boot-qemu.sh" --socket "$work/sock" --tag demo --packed "${VFSVM_PACKED:-off}" \
+"$harness/boot-qemu.sh" --socket "$work/sock" --tag demo --packed "${VFSVM_PACKED:-off}" \
     --cmd "$guest_cmd" --log "$log" --timeout 120 "$@"
 status=$?
 set -e

@@ -1,4 +1,5 @@
-// io_uring data path for the FUSE passthrough file system (liburing).
+// io_uring data path for the FUSE passthrough file system (liburing); see
+// include/CVfsvmURing.h.
 //
 // Each thread that does I/O gets its own ring, created on first use and
 // freed when the thread exits (pthread key destructor), so no ring is ever
@@ -10,7 +11,7 @@
 #include <stdlib.h>
 #include <liburing.h>
 
-#include "vfsvm_fs.h"
+#include "CVfsvmURing.h"
 
 static pthread_key_t ring_key;
 static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
@@ -64,7 +65,7 @@ static struct io_uring_sqe *next_sqe(struct io_uring **ring, long *err) {
     return sqe;
 }
 
-long vfsvm_uring_rw(int write, int fd, const struct iovec *iov, unsigned nr, int64_t offset) {
+static long ring_rw(int write, int fd, const struct iovec *iov, unsigned nr, int64_t offset) {
     struct io_uring *ring;
     long err = 0;
     struct io_uring_sqe *sqe = next_sqe(&ring, &err);
@@ -90,4 +91,12 @@ long vfsvm_uring_fallocate(int fd, int mode, int64_t offset, int64_t length) {
     if (!sqe) return err;
     io_uring_prep_fallocate(sqe, fd, mode, (uint64_t)offset, (uint64_t)length);
     return submit_and_wait(ring);
+}
+
+long vfsvm_uring_readv(int fd, const struct iovec *iov, unsigned nr, int64_t offset) {
+    return ring_rw(0, fd, iov, nr, offset);
+}
+
+long vfsvm_uring_writev(int fd, const struct iovec *iov, unsigned nr, int64_t offset) {
+    return ring_rw(1, fd, iov, nr, offset);
 }

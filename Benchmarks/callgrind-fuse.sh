@@ -1,0 +1,33 @@
+#!/bin/sh
+# Instructions per FUSE request (GETATTR, LOOKUP) through FUSEServer and the
+# passthrough file system, counted exactly by valgrind's callgrind (the
+# count does not move with the machine's load). Runs fuse-request-loop
+# (Sources/fuse-request-loop) with N=1000 and N=11000 and divides the
+# difference by 10000, so set-up cancels out.
+#
+#   Benchmarks/callgrind-fuse.sh [path to a fuse-request-loop binary]
+#
+# Without an argument it builds the release binary. Debug info is stripped
+# from a copy first: Debian 12's valgrind 3.19 cannot read the DWARF 5 that
+# Swift 6 emits.
+set -eu
+cd "$(dirname "$0")/.."
+if [ $# -ge 1 ]; then
+    bin=$1
+else
+    swift build -c release --product fuse-request-loop >/dev/null
+    bin=.build/release/fuse-request-loop
+fi
+command -v valgrind >/dev/null || { echo "callgrind-fuse: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
+work=$(mktemp -d /tmp/vfsvm-callgrind-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+objcopy --strip-debug "$bin" "$work/loop"
+for op in getattr lookup; do
+    for n in 1000 11000; do
+        valgrind --tool=callgrind --callgrind-out-file="$work/$op.$n.out" "$work/loop" $op $n 2>"$work/$op.$n.log" || {
+            echo "callgrind-fuse: $op $n failed:" >&2; tail -5 "$work/$op.$n.log" >&2; exit 1; }
+        sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$work/$op.$n.log" >"$work/$op.$n.ir"
+    done
+    a=$(cat "$work/$op.1000.ir"); b=$(cat "$work/$op.11000.ir")
+    echo "$op: $(( (b - a) / 10000 )) instructions per request"
+done

@@ -1,0 +1,26 @@
+// CVfsvmURing: the io_uring data path of the passthrough file system
+// (liburing). A target of its own so only what does file I/O through
+// io_uring links liburing (the FUSE protocol and the virtio layers do not).
+//
+// Each thread that does I/O gets its own ring, created on first use and
+// freed when the thread exits; every call submits one operation and waits
+// for its completion. Results are byte counts or 0, or a negative errno.
+#ifndef CVFSVM_URING_H
+#define CVFSVM_URING_H
+
+#include <stdint.h>
+#include <sys/uio.h>
+
+/// 1 when this thread's ring could be set up (io_uring_queue_init), else 0
+/// (kernel without io_uring, disabled by sysctl or seccomp).
+int vfsvm_uring_available(void);
+/// preadv(fd, iov, nr, offset) through this thread's ring.
+long vfsvm_uring_readv(int fd, const struct iovec *iov, unsigned nr, int64_t offset);
+/// pwritev(fd, iov, nr, offset) through this thread's ring.
+long vfsvm_uring_writev(int fd, const struct iovec *iov, unsigned nr, int64_t offset);
+/// fsync (data_only: fdatasync) through this thread's ring.
+long vfsvm_uring_fsync(int fd, int data_only);
+/// fallocate(2) through this thread's ring.
+long vfsvm_uring_fallocate(int fd, int mode, int64_t offset, int64_t length);
+
+#endif

@@ -1,0 +1,91 @@
+import VfsvmMemory
+import VfsvmSys
+
+/// FUSE_* flags of INIT (linux/fuse.h), low 32 bits in `flags`, high in `flags2`.
+public enum FUSEInitFlag {
+    public static let asyncRead: UInt64 = 1 << 0
+    public static let posixLocks: UInt64 = 1 << 1
+    public static let atomicOTrunc: UInt64 = 1 << 3
+    public static let exportSupport: UInt64 = 1 << 4
+    public static let bigWrites: UInt64 = 1 << 5
+    public static let dontMask: UInt64 = 1 << 6
+    public static let flockLocks: UInt64 = 1 << 10
+    public static let autoInvalData: UInt64 = 1 << 12
+    public static let doReaddirplus: UInt64 = 1 << 13
+    public static let readdirplusAuto: UInt64 = 1 << 14
+    public static let asyncDIO: UInt64 = 1 << 15
+    public static let writebackCache: UInt64 = 1 << 16
+    public static let parallelDirops: UInt64 = 1 << 18
+    public static let handleKillpriv: UInt64 = 1 << 19
+    public static let maxPages: UInt64 = 1 << 22
+    public static let cacheSymlinks: UInt64 = 1 << 23
+    public static let handleKillprivV2: UInt64 = 1 << 28
+    public static let setxattrExt: UInt64 = 1 << 29
+    public static let initExt: UInt64 = 1 << 30
+}
+
+/// Server-side settings.
+public struct FUSEServerOptions: Sendable, Equatable {
+    /// Largest WRITE payload accepted (max_write in INIT); 1 MiB by default.
+    public var maxWrite: UInt32 = 1 << 20
+    /// Ask the kernel to use its writeback cache (FUSE_WRITEBACK_CACHE).
+    public var writeback = false
+    /// Refuse every mutating request with EROFS.
+    public var readOnly = false
+    /// Offer POSIX (fcntl) locks to the client (FUSE_POSIX_LOCKS).
+    public var posixLocks = true
+    /// Offer BSD (flock) locks to the client (FUSE_FLOCK_LOCKS).
+    public var flockLocks = true
+    /// Both kinds of lock on or off.
+    public var locks: Bool { posixLocks || flockLocks }
+    /// At most this many requests that wait for a lock (SETLKW) have a
+    /// thread of their own at once, per server; past it they get ENOLCK.
+    /// A waiter counts until its thread ends, even after the session or
+    /// the queue it came from is gone.
+    public var maxLockWaiters = 256
+    public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, locks: Bool = true) {
+        self.init(maxWrite: maxWrite, writeback: writeback, readOnly: readOnly, posixLocks: locks, flockLocks: locks)
+    }
+    public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, posixLocks: Bool, flockLocks: Bool) {
+        self.maxWrite = maxWrite; self.writeback = writeback; self.readOnly = readOnly
+        self.posixLocks = posixLocks; self.flockLocks = flockLocks
+    }
+}
+
+/// Our protocol version (linux/fuse.h 7.38) and the oldest minor accepted.
+public enum FUSEProtocol {
+    public static let major: UInt32 = 7
+    public static let minor: UInt32 = 38
+    public static let oldestMinor: UInt32 = 27
+    public static let maxNameLength = 255
+}
+
+/// Anything that answers FUSE requests: request bytes in, reply bytes out.
+/// `FUSEServer` is the real one.
+public protocol FUSERequestHandler: Sendable {
+    /// Answers `request` inline, writing the reply (fuse_out_header + body)
+    /// into `reply` from offset 0; returns its length, 0 when there is none
+    /// (FORGET, BATCH_FORGET, INTERRUPT, or `reply` shorter than a
+    /// fuse_out_header). A request that waits for a lock blocks the caller.
+    func handle(request: some ScatterGatherList, reply: some ScatterGatherList) -> Int
+
+    /// Answers `request` inline (`.replied`, as above), or, for a request
+    /// that may wait indefinitely (SETLKW), takes it to a thread of its own
+    /// and returns `.deferred`: `completion` is then called exactly once,
+    /// from that thread, with the whole reply (fuse_out_header + body, at
+    /// most `reply.byteCount` bytes; empty when there is none). `reply` is
+    /// not touched after a `.deferred` return, and nothing of `request` is
+    /// kept. Past the waiter budget the request is answered inline with
+    /// ENOLCK.
+    func handle(request: some ScatterGatherList, reply: some ScatterGatherList,
+                completion: @escaping @Sendable (_ reply: [UInt8]) -> Void) -> FUSEHandling
+}
+
+/// How `FUSERequestHandler.handle(request:reply:completion:)` dealt with a
+/// request.
+public enum FUSEHandling: Sendable, Equatable {
+    /// Answered: the reply is in `reply`, this many bytes (0: no reply).
+    case replied(Int)
+    /// Running on a thread of its own; the completion will be called.
+    case deferred
+}

@@ -1,0 +1,239 @@
+import Glibc
+import VfsvmSys
+import VfsvmFUSE
+
+// The inode table: node ids to host inodes (kernel file handles or
+// (parent, name) locations), lookup counts, and the bounded LRU cache of
+// O_PATH fds that operations borrow.
+extension PassthroughFileSystem {
+    static let stale = FUSEErrno(.ESTALE, "node unknown or forgotten")
+
+    /// An O_PATH fd for `node`.
+    func pathFD(_ node: UInt64) throws(FUSEErrno) -> FileDescriptor { try pathFD(node, depth: 0) }
+
+    /// Re-opening by name walks up to the nearest ancestor that is still
+    /// open; a deeper walk than this is refused (ELOOP) instead of growing
+    /// the stack without bound (a guest can make directories nested
+    /// 100,000 deep).
+    public static let maxReopenDepth = 1024
+
+    func pathFD(_ node: UInt64, depth: Int) throws(FUSEErrno) -> FileDescriptor {
+        enum Plan { case ready(FileDescriptor), reopen(KernelFileHandle, FileDescriptor), lookup(Location, InodeKey) }
+        let plan: Plan = try state.withLock { s throws(FUSEErrno) -> Plan in
+            guard let inode = s.inodes[node] else { throw Self.stale }
+            if let fd = inode.pinned { return .ready(fd) }
+            s.clock += 1
+            if let cached = s.pathCache[node] {
+                s.pathCache[node] = (cached.fd, s.clock)
+                return .ready(cached.fd)
+            }
+            if let handle = inode.handle, let mount = s.mounts[handle.mountID] { return .reopen(handle, mount) }
+            if let location = inode.location { return .lookup(location, inode.key) }
+            throw Self.stale
+        }
+        switch plan {
+        case let .ready(fd): return fd
+        case let .lookup(location, key):
+            // The parent chain ends at the root, which is pinned; names form
+            // a tree, so this recursion is bounded by the directory depth,
+            // and by maxReopenDepth.
+            guard depth < Self.maxReopenDepth else {
+                throw FUSEErrno(.ELOOP, "re-open by name: more than maxReopenDepth uncached ancestors")
+            }
+            let parentFD = try pathFD(location.parent, depth: depth + 1)
+            let fd: FileDescriptor
+            do {
+                fd = try parentFD.openAt(location.name, flags: HostFSFlag.path | O_NOFOLLOW)
+            } catch {
+                throw FUSEErrno(error.errno == .ENOENT ? .ESTALE : error.errno, "re-open by name")
+            }
+            let st = try host { () throws(SystemError) in try fd.stat() }
+            guard InodeKey(dev: st.dev, ino: st.ino, birth: fd.birthTime() ?? 0) == key else {
+                throw FUSEErrno(.ESTALE, "re-open by name: another inode is there now")
+            }
+            cache(fd, for: node)
+            return fd
+        case let .reopen(handle, mount):
+            let fd: FileDescriptor
+            do {
+                fd = try mount.openByHandle(handle, flags: HostFSFlag.path | O_NOFOLLOW)
+            } catch {
+                throw FUSEErrno(error.errno == .ENOENT ? .ESTALE : error.errno, "open_by_handle_at")
+            }
+            cache(fd, for: node)
+            return fd
+        }
+    }
+
+    func cache(_ fd: FileDescriptor, for node: UInt64) {
+        state.withLock { s in
+            guard s.inodes[node] != nil else { return }
+            s.clock += 1
+            s.pathCache[node] = (fd, s.clock)
+            trimCache(&s)
+        }
+    }
+
+    func trimCache(_ s: inout State) {
+        guard s.pathCache.count > s.pathCacheLimit else { return }
+        // Drop the oldest quarter at once so the scan is amortised.
+        let drop = max(s.pathCache.count / 4, 1)
+        let oldest = s.pathCache.sorted { $0.value.stamp < $1.value.stamp }.prefix(drop)
+        for (k, _) in oldest { s.pathCache[k] = nil }
+    }
+
+    /// Number of O_PATH fds held for inodes (pinned + cached): for tests of
+    /// the fd bound.
+    public var heldPathFDCount: Int {
+        state.withLock { s in s.pathCache.count + s.inodes.values.filter { $0.pinned != nil }.count }
+    }
+
+    /// Number of live inode entries (root included).
+    public var inodeCount: Int { state.withLock { $0.inodes.count } }
+
+    /// The lookup count of `node`, nil when it has no entry.
+    public func lookupCount(of node: UInt64) -> UInt64? { state.withLock { $0.inodes[node]?.lookups } }
+
+    /// Enters the inode `fd` (O_PATH or not) refers to, adding one lookup.
+    func enter(_ fd: FileDescriptor, _ st: FileStat, pin: Bool = false, at location: Location? = nil) throws(FUSEErrno) -> UInt64 {
+        var key = InodeKey(dev: st.dev, ino: st.ino)
+        var handle: KernelFileHandle? = pin || !options.fileHandles ? nil : (try? fd.kernelFileHandle())
+        if handle == nil { key.birth = fd.birthTime() ?? 0 }
+        // open_by_handle_at needs a real (not O_PATH) fd on the handle's
+        // mount. The first inode vfsvm meets on a mount is the mount's root
+        // directory (mounts are entered through it): open that one.
+        var anchor: FileDescriptor? = nil
+        if let h = handle, state.withLock({ $0.mounts[h.mountID] == nil }) {
+            if st.isDirectory {
+                anchor = try? procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: O_RDONLY | O_DIRECTORY, beneath: false)
+            }
+            if anchor == nil { handle = nil }
+        }
+        var pathFD: FileDescriptor? = nil
+        let byName = handle == nil && !pin && location != nil
+        if handle == nil {
+            // An O_PATH fd: pinned when the entry has neither a handle nor a
+            // location (a tmpfile, a ".." lookup), else put in the cache.
+            pathFD = try host { () throws(SystemError) in try procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false) }
+        }
+        return try state.withLock { s throws(FUSEErrno) in
+            if let id = s.byKey[key], var inode = s.inodes[id], inode.handle == handle || handle == nil || inode.handle == nil {
+                inode.lookups += 1
+                s.inodes[id] = inode
+                if byName, inode.pinned == nil, inode.handle == nil, let location { setLocation(id, location, &s) }
+                return id
+            }
+            let pinned = byName ? nil : pathFD
+            if pinned != nil {
+                // A pinned fd lives as long as the entry: it counts against
+                // the session's fds like an open file.
+                guard s.guestFDs < s.fdBudget else { throw FUSEErrno(.EMFILE, "the session's fds are at its limit") }
+                s.pinnedFDs += 1
+            }
+            let id = s.nextNode
+            s.nextNode += 1
+            s.inodes[id] = Inode(key: key, fileType: st.fileType, handle: handle, pinned: pinned, lookups: 1)
+            s.byKey[key] = id
+            if let handle, let anchor, s.mounts[handle.mountID] == nil {
+                s.mounts[handle.mountID] = anchor
+            }
+            if byName, let location, let pathFD {
+                setLocation(id, location, &s)
+                s.clock += 1
+                s.pathCache[id] = (pathFD, s.clock)
+                trimCache(&s)
+            }
+            return id
+        }
+    }
+
+    /// Records that handle-less `node` is now `location`; it holds one
+    /// lookup on the new parent and gives back the one on the old.
+    func setLocation(_ node: UInt64, _ location: Location, _ s: inout State) {
+        guard var inode = s.inodes[node], inode.location != location, s.inodes[location.parent] != nil else { return }
+        if let other = s.byLocation[location], other != node { clearLocation(of: other, &s) }
+        s.inodes[location.parent]?.lookups += 1
+        let old = inode.location
+        inode.location = location
+        s.inodes[node] = inode
+        s.byLocation[location] = node
+        if let old {
+            if s.byLocation[old] == node { s.byLocation[old] = nil }
+            dropLookups(old.parent, 1, &s)
+        }
+    }
+
+    /// Forgets where `node` is (its name went away).
+    func clearLocation(of node: UInt64, _ s: inout State) {
+        guard var inode = s.inodes[node], let old = inode.location else { return }
+        inode.location = nil
+        s.inodes[node] = inode
+        if s.byLocation[old] == node { s.byLocation[old] = nil }
+        dropLookups(old.parent, 1, &s)
+    }
+
+    /// Takes `count` lookups from `node`; an entry at 0 dies and gives back
+    /// the lookup it held on its parent, and so on up.
+    func dropLookups(_ node: UInt64, _ count: UInt64, _ s: inout State) {
+        var node = node
+        var count = count
+        while node != Self.rootNode, var inode = s.inodes[node] {
+            inode.lookups -= min(count, inode.lookups)
+            guard inode.lookups == 0 else { s.inodes[node] = inode; return }
+            s.inodes[node] = nil
+            if inode.pinned != nil { s.pinnedFDs -= 1 }
+            if s.byKey[inode.key] == node { s.byKey[inode.key] = nil }
+            s.pathCache[node] = nil
+            guard let location = inode.location else { return }
+            if s.byLocation[location] == node { s.byLocation[location] = nil }
+            node = location.parent
+            count = 1
+        }
+    }
+
+    public func forget(nodeID: UInt64, count: UInt64) {
+        guard nodeID != Self.rootNode else { return }
+        state.withLock { s in dropLookups(nodeID, count, &s) }
+    }
+
+    func fileType(_ node: UInt64) throws(FUSEErrno) -> UInt32 {
+        try state.withLock { s throws(FUSEErrno) -> UInt32 in
+            guard let i = s.inodes[node] else { throw Self.stale }
+            return i.fileType
+        }
+    }
+
+    /// A new open file description of `node`, opened as the caller: the
+    /// kernel checks the inode's permissions against the caller's ids. By
+    /// /proc/self/fd/N of its O_PATH fd (open_by_handle_at needs
+    /// CAP_DAC_READ_SEARCH, which a non-zero fsuid drops); the process may
+    /// always open its own /proc/self/fd entries.
+    func reopen(_ node: UInt64, flags: Int32, as ctx: FUSERequestContext) throws(FUSEErrno) -> FileDescriptor {
+        let p = try pathFD(node)
+        let name = Array(String(p.rawValue).utf8)
+        return try host { () throws(SystemError) in
+            try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) in
+                try procSelfFD.openAt(name, flags: flags, beneath: false)
+            }
+        }
+    }
+
+    /// A new open file description of `node` (never following a symlink):
+    /// open_by_handle_at, or /proc/self/fd/N of its O_PATH fd.
+    func reopen(_ node: UInt64, flags: Int32) throws(FUSEErrno) -> FileDescriptor {
+        let (handle, mount) = try state.withLock { s throws(FUSEErrno) -> (KernelFileHandle?, FileDescriptor?) in
+            guard let i = s.inodes[node] else { throw Self.stale }
+            if let h = i.handle { return (h, s.mounts[h.mountID]) }
+            return (nil, nil)
+        }
+        if let handle, let mount {
+            do {
+                return try mount.openByHandle(handle, flags: flags | O_NOFOLLOW)
+            } catch {
+                throw FUSEErrno(error.errno == .ENOENT ? .ESTALE : error.errno, "open_by_handle_at")
+            }
+        }
+        let p = try pathFD(node)
+        return try host { () throws(SystemError) in try procSelfFD.openAt(Array(String(p.rawValue).utf8), flags: flags, beneath: false) }
+    }
+}

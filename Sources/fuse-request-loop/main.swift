@@ -1,0 +1,69 @@
+import Glibc
+import VfsvmFUSE
+import VfsvmFUSETestSupport
+import VfsvmMemory
+import VfsvmPassthroughFS
+import VfsvmSys
+
+// A fixed loop of FUSE requests against a PassthroughFileSystem on a
+// scratch directory, for counting instructions per request with
+// `valgrind --tool=callgrind` (exact, whatever else the machine runs):
+//
+//   fuse-request-loop getattr|lookup N
+//
+// Run it with two values of N; the difference in instructions divided by
+// the difference in N is the cost of one request (set-up cancels out).
+// Request and reply buffers are made once, as a transport's are.
+
+let args = CommandLine.arguments
+guard args.count == 3, let count = Int(args[2]), count >= 0, ["getattr", "lookup"].contains(args[1]) else {
+    logError("usage: fuse-request-loop getattr|lookup N")
+    exit(2)
+}
+
+func logError(_ s: String) { logLine("fuse-request-loop: " + s) }
+
+var template = Array("/tmp/vfsvm-loop-XXXXXX".utf8CString)
+guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+    logError("mkdtemp failed")
+    exit(1)
+}
+let dir = String(cString: made)
+defer { _ = system("rm -rf '\(dir)'") }
+close(open(dir + "/f", O_CREAT | O_WRONLY, 0o644))
+
+let fs: PassthroughFileSystem
+do { fs = try PassthroughFileSystem(root: dir) } catch {
+    logError("cannot share \(dir): \(error)")
+    exit(1)
+}
+let server = FUSEServer(fileSystem: fs, options: FUSEServerOptions())
+let client = Client(server)
+guard client.initSession().ok else { logError("INIT failed"); exit(1) }
+let file = client.lookup(1, "f")
+guard file.ok else { logError("LOOKUP f failed"); exit(1) }
+
+let body = Bytes()
+let opcode: FUSEOpcode
+let node: UInt64
+if args[1] == "getattr" {
+    body.u32(0).u32(0).u64(0)
+    opcode = .getattr
+    node = file.nodeID
+} else {
+    body.name("f")
+    opcode = .lookup
+    node = 1
+}
+let request = HostBuffer(client.header(opcode.rawValue, node: node, bodyLength: body.b.count) + body.b)
+let reply = HostBuffer(count: 4096)
+var failures = 0
+for _ in 0..<count {
+    let n = server.handle(request: request, reply: reply)
+    if n < 16 { failures += 1 }
+}
+if args[1] == "lookup" {
+    // Give back the lookups the loop took.
+    _ = client.forget(file.nodeID, UInt64(count))
+}
+guard failures == 0 else { logError("\(failures) requests failed"); exit(1) }
