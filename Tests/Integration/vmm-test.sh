@@ -8,9 +8,7 @@
 set -u
 VFSVM=$(realpath "${1:?usage: vmm-test.sh PATH-TO-vfsvm GUESTS-DIR}")
 GUESTS=$(realpath "${2:?usage: vmm-test.sh PATH-TO-vfsvm GUESTS-DIR}")
-pass=0 fail=0
-ok() { echo "PASS: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1${2:+ ($2)}"; fail=$((fail + 1)); }
+. "$(dirname "$0")/check.sh"
 
 if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
     echo "vmm-test: cannot run here: needs read-write /dev/kvm ($(ls -l /dev/kvm 2>&1))"
@@ -153,5 +151,4 @@ check_refusal 64 "--accel tcg is not built yet" "--accel tcg is not built yet" -
 check_refusal 64 "a file that is no kernel" "neither a bzImage" --memory 64M "$GUESTS/../../Package.swift"
 check_refusal 64 "--cpus 0" "--cpus" --cpus 0 "$hello"
 
-echo "vmm-test: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary vmm-test
