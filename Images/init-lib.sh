@@ -55,20 +55,28 @@ urldecode() {
     env printf '%b' "$(printf '%s' "$1" | sed -e 's/\\/\\x5c/g' -e 's/%\([0-9a-fA-F][0-9a-fA-F]\)/\\x\1/g')"
 }
 
-# Reads /proc/cmdline. Sets mounts cmd have_cmd run_test shell, and for
-# init.sh root rootfstype root_ro init. Fails (after logging why) on a bad
-# vfsvm.* argument.
+# parse_cmdline [FILE]: reads FILE (default /proc/cmdline; tests/selftest.sh
+# passes its own). Sets mounts cmd have_cmd run_test shell, and for init.sh
+# root rootfstype root_ro init. Fails (after logging why) on a bad vfsvm.*
+# argument.
 parse_cmdline() {
     mounts="" cmd="" have_cmd=0 run_test=0 shell=0 bad=0
     root="" rootfstype="" root_ro=0 init=/sbin/init
     set -f   # the command line is split on blanks below; never glob it
-    for arg in $(cat /proc/cmdline); do
+    for arg in $(cat "${1:-/proc/cmdline}"); do
         case $arg in
             vfsvm.mount=*) mounts="$mounts ${arg#vfsvm.mount=}" ;;
             vfsvm.cmd=test) run_test=1; have_cmd=1 ;;
             vfsvm.cmd=*) cmd=$(urldecode "${arg#vfsvm.cmd=}"); have_cmd=1 run_test=0 ;;
             vfsvm.cmd64=*)
-                if cmd=$(printf '%s' "${arg#vfsvm.cmd64=}" | base64 -d 2>/dev/null); then
+                # busybox base64 -d skips characters outside the alphabet
+                # instead of failing: check the text first.
+                b64=${arg#vfsvm.cmd64=}
+                case $b64 in
+                    *[!A-Za-z0-9+/=]*) b64_ok=0 ;;
+                    *) b64_ok=$(( ${#b64} % 4 == 0 )) ;;
+                esac
+                if [ "$b64_ok" = 1 ] && cmd=$(printf '%s' "$b64" | base64 -d 2>/dev/null); then
                     have_cmd=1 run_test=0
                 else
                     log "vfsvm.cmd64 is not valid base64"; bad=1
