@@ -149,7 +149,8 @@ report_rings() {
     done
 }
 
-# The mounts, the ring report, then the command (or shell), then finish.
+# The mounts, the ring report, then the command (or the interactive
+# $login_shell, default /bin/sh), then finish.
 run_guest() {
     do_mounts
     report_rings
@@ -168,7 +169,8 @@ run_guest() {
     if [ $shell -eq 1 ]; then
         cd "${first_mount:-/}" || finish 121
         log "interactive shell; exit it to power off"
-        setsid cttyhack sh -l
+        # by path: busybox's cttyhack would run its own sh applet for "sh"
+        setsid cttyhack "${login_shell:-/bin/sh}" -l
         finish $?
     fi
     finish 0

@@ -12,7 +12,10 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/li
 export HOME=/root TERM=linux
 umask 022
 . /lib/vfsvm/init-lib.sh
+login_shell=/bin/bash   # vfsvm.shell=1: Debian's bash, with line editing
 
 early_mounts
+# nothing else would set it: minbase has no init system
+[ -r /etc/hostname ] && read -r h < /etc/hostname && echo "$h" > /proc/sys/kernel/hostname
 parse_cmdline || finish 120
 run_guest
