@@ -94,6 +94,23 @@ echo "shell=$(readlink /proc/$$/exe)"
 echo "dpkg-lines=$(dpkg -l | wc -l)"
 if (echo "written in the guest" > /guest-wrote) 2>/tmp/err; then echo "root-write=ok"; else echo "root-write=$(sed "s/.*: //" /tmp/err)"; fi'
 
+# root_checks NAME LABEL MOUNT COUNT WHAT: boot NAME succeeded with / mounted
+# as MOUNT ("source / type options"), its command ran in Debian's dash, and
+# its dpkg -l | wc -l is COUNT, which the host read from WHAT
+root_checks() {
+    local name=$1 label=$2 mnt=$3 want=$4 what=$5 got
+    got=$(console "$name" root-mount)
+    if [ $rc -eq 0 ] && [ "$got" = "$mnt" ]; then ok "$label: boots with / = $mnt"; else bad "$label: boots with / = $mnt" "status $rc, root-mount '$got'"; fi
+    got=$(console "$name" shell)
+    if [ "$got" = /usr/bin/dash ]; then ok "$label: the command runs in Debian's dash"; else bad "$label: the command runs in Debian's dash" "shell '$got'"; fi
+    got=$(console "$name" dpkg-lines)
+    if [ "$want" -gt 5 ] && [ "$got" = "$want" ]; then
+        ok "$label: dpkg -l | wc -l in the guest = $got, as the host reads $what"
+    else
+        bad "$label: dpkg -l | wc -l in the guest matches $what" "guest '$got', host $want"
+    fi
+}
+
 # --- root=/dev/vda: the ext4 image on QEMU's virtio-blk --------------------
 mkdir "$work/disk-admin"
 debugfs -R 'cat /var/lib/dpkg/status' "$out/rootfs.img" > "$work/disk-admin/status" 2>/dev/null
@@ -107,18 +124,7 @@ boot disk-rw --socket "$work/sock" --tag data --append "root=/dev/vda" \
     --cmd "$report"'
 n=$(dpkg -l | wc -l); echo "$n $(cat /etc/debian_version)" > /mnt/from-disk-root'
 stop_serve
-if [ $rc -eq 0 ] && [ "$(console disk-rw root-mount)" = "/dev/vda / ext4 rw,relatime" ]; then
-    ok "root=/dev/vda: boots and mounts the ext4 image read-write as /"
-else
-    bad "root=/dev/vda: boots and mounts the ext4 image read-write as /" "status $rc, root-mount '$(console disk-rw root-mount)'"
-fi
-if [ "$(console disk-rw shell)" = /usr/bin/dash ]; then ok "root=/dev/vda: the command runs in Debian's dash"; else bad "root=/dev/vda: the command runs in Debian's dash" "shell '$(console disk-rw shell)'"; fi
-got=$(console disk-rw dpkg-lines)
-if [ "$want_disk" -gt 5 ] && [ "$got" = "$want_disk" ]; then
-    ok "root=/dev/vda: dpkg -l | wc -l in the guest = $got, as the host reads the image"
-else
-    bad "root=/dev/vda: dpkg -l | wc -l in the guest matches the image" "guest '$got', host $want_disk"
-fi
+root_checks disk-rw "root=/dev/vda" "/dev/vda / ext4 rw,relatime" "$want_disk" "the image"
 if [ "$(cat "$share/from-disk-root" 2>/dev/null)" = "$want_disk $want_version" ]; then
     ok "root=/dev/vda: a file written to the vfsvm share reaches the host"
 else
@@ -158,18 +164,7 @@ start_serve "$work/rootsock" "$root" --xattr
 boot virtiofs-rw --append "rootfstype=virtiofs root=vfsvmroot" --cmd "$report"'
 mkdir -p /srv/made-in-guest && dpkg -l > /srv/made-in-guest/dpkg-l.txt'
 stop_serve
-if [ $rc -eq 0 ] && [ "$(console virtiofs-rw root-mount)" = "vfsvmroot / virtiofs rw,relatime" ]; then
-    ok "rootfstype=virtiofs: boots with the shared directory as / (read-write)"
-else
-    bad "rootfstype=virtiofs: boots with the shared directory as /" "status $rc, root-mount '$(console virtiofs-rw root-mount)'"
-fi
-if [ "$(console virtiofs-rw shell)" = /usr/bin/dash ]; then ok "rootfstype=virtiofs: the command runs in Debian's dash"; else bad "rootfstype=virtiofs: the command runs in Debian's dash" "shell '$(console virtiofs-rw shell)'"; fi
-got=$(console virtiofs-rw dpkg-lines)
-if [ "$want_tree" -gt 5 ] && [ "$got" = "$want_tree" ]; then
-    ok "rootfstype=virtiofs: dpkg -l | wc -l in the guest = $got, as the host reads the tree"
-else
-    bad "rootfstype=virtiofs: dpkg -l | wc -l in the guest matches the tree" "guest '$got', host $want_tree"
-fi
+root_checks virtiofs-rw "rootfstype=virtiofs" "vfsvmroot / virtiofs rw,relatime" "$want_tree" "the tree"
 if [ "$(console virtiofs-rw root-write)" = ok ] && [ "$(cat "$root/guest-wrote" 2>/dev/null)" = "written in the guest" ] &&
    [ "$(stat -c %u:%g "$root/guest-wrote")" = 0:0 ] &&
    [ "$(wc -l < "$root/srv/made-in-guest/dpkg-l.txt" 2>/dev/null)" = "$want_tree" ]; then
