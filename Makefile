@@ -11,10 +11,13 @@ BIN = .build/$(CONFIG)/vfsvm
 BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 # What the tests, the demo and the benchmarks run: QEMU (which ships Debian's
 # virtiofsd, the peer), the programs the tests drive on mounted shares, and
-# iasl (acpica-tools), which decompiles vfsvm's ACPI tables in the unit tests.
-TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools gcc binutils
+# iasl (acpica-tools), which decompiles vfsvm's ACPI tables in the unit tests,
+# gcc/binutils for the freestanding test guests, and debootstrap + e2fsprogs
+# for the guest's Debian root file system (Images/).
+TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
+            gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test libvirt-test vmm-test guests images run bench bench-vmm bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test libvirt-test vmm-test guests images run bench bench-vmm bench-ring bench-mount bench-serve clean
 
 all: build
 
@@ -43,6 +46,11 @@ mount-test: build
 boot-test: build images
 	Tests/Integration/boot-test.sh $(BIN)
 
+# The Debian root file system of Images/ as the guest's root: root=/dev/vda
+# on QEMU's virtio-blk and rootfstype=virtiofs over vfsvm serve (about 50 s).
+rootfs-test: build images
+	Tests/Integration/rootfs-test.sh $(BIN)
+
 # libvirt 9.0 (a private libvirtd, QEMU driver only) starts vfsvm as the
 # domain's virtiofs daemon; installs libvirt-daemon-system, libvirt-clients
 # and tini when missing.
@@ -60,7 +68,7 @@ guests: deps
 vmm-test: build guests
 	Tests/Integration/vmm-test.sh $(BIN) $(GUESTS_OUT)
 
-test: unit-test vmm-test mount-test boot-test libvirt-test
+test: unit-test vmm-test mount-test boot-test rootfs-test libvirt-test
 
 # The best end-to-end demonstration there is today: a Linux guest (QEMU,
 # TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,

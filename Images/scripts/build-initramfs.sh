@@ -1,14 +1,16 @@
 #!/bin/bash
-# build-initramfs.sh --kernel-tree DIR --init FILE --busybox FILE [--extra FILE]...
-#                    --output FILE MODULE...
+# build-initramfs.sh --kernel-tree DIR --init FILE --init-lib FILE --busybox FILE
+#                    [--extra FILE]... --output FILE MODULE...
 #
 # Builds a gzip-compressed newc cpio archive holding:
 #   /init                       the vfsvm init script (busybox sh)
+#   /lib/vfsvm/init-lib.sh      what it shares with the root file system's init
 #   /bin/busybox + applet links (as `busybox --list-full` names them)
 #   /bin/NAME                   each --extra FILE (static programs)
 #   /lib/modules/NAME.ko        the named modules and everything they depend
 #                               on, decompressed (busybox insmod wants plain .ko)
-#   /lib/modules/load-order     module names, dependencies first
+#   /lib/modules/load-order     module names, dependencies first (a named
+#                               module built into the kernel is left out)
 #   /etc/vfsvm-kernel-release   the kernel release the modules belong to
 # DIR is a dpkg-deb -x tree of a Debian linux-image package. Debian ships no
 # modules.dep in the package (postinst runs depmod), so when it is missing it
@@ -16,11 +18,12 @@
 set -euo pipefail
 
 die() { echo "build-initramfs: $*" >&2; exit 1; }
-ktree="" init="" busybox="" output="" extras=()
+ktree="" init="" initlib="" busybox="" output="" extras=()
 while [ $# -gt 0 ]; do
     case $1 in
         --kernel-tree) ktree=$2; shift 2 ;;
         --init) init=$2; shift 2 ;;
+        --init-lib) initlib=$2; shift 2 ;;
         --busybox) busybox=$2; shift 2 ;;
         --output) output=$2; shift 2 ;;
         --extra) [ -x "$2" ] || die "--extra: '$2' is not executable"; extras+=("$2"); shift 2 ;;
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
 done
 [ -d "$ktree/lib/modules" ] || die "--kernel-tree: no lib/modules in '$ktree'"
 [ -f "$init" ] || die "--init: no such file '$init'"
+[ -f "$initlib" ] || die "--init-lib: no such file '$initlib'"
 [ -x "$busybox" ] || die "--busybox: '$busybox' is not executable"
 [ -n "$output" ] || die "--output missing"
 [ $# -gt 0 ] || die "no modules named"
@@ -64,7 +68,7 @@ declare -A state=()   # 1 = visiting, 2 = done
 order=()
 visit() {
     local n=$1
-    [ -n "${path_of[$n]+x}" ] || die "module '$n' is not in $kver's modules.dep (builtin? misspelt?)"
+    [ -n "${path_of[$n]+x}" ] || die "module '$n' is not in $kver's modules.dep nor built in (misspelt?)"
     case ${state[$n]:-0} in
         2) return ;;
         1) die "dependency cycle through '$n'" ;;
@@ -75,7 +79,20 @@ visit() {
     state[$n]=2
     order+=("$n")
 }
-for m in "$@"; do visit "$(norm "$m")"; done
+# A named module the kernel has built in (ext4 in Debian's cloud kernel) needs
+# no loading; modules.builtin lists those as kernel/.../NAME.ko.
+declare -A builtin=()
+if [ -f "$mdir/modules.builtin" ]; then
+    while IFS= read -r p; do builtin[$(norm "$p")]=1; done < "$mdir/modules.builtin"
+fi
+for m in "$@"; do
+    n=$(norm "$m")
+    if [ -z "${path_of[$n]+x}" ] && [ -n "${builtin[$n]+x}" ]; then
+        echo "build-initramfs: $n is built into $kver, not a module"
+        continue
+    fi
+    visit "$n"
+done
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -90,6 +107,7 @@ for a in $("$busybox" --list-full); do
     ln -sf "$up/bin/busybox" "$stage/$a"
 done
 install -m 0755 "$init" "$stage/init"
+install -D -m 0644 "$initlib" "$stage/lib/vfsvm/init-lib.sh"
 for x in "${extras[@]}"; do install -m 0755 "$x" "$stage/bin/$(basename "$x")"; done
 echo "$kver" > "$stage/etc/vfsvm-kernel-release"
 # The kernel opens /dev/console for init before anything is mounted; the

@@ -12,8 +12,9 @@ harness=$(cd "$here/../Tests/Integration" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-for f in vmlinuz vmlinux initramfs.cpio.gz cmdline guest.img; do
-    [ -s "$out/$f" ] || { bad "$out/$f exists" "run make -C Images first"; summary selftest; exit 1; }
+for f in vmlinuz vmlinux initramfs.cpio.gz cmdline guest.img rootfs.img rootfs.size rootfs.stamp; do
+    [ -s "$out/$f" ] || { [ "$f" = rootfs.stamp ] && [ -e "$out/$f" ]; } ||
+        { bad "$out/$f exists" "run make -C Images first"; summary selftest; exit 1; }
 done
 
 # vmlinuz / vmlinux
@@ -67,7 +68,13 @@ check "load-order has the virtio-fs chain in dependency order" \
              [ $(pos virtio) -lt $(pos virtiofs) ]' _ "$tmp/ird/lib/modules/load-order"
 check "kernel release recorded matches the modules' vermagic" \
     bash -c 'r=$(cat "$1/etc/vfsvm-kernel-release"); strings "$1/lib/modules/virtiofs.ko" | grep -q "^vermagic=$r "' _ "$tmp/ird"
+check "initramfs /lib/vfsvm/init-lib.sh is the repository's init-lib.sh" cmp "$tmp/ird/lib/vfsvm/init-lib.sh" "$here/init-lib.sh"
+check "load-order has virtio_blk; ext4 is loaded or built into the kernel" \
+    bash -c 'grep -qx virtio_blk "$1/lib/modules/load-order" &&
+             { grep -qx ext4 "$1/lib/modules/load-order" || grep -q "/ext4\.ko" "$2"/lib/modules/*/modules.builtin; }' _ "$tmp/ird" "$(ls -d "$here"/cache/linux-image-*/ | head -n1)"
 check "init.sh parses (busybox sh -n)" busybox sh -n "$here/init.sh"
+check "init-lib.sh parses (busybox sh -n, dash -n)" bash -c 'busybox sh -n "$1" && dash -n "$1"' _ "$here/init-lib.sh"
+check "rootfs-init.sh parses (dash -n)" dash -n "$here/rootfs-init.sh"
 check "guest-workload.sh parses (busybox sh -n)" busybox sh -n "$harness/guest-workload.sh"
 check "check.sh parses (busybox sh -n)" busybox sh -n "$harness/check.sh"
 
@@ -98,6 +105,66 @@ mkdir "$tmp/img" && tar -xf "$out/guest.img" -C "$tmp/img"
 check "guest.img kernel = out/vmlinuz" cmp "$tmp/img/kernel" "$out/vmlinuz"
 check "guest.img initramfs = out/initramfs.cpio.gz" cmp "$tmp/img/initramfs" "$out/initramfs.cpio.gz"
 check "guest.img cmdline starts with console=ttyS0" grep -q '^console=ttyS0' "$tmp/img/cmdline"
+
+# init-lib.sh's command line parser, in both shells that run it (busybox sh
+# in the initramfs, Debian's dash in the root file system)
+parse() { # parse SHELL CMDLINE: prints what parse_cmdline set, or "bad"
+    printf '%s\n' "$2" > "$tmp/cmdline"
+    $1 -c '. "$1"; if parse_cmdline "$2" >/dev/null; then
+               printf "root=%s type=%s ro=%s init=%s have_cmd=%s cmd=%s mounts=%s\n" "$root" "$rootfstype" "$root_ro" "$init" "$have_cmd" "$cmd" "$mounts"
+           else echo bad; fi' _ "$here/init-lib.sh" "$tmp/cmdline"
+}
+export -f parse; export tmp here
+for sh in "busybox sh" dash; do
+    check "$sh: root=/dev/vda ro, vfsvm.mount and vfsvm.cmd64 parsed" \
+        bash -c '[ "$(parse "$1" "console=ttyS0 root=/dev/vda ro vfsvm.mount=a:/m:ro vfsvm.cmd64=$(printf "echo a  b" | base64 -w0)")" = \
+                  "root=/dev/vda type= ro=1 init=/sbin/init have_cmd=1 cmd=echo a  b mounts= a:/m:ro" ]' _ "$sh"
+    check "$sh: rootfstype=virtiofs root=TAG rw init=..., default read-write" \
+        bash -c '[ "$(parse "$1" "rootfstype=virtiofs root=myroot init=/bin/sh")" = "root=myroot type=virtiofs ro=0 init=/bin/sh have_cmd=0 cmd= mounts=" ] &&
+                 [ "$(parse "$1" "root=/dev/vda ro rw" | cut -d" " -f3)" = ro=0 ]' _ "$sh"
+    check "$sh: vfsvm.cmd=%XX decoded (a backslash and * kept)" \
+        bash -c '[ "$(parse "$1" "vfsvm.cmd=echo%20%5Cn%3B*%25")" = "root= type= ro=0 init=/sbin/init have_cmd=1 cmd=echo \\n;*% mounts=" ]' _ "$sh"
+    refuse "$sh: unknown vfsvm.* argument refused" bash -c '[ "$(parse "$1" "vfsvm.bogus=1")" != bad ]' _ "$sh"
+    refuse "$sh: bad base64 refused (a character outside the alphabet)" bash -c '[ "$(parse "$1" "vfsvm.cmd64=YW!J")" != bad ]' _ "$sh"
+    refuse "$sh: bad base64 refused (truncated)" bash -c '[ "$(parse "$1" "vfsvm.cmd64=YWJjZ")" != bad ]' _ "$sh"
+done
+
+# rootfs.img (read with debugfs: no mount) and out/rootfs
+img=$out/rootfs.img
+dbg() { debugfs -R "$1" "$img" 2>/dev/null; }
+export -f dbg; export img
+check "rootfs.img: e2fsck -fn finds no errors" e2fsck -fn "$img"
+check "rootfs.img: ext4, label vfsvm-root, ROOTFS_SIZE bytes" \
+    bash -c 'dumpe2fs -h "$1" 2>/dev/null | grep -q "^Filesystem volume name: *vfsvm-root$" &&
+             [ "$(stat -c %s "$1")" = "$(numfmt --from=iec "$(cat "$2")")" ]' _ "$img" "$out/rootfs.size"
+check "rootfs.img: /sbin/vfsvm-init is rootfs-init.sh, /lib/vfsvm/init-lib.sh is init-lib.sh" \
+    bash -c 'cmp <(dbg "cat /usr/sbin/vfsvm-init") "$1/rootfs-init.sh" && cmp <(dbg "cat /usr/lib/vfsvm/init-lib.sh") "$1/init-lib.sh"' _ "$here"
+check "rootfs.img: /sbin/init -> vfsvm-init, init mode 0755, owner root" \
+    bash -c '[ "$(dbg "stat /usr/sbin/init" | grep -o "Fast link dest: .*")" = "Fast link dest: \"vfsvm-init\"" ] &&
+             dbg "stat /usr/sbin/vfsvm-init" | grep -Eq "Mode: +0755" && dbg "stat /usr/sbin/vfsvm-init" | grep -q "User: *0 *Group: *0"' _
+check "rootfs.img: Debian userland (dpkg, dash as /bin/sh) and busybox poweroff for the init" \
+    bash -c 'dbg "stat /usr/bin/dpkg" | grep -q "Type: regular" && [ "$(dbg "stat /usr/bin/sh" | grep -o "Fast link dest: .*")" = "Fast link dest: \"dash\"" ] &&
+             dbg "stat /usr/lib/vfsvm/bin/busybox" | grep -q "Type: regular" && dbg "stat /usr/lib/vfsvm/bin/poweroff" | grep -q "Type: symlink"' _
+check "rootfs.img: setuid root /usr/bin/mount kept (owners and modes from the tarball)" \
+    bash -c 'dbg "stat /usr/bin/mount" | grep -Eq "Mode: +04755" && dbg "stat /usr/bin/mount" | grep -q "User: *0 *Group: *0"' _
+check "out/rootfs: same init, init-lib, helpers; setuid root mount" \
+    bash -c 'cmp "$1/sbin/vfsvm-init" "$2/rootfs-init.sh" && cmp "$1/lib/vfsvm/init-lib.sh" "$2/init-lib.sh" && [ "$(readlink "$1/sbin/init")" = vfsvm-init ] &&
+             cmp "$1/usr/local/bin/vfsvm-bench" "$3/vfsvm-bench" && [ "$(stat -c %a:%u:%g "$1/usr/bin/mount")" = 4755:0:0 ]' _ "$out/rootfs" "$here" "$out"
+check "out/rootfs and rootfs.img hold the same packages (one tarball)" \
+    bash -c 'cmp <(dbg "cat /var/lib/dpkg/status") "$1/var/lib/dpkg/status" && [ "$(grep -c "^Package:" "$1/var/lib/dpkg/status")" -gt 50 ]' _ "$out/rootfs"
+check "rootfs has no apt lists or cached .debs (trimmed)" \
+    bash -c '[ -z "$(ls "$1/var/cache/apt/archives/"*.deb "$1/var/lib/apt/lists/"*Packages* 2>/dev/null)" ]' _ "$out/rootfs"
+
+# build-rootfs.sh and debootstrap-tarball.sh argument checks; a too small
+# image fails and leaves nothing behind
+tarball=$(ls "$here"/cache/debootstrap-*.tar.zst | head -n1)
+rargs=(--tarball "$tarball" --init "$here/rootfs-init.sh" --init-lib "$here/init-lib.sh" --busybox "$(command -v busybox)")
+refuse "build-rootfs rejects --tree with --image" "$here/scripts/build-rootfs.sh" "${rargs[@]}" --tree "$tmp/t" --image "$tmp/i" --size 1G
+refuse "build-rootfs rejects --image without a size" "$here/scripts/build-rootfs.sh" "${rargs[@]}" --image "$tmp/i"
+refuse "build-rootfs rejects a tarball that is not a Debian tree" "$here/scripts/build-rootfs.sh" "${rargs[@]/$tarball/$out/guest.img}" --tree "$tmp/t"
+refuse "build-rootfs fails on an image too small for the tree" "$here/scripts/build-rootfs.sh" "${rargs[@]}" --image "$tmp/small.img" --size 16M
+check "build-rootfs left no stage directories behind" bash -c '[ -z "$(ls -A "$1" | grep -E "^\.rootfs-stage|^t$")" ]' _ "$tmp"
+refuse "debootstrap-tarball needs --suite, --variant and --output" "$here/scripts/debootstrap-tarball.sh" --suite bookworm
 
 # verify-manifest.sh
 mkdir -p "$tmp/share/vfsvm-work/sub"
