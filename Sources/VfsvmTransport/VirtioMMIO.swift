@@ -167,7 +167,9 @@ public final class VirtioMMIOTransport: VirtioInterrupt {
         }
         do {
             let (queues, features) = try setup.get()
-            try device.activate(memory: memory, features: features, queues: queues, interrupt: self)
+            try device.activate(ActivationContext(memory: memory, features: features, queues: queues, interrupt: self) { index, error in
+                logLine("vfsvm: virtio-mmio: queue \(index) stopped: \(error)")
+            })
         } catch {
             logLine("vfsvm: virtio-mmio: cannot start the device: \(error)")
             needsReset()

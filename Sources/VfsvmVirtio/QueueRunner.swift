@@ -22,7 +22,8 @@ public final class QueueRunner: Sendable {
     public let index: Int
     private let queue: Mutex<QueueSlot>
     private let memory: GuestMemory
-    private let kick: EventFD
+    /// The eventfd the driver's notifications arrive on.
+    public let kick: EventFD
     private let stopSignal: EventFD
     private let interrupt: any VirtioInterrupt
     private let handler: ChainHandler

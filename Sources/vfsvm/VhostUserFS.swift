@@ -51,8 +51,14 @@ final class VhostUserFSDevice: VhostUserDevice {
     }
 
     private func start(_ index: Int, _ q: Virtqueue, memory: GuestMemory, kick: EventFD, features: VirtioFeatures) throws {
-        try fs.startQueue(index, queue: q, memory: memory, kick: kick, interrupt: interrupt) { error in
-            logLine("vfsvm: vhost-user queue \(index) stopped: \(error)")
+        let queue = ActivatedQueue(index: index, queue: q, kick: kick)
+        if fs.state == .inactive {
+            try fs.activate(ActivationContext(memory: memory, features: features, queues: [queue], interrupt: interrupt) { index, error in
+                logLine("vfsvm: vhost-user queue \(index) stopped: \(error)")
+            })
+        } else {
+            fs.replaceMemory(memory)
+            try fs.startQueue(queue)
         }
         running.withLock { $0[index] = RunningRing(kick: kick, features: features) }
     }
@@ -67,18 +73,10 @@ final class VhostUserFSDevice: VhostUserDevice {
         interrupt.setCall(call, for: index)
     }
 
-    /// New memory table while rings run: restart each ring on the new
+    /// New memory table while rings run: each ring restarts on the new
     /// memory with its position kept (ring addresses are guest-physical).
     func memoryChanged(_ memory: GuestMemory) {
-        let rings = running.withLock { $0 }
-        for (index, ring) in rings {
-            guard let q = fs.stopQueue(index) else { continue }
-            do {
-                try start(index, q, memory: memory, kick: ring.kick, features: ring.features)
-            } catch {
-                logLine("vfsvm: vhost-user queue \(index) could not restart on the new memory table: \(error)")
-            }
-        }
+        fs.replaceMemory(memory)
     }
 
     func reset() {

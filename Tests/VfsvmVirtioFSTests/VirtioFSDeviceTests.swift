@@ -67,10 +67,10 @@ private final class Fixture {
         requests = try MockDriver(memory: memory, layout: layout, queueSize: 64, features: features,
                                   ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20))
         kicks = [try EventFD(nonBlocking: true), try EventFD(nonBlocking: true)]
-        try device.activate(memory: memory, features: features, queues: [
+        try device.activate(ActivationContext(memory: memory, features: features, queues: [
             ActivatedQueue(index: 0, queue: try hiprio.makeQueue(), kick: kicks[0]),
             ActivatedQueue(index: 1, queue: try requests.makeQueue(), kick: kicks[1]),
-        ], interrupt: interrupt)
+        ], interrupt: interrupt) { index, error in Issue.record("queue \(index) failed: \(error)") })
     }
 
     deinit {
