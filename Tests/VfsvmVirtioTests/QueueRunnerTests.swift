@@ -19,16 +19,6 @@ import VfsvmTestSupport
         return UInt32(reply.count)
     }
 
-    /// Polls `collect()` until `count` completions arrived or 5 s passed.
-    func collect(_ driver: MockDriver, count: Int) throws -> [MockCompletion] {
-        var got: [MockCompletion] = []
-        for _ in 0..<500 where got.count < count {
-            got += try driver.collect()
-            if got.count < count { usleep(10_000) }
-        }
-        return got
-    }
-
     @Test(arguments: [RingLayout.split, .packed], [0, 3])
     func kickedRequestsComplete(layout: RingLayout, poolThreads: Int) throws {
         let driver = try MockDriver(layout: layout, queueSize: 128, features: [.version1, .eventIndex])
@@ -50,6 +40,56 @@ import VfsvmTestSupport
         let replies = Set(done.dropFirst().map(\.reply))
         #expect(replies == Set((0..<40).map { [0xAA, UInt8($0)] }))
         #expect(interrupt.queueSignals(1) >= 1, "the driver asked for interrupts and got at least one")
+    }
+
+    /// One kick, several requests: each answered, one interrupt for the batch.
+    @Test(arguments: RingLayout.allCases)
+    func requestsOfOneKickShareOneInterrupt(_ layout: RingLayout) throws {
+        let driver = try MockDriver(layout: layout, queueSize: 16, features: [.version1, .indirectDescriptors])
+        let interrupt = RecordingInterrupt()
+        let runner = try QueueRunner(
+            index: 0, queue: try driver.makeQueue(), memory: driver.memory, kick: try EventFD(nonBlocking: true),
+            interrupt: interrupt, handler: Self.reverser, onFatal: { _ in Issue.record("no fatal error expected") })
+        for i in 0..<3 { try driver.post(request: [1, 2, UInt8(i)], replyCapacity: 8, indirect: i == 1) }
+        runner.processAvailable()
+        #expect(try driver.collect().map(\.reply) == [[0, 2, 1], [1, 2, 1], [2, 2, 1]])
+        #expect(interrupt.queueSignals(0) == 1)
+        // The reply is cut to the writable space.
+        try driver.post(request: [1, 2, 3, 4], replyCapacity: 2)
+        runner.processAvailable()
+        #expect(try driver.collect().map(\.reply) == [[4, 3]])
+        #expect(interrupt.queueSignals(0) == 2)
+    }
+
+    /// No lost wake-up (2.7.10 / 2.8.10): a request the driver publishes
+    /// while the runner is busy is either served in the same drain or the
+    /// driver is asked to kick for it.
+    @Test(arguments: RingLayout.allCases)
+    func aRequestPublishedDuringADrainIsServedOrKicked(_ layout: RingLayout) throws {
+        let driver = try MockDriver(layout: layout, queueSize: 16, features: [.version1, .eventIndex])
+        let posted = Mutex(false)
+        nonisolated(unsafe) let unsafeDriver = driver  // used by the handler only while processAvailable runs on this thread
+        let runner = try QueueRunner(
+            index: 0, queue: try driver.makeQueue(), memory: driver.memory, kick: try EventFD(nonBlocking: true),
+            interrupt: RecordingInterrupt(),
+            handler: { chain, memory in
+                let first = posted.withLock { p in defer { p = true }; return !p }
+                if first { _ = try? unsafeDriver.post(request: [42], replyCapacity: 1) }
+                return Self.reverser(chain, memory)
+            },
+            onFatal: { _ in Issue.record("no fatal error expected") })
+        for _ in 0..<5 { try driver.post(request: [1], replyCapacity: 1) }
+        _ = try driver.deviceWantsKick()
+        runner.processAvailable()
+        var done = try driver.collect()
+        let kickWanted = try driver.deviceWantsKick()
+        #expect(done.count == 6 || (done.count == 5 && kickWanted))
+        if kickWanted { runner.processAvailable() }
+        done += try driver.collect()
+        #expect(done.map(\.reply).last == [42])
+        // Notifications are back on once the queue is drained.
+        try driver.post(request: [1], replyCapacity: 1)
+        #expect(try driver.deviceWantsKick())
     }
 
     @Test func refusedChainCompletesWithZeroLength() throws {
