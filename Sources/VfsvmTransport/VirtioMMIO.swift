@@ -167,8 +167,12 @@ public final class VirtioMMIOTransport: VirtioInterrupt {
         }
         do {
             let (queues, features) = try setup.get()
-            try device.activate(ActivationContext(memory: memory, features: features, queues: queues, interrupt: self) { index, error in
-                logLine("vfsvm: virtio-mmio: queue \(index) stopped: \(error)")
+            // A ring the driver broke stops its queue; the device asks for a
+            // reset the way 2.1.2 says (NEEDS_RESET + configuration interrupt).
+            try device.activate(ActivationContext(memory: memory, features: features, queues: queues, interrupt: self) {
+                [weak self] index, error in
+                logLine("vfsvm: virtio-mmio: queue \(index): \(error); the device needs a reset")
+                self?.needsReset()
             })
         } catch {
             logLine("vfsvm: virtio-mmio: cannot start the device: \(error)")

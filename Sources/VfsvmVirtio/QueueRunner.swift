@@ -16,8 +16,9 @@ public typealias ChainHandler = @Sendable (DescriptorChain, GuestMemory) -> UInt
 /// the frontend).
 ///
 /// A refused chain is completed with length 0 and logged; a fatal queue
-/// error stops the queue and is reported through `onFatal` (the transport
-/// sets DEVICE_NEEDS_RESET).
+/// error stops the queue and is reported through `onFatal` (a transport
+/// sets DEVICE_NEEDS_RESET, vhost-user logs it; the runner itself does not
+/// log it).
 public final class QueueRunner: Sendable {
     public let index: Int
     private let queue: Mutex<QueueSlot>
@@ -197,8 +198,9 @@ public final class QueueRunner: Sendable {
         }
     }
 
+    /// The queue stays stopped; whoever carries the device says what that
+    /// means (NEEDS_RESET, a log line) through `onFatal`.
     private func fail(_ error: VirtqueueError) {
-        log("queue \(index): \(error); the queue is stopped until the driver resets the device")
         onFatal(error)
     }
 

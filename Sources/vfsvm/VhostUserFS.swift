@@ -54,6 +54,9 @@ final class VhostUserFSDevice: VhostUserDevice {
         let queue = ActivatedQueue(index: index, queue: q, kick: kick)
         if fs.state == .inactive {
             try fs.activate(ActivationContext(memory: memory, features: features, queues: [queue], interrupt: interrupt) { index, error in
+                // No configuration channel to the guest (the backend request
+                // channel is not negotiated): the ring stays stopped until
+                // the frontend restarts or resets it.
                 logLine("vfsvm: vhost-user queue \(index) stopped: \(error)")
             })
         } else {

@@ -25,8 +25,8 @@ final class MMIOFixture {
     let memory: GuestMemory
     let transport: VirtioMMIOTransport
     let line = CountingLine()
-    let hiprio: MockDriver
-    let requests: MockDriver
+    private(set) var hiprio: MockDriver
+    private(set) var requests: MockDriver
 
     init() throws {
         var template = Array("/tmp/vfsvm-mmio-XXXXXX".utf8CString)
@@ -35,10 +35,35 @@ final class MMIOFixture {
         let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
         let device = try VirtioFSDevice(tag: "mmiofs", requestQueues: 1, queueSize: 64, server: server)
         transport = try VirtioMMIOTransport(device: device, memory: memory, line: line)
-        hiprio = try MockDriver(memory: memory, layout: .split, queueSize: 16, features: [.version1, .eventIndex],
-                                ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20))
-        requests = try MockDriver(memory: memory, layout: .split, queueSize: 64, features: [.version1, .eventIndex],
-                                  ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20))
+        (hiprio, requests) = try Self.rings(memory)
+    }
+
+    private static func rings(_ memory: GuestMemory) throws -> (MockDriver, MockDriver) {
+        (try MockDriver(memory: memory, layout: .split, queueSize: 16, features: [.version1, .eventIndex],
+                        ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20)),
+         try MockDriver(memory: memory, layout: .split, queueSize: 64, features: [.version1, .eventIndex],
+                        ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20)))
+    }
+
+    /// Fresh, zeroed rings, as a driver lays them out again after a reset.
+    func freshRings() throws { (hiprio, requests) = try Self.rings(memory) }
+
+    /// FUSE_INIT on the request queue, kicked through QueueNotify; the reply bytes.
+    func initRoundTrip() throws -> [UInt8] {
+        var b: [UInt8] = []
+        func u32(_ v: UInt32) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        func u64(_ v: UInt64) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        u32(40 + 64); u32(26); u64(7); u64(0); u32(0); u32(0); u32(1); u32(0)
+        u32(7); u32(38); u32(0); u32(0); for _ in 0..<12 { u32(0) }
+        try requests.post(request: b, replyCapacity: 256)
+        transport.write32(0x050, 1)
+        var done: [MockCompletion] = []
+        for _ in 0..<500 where done.isEmpty {
+            done = try requests.collect()
+            if done.isEmpty { usleep(5000) }
+        }
+        #expect(done.count == 1)
+        return done.first?.reply ?? []
     }
 
     deinit {
@@ -114,21 +139,7 @@ extension VirtioMMIOTransport {
         f.transport.write32(0x070, 15)  // DRIVER_OK
         #expect(f.transport.status.contains(.driverOK) && !f.transport.status.contains(.deviceNeedsReset))
 
-        // FUSE_INIT on the request queue, kicked through QueueNotify.
-        var b: [UInt8] = []
-        func u32(_ v: UInt32) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
-        func u64(_ v: UInt64) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
-        u32(40 + 64); u32(26); u64(7); u64(0); u32(0); u32(0); u32(1); u32(0)
-        u32(7); u32(38); u32(0); u32(0); for _ in 0..<12 { u32(0) }
-        try f.requests.post(request: b, replyCapacity: 256)
-        f.transport.write32(0x050, 1)
-        var done: [MockCompletion] = []
-        for _ in 0..<500 where done.isEmpty {
-            done = try f.requests.collect()
-            if done.isEmpty { usleep(5000) }
-        }
-        #expect(done.count == 1)
-        let reply = done.first?.reply ?? []
+        let reply = try f.initRoundTrip()
         #expect(reply.count >= 20 && reply[4..<8] == [0, 0, 0, 0] && reply[16] == 7, "INIT answered: no error, major 7")
         #expect(f.read32(0x060) & 1 == 1, "InterruptStatus: used buffer")
         #expect(f.line.triggers >= 1)
@@ -158,6 +169,36 @@ extension VirtioMMIOTransport {
         #expect(f.read32(0x070) == 0 && f.read32(0x060) == 0)
         f.transport.write32(0x030, 1)
         #expect(f.read32(0x044) == 0, "QueueReady cleared by reset")
+    }
+
+    /// 2.1.2: a ring the driver broke (avail idx more than the queue size
+    /// ahead, 2.7.6) makes the device set DEVICE_NEEDS_RESET and send a
+    /// configuration change interrupt; after a reset it works again.
+    @Test func aBrokenRingSetsNeedsResetAndRaisesTheConfigInterrupt() throws {
+        let f = try MMIOFixture()
+        f.negotiate([.version1, .eventIndex])
+        f.setUpQueue(0, f.hiprio)
+        f.setUpQueue(1, f.requests)
+        f.transport.write32(0x070, 15)
+        try f.requests.writeAvailIndex(f.requests.queueSize + 1)
+        f.transport.write32(0x050, 1)  // QueueNotify
+        for _ in 0..<500 where !f.transport.status.contains(.deviceNeedsReset) { usleep(5000) }
+        #expect(f.read32(0x070) & 0x40 != 0, "Status: DEVICE_NEEDS_RESET")
+        #expect(f.read32(0x060) & 2 == 2, "InterruptStatus: configuration change")
+        #expect(f.line.triggers == 1, "the interrupt line fired once")
+        #expect(f.read32(0x0fc) == 1, "ConfigGeneration moved")
+
+        // The driver resets and initializes again on fresh rings.
+        f.transport.write32(0x070, 0)
+        #expect(f.read32(0x070) == 0 && f.read32(0x060) == 0)
+        try f.freshRings()
+        f.negotiate([.version1, .eventIndex])
+        f.setUpQueue(0, f.hiprio)
+        f.setUpQueue(1, f.requests)
+        f.transport.write32(0x070, 15)
+        #expect(f.read32(0x070) == 15, "DRIVER_OK without NEEDS_RESET")
+        let reply = try f.initRoundTrip()
+        #expect(reply.count >= 20 && reply[4..<8] == [0, 0, 0, 0] && reply[16] == 7, "FUSE INIT answered after the reset")
     }
 
     @Test func queueRegistersAreFrozenAfterDriverOK() throws {
