@@ -45,7 +45,7 @@ let package = Package(
 
         // vhost-user back-end protocol: serves virtqueues to QEMU /
         // cloud-hypervisor / libvirt over a unix socket with fd passing.
-        .target(name: "VfsvmVhostUser", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .target(name: "VfsvmVhostUser", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // Driver-side queue mocks and recording interrupt sinks for tests
         // and benchmarks.
@@ -87,7 +87,12 @@ let package = Package(
 
         .testTarget(name: "VfsvmSysTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmMemoryTests", dependencies: ["VfsvmMemory"], swiftSettings: strict),
-        .testTarget(name: "VfsvmVhostUserTests", dependencies: ["VfsvmVhostUser", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmVhostUserTests",
+            dependencies: ["VfsvmVhostUser", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport",
+                           "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "VfsvmVirtioFSTests",
             dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],

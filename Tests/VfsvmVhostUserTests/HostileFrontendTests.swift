@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import VfsvmMemory
 import VfsvmSys
+import VfsvmVirtio
 @testable import VfsvmVhostUser
 
 /// One hostile or malformed exchange and the error the server must name
@@ -320,7 +321,7 @@ private let hostileCases: [HostileCase] = [
         let ram = try SharedRAM(size: 0x10000)
         var callEnd: FileDescriptor?, kickEnd: FileDescriptor?, errEnd: FileDescriptor?
         _ = try withServer(device) { f in
-            try f.negotiate(features: 1 << 32 | 1 << 30)
+            try f.negotiate(features: [.version1, .vhostUserProtocolFeatures])
             #expect(try f.acked(.setMemTable, payload: memTable([VhostUserMemoryRegion(
                 guestAddress: 0, size: 0x10000, userAddress: 0x4000_0000, mmapOffset: 0)]), fds: [ram.fd]) == 0)
             #expect(try f.acked(.setVringNum, payload: vringState(0, 16)) == 0)

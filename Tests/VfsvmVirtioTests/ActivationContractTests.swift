@@ -6,29 +6,6 @@ import VfsvmSys
 import VfsvmTestSupport
 import VfsvmVirtio
 
-/// A toy device written against the activation contract: it answers each
-/// request with the request bytes reversed. Shows the shape a real device
-/// (virtio-fs) takes: it says how to build a queue's runner, and
-/// `DeviceQueues` does the rest.
-final class ReverseDevice: QueueRunnerDevice {
-    let config: [UInt8] = [0x76, 0x66, 0x73, 0x76, 0x6d, 0, 1, 0]
-    let deviceQueues: DeviceQueues
-
-    init(queues: Int = 1) {
-        deviceQueues = DeviceQueues(queueCount: queues) { q, memory, interrupt, onFatal throws(SystemError) in
-            try QueueRunner(index: q.index, queue: q.queue, memory: memory, kick: q.kick, interrupt: interrupt,
-                            handler: QueueRunnerTests.reverser, onFatal: onFatal)
-        }
-    }
-
-    var deviceType: UInt32 { 0xFFFF }
-    var offeredFeatures: VirtioFeatures { [.version1, .ringPacked, .eventIndex, .indirectDescriptors] }
-    var queueMaxSizes: [UInt16] { Array(repeating: 16, count: deviceQueues.queueCount) }
-
-    func readConfig(offset: Int, into: inout [UInt8]) { readConfigBytes(config, offset: offset, into: &into) }
-    func writeConfig(offset: Int, bytes: [UInt8]) {}
-}
-
 /// Records what a device reported through `ActivationContext.queueFailed`.
 final class FailureLog: Sendable {
     private let entries = Mutex<[(Int, VirtqueueError)]>([])
@@ -38,14 +15,14 @@ final class FailureLog: Sendable {
 
 @Suite struct ActivationContractTests {
     struct Setup {
-        let device: ReverseDevice
+        let device: ReversingDevice
         let driver: MockDriver
         let kick: EventFD
         let interrupt = RecordingInterrupt()
         let failures = FailureLog()
 
         init(_ layout: RingLayout) throws {
-            device = ReverseDevice()
+            device = ReversingDevice()
             driver = try MockDriver(layout: layout, queueSize: 16, features: [.version1, .indirectDescriptors])
             kick = try EventFD(nonBlocking: true)
         }
@@ -65,7 +42,7 @@ final class FailureLog: Sendable {
     }
 
     @Test func configReadsPastTheEndAreZero() {
-        let d = ReverseDevice()
+        let d = ReversingDevice()
         var buf = [UInt8](repeating: 0xAA, count: 4)
         d.readConfig(offset: 6, into: &buf)
         #expect(buf == [1, 0, 0, 0])
@@ -73,6 +50,7 @@ final class FailureLog: Sendable {
         #expect(buf == [0, 0, 0, 0])
         d.readConfig(offset: -2, into: &buf)
         #expect(buf == [0, 0, 0x76, 0x66])
+        #expect(d.queueMaxSizes == [16] && d.state == .inactive)
     }
 
     @Test(arguments: RingLayout.allCases)

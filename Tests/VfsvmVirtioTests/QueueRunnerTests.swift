@@ -9,38 +9,7 @@ import VfsvmTestSupport
 /// The queue runner end to end over the mock driver: kicks through a real
 /// eventfd, completions and interrupts as a driver sees them.
 @Suite struct QueueRunnerTests {
-    /// Reverses the readable bytes into the writable buffers.
-    static let reverser: ChainHandler = { chain, memory in
-        guard let input = try? chain.readableBuffers(memory), let output = try? chain.writableBuffers(memory),
-              let bytes = try? input.bytes(at: 0, count: input.byteCount)
-        else { return 0 }
-        let reply = Array(bytes.reversed().prefix(output.byteCount))
-        try? output.write(reply, at: 0)
-        return UInt32(reply.count)
-    }
-
-    @Test(arguments: [RingLayout.split, .packed], [0, 3])
-    func kickedRequestsComplete(layout: RingLayout, poolThreads: Int) throws {
-        let driver = try MockDriver(layout: layout, queueSize: 128, features: [.version1, .eventIndex])
-        let interrupt = RecordingInterrupt()
-        let kick = try EventFD(nonBlocking: true)
-        let runner = try QueueRunner(
-            index: 1, queue: try driver.makeQueue(), memory: driver.memory, kick: kick, interrupt: interrupt,
-            poolThreads: poolThreads, handler: Self.reverser, onFatal: { _ in Issue.record("no fatal error expected") })
-        // One request posted before the runner starts: it must not wait for a kick.
-        try driver.post(request: [1, 2, 3], replyCapacity: 16)
-        try runner.start()
-        var done = try collect(driver, count: 1)
-        for i in 0..<40 { try driver.post(request: [UInt8(i), 0xAA], replyCapacity: 2) }
-        try kick.signal()
-        done += try collect(driver, count: 40)
-        runner.stop()
-        #expect(done.count == 41)
-        #expect(done.first?.reply == [3, 2, 1] && done.first?.length == 3)
-        let replies = Set(done.dropFirst().map(\.reply))
-        #expect(replies == Set((0..<40).map { [0xAA, UInt8($0)] }))
-        #expect(interrupt.queueSignals(1) >= 1, "the driver asked for interrupts and got at least one")
-    }
+    static let reverser = ReversingDevice.reverse
 
     /// One kick, several requests: each answered, one interrupt for the batch.
     @Test(arguments: RingLayout.allCases)
