@@ -21,8 +21,10 @@ public final class ReversingDevice: QueueRunnerDevice {
     public var deviceType: UInt32 { 0xFFFF }
     public var offeredFeatures: VirtioFeatures { [.version1, .ringPacked, .eventIndex, .indirectDescriptors] }
 
-    public func readConfig(offset: Int, into: inout [UInt8]) { readConfigBytes(Self.config, offset: offset, into: &into) }
-    public func writeConfig(offset: Int, bytes: [UInt8]) {}
+    public func readConfig(offset: Int, into: UnsafeMutableRawBufferPointer) {
+        readConfigBytes(Self.config, offset: offset, into: into)
+    }
+    public func writeConfig(offset: Int, bytes: UnsafeRawBufferPointer) {}
 
     /// Reverses the readable bytes into the writable buffers.
     public static let reverse: ChainHandler = { chain, memory in

@@ -43,9 +43,7 @@ public final class VhostUserVirtioBackend: VhostUserDevice {
     public var maxQueueSize: UInt16 { device.queueMaxSizes.max() ?? 1 }
 
     public func readConfig(offset: Int, count: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: max(0, count))
-        device.readConfig(offset: offset, into: &out)
-        return out
+        device.readConfig(offset: offset, count: count)
     }
 
     public func startQueue(_ vring: VhostUserVring, features: VirtioFeatures, memory: GuestMemory,

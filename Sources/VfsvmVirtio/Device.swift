@@ -109,11 +109,12 @@ public protocol VirtioDevice: AnyObject, Sendable {
     var offeredFeatures: VirtioFeatures { get }
     /// One entry per queue: its maximum size.
     var queueMaxSizes: [UInt16] { get }
-    /// Reads device configuration space from `offset`; bytes past the end
-    /// of the configuration read as zero. `into.count` says how many.
-    func readConfig(offset: Int, into: inout [UInt8])
+    /// Reads device configuration space from `offset` into the caller's
+    /// buffer (a vCPU exit's data: no allocation); bytes past the end of
+    /// the configuration read as zero. `into.count` says how many.
+    func readConfig(offset: Int, into: UnsafeMutableRawBufferPointer)
     /// Writes device configuration space (ignored where read-only).
-    func writeConfig(offset: Int, bytes: [UInt8])
+    func writeConfig(offset: Int, bytes: UnsafeRawBufferPointer)
 
     /// Inactive or active.
     var state: DeviceState { get }
@@ -133,10 +134,15 @@ public protocol VirtioDevice: AnyObject, Sendable {
 extension VirtioDevice {
     /// Copies `config` bytes from `offset` into `into`, zero past the end:
     /// the usual `readConfig` body for a device with a fixed config struct.
-    public func readConfigBytes(_ config: [UInt8], offset: Int, into: inout [UInt8]) {
-        for i in into.indices {
-            let (source, overflow) = offset.addingReportingOverflow(i)
-            into[i] = !overflow && source >= 0 && source < config.count ? config[source] : 0
-        }
+    public func readConfigBytes(_ config: [UInt8], offset: Int, into: UnsafeMutableRawBufferPointer) {
+        RegisterBytes.copy(config, from: offset, into: into)
+    }
+
+    /// `count` bytes of configuration space from `offset`, as a new array
+    /// (for callers off the MMIO path: vhost-user GET_CONFIG, tests).
+    public func readConfig(offset: Int, count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: max(0, count))
+        out.withUnsafeMutableBytes { readConfig(offset: offset, into: $0) }
+        return out
     }
 }

@@ -45,6 +45,9 @@ public final class VirtioFSDevice: QueueRunnerDevice {
     /// that wait for a lock get threads of their own either way).
     public let poolThreads: Int
     public let deviceQueues: DeviceQueues
+    /// `struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; }`
+    /// (linux/virtio_fs.h), built once: configuration reads copy from it.
+    public let configBytes: [UInt8]
 
     public init(tag: String, requestQueues: Int = 1, queueSize: UInt16 = 1024, server: any FUSERequestHandler, poolThreads: Int = 0) throws(VirtioFSError) {
         let bytes = Array(tag.utf8)
@@ -56,6 +59,9 @@ public final class VirtioFSDevice: QueueRunnerDevice {
         self.queueSize = queueSize
         self.server = server
         self.poolThreads = poolThreads
+        let n = UInt32(requestQueues)
+        configBytes = bytes + [UInt8](repeating: 0, count: Self.tagLength - bytes.count)
+            + [UInt8(n & 0xff), UInt8(n >> 8 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 24)]
         deviceQueues = DeviceQueues(queueCount: 1 + requestQueues) { q, memory, interrupt, onFatal throws(SystemError) in
             try QueueRunner(
                 index: q.index, queue: q.queue, memory: memory, kick: q.kick, interrupt: interrupt,
@@ -85,21 +91,12 @@ public final class VirtioFSDevice: QueueRunnerDevice {
 
     public var queueMaxSizes: [UInt16] { Array(repeating: queueSize, count: 1 + requestQueues) }
 
-    /// `struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; }`
-    public var configBytes: [UInt8] {
-        var out = Array(tag.utf8)
-        out += [UInt8](repeating: 0, count: Self.tagLength - out.count)
-        let n = UInt32(requestQueues)
-        out += [UInt8(n & 0xff), UInt8(n >> 8 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 24)]
-        return out
-    }
-
-    public func readConfig(offset: Int, into: inout [UInt8]) {
-        readConfigBytes(configBytes, offset: offset, into: &into)
+    public func readConfig(offset: Int, into: UnsafeMutableRawBufferPointer) {
+        readConfigBytes(configBytes, offset: offset, into: into)
     }
 
     /// The configuration is read-only for the driver (5.11.4.1).
-    public func writeConfig(offset: Int, bytes: [UInt8]) {}
+    public func writeConfig(offset: Int, bytes: UnsafeRawBufferPointer) {}
 
     /// The first fatal driver error since the last activation, if any.
     public var fatalError: VirtqueueError? { deviceQueues.firstFailure }

@@ -100,3 +100,25 @@ import Glibc
         }
     }
 }
+
+@Suite struct RegisterBytesTests {
+    @Test func storeAndLoadAreLittleEndianAndSizedByTheBuffer() {
+        var b = [UInt8](repeating: 0xAA, count: 2)
+        b.withUnsafeMutableBytes { RegisterBytes.store(0x1234_5678, into: $0) }
+        #expect(b == [0x78, 0x56], "a 2-byte read gets the low half")
+        var wide = [UInt8](repeating: 0xAA, count: 10)
+        wide.withUnsafeMutableBytes { RegisterBytes.store(0x0102_0304_0506_0708, into: $0) }
+        #expect(wide == [8, 7, 6, 5, 4, 3, 2, 1, 0, 0])
+        #expect(([0x78, 0x56, 0x34, 0x12] as [UInt8]).withUnsafeBytes { RegisterBytes.load($0) } == 0x1234_5678)
+    }
+
+    @Test func copyReadsZeroOutsideTheSource() {
+        var b = [UInt8](repeating: 0xAA, count: 4)
+        b.withUnsafeMutableBytes { RegisterBytes.copy([1, 2, 3], from: 1, into: $0) }
+        #expect(b == [2, 3, 0, 0])
+        b.withUnsafeMutableBytes { RegisterBytes.copy([1, 2, 3], from: -1, into: $0) }
+        #expect(b == [0, 1, 2, 3])
+        b.withUnsafeMutableBytes { RegisterBytes.copy([1, 2, 3], from: Int.max, into: $0) }
+        #expect(b == [0, 0, 0, 0])
+    }
+}

@@ -102,6 +102,16 @@ final class MMIOFixture {
 }
 
 extension VirtioMMIOTransport {
+    /// A read of `count` bytes, as a vCPU exit does it (the buffer starts
+    /// filled with 0xAA, so bytes the transport leaves alone show).
+    func read(offset: UInt64, count: Int) -> [UInt8] {
+        var b = [UInt8](repeating: 0xAA, count: count)
+        b.withUnsafeMutableBytes { read(offset: offset, into: $0) }
+        return b
+    }
+    func write(offset: UInt64, bytes: [UInt8]) {
+        bytes.withUnsafeBytes { write(offset: offset, bytes: $0) }
+    }
     func read32(_ offset: UInt64) -> UInt32 {
         read(offset: offset, count: 4).enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * $1.offset) }
     }
@@ -199,6 +209,46 @@ extension VirtioMMIOTransport {
         #expect(f.read32(0x070) == 15, "DRIVER_OK without NEEDS_RESET")
         let reply = try f.initRoundTrip()
         #expect(reply.count >= 20 && reply[4..<8] == [0, 0, 0, 0] && reply[16] == 7, "FUSE INIT answered after the reset")
+    }
+
+    /// The seam: one ioeventfd per queue at QueueNotify with data match =
+    /// the queue index, and a QueueNotify write that reaches the transport
+    /// signals the same eventfd.
+    @Test func theTransportListsOneQueueNotificationPerQueue() throws {
+        let f = try MMIOFixture()
+        let n = f.transport.notifications
+        #expect(n.map(\.queue) == [0, 1])
+        #expect(n.allSatisfy { $0.bar == nil && $0.offset == 0x050 && $0.length == 4 })
+        #expect(n.map(\.dataMatch) == [0, 1])
+        #expect(n[1].eventfd === f.transport.kicks[1])
+        f.transport.write32(0x050, 1)
+        #expect(try n[1].eventfd.drain() == 1 && n[0].eventfd.drain() == 0)
+        f.transport.write32(0x050, 7)  // no such queue: ignored
+        #expect(try n[0].eventfd.drain() == 0 && n[1].eventfd.drain() == 0)
+    }
+
+    /// Reads fill exactly the caller's buffer: wrong widths and offsets
+    /// past the window read as zero, config reads past the end too.
+    @Test func readsFillTheCallersBuffer() throws {
+        let f = try MMIOFixture()
+        #expect(f.transport.read(offset: 0x070, count: 1) == [0])
+        #expect(f.transport.read(offset: 0x200, count: 4) == [0, 0, 0, 0], "past the window")
+        #expect(f.transport.read(offset: 0x1fe, count: 2) == [0, 0], "past the configuration")
+        #expect(f.transport.read(offset: 0x100 + 36, count: 2) == [1, 0], "num_request_queues, 16 bits")
+        f.transport.write(offset: 0x070, bytes: [1])  // a 1-byte status write is ignored
+        #expect(f.read32(0x070) == 0)
+    }
+
+    /// Queue address halves are assembled in one place (shared with virtio-pci).
+    @Test func queueAddressHalvesReplaceOneWord() {
+        let a = GuestAddress(0x1111_2222_3333_4444)
+        #expect(a.replacing(.low, with: 0xAAAA_BBBB) == GuestAddress(0x1111_2222_AAAA_BBBB))
+        #expect(a.replacing(.high, with: 0xAAAA_BBBB) == GuestAddress(0xAAAA_BBBB_3333_4444))
+        #expect(a.half(.low) == 0x3333_4444 && a.half(.high) == 0x1111_2222)
+        var q = Virtqueue(maxSize: 8)
+        q.setAddress(.driverArea, .high, to: 1)
+        q.setAddress(.driverArea, .low, to: 0x40)
+        #expect(q.driverArea == GuestAddress(0x1_0000_0040) && q.address(.driverArea, .high) == 1)
     }
 
     @Test func queueRegistersAreFrozenAfterDriverOK() throws {

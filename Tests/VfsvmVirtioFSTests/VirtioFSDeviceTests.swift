@@ -116,8 +116,7 @@ private final class Fixture {
     @Test func configSpaceHoldsTagAndQueueCount() throws {
         let fs = try PassthroughFileSystem(root: "/tmp")
         let d = try VirtioFSDevice(tag: "myfs", requestQueues: 3, server: FUSEServer(fileSystem: fs, options: FUSEServerOptions()))
-        var all = [UInt8](repeating: 0xff, count: 44)
-        d.readConfig(offset: 0, into: &all)
+        let all = d.readConfig(offset: 0, count: 44)
         #expect(Array(all[0..<4]) == Array("myfs".utf8) && all[4..<36].allSatisfy { $0 == 0 })
         #expect(u32(all, 36) == 3)
         // Past the end reads zero (4.1.4.3 / Firecracker convention).

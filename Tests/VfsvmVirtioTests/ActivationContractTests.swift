@@ -43,13 +43,9 @@ final class FailureLog: Sendable {
 
     @Test func configReadsPastTheEndAreZero() {
         let d = ReversingDevice()
-        var buf = [UInt8](repeating: 0xAA, count: 4)
-        d.readConfig(offset: 6, into: &buf)
-        #expect(buf == [1, 0, 0, 0])
-        d.readConfig(offset: Int.max, into: &buf)
-        #expect(buf == [0, 0, 0, 0])
-        d.readConfig(offset: -2, into: &buf)
-        #expect(buf == [0, 0, 0x76, 0x66])
+        #expect(d.readConfig(offset: 6, count: 4) == [1, 0, 0, 0])
+        #expect(d.readConfig(offset: Int.max, count: 4) == [0, 0, 0, 0])
+        #expect(d.readConfig(offset: -2, count: 4) == [0, 0, 0x76, 0x66])
         #expect(d.queueMaxSizes == [16] && d.state == .inactive)
     }
 
