@@ -7,9 +7,11 @@ import VfsvmSys
 public typealias ChainHandler = @Sendable (DescriptorChain, GuestMemory) -> UInt32
 
 /// Runs one virtqueue: a thread waits for the driver's kick, pops every
-/// available chain and hands it to `handler` (on a worker pool when one is
-/// given, inline otherwise), pushes the used element and interrupts the
-/// driver when `Virtqueue.needsInterrupt` says it wants one.
+/// available chain and hands it to the handler (on a worker pool when one
+/// is given, inline otherwise), pushes the used element and interrupts the
+/// driver when `Virtqueue.needsInterrupt` says it wants one. A handler may
+/// also keep a chain and complete it later from any thread
+/// (`ChainOutcome.deferred`).
 ///
 /// The same runner serves the in-process VMM (kick = ioeventfd,
 /// interrupt = irqfd) and the vhost-user backend (kick/call eventfds from
@@ -21,15 +23,12 @@ public typealias ChainHandler = @Sendable (DescriptorChain, GuestMemory) -> UInt
 /// log it).
 public final class QueueRunner: Sendable {
     public let index: Int
-    private let queue: Mutex<QueueSlot>
-    private let memory: GuestMemory
     /// The eventfd the driver's notifications arrive on.
     public let kick: EventFD
+    private let sink: CompletionSink
     private let stopSignal: EventFD
-    private let interrupt: any VirtioInterrupt
-    private let handler: ChainHandler
+    private let handler: DeferringChainHandler
     private let pool: WorkerPool?
-    private let onFatal: @Sendable (VirtqueueError) -> Void
     private let thread = Mutex<OSThread?>(nil)
     private let mayBlock: @Sendable (DescriptorChain, GuestMemory) -> Bool
     private let blockingLimit: Int
@@ -37,18 +36,13 @@ public final class QueueRunner: Sendable {
     /// Requests running on their own threads because they may block.
     private let blocking = Mutex(0)
 
-    private struct QueueSlot {
-        var queue: Virtqueue
-        /// False once stopped or broken: late completions from pool jobs
-        /// are dropped instead of touching a ring the driver may reuse.
-        var live = true
-    }
-
     /// - Parameters:
     ///   - poolThreads: 0 handles chains inline on the queue's thread;
     ///     more hands them to that many worker threads (requests may then
     ///     complete out of order, which virtio allows unless IN_ORDER was
     ///     negotiated; do not offer IN_ORDER with a pool).
+    ///   - handler: answers a chain now (`.completed`) or later
+    ///     (`.deferred`, with the token from `ChainRequest.deferCompletion()`).
     ///   - mayBlock: true for a request that may wait indefinitely for
     ///     another request (a FUSE SETLKW waits for an unlock that comes
     ///     later on the same queue). Such a request gets a thread of its
@@ -57,27 +51,44 @@ public final class QueueRunner: Sendable {
     ///   - refuseBlocking: answers such a request without running it when
     ///     `blockingLimit` are already waiting (or no thread can be made);
     ///     returns the reply length, like `handler`.
+    ///   - log: where the runner's lines go (refused chains, failures of
+    ///     its own); stderr by default.
     public init(
         index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
-        poolThreads: Int = 0, handler: @escaping ChainHandler,
+        poolThreads: Int = 0, requestHandler handler: @escaping DeferringChainHandler,
         mayBlock: @escaping @Sendable (DescriptorChain, GuestMemory) -> Bool = { _, _ in false },
         blockingLimit: Int = 256,
         refuseBlocking: @escaping ChainHandler = { _, _ in 0 },
+        log: @escaping @Sendable (String) -> Void = { logLine("vfsvm: " + $0) },
         onFatal: @escaping @Sendable (VirtqueueError) -> Void
     ) throws(SystemError) {
         self.mayBlock = mayBlock
         self.blockingLimit = blockingLimit
         self.refuseBlocking = refuseBlocking
         self.index = index
-        self.queue = Mutex(QueueSlot(queue: queue))
-        self.memory = memory
         self.kick = kick
-        self.stopSignal = try EventFD(nonBlocking: true)
-        self.interrupt = interrupt
+        sink = CompletionSink(index: index, queue: queue, memory: memory, interrupt: interrupt, onFatal: onFatal, log: log)
+        stopSignal = try EventFD(nonBlocking: true)
         self.handler = handler
-        self.onFatal = onFatal
-        self.pool = poolThreads > 0 ? try WorkerPool(threads: poolThreads, name: "vfsvm-q\(index)") : nil
+        pool = poolThreads > 0 ? try WorkerPool(threads: poolThreads, name: "vfsvm-q\(index)") : nil
     }
+
+    /// A runner whose handler always answers at once.
+    public convenience init(
+        index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
+        poolThreads: Int = 0, handler: @escaping ChainHandler,
+        mayBlock: @escaping @Sendable (DescriptorChain, GuestMemory) -> Bool = { _, _ in false },
+        blockingLimit: Int = 256,
+        refuseBlocking: @escaping ChainHandler = { _, _ in 0 },
+        log: @escaping @Sendable (String) -> Void = { logLine("vfsvm: " + $0) },
+        onFatal: @escaping @Sendable (VirtqueueError) -> Void
+    ) throws(SystemError) {
+        try self.init(index: index, queue: queue, memory: memory, kick: kick, interrupt: interrupt, poolThreads: poolThreads,
+                      requestHandler: { .completed(handler($0.chain, $0.memory)) }, mayBlock: mayBlock,
+                      blockingLimit: blockingLimit, refuseBlocking: refuseBlocking, log: log, onFatal: onFatal)
+    }
+
+    private var memory: GuestMemory { sink.memory }
 
     /// Starts the queue's thread. It first drains what is already
     /// available (the driver may have kicked before we listened).
@@ -88,15 +99,15 @@ public final class QueueRunner: Sendable {
 
     /// Stops the thread, lets in-flight requests finish for up to
     /// `graceMilliseconds`, and returns the queue (for GET_VRING_BASE).
-    /// Requests still running after that are abandoned: their completions
-    /// are dropped.
+    /// Requests still running after that, and deferred ones, are abandoned:
+    /// their completions are dropped.
     @discardableResult
     public func stop(graceMilliseconds: Int = 2000) -> Virtqueue {
         try? stopSignal.signal()
         let t = thread.withLock { t in defer { t = nil }; return t }
         t?.join()
         let idle = pool?.waitIdle(timeoutMilliseconds: graceMilliseconds) ?? true
-        let q = queue.withLock { slot in
+        let q = sink.slot.withLock { slot in
             slot.live = false
             return slot.queue
         }
@@ -137,7 +148,7 @@ public final class QueueRunner: Sendable {
             var chains: [DescriptorChain] = []
             var refused: [RefusedChain] = []
             var fatal: VirtqueueError?
-            queue.withLock { slot in
+            sink.slot.withLock { slot in
                 guard slot.live else { return }
                 do throws(VirtqueueError) {
                     try slot.queue.disableNotifications(memory)
@@ -151,26 +162,40 @@ public final class QueueRunner: Sendable {
                         }
                     }
                     again = try slot.queue.enableNotifications(memory)
+                    slot.outstanding += chains.count
                 } catch {
                     fatal = error
                     slot.live = false
                 }
             }
             for r in refused { log("queue \(index): \(r)") }
-            if let fatal { return fail(fatal) }
-            var inline: [(DescriptorChain, UInt32)] = []
+            if let fatal { return sink.onFatal(fatal) }
+            var inline: [UsedElement] = []
             for chain in chains {
                 if mayBlock(chain, memory) {
-                    if !startBlocking(chain) { inline.append((chain, refuseBlocking(chain, memory))) }
+                    if !startBlocking(chain) { inline.append(UsedElement(chain, length: refuseBlocking(chain, memory))) }
                     continue
                 }
+                let request = ChainRequest(chain: chain, memory: memory, sink: sink)
                 if let pool {
-                    pool.submit { [self] in self.complete([(chain, handler(chain, memory))]) }
+                    pool.submit { [self] in self.settle(chain, handler(request)) }
                 } else {
-                    inline.append((chain, handler(chain, memory)))
+                    switch handler(request) {
+                    case let .completed(length): inline.append(UsedElement(chain, length: length))
+                    case .deferred: break  // outstanding until its token completes
+                    }
                 }
             }
-            if !inline.isEmpty || !refused.isEmpty { complete(inline) }
+            if !inline.isEmpty || !refused.isEmpty { sink.complete(inline, settling: inline.count) }
+        }
+    }
+
+    /// A chain answered off the queue's thread: complete it now, or leave
+    /// it to its deferral token.
+    private func settle(_ chain: DescriptorChain, _ outcome: ChainOutcome) {
+        switch outcome {
+        case let .completed(length): sink.complete(CollectionOfOne(UsedElement(chain, length: length)), settling: 1)
+        case .deferred: break  // outstanding until its token completes
         }
     }
 
@@ -184,9 +209,10 @@ public final class QueueRunner: Sendable {
             return true
         }
         guard admitted else { return false }
+        let request = ChainRequest(chain: chain, memory: memory, sink: sink)
         do {
             let t = try OSThread(name: "vfsvm-q\(index)-wait") { [self] in
-                complete([(chain, handler(chain, memory))])
+                settle(chain, handler(request))
                 blocking.withLock { $0 -= 1 }
             }
             t.detach()
@@ -198,37 +224,5 @@ public final class QueueRunner: Sendable {
         }
     }
 
-    /// The queue stays stopped; whoever carries the device says what that
-    /// means (NEEDS_RESET, a log line) through `onFatal`.
-    private func fail(_ error: VirtqueueError) {
-        onFatal(error)
-    }
-
-    /// Pushes used elements for `done` (possibly none, to report earlier
-    /// refusals) and interrupts the driver once if it wants it.
-    private func complete(_ done: [(DescriptorChain, UInt32)]) {
-        var fatal: VirtqueueError?
-        let wanted: Bool = queue.withLock { slot in
-            guard slot.live else { return false }
-            do throws(VirtqueueError) {
-                for (chain, length) in done {
-                    let written = min(length, UInt32(clamping: chain.writableLength))
-                    try slot.queue.pushUsed(id: chain.id, descriptorCount: chain.descriptorCount, length: written, memory)
-                }
-                return try slot.queue.needsInterrupt(memory)
-            } catch {
-                fatal = error
-                slot.live = false
-                return false
-            }
-        }
-        if let fatal { return fail(fatal) }
-        if wanted { signal() }
-    }
-
-    private func signal() {
-        do { try interrupt.signalQueue(index) } catch { log("queue \(index): interrupting the driver failed: \(error)") }
-    }
-
-    private func log(_ line: String) { logLine("vfsvm: " + line) }
+    private func log(_ line: String) { sink.log(line) }
 }

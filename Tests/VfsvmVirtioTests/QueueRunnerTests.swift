@@ -133,4 +133,106 @@ import VfsvmTestSupport
         #expect(released.map(\.length) == [1, 1], "the two waiting requests complete when released")
         runner.stop()
     }
+
+    // MARK: - Deferred completion
+
+    /// Keeps every chain's token instead of answering.
+    final class Deferrer: Sendable {
+        let tokens = Mutex<[(ChainCompletion, [UInt8])]>([])
+        var handler: DeferringChainHandler {
+            { [self] request in
+                let bytes = (try? request.chain.readableBuffers(request.memory).bytes(at: 0, count: request.chain.readableLength)) ?? []
+                // Write the answer now; the token says when it is done.
+                if let out = try? request.chain.writableBuffers(request.memory) { try? out.write(bytes.reversed(), at: 0) }
+                let token = request.deferCompletion()
+                tokens.withLock { $0.append((token, bytes)) }
+                return .deferred(token)
+            }
+        }
+        var count: Int { tokens.withLock { $0.count } }
+        func take() -> [(ChainCompletion, [UInt8])] { tokens.withLock { t in defer { t = [] }; return t } }
+    }
+
+    /// Deferred chains complete from another thread in any order; the
+    /// driver sees each exactly when its token completes.
+    @Test(arguments: [RingLayout.split, .packed], [0, 2])
+    func deferredChainsCompleteFromAnotherThreadOutOfOrder(_ layout: RingLayout, poolThreads: Int) throws {
+        let driver = try MockDriver(layout: layout, queueSize: 16, features: [.version1, .eventIndex])
+        let deferrer = Deferrer()
+        let interrupt = RecordingInterrupt()
+        let kick = try EventFD(nonBlocking: true)
+        let runner = try QueueRunner(
+            index: 1, queue: try driver.makeQueue(), memory: driver.memory, kick: kick, interrupt: interrupt,
+            poolThreads: poolThreads, requestHandler: deferrer.handler, onFatal: { _ in Issue.record("no fatal error expected") })
+        try runner.start()
+        for i in 0..<4 { try driver.post(request: [UInt8(i), 0xF0], replyCapacity: 4) }
+        try kick.signal()
+        for _ in 0..<500 where deferrer.count < 4 { usleep(10_000) }
+        #expect(try driver.collect().isEmpty, "nothing is completed before its token")
+        let tokens = deferrer.take().sorted { $0.1[0] > $1.1[0] }  // newest first
+        let completer = try OSThread {
+            for (token, request) in tokens { _ = token.complete(length: UInt32(request.count)) }
+        }
+        completer.join()
+        let done = try collect(driver, count: 4)
+        #expect(done.map(\.reply) == [[0xF0, 3], [0xF0, 2], [0xF0, 1], [0xF0, 0]], "completed in the order the tokens were")
+        #expect(interrupt.queueSignals(1) >= 1)
+        runner.stop()
+    }
+
+    /// A completion after the queue stopped (GET_VRING_BASE, a reset) is
+    /// dropped: the ring may already belong to someone else.
+    @Test func aCompletionAfterStopIsDropped() throws {
+        let driver = try MockDriver(layout: .split, queueSize: 8)
+        let deferrer = Deferrer()
+        let runner = try QueueRunner(
+            index: 0, queue: try driver.makeQueue(), memory: driver.memory, kick: try EventFD(nonBlocking: true),
+            interrupt: RecordingInterrupt(), requestHandler: deferrer.handler, onFatal: { _ in })
+        try driver.post(request: [1, 2], replyCapacity: 2)
+        runner.processAvailable()
+        let q = runner.stop()
+        let (token, _) = try #require(deferrer.take().first)
+        #expect(!token.complete(length: 2), "dropped")
+        #expect(try driver.collect().isEmpty)
+        #expect(try driver.memory.load(UInt16.self, at: driver.deviceArea.unchecked(plus: 2)) == 0, "used idx untouched")
+        #expect(q.availState == 1)
+    }
+
+    /// Only the first completion of a token counts.
+    @Test func aTokenCompletesItsChainOnlyOnce() throws {
+        let driver = try MockDriver(layout: .packed, queueSize: 8)
+        let deferrer = Deferrer()
+        let runner = try QueueRunner(
+            index: 0, queue: try driver.makeQueue(), memory: driver.memory, kick: try EventFD(nonBlocking: true),
+            interrupt: RecordingInterrupt(), requestHandler: deferrer.handler, onFatal: { _ in Issue.record("no fatal error expected") })
+        try driver.post(request: [1, 2], replyCapacity: 2)
+        try driver.post(request: [3, 4], replyCapacity: 2)
+        runner.processAvailable()
+        let tokens = deferrer.take()
+        #expect(tokens.count == 2)
+        #expect(tokens[0].0.complete(length: 2))
+        #expect(!tokens[0].0.complete(length: 1), "a second completion does nothing")
+        #expect(try driver.collect().map(\.reply) == [[2, 1]])
+        #expect(tokens[1].0.complete(length: 2))
+        #expect(try driver.collect().map(\.reply) == [[4, 3]], "the ring is not corrupted by the repeat")
+        runner.stop()
+    }
+
+    /// A token dropped without completing still gives the driver its
+    /// buffer back (length 0), and says so.
+    @Test func aDroppedTokenCompletesItsChainEmpty() throws {
+        let driver = try MockDriver(layout: .split, queueSize: 8)
+        let deferrer = Deferrer()
+        let lines = Mutex<[String]>([])
+        let runner = try QueueRunner(
+            index: 0, queue: try driver.makeQueue(), memory: driver.memory, kick: try EventFD(nonBlocking: true),
+            interrupt: RecordingInterrupt(), requestHandler: deferrer.handler,
+            log: { line in lines.withLock { $0.append(line) } }, onFatal: { _ in })
+        try driver.post(request: [1], replyCapacity: 1)
+        runner.processAvailable()
+        _ = deferrer.take()  // the last reference goes
+        #expect(try driver.collect().map(\.length) == [0])
+        #expect(lines.withLock { $0 } == ["queue 0: chain 0 was deferred and never completed; completed empty"])
+        runner.stop()
+    }
 }
