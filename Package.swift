@@ -95,12 +95,14 @@ let package = Package(
         ),
         .testTarget(
             name: "VfsvmVirtioFSTests",
-            dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+            dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmFUSETestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio",
+                           "VfsvmMemory", "VfsvmSys"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "VfsvmTransportTests",
-            dependencies: ["VfsvmTransport", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+            dependencies: ["VfsvmTransport", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport",
+                           "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),

@@ -2,6 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 import VfsvmFUSE
+import VfsvmFUSETestSupport
 import VfsvmMemory
 import VfsvmPassthroughFS
 import VfsvmSys
@@ -25,6 +26,8 @@ final class MMIOFixture {
     let memory: GuestMemory
     let transport: VirtioMMIOTransport
     let line = CountingLine()
+    /// Builds FUSE request headers.
+    let client: Client
     private(set) var hiprio: MockDriver
     private(set) var requests: MockDriver
 
@@ -33,6 +36,7 @@ final class MMIOFixture {
         dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
         memory = try GuestMemory.anonymous(size: 8 << 20)
         let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
+        client = Client(server)
         let device = try VirtioFSDevice(tag: "mmiofs", requestQueues: 1, queueSize: 64, server: server)
         transport = try VirtioMMIOTransport(device: device, memory: memory, line: line)
         (hiprio, requests) = try Self.rings(memory)
@@ -50,12 +54,9 @@ final class MMIOFixture {
 
     /// FUSE_INIT on the request queue, kicked through QueueNotify; the reply bytes.
     func initRoundTrip() throws -> [UInt8] {
-        var b: [UInt8] = []
-        func u32(_ v: UInt32) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
-        func u64(_ v: UInt64) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
-        u32(40 + 64); u32(26); u64(7); u64(0); u32(0); u32(0); u32(1); u32(0)
-        u32(7); u32(38); u32(0); u32(0); for _ in 0..<12 { u32(0) }
-        try requests.post(request: b, replyCapacity: 256)
+        let body = Bytes().u32(7).u32(38).u32(0).u32(0).zeros(48).b
+        try requests.post(request: client.header(FUSEOpcode.`init`.rawValue, node: 0, bodyLength: body.count) + body,
+                          replyCapacity: 256)
         transport.write32(0x050, 1)
         var done: [MockCompletion] = []
         for _ in 0..<500 where done.isEmpty {
@@ -149,8 +150,10 @@ extension VirtioMMIOTransport {
         f.transport.write32(0x070, 15)  // DRIVER_OK
         #expect(f.transport.status.contains(.driverOK) && !f.transport.status.contains(.deviceNeedsReset))
 
-        let reply = try f.initRoundTrip()
-        #expect(reply.count >= 20 && reply[4..<8] == [0, 0, 0, 0] && reply[16] == 7, "INIT answered: no error, major 7")
+        var reply = Decoder(try f.initRoundTrip(), at: 4)
+        #expect(reply.u32() == 0, "INIT answered without an error")
+        reply.skip(8)
+        #expect(reply.u32() == 7, "fuse_init_out.major")
         #expect(f.read32(0x060) & 1 == 1, "InterruptStatus: used buffer")
         #expect(f.line.triggers >= 1)
         f.transport.write32(0x064, 1)  // InterruptACK
@@ -207,8 +210,10 @@ extension VirtioMMIOTransport {
         f.setUpQueue(1, f.requests)
         f.transport.write32(0x070, 15)
         #expect(f.read32(0x070) == 15, "DRIVER_OK without NEEDS_RESET")
-        let reply = try f.initRoundTrip()
-        #expect(reply.count >= 20 && reply[4..<8] == [0, 0, 0, 0] && reply[16] == 7, "FUSE INIT answered after the reset")
+        var reply = Decoder(try f.initRoundTrip(), at: 4)
+        #expect(reply.u32() == 0, "FUSE INIT answered after the reset")
+        reply.skip(8)
+        #expect(reply.u32() == 7)
     }
 
     /// The seam: one ioeventfd per queue at QueueNotify with data match =
