@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 import VfsvmMemory
 import VfsvmSys
@@ -35,6 +36,9 @@ public final class QueueRunner: Sendable {
     private let refuseBlocking: ChainHandler
     /// Requests running on their own threads because they may block.
     private let blocking = Mutex(0)
+    /// Set by `stop()`; the thread checks it between passes.
+    private let stopping = Atomic(false)
+    private let refusalReport = Mutex(RefusalReport())
 
     /// - Parameters:
     ///   - poolThreads: 0 handles chains inline on the queue's thread;
@@ -103,6 +107,7 @@ public final class QueueRunner: Sendable {
     /// their completions are dropped.
     @discardableResult
     public func stop(graceMilliseconds: Int = 2000) -> Virtqueue {
+        stopping.store(true, ordering: .releasing)
         try? stopSignal.signal()
         let t = thread.withLock { t in defer { t = nil }; return t }
         t?.join()
@@ -113,11 +118,12 @@ public final class QueueRunner: Sendable {
         }
         // Workers still stuck in a request are left to finish on their own.
         pool?.shutdown(join: idle)
+        flushRefusals()
         return q
     }
 
-    /// Drains the queue once now, as a kick would. For transports without a
-    /// kick eventfd and for tests.
+    /// Drains the queue now, as a kick would (pass after pass until the
+    /// ring is empty). For transports without a kick eventfd and for tests.
     public func processAvailable() { drain() }
 
     private func run() {
@@ -136,58 +142,131 @@ public final class QueueRunner: Sendable {
         }
     }
 
-    /// Pops everything available with driver notifications off, then turns
-    /// them back on and re-checks (the race in 2.7.10 / 2.8.10). Chains
+    /// What one pass found.
+    private enum Pass {
+        /// The ring is empty and notifications are back on.
+        case idle
+        /// There may be more: the pass hit its bound, or buffers arrived
+        /// while notifications were off (the race in 2.7.10 / 2.8.10).
+        case more
+        /// The queue is stopped or broken.
+        case dead
+    }
+
+    /// Passes until the ring is empty, checking for `stop()` between passes
+    /// and yielding the CPU, so a driver that republishes as fast as the
+    /// device completes (a storm of refused chains) can neither hold the
+    /// thread nor keep `stop()` waiting for more than one pass.
+    private func drain() {
+        while !stopping.load(ordering: .acquiring) {
+            switch pass() {
+            case .more: sched_yield()
+            case .idle, .dead: return
+            }
+        }
+    }
+
+    /// Pops at most a ring's worth of chains with driver notifications off,
+    /// then (if the ring ran empty) turns them back on and re-checks. Chains
     /// that may block get threads of their own; the rest run on the pool,
     /// or inline on this thread and are completed as one batch (one
-    /// interrupt decision for the batch).
-    private func drain() {
-        var again = true
-        while again {
-            again = false
-            var chains: [DescriptorChain] = []
-            var refused: [RefusedChain] = []
-            var fatal: VirtqueueError?
-            sink.slot.withLock { slot in
-                guard slot.live else { return }
-                do throws(VirtqueueError) {
-                    try slot.queue.disableNotifications(memory)
-                    while true {
-                        do throws(VirtqueueError) {
-                            guard let chain = try slot.queue.pop(memory) else { break }
-                            chains.append(chain)
-                        } catch .refusedChain(let r) {
-                            refused.append(r)
-                            try slot.queue.pushUsed(id: r.id, descriptorCount: r.descriptorCount, length: 0, memory)
+    /// interrupt decision for the batch). Refused chains are completed with
+    /// length 0 in the pass and counted, not kept.
+    private func pass() -> Pass {
+        var chains: [DescriptorChain] = []
+        var refusals = 0
+        var latestRefusal: RefusedChain?
+        var fatal: VirtqueueError?
+        let result: Pass = sink.slot.withLock { slot in
+            guard slot.live else { return .dead }
+            do throws(VirtqueueError) {
+                try slot.queue.disableNotifications(memory)
+                let bound = Int(slot.queue.ringSize)
+                var taken = 0
+                var empty = false
+                while taken < bound {
+                    do throws(VirtqueueError) {
+                        guard let chain = try slot.queue.pop(memory) else {
+                            empty = true
+                            break
                         }
+                        chains.append(chain)
+                    } catch .refusedChain(let r) {
+                        refusals += 1
+                        latestRefusal = r
+                        try slot.queue.pushUsed(id: r.id, descriptorCount: r.descriptorCount, length: 0, memory)
                     }
-                    again = try slot.queue.enableNotifications(memory)
-                    slot.outstanding += chains.count
-                } catch {
-                    fatal = error
-                    slot.live = false
+                    taken += 1
                 }
+                slot.outstanding += chains.count
+                if !empty { return .more }
+                return try slot.queue.enableNotifications(memory) ? .more : .idle
+            } catch {
+                fatal = error
+                slot.live = false
+                return .dead
             }
-            for r in refused { log("queue \(index): \(r)") }
-            if let fatal { return sink.onFatal(fatal) }
-            var inline: [UsedElement] = []
-            for chain in chains {
-                if mayBlock(chain, memory) {
-                    if !startBlocking(chain) { inline.append(UsedElement(chain, length: refuseBlocking(chain, memory))) }
-                    continue
-                }
-                let request = ChainRequest(chain: chain, memory: memory, sink: sink)
-                if let pool {
-                    pool.submit { [self] in self.settle(chain, handler(request)) }
-                } else {
-                    switch handler(request) {
-                    case let .completed(length): inline.append(UsedElement(chain, length: length))
-                    case .deferred: break  // outstanding until its token completes
-                    }
-                }
-            }
-            if !inline.isEmpty || !refused.isEmpty { sink.complete(inline, settling: inline.count) }
         }
+        if let latestRefusal { noteRefusals(refusals, latest: latestRefusal) }
+        if let fatal {
+            sink.onFatal(fatal)
+            return .dead
+        }
+        var inline: [UsedElement] = []
+        for chain in chains {
+            if mayBlock(chain, memory) {
+                if !startBlocking(chain) { inline.append(UsedElement(chain, length: refuseBlocking(chain, memory))) }
+                continue
+            }
+            let request = ChainRequest(chain: chain, memory: memory, sink: sink)
+            if let pool {
+                pool.submit { [self] in self.settle(chain, handler(request)) }
+            } else {
+                switch handler(request) {
+                case let .completed(length): inline.append(UsedElement(chain, length: length))
+                case .deferred: break  // outstanding until its token completes
+                }
+            }
+        }
+        if !inline.isEmpty || refusals > 0 { sink.complete(inline, settling: inline.count) }
+        return result
+    }
+
+    // MARK: - Refused chains, logged at a bounded rate
+
+    /// How often a storm of refused chains is summed up in the log.
+    static let refusalReportInterval: Duration = .seconds(1)
+
+    private struct RefusalReport {
+        var unreported = 0
+        var latest: RefusedChain?
+        var lastLine: ContinuousClock.Instant?
+    }
+
+    /// The first refused chain is logged as it comes; after that one line
+    /// per `refusalReportInterval` at most says how many more there were
+    /// (the rest is said when the runner stops).
+    private func noteRefusals(_ count: Int, latest: RefusedChain) {
+        let now = ContinuousClock.now
+        let line: String? = refusalReport.withLock { r in
+            r.unreported += count
+            r.latest = latest
+            if let last = r.lastLine, now - last < Self.refusalReportInterval { return nil }
+            defer { r.unreported = 0; r.lastLine = now }
+            return r.lastLine == nil && r.unreported == 1
+                ? "queue \(index): \(latest)"
+                : "queue \(index): \(r.unreported) chains refused (the latest: \(latest))"
+        }
+        if let line { log(line) }
+    }
+
+    private func flushRefusals() {
+        let line: String? = refusalReport.withLock { r in
+            guard r.unreported > 0, let latest = r.latest else { return nil }
+            defer { r.unreported = 0 }
+            return "queue \(index): \(r.unreported) more chains refused (the latest: \(latest))"
+        }
+        if let line { log(line) }
     }
 
     /// A chain answered off the queue's thread: complete it now, or leave

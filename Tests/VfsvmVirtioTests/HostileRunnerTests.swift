@@ -1,0 +1,110 @@
+import Glibc
+import Synchronization
+import Testing
+import VfsvmMemory
+import VfsvmSys
+import VfsvmTestSupport
+@testable import VfsvmVirtio
+
+/// A driver thread that keeps misbehaving until told to stop.
+final class HostileDriverThread: Sendable {
+    private let running = Atomic(true)
+    private let thread = Mutex<OSThread?>(nil)
+
+    /// Calls `step` in a loop on a thread of its own.
+    init(_ step: @escaping @Sendable () -> Void) throws {
+        let t = try OSThread(name: "hostile-driver") { [self] in
+            while running.load(ordering: .relaxed) { step() }
+        }
+        thread.withLock { $0 = t }
+    }
+
+    func stop() {
+        running.store(false, ordering: .relaxed)
+        thread.withLock { t in t?.join(); t = nil }
+    }
+}
+
+/// Resident set size of this process, in bytes (/proc/self/statm, field 2).
+func residentBytes() -> Int {
+    let fd = open("/proc/self/statm", O_RDONLY)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 128)
+    let n = read(fd, &buffer, buffer.count)
+    guard n > 0 else { return 0 }
+    let fields = String(decoding: buffer[0..<n], as: UTF8.self).split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// Runs `body` on another thread and waits up to `seconds` for it; returns
+/// how long it took, or nil when it had not returned by then (it is left
+/// running).
+final class Counter: Sendable {
+    private let value = Atomic(0)
+    func add(_ n: Int) { value.add(n, ordering: .relaxed) }
+    var count: Int { value.load(ordering: .relaxed) }
+}
+
+func timed(within seconds: Double, _ body: @escaping @Sendable () -> Void) throws -> Duration? {
+    let done = Counter()
+    let clock = ContinuousClock()
+    let start = clock.now
+    let t = try OSThread(name: "timed") {
+        body()
+        done.add(1)
+    }
+    while done.count == 0 {
+        if clock.now - start > .seconds(seconds) {
+            t.detach()
+            return nil
+        }
+        usleep(1000)
+    }
+    t.join()
+    return clock.now - start
+}
+
+/// Attacks on the queue runner from a driver that never stops publishing
+/// (issue 8, "Livelocks, hangs and unbounded growth").
+@Suite(.serialized) struct HostileRunnerTests {
+    /// The driver keeps avail.idx = used.idx + size with every chain
+    /// pointing outside guest memory: each refused chain is completed and
+    /// at once published again. The runner must still stop promptly,
+    /// keep its memory, and log the storm a bounded number of times.
+    @Test(.timeLimit(.minutes(1)))
+    func aRefusalStormDoesNotHoldTheQueueGrowMemoryOrFloodTheLog() throws {
+        let size: UInt16 = 1024
+        let driver = try MockDriver(layout: .split, queueSize: size, features: [.version1])
+        let memory = driver.memory
+        for i in 0..<size {
+            try driver.writeSplitDescriptor(index: i, address: GuestAddress(1 << 40), length: 16, flags: 0, next: 0)
+            try memory.store(i.littleEndian, at: driver.driverArea.unchecked(plus: 4 + 2 * UInt64(i)))
+        }
+        let usedIdx = driver.deviceArea.unchecked(plus: 2), availIdx = driver.driverArea.unchecked(plus: 2)
+        let lines = Counter()
+        let kick = try EventFD(nonBlocking: true)
+        let runner = try QueueRunner(
+            index: 1, queue: try driver.makeQueue(), memory: memory, kick: kick, interrupt: RecordingInterrupt(),
+            handler: { _, _ in 0 }, log: { _ in lines.add(1) }, onFatal: { _ in })
+        let before = residentBytes()
+        let attacker = try HostileDriverThread {
+            let used = (try? memory.loadAcquireUInt16(at: usedIdx)) ?? 0
+            try? memory.storeReleaseUInt16(used &+ size, at: availIdx)
+            try? kick.signal()
+        }
+        try runner.start()
+        try kick.signal()
+        usleep(500_000)
+        let grown = residentBytes() - before
+        let stopTime = try timed(within: 3) { runner.stop() }
+        attacker.stop()
+        if stopTime == nil { _ = try timed(within: 30) { runner.stop() } }
+        #expect(stopTime.map { $0 < .seconds(1) } == true, "stop() returned in \(String(describing: stopTime)), within 1 s")
+        #expect(grown < 32 << 20, "resident memory grew by \(grown >> 20) MiB during the storm")
+        #expect(lines.count <= 5, "\(lines.count) log lines for the storm")
+        let completed = try memory.loadAcquireUInt16(at: usedIdx)
+        #expect(completed != 0, "the runner did serve (refuse) chains during the storm")
+    }
+}
