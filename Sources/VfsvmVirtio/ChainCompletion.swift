@@ -110,6 +110,9 @@ final class CompletionSink: Sendable {
         /// Chains popped and not completed yet (on the pool, waiting on a
         /// thread of their own, or deferred).
         var outstanding = 0
+        /// The runner stopped popping because `outstanding` reached the
+        /// ring size; the completion that brings it below wakes it.
+        var throttled = false
     }
 
     let index: Int
@@ -118,15 +121,18 @@ final class CompletionSink: Sendable {
     let onFatal: @Sendable (VirtqueueError) -> Void
     let log: @Sendable (String) -> Void
     let slot: Mutex<Slot>
+    /// Signalled when a throttled runner may pop again.
+    let resume: EventFD
 
     init(index: Int, queue: Virtqueue, memory: GuestMemory, interrupt: any VirtioInterrupt,
-         onFatal: @escaping @Sendable (VirtqueueError) -> Void, log: @escaping @Sendable (String) -> Void) {
+         onFatal: @escaping @Sendable (VirtqueueError) -> Void, log: @escaping @Sendable (String) -> Void) throws(SystemError) {
         self.index = index
         self.memory = memory
         self.interrupt = interrupt
         self.onFatal = onFatal
         self.log = log
         slot = Mutex(Slot(queue: queue))
+        resume = try EventFD(nonBlocking: true)
     }
 
     /// Pushes used elements for `done` (possibly none, to report refusals
@@ -136,9 +142,14 @@ final class CompletionSink: Sendable {
     @discardableResult
     func complete(_ done: some Collection<UsedElement>, settling: Int) -> Bool {
         var fatal: VirtqueueError?
+        var wake = false
         let (pushed, wanted): (Bool, Bool) = slot.withLock { slot in
             guard slot.live else { return (false, false) }
             slot.outstanding -= settling
+            if slot.throttled && slot.outstanding < Int(slot.queue.ringSize) {
+                slot.throttled = false
+                wake = true
+            }
             do throws(VirtqueueError) {
                 for e in done {
                     try slot.queue.pushUsed(id: e.id, descriptorCount: e.descriptorCount, length: e.length, memory)
@@ -152,6 +163,7 @@ final class CompletionSink: Sendable {
         }
         if let fatal { onFatal(fatal) }
         if wanted { signal() }
+        if wake { try? resume.signal() }  // fails only if the counter is full: then it is signalled already
         return pushed
     }
 

@@ -71,7 +71,7 @@ public final class QueueRunner: Sendable {
         self.refuseBlocking = refuseBlocking
         self.index = index
         self.kick = kick
-        sink = CompletionSink(index: index, queue: queue, memory: memory, interrupt: interrupt, onFatal: onFatal, log: log)
+        sink = try CompletionSink(index: index, queue: queue, memory: memory, interrupt: interrupt, onFatal: onFatal, log: log)
         stopSignal = try EventFD(nonBlocking: true)
         self.handler = handler
         pool = poolThreads > 0 ? try WorkerPool(threads: poolThreads, name: "vfsvm-q\(index)") : nil
@@ -130,15 +130,14 @@ public final class QueueRunner: Sendable {
         drain()
         while true {
             let ready: [Bool]
-            do { ready = try pollReadable([kick.fd.rawValue, stopSignal.fd.rawValue]) } catch {
+            do { ready = try pollReadable([kick.fd.rawValue, stopSignal.fd.rawValue, sink.resume.fd.rawValue]) } catch {
                 log("queue \(index): waiting for a kick failed: \(error)")
                 return
             }
             if ready[1] { return }
-            if ready[0] {
-                _ = try? kick.drain()
-                drain()
-            }
+            if ready[2] { _ = try? sink.resume.drain() }
+            if ready[0] { _ = try? kick.drain() }
+            if ready[0] || ready[2] { drain() }
         }
     }
 
@@ -149,6 +148,12 @@ public final class QueueRunner: Sendable {
         /// There may be more: the pass hit its bound, or buffers arrived
         /// while notifications were off (the race in 2.7.10 / 2.8.10).
         case more
+        /// As many chains as the ring holds are outstanding (on the pool,
+        /// on threads of their own, deferred): no more are taken until one
+        /// completes. A driver cannot have more in flight lawfully (2.7.6:
+        /// it adds only buffers it owns), so only a driver that republishes
+        /// buffers the device still holds is slowed.
+        case throttled
         /// The queue is stopped or broken.
         case dead
     }
@@ -161,7 +166,7 @@ public final class QueueRunner: Sendable {
         while !stopping.load(ordering: .acquiring) {
             switch pass() {
             case .more: sched_yield()
-            case .idle, .dead: return
+            case .idle, .throttled, .dead: return
             }
         }
     }
@@ -185,6 +190,10 @@ public final class QueueRunner: Sendable {
                 var taken = 0
                 var empty = false
                 while taken < bound {
+                    if slot.outstanding + chains.count >= bound {
+                        slot.throttled = true
+                        break
+                    }
                     do throws(VirtqueueError) {
                         guard let chain = try slot.queue.pop(memory) else {
                             empty = true
@@ -199,6 +208,9 @@ public final class QueueRunner: Sendable {
                     taken += 1
                 }
                 slot.outstanding += chains.count
+                // Throttled: notifications stay off; the completion that
+                // makes room wakes the thread (`CompletionSink.resume`).
+                if slot.throttled { return .throttled }
                 if !empty { return .more }
                 return try slot.queue.enableNotifications(memory) ? .more : .idle
             } catch {

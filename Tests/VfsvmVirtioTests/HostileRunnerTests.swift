@@ -107,4 +107,60 @@ func timed(within seconds: Double, _ body: @escaping @Sendable () -> Void) throw
         let completed = try memory.loadAcquireUInt16(at: usedIdx)
         #expect(completed != 0, "the runner did serve (refuse) chains during the storm")
     }
+
+    /// With a worker pool, EVENT_IDX lets a driver republish faster than
+    /// the workers drain: it reads avail_event (the device's next index) and
+    /// publishes a whole ring beyond it, over and over, while every request
+    /// waits. The chains the device takes on must stay bounded by the ring.
+    @Test(.timeLimit(.minutes(1)))
+    func chainsInFlightOnAPoolAreBoundedByTheRingSize() throws {
+        let size: UInt16 = 16
+        let driver = try MockDriver(layout: .split, queueSize: size, features: [.version1, .eventIndex])
+        let memory = driver.memory
+        let buffer = try driver.allocate(8)
+        for i in 0..<size {
+            try driver.writeSplitDescriptor(index: i, address: buffer, length: 8, flags: 0, next: 0)
+            try memory.store(i.littleEndian, at: driver.driverArea.unchecked(plus: 4 + 2 * UInt64(i)))
+        }
+        let availEvent = driver.deviceArea.unchecked(plus: 4 + 8 * UInt64(size))
+        let availIdx = driver.driverArea.unchecked(plus: 2)
+        let gate = Mutex(false)
+        let kick = try EventFD(nonBlocking: true)
+        let runner = try QueueRunner(
+            index: 1, queue: try driver.makeQueue(), memory: memory, kick: kick, interrupt: RecordingInterrupt(),
+            poolThreads: 2,
+            handler: { _, _ in
+                while !gate.withLock({ $0 }) { usleep(1000) }
+                return 0
+            },
+            onFatal: { _ in Issue.record("no fatal error expected") })
+        // The chains the device took, as the driver sees them: how far
+        // avail_event moved (summed, so 16-bit wrapping does not hide it).
+        let taken = Counter()
+        let last = Mutex<UInt16>(0)
+        let attacker = try HostileDriverThread {
+            let event = UInt16(littleEndian: (try? memory.load(UInt16.self, at: availEvent)) ?? 0)
+            let delta = last.withLock { l in defer { l = event }; return event &- l }
+            taken.add(Int(delta))
+            try? memory.storeReleaseUInt16(event &+ size, at: availIdx)
+            try? kick.signal()
+        }
+        try runner.start()
+        try kick.signal()
+        usleep(300_000)
+        let inFlight = taken.count
+        // Released, the queue goes on serving: more than a ring's worth
+        // completes (a throttled runner wakes when chains complete).
+        gate.withLock { $0 = true }
+        let usedIdx = driver.deviceArea.unchecked(plus: 2)
+        var completed = 0
+        for _ in 0..<500 where completed <= Int(size) {
+            usleep(10_000)
+            completed = Int(try memory.loadAcquireUInt16(at: usedIdx))
+        }
+        attacker.stop()
+        runner.stop()
+        #expect(inFlight <= Int(size), "\(inFlight) chains taken on while none completed (ring size \(size))")
+        #expect(completed > Int(size), "the queue kept serving once requests completed (\(completed) used)")
+    }
 }
