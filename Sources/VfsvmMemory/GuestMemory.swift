@@ -80,10 +80,11 @@ public final class GuestMemory: Sendable {
         guard address.adding(length) != nil else { throw .overflow(address: address, length: length) }
         for r in regions where address.rawValue >= r.start.rawValue {
             let offset = address.rawValue - r.start.rawValue
-            guard offset <= r.size else { continue }
-            if length <= r.size - offset, offset < r.size || length == 0 {
-                return r.mapping.base + Int(offset)
-            }
+            // At or past this region's end: the address belongs to a later
+            // region (one may start exactly here), except for an empty
+            // range right at the end.
+            guard offset < r.size || (offset == r.size && length == 0) else { continue }
+            if length <= r.size - offset { return r.mapping.base + Int(offset) }
             // Starts here but runs past the end: is the rest backed at all?
             _ = try segments(at: address, length: length)
             throw .crossesRegion(address: address, length: length)

@@ -37,6 +37,23 @@ import Glibc
         }
     }
 
+    /// The first bytes of a region that directly follows another (two
+    /// adjacent vhost-user ADD_MEM_REG regions) belong to that region alone:
+    /// values, ring atomics and contiguity checks there are not "crossing".
+    @Test func theFirstByteOfAnAdjacentRegionIsItsOwn() throws {
+        let m = try layout()
+        try m.store(UInt32(0xCAFE_F00D), at: GuestAddress(0x10000))
+        #expect(try m.load(UInt32.self, at: GuestAddress(0x10000)) == 0xCAFE_F00D)
+        try m.storeReleaseUInt16(7, at: GuestAddress(0x10000))
+        #expect(try m.loadAcquireUInt16(at: GuestAddress(0x10000)) == 7)
+        try m.checkContiguous(GuestAddress(0x10000), length: 0x10000)
+        // A zero-length check exactly at the end of the first region is fine too.
+        try m.checkContiguous(GuestAddress(0x10000), length: 0)
+        #expect(throws: GuestMemoryError.crossesRegion(address: GuestAddress(0xffff), length: 2)) {
+            try m.checkContiguous(GuestAddress(0xffff), length: 2)
+        }
+    }
+
     @Test func holesAndTheEndAreRefused() throws {
         let m = try layout()
         #expect(throws: GuestMemoryError.outOfRange(address: GuestAddress(0x20000), length: 1)) {

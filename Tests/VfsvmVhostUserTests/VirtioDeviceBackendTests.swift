@@ -32,15 +32,26 @@ final class RingFrontend {
     private(set) var kicks: [Int: EventFD] = [:]
     private(set) var calls: [Int: EventFD] = [:]
 
-    init(_ frontend: MockFrontend, layout: RingLayout, features: VirtioFeatures = [.version1]) throws {
+    /// `slots`: hand the memory over as that many adjacent ADD_MEM_REG
+    /// regions instead of one SET_MEM_TABLE region.
+    init(_ frontend: MockFrontend, layout: RingLayout, features: VirtioFeatures = [.version1], slots: Int? = nil) throws {
         self.frontend = frontend
         self.layout = layout
         self.features = layout == .packed ? features.union(.ringPacked) : features
         ram = try SharedRAM(size: Self.ramSize)
         try frontend.negotiate(features: self.features.union(.vhostUserProtocolFeatures),
                                protocolFeatures: VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.mq
-                               | VhostUserProtocolFeature.resetDevice)
-        try setMemTable(userBase: Self.userBase)
+                               | VhostUserProtocolFeature.resetDevice | VhostUserProtocolFeature.configureMemSlots)
+        if let slots {
+            let size = UInt64(Self.ramSize / slots)
+            for i in 0..<UInt64(slots) {
+                // u64 padding, then the region.
+                let region = le64(0) + le64(i * size) + le64(size) + le64(Self.userBase + i * size) + le64(i * size)
+                #expect(try frontend.acked(.addMemReg, payload: region, fds: [ram.fd]) == 0)
+            }
+        } else {
+            try setMemTable(userBase: Self.userBase)
+        }
     }
 
     func setMemTable(userBase: UInt64) throws {
@@ -157,6 +168,19 @@ final class RingFrontend {
             #expect(device.deviceQueues.runningQueues == [1])
             #expect(try fe.roundTrip(1, [3, 4]) == [4, 3])
             #expect(try fe.roundTrip(1, [5, 6]) == [6, 5])
+        }
+    }
+
+    /// Rings at the very start of a region that directly follows another
+    /// (adjacent ADD_MEM_REG regions) work: that is not a region crossing.
+    @Test(arguments: RingLayout.allCases)
+    func ringsAtTheStartOfAnAdjacentRegionWork(_ layout: RingLayout) throws {
+        let device = ReversingDevice(queues: 3)
+        _ = try withServer(VhostUserVirtioBackend(device: device, log: { _ in })) { f in
+            let fe = try RingFrontend(f, layout: layout, slots: 2)
+            try fe.startRing(2)  // its descriptor table is the first byte of the second region (2 MiB)
+            #expect(device.deviceQueues.runningQueues == [2])
+            #expect(try fe.roundTrip(2, [1, 2, 3]) == [3, 2, 1])
         }
     }
 
