@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(
             name: "VfsvmVhostUserTests",
             dependencies: ["VfsvmVhostUser", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport",
-                           "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+                           "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -83,6 +83,7 @@ public enum VhostUserError: Error, Equatable, Sendable, CustomStringConvertible 
     case badVringBase(index: Int, base: UInt32)
     case badVringFlags(index: Int, flags: UInt32)
     case badVringFDFlags(VhostUserRequest, value: UInt64)
+    case notAnEventFD(VhostUserRequest, index: Int, passed: String)
     case queueRunning(VhostUserRequest, index: Int)
     case noMemoryTable(VhostUserRequest)
     case untranslatable(index: Int, what: String, userAddress: UInt64)
@@ -109,6 +110,7 @@ public enum VhostUserError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .badQueueSize(i, s, m): "queue \(i): size \(s) is not a valid queue size (1...\(m), power of two for split rings)"
         case let .badVringBase(i, b): "queue \(i): base 0x\(String(b, radix: 16)) is out of range for the ring format"
         case let .badVringFlags(i, f): "queue \(i): SET_VRING_ADDR flags 0x\(String(f, radix: 16)) (dirty logging is not supported)"
+        case let .notAnEventFD(r, i, what): "\(r) for queue \(i) passed \(what), not an eventfd"
         case let .badVringFDFlags(r, v): "\(r) payload 0x\(String(v, radix: 16)) has reserved bits set or asks for polling mode"
         case let .queueRunning(r, i): "\(r) on queue \(i) while it runs"
         case let .noMemoryTable(r): "\(r) before SET_MEM_TABLE"

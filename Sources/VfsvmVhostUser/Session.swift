@@ -219,7 +219,7 @@ final class VhostUserSession {
             guard m.fds.count == (noFD ? 0 : 1) else {
                 throw .wrongFDCount(m.request, expected: noFD ? 0 : 1, got: m.fds.count)
             }
-            let fd = m.fds.first.map { EventFD(adopting: $0) }
+            let fd = try m.fds.first.map { fd throws(VhostUserError) in try RingFDs.adopt(fd, for: m.request, index: i) }
             switch m.request {
             case .setVringKick:
                 if rings[i].started {

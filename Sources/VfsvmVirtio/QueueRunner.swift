@@ -128,18 +128,40 @@ public final class QueueRunner: Sendable {
 
     private func run() {
         drain()
+        // The kick fd is listened to until it misbehaves: an fd that keeps
+        // reporting ready without delivering a kick (a pipe whose writer is
+        // gone: POLLHUP; a read error) would otherwise spin this thread.
+        var kickFD: Int32? = kick.fd.rawValue
+        var emptyWakeups = 0
         while true {
             let ready: [Bool]
-            do { ready = try pollReadable([kick.fd.rawValue, stopSignal.fd.rawValue, sink.resume.fd.rawValue]) } catch {
+            do { ready = try pollReadable([stopSignal.fd.rawValue, sink.resume.fd.rawValue, kickFD ?? -1]) } catch {
                 log("queue \(index): waiting for a kick failed: \(error)")
                 return
             }
-            if ready[1] { return }
-            if ready[2] { _ = try? sink.resume.drain() }
-            if ready[0] { _ = try? kick.drain() }
-            if ready[0] || ready[2] { drain() }
+            if ready[0] { return }
+            if ready[1] { _ = try? sink.resume.drain() }
+            var kicked = false
+            if kickFD != nil && ready[2] {
+                do {
+                    kicked = try kick.drain() > 0
+                } catch {
+                    log("queue \(index): reading the kick fd failed: \(error); the queue no longer listens for kicks")
+                    kickFD = nil
+                }
+                emptyWakeups = kicked ? 0 : emptyWakeups + 1
+                if emptyWakeups == Self.emptyKickLimit {
+                    log("queue \(index): the kick fd keeps waking without a kick (hung up?); the queue no longer listens for kicks")
+                    kickFD = nil
+                }
+            }
+            if kicked || ready[1] { drain() }
         }
     }
+
+    /// Wake-ups in a row from the kick fd without a kick before the runner
+    /// gives up on it (an eventfd that polls readable always has a count).
+    static let emptyKickLimit = 100
 
     /// What one pass found.
     private enum Pass {

@@ -38,6 +38,14 @@ func residentBytes() -> Int {
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
+/// User + system CPU time of this process so far.
+func processCPUTime() -> Duration {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func d(_ t: timeval) -> Duration { .seconds(Int64(t.tv_sec)) + .microseconds(Int64(t.tv_usec)) }
+    return d(usage.ru_utime) + d(usage.ru_stime)
+}
+
 /// Runs `body` on another thread and waits up to `seconds` for it; returns
 /// how long it took, or nil when it had not returned by then (it is left
 /// running).
@@ -162,5 +170,27 @@ func timed(within seconds: Double, _ body: @escaping @Sendable () -> Void) throw
         runner.stop()
         #expect(inFlight <= Int(size), "\(inFlight) chains taken on while none completed (ring size \(size))")
         #expect(completed > Int(size), "the queue kept serving once requests completed (\(completed) used)")
+    }
+
+    /// A kick fd that hangs up (a pipe whose writer closed, as a hostile
+    /// vhost-user front-end could pass) is always "readable": the runner
+    /// must give up on it instead of spinning a core.
+    @Test(.timeLimit(.minutes(1)))
+    func aKickFDThatHangsUpDoesNotSpinTheQueueThread() throws {
+        let driver = try MockDriver(layout: .split, queueSize: 8)
+        let readEnd = try makePipe().read  // the write end is closed at once: the read end hangs up
+        let lines = Mutex<[String]>([])
+        let runner = try QueueRunner(
+            index: 3, queue: try driver.makeQueue(), memory: driver.memory, kick: EventFD(adopting: readEnd),
+            interrupt: RecordingInterrupt(), handler: { _, _ in 0 },
+            log: { line in lines.withLock { $0.append(line) } }, onFatal: { _ in })
+        try runner.start()
+        usleep(50_000)
+        let before = processCPUTime()
+        usleep(300_000)
+        let used = processCPUTime() - before
+        runner.stop()
+        #expect(used < .milliseconds(100), "the process used \(used) of CPU in 300 ms with a hung-up kick fd")
+        #expect(lines.withLock { $0 } == ["queue 3: the kick fd keeps waking without a kick (hung up?); the queue no longer listens for kicks"])
     }
 }
