@@ -167,7 +167,15 @@ final class CompletionSink: Sendable {
         return pushed
     }
 
+    /// Interrupts that failed (a vhost-user call fd that is not an
+    /// eventfd): the first is logged, the rest counted.
+    private let signalFailures = Atomic(0)
+
     func signal() {
-        do { try interrupt.signalQueue(index) } catch { log("queue \(index): interrupting the driver failed: \(error)") }
+        do { try interrupt.signalQueue(index) } catch {
+            if signalFailures.add(1, ordering: .relaxed).oldValue == 0 {
+                log("queue \(index): interrupting the driver failed: \(error); further failures are not logged")
+            }
+        }
     }
 }

@@ -193,4 +193,28 @@ func timed(within seconds: Double, _ body: @escaping @Sendable () -> Void) throw
         #expect(used < .milliseconds(100), "the process used \(used) of CPU in 300 ms with a hung-up kick fd")
         #expect(lines.withLock { $0 } == ["queue 3: the kick fd keeps waking without a kick (hung up?); the queue no longer listens for kicks"])
     }
+
+    /// An interrupt that always fails (a call fd that is no eventfd) is
+    /// logged once, not once per completion.
+    @Test func aFailingInterruptIsLoggedOnce() throws {
+        struct Broken: Error {}
+        final class FailingInterrupt: VirtioInterrupt {
+            func signalQueue(_ index: Int) throws { throw Broken() }
+            func signalConfigChange() throws { throw Broken() }
+        }
+        let driver = try MockDriver(layout: .split, queueSize: 8)
+        let lines = Mutex<[String]>([])
+        let runner = try QueueRunner(
+            index: 0, queue: try driver.makeQueue(), memory: driver.memory, kick: try EventFD(nonBlocking: true),
+            interrupt: FailingInterrupt(), handler: { _, _ in 0 },
+            log: { line in lines.withLock { $0.append(line) } }, onFatal: { _ in })
+        var completed = 0
+        for _ in 0..<10 {
+            try driver.post(request: [1], replyCapacity: 1)
+            runner.processAvailable()
+            completed += try driver.collect().count
+        }
+        #expect(completed == 10)
+        #expect(lines.withLock { $0.count } == 1)
+    }
 }
