@@ -5,6 +5,8 @@ import CVfsvmLinux
 public struct GuestRegion: Sendable {
     public let start: GuestAddress
     public let mapping: MemoryMapping
+    /// Set for a front-end's unsealed file (`frontendShared`).
+    let truncationGuard: TruncationGuard?
 
     public var size: UInt64 { UInt64(mapping.count) }
     /// First address past the region (may equal 2^64 only in theory; regions
@@ -12,8 +14,13 @@ public struct GuestRegion: Sendable {
     public var end: UInt64 { start.rawValue &+ size }
 
     public init(start: GuestAddress, mapping: MemoryMapping) {
+        self.init(start: start, mapping: mapping, guard: nil)
+    }
+
+    init(start: GuestAddress, mapping: MemoryMapping, guard truncationGuard: TruncationGuard?) {
         self.start = start
         self.mapping = mapping
+        self.truncationGuard = truncationGuard
     }
 
     /// A new memfd-backed region, so the same pages can later be handed to

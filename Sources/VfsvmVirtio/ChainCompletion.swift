@@ -156,7 +156,7 @@ final class CompletionSink: Sendable {
                 }
                 return (true, try slot.queue.needsInterrupt(memory))
             } catch {
-                fatal = error
+                fatal = memory.explainingTruncation(error)
                 slot.live = false
                 return (false, false)
             }

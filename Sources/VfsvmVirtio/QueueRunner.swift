@@ -207,6 +207,7 @@ public final class QueueRunner: Sendable {
         let result: Pass = sink.slot.withLock { slot in
             guard slot.live else { return .dead }
             do throws(VirtqueueError) {
+                try checkMemory()
                 try slot.queue.disableNotifications(memory)
                 let bound = Int(slot.queue.ringSize)
                 var taken = 0
@@ -236,7 +237,7 @@ public final class QueueRunner: Sendable {
                 if !empty { return .more }
                 return try slot.queue.enableNotifications(memory) ? .more : .idle
             } catch {
-                fatal = error
+                fatal = memory.explainingTruncation(error)
                 slot.live = false
                 return .dead
             }
@@ -263,7 +264,18 @@ public final class QueueRunner: Sendable {
             }
         }
         if !inline.isEmpty || refusals > 0 { sink.complete(inline, settling: inline.count) }
+        // A handler may have been the one to touch a truncated region.
+        if memory.truncatedRegion != nil, sink.slot.withLock({ s in defer { s.live = false }; return s.live }) {
+            do throws(VirtqueueError) { try checkMemory() } catch { sink.onFatal(error) }
+            return .dead
+        }
         return result
+    }
+
+    /// A front-end that shrank the file under guest memory (the SIGBUS was
+    /// absorbed: see `GuestRegion.frontendShared`) breaks the ring.
+    private func checkMemory() throws(VirtqueueError) {
+        if let region = memory.truncatedRegion { throw .memory(.truncated(region: region.start)) }
     }
 
     // MARK: - Refused chains, logged at a bounded rate
@@ -338,4 +350,13 @@ public final class QueueRunner: Sendable {
     }
 
     private func log(_ line: String) { sink.log(line) }
+}
+
+extension GuestMemory {
+    /// `error`, or the truncation behind it: a ring that read zeros from a
+    /// region whose file was shrunk fails in odd ways (an avail index that
+    /// jumps back); the cause is the truncation.
+    func explainingTruncation(_ error: VirtqueueError) -> VirtqueueError {
+        truncatedRegion.map { .memory(.truncated(region: $0.start)) } ?? error
+    }
 }

@@ -173,7 +173,12 @@ struct SharedRAM {
     let view: GuestMemory
 
     init(size: Int) throws {
-        fd = try MemFD.create(name: "frontend-ram", size: size)
+        try self.init(fd: try MemFD.create(name: "frontend-ram", size: size), size: size)
+    }
+
+    /// Shares `fd` (already `size` bytes long).
+    init(fd: FileDescriptor, size: Int) throws {
+        self.fd = fd
         view = try GuestMemory(regions: [GuestRegion(start: GuestAddress(0), mapping: MemoryMapping(fd: fd, count: size))])
     }
 

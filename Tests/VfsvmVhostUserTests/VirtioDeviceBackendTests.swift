@@ -1,3 +1,4 @@
+import CVfsvmLinux
 import Glibc
 import Synchronization
 import Testing
@@ -34,11 +35,12 @@ final class RingFrontend {
 
     /// `slots`: hand the memory over as that many adjacent ADD_MEM_REG
     /// regions instead of one SET_MEM_TABLE region.
-    init(_ frontend: MockFrontend, layout: RingLayout, features: VirtioFeatures = [.version1], slots: Int? = nil) throws {
+    init(_ frontend: MockFrontend, layout: RingLayout, features: VirtioFeatures = [.version1], slots: Int? = nil,
+         ram: SharedRAM? = nil) throws {
         self.frontend = frontend
         self.layout = layout
         self.features = layout == .packed ? features.union(.ringPacked) : features
-        ram = try SharedRAM(size: Self.ramSize)
+        self.ram = try ram ?? SharedRAM(size: Self.ramSize)
         try frontend.negotiate(features: self.features.union(.vhostUserProtocolFeatures),
                                protocolFeatures: VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.mq
                                | VhostUserProtocolFeature.resetDevice | VhostUserProtocolFeature.configureMemSlots)
@@ -47,7 +49,7 @@ final class RingFrontend {
             for i in 0..<UInt64(slots) {
                 // u64 padding, then the region.
                 let region = le64(0) + le64(i * size) + le64(size) + le64(Self.userBase + i * size) + le64(i * size)
-                #expect(try frontend.acked(.addMemReg, payload: region, fds: [ram.fd]) == 0)
+                #expect(try frontend.acked(.addMemReg, payload: region, fds: [self.ram.fd]) == 0)
             }
         } else {
             try setMemTable(userBase: Self.userBase)
@@ -56,7 +58,7 @@ final class RingFrontend {
 
     func setMemTable(userBase: UInt64) throws {
         let region = VhostUserMemoryRegion(guestAddress: 0, size: UInt64(Self.ramSize), userAddress: userBase, mmapOffset: 0)
-        #expect(try frontend.acked(.setMemTable, payload: memTable([region]), fds: [ram.fd]) == 0)
+        #expect(try frontend.acked(.setMemTable, payload: memTable([region]), fds: [self.ram.fd]) == 0)
     }
 
     /// Lays out ring `index` (each ring in its own 1 MiB of RAM) and hands
@@ -184,6 +186,47 @@ final class RingFrontend {
         }
     }
 
+    /// A front-end that shrinks its (unsealable) memory file under a running
+    /// ring: the back-end's next ring access faults. The process survives,
+    /// the ring stops, and the log says why.
+    @Test func aShrunkMemoryFileStopsTheRingInsteadOfCrashing() throws {
+        let device = ReversingDevice(queues: 2)
+        let log = LogLines()
+        _ = try withServer(VhostUserVirtioBackend(device: device, log: log.sink)) { f in
+            // MemFD.create does not allow sealing: this file cannot be sealed.
+            let fe = try RingFrontend(f, layout: .split)
+            try fe.startRing(1)
+            #expect(try fe.roundTrip(1, [1, 2]) == [2, 1])
+            try fe.ram.fd.truncate(to: 0)
+            // From here on the front-end's own view of the file would fault
+            // too: only the kick.
+            try #require(fe.kicks[1]).signal()
+            for _ in 0..<500 where !log.all.contains(where: { $0.contains("shrank") }) { usleep(10_000) }
+            #expect(log.all.contains(
+                "vhost-user: queue 1 stopped: ring access: the front-end shrank the file behind guest memory region 0x0 under its mapping; the ring stays stopped until the front-end restarts or resets it"),
+                "\(log.all)")
+            #expect(device.deviceQueues.firstFailure == .memory(.truncated(region: GuestAddress(0))))
+        }
+    }
+
+    /// A memory file that still allows sealing is sealed against shrinking
+    /// when it is mapped, so the front-end cannot shrink it at all.
+    @Test func aSealableMemoryFileIsSealedAgainstShrinking() throws {
+        let raw = vfsvm_memfd_create("sealable-ram", UInt32(MFD_CLOEXEC | MFD_ALLOW_SEALING))
+        try #require(raw >= 0)
+        let fd = FileDescriptor(owning: raw)
+        try fd.truncate(to: Int64(RingFrontend.ramSize))
+        #expect(vfsvm_get_seals(fd.rawValue) & VFSVM_F_SEAL_SHRINK == 0)
+        let device = ReversingDevice(queues: 2)
+        _ = try withServer(VhostUserVirtioBackend(device: device, log: { _ in })) { f in
+            let fe = try RingFrontend(f, layout: .packed, ram: try SharedRAM(fd: fd, size: RingFrontend.ramSize))
+            #expect(vfsvm_get_seals(fd.rawValue) & VFSVM_F_SEAL_SHRINK != 0, "SET_MEM_TABLE added F_SEAL_SHRINK")
+            #expect(throws: SystemError("ftruncate", .EPERM)) { try fd.truncate(to: 0) }
+            try fe.startRing(1)
+            #expect(try fe.roundTrip(1, [1, 2]) == [2, 1])
+        }
+    }
+
     /// RESET_DEVICE stops every ring and makes the device inactive.
     @Test func aResetStopsEveryRingAndDeactivatesTheDevice() throws {
         let device = ReversingDevice(queues: 2)
@@ -263,7 +306,7 @@ final class RingFrontend {
             d = Decoder(lookup, at: 4)
             #expect(d.u32() == 0, "LOOKUP succeeded")
             d = Decoder(lookup, at: 16 + 40 + 8 + 8 + 8 + 24 + 12)
-            #expect(d.u32() & UInt32(S_IFMT) == UInt32(S_IFDIR), "fuse_attr.mode says directory")
+            #expect(d.u32() & UInt32(Glibc.S_IFMT) == UInt32(Glibc.S_IFDIR), "fuse_attr.mode says directory")
             #expect(fs.fatalError == nil)
         }
         #expect(fs.state == .inactive, "the disconnect reset the device")
