@@ -62,11 +62,11 @@ let package = Package(
         .target(name: "VfsvmVirtioFS", dependencies: ["VfsvmVirtio", "VfsvmFUSE", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
 
         // Transports: the virtio-mmio register file (virtio-pci to come).
-        .target(name: "VfsvmTransport", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+        .target(name: "VfsvmTransport", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // vhost-user back-end protocol: serves virtqueues to QEMU /
         // cloud-hypervisor / libvirt over a unix socket with fd passing.
-        .target(name: "VfsvmVhostUser", dependencies: ["VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .target(name: "VfsvmVhostUser", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // x86 boot: bzImage and PVH ELF loading, boot_params/hvm_start_info,
         // e820, page tables, ACPI and MP tables. Writes GuestMemory only (no KVM).
@@ -132,15 +132,22 @@ let package = Package(
         ),
         .testTarget(
             name: "VfsvmVirtioFSTests",
-            dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+            dependencies: ["VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmFUSETestSupport", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmVirtio",
+                           "VfsvmMemory", "VfsvmSys"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "VfsvmTransportTests",
-            dependencies: ["VfsvmTransport", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+            dependencies: ["VfsvmTransport", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport",
+                           "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
             swiftSettings: strict
         ),
-        .testTarget(name: "VfsvmVhostUserTests", dependencies: ["VfsvmVhostUser", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmVhostUserTests",
+            dependencies: ["VfsvmVhostUser", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport",
+                           "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmBootTests",

@@ -116,9 +116,10 @@ public final class Machine: Sendable {
                     let line = try GSILine(vm: vm, gsi: gsi)
                     let t = try VirtioMMIOTransport(device: device, memory: memory, line: line)
                     mmio.insert(MMIOTransportPort(t), base: base, size: X86Layout.virtioMMIOSize, name: "virtio-mmio \(i)")
-                    // QueueNotify with the queue index as data: one ioeventfd per queue.
-                    for (q, kick) in t.kicks.enumerated() {
-                        try vm.registerIOEventFD(kick, address: base + VirtioMMIOTransport.notifyOffset, length: 4, dataMatch: UInt64(q))
+                    // What the transport lists (QueueNotify, the queue index as
+                    // data): one ioeventfd per queue.
+                    for n in t.notifications {
+                        try vm.registerIOEventFD(n.eventfd, address: base + n.offset, length: n.length, dataMatch: n.dataMatch)
                     }
                     transports.append(t)
                     mmioDescriptions.append(VfsvmBoot.MMIODevice(base: base, size: X86Layout.virtioMMIOSize, gsi: gsi))
@@ -208,12 +209,11 @@ final class MMIOTransportPort: MMIODevice {
     init(_ transport: VirtioMMIOTransport) { self.transport = transport }
 
     func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        let bytes = transport.read(offset: offset, count: data.count)
-        for i in data.indices { data[i] = i < bytes.count ? bytes[i] : 0 }
+        transport.read(offset: offset, into: data)
     }
 
     func write(offset: UInt64, bytes data: UnsafeRawBufferPointer) {
-        transport.write(offset: offset, bytes: Array(data))
+        transport.write(offset: offset, bytes: data)
     }
 
     /// Kicks (QueueNotify) apart from the other registers: with the

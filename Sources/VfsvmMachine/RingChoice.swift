@@ -24,22 +24,25 @@ public final class RingChoiceDevice: VirtioDevice {
         self.choice = choice
     }
 
-    public struct PackedRequired: Error, CustomStringConvertible {
-        public var description: String { "--ring packed: the driver did not accept VIRTIO_F_RING_PACKED" }
-    }
-
     public var deviceType: UInt32 { inner.deviceType }
     public var offeredFeatures: VirtioFeatures {
         choice == .split ? inner.offeredFeatures.subtracting(.ringPacked) : inner.offeredFeatures
     }
     public var queueMaxSizes: [UInt16] { inner.queueMaxSizes }
-    public func readConfig(offset: Int, into: inout [UInt8]) { inner.readConfig(offset: offset, into: &into) }
-    public func writeConfig(offset: Int, bytes: [UInt8]) { inner.writeConfig(offset: offset, bytes: bytes) }
+    public func readConfig(offset: Int, into: UnsafeMutableRawBufferPointer) { inner.readConfig(offset: offset, into: into) }
+    public func writeConfig(offset: Int, bytes: UnsafeRawBufferPointer) { inner.writeConfig(offset: offset, bytes: bytes) }
 
-    public func activate(memory: GuestMemory, features: VirtioFeatures, queues: [ActivatedQueue], interrupt: any VirtioInterrupt) throws {
-        if choice == .packed && !features.contains(.ringPacked) { throw PackedRequired() }
-        try inner.activate(memory: memory, features: features, queues: queues, interrupt: interrupt)
+    public var state: DeviceState { inner.state }
+
+    public func activate(_ context: ActivationContext) throws(DeviceActivationError) {
+        if choice == .packed && !context.features.contains(.ringPacked) {
+            throw .refused("--ring packed: the driver did not accept VIRTIO_F_RING_PACKED")
+        }
+        try inner.activate(context)
     }
 
+    public func stopQueue(_ index: Int) -> Virtqueue? { inner.stopQueue(index) }
+    public func startQueue(_ queue: ActivatedQueue) throws(DeviceActivationError) { try inner.startQueue(queue) }
+    public func replaceMemory(_ memory: GuestMemory) { inner.replaceMemory(memory) }
     public func reset() { inner.reset() }
 }

@@ -43,6 +43,9 @@ public enum GuestMemoryError: Error, Hashable, Sendable, CustomStringConvertible
     case partialBuffer(expected: Int, completed: Int)
     /// Regions passed to `GuestMemory` overlap or are empty.
     case badRegion(String)
+    /// The front-end shrank the file behind the region at `region` under
+    /// its mapping (see `GuestRegion.frontendShared`).
+    case truncated(region: GuestAddress)
 
     public var description: String {
         switch self {
@@ -52,6 +55,7 @@ public enum GuestMemoryError: Error, Hashable, Sendable, CustomStringConvertible
         case let .crossesRegion(a, l): "guest range \(a)+\(l) crosses a memory region boundary"
         case let .partialBuffer(e, c): "buffer too short: expected \(e) bytes, completed \(c)"
         case let .badRegion(why): "bad guest memory region: \(why)"
+        case let .truncated(r): "the front-end shrank the file behind guest memory region \(r) under its mapping"
         }
     }
 }

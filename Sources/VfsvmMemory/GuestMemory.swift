@@ -5,6 +5,8 @@ import CVfsvmLinux
 public struct GuestRegion: Sendable {
     public let start: GuestAddress
     public let mapping: MemoryMapping
+    /// Set for a front-end's unsealed file (`frontendShared`).
+    let truncationGuard: TruncationGuard?
 
     public var size: UInt64 { UInt64(mapping.count) }
     /// First address past the region (may equal 2^64 only in theory; regions
@@ -12,8 +14,13 @@ public struct GuestRegion: Sendable {
     public var end: UInt64 { start.rawValue &+ size }
 
     public init(start: GuestAddress, mapping: MemoryMapping) {
+        self.init(start: start, mapping: mapping, guard: nil)
+    }
+
+    init(start: GuestAddress, mapping: MemoryMapping, guard truncationGuard: TruncationGuard?) {
         self.start = start
         self.mapping = mapping
+        self.truncationGuard = truncationGuard
     }
 
     /// A new memfd-backed region, so the same pages can later be handed to
@@ -80,10 +87,11 @@ public final class GuestMemory: Sendable {
         guard address.adding(length) != nil else { throw .overflow(address: address, length: length) }
         for r in regions where address.rawValue >= r.start.rawValue {
             let offset = address.rawValue - r.start.rawValue
-            guard offset <= r.size else { continue }
-            if length <= r.size - offset, offset < r.size || length == 0 {
-                return r.mapping.base + Int(offset)
-            }
+            // At or past this region's end: the address belongs to a later
+            // region (one may start exactly here), except for an empty
+            // range right at the end.
+            guard offset < r.size || (offset == r.size && length == 0) else { continue }
+            if length <= r.size - offset { return r.mapping.base + Int(offset) }
             // Starts here but runs past the end: is the rest backed at all?
             _ = try segments(at: address, length: length)
             throw .crossesRegion(address: address, length: length)

@@ -1,211 +1,178 @@
-import Synchronization
+import CVfsvmLinux
 import VfsvmMemory
 import VfsvmSys
 import VfsvmVirtio
 
-/// An interrupt the transport raises toward the guest: a KVM irqfd on a
-/// GSI for virtio-mmio, a recording sink in tests.
-public protocol InterruptLine: Sendable {
-    func trigger() throws
+/// virtio-mmio register offsets (linux/virtio_mmio.h), as the register
+/// file's `switch` uses them.
+enum MMIORegister {
+    static let magicValue = UInt64(VIRTIO_MMIO_MAGIC_VALUE)
+    static let version = UInt64(VIRTIO_MMIO_VERSION)
+    static let deviceID = UInt64(VIRTIO_MMIO_DEVICE_ID)
+    static let vendorID = UInt64(VIRTIO_MMIO_VENDOR_ID)
+    static let deviceFeatures = UInt64(VIRTIO_MMIO_DEVICE_FEATURES)
+    static let deviceFeaturesSelect = UInt64(VIRTIO_MMIO_DEVICE_FEATURES_SEL)
+    static let driverFeatures = UInt64(VIRTIO_MMIO_DRIVER_FEATURES)
+    static let driverFeaturesSelect = UInt64(VIRTIO_MMIO_DRIVER_FEATURES_SEL)
+    static let queueSelect = UInt64(VIRTIO_MMIO_QUEUE_SEL)
+    static let queueNumMax = UInt64(VIRTIO_MMIO_QUEUE_NUM_MAX)
+    static let queueNum = UInt64(VIRTIO_MMIO_QUEUE_NUM)
+    static let queueReady = UInt64(VIRTIO_MMIO_QUEUE_READY)
+    static let queueNotify = UInt64(VIRTIO_MMIO_QUEUE_NOTIFY)
+    static let interruptStatus = UInt64(VIRTIO_MMIO_INTERRUPT_STATUS)
+    static let interruptACK = UInt64(VIRTIO_MMIO_INTERRUPT_ACK)
+    static let status = UInt64(VIRTIO_MMIO_STATUS)
+    static let queueDescLow = UInt64(VIRTIO_MMIO_QUEUE_DESC_LOW)
+    static let queueDescHigh = UInt64(VIRTIO_MMIO_QUEUE_DESC_HIGH)
+    static let queueAvailLow = UInt64(VIRTIO_MMIO_QUEUE_AVAIL_LOW)
+    static let queueAvailHigh = UInt64(VIRTIO_MMIO_QUEUE_AVAIL_HIGH)
+    static let queueUsedLow = UInt64(VIRTIO_MMIO_QUEUE_USED_LOW)
+    static let queueUsedHigh = UInt64(VIRTIO_MMIO_QUEUE_USED_HIGH)
+    static let shmLengthLow = UInt64(VIRTIO_MMIO_SHM_LEN_LOW)
+    static let shmLengthHigh = UInt64(VIRTIO_MMIO_SHM_LEN_HIGH)
+    static let configGeneration = UInt64(VIRTIO_MMIO_CONFIG_GENERATION)
+    static let config = UInt64(VIRTIO_MMIO_CONFIG)
+
+    /// The queue area and address half a QueueDesc/Avail/Used register holds.
+    static func queueAddress(_ offset: UInt64) -> (QueueArea, AddressHalf)? {
+        switch offset {
+        case queueDescLow: (.descriptorTable, .low)
+        case queueDescHigh: (.descriptorTable, .high)
+        case queueAvailLow: (.driverArea, .low)
+        case queueAvailHigh: (.driverArea, .high)
+        case queueUsedLow: (.deviceArea, .low)
+        case queueUsedHigh: (.deviceArea, .high)
+        default: nil
+        }
+    }
 }
 
 /// virtio-mmio, version 2 (virtio 1.2, section 4.2.2): the register file a
 /// VMM maps at a guest-physical window, dispatching the vCPU's MMIO exits
 /// to `read` and `write`.
 ///
-/// Queue notifications: the VMM registers `kicks[i]` as a KVM ioeventfd on
-/// `base + notifyOffset` with data match `i`, so a kick never leaves the
-/// kernel; a QueueNotify write that does reach `write` signals the same
-/// eventfd. Interrupts: one line, with InterruptStatus saying why (bit 0:
-/// used buffer, bit 1: configuration change).
+/// The seam: `notifications` lists one entry per queue, all at
+/// QueueNotify (`windowSize` window, offset 0x050, 4 bytes) with data match
+/// = the queue index; the VMM registers each as a KVM ioeventfd so a kick
+/// never leaves the kernel. Interrupts: the one `InterruptLine` given at
+/// init (an `EventFDInterruptLine` registered as an irqfd on the device's
+/// GSI), with InterruptStatus saying why (bit 0: used buffer, bit 1:
+/// configuration change).
 ///
-/// Register accesses other than the configuration space must be 32 bits
-/// wide and aligned (4.2.2.2); others read as zero and are ignored on
-/// write. Configuration space reads past its end read zero.
-public final class VirtioMMIOTransport: VirtioInterrupt {
+/// `read` writes into the caller's buffer and `write` reads from it: no
+/// allocation per exit. Register accesses other than the configuration
+/// space must be 32 bits wide and aligned (4.2.2.2); others read as zero
+/// and are ignored on write (logged once). Configuration space reads past
+/// its end read zero.
+public final class VirtioMMIOTransport: VirtioTransport, CoreInterrupt {
     public static let windowSize: UInt64 = 0x200
-    public static let notifyOffset: UInt64 = 0x050
+    public static let notifyOffset = MMIORegister.queueNotify
     public static let magic: UInt32 = 0x7472_6976  // "virt"
     public static let vendorID: UInt32 = 0x5346_5656  // "VVFS"
 
-    public let device: any VirtioDevice
-    public let memory: GuestMemory
-    public let kicks: [EventFD]
+    let core: TransportCore
     private let line: any InterruptLine
-    private let state: Mutex<Registers>
-
-    private struct Registers {
-        var device: VirtioDeviceState
-        var deviceFeaturesSel: UInt32 = 0
-        var driverFeaturesSel: UInt32 = 0
-        var queueSel: UInt32 = 0
-        var queues: [Virtqueue]
-        var interruptStatus: UInt32 = 0
-        var configGeneration: UInt32 = 0
-    }
 
     public init(device: any VirtioDevice, memory: GuestMemory, line: any InterruptLine) throws(SystemError) {
-        self.device = device
-        self.memory = memory
+        core = try TransportCore(name: "virtio-mmio", device: device, memory: memory)
         self.line = line
-        var kicks: [EventFD] = []
-        for _ in device.queueMaxSizes { kicks.append(try EventFD(nonBlocking: true)) }
-        self.kicks = kicks
-        state = Mutex(Registers(
-            device: VirtioDeviceState(offeredFeatures: device.offeredFeatures),
-            queues: device.queueMaxSizes.map { Virtqueue(maxSize: $0) }))
     }
 
+    public var device: any VirtioDevice { core.device }
+    public var memory: GuestMemory { core.memory }
+    /// The queues' kick eventfds, in queue order.
+    public var kicks: [EventFD] { core.kicks }
+
     /// The device status as the driver reads it.
-    public var status: DeviceStatus { state.withLock { $0.device.status } }
+    public var status: DeviceStatus { core.status }
+
+    public var notifications: [QueueNotification] {
+        core.kicks.enumerated().map { i, kick in
+            QueueNotification(queue: i, eventfd: kick, bar: nil, offset: MMIORegister.queueNotify, length: 4, dataMatch: UInt64(i))
+        }
+    }
 
     // MARK: - Register reads
 
-    public func read(offset: UInt64, count: Int) -> [UInt8] {
-        if offset >= 0x100 {
-            var out = [UInt8](repeating: 0, count: max(0, count))
-            device.readConfig(offset: Int(offset - 0x100), into: &out)
-            return out
+    public func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) {
+        guard offset < Self.windowSize else {
+            core.logOnce("range", "read at 0x\(String(offset, radix: 16)) past the register window; reads zero")
+            return RegisterBytes.zero(buffer)
         }
-        guard count == 4, offset & 3 == 0 else { return [UInt8](repeating: 0, count: max(0, count)) }
-        let value: UInt32 = state.withLock { r in
+        if offset >= MMIORegister.config {
+            return device.readConfig(offset: Int(offset - MMIORegister.config), into: buffer)
+        }
+        guard buffer.count == 4, offset & 3 == 0 else {
+            core.logOnce("width", "\(buffer.count)-byte read at 0x\(String(offset, radix: 16)) (registers are aligned 32-bit); reads zero")
+            return RegisterBytes.zero(buffer)
+        }
+        let value: UInt32 = core.withRegisters { r in
             switch offset {
-            case 0x000: return Self.magic
-            case 0x004: return 2
-            case 0x008: return device.deviceType
-            case 0x00c: return Self.vendorID
-            case 0x010: return r.device.offeredFeatures.word(r.deviceFeaturesSel)
-            case 0x034: return UInt32(r.queues.indices.contains(Int(r.queueSel)) ? r.queues[Int(r.queueSel)].maxSize : 0)
-            case 0x044: return r.queues.indices.contains(Int(r.queueSel)) && r.queues[Int(r.queueSel)].ready ? 1 : 0
-            case 0x060: return r.interruptStatus
-            case 0x070: return UInt32(r.device.status.rawValue)
-            case 0x0b0, 0x0b4: return 0xffff_ffff  // SHMLen: no shared memory region
-            case 0x0fc: return r.configGeneration
+            case MMIORegister.magicValue: return Self.magic
+            case MMIORegister.version: return 2
+            case MMIORegister.deviceID: return device.deviceType
+            case MMIORegister.vendorID: return Self.vendorID
+            case MMIORegister.deviceFeatures: return r.deviceFeatureWord
+            case MMIORegister.queueNumMax: return r.selected.map { UInt32(r.queues[$0].maxSize) } ?? 0
+            case MMIORegister.queueReady: return r.selected.map { r.queues[$0].ready ? 1 : 0 } ?? 0
+            case MMIORegister.interruptStatus: return r.interruptStatus
+            case MMIORegister.status: return UInt32(r.device.status.rawValue)
+            // No shared memory regions: the length reads as -1 (4.2.2.1).
+            case MMIORegister.shmLengthLow, MMIORegister.shmLengthHigh: return 0xffff_ffff
+            case MMIORegister.configGeneration: return r.configGeneration
             default: return 0
             }
         }
-        return withUnsafeBytes(of: value.littleEndian, Array.init)
+        RegisterBytes.store(UInt64(value), into: buffer)
     }
 
     // MARK: - Register writes
 
-    public func write(offset: UInt64, bytes: [UInt8]) {
-        if offset >= 0x100 {
-            device.writeConfig(offset: Int(offset - 0x100), bytes: bytes)
-            return
+    public func write(offset: UInt64, bytes: UnsafeRawBufferPointer) {
+        guard offset < Self.windowSize else {
+            return core.logOnce("range", "write at 0x\(String(offset, radix: 16)) past the register window; ignored")
         }
-        guard bytes.count == 4, offset & 3 == 0 else { return }
-        let value = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
-        if offset == Self.notifyOffset {
-            if kicks.indices.contains(Int(value)) { try? kicks[Int(value)].signal() }
-            return
+        if offset >= MMIORegister.config {
+            return device.writeConfig(offset: Int(offset - MMIORegister.config), bytes: bytes)
         }
-        let change: StatusChange? = state.withLock { r in
-            let q = Int(r.queueSel)
-            // Queue registers are the driver's only before DRIVER_OK (4.2.2.3).
-            let queueWritable = r.queues.indices.contains(q) && !r.device.status.contains(.driverOK)
+        guard bytes.count == 4, offset & 3 == 0 else {
+            return core.logOnce("width", "\(bytes.count)-byte write at 0x\(String(offset, radix: 16)) (registers are aligned 32-bit); ignored")
+        }
+        let value = UInt32(truncatingIfNeeded: RegisterBytes.load(bytes))
+        switch offset {
+        case MMIORegister.queueNotify: return core.notify(queue: UInt64(value))
+        case MMIORegister.status: return core.writeStatus(UInt8(truncatingIfNeeded: value), interrupt: self)
+        default: break
+        }
+        core.withRegisters { r in
             switch offset {
-            case 0x014: r.deviceFeaturesSel = value
-            case 0x020:
-                do { try r.device.writeDriverFeatures(word: r.driverFeaturesSel, value: value) } catch {
-                    logLine("vfsvm: virtio-mmio: \(error)")
+            case MMIORegister.deviceFeaturesSelect: r.deviceFeaturesSelect = value
+            case MMIORegister.driverFeatures: core.writeDriverFeatures(value, in: &r)
+            case MMIORegister.driverFeaturesSelect: r.driverFeaturesSelect = value
+            case MMIORegister.queueSelect: r.queueSelect = value
+            case MMIORegister.queueNum: if let q = r.selectedWritable { r.queues[q].size = UInt16(truncatingIfNeeded: value) }
+            case MMIORegister.queueReady: if let q = r.selectedWritable { r.queues[q].ready = value == 1 }
+            case MMIORegister.interruptACK: r.interruptStatus &= ~value
+            default:
+                if let (area, half) = MMIORegister.queueAddress(offset), let q = r.selectedWritable {
+                    r.queues[q].setAddress(area, half, to: value)
                 }
-            case 0x024: r.driverFeaturesSel = value
-            case 0x030: r.queueSel = value
-            case 0x038 where queueWritable: r.queues[q].size = UInt16(truncatingIfNeeded: value)
-            case 0x044 where queueWritable: r.queues[q].ready = value == 1
-            case 0x064: r.interruptStatus &= ~value
-            case 0x070:
-                do { return try r.device.writeStatus(UInt8(truncatingIfNeeded: value)) } catch {
-                    logLine("vfsvm: virtio-mmio: \(error)")
-                }
-            case 0x080 where queueWritable: r.queues[q].descriptorTable = Self.low(r.queues[q].descriptorTable, value)
-            case 0x084 where queueWritable: r.queues[q].descriptorTable = Self.high(r.queues[q].descriptorTable, value)
-            case 0x090 where queueWritable: r.queues[q].driverArea = Self.low(r.queues[q].driverArea, value)
-            case 0x094 where queueWritable: r.queues[q].driverArea = Self.high(r.queues[q].driverArea, value)
-            case 0x0a0 where queueWritable: r.queues[q].deviceArea = Self.low(r.queues[q].deviceArea, value)
-            case 0x0a4 where queueWritable: r.queues[q].deviceArea = Self.high(r.queues[q].deviceArea, value)
-            default: break
             }
-            return nil
-        }
-        switch change {
-        case .activate?: activate()
-        case .reset?, .failed?: stopDevice()
-        case .none?, nil: break
-        }
-    }
-
-    private static func low(_ a: GuestAddress, _ v: UInt32) -> GuestAddress {
-        GuestAddress(a.rawValue & 0xffff_ffff_0000_0000 | UInt64(v))
-    }
-
-    private static func high(_ a: GuestAddress, _ v: UInt32) -> GuestAddress {
-        GuestAddress(a.rawValue & 0xffff_ffff | UInt64(v) << 32)
-    }
-
-    // MARK: - Activation and reset
-
-    /// DRIVER_OK: every ready queue is checked against guest memory and
-    /// handed to the device with its kick eventfd. A queue the driver laid
-    /// out wrongly, or a device that refuses to start, sets
-    /// DEVICE_NEEDS_RESET with a configuration interrupt (2.1.2) instead of
-    /// failing anything else.
-    private func activate() {
-        let setup: Result<([ActivatedQueue], VirtioFeatures), VirtqueueError> = state.withLock { r in
-            let features = r.device.negotiatedFeatures
-            var active: [ActivatedQueue] = []
-            for i in r.queues.indices where r.queues[i].ready {
-                do throws(VirtqueueError) {
-                    try r.queues[i].activate(memory: memory, features: features)
-                } catch {
-                    return .failure(error)
-                }
-                active.append(ActivatedQueue(index: i, queue: r.queues[i], kick: kicks[i]))
-            }
-            return .success((active, features))
-        }
-        do {
-            let (queues, features) = try setup.get()
-            try device.activate(memory: memory, features: features, queues: queues, interrupt: self)
-        } catch {
-            logLine("vfsvm: virtio-mmio: cannot start the device: \(error)")
-            needsReset()
         }
     }
 
     /// Sets DEVICE_NEEDS_RESET and tells the driver (configuration change).
-    public func needsReset() {
-        let newly = state.withLock { $0.device.markNeedsReset() }
-        if newly { try? signalConfigChange() }
-    }
-
-    /// Status 0 (the state machine has already cleared the status) or
-    /// FAILED (which stays set until the driver resets): the device stops
-    /// and the queue registers return to their reset values.
-    private func stopDevice() {
-        device.reset()
-        state.withLock { r in
-            for i in r.queues.indices { r.queues[i].reset() }
-            r.interruptStatus = 0
-            r.queueSel = 0
-            r.deviceFeaturesSel = 0
-            r.driverFeaturesSel = 0
-        }
-    }
+    public func needsReset() { core.needsReset(interrupt: self) }
 
     // MARK: - VirtioInterrupt
 
     public func signalQueue(_ index: Int) throws {
-        state.withLock { $0.interruptStatus |= 1 }
+        core.raise(TransportCore.usedBuffer)
         try line.trigger()
     }
 
     public func signalConfigChange() throws {
-        state.withLock { r in
-            r.interruptStatus |= 2
-            r.configGeneration &+= 1
-        }
+        core.raise(TransportCore.configChange)
         try line.trigger()
     }
 }

@@ -1,5 +1,6 @@
 import VfsvmMemory
 import VfsvmSys
+import VfsvmVirtio
 
 /// Everything a device needs to run one queue, as the front-end set it up.
 public struct VhostUserVring: Sendable, Equatable {
@@ -35,7 +36,7 @@ public struct VhostUserVring: Sendable, Equatable {
 public protocol VhostUserDevice: AnyObject, Sendable {
     /// Virtio feature bits offered. The server adds
     /// VHOST_USER_F_PROTOCOL_FEATURES (bit 30) itself.
-    var deviceFeatures: UInt64 { get }
+    var deviceFeatures: VirtioFeatures { get }
     /// Number of virtqueues (virtio-fs: 1 hiprio + request queues).
     var queueCount: Int { get }
     /// Largest queue size SET_VRING_NUM may set.
@@ -46,10 +47,11 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     func readConfig(offset: Int, count: Int) -> [UInt8]
     /// The front-end set size, addresses and base, sent a kick fd and (with
     /// protocol features) enabled the ring: start serving it. `features` are
-    /// the negotiated virtio features (without bit 30). Throwing refuses the
-    /// ring; the server then drops the connection.
-    func startQueue(_ vring: VhostUserVring, features: UInt64, memory: GuestMemory,
-                    kick: EventFD, call: EventFD?) throws
+    /// the negotiated virtio features (without bit 30); `error` is the
+    /// SET_VRING_ERR eventfd, if the front-end gave one. Throwing refuses
+    /// the ring; the server then drops the connection.
+    func startQueue(_ vring: VhostUserVring, features: VirtioFeatures, memory: GuestMemory,
+                    kick: EventFD, call: EventFD?, error: EventFD?) throws
     /// GET_VRING_BASE or SET_VRING_ENABLE(0) on a started queue: stop its
     /// worker and return its state in the `VhostUserVring.base` encoding.
     func stopQueue(_ index: Int) -> UInt32
@@ -81,10 +83,11 @@ public enum VhostUserError: Error, Equatable, Sendable, CustomStringConvertible 
     case badVringBase(index: Int, base: UInt32)
     case badVringFlags(index: Int, flags: UInt32)
     case badVringFDFlags(VhostUserRequest, value: UInt64)
+    case notAnEventFD(VhostUserRequest, index: Int, passed: String)
     case queueRunning(VhostUserRequest, index: Int)
     case noMemoryTable(VhostUserRequest)
     case untranslatable(index: Int, what: String, userAddress: UInt64)
-    case unsupportedFeatures(offered: UInt64, requested: UInt64)
+    case unsupportedFeatures(offered: VirtioFeatures, requested: VirtioFeatures)
     case unsupportedProtocolFeatures(offered: UInt64, requested: UInt64)
     case badMemoryTable(String)
     case badConfigAccess(offset: UInt32, size: UInt32)
@@ -107,11 +110,12 @@ public enum VhostUserError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .badQueueSize(i, s, m): "queue \(i): size \(s) is not a valid queue size (1...\(m), power of two for split rings)"
         case let .badVringBase(i, b): "queue \(i): base 0x\(String(b, radix: 16)) is out of range for the ring format"
         case let .badVringFlags(i, f): "queue \(i): SET_VRING_ADDR flags 0x\(String(f, radix: 16)) (dirty logging is not supported)"
+        case let .notAnEventFD(r, i, what): "\(r) for queue \(i) passed \(what), not an eventfd"
         case let .badVringFDFlags(r, v): "\(r) payload 0x\(String(v, radix: 16)) has reserved bits set or asks for polling mode"
         case let .queueRunning(r, i): "\(r) on queue \(i) while it runs"
         case let .noMemoryTable(r): "\(r) before SET_MEM_TABLE"
         case let .untranslatable(i, w, a): "queue \(i): \(w) address 0x\(String(a, radix: 16)) is in no memory region"
-        case let .unsupportedFeatures(o, r): "SET_FEATURES 0x\(String(r, radix: 16)) asks for features not offered (0x\(String(o, radix: 16)))"
+        case let .unsupportedFeatures(o, r): "SET_FEATURES \(r) asks for features not offered (\(o))"
         case let .unsupportedProtocolFeatures(o, r): "SET_PROTOCOL_FEATURES 0x\(String(r, radix: 16)) asks for features not offered (0x\(String(o, radix: 16)))"
         case let .badMemoryTable(why): "SET_MEM_TABLE refused: \(why)"
         case let .badConfigAccess(o, s): "config access of \(s) bytes at offset \(o) is out of range"

@@ -146,8 +146,10 @@ struct VhostUserMemoryTable {
                 throw VhostUserError.badMemoryTable(
                     "region \(i) needs \(r.mmapOffset + r.size) bytes of its fd, which has \(fileSize)")
             }
-            let mapping = try MemoryMapping(fd: fd, offset: Int64(r.mmapOffset), count: Int(r.size))
-            return GuestRegion(start: GuestAddress(r.guestAddress), mapping: mapping)
+            // Sealed against shrinking where the file allows, guarded
+            // against a SIGBUS where it does not (GuestRegion.frontendShared).
+            return try GuestRegion.frontendShared(start: GuestAddress(r.guestAddress), fd: fd,
+                                                  offset: Int64(r.mmapOffset), count: Int(r.size))
         } catch let e as VhostUserError {
             throw e
         } catch let e as SystemError {

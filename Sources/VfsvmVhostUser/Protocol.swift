@@ -3,6 +3,7 @@
 // payload, and file descriptors as SCM_RIGHTS on the header's first byte.
 
 import VfsvmSys
+import VfsvmVirtio
 
 /// Front-end → back-end request codes ("Front-end message types").
 public enum VhostUserRequest: UInt32, Sendable, CustomStringConvertible {
@@ -126,9 +127,6 @@ public enum VhostUserProtocolFeature {
 }
 
 public enum VhostUserConstants {
-    /// VHOST_USER_F_PROTOCOL_FEATURES: a virtio-feature bit (30) the
-    /// back-end sets in GET_FEATURES to say it speaks GET/SET_PROTOCOL_FEATURES.
-    public static let protocolFeaturesBit: UInt64 = 1 << 30
     /// The header: request, flags, size.
     public static let headerSize = 12
     /// VHOST_MEMORY_BASELINE_NREGIONS: regions (and fds) in one SET_MEM_TABLE.
@@ -145,8 +143,13 @@ public enum VhostUserConstants {
     /// bit 8 "no fd".
     public static let vringIndexMask: UInt64 = 0xff
     public static let vringNoFDFlag: UInt64 = 1 << 8
-    /// VIRTIO_F_RING_PACKED (virtio 1.2, 6).
-    public static let ringPackedFeature: UInt64 = 1 << 34
+}
+
+extension VirtioFeatures {
+    /// VHOST_USER_F_PROTOCOL_FEATURES: a virtio-feature bit (30) the
+    /// back-end sets in GET_FEATURES to say it speaks GET/SET_PROTOCOL_FEATURES.
+    /// Never passed on to a device.
+    public static let vhostUserProtocolFeatures = VirtioFeatures.bit(30)
 }
 
 /// One message as read off the socket, header already checked.

@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import VfsvmMemory
 import VfsvmSys
 
 /// A vhost-user back-end: accepts front-end connections (QEMU,
@@ -54,6 +55,9 @@ public final class VhostUserBackendServer: Sendable {
         self.listener = listener
         self.protocolFeatures = protocolFeatures & VhostUserProtocolFeature.supported
         self.log = log
+        // Before any sandbox or seccomp filter: the SIGBUS guard for guest
+        // memory files the front-end might shrink.
+        do { try GuestMemory.installTruncationGuard() } catch { throw .system(error) }
         do {
             stopEvent = try EventFD(nonBlocking: true)
         } catch {

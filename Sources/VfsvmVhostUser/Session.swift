@@ -1,5 +1,6 @@
 import VfsvmMemory
 import VfsvmSys
+import VfsvmVirtio
 
 /// What the server sends back for one request.
 enum VhostUserResponse {
@@ -31,7 +32,7 @@ final class VhostUserSession {
     let device: any VhostUserDevice
     let offeredProtocolFeatures: UInt64
 
-    private(set) var ackedFeatures: UInt64 = 0
+    private(set) var ackedFeatures: VirtioFeatures = []
     private(set) var protocolFeatures: UInt64 = 0
     private var table: VhostUserMemoryTable?
     private var rings: [VringState]
@@ -42,10 +43,10 @@ final class VhostUserSession {
         rings = Array(repeating: VringState(), count: max(device.queueCount, 0))
     }
 
-    var offeredFeatures: UInt64 { device.deviceFeatures | VhostUserConstants.protocolFeaturesBit }
+    var offeredFeatures: VirtioFeatures { device.deviceFeatures.union(.vhostUserProtocolFeatures) }
     var replyAckNegotiated: Bool { protocolFeatures & VhostUserProtocolFeature.replyAck != 0 }
-    private var protocolFeaturesNegotiated: Bool { ackedFeatures & VhostUserConstants.protocolFeaturesBit != 0 }
-    private var packed: Bool { ackedFeatures & VhostUserConstants.ringPackedFeature != 0 }
+    private var protocolFeaturesNegotiated: Bool { ackedFeatures.contains(.vhostUserProtocolFeatures) }
+    private var packed: Bool { ackedFeatures.contains(.ringPacked) }
 
     /// The memory currently mapped (tests and diagnostics).
     var memory: GuestMemory? { table?.memory }
@@ -93,11 +94,11 @@ final class VhostUserSession {
         var p = PayloadReader(m.payload)
         switch m.request {
         case .getFeatures:
-            return .reply(u64(offeredFeatures))
+            return .reply(u64(offeredFeatures.rawValue))
 
         case .setFeatures:
-            let value = p.u64()
-            guard value & ~offeredFeatures == 0 else {
+            let value = VirtioFeatures(rawValue: p.u64())
+            guard value.isSubset(of: offeredFeatures) else {
                 throw .unsupportedFeatures(offered: offeredFeatures, requested: value)
             }
             ackedFeatures = value
@@ -218,7 +219,7 @@ final class VhostUserSession {
             guard m.fds.count == (noFD ? 0 : 1) else {
                 throw .wrongFDCount(m.request, expected: noFD ? 0 : 1, got: m.fds.count)
             }
-            let fd = m.fds.first.map { EventFD(adopting: $0) }
+            let fd = try m.fds.first.map { fd throws(VhostUserError) in try RingFDs.adopt(fd, for: m.request, index: i) }
             switch m.request {
             case .setVringKick:
                 if rings[i].started {
@@ -322,8 +323,8 @@ final class VhostUserSession {
         let vring = VhostUserVring(index: i, size: size, descriptorTable: a.descriptor, driverArea: a.driver,
                                    deviceArea: a.device, base: base)
         do {
-            try device.startQueue(vring, features: ackedFeatures & ~VhostUserConstants.protocolFeaturesBit,
-                                  memory: table.memory, kick: kick, call: r.call)
+            try device.startQueue(vring, features: ackedFeatures.subtracting(.vhostUserProtocolFeatures),
+                                  memory: table.memory, kick: kick, call: r.call, error: r.err)
         } catch {
             throw .deviceRefusedQueue(index: i, reason: "\(error)")
         }
@@ -336,7 +337,7 @@ final class VhostUserSession {
         device.reset()
         table = nil
         rings = Array(repeating: VringState(), count: rings.count)
-        ackedFeatures = 0
+        ackedFeatures = []
     }
 
     private func u64(_ v: UInt64) -> [UInt8] {

@@ -1,3 +1,5 @@
+import CVfsvmLinux
+
 /// Feature bits (virtio 1.2, 2.2 "Feature Bits" and 6 "Reserved Feature
 /// Bits"). Device-type bits (0-23) are carried through untouched; the
 /// transport-level bits the virtio core understands have names here.
@@ -6,22 +8,22 @@ public struct VirtioFeatures: OptionSet, Hashable, Sendable, CustomStringConvert
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// VIRTIO_F_INDIRECT_DESC (28): descriptors may point at a table of descriptors.
-    public static let indirectDescriptors = VirtioFeatures(rawValue: 1 << 28)
+    public static let indirectDescriptors = bit(Int(VIRTIO_RING_F_INDIRECT_DESC))
     /// VIRTIO_F_EVENT_IDX (29): used_event / avail_event (split) and the
     /// DESC mode of the packed event suppression structures.
-    public static let eventIndex = VirtioFeatures(rawValue: 1 << 29)
+    public static let eventIndex = bit(Int(VIRTIO_RING_F_EVENT_IDX))
     /// VIRTIO_F_VERSION_1 (32): a modern (non-legacy) device. Required.
-    public static let version1 = VirtioFeatures(rawValue: 1 << 32)
+    public static let version1 = bit(Int(VIRTIO_F_VERSION_1))
     /// VIRTIO_F_ACCESS_PLATFORM (33): addresses go through an IOMMU.
-    public static let accessPlatform = VirtioFeatures(rawValue: 1 << 33)
+    public static let accessPlatform = bit(Int(VIRTIO_F_ACCESS_PLATFORM))
     /// VIRTIO_F_RING_PACKED (34): the packed virtqueue layout.
-    public static let ringPacked = VirtioFeatures(rawValue: 1 << 34)
+    public static let ringPacked = bit(Int(VIRTIO_F_RING_PACKED))
     /// VIRTIO_F_IN_ORDER (35): buffers are used in the order they were made available.
-    public static let inOrder = VirtioFeatures(rawValue: 1 << 35)
+    public static let inOrder = bit(Int(VIRTIO_F_IN_ORDER))
     /// VIRTIO_F_NOTIFICATION_DATA (38): the driver passes extra data with a notification.
-    public static let notificationData = VirtioFeatures(rawValue: 1 << 38)
+    public static let notificationData = bit(38)  // not in this machine's linux/virtio_config.h
     /// VIRTIO_F_RING_RESET (40): single queues can be reset.
-    public static let ringReset = VirtioFeatures(rawValue: 1 << 40)
+    public static let ringReset = bit(Int(VIRTIO_F_RING_RESET))
 
     /// Bit `n` (0...63).
     public static func bit(_ n: Int) -> VirtioFeatures {
@@ -58,12 +60,12 @@ public struct DeviceStatus: OptionSet, Hashable, Sendable, CustomStringConvertib
     public var rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
-    public static let acknowledge = DeviceStatus(rawValue: 1)
-    public static let driver = DeviceStatus(rawValue: 2)
-    public static let driverOK = DeviceStatus(rawValue: 4)
-    public static let featuresOK = DeviceStatus(rawValue: 8)
-    public static let deviceNeedsReset = DeviceStatus(rawValue: 0x40)
-    public static let failed = DeviceStatus(rawValue: 0x80)
+    public static let acknowledge = DeviceStatus(rawValue: UInt8(VIRTIO_CONFIG_S_ACKNOWLEDGE))
+    public static let driver = DeviceStatus(rawValue: UInt8(VIRTIO_CONFIG_S_DRIVER))
+    public static let driverOK = DeviceStatus(rawValue: UInt8(VIRTIO_CONFIG_S_DRIVER_OK))
+    public static let featuresOK = DeviceStatus(rawValue: UInt8(VIRTIO_CONFIG_S_FEATURES_OK))
+    public static let deviceNeedsReset = DeviceStatus(rawValue: UInt8(VIRTIO_CONFIG_S_NEEDS_RESET))
+    public static let failed = DeviceStatus(rawValue: UInt8(VIRTIO_CONFIG_S_FAILED))
 
     public var description: String { "0x" + String(rawValue, radix: 16) }
 }

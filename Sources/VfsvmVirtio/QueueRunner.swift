@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 import VfsvmMemory
 import VfsvmSys
@@ -7,46 +8,45 @@ import VfsvmSys
 public typealias ChainHandler = @Sendable (DescriptorChain, GuestMemory) -> UInt32
 
 /// Runs one virtqueue: a thread waits for the driver's kick, pops every
-/// available chain and hands it to `handler` (on a worker pool when one is
-/// given, inline otherwise), pushes the used element and interrupts the
-/// driver when `Virtqueue.needsInterrupt` says it wants one.
+/// available chain and hands it to the handler (on a worker pool when one
+/// is given, inline otherwise), pushes the used element and interrupts the
+/// driver when `Virtqueue.needsInterrupt` says it wants one. A handler may
+/// also keep a chain and complete it later from any thread
+/// (`ChainOutcome.deferred`).
 ///
 /// The same runner serves the in-process VMM (kick = ioeventfd,
 /// interrupt = irqfd) and the vhost-user backend (kick/call eventfds from
 /// the frontend).
 ///
 /// A refused chain is completed with length 0 and logged; a fatal queue
-/// error stops the queue and is reported through `onFatal` (the transport
-/// sets DEVICE_NEEDS_RESET).
+/// error stops the queue and is reported through `onFatal` (a transport
+/// sets DEVICE_NEEDS_RESET, vhost-user logs it; the runner itself does not
+/// log it).
 public final class QueueRunner: Sendable {
     public let index: Int
-    private let queue: Mutex<QueueSlot>
-    private let memory: GuestMemory
-    private let kick: EventFD
+    /// The eventfd the driver's notifications arrive on.
+    public let kick: EventFD
+    private let sink: CompletionSink
     private let stopSignal: EventFD
-    private let interrupt: any VirtioInterrupt
-    private let handler: ChainHandler
+    private let handler: DeferringChainHandler
     private let pool: WorkerPool?
-    private let onFatal: @Sendable (VirtqueueError) -> Void
     private let thread = Mutex<OSThread?>(nil)
     private let mayBlock: @Sendable (DescriptorChain, GuestMemory) -> Bool
     private let blockingLimit: Int
     private let refuseBlocking: ChainHandler
     /// Requests running on their own threads because they may block.
     private let blocking = Mutex(0)
-
-    private struct QueueSlot {
-        var queue: Virtqueue
-        /// False once stopped or broken: late completions from pool jobs
-        /// are dropped instead of touching a ring the driver may reuse.
-        var live = true
-    }
+    /// Set by `stop()`; the thread checks it between passes.
+    private let stopping = Atomic(false)
+    private let refusalReport = Mutex(RefusalReport())
 
     /// - Parameters:
     ///   - poolThreads: 0 handles chains inline on the queue's thread;
     ///     more hands them to that many worker threads (requests may then
     ///     complete out of order, which virtio allows unless IN_ORDER was
     ///     negotiated; do not offer IN_ORDER with a pool).
+    ///   - handler: answers a chain now (`.completed`) or later
+    ///     (`.deferred`, with the token from `ChainRequest.deferCompletion()`).
     ///   - mayBlock: true for a request that may wait indefinitely for
     ///     another request (a FUSE SETLKW waits for an unlock that comes
     ///     later on the same queue). Such a request gets a thread of its
@@ -55,27 +55,44 @@ public final class QueueRunner: Sendable {
     ///   - refuseBlocking: answers such a request without running it when
     ///     `blockingLimit` are already waiting (or no thread can be made);
     ///     returns the reply length, like `handler`.
+    ///   - log: where the runner's lines go (refused chains, failures of
+    ///     its own); stderr by default.
     public init(
         index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
-        poolThreads: Int = 0, handler: @escaping ChainHandler,
+        poolThreads: Int = 0, requestHandler handler: @escaping DeferringChainHandler,
         mayBlock: @escaping @Sendable (DescriptorChain, GuestMemory) -> Bool = { _, _ in false },
         blockingLimit: Int = 256,
         refuseBlocking: @escaping ChainHandler = { _, _ in 0 },
+        log: @escaping @Sendable (String) -> Void = { logLine("vfsvm: " + $0) },
         onFatal: @escaping @Sendable (VirtqueueError) -> Void
     ) throws(SystemError) {
         self.mayBlock = mayBlock
         self.blockingLimit = blockingLimit
         self.refuseBlocking = refuseBlocking
         self.index = index
-        self.queue = Mutex(QueueSlot(queue: queue))
-        self.memory = memory
         self.kick = kick
-        self.stopSignal = try EventFD(nonBlocking: true)
-        self.interrupt = interrupt
+        sink = try CompletionSink(index: index, queue: queue, memory: memory, interrupt: interrupt, onFatal: onFatal, log: log)
+        stopSignal = try EventFD(nonBlocking: true)
         self.handler = handler
-        self.onFatal = onFatal
-        self.pool = poolThreads > 0 ? try WorkerPool(threads: poolThreads, name: "vfsvm-q\(index)") : nil
+        pool = poolThreads > 0 ? try WorkerPool(threads: poolThreads, name: "vfsvm-q\(index)") : nil
     }
+
+    /// A runner whose handler always answers at once.
+    public convenience init(
+        index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
+        poolThreads: Int = 0, handler: @escaping ChainHandler,
+        mayBlock: @escaping @Sendable (DescriptorChain, GuestMemory) -> Bool = { _, _ in false },
+        blockingLimit: Int = 256,
+        refuseBlocking: @escaping ChainHandler = { _, _ in 0 },
+        log: @escaping @Sendable (String) -> Void = { logLine("vfsvm: " + $0) },
+        onFatal: @escaping @Sendable (VirtqueueError) -> Void
+    ) throws(SystemError) {
+        try self.init(index: index, queue: queue, memory: memory, kick: kick, interrupt: interrupt, poolThreads: poolThreads,
+                      requestHandler: { .completed(handler($0.chain, $0.memory)) }, mayBlock: mayBlock,
+                      blockingLimit: blockingLimit, refuseBlocking: refuseBlocking, log: log, onFatal: onFatal)
+    }
+
+    private var memory: GuestMemory { sink.memory }
 
     /// Starts the queue's thread. It first drains what is already
     /// available (the driver may have kicked before we listened).
@@ -86,89 +103,224 @@ public final class QueueRunner: Sendable {
 
     /// Stops the thread, lets in-flight requests finish for up to
     /// `graceMilliseconds`, and returns the queue (for GET_VRING_BASE).
-    /// Requests still running after that are abandoned: their completions
-    /// are dropped.
+    /// Requests still running after that, and deferred ones, are abandoned:
+    /// their completions are dropped.
     @discardableResult
     public func stop(graceMilliseconds: Int = 2000) -> Virtqueue {
+        stopping.store(true, ordering: .releasing)
         try? stopSignal.signal()
         let t = thread.withLock { t in defer { t = nil }; return t }
         t?.join()
         let idle = pool?.waitIdle(timeoutMilliseconds: graceMilliseconds) ?? true
-        let q = queue.withLock { slot in
+        let q = sink.slot.withLock { slot in
             slot.live = false
             return slot.queue
         }
         // Workers still stuck in a request are left to finish on their own.
         pool?.shutdown(join: idle)
+        flushRefusals()
         return q
     }
 
-    /// Drains the queue once now, as a kick would. For transports without a
-    /// kick eventfd and for tests.
+    /// Drains the queue now, as a kick would (pass after pass until the
+    /// ring is empty). For transports without a kick eventfd and for tests.
     public func processAvailable() { drain() }
 
     private func run() {
         drain()
+        // The kick fd is listened to until it misbehaves: an fd that keeps
+        // reporting ready without delivering a kick (a pipe whose writer is
+        // gone: POLLHUP; a read error) would otherwise spin this thread.
+        var kickFD: Int32? = kick.fd.rawValue
+        var emptyWakeups = 0
         while true {
             let ready: [Bool]
-            do { ready = try pollReadable([kick.fd.rawValue, stopSignal.fd.rawValue]) } catch {
+            do { ready = try pollReadable([stopSignal.fd.rawValue, sink.resume.fd.rawValue, kickFD ?? -1]) } catch {
                 log("queue \(index): waiting for a kick failed: \(error)")
                 return
             }
-            if ready[1] { return }
-            if ready[0] {
-                _ = try? kick.drain()
-                drain()
+            if ready[0] { return }
+            if ready[1] { _ = try? sink.resume.drain() }
+            var kicked = false
+            if kickFD != nil && ready[2] {
+                do {
+                    kicked = try kick.drain() > 0
+                } catch {
+                    log("queue \(index): reading the kick fd failed: \(error); the queue no longer listens for kicks")
+                    kickFD = nil
+                }
+                emptyWakeups = kicked ? 0 : emptyWakeups + 1
+                if emptyWakeups == Self.emptyKickLimit {
+                    log("queue \(index): the kick fd keeps waking without a kick (hung up?); the queue no longer listens for kicks")
+                    kickFD = nil
+                }
+            }
+            if kicked || ready[1] { drain() }
+        }
+    }
+
+    /// Wake-ups in a row from the kick fd without a kick before the runner
+    /// gives up on it (an eventfd that polls readable always has a count).
+    static let emptyKickLimit = 100
+
+    /// What one pass found.
+    private enum Pass {
+        /// The ring is empty and notifications are back on.
+        case idle
+        /// There may be more: the pass hit its bound, or buffers arrived
+        /// while notifications were off (the race in 2.7.10 / 2.8.10).
+        case more
+        /// As many chains as the ring holds are outstanding (on the pool,
+        /// on threads of their own, deferred): no more are taken until one
+        /// completes. A driver cannot have more in flight lawfully (2.7.6:
+        /// it adds only buffers it owns), so only a driver that republishes
+        /// buffers the device still holds is slowed.
+        case throttled
+        /// The queue is stopped or broken.
+        case dead
+    }
+
+    /// Passes until the ring is empty, checking for `stop()` between passes
+    /// and yielding the CPU, so a driver that republishes as fast as the
+    /// device completes (a storm of refused chains) can neither hold the
+    /// thread nor keep `stop()` waiting for more than one pass.
+    private func drain() {
+        while !stopping.load(ordering: .acquiring) {
+            switch pass() {
+            case .more: sched_yield()
+            case .idle, .throttled, .dead: return
             }
         }
     }
 
-    /// Pops everything available with driver notifications off, then turns
-    /// them back on and re-checks (the race in 2.7.10 / 2.8.10). Chains
+    /// Pops at most a ring's worth of chains with driver notifications off,
+    /// then (if the ring ran empty) turns them back on and re-checks. Chains
     /// that may block get threads of their own; the rest run on the pool,
     /// or inline on this thread and are completed as one batch (one
-    /// interrupt decision for the batch).
-    private func drain() {
-        var again = true
-        while again {
-            again = false
-            var chains: [DescriptorChain] = []
-            var refused: [RefusedChain] = []
-            var fatal: VirtqueueError?
-            queue.withLock { slot in
-                guard slot.live else { return }
-                do throws(VirtqueueError) {
-                    try slot.queue.disableNotifications(memory)
-                    while true {
-                        do throws(VirtqueueError) {
-                            guard let chain = try slot.queue.pop(memory) else { break }
-                            chains.append(chain)
-                        } catch .refusedChain(let r) {
-                            refused.append(r)
-                            try slot.queue.pushUsed(id: r.id, descriptorCount: r.descriptorCount, length: 0, memory)
-                        }
+    /// interrupt decision for the batch). Refused chains are completed with
+    /// length 0 in the pass and counted, not kept.
+    private func pass() -> Pass {
+        var chains: [DescriptorChain] = []
+        var refusals = 0
+        var latestRefusal: RefusedChain?
+        var fatal: VirtqueueError?
+        let result: Pass = sink.slot.withLock { slot in
+            guard slot.live else { return .dead }
+            do throws(VirtqueueError) {
+                try checkMemory()
+                try slot.queue.disableNotifications(memory)
+                let bound = Int(slot.queue.ringSize)
+                var taken = 0
+                var empty = false
+                while taken < bound {
+                    if slot.outstanding + chains.count >= bound {
+                        slot.throttled = true
+                        break
                     }
-                    again = try slot.queue.enableNotifications(memory)
-                } catch {
-                    fatal = error
-                    slot.live = false
+                    do throws(VirtqueueError) {
+                        guard let chain = try slot.queue.pop(memory) else {
+                            empty = true
+                            break
+                        }
+                        chains.append(chain)
+                    } catch .refusedChain(let r) {
+                        refusals += 1
+                        latestRefusal = r
+                        try slot.queue.pushUsed(id: r.id, descriptorCount: r.descriptorCount, length: 0, memory)
+                    }
+                    taken += 1
+                }
+                slot.outstanding += chains.count
+                // Throttled: notifications stay off; the completion that
+                // makes room wakes the thread (`CompletionSink.resume`).
+                if slot.throttled { return .throttled }
+                if !empty { return .more }
+                return try slot.queue.enableNotifications(memory) ? .more : .idle
+            } catch {
+                fatal = memory.explainingTruncation(error)
+                slot.live = false
+                return .dead
+            }
+        }
+        if let latestRefusal { noteRefusals(refusals, latest: latestRefusal) }
+        if let fatal {
+            sink.onFatal(fatal)
+            return .dead
+        }
+        var inline: [UsedElement] = []
+        for chain in chains {
+            if mayBlock(chain, memory) {
+                if !startBlocking(chain) { inline.append(UsedElement(chain, length: refuseBlocking(chain, memory))) }
+                continue
+            }
+            let request = ChainRequest(chain: chain, memory: memory, sink: sink)
+            if let pool {
+                pool.submit { [self] in self.settle(chain, handler(request)) }
+            } else {
+                switch handler(request) {
+                case let .completed(length): inline.append(UsedElement(chain, length: length))
+                case .deferred: break  // outstanding until its token completes
                 }
             }
-            for r in refused { log("queue \(index): \(r)") }
-            if let fatal { return fail(fatal) }
-            var inline: [(DescriptorChain, UInt32)] = []
-            for chain in chains {
-                if mayBlock(chain, memory) {
-                    if !startBlocking(chain) { inline.append((chain, refuseBlocking(chain, memory))) }
-                    continue
-                }
-                if let pool {
-                    pool.submit { [self] in self.complete([(chain, handler(chain, memory))]) }
-                } else {
-                    inline.append((chain, handler(chain, memory)))
-                }
-            }
-            if !inline.isEmpty || !refused.isEmpty { complete(inline) }
+        }
+        if !inline.isEmpty || refusals > 0 { sink.complete(inline, settling: inline.count) }
+        // A handler may have been the one to touch a truncated region.
+        if memory.truncatedRegion != nil, sink.slot.withLock({ s in defer { s.live = false }; return s.live }) {
+            do throws(VirtqueueError) { try checkMemory() } catch { sink.onFatal(error) }
+            return .dead
+        }
+        return result
+    }
+
+    /// A front-end that shrank the file under guest memory (the SIGBUS was
+    /// absorbed: see `GuestRegion.frontendShared`) breaks the ring.
+    private func checkMemory() throws(VirtqueueError) {
+        if let region = memory.truncatedRegion { throw .memory(.truncated(region: region.start)) }
+    }
+
+    // MARK: - Refused chains, logged at a bounded rate
+
+    /// How often a storm of refused chains is summed up in the log.
+    static let refusalReportInterval: Duration = .seconds(1)
+
+    private struct RefusalReport {
+        var unreported = 0
+        var latest: RefusedChain?
+        var lastLine: ContinuousClock.Instant?
+    }
+
+    /// The first refused chain is logged as it comes; after that one line
+    /// per `refusalReportInterval` at most says how many more there were
+    /// (the rest is said when the runner stops).
+    private func noteRefusals(_ count: Int, latest: RefusedChain) {
+        let now = ContinuousClock.now
+        let line: String? = refusalReport.withLock { r in
+            r.unreported += count
+            r.latest = latest
+            if let last = r.lastLine, now - last < Self.refusalReportInterval { return nil }
+            defer { r.unreported = 0; r.lastLine = now }
+            return r.lastLine == nil && r.unreported == 1
+                ? "queue \(index): \(latest)"
+                : "queue \(index): \(r.unreported) chains refused (the latest: \(latest))"
+        }
+        if let line { log(line) }
+    }
+
+    private func flushRefusals() {
+        let line: String? = refusalReport.withLock { r in
+            guard r.unreported > 0, let latest = r.latest else { return nil }
+            defer { r.unreported = 0 }
+            return "queue \(index): \(r.unreported) more chains refused (the latest: \(latest))"
+        }
+        if let line { log(line) }
+    }
+
+    /// A chain answered off the queue's thread: complete it now, or leave
+    /// it to its deferral token.
+    private func settle(_ chain: DescriptorChain, _ outcome: ChainOutcome) {
+        switch outcome {
+        case let .completed(length): sink.complete(CollectionOfOne(UsedElement(chain, length: length)), settling: 1)
+        case .deferred: break  // outstanding until its token completes
         }
     }
 
@@ -182,9 +334,10 @@ public final class QueueRunner: Sendable {
             return true
         }
         guard admitted else { return false }
+        let request = ChainRequest(chain: chain, memory: memory, sink: sink)
         do {
             let t = try OSThread(name: "vfsvm-q\(index)-wait") { [self] in
-                complete([(chain, handler(chain, memory))])
+                settle(chain, handler(request))
                 blocking.withLock { $0 -= 1 }
             }
             t.detach()
@@ -196,36 +349,14 @@ public final class QueueRunner: Sendable {
         }
     }
 
-    private func fail(_ error: VirtqueueError) {
-        log("queue \(index): \(error); the queue is stopped until the driver resets the device")
-        onFatal(error)
-    }
+    private func log(_ line: String) { sink.log(line) }
+}
 
-    /// Pushes used elements for `done` (possibly none, to report earlier
-    /// refusals) and interrupts the driver once if it wants it.
-    private func complete(_ done: [(DescriptorChain, UInt32)]) {
-        var fatal: VirtqueueError?
-        let wanted: Bool = queue.withLock { slot in
-            guard slot.live else { return false }
-            do throws(VirtqueueError) {
-                for (chain, length) in done {
-                    let written = min(length, UInt32(clamping: chain.writableLength))
-                    try slot.queue.pushUsed(id: chain.id, descriptorCount: chain.descriptorCount, length: written, memory)
-                }
-                return try slot.queue.needsInterrupt(memory)
-            } catch {
-                fatal = error
-                slot.live = false
-                return false
-            }
-        }
-        if let fatal { return fail(fatal) }
-        if wanted { signal() }
+extension GuestMemory {
+    /// `error`, or the truncation behind it: a ring that read zeros from a
+    /// region whose file was shrunk fails in odd ways (an avail index that
+    /// jumps back); the cause is the truncation.
+    func explainingTruncation(_ error: VirtqueueError) -> VirtqueueError {
+        truncatedRegion.map { .memory(.truncated(region: $0.start)) } ?? error
     }
-
-    private func signal() {
-        do { try interrupt.signalQueue(index) } catch { log("queue \(index): interrupting the driver failed: \(error)") }
-    }
-
-    private func log(_ line: String) { logLine("vfsvm: " + line) }
 }

@@ -1,26 +1,19 @@
-import Synchronization
 import VfsvmFUSE
 import VfsvmMemory
 import VfsvmSys
 import VfsvmVirtio
 
-/// Why a virtio-fs device could not be built or started.
+/// Why a virtio-fs device could not be built.
 public enum VirtioFSError: Error, Hashable, Sendable, CustomStringConvertible {
     case badTag(String)
     case badQueueCount(Int)
     case badQueueSize(UInt16)
-    case noSuchQueue(Int)
-    case noKick(queue: Int)
-    case system(SystemError)
 
     public var description: String {
         switch self {
         case let .badTag(t): "virtio-fs tag '\(t)' must be 1 to 36 bytes of UTF-8 without NUL"
         case let .badQueueCount(n): "virtio-fs needs 1 to \(VirtioFSDevice.maxRequestQueues) request queues, got \(n)"
         case let .badQueueSize(n): "virtio-fs queue size must be 1 to 32768, got \(n)"
-        case let .noSuchQueue(i): "virtio-fs has no queue \(i)"
-        case let .noKick(q): "virtio-fs queue \(q) has no kick eventfd"
-        case let .system(e): "\(e)"
         }
     }
 }
@@ -35,9 +28,10 @@ public enum VirtioFSError: Error, Hashable, Sendable, CustomStringConvertible {
 /// reply that does not fit the writable buffers becomes an error reply from
 /// the FUSE core, never an overflow.
 ///
-/// Transport-agnostic: the in-process VMM activates it through
-/// `VirtioDevice`; the vhost-user backend starts and stops single queues.
-public final class VirtioFSDevice: VirtioDevice {
+/// Transport-agnostic: every transport (virtio-mmio, virtio-pci, the
+/// vhost-user backend) starts it through the one activation contract of
+/// `VirtioDevice`, carried out by `DeviceQueues`.
+public final class VirtioFSDevice: QueueRunnerDevice {
     public static let deviceID: UInt32 = 26  // VIRTIO_ID_FS
     public static let maxRequestQueues = 64
     public static let tagLength = 36
@@ -50,9 +44,10 @@ public final class VirtioFSDevice: VirtioDevice {
     /// own thread, which measured fastest with one guest vCPU; requests
     /// that wait for a lock get threads of their own either way).
     public let poolThreads: Int
-
-    private let runners = Mutex<[Int: QueueRunner]>([:])
-    private let broken = Mutex<VirtqueueError?>(nil)
+    public let deviceQueues: DeviceQueues
+    /// `struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; }`
+    /// (linux/virtio_fs.h), built once: configuration reads copy from it.
+    public let configBytes: [UInt8]
 
     public init(tag: String, requestQueues: Int = 1, queueSize: UInt16 = 1024, server: any FUSERequestHandler, poolThreads: Int = 0) throws(VirtioFSError) {
         let bytes = Array(tag.utf8)
@@ -64,6 +59,25 @@ public final class VirtioFSDevice: VirtioDevice {
         self.queueSize = queueSize
         self.server = server
         self.poolThreads = poolThreads
+        let n = UInt32(requestQueues)
+        configBytes = bytes + [UInt8](repeating: 0, count: Self.tagLength - bytes.count)
+            + [UInt8(n & 0xff), UInt8(n >> 8 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 24)]
+        deviceQueues = DeviceQueues(queueCount: 1 + requestQueues) { q, memory, interrupt, onFatal throws(SystemError) in
+            try QueueRunner(
+                index: q.index, queue: q.queue, memory: memory, kick: q.kick, interrupt: interrupt,
+                poolThreads: q.index == 0 ? 0 : poolThreads,
+                handler: { chain, memory in Self.handle(chain, memory, server) },
+                mayBlock: { chain, memory in Self.waitsForALock(chain, memory) },
+                blockingLimit: Int(max(q.queue.size, 256)),
+                refuseBlocking: { chain, memory in
+                    // More waiting lock requests than the ring holds: "too
+                    // many locks" (ENOLCK) instead of a stalled queue.
+                    guard let request = try? chain.readableBuffers(memory), let reply = try? chain.writableBuffers(memory)
+                    else { return 0 }
+                    return UInt32(FUSEServer.refuse(request, with: .ENOLCK, reply: reply))
+                },
+                onFatal: onFatal)
+        }
     }
 
     // MARK: - VirtioDevice
@@ -77,79 +91,15 @@ public final class VirtioFSDevice: VirtioDevice {
 
     public var queueMaxSizes: [UInt16] { Array(repeating: queueSize, count: 1 + requestQueues) }
 
-    /// `struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; }`
-    public var configBytes: [UInt8] {
-        var out = Array(tag.utf8)
-        out += [UInt8](repeating: 0, count: Self.tagLength - out.count)
-        let n = UInt32(requestQueues)
-        out += [UInt8(n & 0xff), UInt8(n >> 8 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 24)]
-        return out
-    }
-
-    public func readConfig(offset: Int, into: inout [UInt8]) {
-        readConfigBytes(configBytes, offset: offset, into: &into)
+    public func readConfig(offset: Int, into: UnsafeMutableRawBufferPointer) {
+        readConfigBytes(configBytes, offset: offset, into: into)
     }
 
     /// The configuration is read-only for the driver (5.11.4.1).
-    public func writeConfig(offset: Int, bytes: [UInt8]) {}
+    public func writeConfig(offset: Int, bytes: UnsafeRawBufferPointer) {}
 
-    public func activate(memory: GuestMemory, features: VirtioFeatures, queues: [ActivatedQueue], interrupt: any VirtioInterrupt) throws {
-        for q in queues {
-            guard let kick = q.kick else { throw VirtioFSError.noKick(queue: q.index) }
-            try startQueue(q.index, queue: q.queue, memory: memory, kick: kick, interrupt: interrupt)
-        }
-    }
-
-    public func reset() {
-        let all = runners.withLock { r in defer { r = [:] }; return r }
-        for (_, runner) in all { runner.stop() }
-        broken.withLock { $0 = nil }
-    }
-
-    // MARK: - Single queues (vhost-user starts and stops rings one by one)
-
-    /// Starts serving queue `index` (0 = hiprio) on an activated `queue`.
-    /// `onFatal` hears about a driver error that stopped the queue.
-    public func startQueue(
-        _ index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
-        onFatal: @escaping @Sendable (VirtqueueError) -> Void = { _ in }
-    ) throws(VirtioFSError) {
-        guard (0...requestQueues).contains(index) else { throw .noSuchQueue(index) }
-        _ = stopQueue(index)
-        let server = self.server
-        let runner: QueueRunner
-        do {
-            runner = try QueueRunner(
-                index: index, queue: queue, memory: memory, kick: kick, interrupt: interrupt,
-                poolThreads: index == 0 ? 0 : poolThreads,
-                handler: { chain, memory in Self.handle(chain, memory, server) },
-                mayBlock: { chain, memory in Self.waitsForALock(chain, memory) },
-                blockingLimit: Int(max(queue.size, 256)),
-                refuseBlocking: { chain, memory in
-                    // More waiting lock requests than the ring holds: "too
-                    // many locks" (ENOLCK) instead of a stalled queue.
-                    guard let request = try? chain.readableBuffers(memory), let reply = try? chain.writableBuffers(memory)
-                    else { return 0 }
-                    return UInt32(FUSEServer.refuse(request, with: .ENOLCK, reply: reply))
-                },
-                onFatal: { [weak self] error in
-                    self?.broken.withLock { $0 = error }
-                    onFatal(error)
-                })
-            try runner.start()
-        } catch { throw .system(error) }
-        runners.withLock { $0[index] = runner }
-    }
-
-    /// Stops queue `index` and returns its final state (for GET_VRING_BASE),
-    /// or nil when it was not running.
-    public func stopQueue(_ index: Int) -> Virtqueue? {
-        let runner = runners.withLock { $0.removeValue(forKey: index) }
-        return runner?.stop()
-    }
-
-    /// The first fatal driver error since the last reset, if any.
-    public var fatalError: VirtqueueError? { broken.withLock { $0 } }
+    /// The first fatal driver error since the last activation, if any.
+    public var fatalError: VirtqueueError? { deviceQueues.firstFailure }
 
     /// FUSE_SETLKW (opcode 33): waits until another request, perhaps
     /// queued behind it, releases a lock. Read from fuse_in_header.opcode.

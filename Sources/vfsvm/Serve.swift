@@ -125,7 +125,7 @@ struct Serve: ParsableCommand {
             fs = try VirtioFSDevice(tag: tag ?? "vfsvm", requestQueues: requestQueues, queueSize: queueSize, server: server,
                                     poolThreads: threadPoolSize ?? 0)
         } catch { throw ValidationError("\(error)") }
-        let device = VhostUserFSDevice(fs: fs)
+        let device = VhostUserVirtioBackend(device: fs)
         let offer = tag == nil
             ? VhostUserProtocolFeature.supported & ~VhostUserProtocolFeature.config
             : VhostUserProtocolFeature.supported

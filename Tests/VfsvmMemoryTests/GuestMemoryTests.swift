@@ -37,6 +37,23 @@ import Glibc
         }
     }
 
+    /// The first bytes of a region that directly follows another (two
+    /// adjacent vhost-user ADD_MEM_REG regions) belong to that region alone:
+    /// values, ring atomics and contiguity checks there are not "crossing".
+    @Test func theFirstByteOfAnAdjacentRegionIsItsOwn() throws {
+        let m = try layout()
+        try m.store(UInt32(0xCAFE_F00D), at: GuestAddress(0x10000))
+        #expect(try m.load(UInt32.self, at: GuestAddress(0x10000)) == 0xCAFE_F00D)
+        try m.storeReleaseUInt16(7, at: GuestAddress(0x10000))
+        #expect(try m.loadAcquireUInt16(at: GuestAddress(0x10000)) == 7)
+        try m.checkContiguous(GuestAddress(0x10000), length: 0x10000)
+        // A zero-length check exactly at the end of the first region is fine too.
+        try m.checkContiguous(GuestAddress(0x10000), length: 0)
+        #expect(throws: GuestMemoryError.crossesRegion(address: GuestAddress(0xffff), length: 2)) {
+            try m.checkContiguous(GuestAddress(0xffff), length: 2)
+        }
+    }
+
     @Test func holesAndTheEndAreRefused() throws {
         let m = try layout()
         #expect(throws: GuestMemoryError.outOfRange(address: GuestAddress(0x20000), length: 1)) {
@@ -98,5 +115,27 @@ import Glibc
         #expect(throws: GuestMemoryError.overflow(address: GuestAddress(.max), length: 16)) {
             _ = try GuestBufferList(memory: m, ranges: [(GuestAddress(.max), 16)])
         }
+    }
+}
+
+@Suite struct RegisterBytesTests {
+    @Test func storeAndLoadAreLittleEndianAndSizedByTheBuffer() {
+        var b = [UInt8](repeating: 0xAA, count: 2)
+        b.withUnsafeMutableBytes { RegisterBytes.store(0x1234_5678, into: $0) }
+        #expect(b == [0x78, 0x56], "a 2-byte read gets the low half")
+        var wide = [UInt8](repeating: 0xAA, count: 10)
+        wide.withUnsafeMutableBytes { RegisterBytes.store(0x0102_0304_0506_0708, into: $0) }
+        #expect(wide == [8, 7, 6, 5, 4, 3, 2, 1, 0, 0])
+        #expect(([0x78, 0x56, 0x34, 0x12] as [UInt8]).withUnsafeBytes { RegisterBytes.load($0) } == 0x1234_5678)
+    }
+
+    @Test func copyReadsZeroOutsideTheSource() {
+        var b = [UInt8](repeating: 0xAA, count: 4)
+        b.withUnsafeMutableBytes { RegisterBytes.copy([1, 2, 3], from: 1, into: $0) }
+        #expect(b == [2, 3, 0, 0])
+        b.withUnsafeMutableBytes { RegisterBytes.copy([1, 2, 3], from: -1, into: $0) }
+        #expect(b == [0, 1, 2, 3])
+        b.withUnsafeMutableBytes { RegisterBytes.copy([1, 2, 3], from: Int.max, into: $0) }
+        #expect(b == [0, 0, 0, 0])
     }
 }

@@ -2,6 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 import VfsvmFUSE
+import VfsvmFUSETestSupport
 import VfsvmMemory
 import VfsvmPassthroughFS
 import VfsvmSys
@@ -25,20 +26,45 @@ final class MMIOFixture {
     let memory: GuestMemory
     let transport: VirtioMMIOTransport
     let line = CountingLine()
-    let hiprio: MockDriver
-    let requests: MockDriver
+    /// Builds FUSE request headers.
+    let client: Client
+    private(set) var hiprio: MockDriver
+    private(set) var requests: MockDriver
 
     init() throws {
         var template = Array("/tmp/vfsvm-mmio-XXXXXX".utf8CString)
         dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
         memory = try GuestMemory.anonymous(size: 8 << 20)
         let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
+        client = Client(server)
         let device = try VirtioFSDevice(tag: "mmiofs", requestQueues: 1, queueSize: 64, server: server)
         transport = try VirtioMMIOTransport(device: device, memory: memory, line: line)
-        hiprio = try MockDriver(memory: memory, layout: .split, queueSize: 16, features: [.version1, .eventIndex],
-                                ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20))
-        requests = try MockDriver(memory: memory, layout: .split, queueSize: 64, features: [.version1, .eventIndex],
-                                  ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20))
+        (hiprio, requests) = try Self.rings(memory)
+    }
+
+    private static func rings(_ memory: GuestMemory) throws -> (MockDriver, MockDriver) {
+        (try MockDriver(memory: memory, layout: .split, queueSize: 16, features: [.version1, .eventIndex],
+                        ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20)),
+         try MockDriver(memory: memory, layout: .split, queueSize: 64, features: [.version1, .eventIndex],
+                        ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20)))
+    }
+
+    /// Fresh, zeroed rings, as a driver lays them out again after a reset.
+    func freshRings() throws { (hiprio, requests) = try Self.rings(memory) }
+
+    /// FUSE_INIT on the request queue, kicked through QueueNotify; the reply bytes.
+    func initRoundTrip() throws -> [UInt8] {
+        let body = Bytes().u32(7).u32(38).u32(0).u32(0).zeros(48).b
+        try requests.post(request: client.header(FUSEOpcode.`init`.rawValue, node: 0, bodyLength: body.count) + body,
+                          replyCapacity: 256)
+        transport.write32(0x050, 1)
+        var done: [MockCompletion] = []
+        for _ in 0..<500 where done.isEmpty {
+            done = try requests.collect()
+            if done.isEmpty { usleep(5000) }
+        }
+        #expect(done.count == 1)
+        return done.first?.reply ?? []
     }
 
     deinit {
@@ -77,6 +103,16 @@ final class MMIOFixture {
 }
 
 extension VirtioMMIOTransport {
+    /// A read of `count` bytes, as a vCPU exit does it (the buffer starts
+    /// filled with 0xAA, so bytes the transport leaves alone show).
+    func read(offset: UInt64, count: Int) -> [UInt8] {
+        var b = [UInt8](repeating: 0xAA, count: count)
+        b.withUnsafeMutableBytes { read(offset: offset, into: $0) }
+        return b
+    }
+    func write(offset: UInt64, bytes: [UInt8]) {
+        bytes.withUnsafeBytes { write(offset: offset, bytes: $0) }
+    }
     func read32(_ offset: UInt64) -> UInt32 {
         read(offset: offset, count: 4).enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * $1.offset) }
     }
@@ -114,22 +150,10 @@ extension VirtioMMIOTransport {
         f.transport.write32(0x070, 15)  // DRIVER_OK
         #expect(f.transport.status.contains(.driverOK) && !f.transport.status.contains(.deviceNeedsReset))
 
-        // FUSE_INIT on the request queue, kicked through QueueNotify.
-        var b: [UInt8] = []
-        func u32(_ v: UInt32) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
-        func u64(_ v: UInt64) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
-        u32(40 + 64); u32(26); u64(7); u64(0); u32(0); u32(0); u32(1); u32(0)
-        u32(7); u32(38); u32(0); u32(0); for _ in 0..<12 { u32(0) }
-        try f.requests.post(request: b, replyCapacity: 256)
-        f.transport.write32(0x050, 1)
-        var done: [MockCompletion] = []
-        for _ in 0..<500 where done.isEmpty {
-            done = try f.requests.collect()
-            if done.isEmpty { usleep(5000) }
-        }
-        #expect(done.count == 1)
-        let reply = done.first?.reply ?? []
-        #expect(reply.count >= 20 && reply[4..<8] == [0, 0, 0, 0] && reply[16] == 7, "INIT answered: no error, major 7")
+        var reply = Decoder(try f.initRoundTrip(), at: 4)
+        #expect(reply.u32() == 0, "INIT answered without an error")
+        reply.skip(8)
+        #expect(reply.u32() == 7, "fuse_init_out.major")
         #expect(f.read32(0x060) & 1 == 1, "InterruptStatus: used buffer")
         #expect(f.line.triggers >= 1)
         f.transport.write32(0x064, 1)  // InterruptACK
@@ -158,6 +182,78 @@ extension VirtioMMIOTransport {
         #expect(f.read32(0x070) == 0 && f.read32(0x060) == 0)
         f.transport.write32(0x030, 1)
         #expect(f.read32(0x044) == 0, "QueueReady cleared by reset")
+    }
+
+    /// 2.1.2: a ring the driver broke (avail idx more than the queue size
+    /// ahead, 2.7.6) makes the device set DEVICE_NEEDS_RESET and send a
+    /// configuration change interrupt; after a reset it works again.
+    @Test func aBrokenRingSetsNeedsResetAndRaisesTheConfigInterrupt() throws {
+        let f = try MMIOFixture()
+        f.negotiate([.version1, .eventIndex])
+        f.setUpQueue(0, f.hiprio)
+        f.setUpQueue(1, f.requests)
+        f.transport.write32(0x070, 15)
+        try f.requests.writeAvailIndex(f.requests.queueSize + 1)
+        f.transport.write32(0x050, 1)  // QueueNotify
+        for _ in 0..<500 where !f.transport.status.contains(.deviceNeedsReset) { usleep(5000) }
+        #expect(f.read32(0x070) & 0x40 != 0, "Status: DEVICE_NEEDS_RESET")
+        #expect(f.read32(0x060) & 2 == 2, "InterruptStatus: configuration change")
+        #expect(f.line.triggers == 1, "the interrupt line fired once")
+        #expect(f.read32(0x0fc) == 1, "ConfigGeneration moved")
+
+        // The driver resets and initializes again on fresh rings.
+        f.transport.write32(0x070, 0)
+        #expect(f.read32(0x070) == 0 && f.read32(0x060) == 0)
+        try f.freshRings()
+        f.negotiate([.version1, .eventIndex])
+        f.setUpQueue(0, f.hiprio)
+        f.setUpQueue(1, f.requests)
+        f.transport.write32(0x070, 15)
+        #expect(f.read32(0x070) == 15, "DRIVER_OK without NEEDS_RESET")
+        var reply = Decoder(try f.initRoundTrip(), at: 4)
+        #expect(reply.u32() == 0, "FUSE INIT answered after the reset")
+        reply.skip(8)
+        #expect(reply.u32() == 7)
+    }
+
+    /// The seam: one ioeventfd per queue at QueueNotify with data match =
+    /// the queue index, and a QueueNotify write that reaches the transport
+    /// signals the same eventfd.
+    @Test func theTransportListsOneQueueNotificationPerQueue() throws {
+        let f = try MMIOFixture()
+        let n = f.transport.notifications
+        #expect(n.map(\.queue) == [0, 1])
+        #expect(n.allSatisfy { $0.bar == nil && $0.offset == 0x050 && $0.length == 4 })
+        #expect(n.map(\.dataMatch) == [0, 1])
+        #expect(n[1].eventfd === f.transport.kicks[1])
+        f.transport.write32(0x050, 1)
+        #expect(try n[1].eventfd.drain() == 1 && n[0].eventfd.drain() == 0)
+        f.transport.write32(0x050, 7)  // no such queue: ignored
+        #expect(try n[0].eventfd.drain() == 0 && n[1].eventfd.drain() == 0)
+    }
+
+    /// Reads fill exactly the caller's buffer: wrong widths and offsets
+    /// past the window read as zero, config reads past the end too.
+    @Test func readsFillTheCallersBuffer() throws {
+        let f = try MMIOFixture()
+        #expect(f.transport.read(offset: 0x070, count: 1) == [0])
+        #expect(f.transport.read(offset: 0x200, count: 4) == [0, 0, 0, 0], "past the window")
+        #expect(f.transport.read(offset: 0x1fe, count: 2) == [0, 0], "past the configuration")
+        #expect(f.transport.read(offset: 0x100 + 36, count: 2) == [1, 0], "num_request_queues, 16 bits")
+        f.transport.write(offset: 0x070, bytes: [1])  // a 1-byte status write is ignored
+        #expect(f.read32(0x070) == 0)
+    }
+
+    /// Queue address halves are assembled in one place (shared with virtio-pci).
+    @Test func queueAddressHalvesReplaceOneWord() {
+        let a = GuestAddress(0x1111_2222_3333_4444)
+        #expect(a.replacing(.low, with: 0xAAAA_BBBB) == GuestAddress(0x1111_2222_AAAA_BBBB))
+        #expect(a.replacing(.high, with: 0xAAAA_BBBB) == GuestAddress(0xAAAA_BBBB_3333_4444))
+        #expect(a.half(.low) == 0x3333_4444 && a.half(.high) == 0x1111_2222)
+        var q = Virtqueue(maxSize: 8)
+        q.setAddress(.driverArea, .high, to: 1)
+        q.setAddress(.driverArea, .low, to: 0x40)
+        #expect(q.driverArea == GuestAddress(0x1_0000_0040) && q.address(.driverArea, .high) == 1)
     }
 
     @Test func queueRegistersAreFrozenAfterDriverOK() throws {

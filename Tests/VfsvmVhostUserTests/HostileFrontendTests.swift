@@ -1,8 +1,10 @@
+import CVfsvmLinux
 import Glibc
 import Synchronization
 import Testing
 import VfsvmMemory
 import VfsvmSys
+import VfsvmVirtio
 @testable import VfsvmVhostUser
 
 /// One hostile or malformed exchange and the error the server must name
@@ -139,6 +141,30 @@ private let hostileCases: [HostileCase] = [
     HostileCase(name: "reserved bits in a call payload",
                 expected: .badVringFDFlags(.setVringCall, value: 0x1_0000)) { f in
         try f.send(.setVringCall, payload: le64(0x1_0000), fds: [try EventFD().fd])
+    },
+    // Ring fds must be eventfds: a pipe kick with no writer (or a regular
+    // file) is always readable and would spin the queue thread; a pipe as
+    // the call fd would block it once full.
+    HostileCase(name: "a pipe as the kick fd", expected: .notAnEventFD(.setVringKick, index: 0, passed: "a pipe")) { f in
+        let pipe = try makePipe()
+        try f.send(.setVringKick, payload: le64(0), fds: [pipe.read])
+    },
+    HostileCase(name: "a regular file as the kick fd",
+                expected: .notAnEventFD(.setVringKick, index: 1, passed: "a regular file")) { f in
+        try f.send(.setVringKick, payload: le64(1), fds: [try FileDescriptor.open("/etc/hostname", O_RDONLY)])
+    },
+    HostileCase(name: "a pipe as the call fd", expected: .notAnEventFD(.setVringCall, index: 0, passed: "a pipe")) { f in
+        let pipe = try makePipe()
+        try f.send(.setVringCall, payload: le64(0), fds: [pipe.write])
+    },
+    HostileCase(name: "a socket as the error fd", expected: .notAnEventFD(.setVringErr, index: 0, passed: "a socket")) { f in
+        let (a, _) = try UnixSocket.pair()
+        try f.send(.setVringErr, payload: le64(0), fds: [a])
+    },
+    HostileCase(name: "an epoll fd as the kick fd",
+                expected: .notAnEventFD(.setVringKick, index: 0, passed: "an anonymous-inode file that is not an eventfd (a timerfd, epoll or signalfd refuses an eventfd write: write: Invalid argument (errno 22))")) { f in
+        let epoll = FileDescriptor(owning: epoll_create1(Int32(EPOLL_CLOEXEC)))
+        try f.send(.setVringKick, payload: le64(0), fds: [epoll])
     },
     HostileCase(name: "kick with its fd missing", expected: .wrongFDCount(.setVringKick, expected: 1, got: 0)) { f in
         try f.send(.setVringKick, payload: le64(0))
@@ -315,27 +341,50 @@ private let hostileCases: [HostileCase] = [
         #expect(try sawEOF(try #require(readEnd)))
     }
 
+    /// The fds of this process that are eventfds (/proc/self/fd links).
+    private func eventFDCount() -> Int {
+        guard let dir = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            var target = [CChar](repeating: 0, count: 256)
+            let n = readlink("/proc/self/fd/" + name, &target, target.count - 1)
+            if n > 0, String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == "anon_inode:[eventfd]" {
+                count += 1
+            }
+        }
+        return count
+    }
+
     @Test func ringFdsAreClosedWhenTheFrontendLeaves() throws {
         let device = RecordingDevice()
         let ram = try SharedRAM(size: 0x10000)
-        var callEnd: FileDescriptor?, kickEnd: FileDescriptor?, errEnd: FileDescriptor?
+        let call = try EventFD(), kick = try EventFD(), err = try EventFD()
+        let before = eventFDCount()
+        var during = 0
         _ = try withServer(device) { f in
-            try f.negotiate(features: 1 << 32 | 1 << 30)
+            try f.negotiate(features: [.version1, .vhostUserProtocolFeatures])
             #expect(try f.acked(.setMemTable, payload: memTable([VhostUserMemoryRegion(
                 guestAddress: 0, size: 0x10000, userAddress: 0x4000_0000, mmapOffset: 0)]), fds: [ram.fd]) == 0)
             #expect(try f.acked(.setVringNum, payload: vringState(0, 16)) == 0)
             #expect(try f.acked(.setVringBase, payload: vringState(0, 0)) == 0)
             #expect(try f.acked(.setVringAddr, payload: vringAddr(0, desc: 0x4000_0000, used: 0x4000_2000,
                                                                   avail: 0x4000_1000)) == 0)
-            callEnd = try sendPipe(f, .setVringCall, payload: le64(0), ack: true)
-            errEnd = try sendPipe(f, .setVringErr, payload: le64(0), ack: true)
-            kickEnd = try sendPipe(f, .setVringKick, payload: le64(0), ack: true)
+            #expect(try f.acked(.setVringCall, payload: le64(0), fds: [call.fd]) == 0)
+            #expect(try f.acked(.setVringErr, payload: le64(0), fds: [err.fd]) == 0)
+            #expect(try f.acked(.setVringKick, payload: le64(0), fds: [kick.fd]) == 0)
             #expect(try f.acked(.setVringEnable, payload: vringState(0, 1)) == 0)
             #expect(device.started(0) != nil)
+            during = eventFDCount()
+            // Adopted ring fds are made non-blocking (the flag is on the
+            // shared open file, so the front-end's copy shows it).
+            for fd in [call.fd, kick.fd, err.fd] {
+                #expect(fcntl(fd.rawValue, F_GETFL) & O_NONBLOCK != 0)
+            }
         }
         #expect(device.calls.last == .reset)
-        for end in [callEnd, kickEnd, errEnd] {
-            #expect(try sawEOF(try #require(end)))
-        }
+        #expect(during >= before + 3, "the server held its copies of the three eventfds")
+        #expect(eventFDCount() == before, "and closed them when the front-end left")
     }
 }

@@ -2,6 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 import VfsvmSys
+import VfsvmVirtio
 @testable import VfsvmVhostUser
 
 /// QEMU 7.2 (Debian's qemu-system-x86) as the front-end. When it realizes
@@ -26,7 +27,7 @@ import VfsvmSys
             unlink(qmpPath)
         }
         // virtio-fs: VIRTIO_F_VERSION_1; 1 hiprio + 1 request queue.
-        let device = RecordingDevice(features: 1 << 32, queues: 2)
+        let device = RecordingDevice(features: .version1, queues: 2)
         let logLines = Mutex<[String]>([])
         // QEMU's vhost-user-fs takes its config from its own tag= and warns
         // when the back-end offers CONFIG, so leave that out.

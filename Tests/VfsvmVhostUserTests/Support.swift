@@ -3,12 +3,13 @@ import Synchronization
 import Testing
 import VfsvmMemory
 import VfsvmSys
+import VfsvmVirtio
 @testable import VfsvmVhostUser
 
 /// A device that records every call the server makes.
 final class RecordingDevice: VhostUserDevice {
     enum Call: Equatable {
-        case start(VhostUserVring, features: UInt64, hasCall: Bool)
+        case start(VhostUserVring, features: VirtioFeatures, hasCall: Bool)
         case stop(Int)
         case callChanged(Int, hasCall: Bool)
         case memoryChanged
@@ -21,11 +22,11 @@ final class RecordingDevice: VhostUserDevice {
         var call: EventFD?
     }
 
-    private let offered: UInt64
+    private let offered: VirtioFeatures
     private let featureReads = Mutex(0)
     /// Counts GET_FEATURES (and the session's feature checks) so a test can
     /// see a real front-end got that far.
-    var deviceFeatures: UInt64 {
+    var deviceFeatures: VirtioFeatures {
         featureReads.withLock { $0 += 1 }
         return offered
     }
@@ -38,7 +39,7 @@ final class RecordingDevice: VhostUserDevice {
     let refuseStart: Bool
     private let state = Mutex<(calls: [Call], started: [Int: Started], memory: GuestMemory?)>(([], [:], nil))
 
-    init(features: UInt64 = 1 << 32 | 1 << 33, queues: Int = 2, maxQueueSize: UInt16 = 1024,
+    init(features: VirtioFeatures = [.version1, .accessPlatform], queues: Int = 2, maxQueueSize: UInt16 = 1024,
          config: [UInt8] = Array("myfs".utf8) + [UInt8](repeating: 0, count: 32) + [1, 0, 0, 0],
          stopValue: UInt32 = 0x1234, refuseStart: Bool = false) {
         offered = features
@@ -60,7 +61,8 @@ final class RecordingDevice: VhostUserDevice {
 
     struct Refused: Error {}
 
-    func startQueue(_ vring: VhostUserVring, features: UInt64, memory: GuestMemory, kick: EventFD, call: EventFD?) throws {
+    func startQueue(_ vring: VhostUserVring, features: VirtioFeatures, memory: GuestMemory, kick: EventFD, call: EventFD?,
+                    error: EventFD?) throws {
         if refuseStart { throw Refused() }
         state.withLock {
             $0.calls.append(.start(vring, features: features, hasCall: call != nil))
@@ -153,11 +155,11 @@ final class MockFrontend {
     }
 
     /// The usual opening: features, protocol features with REPLY_ACK.
-    func negotiate(features: UInt64, protocolFeatures: UInt64 = VhostUserProtocolFeature.replyAck
+    func negotiate(features: VirtioFeatures, protocolFeatures: UInt64 = VhostUserProtocolFeature.replyAck
                    | VhostUserProtocolFeature.mq | VhostUserProtocolFeature.config) throws {
         try send(.setOwner)
         #expect(try acked(.setProtocolFeatures, payload: le64(protocolFeatures)) == 0)
-        #expect(try acked(.setFeatures, payload: le64(features)) == 0)
+        #expect(try acked(.setFeatures, payload: le64(features.rawValue)) == 0)
     }
 
     func close() { socket.shutdownSocket() }
@@ -171,7 +173,12 @@ struct SharedRAM {
     let view: GuestMemory
 
     init(size: Int) throws {
-        fd = try MemFD.create(name: "frontend-ram", size: size)
+        try self.init(fd: try MemFD.create(name: "frontend-ram", size: size), size: size)
+    }
+
+    /// Shares `fd` (already `size` bytes long).
+    init(fd: FileDescriptor, size: Int) throws {
+        self.fd = fd
         view = try GuestMemory(regions: [GuestRegion(start: GuestAddress(0), mapping: MemoryMapping(fd: fd, count: size))])
     }
 
@@ -188,7 +195,7 @@ struct SharedRAM {
 /// Runs a server on one end of a socketpair in its own thread, hands the
 /// other end to `body` as a front-end, then closes it and returns how the
 /// server saw the connection end.
-func withServer(_ device: RecordingDevice, protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
+func withServer(_ device: any VhostUserDevice, protocolFeatures: UInt64 = VhostUserProtocolFeature.supported,
                 _ body: (MockFrontend) throws -> Void) throws -> VhostUserBackendServer.Disconnect? {
     let (ours, theirs) = try UnixSocket.pair()
     let server = try VhostUserBackendServer(device: device, listener: nil, protocolFeatures: protocolFeatures, log: { _ in })

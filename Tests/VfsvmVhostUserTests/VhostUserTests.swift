@@ -3,10 +3,11 @@ import Synchronization
 import Testing
 import VfsvmMemory
 import VfsvmSys
+import VfsvmVirtio
 @testable import VfsvmVhostUser
 
-private let protocolBit: UInt64 = 1 << 30
-private let version1: UInt64 = 1 << 32
+private let protocolBit = VirtioFeatures.vhostUserProtocolFeatures
+private let version1 = VirtioFeatures.version1
 
 /// Guest RAM layout used by the ring tests: one 128 KiB memfd shared as two
 /// regions with different guest, front-end and file offsets.
@@ -32,22 +33,22 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
 
 @Suite struct VhostUserProtocolTests {
     @Test func featureNegotiation() throws {
-        let device = RecordingDevice(features: version1 | 1 << 33)
+        let device = RecordingDevice(features: [version1, .accessPlatform])
         let end = try withServer(device) { f in
-            #expect(try f.getU64(.getFeatures) == version1 | 1 << 33 | protocolBit)
+            #expect(try f.getU64(.getFeatures) == VirtioFeatures([version1, .accessPlatform, protocolBit]).rawValue)
             let offered = try f.getU64(.getProtocolFeatures)
             #expect(offered == VhostUserProtocolFeature.mq | VhostUserProtocolFeature.replyAck
                     | VhostUserProtocolFeature.config | VhostUserProtocolFeature.resetDevice
                     | VhostUserProtocolFeature.configureMemSlots)
             #expect(try f.getU64(.getQueueNum) == 2)
             #expect(try f.acked(.setProtocolFeatures, payload: le64(VhostUserProtocolFeature.replyAck)) == 0)
-            #expect(try f.acked(.setFeatures, payload: le64(version1 | protocolBit)) == 0)
+            #expect(try f.acked(.setFeatures, payload: le64(VirtioFeatures([version1, protocolBit]).rawValue)) == 0)
             // Bit 34 (packed) was not offered: refused with a failure ack, then dropped.
-            #expect(try f.acked(.setFeatures, payload: le64(version1 | 1 << 34)) == 1)
+            #expect(try f.acked(.setFeatures, payload: le64(VirtioFeatures([version1, .ringPacked]).rawValue)) == 1)
             #expect(try f.sawDisconnect())
         }
-        #expect(end == .protocolError(.unsupportedFeatures(offered: version1 | 1 << 33 | protocolBit,
-                                                           requested: version1 | 1 << 34)))
+        #expect(end == .protocolError(.unsupportedFeatures(offered: [version1, .accessPlatform, protocolBit],
+                                                           requested: [version1, .ringPacked])))
         #expect(device.calls == [.reset])
     }
 
@@ -68,7 +69,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         _ = try withServer(device) { f in
             try f.send(.setOwner, needReply: true)
             // No ack came: the next thing on the socket is GET_FEATURES's reply.
-            #expect(try f.getU64(.getFeatures) == device.deviceFeatures | protocolBit)
+            #expect(try f.getU64(.getFeatures) == device.deviceFeatures.union(protocolBit).rawValue)
         }
     }
 
@@ -78,7 +79,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         try ram.write(Array("hello".utf8), at: 0x10000 + 0x500)  // guest 0x100500, in region B
         let kick = try EventFD(), call = try EventFD()
         let end = try withServer(device) { f in
-            try f.negotiate(features: version1 | protocolBit)
+            try f.negotiate(features: [version1, protocolBit])
             try setUpRing(f, ram: ram, kick: kick, call: call)
             // With protocol features the ring waits for SET_VRING_ENABLE.
             #expect(device.calls.isEmpty)
@@ -105,7 +106,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         let ram = try SharedRAM(size: 0x20000)
         let kick = try EventFD(), call = try EventFD()
         _ = try withServer(device) { f in
-            try f.negotiate(features: version1 | protocolBit)
+            try f.negotiate(features: [version1, protocolBit])
             try setUpRing(f, ram: ram, kick: kick, call: call)
             #expect(try f.acked(.setVringEnable, payload: vringState(1, 1)) == 0)
             try f.send(.getVringBase, payload: vringState(1, 0))
@@ -127,7 +128,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         let ram = try SharedRAM(size: 0x20000)
         let kick = try EventFD(), kick2 = try EventFD(), call = try EventFD()
         _ = try withServer(device) { f in
-            try f.negotiate(features: version1 | protocolBit)
+            try f.negotiate(features: [version1, protocolBit])
             try setUpRing(f, ram: ram, kick: kick, call: call)
             #expect(try f.acked(.setVringEnable, payload: vringState(1, 1)) == 0)
             #expect(try f.acked(.setVringKick, payload: le64(1), fds: [kick2.fd]) == 0)
@@ -148,7 +149,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         let end = try withServer(device) { f in
             // Legacy front-end: no protocol features, so no REPLY_ACK; use
             // a GET round trip to know the server has caught up.
-            try f.send(.setFeatures, payload: le64(version1))
+            try f.send(.setFeatures, payload: le64(version1.rawValue))
             try f.send(.setMemTable, payload: memTable([regionA, regionB]), fds: [ram.fd, ram.fd])
             try f.send(.setVringNum, payload: vringState(1, 256))
             try f.send(.setVringBase, payload: vringState(1, 7))
@@ -170,7 +171,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         let ram = try SharedRAM(size: 0x20000)
         let kick = try EventFD(), call = try EventFD(), call2 = try EventFD()
         _ = try withServer(device) { f in
-            try f.negotiate(features: version1 | protocolBit)
+            try f.negotiate(features: [version1, protocolBit])
             try setUpRing(f, ram: ram, kick: kick, call: call)
             #expect(try f.acked(.setVringEnable, payload: vringState(1, 1)) == 0)
             #expect(try f.acked(.setVringCall, payload: le64(1), fds: [call2.fd]) == 0)
@@ -194,7 +195,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         let ram = try SharedRAM(size: 0x20000)
         let kick = try EventFD(), call = try EventFD()
         _ = try withServer(device) { f in
-            try f.negotiate(features: version1 | protocolBit,
+            try f.negotiate(features: [version1, protocolBit],
                             protocolFeatures: VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.resetDevice)
             try setUpRing(f, ram: ram, kick: kick, call: call)
             #expect(try f.acked(.setVringEnable, payload: vringState(1, 1)) == 0)
@@ -216,7 +217,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
     @Test func deviceConfigIsReadAndReadOnly() throws {
         let device = RecordingDevice()
         let end = try withServer(device) { f in
-            try f.negotiate(features: version1 | protocolBit)
+            try f.negotiate(features: [version1, protocolBit])
             // u32 offset, u32 size, u32 flags, then size bytes.
             try f.send(.getConfig, payload: le32(0) + le32(40) + le32(0) + [UInt8](repeating: 0, count: 40))
             let r = try #require(try f.reply())
@@ -246,7 +247,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
             le64(0) + le64(r.guestAddress) + le64(r.size) + le64(r.userAddress) + le64(r.mmapOffset)
         }
         _ = try withServer(device) { f in
-            try f.negotiate(features: version1 | protocolBit,
+            try f.negotiate(features: [version1, protocolBit],
                             protocolFeatures: VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.configureMemSlots)
             #expect(try f.getU64(.getMaxMemSlots) == 32)
             #expect(try f.acked(.addMemReg, payload: slot(regionA), fds: [ram.fd]) == 0)
@@ -282,7 +283,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
     @Test func removingARegionThatIsNotThereDropsTheConnection() throws {
         let device = RecordingDevice()
         let end = try withServer(device) { f in
-            try f.negotiate(features: version1 | protocolBit,
+            try f.negotiate(features: [version1, protocolBit],
                             protocolFeatures: VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.configureMemSlots)
             let ram = try SharedRAM(size: 0x10000)
             #expect(try f.acked(.addMemReg, payload: le64(0) + le64(0) + le64(0x10000) + le64(0x4000) + le64(0), fds: [ram.fd]) == 0)
@@ -297,7 +298,7 @@ private let expectedRing1 = VhostUserVring(index: 1, size: 256, descriptorTable:
         let ram = try SharedRAM(size: 0x20000)
         let kick = try EventFD(), call = try EventFD()
         let end = try withServer(device) { f in
-            try f.negotiate(features: version1 | protocolBit)
+            try f.negotiate(features: [version1, protocolBit])
             try setUpRing(f, ram: ram, kick: kick, call: call)
             #expect(try f.acked(.setVringEnable, payload: vringState(1, 1)) == 1)
             #expect(try f.sawDisconnect())

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 import VfsvmFUSE
+import VfsvmFUSETestSupport
 import VfsvmMemory
 import VfsvmPassthroughFS
 import VfsvmSys
@@ -8,39 +9,18 @@ import VfsvmTestSupport
 import VfsvmVirtio
 @testable import VfsvmVirtioFS
 
-// FUSE opcodes and sizes (linux/fuse.h).
-private let FUSE_LOOKUP: UInt32 = 1, FUSE_FORGET: UInt32 = 2, FUSE_GETATTR: UInt32 = 3
-private let FUSE_OPEN: UInt32 = 14, FUSE_READ: UInt32 = 15, FUSE_INIT: UInt32 = 26
-private let FUSE_SETLK: UInt32 = 32, FUSE_SETLKW: UInt32 = 33, FUSE_CREATE: UInt32 = 35
-
-/// Little-endian byte building for FUSE requests.
-private struct Bytes {
-    var b: [UInt8] = []
-    mutating func u16(_ v: UInt16) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
-    mutating func u32(_ v: UInt32) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
-    mutating func u64(_ v: UInt64) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+/// A reply as the driver reads it from the writable buffers:
+/// fuse_out_header (len, error, unique) and the body after it.
+struct QueueReply {
+    let completion: MockCompletion
+    var bytes: [UInt8] { completion.reply }
+    var headerLength: UInt32 { var d = Decoder(bytes); return d.u32() }
+    var error: Int32 { var d = Decoder(bytes, at: 4); return Int32(bitPattern: d.u32()) }
+    var unique: UInt64 { var d = Decoder(bytes, at: 8); return d.u64() }
+    /// A little-endian u32 / u64 at `offset` of the body (after the 16-byte header).
+    func u32(_ offset: Int) -> UInt32 { var d = Decoder(bytes, at: 16 + offset); return d.u32() }
+    func u64(_ offset: Int) -> UInt64 { var d = Decoder(bytes, at: 16 + offset); return d.u64() }
 }
-
-/// fuse_in_header (40 bytes) + body, with `len` filled in unless given.
-private func request(_ opcode: UInt32, unique: UInt64, node: UInt64 = 1, body: [UInt8] = [], len: UInt32? = nil) -> [UInt8] {
-    var h = Bytes()
-    h.u32(len ?? UInt32(40 + body.count)); h.u32(opcode); h.u64(unique); h.u64(node)
-    h.u32(0); h.u32(0); h.u32(1); h.u16(0); h.u16(0)
-    return h.b + body
-}
-
-private func initRequest(unique: UInt64) -> [UInt8] {
-    var b = Bytes()
-    b.u32(7); b.u32(38); b.u32(128 << 10); b.u32(UInt32(truncatingIfNeeded: FUSEInitFlag.maxPages | FUSEInitFlag.initExt))
-    b.u32(0); for _ in 0..<11 { b.u32(0) }
-    return request(FUSE_INIT, unique: unique, body: b.b)
-}
-
-private func u32(_ bytes: [UInt8], _ at: Int) -> UInt32 {
-    bytes[at..<at + 4].enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * $1.offset) }
-}
-private func i32(_ bytes: [UInt8], _ at: Int) -> Int32 { Int32(bitPattern: u32(bytes, at)) }
-private func u64(_ bytes: [UInt8], _ at: Int) -> UInt64 { UInt64(u32(bytes, at)) | UInt64(u32(bytes, at + 4)) << 32 }
 
 /// A device over a temporary host directory and mock drivers for its hiprio
 /// and first request queue.
@@ -51,13 +31,15 @@ private final class Fixture {
     let requests: MockDriver
     let interrupt = RecordingInterrupt()
     let kicks: [EventFD]
+    /// Builds request headers (fresh `unique`s) for the queues.
+    let client: Client
 
     init(layout: RingLayout, poolThreads: Int = 2) throws {
         var template = Array("/tmp/vfsvm-fs-test.XXXXXX".utf8CString)
         dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-        let fs = try PassthroughFileSystem(root: dir)
-        device = try VirtioFSDevice(tag: "myfs", requestQueues: 1, queueSize: 64,
-                                    server: FUSEServer(fileSystem: fs, options: FUSEServerOptions()), poolThreads: poolThreads)
+        let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
+        client = Client(server)
+        device = try VirtioFSDevice(tag: "myfs", requestQueues: 1, queueSize: 64, server: server, poolThreads: poolThreads)
         let memory = try GuestMemory.anonymous(size: 8 << 20)
         var features: VirtioFeatures = [.version1, .eventIndex, .indirectDescriptors]
         if layout == .packed { features.insert(.ringPacked) }
@@ -67,10 +49,10 @@ private final class Fixture {
         requests = try MockDriver(memory: memory, layout: layout, queueSize: 64, features: features,
                                   ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20))
         kicks = [try EventFD(nonBlocking: true), try EventFD(nonBlocking: true)]
-        try device.activate(memory: memory, features: features, queues: [
+        try device.activate(ActivationContext(memory: memory, features: features, queues: [
             ActivatedQueue(index: 0, queue: try hiprio.makeQueue(), kick: kicks[0]),
             ActivatedQueue(index: 1, queue: try requests.makeQueue(), kick: kicks[1]),
-        ], interrupt: interrupt)
+        ], interrupt: interrupt) { index, error in Issue.record("queue \(index) failed: \(error)") })
     }
 
     deinit {
@@ -95,9 +77,20 @@ private final class Fixture {
         return got
     }
 
+    /// fuse_in_header for `op` followed by `body`.
+    func request(_ op: FUSEOpcode, node: UInt64 = 1, _ body: Bytes = Bytes(), len: UInt32? = nil) -> [UInt8] {
+        client.header(op.rawValue, node: node, bodyLength: body.b.count, lenOverride: len) + body.b
+    }
+
+    /// FUSE_INIT, protocol 7.38, max_pages and init_ext.
+    func initSession() throws -> QueueReply {
+        let flags = UInt32(truncatingIfNeeded: FUSEInitFlag.maxPages | FUSEInitFlag.initExt)
+        return try roundTrip(requests, queue: 1, request(.`init`, node: 0, Bytes().u32(7).u32(38).u32(128 << 10).u32(flags).zeros(48)))
+    }
+
     /// Posts `bytes` on `driver`, kicks, waits for the completion.
     func roundTrip(_ driver: MockDriver, queue: Int, _ bytes: [UInt8], replyCapacity: Int = 4096,
-                   writableSplit: [UInt32]? = nil) throws -> MockCompletion {
+                   writableSplit: [UInt32]? = nil) throws -> QueueReply {
         if let split = writableSplit {
             try driver.add(readable: [bytes], writable: split)
         } else {
@@ -105,10 +98,10 @@ private final class Fixture {
         }
         try kicks[queue].signal()
         for _ in 0..<500 {
-            if let c = try driver.collect().first { return c }
+            if let c = try driver.collect().first { return QueueReply(completion: c) }
             usleep(5000)
         }
-        throw MockDriverError.unknownUsedID(0xffff)
+        throw MockDriverError.other("no completion within 2.5 s")
     }
 }
 
@@ -116,10 +109,10 @@ private final class Fixture {
     @Test func configSpaceHoldsTagAndQueueCount() throws {
         let fs = try PassthroughFileSystem(root: "/tmp")
         let d = try VirtioFSDevice(tag: "myfs", requestQueues: 3, server: FUSEServer(fileSystem: fs, options: FUSEServerOptions()))
-        var all = [UInt8](repeating: 0xff, count: 44)
-        d.readConfig(offset: 0, into: &all)
+        let all = d.readConfig(offset: 0, count: 44)
         #expect(Array(all[0..<4]) == Array("myfs".utf8) && all[4..<36].allSatisfy { $0 == 0 })
-        #expect(u32(all, 36) == 3)
+        var config = Decoder(all, at: 36)
+        #expect(config.u32() == 3, "num_request_queues")
         // Past the end reads zero (4.1.4.3 / Firecracker convention).
         #expect(all[40..<44].allSatisfy { $0 == 0 })
         #expect(d.deviceType == 26 && d.queueMaxSizes.count == 4)
@@ -138,47 +131,41 @@ private final class Fixture {
         _ = content.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         close(fd)
 
-        let initReply = try f.roundTrip(f.requests, queue: 1, initRequest(unique: 1))
-        #expect(i32(initReply.reply, 4) == 0 && u64(initReply.reply, 8) == 1)
-        #expect(u32(initReply.reply, 16) == 7, "major version 7")
-        #expect(initReply.length == u32(initReply.reply, 0), "used length = fuse_out_header.len")
+        let initReply = try f.initSession()
+        #expect(initReply.error == 0 && initReply.u32(0) == 7, "no error, major version 7")
+        #expect(initReply.completion.length == initReply.headerLength, "used length = fuse_out_header.len")
 
-        let lookup = try f.roundTrip(f.requests, queue: 1, request(FUSE_LOOKUP, unique: 2, body: Array("hello".utf8) + [0]))
-        #expect(i32(lookup.reply, 4) == 0)
-        let node = u64(lookup.reply, 16)
+        let lookup = try f.roundTrip(f.requests, queue: 1, f.request(.lookup, Bytes().name("hello")))
+        #expect(lookup.error == 0)
+        let node = lookup.u64(0)
         #expect(node > 1)
-        #expect(u64(lookup.reply, 16 + 40 + 8) == 10_000, "fuse_entry_out (40 bytes), then fuse_attr.ino, fuse_attr.size")
+        #expect(lookup.u64(40 + 8) == 10_000, "fuse_entry_out (40 bytes), then fuse_attr.ino, fuse_attr.size")
 
-        var openBody = Bytes(); openBody.u32(UInt32(O_RDONLY)); openBody.u32(0)
-        let opened = try f.roundTrip(f.requests, queue: 1, request(FUSE_OPEN, unique: 3, node: node, body: openBody.b))
-        #expect(i32(opened.reply, 4) == 0)
-        let fh = u64(opened.reply, 16)
+        let opened = try f.roundTrip(f.requests, queue: 1, f.request(.open, node: node, Bytes().u32(UInt32(O_RDONLY)).u32(0)))
+        #expect(opened.error == 0)
+        let fh = opened.u64(0)
 
         // READ 10,000 bytes into three writable descriptors: header and data
         // land across them as one byte stream.
-        var readBody = Bytes(); readBody.u64(fh); readBody.u64(0); readBody.u32(10_000); readBody.u32(0)
-        readBody.u64(0); readBody.u32(UInt32(O_RDONLY)); readBody.u32(0)
-        let read = try f.roundTrip(f.requests, queue: 1, request(FUSE_READ, unique: 4, node: node, body: readBody.b),
-                                   writableSplit: [10, 4000, 8000])
-        #expect(i32(read.reply, 4) == 0)
-        #expect(read.length == 16 + 10_000)
-        #expect(Array(read.reply[16..<(16 + 10_000)]) == content)
+        let readBody = Bytes().u64(fh).u64(0).u32(10_000).u32(0).u64(0).u32(UInt32(O_RDONLY)).u32(0)
+        let read = try f.roundTrip(f.requests, queue: 1, f.request(.read, node: node, readBody), writableSplit: [10, 4000, 8000])
+        #expect(read.error == 0)
+        #expect(read.completion.length == 16 + 10_000)
+        #expect(Array(read.bytes[16..<(16 + 10_000)]) == content)
 
         // FORGET on hiprio has no reply: used length 0.
-        var forget = Bytes(); forget.u64(1)
-        let forgot = try f.roundTrip(f.hiprio, queue: 0, request(FUSE_FORGET, unique: 5, node: node, body: forget.b), replyCapacity: 0)
-        #expect(forgot.length == 0)
+        let forgot = try f.roundTrip(f.hiprio, queue: 0, f.request(.forget, node: node, Bytes().u64(1)), replyCapacity: 0)
+        #expect(forgot.completion.length == 0)
         #expect(f.device.fatalError == nil)
     }
 
     @Test func replyLargerThanTheWritableBuffersIsAnErrorNotAnOverflow() throws {
         let f = try Fixture(layout: .split)
-        _ = try f.roundTrip(f.requests, queue: 1, initRequest(unique: 1))
+        _ = try f.initSession()
         // GETATTR's reply is 16 + 104 bytes; offer 40.
-        let r = try f.roundTrip(f.requests, queue: 1, request(FUSE_GETATTR, unique: 2, body: [UInt8](repeating: 0, count: 16)),
-                                replyCapacity: 40)
-        #expect(r.length == 16, "only an error header")
-        #expect(i32(r.reply, 4) == -EIO)
+        let r = try f.roundTrip(f.requests, queue: 1, f.request(.getattr, Bytes().zeros(16)), replyCapacity: 40)
+        #expect(r.completion.length == 16, "only an error header")
+        #expect(r.error == -EIO)
     }
 
     /// Waiting lock requests (SETLKW) must not occupy the queue: inline or
@@ -188,33 +175,33 @@ private final class Fixture {
     @Test(arguments: [0, 1])
     func waitingLockRequestsDoNotStallTheQueue(poolThreads: Int) throws {
         let f = try Fixture(layout: .split, poolThreads: poolThreads)
-        _ = try f.roundTrip(f.requests, queue: 1, initRequest(unique: 1))
-        var create = Bytes(); create.u32(UInt32(O_RDWR)); create.u32(0o644); create.u32(0); create.u32(0)
-        let created = try f.roundTrip(f.requests, queue: 1, request(FUSE_CREATE, unique: 2, body: create.b + Array("l".utf8) + [0]))
-        #expect(i32(created.reply, 4) == 0)
-        let node = u64(created.reply, 16), fh = u64(created.reply, 16 + 128)
-        func lk(_ op: UInt32, unique: UInt64, owner: UInt64, type: UInt32) -> [UInt8] {
-            var b = Bytes(); b.u64(fh); b.u64(owner); b.u64(0); b.u64(99); b.u32(type); b.u32(1); b.u32(0); b.u32(0)
-            return request(op, unique: unique, node: node, body: b.b)
+        _ = try f.initSession()
+        let created = try f.roundTrip(f.requests, queue: 1,
+                                      f.request(.create, Bytes().u32(UInt32(O_RDWR)).u32(0o644).u32(0).u32(0).name("l")))
+        #expect(created.error == 0)
+        let node = created.u64(0), fh = created.u64(128)
+        func lk(_ op: FUSEOpcode, owner: UInt64, type: Int32) -> [UInt8] {
+            f.request(op, node: node, Bytes().u64(fh).u64(owner).u64(0).u64(99).u32(UInt32(type)).u32(1).u32(0).u32(0))
         }
-        let held = try f.roundTrip(f.requests, queue: 1, lk(FUSE_SETLK, unique: 3, owner: 1, type: UInt32(F_WRLCK)))
-        #expect(i32(held.reply, 4) == 0)
-        try f.post([
-            lk(FUSE_SETLKW, unique: 10, owner: 2, type: UInt32(F_RDLCK)),
-            lk(FUSE_SETLKW, unique: 11, owner: 3, type: UInt32(F_RDLCK)),
-            lk(FUSE_SETLKW, unique: 12, owner: 4, type: UInt32(F_RDLCK)),
-        ])
+        let held = try f.roundTrip(f.requests, queue: 1, lk(.setlk, owner: 1, type: F_WRLCK))
+        #expect(held.error == 0)
+        let waiters = [lk(.setlkw, owner: 2, type: F_RDLCK), lk(.setlkw, owner: 3, type: F_RDLCK), lk(.setlkw, owner: 4, type: F_RDLCK)]
+        try f.post(waiters)
         usleep(100_000)
-        try f.post([lk(FUSE_SETLK, unique: 13, owner: 1, type: UInt32(F_UNLCK))])
-        let done = try f.collect(count: 4)
-        #expect(Set(done.map { u64($0.reply, 8) }) == [10, 11, 12, 13], "every request completed")
-        #expect(done.allSatisfy { i32($0.reply, 4) == 0 }, "the unlock succeeded and every waiter got its read lock")
+        let unlock = lk(.setlk, owner: 1, type: F_UNLCK)
+        try f.post([unlock])
+        let done = try f.collect(count: 4).map(QueueReply.init)
+        let uniques = (waiters + [unlock]).map { var d = Decoder($0, at: 8); return d.u64() }
+        #expect(Set(done.map(\.unique)) == Set(uniques), "every request completed")
+        #expect(done.allSatisfy { $0.error == 0 }, "the unlock succeeded and every waiter got its read lock")
     }
 
     @Test func lyingLengthFieldGetsEINVAL() throws {
         let f = try Fixture(layout: .packed)
-        _ = try f.roundTrip(f.requests, queue: 1, initRequest(unique: 1))
-        let r = try f.roundTrip(f.requests, queue: 1, request(FUSE_GETATTR, unique: 9, body: [UInt8](repeating: 0, count: 16), len: 4000))
-        #expect(i32(r.reply, 4) == -EINVAL && u64(r.reply, 8) == 9)
+        _ = try f.initSession()
+        let getattr = f.request(.getattr, Bytes().zeros(16), len: 4000)
+        let r = try f.roundTrip(f.requests, queue: 1, getattr)
+        var d = Decoder(getattr, at: 8)
+        #expect(r.error == -EINVAL && r.unique == d.u64())
     }
 }

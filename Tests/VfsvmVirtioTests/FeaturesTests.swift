@@ -17,7 +17,7 @@ import VfsvmVirtio
         return s
     }
 
-    @Test func featureBitPositions() {
+    @Test func featureBitsHaveTheirUAPINumbers() {
         // linux/virtio_config.h numbering.
         #expect(VirtioFeatures.indirectDescriptors.rawValue == 1 << 28)
         #expect(VirtioFeatures.eventIndex.rawValue == 1 << 29)
@@ -30,7 +30,7 @@ import VfsvmVirtio
         #expect(DeviceStatus.failed.rawValue == 0x80 && DeviceStatus.deviceNeedsReset.rawValue == 0x40)
     }
 
-    @Test func thirtyTwoBitWords() {
+    @Test func featuresSplitIntoThe32BitWordsTransportsSelect() {
         let f: VirtioFeatures = [.version1, .ringPacked, .bit(5)]
         #expect(f.word(0) == 1 << 5)
         #expect(f.word(1) == 0b101)

@@ -313,7 +313,7 @@ import VfsvmVirtio
     }
 
     /// Fatal and refused errors are told apart by `isFatal`.
-    @Test func fatalClassification() {
+    @Test func brokenRingsAreFatalAndRefusedChainsAreNot() {
         #expect(!VirtqueueError.refusedChain(RefusedChain(id: 0, descriptorCount: 1, reason: .lengthOverflow)).isFatal)
         #expect(VirtqueueError.availIndexJump(next: 0, published: 9, size: 4).isFatal)
         #expect(VirtqueueError.memory(.outOfRange(address: GuestAddress(0), length: 1)).isFatal)

@@ -20,7 +20,7 @@ import VfsvmVirtio
     /// 2.7.7: without EVENT_IDX the driver's VRING_AVAIL_F_NO_INTERRUPT decides;
     /// packed 2.8.10: DISABLE / ENABLE.
     @Test(arguments: RingLayout.allCases)
-    func interruptFlag(_ layout: RingLayout) throws {
+    func noInterruptFlagSuppressesUsedBufferNotifications(_ layout: RingLayout) throws {
         var h = try Harness(layout, features: [.version1])
         #expect(try roundTrip(&h))
         try h.driver.suppressInterrupts(true)
@@ -168,7 +168,7 @@ import VfsvmVirtio
         #expect(try h.memory.load(UInt16.self, at: h.driver.deviceArea) == 0)
     }
 
-    @Test func recordingInterruptCounts() throws {
+    @Test func recordingInterruptCountsEachKindOfSignal() throws {
         let r = RecordingInterrupt()
         try r.signalQueue(1)
         try r.signalQueue(1)

@@ -91,7 +91,7 @@ func play(_ layout: RingLayout, size: UInt16, chains: [ChainShape], laps: Int, b
     /// driver sees the same used lengths and replies, whatever the chain
     /// shapes, sizes, batching and starting index (so split indices cross
     /// 65536 and packed wrap counters flip many times).
-    @Test func splitAndPackedAgree() async {
+    @Test func splitAndPackedDeliverTheSameBuffersAndReplies() async {
         await propertyCheck(count: 60, input: chainShapes.array(of: 1...30), Gen.int(in: 3...5), Gen.int(in: 1...4),
                             Gen.int(in: 1...6), Gen.int(in: 0...65535), Gen.bool) { chains, sizeLog, laps, batch, start, eventIndex in
             let size = UInt16(1 << sizeLog)
@@ -108,7 +108,7 @@ func play(_ layout: RingLayout, size: UInt16, chains: [ChainShape], laps: Int, b
     }
 
     /// Packed rings of any size 1...20 (not only powers of two).
-    @Test func packedAnySize() async {
+    @Test func packedRingsOfAnySizeDeliverEveryChain() async {
         await propertyCheck(count: 40, input: chainShapes.array(of: 1...20), Gen.int(in: 1...20), Gen.int(in: 1...5)) { chains, size, batch in
             let observed = try play(.packed, size: UInt16(size), chains: chains, laps: 3, batch: batch,
                                     features: [.version1, .indirectDescriptors], splitStart: 0)

@@ -50,7 +50,7 @@ import VfsvmVirtio
     }
 
     @Test(arguments: RingLayout.allCases)
-    func junkRingsNeverCrash(_ layout: RingLayout) async {
+    func randomRingContentsNeverCrashTheDevice(_ layout: RingLayout) async {
         // Outcomes seen: chains, refusals, fatal errors (all must occur, or
         // the junk is not exercising the checks).
         let outcomes = Mutex((chains: 0, refused: 0, fatal: 0))

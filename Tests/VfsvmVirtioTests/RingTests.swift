@@ -6,7 +6,7 @@ import VfsvmVirtio
 /// Normal operation of both layouts (virtio 1.2, 2.7 split, 2.8 packed).
 @Suite struct RingTests {
     @Test(arguments: RingLayout.allCases)
-    func requestAndReply(_ layout: RingLayout) throws {
+    func aRequestAndItsReplyCrossTheRing(_ layout: RingLayout) throws {
         var h = try Harness(layout)
         let request: [UInt8] = [1, 2, 3, 4, 5]
         let id = try h.driver.post(request: request, replyCapacity: 16)

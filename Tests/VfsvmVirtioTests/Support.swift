@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import VfsvmMemory
 import VfsvmTestSupport
@@ -54,4 +55,14 @@ struct Harness {
 
 func bytes(_ count: Int, seed: UInt8) -> [UInt8] {
     (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seed)) }
+}
+
+/// Polls `collect()` until `count` completions arrived or 5 s passed.
+func collect(_ driver: MockDriver, count: Int) throws -> [MockCompletion] {
+    var got: [MockCompletion] = []
+    for _ in 0..<500 where got.count < count {
+        got += try driver.collect()
+        if got.count < count { usleep(10_000) }
+    }
+    return got
 }

@@ -42,6 +42,8 @@
 
 // File-system calls for the passthrough file system.
 #include "vfsvm_fs.h"
+// Sealing and SIGBUS guarding for guest memory a front-end shares by fd.
+#include "vfsvm_fault_guard.h"
 
 // MARK: - Variadic libc calls as fixed-arity functions
 
