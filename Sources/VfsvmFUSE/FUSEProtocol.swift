@@ -71,17 +71,51 @@ public protocol FUSERequestHandler: Sendable {
 
     /// Answers `request` inline (`.replied`, as above), or, for a request
     /// that may wait indefinitely (SETLKW), takes it to a thread of its own
-    /// and returns `.deferred`: `completion` is then called exactly once,
-    /// from that thread, with the whole reply (fuse_out_header + body, at
-    /// most `reply.byteCount` bytes; empty when there is none). `reply` is
-    /// not touched after a `.deferred` return, and nothing of `request` is
-    /// kept. Past the waiter budget the request is answered inline with
-    /// ENOLCK.
+    /// and returns `.deferred`: it then calls `deferral.deferReply()` once,
+    /// before returning, and the late reply's `send` exactly once, from that
+    /// thread, with the whole reply (fuse_out_header + body, at most
+    /// `reply.byteCount` bytes; empty when there is none). `reply` is not
+    /// touched after a `.deferred` return, and nothing of `request` is kept.
+    /// Past the waiter budget the request is answered inline with ENOLCK.
+    ///
+    /// Generic over the deferral so the inline path (every request but a
+    /// waiting lock) costs no allocation: a caller's deferral makes its
+    /// late-reply object only when asked.
     func handle(request: some ScatterGatherList, reply: some ScatterGatherList,
-                completion: @escaping @Sendable (_ reply: [UInt8]) -> Void) -> FUSEHandling
+                deferral: some FUSEReplyDeferral) -> FUSEHandling
 }
 
-/// How `FUSERequestHandler.handle(request:reply:completion:)` dealt with a
+/// Where a deferred request's reply goes later (see
+/// `FUSERequestHandler.handle(request:reply:deferral:)`).
+public protocol FUSEReplyDeferral {
+    associatedtype LateReply: FUSELateReply
+    /// Called once, on the caller's thread, when the request is deferred.
+    func deferReply() -> LateReply
+}
+
+/// A deferred request's reply, sent once from the waiter's thread.
+public protocol FUSELateReply: Sendable {
+    func send(_ reply: [UInt8])
+}
+
+/// A deferral whose late reply is a closure (for callers that allocate per
+/// request anyway, like `vfsvm mount`'s waiters, and tests).
+public struct FUSEClosureDeferral: FUSEReplyDeferral, FUSELateReply {
+    let completion: @Sendable ([UInt8]) -> Void
+    public init(_ completion: @escaping @Sendable (_ reply: [UInt8]) -> Void) { self.completion = completion }
+    public func deferReply() -> FUSEClosureDeferral { self }
+    public func send(_ reply: [UInt8]) { completion(reply) }
+}
+
+extension FUSERequestHandler {
+    /// `handle(request:reply:deferral:)` with the late reply as a closure.
+    public func handle(request: some ScatterGatherList, reply: some ScatterGatherList,
+                       completion: @escaping @Sendable (_ reply: [UInt8]) -> Void) -> FUSEHandling {
+        handle(request: request, reply: reply, deferral: FUSEClosureDeferral(completion))
+    }
+}
+
+/// How `FUSERequestHandler.handle(request:reply:deferral:)` dealt with a
 /// request.
 public enum FUSEHandling: Sendable, Equatable {
     /// Answered: the reply is in `reply`, this many bytes (0: no reply).

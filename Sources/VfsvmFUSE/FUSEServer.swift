@@ -50,7 +50,7 @@ public final class FUSEServer: FUSERequestHandler {
     }
 
     public func handle(request: some ScatterGatherList, reply: some ScatterGatherList,
-                       completion: @escaping @Sendable (_ reply: [UInt8]) -> Void) -> FUSEHandling {
+                       deferral: some FUSEReplyDeferral) -> FUSEHandling {
         let s = currentSession
         let r = decoder(s).decode(request)
         guard r.waitsForALock, s != nil, lockKindServed(r) else {
@@ -61,19 +61,24 @@ public final class FUSEServer: FUSERequestHandler {
             return .replied(refuse(r, with: .ENOLCK, reply: reply))
         }
         let room = min(reply.byteCount, 4096)
+        let late = deferral.deferReply()
         do {
             let thread = try OSThread(name: "vfsvm-fuse-wait") { [self] in
                 let own = HostBuffer(count: room)
                 let n = run(r, session: currentSession, payload: NoPayload(), reply: own)
-                completion(Array(own.array.prefix(n)))
+                late.send(Array(own.array.prefix(n)))
                 waiters.withLock { $0 -= 1 }
             }
             thread.detach()
             return .deferred
         } catch {
+            // The reply is deferred already (the caller may have taken the
+            // request over): the refusal goes the late way too.
             waiters.withLock { $0 -= 1 }
             logLine("vfsvm: no thread for a request that waits for a lock: \(error)")
-            return .replied(refuse(r, with: .ENOLCK, reply: reply))
+            let own = HostBuffer(count: room)
+            late.send(Array(own.array.prefix(refuse(r, with: .ENOLCK, reply: own))))
+            return .deferred
         }
     }
 

@@ -7,9 +7,9 @@ public enum ChainOutcome: Sendable {
     /// Done: this many bytes were written into the chain's writable buffers
     /// (clamped to their length).
     case completed(UInt32)
-    /// The handler keeps the chain and completes it later through this
-    /// token (from `ChainRequest.deferCompletion()`).
-    case deferred(ChainCompletion)
+    /// The handler took the chain over with `ChainRequest.deferCompletion()`
+    /// and completes it later through that token.
+    case deferred
 }
 
 /// One chain handed to a handler: the chain, the memory its buffers are
@@ -19,7 +19,7 @@ public struct ChainRequest: Sendable {
     public let memory: GuestMemory
     let sink: CompletionSink
 
-    /// Takes the chain over: the handler returns `.deferred(token)` and
+    /// Takes the chain over: the handler returns `.deferred` and
     /// calls `token.complete(length:)` once, from any thread, when the
     /// answer is written. Until then the queue goes on with other chains.
     public func deferCompletion() -> ChainCompletion {
@@ -65,6 +65,16 @@ public final class ChainCompletion: Sendable {
         return finish(length: length)
     }
 
+    /// Writes the answer with `write` (which returns the bytes it wrote) and
+    /// completes the chain, but only while the queue still runs: after a
+    /// stop the driver may have reused the buffers, so nothing is written.
+    /// True when this call wrote and pushed the used element.
+    @discardableResult
+    public func complete(writing write: () -> UInt32) -> Bool {
+        guard !done.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+        return sink.complete(element, settling: 1, writing: write)
+    }
+
     private func finish(length: UInt32) -> Bool {
         sink.complete(CollectionOfOne(element.with(length: length)), settling: 1)
     }
@@ -100,7 +110,7 @@ struct UsedElement: Sendable {
 
 /// The ring side of a queue runner: the `Virtqueue` behind its lock, and
 /// completing chains into it, from the runner's thread or any other (pool
-/// workers, blocking requests, deferred completions).
+/// workers, deferred completions).
 final class CompletionSink: Sendable {
     struct Slot {
         var queue: Virtqueue
@@ -141,6 +151,27 @@ final class CompletionSink: Sendable {
     /// stopped (nothing written).
     @discardableResult
     func complete(_ done: some Collection<UsedElement>, settling: Int) -> Bool {
+        complete(settling: settling) { push throws(VirtqueueError) in
+            for e in done { try push(e) }
+        }
+    }
+
+    /// One chain whose answer `write` puts into its buffers under the
+    /// queue's lock, so nothing is written once the queue has stopped.
+    @discardableResult
+    func complete(_ element: UsedElement, settling: Int, writing write: () -> UInt32) -> Bool {
+        complete(settling: settling) { push throws(VirtqueueError) in
+            try push(element.with(length: write()))
+        }
+    }
+
+    /// Under the queue's lock: if it still runs, `body` pushes used
+    /// elements through the function it is given; then one interrupt
+    /// decision for them all.
+    private func complete(
+        settling: Int,
+        _ body: ((UsedElement) throws(VirtqueueError) -> Void) throws(VirtqueueError) -> Void
+    ) -> Bool {
         var fatal: VirtqueueError?
         var wake = false
         let (pushed, wanted): (Bool, Bool) = slot.withLock { slot in
@@ -151,7 +182,7 @@ final class CompletionSink: Sendable {
                 wake = true
             }
             do throws(VirtqueueError) {
-                for e in done {
+                try body { e throws(VirtqueueError) in
                     try slot.queue.pushUsed(id: e.id, descriptorCount: e.descriptorCount, length: e.length, memory)
                 }
                 return (true, try slot.queue.needsInterrupt(memory))

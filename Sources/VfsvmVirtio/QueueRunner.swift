@@ -31,11 +31,6 @@ public final class QueueRunner: Sendable {
     private let handler: DeferringChainHandler
     private let pool: WorkerPool?
     private let thread = Mutex<OSThread?>(nil)
-    private let mayBlock: @Sendable (DescriptorChain, GuestMemory) -> Bool
-    private let blockingLimit: Int
-    private let refuseBlocking: ChainHandler
-    /// Requests running on their own threads because they may block.
-    private let blocking = Mutex(0)
     /// Set by `stop()`; the thread checks it between passes.
     private let stopping = Atomic(false)
     private let refusalReport = Mutex(RefusalReport())
@@ -46,29 +41,15 @@ public final class QueueRunner: Sendable {
     ///     complete out of order, which virtio allows unless IN_ORDER was
     ///     negotiated; do not offer IN_ORDER with a pool).
     ///   - handler: answers a chain now (`.completed`) or later
-    ///     (`.deferred`, with the token from `ChainRequest.deferCompletion()`).
-    ///   - mayBlock: true for a request that may wait indefinitely for
-    ///     another request (a FUSE SETLKW waits for an unlock that comes
-    ///     later on the same queue). Such a request gets a thread of its
-    ///     own, up to `blockingLimit` at once, so waiting requests can never
-    ///     hold the queue's thread or every worker and stall the queue.
-    ///   - refuseBlocking: answers such a request without running it when
-    ///     `blockingLimit` are already waiting (or no thread can be made);
-    ///     returns the reply length, like `handler`.
+    ///     (`.deferred`, having taken a token from `ChainRequest.deferCompletion()`).
     ///   - log: where the runner's lines go (refused chains, failures of
     ///     its own); stderr by default.
     public init(
         index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
         poolThreads: Int = 0, requestHandler handler: @escaping DeferringChainHandler,
-        mayBlock: @escaping @Sendable (DescriptorChain, GuestMemory) -> Bool = { _, _ in false },
-        blockingLimit: Int = 256,
-        refuseBlocking: @escaping ChainHandler = { _, _ in 0 },
         log: @escaping @Sendable (String) -> Void = { logLine("vfsvm: " + $0) },
         onFatal: @escaping @Sendable (VirtqueueError) -> Void
     ) throws(SystemError) {
-        self.mayBlock = mayBlock
-        self.blockingLimit = blockingLimit
-        self.refuseBlocking = refuseBlocking
         self.index = index
         self.kick = kick
         sink = try CompletionSink(index: index, queue: queue, memory: memory, interrupt: interrupt, onFatal: onFatal, log: log)
@@ -81,15 +62,11 @@ public final class QueueRunner: Sendable {
     public convenience init(
         index: Int, queue: Virtqueue, memory: GuestMemory, kick: EventFD, interrupt: any VirtioInterrupt,
         poolThreads: Int = 0, handler: @escaping ChainHandler,
-        mayBlock: @escaping @Sendable (DescriptorChain, GuestMemory) -> Bool = { _, _ in false },
-        blockingLimit: Int = 256,
-        refuseBlocking: @escaping ChainHandler = { _, _ in 0 },
         log: @escaping @Sendable (String) -> Void = { logLine("vfsvm: " + $0) },
         onFatal: @escaping @Sendable (VirtqueueError) -> Void
     ) throws(SystemError) {
         try self.init(index: index, queue: queue, memory: memory, kick: kick, interrupt: interrupt, poolThreads: poolThreads,
-                      requestHandler: { .completed(handler($0.chain, $0.memory)) }, mayBlock: mayBlock,
-                      blockingLimit: blockingLimit, refuseBlocking: refuseBlocking, log: log, onFatal: onFatal)
+                      requestHandler: { .completed(handler($0.chain, $0.memory)) }, log: log, onFatal: onFatal)
     }
 
     private var memory: GuestMemory { sink.memory }
@@ -171,7 +148,7 @@ public final class QueueRunner: Sendable {
         /// while notifications were off (the race in 2.7.10 / 2.8.10).
         case more
         /// As many chains as the ring holds are outstanding (on the pool,
-        /// on threads of their own, deferred): no more are taken until one
+        /// deferred): no more are taken until one
         /// completes. A driver cannot have more in flight lawfully (2.7.6:
         /// it adds only buffers it owns), so only a driver that republishes
         /// buffers the device still holds is slowed.
@@ -195,8 +172,8 @@ public final class QueueRunner: Sendable {
 
     /// Pops at most a ring's worth of chains with driver notifications off,
     /// then (if the ring ran empty) turns them back on and re-checks. Chains
-    /// that may block get threads of their own; the rest run on the pool,
-    /// or inline on this thread and are completed as one batch (one
+    /// run on the pool, or inline on this thread (a handler that must wait,
+    /// such as a FUSE SETLKW, defers its chain rather than hold the queue), and are completed as one batch (one
     /// interrupt decision for the batch). Refused chains are completed with
     /// length 0 in the pass and counted, not kept.
     private func pass() -> Pass {
@@ -249,10 +226,6 @@ public final class QueueRunner: Sendable {
         }
         var inline: [UsedElement] = []
         for chain in chains {
-            if mayBlock(chain, memory) {
-                if !startBlocking(chain) { inline.append(UsedElement(chain, length: refuseBlocking(chain, memory))) }
-                continue
-            }
             let request = ChainRequest(chain: chain, memory: memory, sink: sink)
             if let pool {
                 pool.submit { [self] in self.settle(chain, handler(request)) }
@@ -321,31 +294,6 @@ public final class QueueRunner: Sendable {
         switch outcome {
         case let .completed(length): sink.complete(CollectionOfOne(UsedElement(chain, length: length)), settling: 1)
         case .deferred: break  // outstanding until its token completes
-        }
-    }
-
-    /// Runs `chain` on a thread of its own; false when `blockingLimit`
-    /// threads are already waiting or none can be made (the chain is then
-    /// refused, never run where it could stall the queue).
-    private func startBlocking(_ chain: DescriptorChain) -> Bool {
-        let admitted = blocking.withLock { n in
-            guard n < blockingLimit else { return false }
-            n += 1
-            return true
-        }
-        guard admitted else { return false }
-        let request = ChainRequest(chain: chain, memory: memory, sink: sink)
-        do {
-            let t = try OSThread(name: "vfsvm-q\(index)-wait") { [self] in
-                settle(chain, handler(request))
-                blocking.withLock { $0 -= 1 }
-            }
-            t.detach()
-            return true
-        } catch {
-            blocking.withLock { $0 -= 1 }
-            log("queue \(index): no thread for a blocking request: \(error)")
-            return false
         }
     }
 

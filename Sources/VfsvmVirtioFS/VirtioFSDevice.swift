@@ -42,7 +42,7 @@ public final class VirtioFSDevice: QueueRunnerDevice {
     public let server: any FUSERequestHandler
     /// Worker threads per request queue (0: handle requests on the queue's
     /// own thread, which measured fastest with one guest vCPU; requests
-    /// that wait for a lock get threads of their own either way).
+    /// that wait for a lock get threads of the FUSE server's either way).
     public let poolThreads: Int
     public let deviceQueues: DeviceQueues
     /// `struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; }`
@@ -66,16 +66,7 @@ public final class VirtioFSDevice: QueueRunnerDevice {
             try QueueRunner(
                 index: q.index, queue: q.queue, memory: memory, kick: q.kick, interrupt: interrupt,
                 poolThreads: q.index == 0 ? 0 : poolThreads,
-                handler: { chain, memory in Self.handle(chain, memory, server) },
-                mayBlock: { chain, memory in Self.waitsForALock(chain, memory) },
-                blockingLimit: Int(max(q.queue.size, 256)),
-                refuseBlocking: { chain, memory in
-                    // More waiting lock requests than the ring holds: "too
-                    // many locks" (ENOLCK) instead of a stalled queue.
-                    guard let request = try? chain.readableBuffers(memory), let reply = try? chain.writableBuffers(memory)
-                    else { return 0 }
-                    return UInt32(FUSEServer.refuse(request, with: .ENOLCK, reply: reply))
-                },
+                requestHandler: { request in Self.handle(request, server) },
                 onFatal: onFatal)
         }
     }
@@ -101,26 +92,51 @@ public final class VirtioFSDevice: QueueRunnerDevice {
     /// The first fatal driver error since the last activation, if any.
     public var fatalError: VirtqueueError? { deviceQueues.firstFailure }
 
-    /// FUSE_SETLKW (opcode 33): waits until another request, perhaps
-    /// queued behind it, releases a lock. Read from fuse_in_header.opcode.
-    static func waitsForALock(_ chain: DescriptorChain, _ memory: GuestMemory) -> Bool {
-        guard let request = try? chain.readableBuffers(memory), let opcode = try? request.bytes(at: 4, count: 4) else {
-            return false
-        }
-        return opcode == [33, 0, 0, 0]
-    }
-
-    /// One chain, one FUSE request.
-    static func handle(_ chain: DescriptorChain, _ memory: GuestMemory, _ server: any FUSERequestHandler) -> UInt32 {
+    /// One chain, one FUSE request. The FUSE server decodes the request once
+    /// and decides from that copy whether it waits for a lock (SETLKW); such
+    /// a request runs on a thread of the server's own (one budget per
+    /// server, shared with every queue) and its chain is completed from
+    /// there, so a waiter never holds the queue.
+    static func handle(_ chain: ChainRequest, _ server: any FUSERequestHandler) -> ChainOutcome {
         do {
-            let request = try chain.readableBuffers(memory)
-            let reply = try chain.writableBuffers(memory)
-            return UInt32(server.handle(request: request, reply: reply))
+            let request = try chain.chain.readableBuffers(chain.memory)
+            let reply = try chain.chain.writableBuffers(chain.memory)
+            switch server.handle(request: request, reply: reply, deferral: ChainDeferral(request: chain, reply: reply)) {
+            case let .replied(length): return .completed(UInt32(length))
+            case .deferred: return .deferred
+            }
         } catch {
             // pop() already checked every buffer; a failure here means the
             // memory map changed under us. Complete the chain empty.
-            logLine("vfsvm: virtio-fs chain \(chain.id): \(error)")
-            return 0
+            logLine("vfsvm: virtio-fs chain \(chain.chain.id): \(error)")
+            return .completed(0)
+        }
+    }
+}
+
+/// A deferred FUSE reply on a virtqueue: the chain is taken over only when
+/// the server defers (no allocation for requests answered inline), and the
+/// late reply is written into the chain's writable buffers and completes it.
+struct ChainDeferral: FUSEReplyDeferral {
+    let request: ChainRequest
+    let reply: GuestBufferList
+
+    func deferReply() -> LateChainReply { LateChainReply(token: request.deferCompletion(), reply: reply) }
+}
+
+struct LateChainReply: FUSELateReply {
+    let token: ChainCompletion
+    let reply: GuestBufferList
+
+    func send(_ bytes: [UInt8]) {
+        token.complete { () -> UInt32 in
+            do {
+                try reply.write(bytes, at: 0)
+                return UInt32(clamping: bytes.count)
+            } catch {
+                logLine("vfsvm: virtio-fs chain \(token.chainID): the late reply could not be written: \(error)")
+                return 0
+            }
         }
     }
 }

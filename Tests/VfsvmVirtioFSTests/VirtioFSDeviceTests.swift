@@ -27,32 +27,53 @@ struct QueueReply {
 private final class Fixture {
     let dir: String
     let device: VirtioFSDevice
-    let hiprio: MockDriver
-    let requests: MockDriver
+    private(set) var hiprio: MockDriver
+    private(set) var requests: MockDriver
     let interrupt = RecordingInterrupt()
     let kicks: [EventFD]
     /// Builds request headers (fresh `unique`s) for the queues.
     let client: Client
 
-    init(layout: RingLayout, poolThreads: Int = 2) throws {
+    let memory: GuestMemory
+    let features: VirtioFeatures
+
+    init(layout: RingLayout, poolThreads: Int = 2, options: FUSEServerOptions = FUSEServerOptions()) throws {
         var template = Array("/tmp/vfsvm-fs-test.XXXXXX".utf8CString)
         dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-        let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
+        let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: options)
         client = Client(server)
         device = try VirtioFSDevice(tag: "myfs", requestQueues: 1, queueSize: 64, server: server, poolThreads: poolThreads)
-        let memory = try GuestMemory.anonymous(size: 8 << 20)
+        memory = try GuestMemory.anonymous(size: 8 << 20)
         var features: VirtioFeatures = [.version1, .eventIndex, .indirectDescriptors]
         if layout == .packed { features.insert(.ringPacked) }
-        // Two rings in one guest memory, each in its own part.
-        hiprio = try MockDriver(memory: memory, layout: layout, queueSize: 16, features: features,
-                                ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20))
-        requests = try MockDriver(memory: memory, layout: layout, queueSize: 64, features: features,
-                                  ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20))
+        self.features = features
         kicks = [try EventFD(nonBlocking: true), try EventFD(nonBlocking: true)]
+        (hiprio, requests) = try Self.rings(memory, layout, features)
+        try activate()
+    }
+
+    /// Two rings in one guest memory, each in its own part, as a driver
+    /// lays them out after a reset.
+    private static func rings(_ memory: GuestMemory, _ layout: RingLayout, _ features: VirtioFeatures) throws -> (MockDriver, MockDriver) {
+        (try MockDriver(memory: memory, layout: layout, queueSize: 16, features: features,
+                        ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20)),
+         try MockDriver(memory: memory, layout: layout, queueSize: 64, features: features,
+                        ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20)))
+    }
+
+    private func activate() throws {
         try device.activate(ActivationContext(memory: memory, features: features, queues: [
             ActivatedQueue(index: 0, queue: try hiprio.makeQueue(), kick: kicks[0]),
             ActivatedQueue(index: 1, queue: try requests.makeQueue(), kick: kicks[1]),
         ], interrupt: interrupt) { index, error in Issue.record("queue \(index) failed: \(error)") })
+    }
+
+    /// The driver resets the device and sets it up again on fresh rings
+    /// (the FUSE session goes on: no DESTROY, no INIT).
+    func resetAndReactivate() throws {
+        device.reset()
+        (hiprio, requests) = try Self.rings(memory, requests.layout, features)
+        try activate()
     }
 
     deinit {
@@ -196,6 +217,49 @@ private final class Fixture {
         #expect(done.allSatisfy { $0.error == 0 }, "the unlock succeeded and every waiter got its read lock")
     }
 
+    /// The attack of issue 8 on the lock-waiter budget: it was one per queue
+    /// runner, and the waiters of a stopped runner were forgotten, so
+    /// "queue waiters, reset the device, repeat" grew threads without bound.
+    /// Now the budget is the FUSE server's, shared by every queue and
+    /// counted until a waiter's thread really ends: after a reset the
+    /// abandoned waiters still count, and one more SETLKW gets ENOLCK.
+    @Test func lockWaitersShareOneBudgetAcrossDeviceResets() throws {
+        var options = FUSEServerOptions()
+        options.maxLockWaiters = 2
+        let f = try Fixture(layout: .split, poolThreads: 0, options: options)
+        _ = try f.initSession()
+        let created = try f.roundTrip(f.requests, queue: 1,
+                                      f.request(.create, Bytes().u32(UInt32(O_RDWR)).u32(0o644).u32(0).u32(0).name("l")))
+        #expect(created.error == 0)
+        let node = created.u64(0), fh = created.u64(128)
+        func lk(_ op: FUSEOpcode, owner: UInt64, type: Int32) -> [UInt8] {
+            f.request(op, node: node, Bytes().u64(fh).u64(owner).u64(0).u64(99).u32(UInt32(type)).u32(1).u32(0).u32(0))
+        }
+        #expect(try f.roundTrip(f.requests, queue: 1, lk(.setlk, owner: 1, type: F_WRLCK)).error == 0)
+        let threadsBefore = try procTaskCount()
+
+        try f.post([lk(.setlkw, owner: 2, type: F_RDLCK), lk(.setlkw, owner: 3, type: F_RDLCK), lk(.setlkw, owner: 4, type: F_RDLCK)])
+        let third = try f.collect(count: 1).map(QueueReply.init)
+        #expect(third.map(\.error) == [-ENOLCK], "two wait, the third is refused at once")
+        for _ in 0..<200 where f.client.server.lockWaiters < 2 { usleep(5000) }
+        #expect(f.client.server.lockWaiters == 2)
+
+        for round in 1...3 {
+            try f.resetAndReactivate()
+            let again = try f.roundTrip(f.requests, queue: 1, lk(.setlkw, owner: 10 + UInt64(round), type: F_RDLCK))
+            #expect(again.error == -ENOLCK, "round \(round): the abandoned waiters still hold the budget")
+        }
+        #expect(try procTaskCount() <= threadsBefore + 2, "no waiter threads beyond the budget")
+
+        // Releasing the lock lets the abandoned waiters end (their replies
+        // go nowhere: their queue is gone); the budget is free again.
+        #expect(try f.roundTrip(f.requests, queue: 1, lk(.setlk, owner: 1, type: F_UNLCK)).error == 0)
+        for _ in 0..<400 where f.client.server.lockWaiters > 0 { usleep(5000) }
+        #expect(f.client.server.lockWaiters == 0)
+        usleep(50_000)
+        #expect(try f.requests.collect().isEmpty, "no late reply reached the new rings")
+    }
+
     @Test func lyingLengthFieldGetsEINVAL() throws {
         let f = try Fixture(layout: .packed)
         _ = try f.initSession()
@@ -204,4 +268,16 @@ private final class Fixture {
         var d = Decoder(getattr, at: 8)
         #expect(r.error == -EINVAL && r.unique == d.u64())
     }
+}
+
+/// Threads of this process now (/proc/self/task).
+private func procTaskCount() throws -> Int {
+    guard let dir = opendir("/proc/self/task") else { throw MockDriverError.other("cannot read /proc/self/task") }
+    defer { closedir(dir) }
+    var n = 0
+    while let e = readdir(dir) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { n += 1 }
+    }
+    return n
 }

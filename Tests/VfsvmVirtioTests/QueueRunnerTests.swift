@@ -108,32 +108,6 @@ import VfsvmTestSupport
         #expect(q.availState == 0x8000 | 6)
     }
 
-    /// Requests that may block get threads of their own up to the limit;
-    /// past it they are refused at once instead of running on the queue's
-    /// thread, where they could stall every request behind them.
-    @Test func blockingRequestsPastTheLimitAreRefusedNotRunInline() throws {
-        let driver = try MockDriver(layout: .split, queueSize: 16)
-        let (gateRead, gateWrite) = try makePipe()
-        let runner = try QueueRunner(
-            index: 1, queue: try driver.makeQueue(), memory: driver.memory, kick: try EventFD(nonBlocking: true),
-            interrupt: RecordingInterrupt(),
-            handler: { _, _ in
-                var b: UInt8 = 0
-                _ = read(gateRead.rawValue, &b, 1)  // waits like a SETLKW
-                return 1
-            },
-            mayBlock: { _, _ in true }, blockingLimit: 2, refuseBlocking: { _, _ in 0 },
-            onFatal: { _ in Issue.record("no fatal error expected") })
-        for i in 0..<3 { try driver.post(request: [UInt8(i)], replyCapacity: 4) }
-        runner.processAvailable()  // returns: nothing runs on this thread
-        let refused = try collect(driver, count: 1)
-        #expect(refused.map(\.length) == [0], "the third waiter is refused at once")
-        try gateWrite.writeAll([1, 1])
-        let released = try collect(driver, count: 2)
-        #expect(released.map(\.length) == [1, 1], "the two waiting requests complete when released")
-        runner.stop()
-    }
-
     // MARK: - Deferred completion
 
     /// Keeps every chain's token instead of answering.
@@ -146,7 +120,7 @@ import VfsvmTestSupport
                 if let out = try? request.chain.writableBuffers(request.memory) { try? out.write(bytes.reversed(), at: 0) }
                 let token = request.deferCompletion()
                 tokens.withLock { $0.append((token, bytes)) }
-                return .deferred(token)
+                return .deferred
             }
         }
         var count: Int { tokens.withLock { $0.count } }
