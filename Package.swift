@@ -99,6 +99,9 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+        // Runs the built `vfsvm serve` (and a probe) and checks its sandbox
+        // from outside: held fds, /proc/<pid>/status, seccomp.
+        .testTarget(name: "VfsvmSandboxTests", dependencies: ["VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "CVfsvmLinux"], swiftSettings: strict),
         .testTarget(

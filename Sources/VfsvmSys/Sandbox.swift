@@ -22,16 +22,32 @@ public enum Sandbox {
         CAP_SETGID, CAP_SETUID, CAP_MKNOD, CAP_SETFCAP, CAP_LEASE,
     ]
 
+    /// What a confined file server keeps of the host: the share's root,
+    /// opened through the sandbox's own root after the sandbox is in place
+    /// (so ".." from it stops at the share and a read-only bind mount holds
+    /// for every *at call made from it), and a /proc/self/fd directory for
+    /// the calls that need a path to one of its own fds.
+    public struct Share: Sendable {
+        /// O_PATH | O_DIRECTORY fd of the shared directory.
+        public let root: FileDescriptor
+        /// O_PATH | O_DIRECTORY fd of /proc/self/fd.
+        public let procSelfFD: FileDescriptor
+    }
+
     /// Enters new mount and network namespaces in which `root` is `/`, as
     /// virtiofsd's `--sandbox=namespace` does: mounts are made private,
     /// `root` is bind-mounted on itself, `pivot_root` moves into it and the
-    /// old root is detached. Open fds (the vhost-user socket, the share's
-    /// root fd) stay valid. With `readOnly` the bind mount is read-only too.
-    public static func enterNamespace(root: String, readOnly: Bool) throws(SandboxError) {
-        func step(_ name: String, _ body: () -> Int32) throws(SandboxError) {
-            do { _ = try sysCall(name, body) } catch { throw SandboxError(step: name, cause: error) }
-        }
+    /// old root is detached. Fds opened before (the vhost-user socket) stay
+    /// valid. With `readOnly` the bind mount is read-only too.
+    ///
+    /// /proc is not reachable from inside, so a procfs of its own is made
+    /// first: mounted nowhere (fsmount), so ".." from it cannot climb back
+    /// into the host's tree the way it could from the host's /proc, and
+    /// limited to process directories (`subset=pid`).
+    public static func enterNamespace(root: String, readOnly: Bool) throws(SandboxError) -> Share {
+        try requireSingleThread()
         try step("unshare(CLONE_NEWNS|CLONE_NEWNET)") { vfsvm_unshare(CLONE_NEWNS | CLONE_NEWNET) }
+        let procSelfFD = try privateProcSelfFD()
         try step("make / private") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
         try step("bind-mount \(root)") { mount(root, root, nil, UInt(MS_BIND | MS_REC), nil) }
         if readOnly {
@@ -43,15 +59,71 @@ public enum Sandbox {
         try step("pivot_root") { vfsvm_pivot_root(".", ".") }
         try step("detach the old root") { umount2(".", Int32(MNT_DETACH)) }
         try step("chdir(/)") { chdir("/") }
+        return Share(root: try openRoot(), procSelfFD: procSelfFD)
     }
 
-    /// chroot(2) into `root` (virtiofsd's `--sandbox=chroot`).
-    public static func chroot(root: String) throws(SandboxError) {
+    /// chroot(2) into `root` (virtiofsd's `--sandbox=chroot`). The private
+    /// procfs of `enterNamespace` is used where the kernel lets us make one,
+    /// else the host's /proc/self/fd, opened before the chroot.
+    public static func chroot(root: String) throws(SandboxError) -> Share {
+        try requireSingleThread()
+        let procSelfFD: FileDescriptor
         do {
-            _ = try sysCall("chdir(\(root))") { chdir(root) }
-            _ = try sysCall("chroot(\(root))") { Glibc.chroot(".") }
-            _ = try sysCall("chdir(/)") { chdir("/") }
-        } catch { throw SandboxError(step: "chroot", cause: error) }
+            procSelfFD = try privateProcSelfFD()
+        } catch {
+            do { procSelfFD = try FileDescriptor.open("/proc/self/fd", HostFSFlag.path | O_DIRECTORY) } catch {
+                throw SandboxError(step: "open /proc/self/fd", cause: error)
+            }
+        }
+        try step("chdir(\(root))") { chdir(root) }
+        try step("chroot(\(root))") { Glibc.chroot(".") }
+        try step("chdir(/)") { chdir("/") }
+        return Share(root: try openRoot(), procSelfFD: procSelfFD)
+    }
+
+    private static func step(_ name: String, _ body: () -> Int32) throws(SandboxError) {
+        do { _ = try sysCall(name, body) } catch { throw SandboxError(step: name, cause: error) }
+    }
+
+    /// The share as the sandbox's `/`.
+    private static func openRoot() throws(SandboxError) -> FileDescriptor {
+        do { return try FileDescriptor.open("/", HostFSFlag.path | O_DIRECTORY) } catch {
+            throw SandboxError(step: "open the share through the new root", cause: error)
+        }
+    }
+
+    /// self/fd of a procfs instance mounted nowhere.
+    private static func privateProcSelfFD() throws(SandboxError) -> FileDescriptor {
+        let proc: FileDescriptor
+        do { proc = FileDescriptor(owning: try sysCall("fsopen(proc)") { vfsvm_open_detached_procfs() }) } catch {
+            throw SandboxError(step: "mount a private procfs", cause: error)
+        }
+        do { return try proc.openAt(Array("self/fd".utf8), flags: HostFSFlag.path | O_DIRECTORY, beneath: false) } catch {
+            throw SandboxError(step: "open self/fd in the private procfs", cause: error)
+        }
+    }
+
+    /// Namespaces, the root, capabilities and no_new_privs belong to the
+    /// calling thread only: a thread started before the sandbox would stay
+    /// outside it. The sandbox is entered before any thread starts; this
+    /// checks that it is.
+    private static func requireSingleThread() throws(SandboxError) {
+        let threads: Int
+        do { threads = try threadCount() } catch { throw SandboxError(step: "count threads", cause: error) }
+        guard threads == 1 else {
+            throw SandboxError(step: "check that no other thread runs yet", cause: SystemError("\(threads) threads in /proc/self/task", .EBUSY))
+        }
+    }
+
+    /// Entries of /proc/self/task.
+    static func threadCount() throws(SystemError) -> Int {
+        guard let dir = opendir("/proc/self/task") else { throw SystemError("opendir(/proc/self/task)", .current) }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            if entry.pointee.d_name.0 != 0x2e { count += 1 }
+        }
+        return count
     }
 
     /// Keeps only `keep` in the effective, permitted and bounding sets;

@@ -94,6 +94,7 @@ struct Serve: ParsableCommand {
         guard (socketPath == nil) != (fd == nil) else {
             throw ValidationError("give exactly one of --socket-path PATH or --fd N")
         }
+        if let fd, fd < 0 { throw ValidationError("--fd must be an open file descriptor number (0 or more), got \(fd)") }
         guard (1...VirtioFSDevice.maxRequestQueues).contains(requestQueues) else {
             throw ValidationError("--request-queues must be between 1 and \(VirtioFSDevice.maxRequestQueues), got \(requestQueues)")
         }
@@ -119,7 +120,28 @@ struct Serve: ParsableCommand {
         }
         let s = try settings()
         guard let dir = s.sharedDir else { throw ValidationError("no shared directory") }
-        let server = try makeFileServer(settings: s, engine: ioEngine, trace: debug || logLevel == "debug")
+        do { _ = try FileDescriptor.open(dir, HostFSFlag.path | O_DIRECTORY) } catch {
+            throw CommandFailure("cannot share \(dir): \(error.errno)")
+        }
+        // The socket's path lies outside the share: listen before the
+        // sandbox hides the host.
+        let listener: FileDescriptor
+        do {
+            listener = try socketPath.map { try UnixSocket.listen(path: $0) } ?? FileDescriptor(owning: fd ?? -1)
+        } catch { throw CommandFailure("cannot listen for the vhost-user frontend: \(error)") }
+        // The share is opened only once the sandbox is in place, through its
+        // new root (see Sandbox.Share).
+        let confined: Sandbox.Share?
+        do {
+            switch s.sandbox {
+            case .namespace: confined = try Sandbox.enterNamespace(root: dir, readOnly: s.readOnly)
+            case .chroot: confined = try Sandbox.chroot(root: dir)
+            case .none: confined = nil
+            }
+        } catch {
+            throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
+        }
+        let server = try makeFileServer(settings: s, engine: ioEngine, trace: debug || logLevel == "debug", confined: confined)
         let fs: VirtioFSDevice
         do {
             fs = try VirtioFSDevice(tag: tag ?? "vfsvm", requestQueues: requestQueues, queueSize: queueSize, server: server,
@@ -131,25 +153,12 @@ struct Serve: ParsableCommand {
             : VhostUserProtocolFeature.supported
         let backend: VhostUserBackendServer
         do {
-            if let socketPath {
-                backend = try VhostUserBackendServer(device: device, socketPath: socketPath, protocolFeatures: offer)
-            } else {
-                backend = try VhostUserBackendServer(device: device, inheritedFD: fd ?? -1, protocolFeatures: offer)
-            }
+            backend = try VhostUserBackendServer(device: device, listener: listener, protocolFeatures: offer)
         } catch { throw CommandFailure("\(error)") }
-        do {
-            switch s.sandbox {
-            case .namespace:
-                try Sandbox.enterNamespace(root: dir, readOnly: s.readOnly)
-                try Sandbox.dropCapabilities(keeping: Sandbox.fileServerCapabilities)
-            case .chroot:
-                try Sandbox.chroot(root: dir)
-                try Sandbox.dropCapabilities(keeping: Sandbox.fileServerCapabilities)
-            case .none:
-                break
+        if confined != nil {
+            do { try Sandbox.dropCapabilities(keeping: Sandbox.fileServerCapabilities) } catch {
+                throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
             }
-        } catch {
-            throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
         }
         logLine("vfsvm serve: sharing \(dir) (\(s.sandbox.rawValue) sandbox), waiting for the frontend")
         let end: VhostUserBackendServer.Disconnect?

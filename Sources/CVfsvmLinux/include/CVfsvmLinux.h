@@ -43,6 +43,9 @@
 // File-system calls for the passthrough file system.
 #include "vfsvm_fs.h"
 
+// Sandbox: seccomp-BPF, no_new_privs, a private procfs, pidfds.
+#include "vfsvm_sandbox.h"
+
 // MARK: - Variadic libc calls as fixed-arity functions
 
 static inline int vfsvm_ioctl_ptr(int fd, unsigned long request, void *arg) {
