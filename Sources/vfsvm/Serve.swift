@@ -52,6 +52,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Process sandbox: namespace, chroot or none.")
     var sandbox: SandboxMode?
 
+    @Option(help: "Set RLIMIT_NOFILE (soft and hard) to N at start; 0 leaves it unchanged (default: min(1000000, fs.nr_open)).")
+    var rlimitNofile: UInt64?
+
     @Flag(help: "Tell the guest about submounts.")
     var announceSubmounts = false
 
@@ -123,6 +126,7 @@ struct Serve: ParsableCommand {
         do { _ = try FileDescriptor.open(dir, HostFSFlag.path | O_DIRECTORY) } catch {
             throw CommandFailure("cannot share \(dir): \(error.errno)")
         }
+        do { try OpenFileLimit.raise(to: rlimitNofile) } catch { throw CommandFailure(error.description) }
         // The socket's path lies outside the share: listen before the
         // sandbox hides the host.
         let listener: FileDescriptor

@@ -40,17 +40,17 @@ final class ServeUnderTest {
     private let stderrPipe: (read: FileDescriptor, write: FileDescriptor)
     private(set) var stderrText = ""
 
-    init(_ arguments: [String] = [], prepare: (String) -> Void = { _ in }) throws {
+    /// `launcher`, when given, starts serve (e.g. prlimit with a lower
+    /// limit, which execs it in place).
+    init(_ arguments: [String] = [], launcher: [String] = [], prepare: (String) -> Void = { _ in }) throws {
         try #require(getuid() == 0, "the sandbox needs root (namespaces, pivot_root); these tests cannot run as uid \(getuid())")
         work = try TemporaryDirectory()
         share = work.path + "/share"
         try #require(mkdir(share, 0o755) == 0)
         prepare(share)
         stderrPipe = try makePipe()
-        process = try ChildProcess(
-            path: try builtExecutable("vfsvm"),
-            arguments: ["serve", "--socket-path", work.path + "/fs.sock", "--shared-dir", share] + arguments,
-            stderr: stderrPipe.write)
+        let command = launcher + [try builtExecutable("vfsvm"), "serve", "--socket-path", work.path + "/fs.sock", "--shared-dir", share] + arguments
+        process = try ChildProcess(path: command[0], arguments: Array(command.dropFirst()), stderr: stderrPipe.write)
         var waited = 0
         while !stderrText.contains("waiting for the frontend") && process.isRunning && waited < 10_000 {
             if (try? pollReadable([stderrPipe.read], timeoutMilliseconds: 100)) == [true] {
@@ -108,6 +108,28 @@ final class ServeUnderTest {
         }
         return ids
     }
+}
+
+/// Runs `vfsvm serve` on a fresh share with `arguments`, expecting it to
+/// refuse to start: its exit code (nil if it did not exit within 10 s or
+/// died by a signal) and stderr.
+func serveFailing(_ arguments: [String]) throws -> (exitCode: Int32?, stderr: String) {
+    let work = try TemporaryDirectory()
+    let share = work.path + "/share"
+    try #require(mkdir(share, 0o755) == 0)
+    let errors = try makePipe()
+    let child = try ChildProcess(
+        path: try builtExecutable("vfsvm"),
+        arguments: ["serve", "--socket-path", work.path + "/fs.sock", "--shared-dir", share] + arguments,
+        stderr: errors.write)
+    _ = child.wait(timeoutMilliseconds: 10_000)
+    var text = ""
+    while (try? pollReadable([errors.read], timeoutMilliseconds: 0)) == [true] {
+        let bytes = (try? errors.read.readSome()) ?? []
+        if bytes.isEmpty { break }
+        text += String(decoding: bytes, as: UTF8.self)
+    }
+    return (child.exitCode, text)
 }
 
 func readTextFile(_ path: String) throws -> String {
