@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/capability.h>
 
 #include "vfsvm_sandbox.h"
 
@@ -74,6 +75,18 @@ int vfsvm_install_seccomp_reporter(void) {
     sigemptyset(&sa.sa_mask);
     return sigaction(SIGSYS, &sa, NULL);
 }
+
+int vfsvm_capget(uint64_t *effective, uint64_t *permitted) {
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    *effective = (uint64_t)data[0].effective | (uint64_t)data[1].effective << 32;
+    *permitted = (uint64_t)data[0].permitted | (uint64_t)data[1].permitted << 32;
+    return 0;
+}
+
+int vfsvm_clear_ambient_capabilities(void) { return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); }
 
 long vfsvm_syscall3(long nr, long a, long b, long c) { return syscall(nr, a, b, c); }
 

@@ -13,15 +13,6 @@ public struct SandboxError: Error, Hashable, Sendable, CustomStringConvertible {
 /// to leave the share; the sandbox makes the rest of the host file system
 /// unreachable even if it had a bug.
 public enum Sandbox {
-    /// Capabilities a passthrough file server running as root needs:
-    /// ownership and mode changes on behalf of guest users, reading every
-    /// file, per-request uid/gid switching, device nodes, file capabilities,
-    /// and file handles (open_by_handle_at needs CAP_DAC_READ_SEARCH).
-    public static let fileServerCapabilities: [Int32] = [
-        CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID,
-        CAP_SETGID, CAP_SETUID, CAP_MKNOD, CAP_SETFCAP, CAP_LEASE,
-    ]
-
     /// What a confined file server keeps of the host: the share's root,
     /// opened through the sandbox's own root after the sandbox is in place
     /// (so ".." from it stops at the share and a read-only bind mount holds
@@ -106,18 +97,27 @@ public enum Sandbox {
     /// Namespaces, the root, capabilities and no_new_privs belong to the
     /// calling thread only: a thread started before the sandbox would stay
     /// outside it. The sandbox is entered before any thread starts; this
-    /// checks that it is.
-    private static func requireSingleThread() throws(SandboxError) {
+    /// checks that it is. Inside the sandbox /proc is reached through the
+    /// share's `procSelfFD` (self/fd: its parent's task directory lists the
+    /// threads).
+    static func requireSingleThread(procSelfFD: FileDescriptor? = nil) throws(SandboxError) {
         let threads: Int
-        do { threads = try threadCount() } catch { throw SandboxError(step: "count threads", cause: error) }
+        do { threads = try threadCount(procSelfFD: procSelfFD) } catch { throw SandboxError(step: "count threads", cause: error) }
         guard threads == 1 else {
             throw SandboxError(step: "check that no other thread runs yet", cause: SystemError("\(threads) threads in /proc/self/task", .EBUSY))
         }
     }
 
     /// Entries of /proc/self/task.
-    static func threadCount() throws(SystemError) -> Int {
-        guard let dir = opendir("/proc/self/task") else { throw SystemError("opendir(/proc/self/task)", .current) }
+    static func threadCount(procSelfFD: FileDescriptor? = nil) throws(SystemError) -> Int {
+        let fd = try sysCall("open(/proc/self/task)") {
+            vfsvm_openat(procSelfFD?.rawValue ?? AT_FDCWD, procSelfFD == nil ? "/proc/self/task" : "../task", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+        }
+        guard let dir = fdopendir(fd) else {
+            let err = Errno.current
+            close(fd)
+            throw SystemError("fdopendir(/proc/self/task)", err)
+        }
         defer { closedir(dir) }
         var count = 0
         while let entry = readdir(dir) {
@@ -126,23 +126,34 @@ public enum Sandbox {
         return count
     }
 
-    /// Keeps only `keep` in the effective, permitted and bounding sets;
-    /// clears the inheritable set.
-    public static func dropCapabilities(keeping keep: [Int32]) throws(SandboxError) {
+    /// Keeps only `keep` (capability numbers) of what the process has in
+    /// its effective, permitted and bounding sets, and clears the
+    /// inheritable and ambient sets. Capabilities are per thread: this runs
+    /// before any other thread starts (checked), and every thread started
+    /// later inherits the result. Without CAP_SETPCAP (an unprivileged
+    /// `--sandbox none`) the bounding set cannot change and is left alone.
+    /// `procSelfFD`: the confined share's, where /proc is out of reach.
+    public static func dropCapabilities(keeping keep: some Sequence<Int32>, procSelfFD: FileDescriptor?) throws(SandboxError) {
+        try requireSingleThread(procSelfFD: procSelfFD)
         var mask: UInt64 = 0
-        for c in keep { mask |= 1 << UInt64(c) }
-        var cap: Int32 = 0
-        // Drop from the bounding set first: that needs CAP_SETPCAP, which
-        // the capset below removes. EINVAL marks the end of known caps.
-        while cap < 64 {
-            if mask & (1 << UInt64(cap)) == 0, vfsvm_capbset_drop(cap) != 0 {
-                if Errno.current == .EINVAL { break }
-                throw SandboxError(step: "drop capability \(cap) from the bounding set", cause: SystemError("prctl(PR_CAPBSET_DROP)", .current))
+        for c in keep where (0..<64).contains(c) { mask |= 1 << UInt64(c) }
+        var effective: UInt64 = 0
+        var permitted: UInt64 = 0
+        try step("capget") { vfsvm_capget(&effective, &permitted) }
+        let setpcap: UInt64 = 1 << UInt64(CAP_SETPCAP)
+        if effective & setpcap != 0 {
+            // Drop from the bounding set first: that needs CAP_SETPCAP, which
+            // the capset below removes. EINVAL marks the end of known caps.
+            var cap: Int32 = 0
+            while cap < 64 {
+                if mask & (1 << UInt64(cap)) == 0, vfsvm_capbset_drop(cap) != 0 {
+                    if Errno.current == .EINVAL { break }
+                    throw SandboxError(step: "drop capability \(cap) from the bounding set", cause: SystemError("prctl(PR_CAPBSET_DROP)", .current))
+                }
+                cap += 1
             }
-            cap += 1
         }
-        do { _ = try sysCall("capset") { vfsvm_capset(mask) } } catch {
-            throw SandboxError(step: "capset", cause: error)
-        }
+        try step("clear the ambient capabilities") { vfsvm_clear_ambient_capabilities() }
+        try step("capset") { vfsvm_capset(mask & permitted) }
     }
 }

@@ -52,6 +52,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Process sandbox: namespace, chroot or none.")
     var sandbox: SandboxMode?
 
+    @Option(help: ArgumentHelp("Keep capabilities beyond, or drop from, what the share needs, as virtiofsd's --modcaps: --modcaps=+sys_admin:-mknod (also -o modcaps=...).", valueName: "+CAP:-CAP"))
+    var modcaps: String?
+
     @Option(help: "Set RLIMIT_NOFILE (soft and hard) to N at start; 0 leaves it unchanged (default: min(1000000, fs.nr_open)).")
     var rlimitNofile: UInt64?
 
@@ -87,6 +90,9 @@ struct Serve: ParsableCommand {
         if let sandbox { s.sandbox = sandbox }
         if announceSubmounts { s.announceSubmounts = true }
         if writeback { s.writeback = true }
+        if let modcaps {
+            do { try s.modcaps.apply(parsing: modcaps) } catch { throw ValidationError(error.description) }
+        }
         return s
     }
 
@@ -146,6 +152,11 @@ struct Serve: ParsableCommand {
             throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
         }
         let server = try makeFileServer(settings: s, engine: ioEngine, trace: debug || logLevel == "debug", confined: confined)
+        // Before anything guest-facing exists (and before any thread starts):
+        // keep only the capabilities this share needs.
+        do { try Sandbox.dropCapabilities(keeping: s.capabilities, procSelfFD: confined?.procSelfFD) } catch {
+            throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
+        }
         let fs: VirtioFSDevice
         do {
             fs = try VirtioFSDevice(tag: tag ?? "vfsvm", requestQueues: requestQueues, queueSize: queueSize, server: server,
@@ -159,11 +170,6 @@ struct Serve: ParsableCommand {
         do {
             backend = try VhostUserBackendServer(device: device, listener: listener, protocolFeatures: offer)
         } catch { throw CommandFailure("\(error)") }
-        if confined != nil {
-            do { try Sandbox.dropCapabilities(keeping: Sandbox.fileServerCapabilities) } catch {
-                throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
-            }
-        }
         logLine("vfsvm serve: sharing \(dir) (\(s.sandbox.rawValue) sandbox), waiting for the frontend")
         let end: VhostUserBackendServer.Disconnect?
         do { end = try backend.run(.oneConnection) } catch { throw CommandFailure("\(error)") }

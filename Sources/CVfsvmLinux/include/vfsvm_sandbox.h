@@ -49,6 +49,15 @@ int vfsvm_install_seccomp_reporter(void);
 /// syscall(nr, a, b, c): for tests that make a call the filter refuses.
 long vfsvm_syscall3(long nr, long a, long b, long c);
 
+// MARK: - Capabilities
+
+/// capget(2) of the calling thread: effective and permitted sets, bit N =
+/// capability N.
+int vfsvm_capget(uint64_t *effective, uint64_t *permitted);
+
+/// prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL).
+int vfsvm_clear_ambient_capabilities(void);
+
 // MARK: - A procfs of our own
 
 /// fsopen("proc") + fsconfig + fsmount: a new procfs instance, mounted
