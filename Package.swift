@@ -99,6 +99,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+        // Installs the seccomp filter and makes one system call, for
+        // VfsvmSandboxTests (not a product; `swift build` builds it).
+        .executableTarget(name: "vfsvm-seccomp-probe", dependencies: ["VfsvmSys", "CVfsvmLinux"], path: "Tests/SeccompProbe",
+                          swiftSettings: strict),
         // Runs the built `vfsvm serve` (and a probe) and checks its sandbox
         // from outside: held fds, /proc/<pid>/status, seccomp.
         .testTarget(name: "VfsvmSandboxTests", dependencies: ["VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),

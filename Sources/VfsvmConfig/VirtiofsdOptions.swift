@@ -23,6 +23,22 @@ public enum SandboxMode: String, CaseIterable, Sendable {
     case none
 }
 
+/// What the file server does about a system call outside its seccomp
+/// allow-list (virtiofsd's `--seccomp`).
+public enum SeccompMode: String, CaseIterable, Sendable {
+    /// End the process by SIGSYS after one line naming the call (the
+    /// default, as virtiofsd's). virtiofsd's `trap` is the same here.
+    case kill
+    /// Let the call run; the kernel logs it (audit).
+    case log
+    /// No filter.
+    case none
+
+    public init?(named name: String) {
+        if name == "trap" { self = .kill } else if let m = SeccompMode(rawValue: name) { self = m } else { return nil }
+    }
+}
+
 /// The `-o a,b=c` option list virtiofsd and libvirt use. Values may contain
 /// commas written as ",," (libvirt doubles commas in paths).
 public struct OptionList: Equatable, Sendable {

@@ -52,6 +52,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Process sandbox: namespace, chroot or none.")
     var sandbox: SandboxMode?
 
+    @Option(help: "System calls outside the allow-list: kill (the process, after one line naming the call; virtiofsd's trap is the same), log (run them, the kernel logs them) or none (no filter).")
+    var seccomp: SeccompMode = .kill
+
     @Option(help: ArgumentHelp("Keep capabilities beyond, or drop from, what the share needs, as virtiofsd's --modcaps: --modcaps=+sys_admin:-mknod (also -o modcaps=...).", valueName: "+CAP:-CAP"))
     var modcaps: String?
 
@@ -157,6 +160,7 @@ struct Serve: ParsableCommand {
         do { try Sandbox.dropCapabilities(keeping: s.capabilities, procSelfFD: confined?.procSelfFD) } catch {
             throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
         }
+        do { try applySeccomp(seccomp, ioURing: ioEngine == .uring) } catch { throw CommandFailure("\(error); pass --seccomp none to run without a system call filter") }
         let fs: VirtioFSDevice
         do {
             fs = try VirtioFSDevice(tag: tag ?? "vfsvm", requestQueues: requestQueues, queueSize: queueSize, server: server,
@@ -174,5 +178,22 @@ struct Serve: ParsableCommand {
         let end: VhostUserBackendServer.Disconnect?
         do { end = try backend.run(.oneConnection) } catch { throw CommandFailure("\(error)") }
         if case .protocolError(let e) = end { throw CommandFailure("vhost-user frontend sent something refused: \(e)") }
+    }
+}
+
+extension SeccompMode: ExpressibleByArgument {
+    public init?(argument: String) { self.init(named: argument) }
+    public static var allValueStrings: [String] { ["kill", "trap", "log", "none"] }
+}
+
+/// no_new_privs always (it costs nothing), then the file server's seccomp
+/// filter per `mode` (with the io_uring calls where that is the engine).
+/// Shared by `serve` and `mount`.
+func applySeccomp(_ mode: SeccompMode, ioURing: Bool) throws(SandboxError) {
+    let calls = SeccompAllowList.fileServer(ioURing: ioURing)
+    switch mode {
+    case .kill: try Seccomp.install(allowing: calls, onViolation: .kill)
+    case .log: try Seccomp.install(allowing: calls, onViolation: .log)
+    case .none: try Seccomp.setNoNewPrivileges()
     }
 }

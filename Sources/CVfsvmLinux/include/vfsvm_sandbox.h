@@ -19,16 +19,23 @@ static const uint32_t VFSVM_X32_SYSCALL_BIT = 0x40000000U;
 /// offsetof(struct seccomp_data, nr) and offsetof(struct seccomp_data, arch).
 static const uint32_t VFSVM_SECCOMP_DATA_NR = 0;
 static const uint32_t VFSVM_SECCOMP_DATA_ARCH = 4;
+/// offsetof(struct seccomp_data, args[0]): its low 32 bits (little endian).
+static const uint32_t VFSVM_SECCOMP_DATA_ARG0_LOW = 16;
+/// offsetof(struct seccomp_data, args[1]): its low 32 bits.
+static const uint32_t VFSVM_SECCOMP_DATA_ARG1_LOW = 24;
 
 static const uint32_t VFSVM_SECCOMP_RET_ALLOW = SECCOMP_RET_ALLOW;
 static const uint32_t VFSVM_SECCOMP_RET_LOG = SECCOMP_RET_LOG;
 static const uint32_t VFSVM_SECCOMP_RET_TRAP = SECCOMP_RET_TRAP;
 static const uint32_t VFSVM_SECCOMP_RET_KILL_PROCESS = SECCOMP_RET_KILL_PROCESS;
+/// SECCOMP_RET_ERRNO | ENOSYS: the call fails as if the kernel lacked it.
+static const uint32_t VFSVM_SECCOMP_RET_ENOSYS = SECCOMP_RET_ERRNO | 38;
 
 /// BPF opcodes (linux/bpf_common.h) the filter is made of.
 static const uint16_t VFSVM_BPF_LD_W_ABS = BPF_LD | BPF_W | BPF_ABS;
 static const uint16_t VFSVM_BPF_JEQ_K = BPF_JMP | BPF_JEQ | BPF_K;
 static const uint16_t VFSVM_BPF_JGE_K = BPF_JMP | BPF_JGE | BPF_K;
+static const uint16_t VFSVM_BPF_JSET_K = BPF_JMP | BPF_JSET | BPF_K;
 static const uint16_t VFSVM_BPF_JA = BPF_JMP | BPF_JA;
 static const uint16_t VFSVM_BPF_RET_K = BPF_RET | BPF_K;
 
@@ -48,6 +55,9 @@ int vfsvm_install_seccomp_reporter(void);
 
 /// syscall(nr, a, b, c): for tests that make a call the filter refuses.
 long vfsvm_syscall3(long nr, long a, long b, long c);
+/// getpid through the i386 entry (int $0x80, eax 20): for the test that the
+/// filter refuses calls of another architecture.
+long vfsvm_i386_getpid(void);
 
 // MARK: - Capabilities
 
