@@ -13,7 +13,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 # virtiofsd, the peer), and the programs the tests drive on mounted shares.
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps
 
-.PHONY: all build deps test unit-test mount-test boot-test libvirt-test images run bench bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test libvirt-test fuzz fuzz-test images run bench bench-ring bench-mount bench-serve clean
 
 all: build
 
@@ -47,7 +47,19 @@ boot-test: build images
 libvirt-test: build images
 	Tests/Integration/libvirt-test.sh $(BIN)
 
-test: unit-test mount-test boot-test libvirt-test
+# Coverage-guided fuzzing (Fuzz/fuzz.sh: libFuzzer + AddressSanitizer, a
+# package of its own built into .build-fuzz): each target, one at a time,
+# for FUZZ_SECONDS; `make test` gives each 30 seconds.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	Fuzz/fuzz.sh build
+	Fuzz/fuzz.sh run $(FUZZ_SECONDS)
+
+fuzz-test: deps
+	Fuzz/fuzz.sh build
+	Fuzz/fuzz.sh run 30
+
+test: unit-test fuzz-test mount-test boot-test libvirt-test
 
 # The best end-to-end demonstration there is today: a Linux guest (QEMU,
 # TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
@@ -69,5 +81,5 @@ bench-serve: deps images
 	Benchmarks/bench-serve.sh .build/release/vfsvm
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz
 	-$(MAKE) -C Images clean

@@ -22,6 +22,11 @@ let package = Package(
         .library(name: "VfsvmPassthroughFS", targets: ["VfsvmPassthroughFS"]),
 
         .library(name: "VfsvmVhostUser", targets: ["VfsvmVhostUser"]),
+        // For the fuzz targets (Fuzz/, a package of its own).
+        .library(name: "VfsvmSys", targets: ["VfsvmSys"]),
+        .library(name: "VfsvmMemory", targets: ["VfsvmMemory"]),
+        .library(name: "VfsvmVirtioFS", targets: ["VfsvmVirtioFS"]),
+        .library(name: "VfsvmTransport", targets: ["VfsvmTransport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
