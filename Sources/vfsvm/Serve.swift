@@ -158,9 +158,11 @@ struct Serve: ParsableCommand {
         // Before anything guest-facing exists (and before any thread starts):
         // keep only the capabilities this share needs.
         do { try Sandbox.dropCapabilities(keeping: s.capabilities, procSelfFD: confined?.procSelfFD) } catch {
-            throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
+            throw CommandFailure("\(error)")
         }
-        do { try applySeccomp(seccomp, ioURing: ioEngine == .uring) } catch { throw CommandFailure("\(error); pass --seccomp none to run without a system call filter") }
+        do { try applySeccomp(seccomp, ioURing: ioEngine == .uring) } catch {
+            throw CommandFailure("\(error); pass --seccomp none to run without a system call filter")
+        }
         let fs: VirtioFSDevice
         do {
             fs = try VirtioFSDevice(tag: tag ?? "vfsvm", requestQueues: requestQueues, queueSize: queueSize, server: server,
