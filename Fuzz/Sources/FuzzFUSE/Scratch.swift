@@ -9,6 +9,8 @@ enum Scratch {
     nonisolated(unsafe) static var share = ""
     nonisolated(unsafe) static var canary = ""
     nonisolated(unsafe) static var canaryState: [String] = []
+    /// Inode numbers of the scratch root and the canary tree.
+    nonisolated(unsafe) static var outsideInodes: Set<UInt64> = []
 
     static func fail(_ what: String) -> Never {
         fatalError("fuzz-fuse setup: \(what): \(Errno.current)")
@@ -38,6 +40,15 @@ enum Scratch {
         guard mkdir(canary + "/dir", 0o700) == 0 else { fail("mkdir canary/dir") }
         write(canary + "/dir/inner", "inner\n")
         canaryState = snapshot()
+        // The detector must see a change: touch the canary, compare, restore.
+        write(canary + "/secret", "canary: must not change\n")
+        invariant(snapshot() != canaryState, "the canary snapshot does not notice a write")
+        canaryState = snapshot()
+        for path in [root, canary, canary + "/secret", canary + "/dir", canary + "/dir/inner"] {
+            var st = stat()
+            guard lstat(path, &st) == 0 else { fail("stat \(path)") }
+            outsideInodes.insert(UInt64(st.st_ino))
+        }
         resetShare()
     }
 

@@ -12,7 +12,9 @@
 // (length within the buffer, fuse_out_header.len equal to it, error 0 or a
 // negative errno, unique echoed); the canary tree (names, types, modes,
 // sizes, contents, times) is unchanged and <scratch> holds nothing but
-// share and canary: nothing outside the share changed.
+// share and canary: nothing outside the share changed; and no entry or
+// attribute reply names an inode of the scratch root or the canary: nothing
+// outside the share was even looked up.
 //
 // Requests that would stall the single fuzzing thread are defused: SETLKW
 // becomes SETLK (a blocking lock against another owner's would wait for
@@ -97,4 +99,29 @@ func send(_ server: FUSEServer, _ bytes: [UInt8]) {
     invariant(error <= 0 && error >= -4095, "error field \(error) is not 0 or a negative errno")
     invariant(error == 0 || n == 16, "an error reply carries a body (\(n) bytes)")
     if bytes.count >= 16 { invariant(unique == field(bytes, 8, 8), "unique \(unique) not echoed") }
+    if error == 0 { checkInodes(opcode: field(bytes, 4, 4), length: n) }
+}
+
+/// Entry and attribute replies name host inodes (attr.ino is st_ino): none
+/// may be an inode outside the share (the scratch root, the canary tree),
+/// which would mean a name was resolved outside it.
+func checkInodes(opcode: UInt64, length: Int) {
+    let body = replyBuffer.withUnsafeMutableBytes { Array($0.prefix(length)) }
+    func check(_ inoAt: Int, _ what: String) {
+        guard inoAt + 8 <= body.count else { return }
+        let ino = field(body, inoAt, 8)
+        invariant(!Scratch.outsideInodes.contains(ino), "\(what) reply names inode \(ino), which lies outside the share")
+    }
+    switch opcode {
+    case 1, 6, 8, 9, 13, 35, 51: check(16 + 40, "entry")  // fuse_entry_out.attr.ino
+    case 3, 4: check(16 + 16, "attr")  // fuse_attr_out.attr.ino
+    case 44:
+        var p = 16
+        while p + 152 <= body.count {
+            if field(body, p, 8) != 0 { check(p + 40, "READDIRPLUS entry") }
+            let nameLength = Int(field(body, p + 128 + 16, 4))
+            p += (128 + 24 + nameLength + 7) & ~7
+        }
+    default: break
+    }
 }
