@@ -115,6 +115,12 @@ int vfsvm_open_detached_procfs(void) {
     return mnt;
 }
 
+int vfsvm_make_read_only_recursively(const char *path) {
+    // struct mount_attr (linux/mount.h): attr_set, attr_clr, propagation, userns_fd.
+    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = { .attr_set = VFSVM_MOUNT_ATTR_RDONLY };
+    return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, 0x8000 /* AT_RECURSIVE */, &attr, sizeof attr);
+}
+
 int vfsvm_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 int vfsvm_pidfd_getfd(int pidfd, int target_fd) { return (int)syscall(SYS_pidfd_getfd, pidfd, target_fd, 0); }

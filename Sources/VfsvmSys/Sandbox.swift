@@ -29,7 +29,8 @@ public enum Sandbox {
     /// virtiofsd's `--sandbox=namespace` does: mounts are made private,
     /// `root` is bind-mounted on itself, `pivot_root` moves into it and the
     /// old root is detached. Fds opened before (the vhost-user socket) stay
-    /// valid. With `readOnly` the bind mount is read-only too.
+    /// valid. With `readOnly` the bind mount and every mount below it are
+    /// read-only too.
     ///
     /// /proc is not reachable from inside, so a procfs of its own is made
     /// first: mounted nowhere (fsmount), so ".." from it cannot climb back
@@ -42,8 +43,16 @@ public enum Sandbox {
         try step("make / private") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
         try step("bind-mount \(root)") { mount(root, root, nil, UInt(MS_BIND | MS_REC), nil) }
         if readOnly {
-            try step("remount \(root) read-only") {
-                mount(nil, root, nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil)
+            // Recursively: file systems mounted below the share are part of
+            // it and must not stay writable through its fds.
+            if vfsvm_make_read_only_recursively(root) != 0 {
+                guard Errno.current == .ENOSYS else {
+                    throw SandboxError(step: "make \(root) read-only", cause: SystemError("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)", .current))
+                }
+                // Before Linux 5.12: the share's own mount only.
+                try step("remount \(root) read-only") {
+                    mount(nil, root, nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil)
+                }
             }
         }
         try step("chdir(\(root))") { chdir(root) }

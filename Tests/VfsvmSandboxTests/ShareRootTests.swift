@@ -45,6 +45,28 @@ import VfsvmSys
         }
     }
 
+    /// A file system mounted below a --readonly share is read-only in the
+    /// sandbox too (the bind mount is made read-only recursively): a create
+    /// through the share's fd into the submount is EROFS. serve runs in a
+    /// mount namespace of its own with a tmpfs at share/sub (unshare(1)
+    /// execs it there).
+    @Test(.timeLimit(.minutes(1)))
+    func writeOpenIntoASubmountOfAReadOnlyShareIsEROFS() throws {
+        try #require(access("/usr/bin/unshare", X_OK) == 0, "unshare (util-linux) is not installed: cannot give serve a submount")
+        let script = #"for a; do if [ "$prev" = --shared-dir ]; then share=$a; fi; prev=$a; done; mount -t tmpfs vfsvm-sub "$share/sub" && exec "$@""#
+        let serve = try ServeUnderTest(["--readonly"], launcher: ["/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"]) {
+            mkdir($0 + "/sub", 0o755)
+        }
+        for held in try shareRootFDs(of: serve) {
+            let name = "sub/written-through-fd-\(held.number)"
+            let fd = vfsvm_openat(held.fd.rawValue, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            let err = Errno.current
+            if fd >= 0 { close(fd) }
+            #expect(fd < 0 && err == .EROFS,
+                    "creating \(name) through serve's fd \(held.number) on a --readonly share: \(fd >= 0 ? "succeeded" : "\(err)"), expected EROFS")
+        }
+    }
+
     /// No directory fd serve holds (share, file-handle anchor, /proc) leads
     /// to the host's root by climbing "..".
     @Test(.timeLimit(.minutes(1)))

@@ -76,6 +76,10 @@ int vfsvm_clear_ambient_capabilities(void);
 /// root fd (O_CLOEXEC) or -1/errno.
 int vfsvm_open_detached_procfs(void);
 
+/// mount_setattr(path, AT_RECURSIVE, MOUNT_ATTR_RDONLY): makes the mount
+/// at `path` and every mount below it read-only. -1/ENOSYS before Linux 5.12.
+int vfsvm_make_read_only_recursively(const char *path);
+
 // MARK: - pidfd (sandbox tests look at a running server's fds)
 
 /// pidfd_open(pid, 0).
