@@ -21,8 +21,8 @@ import Glibc
 /// sync engine, the f*xattr variants for open handles), calls the Swift
 /// runtime and glibc make on rarer paths (mremap in realloc, fstat,
 /// clock_nanosleep, sched_yield, rt_sigreturn), umount2 of `vfsvm mount`'s
-/// SIGTERM path (its tracer took that signal), setgroups for per-request
-/// supplementary groups, and tgkill/getpid/gettid for the SIGSYS reporter
+/// SIGTERM path (its tracer took that signal), setgroups and getgroups for
+/// per-request supplementary groups (the raw per-thread calls), and tgkill/getpid/gettid for the SIGSYS reporter
 /// and abort(). restart_syscall (the kernel resuming a poll or futex wait
 /// interrupted by a signal; strace does not show it) was missing from the
 /// first list: boot-test's serve died with the reporter's line naming 219.
@@ -60,7 +60,7 @@ public enum SeccompAllowList {
         SYS_getxattr, SYS_setxattr, SYS_listxattr, SYS_removexattr,
         SYS_fgetxattr, SYS_fsetxattr, SYS_flistxattr, SYS_fremovexattr,
         // Per-thread context: working directory (XattrCall), credentials.
-        SYS_unshare, SYS_fchdir, SYS_umask, SYS_setfsuid, SYS_setfsgid, SYS_setgroups,
+        SYS_unshare, SYS_fchdir, SYS_umask, SYS_setfsuid, SYS_setfsgid, SYS_setgroups, SYS_getgroups,
         SYS_getuid, SYS_getgid,
         // vhost-user: the socket, kicks and calls, guest memory.
         SYS_accept4, SYS_recvmsg, SYS_sendmsg, SYS_shutdown, SYS_getsockopt,
