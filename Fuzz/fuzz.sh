@@ -23,13 +23,37 @@ SWIFT=${SWIFT:-$(command -v swift || echo /opt/swift/usr/bin/swift)}
 scratch=$top/.build-fuzz
 all_targets=(virtqueue fuse vhost-user virtio-mmio)
 
-build() {
-    # One configuration only: SwiftPM does not rebuild objects when only
-    # sanitizer flags change, so never mix these flags in this scratch path.
+compile() {
+    # --sanitize=fuzzer only links libFuzzer in: the compile jobs get just
+    # -sanitize=address, so coverage is asked for explicitly (without it the
+    # targets fuzz blind: a few hundred counters instead of ~20,000).
     "$SWIFT" build -c release --package-path Fuzz --scratch-path "$scratch" \
-        --sanitize=fuzzer --sanitize=address 2>&1 | grep -v 'ld.gold: warning: Cannot export local symbol' || true
+        --sanitize=fuzzer --sanitize=address \
+        -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table 2>&1 |
+        grep -v 'ld.gold: warning: Cannot export local symbol' || true
+}
+
+# Coverage counters libFuzzer finds in a target.
+counters() { "$1" -runs=0 2>&1 | sed -n 's/.*(\([0-9]*\) inline 8-bit counters).*/\1/p' | head -1; }
+
+build() {
+    compile
     for t in "${all_targets[@]}"; do
         [ -x "$scratch/release/fuzz-$t" ] || { echo "fuzz: building fuzz-$t failed"; exit 1; }
+        if [ "$(counters "$scratch/release/fuzz-$t")" -lt 5000 ] 2>/dev/null; then
+            # SwiftPM does not recompile when only flags change: objects from
+            # a build with other flags are stale. Start over once.
+            echo "fuzz: fuzz-$t has too few coverage counters; rebuilding from clean"
+            rm -rf "$scratch/x86_64-unknown-linux-gnu/release"
+            compile
+            break
+        fi
+    done
+    for t in "${all_targets[@]}"; do
+        local n
+        n=$(counters "$scratch/release/fuzz-$t")
+        [ "${n:-0}" -ge 5000 ] || { echo "fuzz: fuzz-$t is not instrumented for coverage ($n counters)"; exit 1; }
+        echo "fuzz: fuzz-$t: $n coverage counters"
     done
 }
 
