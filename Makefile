@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test libvirt-test vmm-test guests images run bench bench-vmm bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve clean
 
 all: build
 
@@ -68,7 +68,19 @@ guests: deps
 vmm-test: build guests
 	Tests/Integration/vmm-test.sh $(BIN) $(GUESTS_OUT)
 
-test: unit-test vmm-test mount-test boot-test rootfs-test libvirt-test
+# Coverage-guided fuzzing (Fuzz/fuzz.sh: libFuzzer + AddressSanitizer, a
+# package of its own built into .build-fuzz): each target, one at a time,
+# for FUZZ_SECONDS; `make test` gives each 30 seconds.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	Fuzz/fuzz.sh build
+	Fuzz/fuzz.sh run $(FUZZ_SECONDS)
+
+fuzz-test: deps
+	Fuzz/fuzz.sh build
+	Fuzz/fuzz.sh run 30
+
+test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test libvirt-test
 
 # The best end-to-end demonstration there is today: a Linux guest (QEMU,
 # TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
@@ -97,5 +109,5 @@ bench-serve: deps images
 	Benchmarks/bench-serve.sh .build/release/vfsvm
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz
 	-$(MAKE) -C Images clean

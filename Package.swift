@@ -22,6 +22,11 @@ let package = Package(
         .library(name: "VfsvmPassthroughFS", targets: ["VfsvmPassthroughFS"]),
 
         .library(name: "VfsvmVhostUser", targets: ["VfsvmVhostUser"]),
+        // For the fuzz targets (Fuzz/, a package of its own).
+        .library(name: "VfsvmSys", targets: ["VfsvmSys"]),
+        .library(name: "VfsvmMemory", targets: ["VfsvmMemory"]),
+        .library(name: "VfsvmVirtioFS", targets: ["VfsvmVirtioFS"]),
+        .library(name: "VfsvmTransport", targets: ["VfsvmTransport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -125,6 +130,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        // Installs the seccomp filter and makes one system call, for
+        // VfsvmSandboxTests (not a product; `swift build` builds it).
+        .executableTarget(name: "vfsvm-seccomp-probe", dependencies: ["VfsvmSys", "CVfsvmLinux"], path: "Tests/SeccompProbe",
+                          swiftSettings: strict),
+        // Runs the built `vfsvm serve` (and a probe) and checks its sandbox
+        // from outside: held fds, /proc/<pid>/status, seccomp.
+        .testTarget(name: "VfsvmSandboxTests", dependencies: ["VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmPassthroughFSTests",
             dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],

@@ -23,6 +23,22 @@ public enum SandboxMode: String, CaseIterable, Sendable {
     case none
 }
 
+/// What the file server does about a system call outside its seccomp
+/// allow-list (virtiofsd's `--seccomp`).
+public enum SeccompMode: String, CaseIterable, Sendable {
+    /// End the process by SIGSYS after one line naming the call (the
+    /// default, as virtiofsd's). virtiofsd's `trap` is the same here.
+    case kill
+    /// Let the call run; the kernel logs it (audit).
+    case log
+    /// No filter.
+    case none
+
+    public init?(named name: String) {
+        if name == "trap" { self = .kill } else if let m = SeccompMode(rawValue: name) { self = m } else { return nil }
+    }
+}
+
 /// The `-o a,b=c` option list virtiofsd and libvirt use. Values may contain
 /// commas written as ",," (libvirt doubles commas in paths).
 public struct OptionList: Equatable, Sendable {
@@ -70,7 +86,7 @@ public struct OptionList: Equatable, Sendable {
 /// `--shared-dir DIR` or `-o source=DIR`, `--cache`/`-o cache=`, `--xattr`/
 /// `-o xattr`/`-o no_xattr`, `--readonly`, `--sandbox`/`-o sandbox=`, and the
 /// lock options libvirt passes (`flock`, `posix_lock`, `no_flock`,
-/// `no_posix_lock`), `writeback`/`no_writeback`.
+/// `no_posix_lock`), `writeback`/`no_writeback`, `modcaps=+cap:-cap`.
 public struct ServeSettings: Equatable, Sendable {
     public var sharedDir: String?
     public var cache: CacheMode = .auto
@@ -83,6 +99,9 @@ public struct ServeSettings: Equatable, Sendable {
     /// Guest writeback caching (FUSE_WRITEBACK_CACHE): writes are gathered
     /// in the guest page cache; off by default, as in virtiofsd.
     public var writeback = false
+    /// `-o modcaps=` / `--modcaps`: capabilities kept beyond or dropped from
+    /// what the share needs (see `capabilities`).
+    public var modcaps = CapabilityChanges()
 
     public init() {}
 
@@ -120,10 +139,11 @@ public struct ServeSettings: Equatable, Sendable {
             case "posix_lock": try none(); posixLocks = true
             case "no_posix_lock": try none(); posixLocks = false
             case "announce_submounts": try none(); announceSubmounts = true
+            case "modcaps": try modcaps.apply(parsing: need())
             case "writeback": try none(); writeback = true
             case "no_writeback": try none(); writeback = false
             default:
-                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, announce_submounts)")
+                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, announce_submounts, modcaps)")
             }
         }
     }

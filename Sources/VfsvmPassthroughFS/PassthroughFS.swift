@@ -180,21 +180,33 @@ public final class PassthroughFileSystem: FileSystem {
     static let sIFLNK: UInt32 = 0o120000
 
     /// Opens `path` as the shared directory.
-    public init(root path: String, options: PassthroughOptions = PassthroughOptions(), engine: any IOEngine = SyncIOEngine()) throws(PassthroughError) {
+    public convenience init(root path: String, options: PassthroughOptions = PassthroughOptions(), engine: any IOEngine = SyncIOEngine()) throws(PassthroughError) {
         let rootFD: FileDescriptor
         do {
             rootFD = try FileDescriptor.open(path, HostFSFlag.path | O_DIRECTORY)
         } catch {
             throw .cannotOpenRoot(path: path, error)
         }
-        let st: FileStat
-        do { st = try rootFD.stat() } catch { throw .cannotOpenRoot(path: path, error) }
-        guard st.isDirectory else { throw .rootNotDirectory(path: path) }
+        let procSelfFD: FileDescriptor
         do {
             procSelfFD = try FileDescriptor.open("/proc/self/fd", HostFSFlag.path | O_DIRECTORY)
         } catch {
             throw .cannotOpenProc(error)
         }
+        try self.init(rootDirectory: rootFD, procSelfFD: procSelfFD, path: path, options: options, engine: engine)
+    }
+
+    /// Serves the directory `rootFD` is open on. A sandboxed server opens it
+    /// after entering its sandbox, through the sandbox's root, so that ".."
+    /// and a read-only bind mount hold for every *at call made from it and
+    /// from the file-handle anchor opened here. `procSelfFD` is a
+    /// /proc/self/fd directory; `path` names the share in errors.
+    public init(rootDirectory rootFD: FileDescriptor, procSelfFD: FileDescriptor, path: String,
+                options: PassthroughOptions = PassthroughOptions(), engine: any IOEngine = SyncIOEngine()) throws(PassthroughError) {
+        let st: FileStat
+        do { st = try rootFD.stat() } catch { throw .cannotOpenRoot(path: path, error) }
+        guard st.isDirectory else { throw .rootNotDirectory(path: path) }
+        self.procSelfFD = procSelfFD
         self.root = rootFD
         self.options = options
         self.engine = engine

@@ -17,10 +17,11 @@ enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 /// The FUSE server for one share: the passthrough file system over
-/// `settings.sharedDir` with the user's cache, xattr, lock and read-only
-/// choices, logging every request when `trace`. Shared by `serve` and
-/// `mount`.
-func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false) throws -> FUSEServer {
+/// `settings.sharedDir` (or, inside a sandbox, over the `confined` share it
+/// opened) with the user's cache, xattr, lock and read-only choices,
+/// logging every request when `trace`. Shared by `serve` and `mount`.
+func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false,
+                    confined: Sandbox.Share? = nil) throws -> FUSEServer {
     guard let dir = settings.sharedDir else { throw ValidationError("no shared directory given") }
     let cache: PassthroughOptions.Cache = switch settings.cache {
     case .never: .never
@@ -40,7 +41,13 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     }
     let fs: PassthroughFileSystem
     do {
-        fs = try PassthroughFileSystem(root: dir, options: PassthroughOptions(cache: cache, xattr: settings.xattr), engine: io)
+        let options = PassthroughOptions(cache: cache, xattr: settings.xattr)
+        if let confined {
+            fs = try PassthroughFileSystem(rootDirectory: confined.root, procSelfFD: confined.procSelfFD, path: dir,
+                                           options: options, engine: io)
+        } else {
+            fs = try PassthroughFileSystem(root: dir, options: options, engine: io)
+        }
     } catch {
         throw CommandFailure("cannot share \(dir): \(error)")
     }

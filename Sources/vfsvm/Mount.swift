@@ -31,6 +31,9 @@ struct Mount: ParsableCommand {
     @Flag(name: [.customShort("d"), .long], help: "Log every FUSE request.")
     var debug = false
 
+    @Option(help: "System calls outside the file server's allow-list once mounted: kill, log or none (as serve's --seccomp).")
+    var seccomp: SeccompMode = .kill
+
     func settings() throws -> ServeSettings {
         var s = ServeSettings()
         do {
@@ -55,6 +58,11 @@ struct Mount: ParsableCommand {
             mount = try HostFUSEMount(mountpoint: mountpoint, readOnly: try settings().readOnly)
         } catch {
             throw CommandFailure("\(error)")
+        }
+        // Mounted: from here on only the file server's system calls.
+        do { try applySeccomp(seccomp, ioURing: ioEngine == .uring) } catch {
+            try? mount.unmount()
+            throw CommandFailure("\(error); pass --seccomp none to run without a system call filter")
         }
         try OSThread(name: "vfsvm-signals") {
             let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])

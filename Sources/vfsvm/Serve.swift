@@ -52,6 +52,15 @@ struct Serve: ParsableCommand {
     @Option(help: "Process sandbox: namespace, chroot or none.")
     var sandbox: SandboxMode?
 
+    @Option(help: "System calls outside the allow-list: kill (the process, after one line naming the call; virtiofsd's trap is the same), log (run them, the kernel logs them) or none (no filter).")
+    var seccomp: SeccompMode = .kill
+
+    @Option(help: ArgumentHelp("Keep capabilities beyond, or drop from, what the share needs, as virtiofsd's --modcaps: --modcaps=+sys_admin:-mknod (also -o modcaps=...).", valueName: "+CAP:-CAP"))
+    var modcaps: String?
+
+    @Option(help: "Set RLIMIT_NOFILE (soft and hard) to N at start; 0 leaves it unchanged (default: min(1000000, fs.nr_open)).")
+    var rlimitNofile: UInt64?
+
     @Flag(help: "Tell the guest about submounts.")
     var announceSubmounts = false
 
@@ -84,6 +93,9 @@ struct Serve: ParsableCommand {
         if let sandbox { s.sandbox = sandbox }
         if announceSubmounts { s.announceSubmounts = true }
         if writeback { s.writeback = true }
+        if let modcaps {
+            do { try s.modcaps.apply(parsing: modcaps) } catch { throw ValidationError(error.description) }
+        }
         return s
     }
 
@@ -94,6 +106,7 @@ struct Serve: ParsableCommand {
         guard (socketPath == nil) != (fd == nil) else {
             throw ValidationError("give exactly one of --socket-path PATH or --fd N")
         }
+        if let fd, fd < 0 { throw ValidationError("--fd must be an open file descriptor number (0 or more), got \(fd)") }
         guard (1...VirtioFSDevice.maxRequestQueues).contains(requestQueues) else {
             throw ValidationError("--request-queues must be between 1 and \(VirtioFSDevice.maxRequestQueues), got \(requestQueues)")
         }
@@ -119,7 +132,37 @@ struct Serve: ParsableCommand {
         }
         let s = try settings()
         guard let dir = s.sharedDir else { throw ValidationError("no shared directory") }
-        let server = try makeFileServer(settings: s, engine: ioEngine, trace: debug || logLevel == "debug")
+        do { _ = try FileDescriptor.open(dir, HostFSFlag.path | O_DIRECTORY) } catch {
+            throw CommandFailure("cannot share \(dir): \(error.errno)")
+        }
+        do { try OpenFileLimit.raise(to: rlimitNofile) } catch { throw CommandFailure(error.description) }
+        // The socket's path lies outside the share: listen before the
+        // sandbox hides the host.
+        let listener: FileDescriptor
+        do {
+            listener = try socketPath.map { try UnixSocket.listen(path: $0) } ?? FileDescriptor(owning: fd ?? -1)
+        } catch { throw CommandFailure("cannot listen for the vhost-user frontend: \(error)") }
+        // The share is opened only once the sandbox is in place, through its
+        // new root (see Sandbox.Share).
+        let confined: Sandbox.Share?
+        do {
+            switch s.sandbox {
+            case .namespace: confined = try Sandbox.enterNamespace(root: dir, readOnly: s.readOnly)
+            case .chroot: confined = try Sandbox.chroot(root: dir)
+            case .none: confined = nil
+            }
+        } catch {
+            throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
+        }
+        let server = try makeFileServer(settings: s, engine: ioEngine, trace: debug || logLevel == "debug", confined: confined)
+        // Before anything guest-facing exists (and before any thread starts):
+        // keep only the capabilities this share needs.
+        do { try Sandbox.dropCapabilities(keeping: s.capabilities, procSelfFD: confined?.procSelfFD) } catch {
+            throw CommandFailure("\(error)")
+        }
+        do { try applySeccomp(seccomp, ioURing: ioEngine == .uring) } catch {
+            throw CommandFailure("\(error); pass --seccomp none to run without a system call filter")
+        }
         let fs: VirtioFSDevice
         do {
             fs = try VirtioFSDevice(tag: tag ?? "vfsvm", requestQueues: requestQueues, queueSize: queueSize, server: server,
@@ -131,29 +174,28 @@ struct Serve: ParsableCommand {
             : VhostUserProtocolFeature.supported
         let backend: VhostUserBackendServer
         do {
-            if let socketPath {
-                backend = try VhostUserBackendServer(device: device, socketPath: socketPath, protocolFeatures: offer)
-            } else {
-                backend = try VhostUserBackendServer(device: device, inheritedFD: fd ?? -1, protocolFeatures: offer)
-            }
+            backend = try VhostUserBackendServer(device: device, listener: listener, protocolFeatures: offer)
         } catch { throw CommandFailure("\(error)") }
-        do {
-            switch s.sandbox {
-            case .namespace:
-                try Sandbox.enterNamespace(root: dir, readOnly: s.readOnly)
-                try Sandbox.dropCapabilities(keeping: Sandbox.fileServerCapabilities)
-            case .chroot:
-                try Sandbox.chroot(root: dir)
-                try Sandbox.dropCapabilities(keeping: Sandbox.fileServerCapabilities)
-            case .none:
-                break
-            }
-        } catch {
-            throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
-        }
         logLine("vfsvm serve: sharing \(dir) (\(s.sandbox.rawValue) sandbox), waiting for the frontend")
         let end: VhostUserBackendServer.Disconnect?
         do { end = try backend.run(.oneConnection) } catch { throw CommandFailure("\(error)") }
         if case .protocolError(let e) = end { throw CommandFailure("vhost-user frontend sent something refused: \(e)") }
+    }
+}
+
+extension SeccompMode: ExpressibleByArgument {
+    public init?(argument: String) { self.init(named: argument) }
+    public static var allValueStrings: [String] { ["kill", "trap", "log", "none"] }
+}
+
+/// no_new_privs always (it costs nothing), then the file server's seccomp
+/// filter per `mode` (with the io_uring calls where that is the engine).
+/// Shared by `serve` and `mount`.
+func applySeccomp(_ mode: SeccompMode, ioURing: Bool) throws(SandboxError) {
+    let calls = SeccompAllowList.fileServer(ioURing: ioURing)
+    switch mode {
+    case .kill: try Seccomp.install(allowing: calls, onViolation: .kill)
+    case .log: try Seccomp.install(allowing: calls, onViolation: .log)
+    case .none: try Seccomp.setNoNewPrivileges()
     }
 }

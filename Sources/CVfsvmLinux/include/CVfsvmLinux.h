@@ -45,6 +45,9 @@
 // Sealing and SIGBUS guarding for guest memory a front-end shares by fd.
 #include "vfsvm_fault_guard.h"
 
+// Sandbox: seccomp-BPF, no_new_privs, a private procfs, pidfds.
+#include "vfsvm_sandbox.h"
+
 // MARK: - Variadic libc calls as fixed-arity functions
 
 static inline int vfsvm_ioctl_ptr(int fd, unsigned long request, void *arg) {
