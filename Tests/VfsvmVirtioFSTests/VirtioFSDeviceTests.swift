@@ -109,6 +109,19 @@ private final class Fixture {
         return try roundTrip(requests, queue: 1, request(.`init`, node: 0, Bytes().u32(7).u32(38).u32(128 << 10).u32(flags).zeros(48)))
     }
 
+    /// After INIT, creates a file "l" and returns a builder of lock requests
+    /// (SETLK/SETLKW/GETLK) on bytes 0...99 of it, through its open handle.
+    func lockFile() throws -> (_ op: FUSEOpcode, _ owner: UInt64, _ type: Int32) -> [UInt8] {
+        _ = try initSession()
+        let created = try roundTrip(requests, queue: 1,
+                                    request(.create, Bytes().u32(UInt32(O_RDWR)).u32(0o644).u32(0).u32(0).name("l")))
+        #expect(created.error == 0)
+        let node = created.u64(0), fh = created.u64(128)
+        return { [self] op, owner, type in
+            request(op, node: node, Bytes().u64(fh).u64(owner).u64(0).u64(99).u32(UInt32(type)).u32(1).u32(0).u32(0))
+        }
+    }
+
     /// Posts `bytes` on `driver`, kicks, waits for the completion.
     func roundTrip(_ driver: MockDriver, queue: Int, _ bytes: [UInt8], replyCapacity: Int = 4096,
                    writableSplit: [UInt32]? = nil) throws -> QueueReply {
@@ -196,20 +209,13 @@ private final class Fixture {
     @Test(arguments: [0, 1])
     func waitingLockRequestsDoNotStallTheQueue(poolThreads: Int) throws {
         let f = try Fixture(layout: .split, poolThreads: poolThreads)
-        _ = try f.initSession()
-        let created = try f.roundTrip(f.requests, queue: 1,
-                                      f.request(.create, Bytes().u32(UInt32(O_RDWR)).u32(0o644).u32(0).u32(0).name("l")))
-        #expect(created.error == 0)
-        let node = created.u64(0), fh = created.u64(128)
-        func lk(_ op: FUSEOpcode, owner: UInt64, type: Int32) -> [UInt8] {
-            f.request(op, node: node, Bytes().u64(fh).u64(owner).u64(0).u64(99).u32(UInt32(type)).u32(1).u32(0).u32(0))
-        }
-        let held = try f.roundTrip(f.requests, queue: 1, lk(.setlk, owner: 1, type: F_WRLCK))
+        let lk = try f.lockFile()
+        let held = try f.roundTrip(f.requests, queue: 1, lk(.setlk, 1, F_WRLCK))
         #expect(held.error == 0)
-        let waiters = [lk(.setlkw, owner: 2, type: F_RDLCK), lk(.setlkw, owner: 3, type: F_RDLCK), lk(.setlkw, owner: 4, type: F_RDLCK)]
+        let waiters = [lk(.setlkw, 2, F_RDLCK), lk(.setlkw, 3, F_RDLCK), lk(.setlkw, 4, F_RDLCK)]
         try f.post(waiters)
         usleep(100_000)
-        let unlock = lk(.setlk, owner: 1, type: F_UNLCK)
+        let unlock = lk(.setlk, 1, F_UNLCK)
         try f.post([unlock])
         let done = try f.collect(count: 4).map(QueueReply.init)
         let uniques = (waiters + [unlock]).map { var d = Decoder($0, at: 8); return d.u64() }
@@ -227,18 +233,11 @@ private final class Fixture {
         var options = FUSEServerOptions()
         options.maxLockWaiters = 2
         let f = try Fixture(layout: .split, poolThreads: 0, options: options)
-        _ = try f.initSession()
-        let created = try f.roundTrip(f.requests, queue: 1,
-                                      f.request(.create, Bytes().u32(UInt32(O_RDWR)).u32(0o644).u32(0).u32(0).name("l")))
-        #expect(created.error == 0)
-        let node = created.u64(0), fh = created.u64(128)
-        func lk(_ op: FUSEOpcode, owner: UInt64, type: Int32) -> [UInt8] {
-            f.request(op, node: node, Bytes().u64(fh).u64(owner).u64(0).u64(99).u32(UInt32(type)).u32(1).u32(0).u32(0))
-        }
-        #expect(try f.roundTrip(f.requests, queue: 1, lk(.setlk, owner: 1, type: F_WRLCK)).error == 0)
+        let lk = try f.lockFile()
+        #expect(try f.roundTrip(f.requests, queue: 1, lk(.setlk, 1, F_WRLCK)).error == 0)
         let threadsBefore = try procTaskCount()
 
-        try f.post([lk(.setlkw, owner: 2, type: F_RDLCK), lk(.setlkw, owner: 3, type: F_RDLCK), lk(.setlkw, owner: 4, type: F_RDLCK)])
+        try f.post([lk(.setlkw, 2, F_RDLCK), lk(.setlkw, 3, F_RDLCK), lk(.setlkw, 4, F_RDLCK)])
         let third = try f.collect(count: 1).map(QueueReply.init)
         #expect(third.map(\.error) == [-ENOLCK], "two wait, the third is refused at once")
         for _ in 0..<200 where f.client.server.lockWaiters < 2 { usleep(5000) }
@@ -246,14 +245,14 @@ private final class Fixture {
 
         for round in 1...3 {
             try f.resetAndReactivate()
-            let again = try f.roundTrip(f.requests, queue: 1, lk(.setlkw, owner: 10 + UInt64(round), type: F_RDLCK))
+            let again = try f.roundTrip(f.requests, queue: 1, lk(.setlkw, 10 + UInt64(round), F_RDLCK))
             #expect(again.error == -ENOLCK, "round \(round): the abandoned waiters still hold the budget")
         }
         #expect(try procTaskCount() <= threadsBefore + 2, "no waiter threads beyond the budget")
 
         // Releasing the lock lets the abandoned waiters end (their replies
         // go nowhere: their queue is gone); the budget is free again.
-        #expect(try f.roundTrip(f.requests, queue: 1, lk(.setlk, owner: 1, type: F_UNLCK)).error == 0)
+        #expect(try f.roundTrip(f.requests, queue: 1, lk(.setlk, 1, F_UNLCK)).error == 0)
         for _ in 0..<400 where f.client.server.lockWaiters > 0 { usleep(5000) }
         #expect(f.client.server.lockWaiters == 0)
         usleep(50_000)
