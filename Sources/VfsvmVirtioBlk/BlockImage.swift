@@ -1,6 +1,7 @@
 import CVfsvmLinux
 import CVfsvmURing
 import Glibc
+import Synchronization
 import VfsvmMemory
 import VfsvmSys
 
@@ -12,7 +13,7 @@ public enum BlockImageError: Error, Hashable, Sendable, CustomStringConvertible 
 
     public var description: String {
         switch self {
-        case let .open(path, e): "cannot open disk image \(path): \(e.errno) (\(e.call))"
+        case let .open(path, e): "cannot open disk image \(path): \(e.errno)"
         case let .notRegular(path): "disk image \(path) is not a regular file"
         case let .tooSmall(path, bytes): "disk image \(path) holds \(bytes) bytes, less than one 512-byte sector"
         }
@@ -52,9 +53,12 @@ public final class BlockImage: Sendable {
     public let directAlignment: (memory: Int, offset: Int)?
     private let buffered: FileDescriptor
     private let direct: FileDescriptor?
+    private let transfers = Atomic(0), directTransfers = Atomic(0)
 
     public var capacityBytes: Int64 { Int64(capacitySectors) * Int64(Self.sectorSize) }
     public var usesDirectIO: Bool { direct != nil }
+    /// Reads and writes so far, and how many of them went through O_DIRECT.
+    public var transferCounts: (all: Int, direct: Int) { (transfers.load(ordering: .relaxed), directTransfers.load(ordering: .relaxed)) }
 
     /// Opens `path` read-write (or read-only), with O_DIRECT unless
     /// `direct` is false or the file system refuses it, through io_uring
@@ -146,9 +150,12 @@ public final class BlockImage: Sendable {
     // MARK: - The data path
 
     private func transfer(write: Bool, _ buffer: some ScatterGatherList, _ bufferOffset: Int, _ offset: Int64, _ count: Int) throws(SystemError) -> Int {
+        transfers.add(1, ordering: .relaxed)
         if let direct, let a = directAlignment, Self.aligned(buffer, bufferOffset, offset, count, a) {
             do {
-                return try move(write: write, buffer, bufferOffset, fd: direct, offset, count)
+                let n = try move(write: write, buffer, bufferOffset, fd: direct, offset, count)
+                directTransfers.add(1, ordering: .relaxed)
+                return n
             } catch where error.errno == .EINVAL {
                 // The file system refused this transfer after all: buffered.
             }
