@@ -170,7 +170,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VfsvmVhostUserTests",
-            dependencies: ["VfsvmVhostUser", "VfsvmVirtioFS", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport",
+            dependencies: ["VfsvmVhostUser", "VfsvmVirtioFS", "VfsvmVirtioBlk", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport",
                            "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
             swiftSettings: strict
         ),
