@@ -179,7 +179,7 @@ public final class BlockImage: Sendable {
                         _ a: (memory: Int, offset: Int)) -> Bool {
         guard offset % Int64(a.offset) == 0, count % a.offset == 0 else { return false }
         return buffer.withIOVecs(offset: bufferOffset, length: count) { iov in
-            iov.allSatisfy { v in Int(bitPattern: v.iov_base) % a.memory == 0 && v.iov_len % a.offset == 0 }
+            iov.allSatisfy { v in Int(bitPattern: v.iov_base) % a.memory == 0 && v.iov_len % a.offset == 0 && v.iov_len % a.memory == 0 }
         }
     }
 }
