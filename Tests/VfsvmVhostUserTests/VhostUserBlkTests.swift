@@ -33,8 +33,10 @@ import VfsvmVirtioBlk
         return path
     }
 
-    @Test(.timeLimit(.minutes(2)), arguments: ["split", "packed"])
-    func qemuVhostUserBlkRunsTheBlkGuest(ring: String) throws {
+    /// `mmio`: `-M microvm` with `vhost-user-blk` on a virtio-mmio bus;
+    /// `pci`: `-M pc` with `vhost-user-blk-pci` (modern only).
+    @Test(.timeLimit(.minutes(2)), arguments: [("mmio", "split"), ("mmio", "packed"), ("pci", "split"), ("pci", "packed")])
+    func qemuVhostUserBlkRunsTheBlkGuest(transport: String, ring: String) throws {
         try #require(access(Self.qemu, X_OK) == 0, "qemu-system-x86 is not installed here: this interoperability test cannot run")
         try #require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm is not usable here: QEMU's microvm cannot run the guest")
         let sock = "/tmp/vfsvm-vublk-\(getpid()).sock"
@@ -60,14 +62,16 @@ import VfsvmVirtioBlk
             result.withLock { $0 = end }
         }
         let out = try makePipe(), errors = try makePipe()
-        let qemu = try ChildProcess(path: Self.qemu, arguments: [
-            "-M", "microvm,memory-backend=mem,rtc=on", "-accel", "kvm", "-m", "128M",
-            "-object", "memory-backend-memfd,id=mem,size=128M,share=on",
+        let packed = "packed=\(ring == "packed" ? "on" : "off")"
+        let board: [String] = transport == "pci"
+            ? ["-M", "pc,memory-backend=mem", "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=1,disable-legacy=on,\(packed)"]
+            : ["-M", "microvm,memory-backend=mem,rtc=on", "-global", "virtio-mmio.force-legacy=false",
+               "-device", "vhost-user-blk,chardev=blk0,num-queues=1,\(packed)"]
+        let qemu = try ChildProcess(path: Self.qemu, arguments: board + [
+            "-accel", "kvm", "-m", "128M", "-object", "memory-backend-memfd,id=mem,size=128M,share=on",
             "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
-            "-global", "virtio-mmio.force-legacy=false", "-device", "isa-debug-exit,iobase=0x501,iosize=1",
-            "-chardev", "socket,id=blk0,path=\(sock)",
-            "-device", "vhost-user-blk,chardev=blk0,num-queues=1,packed=\(ring == "packed" ? "on" : "off")",
-            "-kernel", try Self.guestPath(), "-append", "ring=\(ring) sector=100",
+            "-device", "isa-debug-exit,iobase=0x501,iosize=1", "-chardev", "socket,id=blk0,path=\(sock)",
+            "-kernel", try Self.guestPath(), "-append", "ring=\(ring) sector=100 transport=\(transport)",
         ], stdout: out.write, stderr: errors.write)
         let status = qemu.wait(timeoutMilliseconds: 90_000)
         if status == nil { qemu.send(signal: SIGKILL) }
@@ -86,7 +90,7 @@ import VfsvmVirtioBlk
 
         #expect(qemu.exitCode == 33, "the guest's console:\n\(console)\nQEMU's stderr: \(stderrText)\nback-end: \(logLines.withLock { $0 })")
         #expect(console.contains("serial: vhost-user-blk"))
-        #expect(console.contains("ring: \(ring)"))
+        #expect(console.contains("transport: virtio-\(transport), ring: \(ring)"))
         var back = [UInt8](repeating: 0, count: 1024)
         _ = try back.withUnsafeMutableBytes { try file.pread(into: $0, at: 100 * 512) }
         #expect(back == (0..<1024).map { UInt8(truncatingIfNeeded: $0 * 7 + 0x5a + $0 / 512) })
