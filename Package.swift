@@ -154,8 +154,10 @@ let package = Package(
             swiftSettings: strict
         ),
         // Writes and flushes through a virtio-blk device, then waits to be
-        // killed, for VfsvmVirtioBlkTests (not a product).
-        .executableTarget(name: "vfsvm-blk-probe", dependencies: ["VfsvmVirtioBlk", "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"],
+        // killed, for VfsvmVirtioBlkTests; or serves one over vhost-user for
+        // Tests/Integration/blk-test.sh (not a product).
+        .executableTarget(name: "vfsvm-blk-probe", dependencies: ["VfsvmVirtioBlk", "VfsvmVhostUser", "VfsvmConfig", "VfsvmTestSupport", "VfsvmVirtio",
+                                                            "VfsvmMemory", "VfsvmSys"],
                           path: "Tests/BlkProbe", swiftSettings: strict),
         .testTarget(
             name: "VfsvmVirtioBlkTests",

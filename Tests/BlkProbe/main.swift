@@ -1,9 +1,18 @@
+// Test helper for the virtio-blk device (not a product):
+//
 // vfsvm-blk-probe IMAGE SECTOR BYTE: writes 8 sectors of BYTE at SECTOR
 // through a virtio-blk device (a mock driver on a split ring, the io_uring
 // engine, O_DIRECT where the file system allows), flushes, prints
 // "flushed" on stdout and waits to be killed. VfsvmVirtioBlkTests kills it
 // with SIGKILL and reads the image.
+//
+// vfsvm-blk-probe serve SOCKET IMAGE[:ro] QUEUES: serves the image as a
+// virtio-blk device with QUEUES request queues over vhost-user on SOCKET
+// (one connection: QEMU's vhost-user-blk-pci), for
+// Tests/Integration/blk-test.sh; exits 0 when the front-end disconnects.
 import Glibc
+import VfsvmConfig
+import VfsvmVhostUser
 import VfsvmMemory
 import VfsvmSys
 import VfsvmTestSupport
@@ -16,6 +25,22 @@ func fail(_ why: String) -> Never {
 }
 
 let args = CommandLine.arguments
+if args.count == 5, args[1] == "serve" {
+    do {
+        let spec = try DiskSpec(parsing: args[3])
+        guard let queues = Int(args[4]) else { fail("QUEUES must be a number, got '\(args[4])'") }
+        let image = try BlockImage(path: spec.path, readOnly: spec.readOnly)
+        let device = try VirtioBlockDevice(image: image, requestQueues: queues, serial: "vfsvm-blk-test")
+        let server = try VhostUserBackendServer(device: VhostUserVirtioBackend(device: device), socketPath: args[2])
+        writeStandardError("vfsvm-blk-probe: serving \(spec.path)\(spec.readOnly ? " read-only" : ""), \(image.capacitySectors) sectors, \(queues) queues, O_DIRECT \(image.usesDirectIO), \(image.engine.rawValue)\n")
+        _ = try server.run(.oneConnection)
+        let counts = image.transferCounts
+        writeStandardError("vfsvm-blk-probe: done; \(counts.all) reads and writes, \(counts.direct) through O_DIRECT\n")
+        exit(0)
+    } catch {
+        fail("\(error)")
+    }
+}
 guard args.count == 4, let sector = UInt64(args[2]), let byte = UInt8(args[3]) else {
     fail("usage: vfsvm-blk-probe IMAGE SECTOR BYTE")
 }
