@@ -10,6 +10,10 @@
 #     byte for byte in the image (debugfs);
 #   - writes, syncs and removes an 8 MiB file, then fstrim / (DISCARD), which
 #     must report bytes trimmed;
+#   - on a second disk (a 16 MiB scratch image of 0xFF bytes, /dev/vdb):
+#     blkdiscard -z (WRITE_ZEROES) and blkdiscard (DISCARD) on two ranges,
+#     which the host then reads as zeros (the discarded one a hole), the
+#     rest untouched;
 # then a fresh copy read-only (IMAGE:ro): /sys/block/vda/ro is 1, a write
 # fails with EROFS, and the image is unchanged.
 #
@@ -36,9 +40,10 @@ if [ -n "$missing" ]; then
 fi
 
 work=$(mktemp -d /tmp/vfsvm-blk.XXXXXX)
-serve_pid=""
+serve_pid="" scratch_pid=""
 cleanup() {
     [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null
+    [ -z "$scratch_pid" ] || kill "$scratch_pid" 2>/dev/null
     if [ "$fail" -eq 0 ]; then rm -rf "$work"; else echo "blk-test: kept $work"; fi
 }
 trap cleanup EXIT
@@ -48,21 +53,23 @@ cp --sparse=always "$out/rootfs.img" "$disk"
 sock=$work/blk.sock
 
 # boot-qemu.sh knows vhost-user-fs shares, not disks: this wrapper (its
-# VFSVM_QEMU) adds the vhost-user-blk-pci device.
+# VFSVM_QEMU) adds the vhost-user-blk-pci device, and $QEMU_EXTRA.
 cat > "$work/qemu" <<EOF
 #!/bin/sh
-exec qemu-system-x86_64 "\$@" -chardev socket,id=blk0,path=$sock -device vhost-user-blk-pci,chardev=blk0,num-queues=2
+# shellcheck disable=SC2086  # word splitting intended; paths hold no blanks
+exec qemu-system-x86_64 "\$@" -chardev socket,id=blk0,path=$sock -device vhost-user-blk-pci,chardev=blk0,num-queues=2 \$QEMU_EXTRA
 EOF
 chmod +x "$work/qemu"
-export VFSVM_QEMU=$work/qemu
+export VFSVM_QEMU=$work/qemu QEMU_EXTRA=""
 
-# serve IMAGE-SPEC: the probe serving the disk, waits for its socket
+# serve IMAGE-SPEC [SOCKET]: the probe serving the disk, waits for its socket
 serve() {
-    rm -f "$sock"
-    "$PROBE" serve "$sock" "$1" 2 >>"$work/serve.log" 2>&1 &
-    serve_pid=$!
-    for _ in $(seq 100); do [ -S "$sock" ] && return 0; sleep 0.05; done
-    echo "vfsvm-blk-probe did not create $sock: $(tail -3 "$work/serve.log")" >&2
+    local s=${2:-$sock}
+    rm -f "$s"
+    "$PROBE" serve "$s" "$1" 2 >>"$work/serve.log" 2>&1 &
+    if [ -z "${2:-}" ]; then serve_pid=$!; else scratch_pid=$!; fi
+    for _ in $(seq 100); do [ -S "$s" ] && return 0; sleep 0.05; done
+    echo "vfsvm-blk-probe did not create $s: $(tail -3 "$work/serve.log")" >&2
     return 1
 }
 # unserve: the probe exits when QEMU disconnects; TERM it if not
@@ -91,14 +98,23 @@ echo "root-mount=$(grep "^[^ ]* / " /proc/mounts | tail -n1 | cut -d" " -f1-4)"
 echo "dpkg-lines=$(dpkg -l | wc -l)"
 if (echo "written in the guest" > /guest-wrote) 2>/tmp/err; then echo "root-write=ok"; else echo "root-write=$(sed "s/.*: //" /tmp/err)"; fi'
 
+scratch=$work/scratch.img
+head -c $((16 << 20)) /dev/zero | tr '\0' '\377' > "$scratch"
 serve "$disk"
+serve "$scratch" "$work/scratch.sock"
+QEMU_EXTRA="-chardev socket,id=blk1,path=$work/scratch.sock -device vhost-user-blk-pci,chardev=blk1"
 boot rw --append "root=/dev/vda" --cmd "$report"'
+blkdiscard -z -o 1048576 -l 1048576 /dev/vdb && echo "vdb-write-zeroes=ok"
+blkdiscard -o 4194304 -l 4194304 /dev/vdb && echo "vdb-discard=ok"
 i=0; : > /pattern.bin; while [ $i -lt 16 ]; do printf "%065535d\n" $i >> /pattern.bin; i=$((i + 1)); done
 sync
 echo "pattern-sum=$(md5sum < /pattern.bin | cut -d" " -f1)"
 rm -f /trim-me; dd if=/dev/zero of=/trim-me bs=1M count=8 2>/dev/null; sync; rm /trim-me; sync
 echo "fstrim=$(fstrim -v / 2>&1)"'
 unserve
+for _ in $(seq 50); do kill -0 "$scratch_pid" 2>/dev/null || break; sleep 0.1; done
+kill "$scratch_pid" 2>/dev/null; wait "$scratch_pid" 2>/dev/null; scratch_pid=""
+QEMU_EXTRA=""
 want_pattern=$(i=0; while [ $i -lt 16 ]; do printf "%065535d\n" $i; i=$((i + 1)); done | md5sum | cut -d' ' -f1)
 
 if [ $rc -eq 0 ] && [ "$(console rw root-mount)" = "/dev/vda / ext4 rw,relatime" ]; then
@@ -128,6 +144,25 @@ case $(console rw fstrim) in
     "/: "*" bytes were trimmed"|"/: "*" trimmed") ok "DISCARD: fstrim / succeeds ($(console rw fstrim))" ;;
     *) bad "DISCARD: fstrim /" "got '$(console rw fstrim)'" ;;
 esac
+# scratch_is FROM LEN OCTAL: bytes [FROM, FROM + LEN) of the scratch image
+# are all the byte OCTAL
+scratch_is() { [ -z "$(tail -c +$(($1 + 1)) "$scratch" | head -c "$2" | tr -d "\\$3")" ]; }
+if [ "$(console rw vdb-write-zeroes)" = ok ] && scratch_is $((1 << 20)) $((1 << 20)) 000; then
+    ok "WRITE_ZEROES: blkdiscard -z on /dev/vdb zeroes [1 MiB, 2 MiB) of the image"
+else
+    bad "WRITE_ZEROES: blkdiscard -z on /dev/vdb" "guest '$(console rw vdb-write-zeroes)'"
+fi
+if [ "$(console rw vdb-discard)" = ok ] && scratch_is $((4 << 20)) $((4 << 20)) 000 &&
+   [ "$(stat -c %b "$scratch")" -le $(((12 << 20) / 512 + 128)) ]; then  # + 64 KiB of extent blocks
+    ok "DISCARD: blkdiscard on /dev/vdb punches a 4 MiB hole (reads as zeros; $(($(stat -c %b "$scratch") / 2048)) of 16 MiB left allocated)"
+else
+    bad "DISCARD: blkdiscard on /dev/vdb punches a hole" "guest '$(console rw vdb-discard)', $(stat -c %b "$scratch") blocks allocated"
+fi
+if scratch_is 0 $((1 << 20)) 377 && scratch_is $((2 << 20)) $((2 << 20)) 377 && scratch_is $((8 << 20)) $((8 << 20)) 377; then
+    ok "WRITE_ZEROES / DISCARD: the rest of the scratch image is untouched"
+else
+    bad "WRITE_ZEROES / DISCARD: the rest of the scratch image is untouched"
+fi
 grep -q "O_DIRECT true" "$work/serve.log" && ok "the image was opened with O_DIRECT (ext4 here)" ||
     bad "the image was opened with O_DIRECT" "$(head -1 "$work/serve.log")"
 
