@@ -43,6 +43,9 @@ public struct FUSEServerOptions: Sendable, Equatable {
     /// A waiter counts until its thread ends, even after the session or
     /// the queue it came from is gone.
     public var maxLockWaiters = 256
+    /// The name those threads carry (15 bytes at most: what `ps -L` and
+    /// /proc/PID/task/TID/comm show).
+    public var lockWaiterThreadName = "vfsvm-fuse-wait"
     public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, locks: Bool = true) {
         self.init(maxWrite: maxWrite, writeback: writeback, readOnly: readOnly, posixLocks: locks, flockLocks: locks)
     }

@@ -63,7 +63,7 @@ public final class FUSEServer: FUSERequestHandler {
         let room = min(reply.byteCount, 4096)
         let late = deferral.deferReply()
         do {
-            let thread = try OSThread(name: "vfsvm-fuse-wait") { [self] in
+            let thread = try OSThread(name: options.lockWaiterThreadName) { [self] in
                 let own = HostBuffer(count: room)
                 let n = run(r, session: currentSession, payload: NoPayload(), reply: own)
                 late.send(Array(own.array.prefix(n)))

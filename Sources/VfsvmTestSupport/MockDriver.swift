@@ -377,14 +377,10 @@ public final class MockDriver {
             case .split:
                 let usedIdx = try memory.loadAcquireUInt16(at: deviceArea.unchecked(plus: 2))
                 while lastUsedIdx != usedIdx {
-                    let e = deviceArea.unchecked(plus: 4 + 8 * UInt64(lastUsedIdx & (queueSize - 1)))
-                    let rawID = UInt32(littleEndian: try memory.load(UInt32.self, at: e))
-                    let length = UInt32(littleEndian: try memory.load(UInt32.self, at: e.unchecked(plus: 4)))
-                    guard rawID < UInt32(queueSize), let f = inFlight.removeValue(forKey: UInt16(rawID)) else {
-                        throw MockDriverError.unknownUsedID(UInt16(truncatingIfNeeded: rawID))
-                    }
+                    let (id, length) = try splitUsedElement()
+                    guard let f = inFlight.removeValue(forKey: id) else { throw MockDriverError.unknownUsedID(id) }
                     freeDescriptors.append(contentsOf: f.descriptors.reversed())
-                    out.append(MockCompletion(id: UInt16(rawID), length: length, reply: try replyBytes(f.writable, length)))
+                    out.append(MockCompletion(id: id, length: length, reply: try replyBytes(f.writable, length)))
                     lastUsedIdx &+= 1
                 }
                 if autoUsedEvent && features.contains(.eventIndex) && !interruptsSuppressed {
@@ -392,24 +388,8 @@ public final class MockDriver {
                     GuestMemory.fullFence()
                 }
             case .packed:
-                while true {
-                    let d = descriptorTable.unchecked(plus: 16 * UInt64(lastUsedSlot))
-                    let flags = try memory.loadAcquireUInt16(at: d.unchecked(plus: 14))
-                    let avail = flags & (1 << 7) != 0, used = flags & (1 << 15) != 0
-                    guard avail == usedWrap && used == usedWrap else { break }
-                    let id = UInt16(littleEndian: try memory.load(UInt16.self, at: d.unchecked(plus: 12)))
-                    let length = UInt32(littleEndian: try memory.load(UInt32.self, at: d.unchecked(plus: 8)))
-                    guard let f = inFlight.removeValue(forKey: id) else { throw MockDriverError.unknownUsedID(id) }
-                    usedSlots -= Int(f.slots)
-                    freeIDs.append(id)
+                while let (id, length, f) = try takePackedUsed() {
                     out.append(MockCompletion(id: id, length: length, reply: try replyBytes(f.writable, length)))
-                    let advanced = Int(lastUsedSlot) + Int(f.slots)
-                    if advanced >= Int(queueSize) {
-                        lastUsedSlot = UInt16(advanced - Int(queueSize))
-                        usedWrap.toggle()
-                    } else {
-                        lastUsedSlot = UInt16(advanced)
-                    }
                 }
                 if autoUsedEvent && features.contains(.eventIndex) && packedDriverEventMode == 2 {
                     try setPackedDriverEvent(flags: 2, offset: lastUsedSlot, wrap: usedWrap)
@@ -435,8 +415,7 @@ public final class MockDriver {
             case .split:
                 let usedIdx = try memory.loadAcquireUInt16(at: deviceArea.unchecked(plus: 2))
                 while lastUsedIdx != usedIdx {
-                    let e = deviceArea.unchecked(plus: 4 + 8 * UInt64(lastUsedIdx & (queueSize - 1)))
-                    let id = UInt16(truncatingIfNeeded: UInt32(littleEndian: try memory.load(UInt32.self, at: e)))
+                    let (id, _) = try splitUsedElement()
                     guard inFlight[id] != nil else { throw MockDriverError.unknownUsedID(id) }
                     try memory.store(id.littleEndian, at: driverArea.unchecked(plus: 4 + 2 * UInt64(availIdx & (queueSize - 1))))
                     availIdx &+= 1
@@ -444,17 +423,7 @@ public final class MockDriver {
                     count += 1
                 }
             case .packed:
-                while true {
-                    let d = descriptorTable.unchecked(plus: 16 * UInt64(lastUsedSlot))
-                    let flags = try memory.loadAcquireUInt16(at: d.unchecked(plus: 14))
-                    guard (flags & (1 << 7) != 0) == usedWrap && (flags & (1 << 15) != 0) == usedWrap else { break }
-                    let id = UInt16(littleEndian: try memory.load(UInt16.self, at: d.unchecked(plus: 12)))
-                    guard let f = inFlight.removeValue(forKey: id) else { throw MockDriverError.unknownUsedID(id) }
-                    usedSlots -= Int(f.slots)
-                    freeIDs.append(id)
-                    let advanced = Int(lastUsedSlot) + Int(f.slots)
-                    lastUsedSlot = UInt16(advanced % Int(queueSize))
-                    if advanced >= Int(queueSize) { usedWrap.toggle() }
+                while let (_, _, f) = try takePackedUsed() {
                     _ = try addPacked(f.ring, writable: f.writable, publish: false)
                     count += 1
                 }
@@ -464,6 +433,34 @@ public final class MockDriver {
             throw MockDriverError(error)
         }
         return count
+    }
+
+    /// The split used element at `lastUsedIdx`: its id (checked against
+    /// the ring size) and written length.
+    private func splitUsedElement() throws -> (id: UInt16, length: UInt32) {
+        let e = deviceArea.unchecked(plus: 4 + 8 * UInt64(lastUsedIdx & (queueSize - 1)))
+        let rawID = UInt32(littleEndian: try memory.load(UInt32.self, at: e))
+        let length = UInt32(littleEndian: try memory.load(UInt32.self, at: e.unchecked(plus: 4)))
+        guard rawID < UInt32(queueSize) else { throw MockDriverError.unknownUsedID(UInt16(truncatingIfNeeded: rawID)) }
+        return (UInt16(rawID), length)
+    }
+
+    /// The packed used descriptor at `lastUsedSlot`, if the device has
+    /// marked it used: takes its chain out of flight and steps past the
+    /// slots it held (toggling the wrap counter); nil when none is used.
+    private func takePackedUsed() throws -> (id: UInt16, length: UInt32, InFlight)? {
+        let d = descriptorTable.unchecked(plus: 16 * UInt64(lastUsedSlot))
+        let flags = try memory.loadAcquireUInt16(at: d.unchecked(plus: 14))
+        guard (flags & (1 << 7) != 0) == usedWrap && (flags & (1 << 15) != 0) == usedWrap else { return nil }
+        let id = UInt16(littleEndian: try memory.load(UInt16.self, at: d.unchecked(plus: 12)))
+        let length = UInt32(littleEndian: try memory.load(UInt32.self, at: d.unchecked(plus: 8)))
+        guard let f = inFlight.removeValue(forKey: id) else { throw MockDriverError.unknownUsedID(id) }
+        usedSlots -= Int(f.slots)
+        freeIDs.append(id)
+        let advanced = Int(lastUsedSlot) + Int(f.slots)
+        lastUsedSlot = UInt16(advanced % Int(queueSize))
+        if advanced >= Int(queueSize) { usedWrap.toggle() }
+        return (id, length, f)
     }
 
     private func replyBytes(_ writable: [MockSegment], _ length: UInt32) throws(GuestMemoryError) -> [UInt8] {

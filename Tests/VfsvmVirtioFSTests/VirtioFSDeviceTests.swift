@@ -232,10 +232,13 @@ private final class Fixture {
     @Test func lockWaitersShareOneBudgetAcrossDeviceResets() throws {
         var options = FUSEServerOptions()
         options.maxLockWaiters = 2
+        // A name of this test's own: other suites in this process run lock
+        // waiters of their own at the same time.
+        options.lockWaiterThreadName = "lk-budget-test"
         let f = try Fixture(layout: .split, poolThreads: 0, options: options)
         let lk = try f.lockFile()
         #expect(try f.roundTrip(f.requests, queue: 1, lk(.setlk, 1, F_WRLCK)).error == 0)
-        let threadsBefore = try procTaskCount()
+        #expect(try threadCount(named: options.lockWaiterThreadName) == 0)
 
         try f.post([lk(.setlkw, 2, F_RDLCK), lk(.setlkw, 3, F_RDLCK), lk(.setlkw, 4, F_RDLCK)])
         let third = try f.collect(count: 1).map(QueueReply.init)
@@ -248,7 +251,7 @@ private final class Fixture {
             let again = try f.roundTrip(f.requests, queue: 1, lk(.setlkw, 10 + UInt64(round), F_RDLCK))
             #expect(again.error == -ENOLCK, "round \(round): the abandoned waiters still hold the budget")
         }
-        #expect(try procTaskCount() <= threadsBefore + 2, "no waiter threads beyond the budget")
+        #expect(try threadCount(named: options.lockWaiterThreadName) == 2, "no waiter threads beyond the budget")
 
         // Releasing the lock lets the abandoned waiters end (their replies
         // go nowhere: their queue is gone); the budget is free again.
@@ -270,13 +273,18 @@ private final class Fixture {
 }
 
 /// Threads of this process now (/proc/self/task).
-private func procTaskCount() throws -> Int {
+private func threadCount(named name: String) throws -> Int {
     guard let dir = opendir("/proc/self/task") else { throw MockDriverError.other("cannot read /proc/self/task") }
     defer { closedir(dir) }
     var n = 0
     while let e = readdir(dir) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { n += 1 }
+        let tid = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard tid != "." && tid != "..", let file = fopen("/proc/self/task/\(tid)/comm", "r") else { continue }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 32)
+        guard fgets(&line, 32, file) != nil else { continue }
+        let comm = String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if comm == name { n += 1 }
     }
     return n
 }
