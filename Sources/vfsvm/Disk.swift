@@ -1,6 +1,5 @@
 import ArgumentParser
 import VfsvmConfig
-import VfsvmVirtio
 import VfsvmVirtioBlk
 
 // `--disk FILE[:ro]` for `vfsvm run`: the spec parsed from the command line
