@@ -14,7 +14,10 @@
 #     blkdiscard -z (WRITE_ZEROES) and blkdiscard (DISCARD) on two ranges,
 #     which the host then reads as zeros (the discarded one a hole), the
 #     rest untouched;
-# then a fresh copy read-only (IMAGE:ro): /sys/block/vda/ro is 1, a write
+# then a kill: the guest writes 1 MiB to a scratch /dev/vdb with O_DIRECT
+# and fsync (OUT + FLUSH), says so, and the backend serving vdb is killed
+# with SIGKILL (QEMU stopped after it): the bytes are in the image; then a
+# fresh copy read-only (IMAGE:ro): /sys/block/vda/ro is 1, a write
 # fails with EROFS, and the image is unchanged.
 #
 #   blk-test.sh PATH-TO-vfsvm-blk-probe
@@ -165,6 +168,39 @@ else
 fi
 grep -q "O_DIRECT true" "$work/serve.log" && ok "the image was opened with O_DIRECT (ext4 here)" ||
     bad "the image was opened with O_DIRECT" "$(head -1 "$work/serve.log")"
+
+# --- SIGKILL after a FLUSH ---------------------------------------------------
+kill_img=$work/kill.img
+head -c $((16 << 20)) /dev/zero > "$kill_img"
+serve "$disk"
+serve "$kill_img" "$work/scratch.sock"
+QEMU_EXTRA="-chardev socket,id=blk1,path=$work/scratch.sock -device vhost-user-blk-pci,chardev=blk1"
+"$boot_qemu" --quiet --timeout 240 --smp 2 --log "$work/kill.log" --append "root=/dev/vda" --cmd '
+i=0; : > /tmp/pattern.bin; while [ $i -lt 16 ]; do printf "%065535d\n" $i >> /tmp/pattern.bin; i=$((i + 1)); done
+dd if=/tmp/pattern.bin of=/dev/vdb bs=65536 oflag=direct conv=fsync 2>/dev/null && echo "vdb-flushed=yes"
+sleep 600' >>"$work/boot-qemu.stderr" 2>&1 &
+boot_pid=$!
+flushed=0
+for _ in $(seq 2400); do
+    if tr -d '\r' 2>/dev/null < "$work/kill.log" | grep -q '^vdb-flushed=yes'; then flushed=1; break; fi
+    kill -0 "$boot_pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill -KILL "$scratch_pid" 2>/dev/null
+wait "$scratch_pid" 2>/dev/null
+killed=$?
+scratch_pid=""
+kill -TERM "$boot_pid" 2>/dev/null
+wait "$boot_pid" 2>/dev/null
+unserve
+QEMU_EXTRA=""
+got_sum=$(head -c $((1 << 20)) "$kill_img" | md5sum | cut -d' ' -f1)
+if [ $flushed -eq 1 ] && [ $killed -eq 137 ] && [ "$got_sum" = "$want_pattern" ] &&
+   [ -z "$(tail -c +$((1 << 20 + 1)) "$kill_img" | tr -d '\000')" ]; then
+    ok "SIGKILL: 1 MiB the guest wrote to /dev/vdb and flushed is in the image after the backend is killed"
+else
+    bad "SIGKILL: flushed writes survive a kill of the backend" "flushed $flushed, backend status $killed, image sum $got_sum, want $want_pattern"
+fi
 
 # A pristine copy: the read-write boot's power-off leaves a journal to
 # replay, which ext4 cannot do on a read-only device.
