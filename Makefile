@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve clean
 
 all: build
 
@@ -50,6 +50,12 @@ boot-test: build images
 # on QEMU's virtio-blk and rootfstype=virtiofs over vfsvm serve (about 50 s).
 rootfs-test: build images
 	Tests/Integration/rootfs-test.sh $(BIN)
+
+# Linux's virtio_blk driver (QEMU TCG, vhost-user-blk-pci) against vfsvm's
+# virtio-blk device: root=/dev/vda read-write and read-only, MQ, GET_ID,
+# FLUSH, DISCARD.
+blk-test: build images
+	Tests/Integration/blk-test.sh .build/$(CONFIG)/vfsvm-blk-probe
 
 # libvirt 9.0 (a private libvirtd, QEMU driver only) starts vfsvm as the
 # domain's virtiofs daemon; installs libvirt-daemon-system, libvirt-clients

@@ -72,6 +72,21 @@ long vfsvm_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_
 int vfsvm_fallocate(int fd, int mode, int64_t offset, int64_t len) { return fallocate(fd, mode, offset, len); }
 int vfsvm_syncfs(int fd) { return syncfs(fd); }
 
+int vfsvm_dio_alignment(int fd, uint32_t *mem_align, uint32_t *offset_align) {
+    struct statx sx;
+    memset(&sx, 0, sizeof sx);
+    int r = statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx);
+    if (r < 0) return r;
+    if (sx.stx_mask & STATX_DIOALIGN) {
+        *mem_align = sx.stx_dio_mem_align;
+        *offset_align = sx.stx_dio_offset_align;
+    } else {
+        *mem_align = 0;
+        *offset_align = 0;
+    }
+    return 0;
+}
+
 int vfsvm_birth_time(int fd, int64_t *sec, uint32_t *nsec) {
     struct statx sx;
     memset(&sx, 0, sizeof sx);

@@ -4,12 +4,14 @@ public enum ConfigError: Error, Hashable, Sendable, CustomStringConvertible {
     case badShare(String, reason: String)
     case badTag(String, reason: String)
     case badOption(String, reason: String)
+    case badDisk(String, reason: String)
 
     public var description: String {
         switch self {
         case let .badShare(s, r): "invalid share '\(s)': \(r)"
         case let .badTag(t, r): "invalid virtio-fs tag '\(t)': \(r)"
         case let .badOption(o, r): "invalid option '\(o)': \(r)"
+        case let .badDisk(d, r): "invalid disk '\(d)': \(r)"
         }
     }
 }

@@ -33,6 +33,8 @@
 #include <linux/memfd.h>
 #include <linux/kvm.h>
 #include <linux/vhost_types.h>
+#include <linux/falloc.h>
+#include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_fs.h>
 #include <linux/virtio_ids.h>

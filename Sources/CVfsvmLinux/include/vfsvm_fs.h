@@ -36,6 +36,10 @@ long vfsvm_getdents64(int fd, void *buffer, size_t count);
 long vfsvm_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned int flags);
 int vfsvm_fallocate(int fd, int mode, int64_t offset, int64_t len);
 int vfsvm_syncfs(int fd);
+/// statx(fd, STATX_DIOALIGN): the memory and file-offset alignment direct
+/// I/O on `fd` needs, both 0 when the file system does not do direct I/O
+/// (or the kernel cannot say). -1/errno when statx fails.
+int vfsvm_dio_alignment(int fd, uint32_t *mem_align, uint32_t *offset_align);
 /// statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME): the birth
 /// time, or -1 with errno ENODATA when the file system does not record it.
 int vfsvm_birth_time(int fd, int64_t *sec, uint32_t *nsec);
