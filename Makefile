@@ -86,7 +86,7 @@ fuzz-test: deps
 	Fuzz/fuzz.sh build
 	Fuzz/fuzz.sh run 30
 
-test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test libvirt-test
+test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test blk-test libvirt-test
 
 # The best end-to-end demonstration there is today: a Linux guest (QEMU,
 # TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
