@@ -136,9 +136,59 @@ public final class BlockImage: Sendable {
         }
     }
 
+    /// How much of a zeroing or hole-punching request is done per step;
+    /// the caller's stop check runs between steps, so a reset never waits
+    /// for more than one step, whatever range the guest named.
+    static let zeroingStep: Int64 = 64 << 20
+
+    /// Makes `[offset, offset + length)` read as zeros and stay allocated
+    /// (write-zeroes without UNMAP): FALLOC_FL_ZERO_RANGE where the file
+    /// system has it; else a hole punched and allocated again (tmpfs has
+    /// no ZERO_RANGE but punches holes); else zeros written. Done in
+    /// `zeroingStep` pieces, giving up with ECANCELED once `stop()` says so.
+    func zeroRange(offset: Int64, length: Int64, stop: () -> Bool) throws(SystemError) {
+        try inSteps(offset: offset, length: length, stop: stop) { (at, n) throws(SystemError) in
+            do throws(SystemError) {
+                try allocate(mode: FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset: at, length: n)
+                return
+            } catch where error.errno == Errno(rawValue: EOPNOTSUPP) {}
+            do throws(SystemError) {
+                try allocate(mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset: at, length: n)
+                try allocate(mode: FALLOC_FL_KEEP_SIZE, offset: at, length: n)
+                return
+            } catch where error.errno == Errno(rawValue: EOPNOTSUPP) {}
+            try writeZeros(offset: at, length: n)
+        }
+    }
+
+    /// Punches a hole over the range (discard, write-zeroes with UNMAP), in
+    /// steps as `zeroRange` does. Where the file system cannot punch
+    /// holes: zeros written if `mustZero`, else nothing (a discard may do
+    /// nothing).
+    func punchHole(offset: Int64, length: Int64, mustZero: Bool, stop: () -> Bool) throws(SystemError) {
+        try inSteps(offset: offset, length: length, stop: stop) { (at, n) throws(SystemError) in
+            do throws(SystemError) {
+                try allocate(mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset: at, length: n)
+            } catch where error.errno == Errno(rawValue: EOPNOTSUPP) {
+                if mustZero { try writeZeros(offset: at, length: n) }
+            }
+        }
+    }
+
+    private func inSteps(offset: Int64, length: Int64, stop: () -> Bool,
+                         _ body: (Int64, Int64) throws(SystemError) -> Void) throws(SystemError) {
+        var done: Int64 = 0
+        while done < length {
+            if stop() { throw SystemError("zeroing (the queue is stopping)", Errno(rawValue: ECANCELED)) }
+            let n = min(Self.zeroingStep, length - done)
+            try body(offset + done, n)
+            done += n
+        }
+    }
+
     /// Writes `length` zero bytes at `offset` (where fallocate cannot).
-    func writeZeros(offset: Int64, length: Int64) throws(SystemError) {
-        let chunk = HostBuffer(count: 64 << 10)
+    private func writeZeros(offset: Int64, length: Int64) throws(SystemError) {
+        let chunk = HostBuffer(count: 1 << 20)
         var done: Int64 = 0
         while done < length {
             let n = Int(min(Int64(chunk.byteCount), length - done))
