@@ -78,7 +78,7 @@ public final class BlockImage: Sendable {
 
         var directFD: FileDescriptor?
         var alignment: (memory: Int, offset: Int)?
-        if wantDirect, let d = try? FileDescriptor.open(path, mode | vfsvm_o_direct()) {
+        if wantDirect, let d = Self.reopenDirect(fd, path: path, mode: mode, st) {
             var mem: UInt32 = 0, off: UInt32 = 0
             if vfsvm_dio_alignment(d.rawValue, &mem, &off) == 0, mem > 0, off > 0, off <= UInt32(Self.sectorSize) {
                 directFD = d
@@ -88,6 +88,18 @@ public final class BlockImage: Sendable {
         direct = directFD
         directAlignment = alignment
         engine = wanted == .ioURing && vfsvm_uring_available() == 1 ? .ioURing : .sync
+    }
+
+    /// The image opened a second time with O_DIRECT, and certainly the same
+    /// inode: through /proc/self/fd (even if the path was renamed or
+    /// replaced since the first open), or by path where /proc is missing,
+    /// kept only if it is the file `st` describes.
+    static func reopenDirect(_ fd: FileDescriptor, path: String, mode: Int32, _ st: stat) -> FileDescriptor? {
+        if let d = try? FileDescriptor.open("/proc/self/fd/\(fd.rawValue)", mode | vfsvm_o_direct()) { return d }
+        guard let d = try? FileDescriptor.open(path, mode | vfsvm_o_direct()) else { return nil }
+        var again = stat()
+        guard fstat(d.rawValue, &again) == 0, again.st_dev == st.st_dev, again.st_ino == st.st_ino else { return nil }
+        return d
     }
 
     /// Reads `count` bytes at `offset` of the image into
@@ -119,7 +131,7 @@ public final class BlockImage: Sendable {
         switch engine {
         case .ioURing:
             let r = vfsvm_uring_fsync(buffered.rawValue, 1)
-            if r < 0 { throw SystemError("io_uring fdatasync", Errno(rawValue: Int32(-r))) }
+            if r < 0 { throw SystemError("io_uring fdatasync", Errno(rawValue: Int32(clamping: -r))) }
         case .sync:
             try buffered.sync(dataOnly: true)
         }
@@ -130,7 +142,7 @@ public final class BlockImage: Sendable {
         switch engine {
         case .ioURing:
             let r = vfsvm_uring_fallocate(buffered.rawValue, mode, offset, length)
-            if r < 0 { throw SystemError("io_uring fallocate", Errno(rawValue: Int32(-r))) }
+            if r < 0 { throw SystemError("io_uring fallocate", Errno(rawValue: Int32(clamping: -r))) }
         case .sync:
             try buffered.allocate(mode: mode, offset: offset, length: length)
         }

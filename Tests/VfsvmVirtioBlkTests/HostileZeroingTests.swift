@@ -69,3 +69,18 @@ private func monotonicSeconds() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
+
+/// The O_DIRECT fd is the image the buffered fd opened, even when the path
+/// names another file by the time of the second open (renamed, replaced
+/// by a symlink): it is reopened through /proc/self/fd, not by name.
+@Test func theDirectFDIsTheSameInodeEvenIfThePathChanged() throws {
+    let a = try BlockFixture(layout: .split, sectors: 8)
+    let b = try BlockFixture(layout: .split, sectors: 8)
+    let fd = try FileDescriptor.open(a.path, O_RDWR)
+    var st = stat()
+    try #require(fstat(fd.rawValue, &st) == 0)
+    let direct = try #require(BlockImage.reopenDirect(fd, path: b.path, mode: O_RDWR, st), "ext4 /tmp takes O_DIRECT")
+    var again = stat()
+    try #require(fstat(direct.rawValue, &again) == 0)
+    #expect(again.st_ino == st.st_ino)
+}
