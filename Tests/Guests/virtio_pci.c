@@ -1,5 +1,5 @@
 /* virtio-pci, modern (virtio 1.2, 4.1), for the test guests: finds the
- * function on bus 0 by configuration mechanism #1, walks its vendor
+ * index-th function of a device type on bus 0 by configuration mechanism #1, walks its vendor
  * capabilities (common, notify, ISR, device config), and uses MSI-X when
  * the function has it (vector 0 for configuration changes, vector 1 for
  * every queue, both to IRQ_VECTOR on APIC 0). BARs are where the VMM put
@@ -92,14 +92,16 @@ static const struct transport pci_transport = {
     "virtio-pci", get_features, set_features, get_status, set_status, read_config, queue_max, setup_queue, ack,
 };
 
-const struct transport *virtio_pci_find(u32 device_id, int *msix) {
+const struct transport *virtio_pci_find(u32 device_id, int index, int *msix) {
     u32 slot;
     for (slot = 0; slot < 32; slot++) {
         bdf = slot << 11;
         u32 id = cfg_read(0, 4);
-        if ((id & 0xffff) == 0x1af4 && (id >> 16) == 0x1040 + device_id) break;
+        if ((id & 0xffff) == 0x1af4 && (id >> 16) == 0x1040 + device_id && index-- == 0) break;
     }
     if (slot == 32) return 0;
+    common = notify = isr = device = 0;
+    use_msix = 0;
     puts("virtio-pci: function at 00:");
     put_hex(slot);
     puts(".0\n");
@@ -121,8 +123,10 @@ const struct transport *virtio_pci_find(u32 device_id, int *msix) {
     puts("virtio-pci: common config at ");
     put_hex(common);
     puts("\n");
+    /* *msix on entry: whether the caller allows MSI-X (msix=off says not). */
+    int allowed = *msix;
     *msix = 0;
-    if (msix_cap) {
+    if (msix_cap && allowed) {
         /* MSI-X table: BAR and offset in the capability (PCI 3.0, 6.8.2). */
         u32 table = cfg_read(msix_cap + 4, 4);
         u64 entries = bar_address((int)(table & 7)) + (table & ~7u);
