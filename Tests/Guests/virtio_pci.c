@@ -10,6 +10,8 @@
 
 static u32 bdf;
 static u64 common, notify, isr, device;
+/* Where the common configuration's BAR decodes (the hostile guest's target). */
+u64 virtio_pci_bar0;
 static u32 notify_multiplier;
 
 static u32 cfg_read(u32 reg, int size) {
@@ -23,9 +25,14 @@ static u32 cfg_read(u32 reg, int size) {
 
 static void cfg_write(u32 reg, int size, u32 v) {
     outl(0xcf8, 0x80000000u | bdf | (reg & 0xfc));
-    if (size == 2) outw((u16)(0xcfc + (reg & 2)), (u16)v);
+    if (size == 1) outb((u16)(0xcfc + (reg & 3)), (u8)v);
+    else if (size == 2) outw((u16)(0xcfc + (reg & 2)), (u16)v);
     else outl(0xcfc, v);
 }
+
+/* Configuration space of the function virtio_pci_find found. */
+u32 virtio_pci_cfg_read(u32 reg, int size) { return cfg_read(reg, size); }
+void virtio_pci_cfg_write(u32 reg, int size, u32 v) { cfg_write(reg, size, v); }
 
 static u64 bar_address(int bar) {
     u32 lo = cfg_read(0x10 + 4 * (u32)bar, 4);
@@ -114,7 +121,7 @@ const struct transport *virtio_pci_find(u32 device_id, int index, int *msix) {
         if (id != 0x09) continue; /* vendor-specific: struct virtio_pci_cap */
         u32 type = cfg_read(cap + 3, 1), bar = cfg_read(cap + 4, 1), off = cfg_read(cap + 8, 4);
         u64 a = bar_address((int)bar) + off;
-        if (type == VIRTIO_PCI_CAP_COMMON_CFG && !common) common = a;
+        if (type == VIRTIO_PCI_CAP_COMMON_CFG && !common) { common = a; virtio_pci_bar0 = bar_address((int)bar); }
         if (type == VIRTIO_PCI_CAP_NOTIFY_CFG && !notify) { notify = a; notify_multiplier = cfg_read(cap + 16, 4); }
         if (type == VIRTIO_PCI_CAP_ISR_CFG && !isr) isr = a;
         if (type == VIRTIO_PCI_CAP_DEVICE_CFG && !device) device = a;

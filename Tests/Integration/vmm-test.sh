@@ -172,6 +172,12 @@ has "$out" "after a reset the device serves FUSE INIT and LOOKUP" "after the abu
 has "$err" "chain longer than 16 descriptors (or looping)" "the looping chain is refused with a log line"
 has "$err" "is not backed by guest memory" "the out-of-range descriptor is refused with a log line"
 
+run 33 "a hostile driver over virtio-pci (garbage config space and BAR0, bad chains) does not stop the VMM" \
+    -d --memory 128M --transport pci --share "$share:myfs" --cmdline "transport=pci" "$GUESTS/hostile.elf"
+has "$out" "garbage configuration and BAR0 writes" "pci: the garbage phase ran"
+has "$out" "after a reset the device serves FUSE INIT and LOOKUP" "pci: after the abuse a reset device serves FUSE again"
+has "$err" "chain longer than 16 descriptors (or looping)" "pci: the looping chain is refused with a log line"
+
 # Errors before anything starts: one line, exit 64 or 66, no guest output.
 check_refusal() { # WANT NAME TEXT ARGS...
     local want=$1 name=$2 text=$3
