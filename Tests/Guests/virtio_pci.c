@@ -12,6 +12,9 @@ static u32 bdf;
 static u64 common, notify, isr, device;
 /* Where the common configuration's BAR decodes (the hostile guest's target). */
 u64 virtio_pci_bar0;
+/* Set by the caller: move BAR0 1 MiB up (decoding off, new address,
+ * decoding on) before using the function, as an OS reassigning it would. */
+int virtio_pci_move_bar;
 static u32 notify_multiplier;
 
 static u32 cfg_read(u32 reg, int size) {
@@ -112,6 +115,17 @@ const struct transport *virtio_pci_find(u32 device_id, int index, int *msix) {
     puts("virtio-pci: function at 00:");
     put_hex(slot);
     puts(".0\n");
+    if (virtio_pci_move_bar) {
+        u64 old = bar_address(0);
+        cfg_write(0x04, 2, cfg_read(0x04, 2) & ~0x2u);
+        cfg_write(0x10, 4, (u32)(old + 0x100000) | (cfg_read(0x10, 4) & 0xf));
+        cfg_write(0x14, 4, (u32)((old + 0x100000) >> 32));
+        puts("virtio-pci: BAR0 moved from ");
+        put_hex(old);
+        puts(" to ");
+        put_hex(bar_address(0));
+        puts("\n");
+    }
     /* Memory space decoding and bus mastering on. */
     cfg_write(0x04, 2, cfg_read(0x04, 2) | 0x6);
     u32 msix_cap = 0;

@@ -1,5 +1,6 @@
 /* A virtio-fs driver guest: finds the device (virtio-mmio or virtio-pci,
- * `transport=` on the command line; `msix=off` for INTx over pci), reads the tag, negotiates (split or
+ * `transport=` on the command line; `msix=off` for INTx over pci, `movebar=1`
+ * to move BAR0 first), reads the tag, negotiates (split or
  * packed ring: `ring=`), sets up the hiprio and one request queue, and
  * runs FUSE INIT, LOOKUP, GETATTR, OPEN, READ, RELEASE, CREATE, WRITE,
  * UNLINK and FORGET against the share, waiting for each completion in
@@ -14,6 +15,7 @@ static const char expected[] = "hello from the host over virtio-fs\n";
 
 const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id, int skip);
 const struct transport *virtio_pci_find(u32 device_id, int index, int *msix);
+extern int virtio_pci_move_bar;
 
 static u8 reply[8192] __attribute__((aligned(64)));
 static const struct transport *t;
@@ -143,6 +145,7 @@ void guest_main(struct hvm_start_info *si) {
     const char *b = cmdline_arg(si, "bench");
     u64 bench = b ? parse_dec(b) : 0;
 
+    virtio_pci_move_bar = cmdline_arg(si, "movebar") != 0; /* movebar=1: BAR0 reassigned first */
     const char *m = cmdline_arg(si, "msix");
     int msix = !(m && starts_with(m, "off")); /* msix=off: INTx even when the function has MSI-X */
     /* The device whose tag is `tag=` (default: the first). */

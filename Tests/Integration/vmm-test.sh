@@ -150,6 +150,21 @@ else
     bad "two shares: the guest's file is in the second share only" "$(ls "$first" "$second")"
 fi
 
+# The guest moves BAR0 (decoding off, new address, decoding on) before
+# using it: the board remaps it and moves the notify ioeventfds along.
+share=$top/share-pci-movebar
+mkdir -p "$share"
+printf 'hello from the host over virtio-fs\n' >"$share/hello.txt"
+run 33 "virtio-pci with BAR0 moved by the guest: the FUSE workload" \
+    -d --memory 128M --transport pci --share "$share:myfs" --cmdline "transport=pci movebar=1" "$virtiofs"
+has "$out" "virtio-pci: BAR0 moved from 0x100000000 to 0x100100000" "pci/movebar: the guest moved BAR0 by 1 MiB"
+has "$out" "virtio-pci: common config at 0x100100000" "pci/movebar: the capabilities point into the moved BAR"
+if grep -q "BAR0 common" "$err" && ! grep -q "BAR0 notify" "$err" && [ -f "$share/from-guest.txt" ]; then
+    ok "pci/movebar: the moved BAR serves, its kicks still never exit ($(grep -o 'virtio-pci 0 BAR0 [a-zA-Z-]* [0-9]*' "$err" | tr '\n' ' '))"
+else
+    bad "pci/movebar: the moved BAR serves with ioeventfds" "$(grep exits "$err"; ls "$share")"
+fi
+
 # The same over virtio-pci: two functions (slots 1 and 2), each with its
 # own BAR0, MSI-X vectors and INTx GSI.
 rm -f "$first/from-guest.txt" "$second/from-guest.txt"
