@@ -118,6 +118,21 @@ extension VirtioPCITransport: PCIEndpoint {
         writeBAR(offset: offset, bytes: data)
     }
 
+    /// BAR0's regions by name, so `-d` shows which part of the function
+    /// the guest exits on (the ISR is INTx's data path, notify should
+    /// never appear: ioeventfds take it).
+    public func barExitGroup(_ index: Int, offset: UInt64) -> String? {
+        typealias L = VirtioPCILayout
+        switch offset & ~0xfff {
+        case L.commonOffset: return "common"
+        case L.isrOffset: return "ISR"
+        case L.deviceOffset: return "device"
+        case L.notifyOffset: return "notify"
+        case L.msixTableOffset, L.msixPBAOffset: return "MSI-X"
+        default: return "unused"
+        }
+    }
+
     public var barNotifications: [BARNotification] {
         notifications.map {
             BARNotification(bar: $0.bar ?? VirtioPCILayout.bar, offset: $0.offset, length: $0.length, dataMatch: $0.dataMatch, eventfd: $0.eventfd)
