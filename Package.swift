@@ -104,7 +104,7 @@ let package = Package(
 
         // libvirt domain XML: validated against libvirt's RelaxNG schema,
         // mapped onto a plain description of a vfsvm VM, and written back.
-        .target(name: "VfsvmDomain", dependencies: ["VfsvmConfig", "CLibvirt", "CLibXML2"], swiftSettings: strict),
+        .target(name: "VfsvmDomain", dependencies: ["VfsvmConfig", "CLibvirt", "CLibXML2", "CVfsvmLinux"], swiftSettings: strict),
 
         // Driver-side queue mocks and recording interrupt sinks for tests
         // and benchmarks.

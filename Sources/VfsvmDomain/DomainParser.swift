@@ -10,6 +10,9 @@ public struct DomainParser {
     /// error.
     public var ignoreUnsupported = false
     public var schema: DomainSchema?
+    /// Also define the domain on libvirt's in-process test driver
+    /// (`LibvirtCheck`), so libvirt's own post-parse checks apply.
+    public var libvirtCheck = true
 
     public init(ignoreUnsupported: Bool = false, schema: DomainSchema? = nil) {
         self.ignoreUnsupported = ignoreUnsupported
@@ -39,6 +42,9 @@ public struct DomainParser {
         let complaints = schema.validate(document, fileName: fileName)
         guard complaints.isEmpty else { throw .invalidXML(fileName, complaints) }
         guard let root = document.root() else { throw .invalidXML(fileName, ["\(fileName): no root element"]) }
+        if libvirtCheck, let complaint = LibvirtCheck.complaint(about: String(decoding: bytes, as: UTF8.self)) {
+            throw .invalidXML(fileName, ["\(fileName): libvirt: \(complaint)"])
+        }
         var mapper = DomainMapper(fileName: fileName)
         let config = mapper.map(root)
         guard mapper.bad.isEmpty, let config else {
