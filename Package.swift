@@ -71,7 +71,7 @@ let package = Package(
         // file system allows it, I/O through io_uring.
         .target(name: "VfsvmVirtioBlk", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux", "CVfsvmURing"], swiftSettings: strict),
 
-        // Transports: the virtio-mmio register file (virtio-pci to come).
+        // Transports: the virtio-mmio and virtio-pci register files.
         .target(name: "VfsvmTransport", dependencies: ["VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // vhost-user back-end protocol: serves virtqueues to QEMU /

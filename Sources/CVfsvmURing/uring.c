@@ -8,6 +8,7 @@
 // that keeps several requests in flight.
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <liburing.h>
 
@@ -43,17 +44,35 @@ int vfsvm_uring_available(void) {
     return thread_ring(&err) != NULL ? 1 : 0;
 }
 
-/// Submits the one SQE `prep` filled on this thread's ring and waits for
-/// its completion: the result, or -errno.
-static long submit_and_wait(struct io_uring *ring) {
-    int r = io_uring_submit(ring);
-    if (r < 0) return r;
-    struct io_uring_cqe *cqe = NULL;
-    do { r = io_uring_wait_cqe(ring, &cqe); } while (r == -EINTR);
-    if (r < 0) return r;
-    long res = cqe->res;
-    io_uring_cqe_seen(ring, cqe);
-    return res;
+/// Frees this thread's ring after a failure that may have left an SQE
+/// unsubmitted or a request in flight: the next call starts a new ring,
+/// so nothing stale is ever submitted or mistaken for its answer.
+static void drop_ring(struct io_uring *ring) {
+    pthread_setspecific(ring_key, NULL);
+    ring_free(ring);
+}
+
+/// The tag of this thread's latest SQE (user_data).
+static __thread uint64_t ring_seq;
+
+/// Submits the one SQE the caller filled on this thread's ring and waits
+/// for the completion carrying its tag: the result, or -errno.
+static long submit_and_wait(struct io_uring *ring, struct io_uring_sqe *sqe) {
+    uint64_t tag = ++ring_seq;
+    io_uring_sqe_set_data64(sqe, tag);
+    int r;
+    do { r = io_uring_submit(ring); } while (r == -EINTR);
+    if (r != 1) { drop_ring(ring); return r < 0 ? r : -EIO; }
+    for (;;) {
+        struct io_uring_cqe *cqe = NULL;
+        do { r = io_uring_wait_cqe(ring, &cqe); } while (r == -EINTR);
+        if (r < 0) { drop_ring(ring); return r; }
+        uint64_t seen = io_uring_cqe_get_data64(cqe);
+        long res = cqe->res;
+        io_uring_cqe_seen(ring, cqe);
+        if (seen == tag) return res;
+        // A completion of an earlier request: not ours, skip it.
+    }
 }
 
 static struct io_uring_sqe *next_sqe(struct io_uring **ring, long *err) {
@@ -72,7 +91,7 @@ static long ring_rw(int write, int fd, const struct iovec *iov, unsigned nr, int
     if (!sqe) return err;
     if (write) io_uring_prep_writev(sqe, fd, iov, nr, (unsigned long long)offset);
     else io_uring_prep_readv(sqe, fd, iov, nr, (unsigned long long)offset);
-    return submit_and_wait(ring);
+    return submit_and_wait(ring, sqe);
 }
 
 long vfsvm_uring_fsync(int fd, int data_only) {
@@ -81,7 +100,7 @@ long vfsvm_uring_fsync(int fd, int data_only) {
     struct io_uring_sqe *sqe = next_sqe(&ring, &err);
     if (!sqe) return err;
     io_uring_prep_fsync(sqe, fd, data_only ? IORING_FSYNC_DATASYNC : 0);
-    return submit_and_wait(ring);
+    return submit_and_wait(ring, sqe);
 }
 
 long vfsvm_uring_fallocate(int fd, int mode, int64_t offset, int64_t length) {
@@ -90,7 +109,7 @@ long vfsvm_uring_fallocate(int fd, int mode, int64_t offset, int64_t length) {
     struct io_uring_sqe *sqe = next_sqe(&ring, &err);
     if (!sqe) return err;
     io_uring_prep_fallocate(sqe, fd, mode, (uint64_t)offset, (uint64_t)length);
-    return submit_and_wait(ring);
+    return submit_and_wait(ring, sqe);
 }
 
 long vfsvm_uring_readv(int fd, const struct iovec *iov, unsigned nr, int64_t offset) {

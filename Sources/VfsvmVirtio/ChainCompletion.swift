@@ -25,6 +25,11 @@ public struct ChainRequest: Sendable {
     public func deferCompletion() -> ChainCompletion {
         ChainCompletion(sink: sink, element: UsedElement(chain))
     }
+
+    /// True once the queue is being stopped (a reset, GET_VRING_BASE): a
+    /// handler doing long work in steps checks it between steps and gives
+    /// up, so that `QueueRunner.stop()` is not kept waiting.
+    public var stopRequested: Bool { sink.stopRequested.load(ordering: .acquiring) }
 }
 
 /// A handler that may answer a chain now or later (see `ChainOutcome`).
@@ -133,6 +138,8 @@ final class CompletionSink: Sendable {
     let slot: Mutex<Slot>
     /// Signalled when a throttled runner may pop again.
     let resume: EventFD
+    /// Set by `QueueRunner.stop()` before it waits for the handlers.
+    let stopRequested = Atomic(false)
 
     init(index: Int, queue: Virtqueue, memory: GuestMemory, interrupt: any VirtioInterrupt,
          onFatal: @escaping @Sendable (VirtqueueError) -> Void, log: @escaping @Sendable (String) -> Void) throws(SystemError) {

@@ -85,6 +85,7 @@ public final class QueueRunner: Sendable {
     @discardableResult
     public func stop(graceMilliseconds: Int = 2000) -> Virtqueue {
         stopping.store(true, ordering: .releasing)
+        sink.stopRequested.store(true, ordering: .releasing)
         try? stopSignal.signal()
         let t = thread.withLock { t in defer { t = nil }; return t }
         t?.join()

@@ -78,7 +78,7 @@ public final class BlockImage: Sendable {
 
         var directFD: FileDescriptor?
         var alignment: (memory: Int, offset: Int)?
-        if wantDirect, let d = try? FileDescriptor.open(path, mode | vfsvm_o_direct()) {
+        if wantDirect, let d = Self.reopenDirect(fd, path: path, mode: mode, st) {
             var mem: UInt32 = 0, off: UInt32 = 0
             if vfsvm_dio_alignment(d.rawValue, &mem, &off) == 0, mem > 0, off > 0, off <= UInt32(Self.sectorSize) {
                 directFD = d
@@ -88,6 +88,18 @@ public final class BlockImage: Sendable {
         direct = directFD
         directAlignment = alignment
         engine = wanted == .ioURing && vfsvm_uring_available() == 1 ? .ioURing : .sync
+    }
+
+    /// The image opened a second time with O_DIRECT, and certainly the same
+    /// inode: through /proc/self/fd (even if the path was renamed or
+    /// replaced since the first open), or by path where /proc is missing,
+    /// kept only if it is the file `st` describes.
+    static func reopenDirect(_ fd: FileDescriptor, path: String, mode: Int32, _ st: stat) -> FileDescriptor? {
+        if let d = try? FileDescriptor.open("/proc/self/fd/\(fd.rawValue)", mode | vfsvm_o_direct()) { return d }
+        guard let d = try? FileDescriptor.open(path, mode | vfsvm_o_direct()) else { return nil }
+        var again = stat()
+        guard fstat(d.rawValue, &again) == 0, again.st_dev == st.st_dev, again.st_ino == st.st_ino else { return nil }
+        return d
     }
 
     /// Reads `count` bytes at `offset` of the image into
@@ -119,7 +131,7 @@ public final class BlockImage: Sendable {
         switch engine {
         case .ioURing:
             let r = vfsvm_uring_fsync(buffered.rawValue, 1)
-            if r < 0 { throw SystemError("io_uring fdatasync", Errno(rawValue: Int32(-r))) }
+            if r < 0 { throw SystemError("io_uring fdatasync", Errno(rawValue: Int32(clamping: -r))) }
         case .sync:
             try buffered.sync(dataOnly: true)
         }
@@ -130,15 +142,65 @@ public final class BlockImage: Sendable {
         switch engine {
         case .ioURing:
             let r = vfsvm_uring_fallocate(buffered.rawValue, mode, offset, length)
-            if r < 0 { throw SystemError("io_uring fallocate", Errno(rawValue: Int32(-r))) }
+            if r < 0 { throw SystemError("io_uring fallocate", Errno(rawValue: Int32(clamping: -r))) }
         case .sync:
             try buffered.allocate(mode: mode, offset: offset, length: length)
         }
     }
 
+    /// How much of a zeroing or hole-punching request is done per step;
+    /// the caller's stop check runs between steps, so a reset never waits
+    /// for more than one step, whatever range the guest named.
+    static let zeroingStep: Int64 = 64 << 20
+
+    /// Makes `[offset, offset + length)` read as zeros and stay allocated
+    /// (write-zeroes without UNMAP): FALLOC_FL_ZERO_RANGE where the file
+    /// system has it; else a hole punched and allocated again (tmpfs has
+    /// no ZERO_RANGE but punches holes); else zeros written. Done in
+    /// `zeroingStep` pieces, giving up with ECANCELED once `stop()` says so.
+    func zeroRange(offset: Int64, length: Int64, stop: () -> Bool) throws(SystemError) {
+        try inSteps(offset: offset, length: length, stop: stop) { (at, n) throws(SystemError) in
+            do throws(SystemError) {
+                try allocate(mode: FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset: at, length: n)
+                return
+            } catch where error.errno == Errno(rawValue: EOPNOTSUPP) {}
+            do throws(SystemError) {
+                try allocate(mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset: at, length: n)
+                try allocate(mode: FALLOC_FL_KEEP_SIZE, offset: at, length: n)
+                return
+            } catch where error.errno == Errno(rawValue: EOPNOTSUPP) {}
+            try writeZeros(offset: at, length: n)
+        }
+    }
+
+    /// Punches a hole over the range (discard, write-zeroes with UNMAP), in
+    /// steps as `zeroRange` does. Where the file system cannot punch
+    /// holes: zeros written if `mustZero`, else nothing (a discard may do
+    /// nothing).
+    func punchHole(offset: Int64, length: Int64, mustZero: Bool, stop: () -> Bool) throws(SystemError) {
+        try inSteps(offset: offset, length: length, stop: stop) { (at, n) throws(SystemError) in
+            do throws(SystemError) {
+                try allocate(mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset: at, length: n)
+            } catch where error.errno == Errno(rawValue: EOPNOTSUPP) {
+                if mustZero { try writeZeros(offset: at, length: n) }
+            }
+        }
+    }
+
+    private func inSteps(offset: Int64, length: Int64, stop: () -> Bool,
+                         _ body: (Int64, Int64) throws(SystemError) -> Void) throws(SystemError) {
+        var done: Int64 = 0
+        while done < length {
+            if stop() { throw SystemError("zeroing (the queue is stopping)", Errno(rawValue: ECANCELED)) }
+            let n = min(Self.zeroingStep, length - done)
+            try body(offset + done, n)
+            done += n
+        }
+    }
+
     /// Writes `length` zero bytes at `offset` (where fallocate cannot).
-    func writeZeros(offset: Int64, length: Int64) throws(SystemError) {
-        let chunk = HostBuffer(count: 64 << 10)
+    private func writeZeros(offset: Int64, length: Int64) throws(SystemError) {
+        let chunk = HostBuffer(count: 1 << 20)
         var done: Int64 = 0
         while done < length {
             let n = Int(min(Int64(chunk.byteCount), length - done))

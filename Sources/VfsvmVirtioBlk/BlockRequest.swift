@@ -51,7 +51,9 @@ enum BlockRequest {
     static let headerLength = 16
     static let segmentLength = 16
 
-    static func handle(_ chain: DescriptorChain, _ memory: GuestMemory, _ ctx: BlockRequestContext) -> UInt32 {
+    /// `stop` says the queue is stopping: long work gives up (IOERR).
+    static func handle(_ chain: DescriptorChain, _ memory: GuestMemory, _ ctx: BlockRequestContext,
+                       stop: () -> Bool = { false }) -> UInt32 {
         guard chain.writableLength >= 1 else {
             if ctx.chainsWithoutStatus.add(1, ordering: .relaxed).oldValue == 0 {
                 logLine("vfsvm: virtio-blk chain \(chain.id) has no device-writable status byte; completed empty (further ones are not logged)")
@@ -69,7 +71,7 @@ enum BlockRequest {
             return 0
         }
         let statusOffset = writable.byteCount - 1
-        let status = perform(readable: readable, writable: writable, dataIn: statusOffset, ctx)
+        let status = perform(readable: readable, writable: writable, dataIn: statusOffset, ctx, stop: stop)
         _ = [status.rawValue].withUnsafeBytes { writable.copy($0, to: statusOffset) }
         // The status is the chain's last writable byte: the device has
         // written up to the end of the writable part.
@@ -78,7 +80,8 @@ enum BlockRequest {
 
     /// The request's outcome. `dataIn` is how many writable bytes precede
     /// the status byte.
-    static func perform(readable: GuestBufferList, writable: GuestBufferList, dataIn: Int, _ ctx: BlockRequestContext) -> BlockStatus {
+    static func perform(readable: GuestBufferList, writable: GuestBufferList, dataIn: Int, _ ctx: BlockRequestContext,
+                        stop: () -> Bool) -> BlockStatus {
         var header = [UInt8](repeating: 0, count: headerLength)
         guard readable.byteCount >= headerLength else { return .ioError }
         _ = header.withUnsafeMutableBytes { readable.copy(from: 0, into: $0) }
@@ -111,11 +114,11 @@ enum BlockRequest {
             guard !image.readOnly, dataIn == 0 else { return .ioError }
             let segments: [Segment]
             switch parseSegments(readable, count: dataOut, discard: discard, image) {
-            case let .success(s): segments = s
+            case let .success(s): segments = coalesce(s)
             case let .failure(status): return status.status
             }
             return io(ctx, discard ? "discard" : "write-zeroes") { () throws(SystemError) in
-                for s in segments { try (discard ? Self.discard(s, image) : Self.writeZeroes(s, image)) }
+                for s in segments { try apply(s, discard: discard, image, stop: stop) }
             }
 
         default:
@@ -146,6 +149,24 @@ enum BlockRequest {
 
     struct Refusal: Error { let status: BlockStatus }
 
+    /// The segments sorted and with overlapping or touching ranges merged,
+    /// so one request costs at most the image's size however its segments
+    /// repeat (32 copies of one 2 GiB range would otherwise be zeroed 32
+    /// times). A merged range keeps its allocation unless every part asked
+    /// for UNMAP; it reads as zeros either way.
+    static func coalesce(_ segments: [Segment]) -> [Segment] {
+        var out: [Segment] = []
+        for s in segments.sorted(by: { $0.offset < $1.offset }) {
+            if let last = out.last, s.offset <= last.offset + last.length {
+                let end = max(last.offset + last.length, s.offset + s.length)
+                out[out.count - 1] = Segment(offset: last.offset, length: end - last.offset, unmap: last.unmap && s.unmap)
+            } else {
+                out.append(s)
+            }
+        }
+        return out
+    }
+
     /// `struct virtio_blk_discard_write_zeroes` entries after the header.
     static func parseSegments(_ readable: GuestBufferList, count bytes: Int, discard: Bool, _ image: BlockImage) -> Result<[Segment], Refusal> {
         guard bytes > 0, bytes % segmentLength == 0 else { return .failure(Refusal(status: .ioError)) }
@@ -174,22 +195,16 @@ enum BlockRequest {
 
     /// Discard punches a hole (the range then reads as zeros); a file
     /// system that cannot punch holes ignores it, which a discard allows.
-    static func discard(_ s: Segment, _ image: BlockImage) throws(SystemError) {
+    /// Write-zeroes: a hole with UNMAP, else a zeroed range that stays
+    /// allocated (see `BlockImage.zeroRange`). Either is done in steps that
+    /// stop when the queue does: one request may name 32 overlapping
+    /// segments of 2 GiB, which takes seconds where zeros must be written.
+    static func apply(_ s: Segment, discard: Bool, _ image: BlockImage, stop: () -> Bool) throws(SystemError) {
         guard s.length > 0 else { return }
-        do {
-            try image.allocate(mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset: s.offset, length: s.length)
-        } catch where error.errno == Errno(rawValue: EOPNOTSUPP) {}
-    }
-
-    /// Write-zeroes: a hole with UNMAP, else a zeroed (allocated) range;
-    /// where fallocate cannot, zeros are written.
-    static func writeZeroes(_ s: Segment, _ image: BlockImage) throws(SystemError) {
-        guard s.length > 0 else { return }
-        let mode = (s.unmap ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE
-        do {
-            try image.allocate(mode: mode, offset: s.offset, length: s.length)
-        } catch where error.errno == Errno(rawValue: EOPNOTSUPP) {
-            try image.writeZeros(offset: s.offset, length: s.length)
+        if discard || s.unmap {
+            try image.punchHole(offset: s.offset, length: s.length, mustZero: !discard, stop: stop)
+        } else {
+            try image.zeroRange(offset: s.offset, length: s.length, stop: stop)
         }
     }
 

@@ -78,7 +78,7 @@ public final class VirtioBlockDevice: QueueRunnerDevice {
             try QueueRunner(
                 index: q.index, queue: q.queue, memory: memory, kick: q.kick, interrupt: interrupt,
                 poolThreads: poolThreads,
-                handler: { chain, memory in BlockRequest.handle(chain, memory, context) },
+                requestHandler: { r in .completed(BlockRequest.handle(r.chain, r.memory, context, stop: { r.stopRequested })) },
                 onFatal: onFatal)
         }
     }

@@ -1,5 +1,5 @@
 /* A virtio-fs driver guest: finds the device (virtio-mmio or virtio-pci,
- * `transport=` on the command line), reads the tag, negotiates (split or
+ * `transport=` on the command line; `msix=off` for INTx over pci), reads the tag, negotiates (split or
  * packed ring: `ring=`), sets up the hiprio and one request queue, and
  * runs FUSE INIT, LOOKUP, GETATTR, OPEN, READ, RELEASE, CREATE, WRITE,
  * UNLINK and FORGET against the share, waiting for each completion in
@@ -13,7 +13,7 @@
 static const char expected[] = "hello from the host over virtio-fs\n";
 
 const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id, int skip);
-const struct transport *virtio_pci_find(u32 device_id, int *msix);
+const struct transport *virtio_pci_find(u32 device_id, int index, int *msix);
 
 static u8 reply[8192] __attribute__((aligned(64)));
 static const struct transport *t;
@@ -143,22 +143,21 @@ void guest_main(struct hvm_start_info *si) {
     const char *b = cmdline_arg(si, "bench");
     u64 bench = b ? parse_dec(b) : 0;
 
-    int msix = 0;
-    if (pci) {
-        t = virtio_pci_find(VIRTIO_ID_FS, &msix);
-        if (!t) fail("no virtio-fs PCI function on bus 0");
-    } else {
-        /* The device whose tag is `tag=` (default: the first). */
-        const char *want = cmdline_arg(si, "tag");
-        for (int i = 0;; i++) {
-            t = virtio_mmio_find(si, VIRTIO_ID_FS, i);
-            if (!t) fail("no virtio-fs device with the wanted tag");
-            char tag[37] = {0};
-            t->read_config(0, tag, 36);
-            unsigned long n = 0;
-            while (want && want[n] && want[n] != ' ') n++;
-            if (!want || (strlen(tag) == n && memcmp(tag, want, n) == 0)) break;
-        }
+    const char *m = cmdline_arg(si, "msix");
+    int msix = !(m && starts_with(m, "off")); /* msix=off: INTx even when the function has MSI-X */
+    /* The device whose tag is `tag=` (default: the first). */
+    const char *want = cmdline_arg(si, "tag");
+    int allowed = msix;
+    for (int i = 0;; i++) {
+        msix = allowed;
+        t = pci ? virtio_pci_find(VIRTIO_ID_FS, i, &msix) : virtio_mmio_find(si, VIRTIO_ID_FS, i);
+        if (!t) fail(pci ? "no virtio-fs PCI function with the wanted tag on bus 0" : "no virtio-fs device with the wanted tag");
+        if (!pci) msix = 0;
+        char tag[37] = {0};
+        t->read_config(0, tag, 36);
+        unsigned long n = 0;
+        while (want && want[n] && want[n] != ' ') n++;
+        if (!want || (strlen(tag) == n && memcmp(tag, want, n) == 0)) break;
     }
     irq_ack = msix ? 0 : ack_interrupt;
 
