@@ -52,5 +52,13 @@ let package = Package(
             .product(name: "VfsvmMemory", package: vfsvm),
             .product(name: "VfsvmSys", package: vfsvm),
         ], path: "Sources/FuzzVirtioMMIO"),
+        .executableTarget(name: "fuzz-virtio-pci", dependencies: [
+            "FuzzSupport",
+            .product(name: "VfsvmTransport", package: vfsvm),
+            .product(name: "VfsvmTestSupport", package: vfsvm),
+            .product(name: "VfsvmVirtio", package: vfsvm),
+            .product(name: "VfsvmMemory", package: vfsvm),
+            .product(name: "VfsvmSys", package: vfsvm),
+        ], path: "Sources/FuzzVirtioPCI"),
     ]
 )

@@ -12,7 +12,8 @@
 # Targets: virtqueue (split/packed descriptor chains over guest memory),
 # fuse (FUSE requests against a PassthroughFileSystem on a scratch tmpfs,
 # checking nothing outside the share changed), vhost-user (message sequences
-# with real fds), virtio-mmio (the register file). The seeds in Fuzz/Corpus
+# with real fds), virtio-mmio (the register file), virtio-pci (configuration
+# space and BAR0). The seeds in Fuzz/Corpus
 # are read-only inputs; what a run finds goes to .build-fuzz/corpus/<target>,
 # crashes to .build-fuzz/crashes/<target>/. A crash becomes a regression
 # test in the unit suite, and its input goes to Fuzz/Corpus/<target>/.
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 SWIFT=${SWIFT:-$(command -v swift || echo /opt/swift/usr/bin/swift)}
 scratch=$top/.build-fuzz
-all_targets=(virtqueue fuse vhost-user virtio-mmio)
+all_targets=(virtqueue fuse vhost-user virtio-mmio virtio-pci)
 
 compile() {
     # --sanitize=fuzzer only links libFuzzer in: the compile jobs get just

@@ -54,6 +54,9 @@ public final class Machine: Sendable {
     public let counters: ExitCounters?
     /// The virtio-mmio transports, in window order.
     public let mmioTransports: [VirtioMMIOTransport]
+    /// The virtio-pci transports, in slot order (slot 1 first).
+    public let pciTransports: [VirtioPCITransport]
+    let intxLines: [(LevelLine, VirtioPCITransport)]
     let latch: StopLatch
 
     /// Addresses of the 4 KiB KVM wants for the real-mode TSS (three
@@ -108,6 +111,7 @@ public final class Machine: Sendable {
             var gsis = GSIAllocator()
             var transports: [VirtioMMIOTransport] = []
             var mmioDescriptions: [VfsvmBoot.MMIODevice] = []
+            var pciBoard = VirtioPCIBoard()
             switch config.transport {
             case .mmio:
                 for (i, device) in config.devices.enumerated() {
@@ -125,9 +129,8 @@ public final class Machine: Sendable {
                     mmioDescriptions.append(VfsvmBoot.MMIODevice(base: base, size: X86Layout.virtioMMIOSize, gsi: gsi))
                 }
             case .pci:
-                guard config.devices.isEmpty else {
-                    throw MachineError.badConfig("--transport pci is not wired yet (the virtio-pci transport has not landed); use --transport mmio")
-                }
+                pciBoard = try VirtioPCIBoard(devices: config.devices, memory: memory, memorySize: config.memorySize, vm: vm,
+                                              bridge: pci, mmio: mmio, gsis: &gsis)
             }
 
             // ACPI and MP tables describing this board, the kernel, and
@@ -136,9 +139,10 @@ public final class Machine: Sendable {
             let entry: BootEntry
             do {
                 let acpi = ACPIConfig(cpus: config.cpus, mmioDevices: mmioDescriptions,
-                                      pci: VfsvmBoot.PCIHostBridge(mem64: X86Layout.pciMem64(memorySize: config.memorySize)))
+                                      pci: VfsvmBoot.PCIHostBridge(mem64: X86Layout.pciMem64(memorySize: config.memorySize),
+                                                                   interrupts: pciBoard.interrupts))
                 let rsdp = try writeACPI(acpi, into: memory)
-                try writeMPTable(cpus: config.cpus, into: memory)
+                try writeMPTable(cpus: config.cpus, pciInterrupts: pciBoard.interrupts, into: memory)
                 entry = try loadKernel(config.kernel, config: BootConfig(memorySize: config.memorySize, cmdline: Array(config.cmdline.utf8),
                                                                          initrd: config.initrd, rsdpAddress: rsdp), into: memory)
             } catch {
@@ -147,7 +151,8 @@ public final class Machine: Sendable {
             try EntryState.apply(entry, to: vcpus[0])
 
             return Machine(memory: memory, vm: vm, vcpus: vcpus, serial: serial, ports: ports, mmio: mmio,
-                           counters: config.countExits ? ExitCounters() : nil, mmioTransports: transports, latch: latch)
+                           counters: config.countExits ? ExitCounters() : nil, mmioTransports: transports,
+                           pciTransports: pciBoard.transports, intxLines: pciBoard.lines, latch: latch)
         } catch let e as MachineError {
             throw e
         } catch let e as KVMError {
@@ -162,7 +167,8 @@ public final class Machine: Sendable {
     }
 
     private init(memory: GuestMemory, vm: VirtualMachine, vcpus: [VCPU], serial: Serial8250, ports: PortBus, mmio: MMIOBus,
-                 counters: ExitCounters?, mmioTransports: [VirtioMMIOTransport], latch: StopLatch) {
+                 counters: ExitCounters?, mmioTransports: [VirtioMMIOTransport], pciTransports: [VirtioPCITransport],
+                 intxLines: [(LevelLine, VirtioPCITransport)], latch: StopLatch) {
         self.memory = memory
         self.vm = vm
         self.vcpus = vcpus
@@ -171,6 +177,8 @@ public final class Machine: Sendable {
         self.mmio = mmio
         self.counters = counters
         self.mmioTransports = mmioTransports
+        self.pciTransports = pciTransports
+        self.intxLines = intxLines
         self.latch = latch
         for v in vcpus { latch.watch(v) }
     }
@@ -179,6 +187,17 @@ public final class Machine: Sendable {
     /// returns why. Devices are reset afterwards (their queue threads end).
     public func run() -> MachineStop {
         var threads: [OSThread] = []
+        // INTx lines re-asserted after EOI while a device still wants them.
+        var resampler: INTxResampler?
+        if !intxLines.isEmpty {
+            do {
+                let r = try INTxResampler(intxLines)
+                threads.append(try OSThread(name: "intx") { r.run() })
+                resampler = r
+            } catch {
+                latch.stop(.failure("cannot start the INTx resampler: \(error)"))
+            }
+        }
         for vcpu in vcpus {
             let loop = VCPULoop(vcpu: vcpu, memory: memory, ports: ports, mmio: mmio, latch: latch, counters: counters)
             do {
@@ -189,8 +208,10 @@ public final class Machine: Sendable {
             }
         }
         let reason = latch.wait()
+        resampler?.stop()
         for t in threads { t.join() }
         for t in mmioTransports { t.device.reset() }
+        for t in pciTransports { t.device.reset() }
         return reason
     }
 

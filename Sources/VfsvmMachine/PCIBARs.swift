@@ -54,6 +54,13 @@ public protocol PCIEndpoint: PCIFunction {
     func readBAR(_ index: Int, offset: UInt64, into data: UnsafeMutableRawBufferPointer)
     func writeBAR(_ index: Int, offset: UInt64, bytes data: UnsafeRawBufferPointer)
     var barNotifications: [BARNotification] { get }
+    /// What `-d` calls exits at `offset` of BAR `index` (a register
+    /// group); nil for the board's default (notify or registers).
+    func barExitGroup(_ index: Int, offset: UInt64) -> String?
+}
+
+extension PCIEndpoint {
+    public func barExitGroup(_ index: Int, offset: UInt64) -> String? { nil }
 }
 
 /// Places BARs in the board's windows: 64-bit BARs in the 64-bit window
@@ -151,7 +158,8 @@ final class BARWindow: MMIODevice {
     func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { endpoint.readBAR(index, offset: offset, into: data) }
     func write(offset: UInt64, bytes data: UnsafeRawBufferPointer) { endpoint.writeBAR(index, offset: offset, bytes: data) }
     func exitGroup(offset: UInt64) -> String? {
-        endpoint.barNotifications.contains { $0.bar == index && offset >= $0.offset && offset < $0.offset + UInt64(max($0.length, 1)) }
+        if let group = endpoint.barExitGroup(index, offset: offset) { return group }
+        return endpoint.barNotifications.contains { $0.bar == index && offset >= $0.offset && offset < $0.offset + UInt64(max($0.length, 1)) }
             ? "notify" : "registers"
     }
 }

@@ -1,5 +1,5 @@
 /* A virtio-blk driver guest: finds the device over virtio-mmio (the DSDT's
- * LNRO0005 entries) or virtio-pci (`transport=pci`), negotiates (split or packed ring: `ring=`), reads the
+ * LNRO0005 entries) or virtio-pci (`transport=pci`; `msix=off` for INTx), negotiates (split or packed ring: `ring=`), reads the
  * capacity, sector 0 (which the host test filled with a known line), writes
  * two sectors of a pattern at `sector=` (default 8), FLUSHes, reads them
  * back, asks GET_ID, checks that a read past the capacity is an IOERR, and
@@ -12,7 +12,7 @@
 static const char sector0[] = "vfsvm-blk sector 0\n";
 
 const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id, int skip);
-const struct transport *virtio_pci_find(u32 device_id, int *msix);
+const struct transport *virtio_pci_find(u32 device_id, int index, int *msix);
 
 static const struct transport *t;
 static struct vq q;
@@ -54,9 +54,10 @@ void guest_main(struct hvm_start_info *si) {
     u64 sector = s ? parse_dec(s) : 8;
 
     const char *which = cmdline_arg(si, "transport");
-    int msix = 0;
-    if (which && starts_with(which, "pci")) t = virtio_pci_find(VIRTIO_ID_BLOCK, &msix);
-    else t = virtio_mmio_find(si, VIRTIO_ID_BLOCK, 0);
+    const char *m = cmdline_arg(si, "msix");
+    int msix = !(m && starts_with(m, "off")); /* msix=off: INTx even when the function has MSI-X */
+    if (which && starts_with(which, "pci")) t = virtio_pci_find(VIRTIO_ID_BLOCK, 0, &msix);
+    else { msix = 0; t = virtio_mmio_find(si, VIRTIO_ID_BLOCK, 0); }
     if (!t) fail("no virtio-blk device");
     irq_ack = msix ? 0 : ack_interrupt;
 

@@ -1,5 +1,6 @@
 /* A hostile virtio-fs driver: garbage in every virtio-mmio register at
- * every width, then rings with a looping chain, descriptors pointing past
+ * every width (with `transport=pci`: in every byte of the function's
+ * configuration space but its BAR, and in every register of BAR0), then rings with a looping chain, descriptors pointing past
  * guest memory and a next index past the ring, kicked. The device must
  * survive (ignore, or set DEVICE_NEEDS_RESET); after a reset a proper
  * driver must still get FUSE INIT and LOOKUP served. Exits 0x10 (status
@@ -7,10 +8,15 @@
 #include "fuse.h"
 #include "intr.h"
 #include <linux/virtio_mmio.h>
+#include <linux/virtio_pci.h>
 
 #define VIRTIO_ID_FS 26
 const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id, int skip);
 extern u64 virtio_mmio_base;
+const struct transport *virtio_pci_find(u32 device_id, int index, int *msix);
+extern u64 virtio_pci_bar0;
+u32 virtio_pci_cfg_read(u32 reg, int size);
+void virtio_pci_cfg_write(u32 reg, int size, u32 v);
 
 static const struct transport *t;
 static u8 reply[4096] __attribute__((aligned(64)));
@@ -24,14 +30,6 @@ static u64 next_random(void) {
 }
 
 static void ack_interrupt(void) { t->ack(); }
-
-/* Waits about `ms` milliseconds on the ACPI PM timer. */
-static void sleep_ms(u32 ms) {
-    for (u32 i = 0; i < ms; i++) {
-        u32 p0 = inl(0x608) & 0xffffff;
-        while (((inl(0x608) - p0) & 0xffffff) < 3580) {}
-    }
-}
 
 static void garbage(u64 base) {
     u32 writes = 0;
@@ -54,6 +52,39 @@ static void garbage(u64 base) {
     puts("hostile: ");
     put_dec(writes);
     puts(" garbage register writes, bad statuses, bogus kicks\n");
+}
+
+/* virtio-pci: configuration space garbage (all but BAR0, which would move
+ * the function over RAM), then every BAR0 register at every width. */
+static void pci_garbage(void) {
+    u32 writes = 0;
+    for (u32 reg = 0; reg < 0x100; reg++) {
+        if (reg >= 0x10 && reg < 0x18) continue;
+        u64 r = next_random();
+        virtio_pci_cfg_write(reg, 1, (u8)r);
+        (void)virtio_pci_cfg_read(reg, 1);
+        if (reg % 2 == 0 && (reg < 0x0e || reg >= 0x18)) virtio_pci_cfg_write(reg, 2, (u16)(r >> 8));
+        if (reg % 4 == 0 && (reg < 0x0c || reg >= 0x18)) virtio_pci_cfg_write(reg, 4, (u32)(r >> 24));
+        writes += 3;
+    }
+    virtio_pci_cfg_write(0x04, 2, 0x6); /* memory decoding back on for the BAR garbage */
+    u64 base = virtio_pci_bar0;
+    for (u32 off = 0; off < 0x8000; off += 4) {
+        if (off == VIRTIO_PCI_COMMON_STATUS) continue; /* below, on purpose */
+        u64 r = next_random();
+        mmio_write32(base + off, (u32)r);
+        mmio_write16(base + off + 2, (u16)(r >> 32));
+        mmio_write8(base + off + 1, (u8)(r >> 48));
+        if (off % 8 == 0) mmio_write64(base + off, r * 0x9e3779b97f4a7c15);
+        (void)mmio_read32(base + off);
+        (void)mmio_read16(base + off + 1);
+        writes += 4;
+    }
+    u8 statuses[] = {4, 0xff, 8, 0x80, 0x40, 0x0f, 0};
+    for (unsigned i = 0; i < sizeof statuses; i++) mmio_write8(base + VIRTIO_PCI_COMMON_STATUS, statuses[i]);
+    puts("hostile: ");
+    put_dec(writes);
+    puts(" garbage configuration and BAR0 writes, bad statuses, bogus kicks\n");
 }
 
 static u8 init_device(int packed) {
@@ -118,14 +149,31 @@ static void packed_out_of_range(struct vq *q) {
 
 void guest_main(struct hvm_start_info *si) {
     intr_init();
-    t = virtio_mmio_find(si, VIRTIO_ID_FS, 0);
-    if (!t) fail("no virtio-fs device");
-    u64 base = virtio_mmio_base;
-    irq_ack = ack_interrupt;
+    const char *which = cmdline_arg(si, "transport");
+    int pci = which && starts_with(which, "pci");
+    int msix = 1;
+    if (pci) {
+        t = virtio_pci_find(VIRTIO_ID_FS, 0, &msix);
+        if (!t) fail("no virtio-fs PCI function");
+        pci_garbage();
+        /* Find it again: command register, capabilities and MSI-X table as a
+         * driver sets them up (the garbage left them anything). */
+        msix = 1;
+        t = virtio_pci_find(VIRTIO_ID_FS, 0, &msix);
+        if (!t) fail("the virtio-fs PCI function is gone after the garbage");
+        irq_ack = msix ? 0 : ack_interrupt;
+    } else {
+        t = virtio_mmio_find(si, VIRTIO_ID_FS, 0);
+        if (!t) fail("no virtio-fs device");
+        irq_ack = ack_interrupt;
+    }
     __asm__ volatile("sti");
 
-    garbage(base);
-    garbage(base + 0x100); /* the configuration space, read-only */
+    if (!pci) {
+        u64 base = virtio_mmio_base;
+        garbage(base);
+        garbage(base + 0x100); /* the configuration space, read-only */
+    }
     bad_chain("looping chain", 0, looping);
     bad_chain("descriptor past guest memory", 0, out_of_range);
     bad_chain("next and head past the ring", 0, next_past_ring);

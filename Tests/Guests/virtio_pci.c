@@ -1,5 +1,5 @@
 /* virtio-pci, modern (virtio 1.2, 4.1), for the test guests: finds the
- * function on bus 0 by configuration mechanism #1, walks its vendor
+ * index-th function of a device type on bus 0 by configuration mechanism #1, walks its vendor
  * capabilities (common, notify, ISR, device config), and uses MSI-X when
  * the function has it (vector 0 for configuration changes, vector 1 for
  * every queue, both to IRQ_VECTOR on APIC 0). BARs are where the VMM put
@@ -10,6 +10,16 @@
 
 static u32 bdf;
 static u64 common, notify, isr, device;
+/* Where the common configuration's BAR decodes (the hostile guest's target). */
+u64 virtio_pci_bar0;
+/* Set by the caller: move BAR0 1 MiB up (decoding off, new address,
+ * decoding on) before using the function, as an OS reassigning it would. */
+int virtio_pci_move_bar;
+/* The MSI-X table and pending bit array, once found. */
+static u64 msix_table, msix_pba;
+
+void virtio_pci_mask_vector(int v, int masked) { mmio_write32(msix_table + 16 * (u64)v + 12, masked ? 1 : 0); }
+int virtio_pci_vector_pending(int v) { return (int)(mmio_read32(msix_pba + 4 * (u64)(v / 32)) >> (v % 32) & 1); }
 static u32 notify_multiplier;
 
 static u32 cfg_read(u32 reg, int size) {
@@ -23,9 +33,14 @@ static u32 cfg_read(u32 reg, int size) {
 
 static void cfg_write(u32 reg, int size, u32 v) {
     outl(0xcf8, 0x80000000u | bdf | (reg & 0xfc));
-    if (size == 2) outw((u16)(0xcfc + (reg & 2)), (u16)v);
+    if (size == 1) outb((u16)(0xcfc + (reg & 3)), (u8)v);
+    else if (size == 2) outw((u16)(0xcfc + (reg & 2)), (u16)v);
     else outl(0xcfc, v);
 }
+
+/* Configuration space of the function virtio_pci_find found. */
+u32 virtio_pci_cfg_read(u32 reg, int size) { return cfg_read(reg, size); }
+void virtio_pci_cfg_write(u32 reg, int size, u32 v) { cfg_write(reg, size, v); }
 
 static u64 bar_address(int bar) {
     u32 lo = cfg_read(0x10 + 4 * (u32)bar, 4);
@@ -92,17 +107,30 @@ static const struct transport pci_transport = {
     "virtio-pci", get_features, set_features, get_status, set_status, read_config, queue_max, setup_queue, ack,
 };
 
-const struct transport *virtio_pci_find(u32 device_id, int *msix) {
+const struct transport *virtio_pci_find(u32 device_id, int index, int *msix) {
     u32 slot;
     for (slot = 0; slot < 32; slot++) {
         bdf = slot << 11;
         u32 id = cfg_read(0, 4);
-        if ((id & 0xffff) == 0x1af4 && (id >> 16) == 0x1040 + device_id) break;
+        if ((id & 0xffff) == 0x1af4 && (id >> 16) == 0x1040 + device_id && index-- == 0) break;
     }
     if (slot == 32) return 0;
+    common = notify = isr = device = 0;
+    use_msix = 0;
     puts("virtio-pci: function at 00:");
     put_hex(slot);
     puts(".0\n");
+    if (virtio_pci_move_bar) {
+        u64 old = bar_address(0);
+        cfg_write(0x04, 2, cfg_read(0x04, 2) & ~0x2u);
+        cfg_write(0x10, 4, (u32)(old + 0x100000) | (cfg_read(0x10, 4) & 0xf));
+        cfg_write(0x14, 4, (u32)((old + 0x100000) >> 32));
+        puts("virtio-pci: BAR0 moved from ");
+        put_hex(old);
+        puts(" to ");
+        put_hex(bar_address(0));
+        puts("\n");
+    }
     /* Memory space decoding and bus mastering on. */
     cfg_write(0x04, 2, cfg_read(0x04, 2) | 0x6);
     u32 msix_cap = 0;
@@ -112,7 +140,7 @@ const struct transport *virtio_pci_find(u32 device_id, int *msix) {
         if (id != 0x09) continue; /* vendor-specific: struct virtio_pci_cap */
         u32 type = cfg_read(cap + 3, 1), bar = cfg_read(cap + 4, 1), off = cfg_read(cap + 8, 4);
         u64 a = bar_address((int)bar) + off;
-        if (type == VIRTIO_PCI_CAP_COMMON_CFG && !common) common = a;
+        if (type == VIRTIO_PCI_CAP_COMMON_CFG && !common) { common = a; virtio_pci_bar0 = bar_address((int)bar); }
         if (type == VIRTIO_PCI_CAP_NOTIFY_CFG && !notify) { notify = a; notify_multiplier = cfg_read(cap + 16, 4); }
         if (type == VIRTIO_PCI_CAP_ISR_CFG && !isr) isr = a;
         if (type == VIRTIO_PCI_CAP_DEVICE_CFG && !device) device = a;
@@ -121,11 +149,16 @@ const struct transport *virtio_pci_find(u32 device_id, int *msix) {
     puts("virtio-pci: common config at ");
     put_hex(common);
     puts("\n");
+    /* *msix on entry: whether the caller allows MSI-X (msix=off says not). */
+    int allowed = *msix;
     *msix = 0;
-    if (msix_cap) {
+    if (msix_cap && allowed) {
         /* MSI-X table: BAR and offset in the capability (PCI 3.0, 6.8.2). */
         u32 table = cfg_read(msix_cap + 4, 4);
         u64 entries = bar_address((int)(table & 7)) + (table & ~7u);
+        u32 pba = cfg_read(msix_cap + 8, 4);
+        msix_table = entries;
+        msix_pba = bar_address((int)(pba & 7)) + (pba & ~7u);
         for (int v = 0; v < 2; v++) {
             mmio_write32(entries + 16 * (u64)v, 0xfee00000);   /* address: APIC 0 */
             mmio_write32(entries + 16 * (u64)v + 4, 0);

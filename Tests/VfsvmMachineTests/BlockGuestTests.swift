@@ -37,11 +37,10 @@ import VfsvmVirtioBlk
 
     static func pattern(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i * 7 + 0x5a + i / 512) }
 
-    /// virtio-mmio only: the board refuses `.pci` until the virtio-pci
-    /// transport lands (the guest drives either: `transport=pci`); add
-    /// `(.pci, "split")` here then.
-    @Test(arguments: [(MachineConfig.Transport.mmio, "split"), (.mmio, "packed")])
-    func theGuestReadsWritesAndFlushesTheImage(transport: MachineConfig.Transport, ring: String) throws {
+    /// Over virtio-mmio (the DSDT's LNRO0005, a GSI) and virtio-pci (slot
+    /// 1; MSI-X, or INTx with `msix=off`), with each ring layout.
+    @Test(arguments: [(MachineConfig.Transport.mmio, "split", ""), (.mmio, "packed", ""), (.pci, "split", ""), (.pci, "packed", "msix=off")])
+    func theGuestReadsWritesAndFlushesTheImage(transport: MachineConfig.Transport, ring: String, extra: String) throws {
         guard access("/dev/kvm", R_OK | W_OK) == 0 else {
             Issue.record("/dev/kvm is not usable here (errno \(errno)): the virtio-blk guest cannot run")
             return
@@ -59,7 +58,7 @@ import VfsvmVirtioBlk
         let device = try VirtioBlockDevice(image: try BlockImage(path: path, readOnly: false), serial: "blk-guest-test")
         let console = Mutex<[UInt8]>([])
         let machine = try Machine.build(MachineConfig(
-            memorySize: 64 << 20, kernel: try Self.guest(), cmdline: "ring=\(ring) sector=100 transport=\(transport)", devices: [device], transport: transport,
+            memorySize: 64 << 20, kernel: try Self.guest(), cmdline: "ring=\(ring) sector=100 transport=\(transport) \(extra)", devices: [device], transport: transport,
             consoleOutput: { b in console.withLock { $0.append(b) } }))
         let done = Atomic(false)
         try OSThread(name: "watchdog") {
@@ -74,6 +73,8 @@ import VfsvmVirtioBlk
         #expect(text.contains("ok: sector 0 holds the host's line"))
         #expect(text.contains("serial: blk-guest-test"))
         #expect(text.contains("transport: virtio-\(transport), ring: \(ring)"))
+        let interrupts = transport == .pci && extra.isEmpty ? "MSI-X" : "GSI"
+        #expect(text.contains("ring: \(ring), \(interrupts)"), "interrupts by \(interrupts)")
 
         var back = [UInt8](repeating: 0, count: 1024)
         _ = try back.withUnsafeMutableBytes { try file.pread(into: $0, at: 100 * 512) }

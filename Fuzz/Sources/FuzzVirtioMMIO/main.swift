@@ -9,9 +9,8 @@
 // refused activation never starts the device; the device is active only
 // with DRIVER_OK set; the queues it is handed are activated ones.
 //
-// virtio-pci: when its register file lands, add a `case 1` to
-// `makeTransport` (bits 2-7 of the first input byte choose the transport);
-// the accesses and invariants above apply as they are.
+// virtio-pci has a target of its own (FuzzVirtioPCI): its accesses go to
+// configuration space as well as BAR0.
 import FuzzSupport
 import VfsvmMemory
 import VfsvmSys
@@ -61,7 +60,7 @@ func makeTransport(_ kind: UInt8, device: FuzzDevice, memory: GuestMemory) -> (a
             fatalError("fuzz setup: \(error)")
         }
     default:
-        return nil  // virtio-pci goes here
+        return nil
     }
 }
 
@@ -92,48 +91,4 @@ func runRegisterCase(_ c: RegisterFuzzCase) {
             invariant(status & 4 != 0, "device active without DRIVER_OK (status 0x\(String(status, radix: 16)))")
         }
     }
-}
-
-/// A device with two queues that pops and completes what it is handed.
-final class FuzzDevice: VirtioDevice, @unchecked Sendable {
-    // @unchecked: driven from the fuzzing thread only.
-    var active = false
-    var config: [UInt8] = Array(0..<16)
-    var deviceType: UInt32 { 26 }
-    var offeredFeatures: VirtioFeatures { [.version1, .ringPacked, .eventIndex, .indirectDescriptors] }
-    var queueMaxSizes: [UInt16] { [64, 256] }
-
-    func readConfig(offset: Int, into: UnsafeMutableRawBufferPointer) { readConfigBytes(config, offset: offset, into: into) }
-
-    func writeConfig(offset: Int, bytes: UnsafeRawBufferPointer) {
-        for (i, b) in bytes.enumerated() where offset >= 0 && offset + i < config.count { config[offset + i] = b }
-    }
-
-    var state: DeviceState { active ? .active : .inactive }
-
-    func activate(_ context: ActivationContext) throws(DeviceActivationError) {
-        invariant(!active, "activated twice without a reset")
-        let memory = context.memory
-        for var q in context.queues {
-            invariant(q.queue.isActive, "queue \(q.index) handed over inactive")
-            for _ in 0..<Int(q.queue.size) + 1 {
-                do {
-                    guard let chain = try q.queue.pop(memory) else { break }
-                    try q.queue.pushUsed(id: chain.id, descriptorCount: chain.descriptorCount, length: 0, memory)
-                } catch {
-                    if error.isFatal { break }
-                }
-            }
-            if (try? q.queue.needsInterrupt(memory)) == true { try? context.interrupt.signalQueue(q.index) }
-        }
-        active = true
-    }
-
-    func stopQueue(_ index: Int) -> Virtqueue? { nil }
-    func startQueue(_ queue: ActivatedQueue) throws(DeviceActivationError) {
-        guard active else { throw .notActive }
-    }
-    func replaceMemory(_ memory: GuestMemory) {}
-
-    func reset() { active = false }
 }

@@ -39,6 +39,7 @@
 #include <linux/virtio_fs.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_mmio.h>
+#include <linux/pci_regs.h>
 #include <linux/virtio_pci.h>
 #include <linux/virtio_ring.h>
 

@@ -1,0 +1,174 @@
+import Synchronization
+import VfsvmBoot
+import VfsvmKVM
+import VfsvmMemory
+import VfsvmSys
+import VfsvmTransport
+import VfsvmVirtio
+
+/// A virtio-pci function's MSI-X vectors as KVM GSIs (`MSIRoutes`): one
+/// GSI and irqfd per vector, its MSI route replaced whenever the guest
+/// writes the entry's message. The transport masks and keeps pending bits
+/// itself, so `trigger` is one eventfd write that KVM turns into the
+/// message without an exit.
+final class KVMMSIXVectors: MSIXVectorSink {
+    private let routes: MSIRoutes
+    private let vectors: [MSIRoutes.Vector]
+    private let name: String
+
+    init(routes: MSIRoutes, count: Int, name: String) throws(MachineError) {
+        self.routes = routes
+        self.name = name
+        var vectors: [MSIRoutes.Vector] = []
+        for _ in 0..<count { vectors.append(try routes.allocate()) }
+        self.vectors = vectors
+    }
+
+    func route(vector: Int, address: UInt64, data: UInt32) {
+        guard vectors.indices.contains(vector) else { return }
+        do { try routes.program(gsi: vectors[vector].gsi, message: (address, data)) } catch {
+            logLine("vfsvm: \(name): cannot route MSI-X vector \(vector): \(error)")
+        }
+    }
+
+    func trigger(vector: Int) throws {
+        guard vectors.indices.contains(vector) else { return }
+        try vectors[vector].irqfd.signal()
+    }
+}
+
+/// INTx as a level-triggered line into the IOAPIC: an irqfd with a
+/// resample fd (KVM_IRQFD_FLAG_RESAMPLE). `trigger` asserts the line; KVM
+/// deasserts it when the guest EOIs the interrupt and signals `resample`,
+/// after which the board asserts it again if the device still has an ISR
+/// bit the driver has not read (`INTxResampler`).
+final class LevelLine: InterruptLine {
+    let gsi: UInt32
+    let resample: EventFD
+    private let irqfd: EventFD
+
+    init(vm: VirtualMachine, gsi: UInt32) throws {
+        self.gsi = gsi
+        irqfd = try EventFD(nonBlocking: true)
+        resample = try EventFD(nonBlocking: true)
+        try vm.registerIRQFD(irqfd, gsi: gsi, resample: resample)
+    }
+
+    func trigger() throws { try irqfd.signal() }
+}
+
+/// Waits on every INTx line's resample fd and re-asserts a line whose
+/// device still wants it; runs while the machine runs.
+final class INTxResampler: Sendable {
+    private let lines: [(LevelLine, VirtioPCITransport)]
+    private let stopFD: EventFD
+
+    init(_ lines: [(LevelLine, VirtioPCITransport)]) throws(SystemError) {
+        self.lines = lines
+        stopFD = try EventFD(nonBlocking: true)
+    }
+
+    func run() {
+        let fds = [stopFD.fd.rawValue] + lines.map { $0.0.resample.fd.rawValue }
+        while true {
+            let ready: [Bool]
+            do { ready = try pollReadable(fds) } catch {
+                if error.errno == .EINTR { continue }
+                return logLine("vfsvm: INTx resample: \(error)")
+            }
+            if ready[0] { return }
+            for (i, (line, transport)) in lines.enumerated() where ready[i + 1] {
+                do {
+                    try line.resample.drain()
+                    if transport.intxAsserted { try line.trigger() }
+                } catch {
+                    logLine("vfsvm: INTx resample on GSI \(line.gsi): \(error)")
+                }
+            }
+        }
+    }
+
+    func stop() {
+        do { try stopFD.signal() } catch { logLine("vfsvm: INTx resample: \(error)") }
+    }
+}
+
+/// The board's view of a virtio-pci function: BAR0, the one memory BAR,
+/// 64-bit and prefetchable, with the queues' notify addresses.
+extension VirtioPCITransport: PCIEndpoint {
+    public var barRequests: [PCIBARRequest] {
+        [PCIBARRequest(index: VirtioPCILayout.bar, size: VirtioPCILayout.barSize, is64: true, prefetchable: true)]
+    }
+
+    public func assignBAR(_ index: Int, address: UInt64) {
+        if index == VirtioPCILayout.bar { assignBAR0(address) }
+    }
+
+    public func decodedBAR(_ index: Int) -> UInt64? {
+        index == VirtioPCILayout.bar ? decodedBAR0 : nil
+    }
+
+    public func readBAR(_ index: Int, offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        guard index == VirtioPCILayout.bar else { return RegisterBytes.zero(data) }
+        readBAR(offset: offset, into: data)
+    }
+
+    public func writeBAR(_ index: Int, offset: UInt64, bytes data: UnsafeRawBufferPointer) {
+        guard index == VirtioPCILayout.bar else { return }
+        writeBAR(offset: offset, bytes: data)
+    }
+
+    /// BAR0's regions by name, so `-d` shows which part of the function
+    /// the guest exits on (the ISR is INTx's data path, notify should
+    /// never appear: ioeventfds take it).
+    public func barExitGroup(_ index: Int, offset: UInt64) -> String? {
+        typealias L = VirtioPCILayout
+        switch offset & ~0xfff {
+        case L.commonOffset: return "common"
+        case L.isrOffset: return "ISR"
+        case L.deviceOffset: return "device"
+        case L.notifyOffset: return "notify"
+        case L.msixTableOffset, L.msixPBAOffset: return "MSI-X"
+        default: return "unused"
+        }
+    }
+
+    public var barNotifications: [BARNotification] {
+        notifications.map {
+            BARNotification(bar: $0.bar ?? VirtioPCILayout.bar, offset: $0.offset, length: $0.length, dataMatch: $0.dataMatch, eventfd: $0.eventfd)
+        }
+    }
+}
+
+/// The virtio devices of a `--transport pci` machine: one function per
+/// device at slots 1, 2, ... of bus 0, BAR0 placed in the 64-bit window
+/// above RAM, INTA# of each slot on a GSI of its own (what the DSDT's
+/// _PRT and the interrupt line register say), MSI-X vectors as GSI routes.
+struct VirtioPCIBoard {
+    var transports: [VirtioPCITransport] = []
+    var lines: [(LevelLine, VirtioPCITransport)] = []
+    var interrupts: [VfsvmBoot.PCIInterrupt] = []
+
+    /// No devices (a virtio-mmio machine).
+    init() {}
+
+    init(devices: [any VirtioDevice], memory: GuestMemory, memorySize: UInt64, vm: VirtualMachine, bridge: PCIHostBridge,
+         mmio: MMIOBus, gsis: inout GSIAllocator) throws {
+        guard devices.count <= 31 else { throw MachineError.badConfig("at most 31 virtio-pci devices fit bus 0, got \(devices.count)") }
+        let routes = MSIRoutes(vm: vm)
+        var allocator = PCIBARAllocator(mem32: X86Layout.pciMem32, mem64: X86Layout.pciMem64(memorySize: memorySize))
+        for (i, device) in devices.enumerated() {
+            let slot = UInt8(i + 1)
+            let name = "virtio-pci \(i)"
+            let gsi = try gsis.next()
+            let line = try LevelLine(vm: vm, gsi: gsi)
+            let vectors = try KVMMSIXVectors(routes: routes, count: device.queueMaxSizes.count + 1, name: name)
+            let t = try VirtioPCITransport(device: device, memory: memory, intx: line, msix: vectors)
+            t.setInterruptLine(UInt8(gsi))
+            try bridge.attach(t, slot: slot, name: name, allocator: &allocator, vm: vm, mmio: mmio)
+            transports.append(t)
+            lines.append((line, t))
+            interrupts.append(VfsvmBoot.PCIInterrupt(slot: slot, gsi: gsi))
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Glibc
+import Testing
+import VfsvmBoot
+import VfsvmMachine
+import VfsvmSys
+import VfsvmVirtioBlk
+
+/// `--transport pci` on the board, before any guest runs: where the
+/// functions, their BARs and their INTx GSIs are, as a guest finds them
+/// through configuration mechanism #1.
+@Suite(.serialized) struct VirtioPCIBoardTests {
+    @Test func twoDisksAreTwoFunctionsWithBARsAboveRAMAndAGSIEach() throws {
+        guard access("/dev/kvm", R_OK | W_OK) == 0 else {
+            Issue.record("/dev/kvm is not usable here (errno \(errno)): the board cannot be built")
+            return
+        }
+        var devices: [VirtioBlockDevice] = []
+        var paths: [String] = []
+        defer { for p in paths { unlink(p) } }
+        for i in 0..<2 {
+            var template = Array("/tmp/vfsvm-pci-board.XXXXXX".utf8CString)
+            let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            try #require(fd >= 0)
+            paths.append(template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+            try #require(ftruncate(fd, 1 << 20) == 0)
+            close(fd)
+            devices.append(try VirtioBlockDevice(image: try BlockImage(path: paths[i], readOnly: false), serial: "disk\(i)"))
+        }
+        let memorySize: UInt64 = 64 << 20
+        let machine = try Machine.build(MachineConfig(memorySize: memorySize, kernel: MachineTests.pvhImage([0xf4]), devices: devices,
+                                                      transport: .pci, consoleOutput: { _ in }))
+        #expect(machine.pciTransports.count == 2 && machine.mmioTransports.isEmpty)
+        let bridge = try #require(machine.ports.all.first { $0.name == "PCI config" }?.device)
+        func config(_ slot: UInt32, _ reg: UInt32, size: Int = 4) -> UInt32 {
+            bridge.write(offset: 0, size: 4, value: 0x8000_0000 | slot << 11 | reg)
+            return bridge.read(offset: 4 + UInt16(reg & 3), size: size)
+        }
+        func setConfig(_ slot: UInt32, _ reg: UInt32, _ value: UInt32, size: Int = 4) {
+            bridge.write(offset: 0, size: 4, value: 0x8000_0000 | slot << 11 | reg)
+            bridge.write(offset: 4 + UInt16(reg & 3), size: size, value: value)
+        }
+
+        let window = X86Layout.pciMem64(memorySize: memorySize)
+        var lines: Set<UInt32> = []
+        for slot in UInt32(1)...2 {
+            #expect(config(slot, 0) == 0x1042_1af4, "slot \(slot): virtio-blk, modern")
+            let bar = UInt64(config(slot, 0x14)) << 32 | UInt64(config(slot, 0x10) & ~0xf)
+            #expect(bar == window.lowerBound + UInt64(slot - 1) * 0x8000, "slot \(slot): BAR0 in the 64-bit window above RAM")
+            lines.insert(config(slot, 0x3c, size: 1))
+            #expect(config(slot, 0x3d, size: 1) == 1, "INTA#")
+            // Decoding is off until the guest turns it on.
+            #expect(machine.mmio.find(bar) == nil)
+            setConfig(slot, 0x04, 0x6, size: 2)
+            #expect(machine.mmio.find(bar + 0x12).map { $0.offset } == 0x12, "slot \(slot): BAR0 on the MMIO bus once decoding")
+        }
+        #expect(lines.count == 2 && lines.isSubset(of: [5, 6, 7, 10, 11]), "a GSI of its own each: \(lines)")
+        #expect(config(3, 0) == 0xffff_ffff, "slot 3 is empty")
+
+        // num_queues through BAR0's common configuration.
+        let (bar1, offset) = try #require(machine.mmio.find(window.lowerBound + 0x12))
+        var two: [UInt8] = [0, 0]
+        two.withUnsafeMutableBytes { bar1.read(offset: offset, into: $0) }
+        #expect(two == [1, 0], "one request queue")
+    }
+}
