@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve clean
 
 all: build
 
@@ -94,10 +94,15 @@ fuzz-test: deps
 
 test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test blk-test run-test libvirt-test
 
-# The best end-to-end demonstration there is today: a Linux guest (QEMU,
-# TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
-# lists, reads and writes it, and the host sees the guest's files.
+# The demonstration: `vfsvm run` boots the Images Linux guest with a demo
+# share (the accelerator chosen by measurement); the guest lists, reads and
+# writes it and the host sees the guest's file.
 run: build images
+	VFSVM_BIN=$(CURDIR)/$(BIN) Scripts/demo-run.sh
+
+# The earlier demonstration: QEMU started by hand (boot-qemu.sh) with
+# `vfsvm serve` as the vhost-user-fs backend.
+run-serve: build images
 	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Scripts/demo-virtiofsd.sh
 
 bench: bench-ring bench-mount bench-serve bench-vmm
