@@ -60,8 +60,8 @@ blk-test: build images
 # `vfsvm run` with the Images Linux guest on the path --accel auto measures
 # (tcg here): shares + the guest workload, the root disk, --rootfs, panic,
 # SIGINT, --timeout, QEMU killed, refusals (about 75 s here).
-run-test: build images
-	Tests/Integration/run-test.sh $(BIN)
+run-test: build images guests
+	Tests/Integration/run-test.sh $(BIN) $(GUESTS_OUT)
 
 # libvirt 9.0 (a private libvirtd, QEMU driver only) starts vfsvm as the
 # domain's virtiofs daemon; installs libvirt-daemon-system, libvirt-clients
