@@ -6,13 +6,14 @@
 #   hand: vfsvm serve --socket-path ... & then qemu-system-x86_64 with the
 #         same command line (memory-backend-memfd in place of vfsvm's memfd)
 # first for an empty command (boot, mount, power off) REPS times each,
-# alternating, then once each for the guest workload (BIG_MB=16, NFILES=300).
-# Prints the medians and the ratio run/hand.
+# alternating, then the guest workload (BIG_MB=16, NFILES=300) WREPS times
+# each. Prints the medians and the ratio run/hand.
 #
-#   bench-run.sh PATH-TO-vfsvm [REPS]
+#   bench-run.sh PATH-TO-vfsvm [REPS [WREPS]]
 set -euo pipefail
 VFSVM=$(realpath "${1:?usage: bench-run.sh PATH-TO-vfsvm [REPS]}")
 reps=${2:-3}
+wreps=${3:-1}
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=$top/Images/out
 here=$top/Tests/Integration
@@ -62,7 +63,14 @@ echo "bench-run: boot to end marker, median of $reps: vfsvm run $rm s, by hand $
 cp "$here/guest-workload.sh" "$share/.vfsvm-test.sh"
 cp "$here/check.sh" "$share/.vfsvm-check.sh"
 printf 'BIG_MB=16\nNFILES=300\nREQUIRE_XATTR=0\n' >"$share/.vfsvm-test.env"
-rw=$(run_vfsvm "vfsvm.cmd=test"); grep -q "status=0" "$work/c" || echo "bench-run: the workload failed under vfsvm run" >&2
-rm -rf "$share/vfsvm-work"
-hw=$(run_hand "vfsvm.cmd=test"); grep -q "status=0" "$work/c" || echo "bench-run: the workload failed by hand" >&2
-echo "bench-run: guest workload: vfsvm run $rw s, by hand $hw s, ratio $(echo "scale=3; $rw / $hw" | bc)"
+runs="" hands=""
+for i in $(seq "$wreps"); do
+    rm -rf "$share/vfsvm-work"
+    r=$(run_vfsvm "vfsvm.cmd=test"); grep -q "status=0" "$work/c" || echo "bench-run: the workload failed under vfsvm run" >&2
+    rm -rf "$share/vfsvm-work"
+    h=$(run_hand "vfsvm.cmd=test"); grep -q "status=0" "$work/c" || echo "bench-run: the workload failed by hand" >&2
+    echo "bench-run: workload $i: vfsvm run $r s, by hand $h s"
+    runs+=" $r" hands+=" $h"
+done
+rm=$(echo "$runs" | median) hm=$(echo "$hands" | median)
+echo "bench-run: guest workload, median of $wreps: vfsvm run $rm s, by hand $hm s, ratio $(echo "scale=3; $rm / $hm" | bc)"
