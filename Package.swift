@@ -95,9 +95,16 @@ let package = Package(
         // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
         .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
-        // Shares, VM configuration, virtiofsd-compatible options; later
-        // libvirt domain XML.
+        // Shares, VM configuration, virtiofsd-compatible options.
         .target(name: "VfsvmConfig", swiftSettings: strict),
+
+        // libvirt (libvirt-dev) and libxml2 (libxml2-dev), found with pkg-config.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+
+        // libvirt domain XML: validated against libvirt's RelaxNG schema,
+        // mapped onto a plain description of a vfsvm VM, and written back.
+        .target(name: "VfsvmDomain", dependencies: ["VfsvmConfig", "CLibvirt", "CLibXML2", "CVfsvmLinux"], swiftSettings: strict),
 
         // Driver-side queue mocks and recording interrupt sinks for tests
         // and benchmarks.
@@ -177,6 +184,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+        .testTarget(
+            name: "VfsvmDomainTests",
+            dependencies: ["VfsvmDomain", "VfsvmConfig", .product(name: "PropertyBased", package: "swift-property-based")],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "VfsvmBootTests",
             dependencies: ["VfsvmBoot", "VfsvmMemory", "VfsvmTestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
