@@ -198,6 +198,9 @@ let package = Package(
                            "VfsvmTestSupport", "VfsvmVhostUserTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
             swiftSettings: strict
         ),
+        // Runs bench-backend against a child `vfsvm serve` (both built
+        // executables) for a few requests.
+        .testTarget(name: "BenchBackendSmokeTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmDomainTests",
