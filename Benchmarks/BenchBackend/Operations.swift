@@ -53,14 +53,33 @@ struct Handles {
     }
 }
 
-/// One benchmarked operation: how to build request `k`, and whether a reply
-/// is what a working backend answers.
+/// One request of an operation: how to build it for iteration `k` (given
+/// the reply to the previous step of that iteration, if any), and whether a
+/// reply is what a working backend answers.
+struct Step: Sendable {
+    let build: @Sendable (FSSession, Handles, Int, FUSEReplyBytes?) -> FUSERequest
+    let check: @Sendable (FUSEReplyBytes) -> Bool
+}
+
+/// One benchmarked operation: one request, or a sequence (CREATE, RELEASE,
+/// UNLINK) whose steps go out as batches one after the other. Figures are
+/// per iteration (the whole sequence).
 struct Operation: Sendable {
     let name: String
     /// Bytes of guest buffer one request needs (sizes guest RAM).
     let bufferBytes: Int
-    let build: @Sendable (FSSession, Handles, Int) -> FUSERequest
-    let check: @Sendable (FUSEReplyBytes) -> Bool
+    let steps: [Step]
+
+    init(name: String, bufferBytes: Int, steps: [Step]) {
+        self.name = name
+        self.bufferBytes = bufferBytes
+        self.steps = steps
+    }
+
+    init(name: String, bufferBytes: Int, build: @escaping @Sendable (FSSession, Handles, Int) -> FUSERequest,
+         check: @escaping @Sendable (FUSEReplyBytes) -> Bool) {
+        self.init(name: name, bufferBytes: bufferBytes, steps: [Step(build: { s, h, k, _ in build(s, h, k) }, check: check)])
+    }
 
     static func readIn(fh: UInt64, offset: UInt64, size: UInt32) -> Bytes {
         let b = Bytes()
@@ -105,6 +124,14 @@ struct Operation: Sendable {
         read("read-4k", size: 4096),
         read("read-128k", size: 128 << 10),
         write("write-4k", size: 4096),
+        Operation(name: "fsync", bufferBytes: 4096, build: { s, h, _ in
+            let args = Bytes()
+            args.u64(h.wfileFH).u32(0).u32(0)
+            return FUSERequest(readable: s.request(.fsync, node: h.wfile, args), writable: [16])
+        }, check: { r in r.error == 0 && r.length == 16 }),
+        createReleaseUnlink,
+        read("read-1m", size: 1 << 20),
+        write("write-1m", size: 1 << 20),
         // The whole directory in one reply: 200 entries plus . and ..
         Operation(name: "readdirplus-200", bufferBytes: 68 << 10, build: { s, h, _ in
             FUSERequest(readable: s.request(.readdirplus, node: h.dir, readIn(fh: h.dirFH, offset: 0, size: 64 << 10)),
@@ -115,4 +142,24 @@ struct Operation: Sendable {
                 == Fixture.directoryEntries
         }),
     ]
+
+    /// CREATE new-<k> (O_RDWR), RELEASE its handle, UNLINK it.
+    static let createReleaseUnlink = Operation(name: "create+release+unlink", bufferBytes: 4096, steps: [
+        Step(build: { s, _, k, _ in
+            let args = Bytes()
+            args.u32(UInt32(O_RDWR | O_CREAT | O_EXCL)).u32(0o644).u32(0o022).u32(0).name("new-\(k)")
+            return FUSERequest(readable: s.request(.create, node: 1, args), writable: [16 + 128 + 16])
+        }, check: { r in r.error == 0 && r.length == 16 + 128 + 16 && u64(r.bytes, 16) != 0 }),
+        Step(build: { s, _, _, created in
+            let node = created.map { u64($0.bytes, 16) } ?? 0, fh = created.map { u64($0.bytes, 16 + 128) } ?? 0
+            let args = Bytes()
+            args.u64(fh).u32(UInt32(O_RDWR)).u32(0).u64(0)
+            return FUSERequest(readable: s.request(.release, node: node, args), writable: [16])
+        }, check: { r in r.error == 0 && r.length == 16 }),
+        Step(build: { s, _, k, _ in
+            let args = Bytes()
+            args.name("new-\(k)")
+            return FUSERequest(readable: s.request(.unlink, node: 1, args), writable: [16])
+        }, check: { r in r.error == 0 && r.length == 16 }),
+    ])
 }

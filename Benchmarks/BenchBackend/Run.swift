@@ -125,16 +125,24 @@ func measure(_ op: Operation, _ s: FSSession, _ h: Handles, count: Int, inFlight
     let cpu0 = Proc.cpuNanoseconds(tree)
     let t0 = nowNanoseconds()
     var k = 0
+    var latency = [UInt64](repeating: 0, count: inFlight)
+    var previous = [FUSEReplyBytes?](repeating: nil, count: inFlight)
     while k < count {
-        let batch = (k..<min(count, k + inFlight)).map { op.build(s, h, $0) }
-        try s.run(batch) { _, reply, latency in
-            m.latencies.append(latency)
-            if !op.check(reply) {
-                if m.errors == 0 { m.firstError = "error \(reply.error), \(reply.length) bytes" }
-                m.errors += 1
+        let n = min(count - k, inFlight)
+        for i in 0..<n { latency[i] = 0; previous[i] = nil }
+        for step in op.steps {
+            let batch = (0..<n).map { step.build(s, h, k + $0, previous[$0]) }
+            try s.run(batch) { i, reply, took in
+                latency[i] += took
+                previous[i] = reply
+                if !step.check(reply) {
+                    if m.errors == 0 { m.firstError = "error \(reply.error), \(reply.length) bytes" }
+                    m.errors += 1
+                }
             }
         }
-        k += batch.count
+        m.latencies += latency[0..<n]
+        k += n
     }
     m.seconds = Double(nowNanoseconds() - t0) / 1e9
     let after = Proc.tree(pid)
