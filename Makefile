@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean
 
 all: build
 
@@ -100,7 +100,7 @@ test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test blk-test run
 run: build images
 	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Scripts/demo-virtiofsd.sh
 
-bench: bench-ring bench-mount bench-serve bench-vmm
+bench: bench-ring bench-mount bench-serve bench-vmm bench-backend
 
 bench-ring: deps
 	Benchmarks/run-ring.sh
@@ -119,6 +119,14 @@ bench-vmm: deps
 bench-serve: deps images
 	$(SWIFT) build -c release
 	Benchmarks/bench-serve.sh .build/release/vfsvm
+
+# The backends' own CPU per FUSE request, vfsvm serve vs virtiofsd, driven
+# over vhost-user by Benchmarks/BenchBackend (no guest). BENCH_ARGS, e.g.
+# "--quick" or "--rounds 5 --in-flight 8".
+bench-backend: deps
+	$(SWIFT) build -c release --product vfsvm
+	$(SWIFT) build -c release --product bench-backend
+	Benchmarks/bench-backend.sh $(BENCH_ARGS) .build/release/vfsvm .build/release/bench-backend
 
 clean:
 	rm -rf .build .build-fuzz
