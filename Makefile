@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean run-serve
 
 all: build
 
@@ -60,8 +60,8 @@ blk-test: build images
 # `vfsvm run` with the Images Linux guest on the path --accel auto measures
 # (tcg here): shares + the guest workload, the root disk, --rootfs, panic,
 # SIGINT, --timeout, QEMU killed, refusals (about 75 s here).
-run-test: build images
-	Tests/Integration/run-test.sh $(BIN)
+run-test: build images guests
+	Tests/Integration/run-test.sh $(BIN) $(GUESTS_OUT)
 
 # libvirt 9.0 (a private libvirtd, QEMU driver only) starts vfsvm as the
 # domain's virtiofs daemon; installs libvirt-daemon-system, libvirt-clients
@@ -94,10 +94,15 @@ fuzz-test: deps
 
 test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test blk-test run-test libvirt-test
 
-# The best end-to-end demonstration there is today: a Linux guest (QEMU,
-# TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
-# lists, reads and writes it, and the host sees the guest's files.
+# The demonstration: `vfsvm run` boots the Images Linux guest with a demo
+# share (the accelerator chosen by measurement); the guest lists, reads and
+# writes it and the host sees the guest's file.
 run: build images
+	VFSVM_BIN=$(CURDIR)/$(BIN) Scripts/demo-run.sh
+
+# The earlier demonstration: QEMU started by hand (boot-qemu.sh) with
+# `vfsvm serve` as the vhost-user-fs backend.
+run-serve: build images
 	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Scripts/demo-virtiofsd.sh
 
 bench: bench-ring bench-mount bench-serve bench-vmm bench-backend

@@ -7,7 +7,10 @@
 # directory behind, and bad command lines refused with one line before
 # anything starts.
 #
-#   run-test.sh PATH-TO-vfsvm
+#   run-test.sh PATH-TO-vfsvm [GUESTS-DIR]
+#
+# With GUESTS-DIR (Tests/Guests built), the console checks of pty-console.py
+# run on the tcg path too (raw mode, Ctrl-A h and x, the terminal restored).
 #
 # Prints PASS/FAIL per check and "N passed, N failed"; exits non-zero on any
 # failure. Keeps the work directory of a failed run and names it.
@@ -174,5 +177,14 @@ else
     bad "QEMU-killed case: the guest came up" "$(tail -3 "$work/kill.err")"; kill -9 $pid 2>/dev/null; wait $pid
 fi
 no_leftovers "QEMU killed" "$work/kill-share"
+
+# --- the console on a terminal, through QEMU (the freestanding events guest)
+if [ -n "${2:-}" ]; then
+    timeout 120 python3 "$here/pty-console.py" "$VFSVM" --accel tcg --memory 64M --cmdline do=spin "$2/events.elf" >"$work/pty" 2>&1
+    while read -r line; do
+        case $line in PASS:*) ok "tcg console: ${line#PASS: }" ;; FAIL:*) bad "tcg console: ${line#FAIL: }" ;; esac
+    done <"$work/pty"
+    no_leftovers "the console runs" "events.elf"
+fi
 
 summary run-test
