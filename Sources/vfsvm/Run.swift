@@ -56,6 +56,15 @@ struct Run: ParsableCommand {
     @Flag(name: .customShort("d"), help: "Debug: count the vCPUs' exits to userspace per device and print them when the guest stops.")
     var debug = false
 
+    @Option(help: ArgumentHelp("Take the VM from a libvirt domain XML file (RunDomain.swift); the options it replaces are refused.", valueName: "FILE"))
+    var domain: String?
+
+    @Flag(help: "With --domain: warn about what vfsvm cannot honour instead of refusing the domain.")
+    var ignoreUnsupported = false
+
+    @Flag(help: "Print the libvirt domain XML equivalent of this VM (QEMU under libvirt, vfsvm as the virtiofs daemon) and exit.")
+    var printDomainXML = false
+
     @Argument(help: "The guest: a kernel, or the guest.img bundle Images builds (see Images/README.md).")
     var guest: String?
 
@@ -78,14 +87,17 @@ struct Run: ParsableCommand {
         case .tcg, .auto:
             throw ValidationError("--accel \(accel.rawValue) is not built yet: vfsvm run has only the in-process KVM VMM (--accel kvm); the QEMU TCG path and auto selection come with issue 10")
         }
-        guard guest != nil || kernel != nil else { throw ValidationError("give a GUEST image or --kernel") }
+        guard guest != nil || kernel != nil || domain != nil else { throw ValidationError("give a GUEST image, --kernel or --domain") }
     }
 
     /// Low-memory boot structures, the BIOS area and a kernel at 1 MiB
     /// (the loader then checks that the kernel itself fits).
     static let minimumMemory = X86Layout.minimumMemory
 
-    func run() throws {
+    mutating func run() throws {
+        let extras = try domain.map { path in try applyDomain(path) }
+        if printDomainXML { return try writeDomainXML() }
+        do { try extras?.redirectConsole() } catch { throw failure(error.line, status: error.status) }
         // Everything the user named is checked before anything starts.
         let image: GuestImage
         do {
@@ -150,7 +162,7 @@ struct Run: ParsableCommand {
     }
 
     /// One line on stderr, then the given exit status.
-    private func failure(_ line: String, status: Int32) -> ExitCode {
+    func failure(_ line: String, status: Int32) -> ExitCode {
         logLine("vfsvm: \(line)")
         return ExitCode(status)
     }
