@@ -142,7 +142,7 @@ public final class Machine: Sendable {
                                       pci: VfsvmBoot.PCIHostBridge(mem64: X86Layout.pciMem64(memorySize: config.memorySize),
                                                                    interrupts: pciBoard.interrupts))
                 let rsdp = try writeACPI(acpi, into: memory)
-                try writeMPTable(cpus: config.cpus, into: memory)
+                try writeMPTable(cpus: config.cpus, pciInterrupts: pciBoard.interrupts, into: memory)
                 entry = try loadKernel(config.kernel, config: BootConfig(memorySize: config.memorySize, cmdline: Array(config.cmdline.utf8),
                                                                          initrd: config.initrd, rsdpAddress: rsdp), into: memory)
             } catch {

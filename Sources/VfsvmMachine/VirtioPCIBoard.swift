@@ -24,10 +24,13 @@ final class KVMMSIXVectors: MSIXVectorSink {
         self.vectors = vectors
     }
 
+    /// Route failures so far; the first few are logged.
+    private let routeFailures = Atomic(0)
+
     func route(vector: Int, address: UInt64, data: UInt32) {
         guard vectors.indices.contains(vector) else { return }
         do { try routes.program(gsi: vectors[vector].gsi, message: (address, data)) } catch {
-            logLine("vfsvm: \(name): cannot route MSI-X vector \(vector): \(error)")
+            if routeFailures.add(1, ordering: .relaxed).oldValue < 4 { logLine("vfsvm: \(name): cannot route MSI-X vector \(vector): \(error)") }
         }
     }
 
@@ -116,6 +119,21 @@ extension VirtioPCITransport: PCIEndpoint {
     public func writeBAR(_ index: Int, offset: UInt64, bytes data: UnsafeRawBufferPointer) {
         guard index == VirtioPCILayout.bar else { return }
         writeBAR(offset: offset, bytes: data)
+    }
+
+    /// BAR0's regions by name, so `-d` shows which part of the function
+    /// the guest exits on (the ISR is INTx's data path, notify should
+    /// never appear: ioeventfds take it).
+    public func barExitGroup(_ index: Int, offset: UInt64) -> String? {
+        typealias L = VirtioPCILayout
+        switch offset & ~0xfff {
+        case L.commonOffset: return "common"
+        case L.isrOffset: return "ISR"
+        case L.deviceOffset: return "device"
+        case L.notifyOffset: return "notify"
+        case L.msixTableOffset, L.msixPBAOffset: return "MSI-X"
+        default: return "unused"
+        }
     }
 
     public var barNotifications: [BARNotification] {

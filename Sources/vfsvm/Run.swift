@@ -8,8 +8,11 @@ import VfsvmSys
 import VfsvmVirtio
 import VfsvmVirtioFS
 
-/// `vfsvm run`: boots a guest in vfsvm's own KVM VMM with host directories
-/// shared over virtio-fs. Exit status: 0 when the guest powers off or
+/// `vfsvm run`: boots a guest with host directories shared over virtio-fs,
+/// in vfsvm's own KVM VMM (`--accel kvm`) or with QEMU's TCG as the CPU
+/// (`--accel tcg`); `--accel auto`, the default, decides by timing a
+/// calibration guest under KVM (Accel.swift). The options become a checked
+/// `RunPlan` (RunPlan.swift), which `runKVM` (RunKVM.swift) boots. Exit status: 0 when the guest powers off or
 /// reboots, (v << 1) | 1 when it writes v to the debug-exit port 0x501,
 /// non-zero with one line on stderr when it crashes or the VMM meets
 /// something it cannot handle; 64 for bad arguments and 66 for a missing
@@ -47,8 +50,8 @@ struct Run: ParsableCommand {
     @Option(help: "Virtqueue layout offered: split, packed, or auto (both; the driver chooses).")
     var ring: RingChoice = .auto
 
-    @Option(help: "Accelerator: kvm (the in-process KVM VMM).")
-    var accel: Accelerator = .kvm
+    @Option(help: "Accelerator: auto (kvm when a calibration guest shows KVM runs at hardware speed, else tcg), kvm (the in-process KVM VMM) or tcg (QEMU as the CPU).")
+    var accel: Accelerator = .auto
 
     @Option(help: "Request queues per virtio-fs device.")
     var requestQueues: Int = 1
@@ -82,11 +85,6 @@ struct Run: ParsableCommand {
         guard size.bytes >= Self.minimumMemory else {
             throw ValidationError("--memory \(size) is too small: the board needs at least \(Self.minimumMemory >> 20) MiB")
         }
-        switch accel {
-        case .kvm: break
-        case .tcg, .auto:
-            throw ValidationError("--accel \(accel.rawValue) is not built yet: vfsvm run has only the in-process KVM VMM (--accel kvm); the QEMU TCG path and auto selection come with issue 10")
-        }
         guard guest != nil || kernel != nil || domain != nil else { throw ValidationError("give a GUEST image, --kernel or --domain") }
     }
 
@@ -97,68 +95,41 @@ struct Run: ParsableCommand {
     mutating func run() throws {
         let extras = try domain.map { path in try applyDomain(path) }
         if printDomainXML { return try writeDomainXML() }
-        do { try extras?.redirectConsole() } catch { throw failure(error.line, status: error.status) }
-        // Everything the user named is checked before anything starts.
-        let image: GuestImage
+        do { try extras?.redirectConsole() } catch { throw failure(error.description, status: error.status) }
+        let plan: RunPlan
+        do { plan = try makePlan() } catch { throw failure(error.description, status: error.status) }
+        switch accel.choosePath() {
+        case .kvm: try runKVM(plan)
+        case .tcg: throw failure("the tcg path (QEMU as the CPU) is not built yet; pass --accel kvm to use the in-process KVM VMM", status: 69)
+        }
+    }
+
+    /// The checked plan: everything the user named is read or checked here,
+    /// before anything starts.
+    func makePlan() throws(PlanError) -> RunPlan {
+        var image: GuestImage
         do {
-            var g = try guest.map { path throws(GuestImageError) in try GuestImage.load(path) } ?? GuestImage(kernel: [])
-            if let kernel { g.kernel = try GuestImage.readWholeFile(kernel) }
-            if let initrd { g.initrd = try GuestImage.readWholeFile(initrd) }
-            image = g
+            image = try guest.map { path throws(GuestImageError) in try GuestImage.load(path) } ?? GuestImage(kernel: [])
+            if let kernel { image.kernel = try GuestImage.readWholeFile(kernel) }
+            if let initrd { image.initrd = try GuestImage.readWholeFile(initrd) }
         } catch {
-            throw failure(error.description, status: 66)
+            throw PlanError(description: error.description, status: 66)
         }
-        var devices: [any VirtioDevice] = []
-        for text in share {
-            let spec = try parseShare(text)
-            guard (try? FileDescriptor.open(spec.hostPath, O_RDONLY | O_DIRECTORY)) != nil else {
-                throw failure("share \(spec.hostPath): not a directory", status: 66)
-            }
-            var settings = ServeSettings()
-            settings.sharedDir = spec.hostPath
-            settings.readOnly = spec.readOnly
-            if let cache = spec.cache { settings.cache = cache }
-            let server = try makeFileServer(settings: settings, engine: .uring)
-            let device = try VirtioFSDevice(tag: spec.tag.value, requestQueues: requestQueues, server: server)
-            devices.append(RingChoiceDevice(device, choice: ring))
-        }
-
-        let stdout = UnownedDescriptor(1)
-        let config = MachineConfig(
-            memorySize: try MemorySize.parse(memory).bytes, cpus: cpus, kernel: image.kernel, initrd: image.initrd,
-            cmdline: cmdline ?? image.cmdline ?? "console=ttyS0", devices: devices, transport: transport,
-            countExits: debug, consoleOutput: { stdout.write(byte: $0) })
-        let machine: Machine
+        do { _ = try KernelImage.identify(image.kernel) } catch { throw PlanError(description: error.description, status: 64) }
+        let specs: [ShareSpec]
+        let bytes: UInt64
         do {
-            machine = try Machine.build(config)
+            specs = try share.map(parseShare)
+            bytes = try MemorySize.parse(memory).bytes
         } catch {
-            switch error {
-            case .boot, .badConfig: throw failure(error.description, status: 64)
-            case .kvm(.unavailable), .kvm(.missingCapability): throw failure(error.description, status: 69)
-            default: throw failure(error.description, status: 1)
-            }
+            throw PlanError(description: "\(error)", status: 64)
         }
-
-        let console = try Console()
-        blockSignals([SIGINT, SIGTERM, SIGHUP])
-        try OSThread(name: "signals") {
-            let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
-            machine.stop(.quit("terminated by signal \(sig)", status: 128 + sig))
-        }.detach()
-        try console.enterRawMode()
-        defer { console.restore() }
-        try console.startInput(to: machine)
-        let reason = machine.run()
-        console.stop()
-        console.restore()
-
-        if debug, let counters = machine.counters {
-            let list = counters.snapshot.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
-            logLine("vfsvm: exits to userspace: \(list.isEmpty ? "none" : list)")
-            logLine("vfsvm: \(reason)")
-        }
-        if case .failure(let line) = reason { logLine("vfsvm: \(line)") }
-        if reason.exitStatus != 0 { throw ExitCode(reason.exitStatus) }
+        let plan = RunPlan(
+            image: image, kernelPath: kernel, initrdPath: initrd, cmdline: cmdline ?? image.cmdline ?? "console=ttyS0",
+            shares: specs, disks: [], memoryBytes: bytes, cpus: cpus, transport: transport, ring: ring,
+            requestQueues: requestQueues, debug: debug)
+        try plan.checkInputs()
+        return plan
     }
 
     /// One line on stderr, then the given exit status.

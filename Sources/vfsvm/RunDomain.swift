@@ -18,22 +18,12 @@ struct DomainRunExtras {
     var consoleFile: String?
 
     /// COM1's output goes to the console file instead of stdout.
-    func redirectConsole() throws(PlanFailure) {
+    func redirectConsole() throws(PlanError) {
         guard let path = consoleFile else { return }
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw PlanFailure("console file \(path): \(String(cString: strerror(errno)))", status: 66) }
+        guard fd >= 0 else { throw PlanError(description: "console file \(path): \(String(cString: strerror(errno)))", status: 66) }
         defer { close(fd) }
-        guard dup2(fd, 1) == 1 else { throw PlanFailure("console file \(path): \(String(cString: strerror(errno)))", status: 1) }
-    }
-}
-
-/// One line for the user and an exit status.
-struct PlanFailure: Error {
-    let line: String
-    let status: Int32
-    init(_ line: String, status: Int32) {
-        self.line = line
-        self.status = status
+        guard dup2(fd, 1) == 1 else { throw PlanError(description: "console file \(path): \(String(cString: strerror(errno)))", status: 1) }
     }
 }
 
@@ -114,27 +104,27 @@ extension Run {
         do {
             return try loadDomain(path)
         } catch {
-            throw failure(error.line, status: error.status)
+            throw failure(error.description, status: error.status)
         }
     }
 
-    private mutating func loadDomain(_ path: String) throws(PlanFailure) -> DomainRunExtras {
+    private mutating func loadDomain(_ path: String) throws(PlanError) -> DomainRunExtras {
         var conflicts = Self.given(Self.domainReplaces, in: CommandLine.arguments)
         if guest != nil { conflicts.append("a GUEST argument") }
         guard conflicts.isEmpty else {
-            throw PlanFailure("--domain \(path) describes the VM: drop \(conflicts.joined(separator: ", ")) (or leave out --domain)", status: 64)
+            throw PlanError(description: "--domain \(path) describes the VM: drop \(conflicts.joined(separator: ", ")) (or leave out --domain)", status: 64)
         }
         let parsed: DomainParser.Result
         do {
             parsed = try DomainParser(ignoreUnsupported: true).parse(file: path)
         } catch {
-            if case .unreadable = error { throw PlanFailure(error.description, status: 66) }
-            throw PlanFailure(error.description, status: 64)
+            if case .unreadable = error { throw PlanError(description: error.description, status: 66) }
+            throw PlanError(description: error.description, status: 64)
         }
         let options = DomainRunOptions(parsed.config)
         let items = parsed.unsupported + options.unsupported
         if !items.isEmpty {
-            guard ignoreUnsupported else { throw PlanFailure(DomainError.unsupported(path, items).description, status: 64) }
+            guard ignoreUnsupported else { throw PlanError(description: DomainError.unsupported(path, items).description, status: 64) }
             for item in items { logLine("vfsvm: \(path): ignored (not supported by vfsvm run): \(item)") }
         }
         share = options.shares
@@ -145,7 +135,7 @@ extension Run {
         cpus = options.cpus
         transport = options.transport
         if let r = options.ring { ring = r }
-        do { try validate() } catch { throw PlanFailure("\(path): \(error)", status: 64) }
+        do { try validate() } catch { throw PlanError(description: "\(path): \(error)", status: 64) }
         return DomainRunExtras(consoleFile: options.consoleFile)
     }
 
@@ -158,24 +148,24 @@ extension Run {
             var out = StandardOutput()
             out.write(xml)
         } catch {
-            throw failure(error.line, status: error.status)
+            throw failure(error.description, status: error.status)
         }
     }
 
     /// The domain QEMU under libvirt runs as this VM: vfsvm as each
     /// share's virtiofs daemon, PCI on q35 or virtio-mmio on microvm,
     /// shared memfd memory, ACPI, and every stop ending the domain.
-    func domainConfig() throws(PlanFailure) -> DomainConfig {
+    func domainConfig() throws(PlanError) -> DomainConfig {
         if guest != nil && kernel != nil {
-            throw PlanFailure("--print-domain-xml: a GUEST bundle with --kernel has no libvirt equivalent (a domain names one kernel file)", status: 64)
+            throw PlanError(description: "--print-domain-xml: a GUEST bundle with --kernel has no libvirt equivalent (a domain names one kernel file)", status: 64)
         }
-        guard let kernelPath = kernel ?? guest else { throw PlanFailure("give a GUEST image or --kernel", status: 64) }
+        guard let kernelPath = kernel ?? guest else { throw PlanError(description: "give a GUEST image or --kernel", status: 64) }
         let bytes: UInt64
-        do { bytes = try MemorySize.parse(memory).bytes } catch { throw PlanFailure(error.message, status: 64) }
+        do { bytes = try MemorySize.parse(memory).bytes } catch { throw PlanError(description: error.message, status: 64) }
         var c = DomainConfig(name: "vfsvm", memoryBytes: bytes, kernel: try absolute(kernelPath))
         c.type = accel == .tcg ? .qemu : .kvm
         c.vcpus = cpus
-        c.initrd = try initrd.map { (p: String) throws(PlanFailure) in try absolute(p) }
+        c.initrd = try initrd.map { (p: String) throws(PlanError) in try absolute(p) }
         c.cmdline = cmdline
         c.transport = transport == .mmio ? .mmio : .pci
         c.machine = transport == .mmio ? "microvm" : "q35"
@@ -188,7 +178,7 @@ extension Run {
         let binary = Self.virtiofsdLink()
         for text in share {
             let spec: ShareSpec
-            do { spec = try ShareSpec(parsing: text) } catch { throw PlanFailure(error.description, status: 64) }
+            do { spec = try ShareSpec(parsing: text) } catch { throw PlanError(description: error.description, status: 64) }
             var fs = DomainFilesystem(source: try absolute(spec.hostPath), tag: spec.tag, readOnly: spec.readOnly)
             fs.queueSize = 1024
             fs.packed = ring != .split
@@ -218,9 +208,9 @@ extension Run {
         return "/usr/local/libexec/vfsvm-virtiofsd"
     }
 
-    private func absolute(_ path: String) throws(PlanFailure) -> String {
+    private func absolute(_ path: String) throws(PlanError) -> String {
         guard let resolved = realpath(path, nil) else {
-            throw PlanFailure("\(path): \(String(cString: strerror(errno)))", status: 66)
+            throw PlanError(description: "\(path): \(String(cString: strerror(errno)))", status: 66)
         }
         defer { free(resolved) }
         return String(cString: resolved)

@@ -52,6 +52,8 @@ int starts_with(const char *s, const char *prefix);
 u64 parse_dec(const char *s);
 /* The value of `key=` in the command line, or 0. */
 const char *cmdline_arg(const struct hvm_start_info *si, const char *key);
+/* Waits about `ms` milliseconds on the ACPI PM timer (port 0x608). */
+void sleep_ms(u32 ms);
 void *memset(void *d, int c, unsigned long n);
 void *memcpy(void *d, const void *s, unsigned long n);
 int memcmp(const void *a, const void *b, unsigned long n);

@@ -31,14 +31,6 @@ static u64 next_random(void) {
 
 static void ack_interrupt(void) { t->ack(); }
 
-/* Waits about `ms` milliseconds on the ACPI PM timer. */
-static void sleep_ms(u32 ms) {
-    for (u32 i = 0; i < ms; i++) {
-        u32 p0 = inl(0x608) & 0xffffff;
-        while (((inl(0x608) - p0) & 0xffffff) < 3580) {}
-    }
-}
-
 static void garbage(u64 base) {
     u32 writes = 0;
     for (u32 off = 0; off < 0x200; off += 4) {

@@ -75,6 +75,13 @@ const char *cmdline_arg(const struct hvm_start_info *si, const char *key) {
     return 0;
 }
 
+void sleep_ms(u32 ms) {
+    for (u32 i = 0; i < ms; i++) {
+        u32 p0 = inl(0x608) & 0xffffff;
+        while (((inl(0x608) - p0) & 0xffffff) < 3580) {}
+    }
+}
+
 void *memset(void *d, int c, unsigned long n) {
     u8 *p = d;
     while (n--) *p++ = (u8)c;

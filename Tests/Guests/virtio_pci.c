@@ -12,6 +12,14 @@ static u32 bdf;
 static u64 common, notify, isr, device;
 /* Where the common configuration's BAR decodes (the hostile guest's target). */
 u64 virtio_pci_bar0;
+/* Set by the caller: move BAR0 1 MiB up (decoding off, new address,
+ * decoding on) before using the function, as an OS reassigning it would. */
+int virtio_pci_move_bar;
+/* The MSI-X table and pending bit array, once found. */
+static u64 msix_table, msix_pba;
+
+void virtio_pci_mask_vector(int v, int masked) { mmio_write32(msix_table + 16 * (u64)v + 12, masked ? 1 : 0); }
+int virtio_pci_vector_pending(int v) { return (int)(mmio_read32(msix_pba + 4 * (u64)(v / 32)) >> (v % 32) & 1); }
 static u32 notify_multiplier;
 
 static u32 cfg_read(u32 reg, int size) {
@@ -112,6 +120,17 @@ const struct transport *virtio_pci_find(u32 device_id, int index, int *msix) {
     puts("virtio-pci: function at 00:");
     put_hex(slot);
     puts(".0\n");
+    if (virtio_pci_move_bar) {
+        u64 old = bar_address(0);
+        cfg_write(0x04, 2, cfg_read(0x04, 2) & ~0x2u);
+        cfg_write(0x10, 4, (u32)(old + 0x100000) | (cfg_read(0x10, 4) & 0xf));
+        cfg_write(0x14, 4, (u32)((old + 0x100000) >> 32));
+        puts("virtio-pci: BAR0 moved from ");
+        put_hex(old);
+        puts(" to ");
+        put_hex(bar_address(0));
+        puts("\n");
+    }
     /* Memory space decoding and bus mastering on. */
     cfg_write(0x04, 2, cfg_read(0x04, 2) | 0x6);
     u32 msix_cap = 0;
@@ -137,6 +156,9 @@ const struct transport *virtio_pci_find(u32 device_id, int index, int *msix) {
         /* MSI-X table: BAR and offset in the capability (PCI 3.0, 6.8.2). */
         u32 table = cfg_read(msix_cap + 4, 4);
         u64 entries = bar_address((int)(table & 7)) + (table & ~7u);
+        u32 pba = cfg_read(msix_cap + 8, 4);
+        msix_table = entries;
+        msix_pba = bar_address((int)(pba & 7)) + (pba & ~7u);
         for (int v = 0; v < 2; v++) {
             mmio_write32(entries + 16 * (u64)v, 0xfee00000);   /* address: APIC 0 */
             mmio_write32(entries + 16 * (u64)v + 4, 0);

@@ -1,10 +1,11 @@
 /* A virtio-fs driver guest: finds the device (virtio-mmio or virtio-pci,
- * `transport=` on the command line; `msix=off` for INTx over pci), reads the tag, negotiates (split or
+ * `transport=` on the command line; `msix=off` for INTx over pci, `movebar=1`
+ * to move BAR0 first), reads the tag, negotiates (split or
  * packed ring: `ring=`), sets up the hiprio and one request queue, and
  * runs FUSE INIT, LOOKUP, GETATTR, OPEN, READ, RELEASE, CREATE, WRITE,
  * UNLINK and FORGET against the share, waiting for each completion in
  * hlt until its interrupt (IOAPIC pin or MSI-X vector on 0x30). With
- * `bench=N` it then times N small READs. Exits 0x10 (status 33) when
+ * `bench=N` it then times N small READs; `msixmask=1` checks MSI-X masking. Exits 0x10 (status 33) when
  * every step checked out. */
 #include "fuse.h"
 #include "intr.h"
@@ -14,6 +15,9 @@ static const char expected[] = "hello from the host over virtio-fs\n";
 
 const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id, int skip);
 const struct transport *virtio_pci_find(u32 device_id, int index, int *msix);
+extern int virtio_pci_move_bar;
+void virtio_pci_mask_vector(int v, int masked);
+int virtio_pci_vector_pending(int v);
 
 static u8 reply[8192] __attribute__((aligned(64)));
 static const struct transport *t;
@@ -134,6 +138,34 @@ static void workload(struct vq *hiprio, struct vq *req, const char *ring, const 
     check(1, "FUSE_FORGET on the hiprio queue (3 buffers returned)");
 }
 
+/* msixmask=1 (virtio-pci with MSI-X, split ring): a request completes
+ * while the queues' vector (1) is masked: no interrupt, its pending bit
+ * set; unmasking delivers it and clears the bit (PCI 3.0, 6.8.3.4). */
+static void msix_mask_check(struct vq *req) {
+    static u8 request[sizeof(struct fuse_in_header) + sizeof(struct fuse_getattr_in)] __attribute__((aligned(64)));
+    struct fuse_in_header *h = (void *)request;
+    memset(request, 0, sizeof request);
+    h->len = sizeof request;
+    h->opcode = FUSE_GETATTR;
+    h->unique = 0x4d53;
+    h->nodeid = FUSE_ROOT_ID;
+    struct buf bufs[2] = {{request, sizeof request, 0}, {reply, sizeof reply, 1}};
+    virtio_pci_mask_vector(1, 1);
+    u32 before = irq_count;
+    vq_submit(req, bufs, 2);
+    for (int i = 0; i < 2000 && *(volatile u16 *)&req->used->idx == req->last_used; i++) sleep_ms(1);
+    check(*(volatile u16 *)&req->used->idx != req->last_used, "msixmask: the request completed with its vector masked");
+    sleep_ms(20);
+    check(irq_count == before, "msixmask: no interrupt while the vector is masked");
+    check(virtio_pci_vector_pending(1), "msixmask: the PBA shows vector 1 pending");
+    virtio_pci_mask_vector(1, 0);
+    for (int i = 0; i < 1000 && irq_count == before; i++) sleep_ms(1);
+    check(irq_count == before + 1, "msixmask: unmasking delivered the pending interrupt");
+    check(!virtio_pci_vector_pending(1), "msixmask: the pending bit cleared");
+    check(vq_wait(req) >= sizeof(struct fuse_out_header) && ((struct fuse_out_header *)reply)->error == 0, "msixmask: GETATTR of the root answered");
+    fuse_requests++;
+}
+
 void guest_main(struct hvm_start_info *si) {
     intr_init();
     const char *ring = cmdline_arg(si, "ring");
@@ -143,6 +175,7 @@ void guest_main(struct hvm_start_info *si) {
     const char *b = cmdline_arg(si, "bench");
     u64 bench = b ? parse_dec(b) : 0;
 
+    virtio_pci_move_bar = cmdline_arg(si, "movebar") != 0; /* movebar=1: BAR0 reassigned first */
     const char *m = cmdline_arg(si, "msix");
     int msix = !(m && starts_with(m, "off")); /* msix=off: INTx even when the function has MSI-X */
     /* The device whose tag is `tag=` (default: the first). */
@@ -198,6 +231,10 @@ void guest_main(struct hvm_start_info *si) {
     __asm__ volatile("sti");
 
     workload(&hiprio, &req, packed ? "packed" : "split", t->name, bench);
+    if (cmdline_arg(si, "msixmask")) {
+        if (!msix || packed) fail("msixmask needs virtio-pci with MSI-X and the split ring");
+        msix_mask_check(&req);
+    }
     puts("virtio-fs guest: ");
     put_dec(fuse_requests);
     puts(" FUSE requests, ");
