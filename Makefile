@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean run-serve
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean
 
 all: build
 
@@ -80,6 +80,12 @@ guests: deps
 vmm-test: build guests
 	Tests/Integration/vmm-test.sh $(BIN) $(GUESTS_OUT)
 
+# vfsvm run --domain: the Configs/domain-*.xml examples booted under
+# /dev/kvm with the freestanding guests, the --print-domain-xml round trip,
+# and the refusals (unsupported elements, invalid XML, conflicting options).
+domain-test: build guests
+	Tests/Integration/domain-test.sh $(BIN) $(GUESTS_OUT)
+
 # Coverage-guided fuzzing (Fuzz/fuzz.sh: libFuzzer + AddressSanitizer, a
 # package of its own built into .build-fuzz): each target, one at a time,
 # for FUZZ_SECONDS; `make test` gives each 30 seconds.
@@ -92,7 +98,7 @@ fuzz-test: deps
 	Fuzz/fuzz.sh build
 	Fuzz/fuzz.sh run 30
 
-test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test blk-test run-test libvirt-test
+test: unit-test fuzz-test vmm-test domain-test mount-test boot-test rootfs-test blk-test run-test libvirt-test
 
 # The demonstration: `vfsvm run` boots the Images Linux guest with a demo
 # share (the accelerator chosen by measurement); the guest lists, reads and

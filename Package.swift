@@ -122,7 +122,7 @@ let package = Package(
             name: "vfsvm",
             dependencies: [
                 "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
-                "VfsvmVirtioFS", "VfsvmVirtioBlk", "VfsvmVhostUser", "VfsvmMemory", "VfsvmMachine", "VfsvmKVM", "VfsvmBoot",
+                "VfsvmVirtioFS", "VfsvmVirtioBlk", "VfsvmVhostUser", "VfsvmMemory", "VfsvmMachine", "VfsvmKVM", "VfsvmBoot", "VfsvmDomain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
