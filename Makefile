@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean bench-run
 
 all: build
 
@@ -126,6 +126,11 @@ bench-vmm: deps
 	$(SWIFT) build -c release
 	$(MAKE) -C Tests/Guests OUT=$(CURDIR)/$(GUESTS_OUT)
 	Benchmarks/bench-vmm.sh .build/release/vfsvm $(GUESTS_OUT)
+
+# vfsvm run vs the same QEMU + vfsvm serve started by hand: start to the
+# guest's end marker, and the guest workload (ratios).
+bench-run: build images
+	Benchmarks/bench-run.sh $(BIN)
 
 bench-serve: deps images
 	$(SWIFT) build -c release
