@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean
 
 all: build
 
@@ -57,6 +57,12 @@ rootfs-test: build images
 blk-test: build images
 	Tests/Integration/blk-test.sh .build/$(CONFIG)/vfsvm-blk-probe
 
+# `vfsvm run` with the Images Linux guest on the path --accel auto measures
+# (tcg here): shares + the guest workload, the root disk, --rootfs, panic,
+# SIGINT, --timeout, QEMU killed, refusals (about 75 s here).
+run-test: build images
+	Tests/Integration/run-test.sh $(BIN)
+
 # libvirt 9.0 (a private libvirtd, QEMU driver only) starts vfsvm as the
 # domain's virtiofs daemon; installs libvirt-daemon-system, libvirt-clients
 # and tini when missing.
@@ -86,7 +92,7 @@ fuzz-test: deps
 	Fuzz/fuzz.sh build
 	Fuzz/fuzz.sh run 30
 
-test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test blk-test libvirt-test
+test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test blk-test run-test libvirt-test
 
 # The best end-to-end demonstration there is today: a Linux guest (QEMU,
 # TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,

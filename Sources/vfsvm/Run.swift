@@ -8,17 +8,25 @@ import VfsvmSys
 import VfsvmVirtio
 import VfsvmVirtioFS
 
-/// `vfsvm run`: boots a guest in vfsvm's own KVM VMM with host directories
-/// shared over virtio-fs. Exit status: 0 when the guest powers off or
+/// `vfsvm run`: boots a guest with host directories shared over virtio-fs,
+/// in vfsvm's own KVM VMM (`--accel kvm`) or with QEMU's TCG as the CPU
+/// (`--accel tcg`); `--accel auto`, the default, decides by timing a
+/// calibration guest under KVM (Accel.swift). The options become a checked
+/// `RunPlan` (RunPlan.swift), which `runKVM` (RunKVM.swift) or `runTCG`
+/// (RunTCG.swift) boots. Exit status: 0 when the guest powers off or
 /// reboots, (v << 1) | 1 when it writes v to the debug-exit port 0x501,
-/// non-zero with one line on stderr when it crashes or the VMM meets
-/// something it cannot handle; 64 for bad arguments and 66 for a missing
-/// kernel or share, before anything starts.
+/// non-zero with one line on stderr when it crashes (a kernel panic on the
+/// tcg path) or the VMM meets something it cannot handle, 124 after
+/// `--timeout`, 128 + N for signal N; 64 for bad arguments and 66 for a
+/// missing kernel, disk or share, before anything starts.
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Boot a guest in vfsvm's own KVM VMM with host directories shared over virtio-fs.",
+        abstract: "Boot a guest with host directories shared over virtio-fs (vfsvm's own KVM VMM, or QEMU's TCG where KVM is slow or missing).",
         discussion: """
-            Example: vfsvm run --share /srv/data:myfs Images/out/guest.img, then in the guest: mount -t virtiofs myfs /mnt
+            Example: vfsvm run --share /srv/data:myfs Images/out/guest.img
+            GUEST is the guest.img bundle Images builds (its init mounts each share on /mnt/TAG unless the command line \
+            names vfsvm.mount= itself), a kernel, or a raw disk image (booted with the default kernel and initramfs, \
+            root=/dev/vda; the default is the guest.img beside the disk, or $VFSVM_GUEST).
             The console is COM1 on stdin/stdout; on a terminal, Ctrl-A x quits and Ctrl-A h lists the keys.
             """
     )
@@ -26,14 +34,23 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Share HOSTDIR as virtio-fs TAG (repeatable).", valueName: "HOSTDIR:TAG[:ro][:cache=never|auto|always]"))
     var share: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("Attach a raw disk image as virtio-blk (repeatable; after a disk GUEST, the first is /dev/vdb).", valueName: "FILE[:ro]"))
+    var disk: [String] = []
+
+    @Option(help: ArgumentHelp("Boot with DIR as the guest's root file system over virtio-fs (through the initramfs).", valueName: "DIR[:ro]"))
+    var rootfs: String?
+
     @Option(help: "The kernel: a bzImage or an ELF with a PVH note (overrides the one in GUEST).")
     var kernel: String?
 
     @Option(help: "An initramfs for the kernel.")
     var initrd: String?
 
-    @Option(help: "The kernel command line.")
+    @Option(help: "The kernel command line (replaces GUEST's).")
     var cmdline: String?
+
+    @Option(help: "Appended to the kernel command line.")
+    var append: String?
 
     @Option(help: ArgumentHelp("Guest memory, as QEMU's -m: a number of MiB, or with a K, M, G or T suffix.", valueName: "SIZE"))
     var memory = "512M"
@@ -41,30 +58,37 @@ struct Run: ParsableCommand {
     @Option(help: "Number of vCPUs.")
     var cpus: Int = 1
 
-    @Option(help: "virtio transport for the shares: pci or mmio.")
+    @Option(help: "virtio transport for the shares on the KVM path: pci or mmio (the tcg path's q35 board is always pci).")
     var transport: MachineConfig.Transport = .mmio
 
     @Option(help: "Virtqueue layout offered: split, packed, or auto (both; the driver chooses).")
     var ring: RingChoice = .auto
 
-    @Option(help: "Accelerator: kvm (the in-process KVM VMM).")
-    var accel: Accelerator = .kvm
+    @Option(help: "Accelerator: auto (kvm when a calibration guest shows KVM runs at hardware speed, else tcg), kvm (the in-process KVM VMM) or tcg (QEMU as the CPU).")
+    var accel: Accelerator = .auto
 
     @Option(help: "Request queues per virtio-fs device.")
     var requestQueues: Int = 1
 
+    @Option(help: ArgumentHelp("Stop the guest after this many seconds (exit status 124).", valueName: "SECONDS"))
+    var timeout: Int?
+
+    @Flag(help: "Print the QEMU command line the tcg path would run, and exit.")
+    var printQemuCmdline = false
+
     @Flag(name: .customShort("d"), help: "Debug: count the vCPUs' exits to userspace per device and print them when the guest stops.")
     var debug = false
 
-    @Argument(help: "The guest: a kernel, or the guest.img bundle Images builds (see Images/README.md).")
+    @Argument(help: "The guest: the guest.img bundle Images builds (see Images/README.md), a kernel, or a raw disk image.")
     var guest: String?
 
+    /// The tag of the `--rootfs` share.
+    static let rootTag = "vfsvm-root"
+
     func validate() throws {
-        var tags: Set<String> = []
-        for s in share {
-            let spec = try parseShare(s)
-            guard tags.insert(spec.tag.value).inserted else { throw ValidationError("two shares use the tag '\(spec.tag)'; each needs its own") }
-        }
+        // One tag per share is checked with the directories (RunPlan.checkInputs).
+        for s in share { _ = try parseShare(s) }
+        for d in disk { _ = try parseDisk(d) }
         guard (1...255).contains(cpus) else { throw ValidationError("--cpus must be between 1 and 255, got \(cpus)") }
         guard (1...VirtioFSDevice.maxRequestQueues).contains(requestQueues) else {
             throw ValidationError("--request-queues must be between 1 and \(VirtioFSDevice.maxRequestQueues), got \(requestQueues)")
@@ -73,84 +97,132 @@ struct Run: ParsableCommand {
         guard size.bytes >= Self.minimumMemory else {
             throw ValidationError("--memory \(size) is too small: the board needs at least \(Self.minimumMemory >> 20) MiB")
         }
-        switch accel {
-        case .kvm: break
-        case .tcg, .auto:
-            throw ValidationError("--accel \(accel.rawValue) is not built yet: vfsvm run has only the in-process KVM VMM (--accel kvm); the QEMU TCG path and auto selection come with issue 10")
-        }
-        guard guest != nil || kernel != nil else { throw ValidationError("give a GUEST image or --kernel") }
+        if let timeout, timeout <= 0 { throw ValidationError("--timeout must be a positive number of seconds, got \(timeout)") }
+        guard guest != nil || kernel != nil || rootfs != nil else { throw ValidationError("give a GUEST image, --kernel or --rootfs") }
     }
 
     /// Low-memory boot structures, the BIOS area and a kernel at 1 MiB
     /// (the loader then checks that the kernel itself fits).
     static let minimumMemory = X86Layout.minimumMemory
 
+    /// What a Linux guest (a bzImage, or any kernel with an initramfs)
+    /// needs at the least: the Images kernel unpacks its initramfs into
+    /// about 40 MiB.
+    static let minimumLinuxMemory: UInt64 = 64 << 20
+
     func run() throws {
-        // Everything the user named is checked before anything starts.
-        let image: GuestImage
-        do {
-            var g = try guest.map { path throws(GuestImageError) in try GuestImage.load(path) } ?? GuestImage(kernel: [])
-            if let kernel { g.kernel = try GuestImage.readWholeFile(kernel) }
-            if let initrd { g.initrd = try GuestImage.readWholeFile(initrd) }
-            image = g
-        } catch {
-            throw failure(error.description, status: 66)
+        let plan: RunPlan
+        do { plan = try makePlan() } catch { throw failure(error.description, status: error.status) }
+        let path = printQemuCmdline ? .tcg : accel.choosePath()
+        switch path {
+        case .kvm: try runKVM(plan)
+        case .tcg: try runTCG(plan)
         }
-        var devices: [any VirtioDevice] = []
-        for text in share {
-            let spec = try parseShare(text)
-            guard (try? FileDescriptor.open(spec.hostPath, O_RDONLY | O_DIRECTORY)) != nil else {
-                throw failure("share \(spec.hostPath): not a directory", status: 66)
+    }
+
+    /// The checked plan: everything the user named is read or checked here,
+    /// before anything starts.
+    func makePlan() throws(PlanError) -> RunPlan {
+        var image: GuestImage
+        var kernelPath = kernel
+        var disks: [DiskSpec] = []
+        var extra: [String] = []
+        do throws(GuestImageError) {
+            var bundle = guest
+            if let guest {
+                switch try GuestImage.kind(ofFileAt: guest) {
+                case .bundle: break
+                case .kernel:
+                    bundle = nil
+                    if kernelPath == nil { kernelPath = guest }
+                case .disk:
+                    bundle = kernel == nil ? try defaultGuest(besides: guest) : nil
+                    disks.append(DiskSpec(path: guest, readOnly: false))
+                    extra.append("root=/dev/vda")
+                }
+            } else if kernel == nil {
+                bundle = try defaultGuest(besides: nil)  // --rootfs with the default kernel
             }
-            var settings = ServeSettings()
-            settings.sharedDir = spec.hostPath
-            settings.readOnly = spec.readOnly
-            if let cache = spec.cache { settings.cache = cache }
-            let server = try makeFileServer(settings: settings, engine: .uring)
-            let device = try VirtioFSDevice(tag: spec.tag.value, requestQueues: requestQueues, server: server)
-            devices.append(RingChoiceDevice(device, choice: ring))
-        }
-
-        let stdout = UnownedDescriptor(1)
-        let config = MachineConfig(
-            memorySize: try MemorySize.parse(memory).bytes, cpus: cpus, kernel: image.kernel, initrd: image.initrd,
-            cmdline: cmdline ?? image.cmdline ?? "console=ttyS0", devices: devices, transport: transport,
-            countExits: debug, consoleOutput: { stdout.write(byte: $0) })
-        let machine: Machine
-        do {
-            machine = try Machine.build(config)
+            image = try bundle.map { path throws(GuestImageError) in try GuestImage.load(path) } ?? GuestImage(kernel: [])
+            if let kernelPath {
+                image.kernel = try GuestImage.readWholeFile(kernelPath)
+                image.bzImage = nil
+            }
+            if let initrd { image.initrd = try GuestImage.readWholeFile(initrd) }
         } catch {
-            switch error {
-            case .boot, .badConfig: throw failure(error.description, status: 64)
-            case .kvm(.unavailable), .kvm(.missingCapability): throw failure(error.description, status: 69)
-            default: throw failure(error.description, status: 1)
+            throw PlanError(description: error.description, status: 66)
+        }
+        let linux: Bool
+        do {
+            if case .bzImage = try KernelImage.identify(image.kernel) { linux = true } else { linux = image.initrd != nil }
+        } catch { throw PlanError(description: error.description, status: 64) }
+        var specs: [ShareSpec]
+        let bytes: UInt64
+        do {
+            specs = try share.map(parseShare)
+            disks += try disk.map(parseDisk)
+            bytes = try MemorySize.parse(memory).bytes
+        } catch {
+            throw PlanError(description: "\(error)", status: 64)
+        }
+        if linux && bytes < Self.minimumLinuxMemory {
+            throw PlanError(description: "--memory \(MemorySize(bytes: bytes)) is too small for a Linux guest: give at least \(Self.minimumLinuxMemory >> 20) MiB", status: 64)
+        }
+        if let rootfs {
+            let ro = rootfs.hasSuffix(":ro")
+            let dir = ro ? String(rootfs.dropLast(3)) : rootfs
+            do { specs.append(try ShareSpec(parsing: "\(dir):\(Self.rootTag)\(ro ? ":ro" : "")")) } catch {
+                throw PlanError(description: "--rootfs \(rootfs): \(error)", status: 64)
+            }
+            extra += ["rootfstype=virtiofs", "root=\(Self.rootTag)"] + (ro ? ["ro"] : [])
+        }
+        // The Images init mounts vfsvm.mount= shares: without a command line
+        // of the user's own, each share is mounted on /mnt/TAG.
+        let userMounts = (append ?? "").contains("vfsvm.mount=")
+        if cmdline == nil, image.cmdline != nil, !userMounts {
+            for s in specs where s.tag.value != Self.rootTag {
+                extra.append("vfsvm.mount=\(s.tag.value):/mnt/\(s.tag.value)\(s.readOnly ? ":ro" : "")")
             }
         }
+        if let append { extra.append(append) }
+        let base = cmdline ?? image.cmdline ?? "console=ttyS0"
+        let plan = RunPlan(
+            image: image, kernelPath: kernelPath, initrdPath: initrd,
+            cmdline: ([base] + extra).joined(separator: " "),
+            shares: specs, disks: disks, memoryBytes: bytes, cpus: cpus, transport: transport, ring: ring,
+            requestQueues: requestQueues, debug: debug)
+        try plan.checkInputs()
+        return plan
+    }
 
-        let console = try Console()
-        blockSignals([SIGINT, SIGTERM, SIGHUP])
-        try OSThread(name: "signals") {
-            let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
-            machine.stop(.quit("terminated by signal \(sig)", status: 128 + sig))
-        }.detach()
-        try console.enterRawMode()
-        defer { console.restore() }
-        try console.startInput(to: machine)
-        let reason = machine.run()
-        console.stop()
-        console.restore()
-
-        if debug, let counters = machine.counters {
-            let list = counters.snapshot.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
-            logLine("vfsvm: exits to userspace: \(list.isEmpty ? "none" : list)")
-            logLine("vfsvm: \(reason)")
+    /// The guest.img to boot a disk or a --rootfs with: $VFSVM_GUEST, else
+    /// the one beside the disk, else Images/out/guest.img of the source
+    /// tree this binary was built in (.build/<config>/vfsvm).
+    func defaultGuest(besides disk: String?) throws(GuestImageError) -> String {
+        var candidates: [String] = []
+        if let env = getenv("VFSVM_GUEST") { candidates.append(String(cString: env)) }
+        if let disk {
+            let dir = disk.contains("/") ? String(disk[..<disk.lastIndex(of: "/")!]) : "."
+            candidates.append(dir + "/guest.img")
         }
-        if case .failure(let line) = reason { logLine("vfsvm: \(line)") }
-        if reason.exitStatus != 0 { throw ExitCode(reason.exitStatus) }
+        if let exe = try? readLink("/proc/self/exe") {
+            // .build/<triple>/<config>/vfsvm: the source tree is 3 or 4 up.
+            var parts = exe.split(separator: "/", omittingEmptySubsequences: false)
+            for _ in 0..<5 where parts.count > 1 {
+                parts.removeLast()
+                let dir = parts.joined(separator: "/")
+                if !dir.hasSuffix("/.build") && !dir.contains("/.build/") {
+                    candidates.append(dir + "/Images/out/guest.img")
+                    break
+                }
+            }
+        }
+        for c in candidates where access(c, R_OK) == 0 { return c }
+        throw .badBundle(disk ?? "--rootfs", "no default kernel to boot it with: give --kernel (and --initrd), or set VFSVM_GUEST to a guest.img (tried \(candidates.joined(separator: ", ")))")
     }
 
     /// One line on stderr, then the given exit status.
-    private func failure(_ line: String, status: Int32) -> ExitCode {
+    func failure(_ line: String, status: Int32) -> ExitCode {
         logLine("vfsvm: \(line)")
         return ExitCode(status)
     }

@@ -170,3 +170,29 @@ import VfsvmSys
         #expect(apic[register: LocalAPICState.lvtLINT1] & 0x700 == LocalAPICState.deliveryNMI)
     }
 }
+
+/// The `--accel auto` measurement: the calibration guest runs to its `hlt`
+/// and the figure is what a user sees on stderr.
+@Suite(.serialized) struct KVMCalibrationTests {
+    @Test func theCalibrationGuestRunsToItsHaltAndIsTimed() throws {
+        let r = try KVMCalibration.measure()
+        #expect(!r.timedOut)
+        #expect(r.elapsed > .zero && r.elapsed < KVMCalibration.limit)
+        #expect(r.description.hasPrefix("the 40002-instruction calibration guest took "))
+        #expect(r.description.hasSuffix(" ms under KVM"))
+        // Printed for the record (the threshold's justification).
+        print("calibration: \(r.milliseconds), hardware speed: \(r.isHardwareSpeed)")
+    }
+
+    @Test func aMissingKVMDeviceIsOneSentence() {
+        #expect(throws: KVMError.self) { try KVMCalibration.measure(path: "/nonexistent/kvm") }
+    }
+
+    @Test func theFigureIsFormattedInMilliseconds() {
+        #expect(KVMCalibration.Result(elapsed: .microseconds(412), timedOut: false).milliseconds == "0.412 ms")
+        #expect(KVMCalibration.Result(elapsed: .microseconds(23_005), timedOut: false).milliseconds == "23.005 ms")
+        #expect(KVMCalibration.Result(elapsed: .microseconds(412), timedOut: false).isHardwareSpeed)
+        #expect(!KVMCalibration.Result(elapsed: .milliseconds(30), timedOut: false).isHardwareSpeed)
+        #expect(!KVMCalibration.Result(elapsed: .microseconds(10), timedOut: true).isHardwareSpeed)
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Glibc
+import VfsvmConfig
+import VfsvmKVM
+import VfsvmMachine
+import VfsvmSys
+import VfsvmVirtio
+import VfsvmVirtioFS
+
+extension Run {
+    /// The KVM path: the plan's guest in vfsvm's own VMM, each share a
+    /// virtio-fs device served in this process.
+    func runKVM(_ plan: RunPlan) throws {
+        var devices: [any VirtioDevice] = []
+        for spec in plan.shares {
+            var settings = ServeSettings()
+            settings.sharedDir = spec.hostPath
+            settings.readOnly = spec.readOnly
+            if let cache = spec.cache { settings.cache = cache }
+            let server = try makeFileServer(settings: settings, engine: .uring)
+            let device = try VirtioFSDevice(tag: spec.tag.value, requestQueues: plan.requestQueues, server: server)
+            devices.append(RingChoiceDevice(device, choice: plan.ring))
+        }
+        for spec in plan.disks {
+            do { devices.append(try makeDiskDevice(spec)) } catch { throw failure(error.description, status: 66) }
+        }
+
+        let stdout = UnownedDescriptor(1)
+        let config = MachineConfig(
+            memorySize: plan.memoryBytes, cpus: plan.cpus, kernel: plan.image.kernel, initrd: plan.image.initrd,
+            cmdline: plan.cmdline, devices: devices, transport: plan.transport,
+            countExits: plan.debug, consoleOutput: { stdout.write(byte: $0) })
+        let machine: Machine
+        do {
+            machine = try Machine.build(config)
+        } catch {
+            switch error {
+            case .boot, .badConfig: throw failure(error.description, status: 64)
+            case .kvm(.unavailable), .kvm(.missingCapability): throw failure(error.description, status: 69)
+            default: throw failure(error.description, status: 1)
+            }
+        }
+
+        let console = try Console()
+        blockSignals([SIGINT, SIGTERM, SIGHUP])
+        try OSThread(name: "signals") {
+            let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
+            machine.stop(.quit("terminated by signal \(sig)", status: 128 + sig))
+        }.detach()
+        if let timeout {
+            try OSThread(name: "timeout") {
+                sleep(UInt32(timeout))
+                logLine("vfsvm: the guest was still running after --timeout \(timeout) s; it was stopped")
+                machine.stop(.quit("--timeout \(timeout) s", status: 124))
+            }.detach()
+        }
+        try console.enterRawMode()
+        defer { console.restore() }
+        try console.startInput(to: machine)
+        let reason = machine.run()
+        console.stop()
+        console.restore()
+
+        if plan.debug, let counters = machine.counters {
+            let list = counters.snapshot.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
+            logLine("vfsvm: exits to userspace: \(list.isEmpty ? "none" : list)")
+            logLine("vfsvm: \(reason)")
+        }
+        if case .failure(let line) = reason { logLine("vfsvm: \(line)") }
+        if reason.exitStatus != 0 { throw ExitCode(reason.exitStatus) }
+    }
+}
