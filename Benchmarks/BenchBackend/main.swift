@@ -38,6 +38,9 @@ struct BenchBackend: ParsableCommand {
     @Option(help: "Milliseconds to wait for a reply before calling the backend stuck.")
     var timeout: Int32 = 5000
 
+    @Flag(inversion: .prefixedNo, help: "Add the limit column: CPU µs of the same host system calls made directly by this process (no FUSE, no rings).")
+    var limit = true
+
     @Flag(help: "Also print one tab-separated line per backend, round and operation (lines start with \"run\").")
     var tsv = false
 
@@ -62,7 +65,18 @@ struct BenchBackend: ParsableCommand {
         let settings = RunSettings(requests: requests, inFlight: inFlight, timeoutMilliseconds: timeout, operations: operations)
         var results: [String: [[String: Measurement]]] = [:]
         var failed = false
+        var limits: [String: [Double]] = [:]
         for round in 0..<rounds {
+            if limit {
+                do {
+                    let fixture = try LimitFixture()
+                    for op in operations {
+                        if let v = Limit.measure(op.name, fixture, count: requests) { limits[op.name, default: []].append(v) }
+                    }
+                } catch {
+                    printError("bench-backend: the limit column: \(error)")
+                }
+            }
             let order = round % 2 == 0 ? specs : specs.reversed()
             for spec in order {
                 do {
@@ -88,7 +102,7 @@ struct BenchBackend: ParsableCommand {
                 }
             }
         }
-        printTable(specs, operations, results)
+        printTable(specs, operations, results, limits)
         if failed { throw ExitCode(1) }
     }
 
@@ -102,11 +116,13 @@ struct BenchBackend: ParsableCommand {
         }
     }
 
-    func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]]) {
+    func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]],
+                    _ limits: [String: [Double]]) {
         print("bench-backend: \(requests) requests per operation, \(inFlight) in flight, split ring, 1 request queue; medians of \(rounds) round(s)")
         var header = ["operation"]
         for s in specs { header += ["\(s.name) req/s", "p50 µs", "p99 µs", "CPU µs/req", "RSS MiB"] }
         if specs.count == 2 { header += ["CPU/req \(specs[0].name)/\(specs[1].name)", "req/s \(specs[0].name)/\(specs[1].name)"] }
+        if limit { header += ["limit CPU µs", "CPU/req \(specs[0].name)/limit"] }
         var rows = [header]
         for op in operations {
             var row = [op.name]
@@ -123,6 +139,14 @@ struct BenchBackend: ParsableCommand {
             }
             if specs.count == 2 {
                 row += [cpu[1] > 0 && cpu[0] > 0 ? format(cpu[0] / cpu[1], 2) : "-", rps[1] > 0 && rps[0] > 0 ? format(rps[0] / rps[1], 2) : "-"]
+            }
+            if limit {
+                if let l = limits[op.name], !l.isEmpty {
+                    let m = median(l)
+                    row += [format(m, 2), m > 0 && cpu[0] > 0 ? format(cpu[0] / m, 1) : "-"]
+                } else {
+                    row += ["-", "-"]
+                }
             }
             rows.append(row)
         }
