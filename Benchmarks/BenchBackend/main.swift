@@ -32,6 +32,9 @@ struct BenchBackend: ParsableCommand {
     @Option(help: "Requests in flight at once (posted together, one kick).")
     var inFlight = 1
 
+    @Option(help: "Request queues, each driven by a thread of its own with --in-flight requests (virtiofsd 7.2 serves one).")
+    var queues = 1
+
     @Option(help: ArgumentHelp("Comma-separated operations (default all): \(Operation.all.map(\.name).joined(separator: ",")).", valueName: "OPS"))
     var ops: String?
 
@@ -49,6 +52,7 @@ struct BenchBackend: ParsableCommand {
         guard (1...99).contains(rounds) else { throw ValidationError("--rounds wants 1...99") }
         guard (1...10_000_000).contains(requests) else { throw ValidationError("--requests wants 1...10000000") }
         guard (1...64).contains(inFlight) else { throw ValidationError("--in-flight wants 1...64 (the ring has 256 descriptors)") }
+        guard (1...8).contains(queues) else { throw ValidationError("--queues wants 1...8") }
         guard (1...600_000).contains(timeout) else { throw ValidationError("--timeout wants 1...600000 ms") }
     }
 
@@ -62,7 +66,7 @@ struct BenchBackend: ParsableCommand {
             throw ValidationError("\(error)")
         }
         guard Set(specs.map(\.name)).count == specs.count else { throw ValidationError("backend names must differ") }
-        let settings = RunSettings(requests: requests, inFlight: inFlight, timeoutMilliseconds: timeout, operations: operations)
+        let settings = RunSettings(requests: requests, inFlight: inFlight, queues: queues, timeoutMilliseconds: timeout, operations: operations)
         var results: [String: [[String: Measurement]]] = [:]
         var failed = false
         var limits: [String: [Double]] = [:]
@@ -118,7 +122,7 @@ struct BenchBackend: ParsableCommand {
 
     func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]],
                     _ limits: [String: [Double]]) {
-        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight, split ring, 1 request queue; medians of \(rounds) round(s)")
+        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, split ring, \(queues) request queue(s); medians of \(rounds) round(s)")
         var header = ["operation"]
         for s in specs { header += ["\(s.name) req/s", "p50 µs", "p99 µs", "CPU µs/req", "RSS MiB"] }
         if specs.count == 2 { header += ["CPU/req \(specs[0].name)/\(specs[1].name)", "req/s \(specs[0].name)/\(specs[1].name)"] }
