@@ -35,6 +35,9 @@ struct BenchBackend: ParsableCommand {
     @Option(help: "Request queues, each driven by a thread of its own with --in-flight requests (virtiofsd 7.2 serves one).")
     var queues = 1
 
+    @Option(help: ArgumentHelp("Request queues for one backend (overrides --queues for it), e.g. vfsvm=4 to compare 4 queues with virtiofsd's one.", valueName: "NAME=N"))
+    var queuesFor: [String] = []
+
     @Option(help: ArgumentHelp("Comma-separated operations (default all): \(Operation.all.map(\.name).joined(separator: ",")).", valueName: "OPS"))
     var ops: String?
 
@@ -66,7 +69,15 @@ struct BenchBackend: ParsableCommand {
             throw ValidationError("\(error)")
         }
         guard Set(specs.map(\.name)).count == specs.count else { throw ValidationError("backend names must differ") }
-        let settings = RunSettings(requests: requests, inFlight: inFlight, queues: queues, timeoutMilliseconds: timeout, operations: operations)
+        var perBackend: [String: Int] = [:]
+        for item in queuesFor {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, specs.contains(where: { $0.name == parts[0] }), let n = Int(parts[1]), (1...8).contains(n) else {
+                throw ValidationError("--queues-for wants NAME=N with a backend's NAME and N in 1...8, got \"\(item)\"")
+            }
+            perBackend[parts[0]] = n
+        }
+        let base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, timeoutMilliseconds: timeout, operations: operations)
         var results: [String: [[String: Measurement]]] = [:]
         var failed = false
         var limits: [String: [Double]] = [:]
@@ -84,6 +95,8 @@ struct BenchBackend: ParsableCommand {
             let order = round % 2 == 0 ? specs : specs.reversed()
             for spec in order {
                 do {
+                    var settings = base
+                    settings.queues = perBackend[spec.name] ?? queues
                     let r = try runBackend(spec, settings)
                     results[spec.name, default: []].append(r)
                     if tsv {
@@ -106,8 +119,14 @@ struct BenchBackend: ParsableCommand {
                 }
             }
         }
-        printTable(specs, operations, results, limits)
+        printTable(specs, operations, results, limits, perBackend)
         if failed { throw ExitCode(1) }
+    }
+
+    /// "1", or "vfsvm 4, virtiofsd 1" when --queues-for makes them differ.
+    func queueSummary(_ specs: [BackendSpec], _ queueCounts: [String: Int]) -> String {
+        let counts = specs.map { queueCounts[$0.name] ?? queues }
+        return Set(counts).count == 1 ? String(counts[0]) : zip(specs, counts).map { "\($0.name) \($1)" }.joined(separator: ", ")
     }
 
     func selectedOperations() throws -> [Operation] {
@@ -121,8 +140,8 @@ struct BenchBackend: ParsableCommand {
     }
 
     func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]],
-                    _ limits: [String: [Double]]) {
-        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, split ring, \(queues) request queue(s); medians of \(rounds) round(s)")
+                    _ limits: [String: [Double]], _ queueCounts: [String: Int]) {
+        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, split ring, \(queueSummary(specs, queueCounts)) request queue(s); medians of \(rounds) round(s)")
         var header = ["operation"]
         for s in specs { header += ["\(s.name) req/s", "p50 µs", "p99 µs", "CPU µs/req", "RSS MiB"] }
         if specs.count == 2 { header += ["CPU/req \(specs[0].name)/\(specs[1].name)", "req/s \(specs[0].name)/\(specs[1].name)"] }
