@@ -138,7 +138,7 @@ bench-serve: deps images
 
 # The backends' own CPU per FUSE request, vfsvm serve vs virtiofsd, driven
 # over vhost-user by Benchmarks/BenchBackend (no guest). BENCH_ARGS, e.g.
-# "--quick" or "--rounds 5 --in-flight 8".
+# "--quick", "--rounds 5 --in-flight 8" or "--scaling" (4 queues vs 1).
 bench-backend: deps
 	$(SWIFT) build -c release --product vfsvm
 	$(SWIFT) build -c release --product bench-backend

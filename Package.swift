@@ -140,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "bench-backend",
             dependencies: ["VfsvmVhostUserTestSupport", "VfsvmVhostUser", "VfsvmTestSupport", "VfsvmFUSETestSupport", "VfsvmFUSE",
-                           "VfsvmVirtio", "VfsvmMemory", "VfsvmSys",
+                           "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/BenchBackend",
             swiftSettings: strict

@@ -14,6 +14,9 @@
 #   --rounds N     rounds (default 3)
 #   --requests N   measured requests per operation per round (default 3000)
 #   --in-flight N  requests posted together (default 1)
+#   --scaling      then a second table: vfsvm with 4 request queues against
+#                  virtiofsd's one, 32 in flight per queue, on the 4 KiB and
+#                  metadata rows (issue 12's multi-queue goal)
 # Environment:
 #   VFSVM_ARGS       extra `vfsvm serve` arguments, e.g. "--thread-pool-size 4"
 #   VIRTIOFSD_ARGS   extra virtiofsd arguments
@@ -24,13 +27,14 @@
 set -euo pipefail
 
 die() { echo "bench-backend: $*" >&2; exit 2; }
-rounds=3 requests=3000 inflight=1 vfsvm="" tool=""
+rounds=3 requests=3000 inflight=1 scaling=0 vfsvm="" tool=""
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) rounds=1; requests=300; shift ;;
         --rounds) [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]?$ ]] || die "--rounds wants 1..99"; rounds=$2; shift 2 ;;
         --requests) [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]{0,6}$ ]] || die "--requests wants a positive number"; requests=$2; shift 2 ;;
         --in-flight) [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]?$ ]] || die "--in-flight wants 1..64"; inflight=$2; shift 2 ;;
+        --scaling) scaling=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) if [ -z "$vfsvm" ]; then vfsvm=$1; elif [ -z "$tool" ]; then tool=$1; else die "too many arguments"; fi; shift ;;
@@ -46,6 +50,13 @@ virtiofsd=${VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
 ops=()
 [ -z "${BENCH_OPS:-}" ] || ops=(--ops "$BENCH_OPS")
 echo "bench-backend: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $($virtiofsd --version 2>&1 | head -1)"
-exec "$tool" --rounds "$rounds" --requests "$requests" --in-flight "$inflight" "${ops[@]}" \
-    --backend "vfsvm=$vfsvm serve --socket-path {socket} -o source={share} -o cache=auto ${VFSVM_ARGS:-}" \
-    --backend "virtiofsd=$virtiofsd --socket-path={socket} -o source={share} -o cache=auto ${VIRTIOFSD_ARGS:-}"
+backends=(--backend "vfsvm=$vfsvm serve --socket-path {socket} -o source={share} -o cache=auto ${VFSVM_ARGS:-}"
+          --backend "virtiofsd=$virtiofsd --socket-path={socket} -o source={share} -o cache=auto ${VIRTIOFSD_ARGS:-}")
+rc=0
+"$tool" --rounds "$rounds" --requests "$requests" --in-flight "$inflight" "${ops[@]}" "${backends[@]}" || rc=1
+if [ $scaling -eq 1 ]; then
+    echo
+    "$tool" --rounds "$rounds" --requests $((requests * 4)) --in-flight 32 --queues-for vfsvm=4 --no-limit \
+        --ops getattr,lookup,read-4k,write-4k "${backends[@]}" || rc=1
+fi
+exit $rc

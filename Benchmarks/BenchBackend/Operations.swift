@@ -57,7 +57,7 @@ struct Handles {
 /// the reply to the previous step of that iteration, if any), and whether a
 /// reply is what a working backend answers.
 struct Step: Sendable {
-    let build: @Sendable (FSSession, Handles, Int, FUSEReplyBytes?) -> FUSERequest
+    let build: @Sendable (RequestQueue, Handles, Int, FUSEReplyBytes?) -> FUSERequest
     let check: @Sendable (FUSEReplyBytes) -> Bool
 }
 
@@ -76,7 +76,7 @@ struct Operation: Sendable {
         self.steps = steps
     }
 
-    init(name: String, bufferBytes: Int, build: @escaping @Sendable (FSSession, Handles, Int) -> FUSERequest,
+    init(name: String, bufferBytes: Int, build: @escaping @Sendable (RequestQueue, Handles, Int) -> FUSERequest,
          check: @escaping @Sendable (FUSEReplyBytes) -> Bool) {
         self.init(name: name, bufferBytes: bufferBytes, steps: [Step(build: { s, h, k, _ in build(s, h, k) }, check: check)])
     }

@@ -51,6 +51,7 @@ struct Measurement {
 struct RunSettings {
     var requests: Int
     var inFlight: Int
+    var queues: Int
     var timeoutMilliseconds: Int32
     var operations: [Operation]
 }
@@ -93,10 +94,10 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
     }
     guard let socket else { throw FrontendError("\(spec.name) did not listen on its socket within 10 s\(logTail())") }
     let largest = settings.operations.map(\.bufferBytes).max() ?? 4096
-    let ramSize = max(8 << 20, (2 << 20) + settings.inFlight * (largest + 8192))
+    let slice = ((1 << 20) + settings.inFlight * (largest + 8192) + 0xfffff) & ~0xfffff
     let session: FSSession
     do {
-        session = try FSSession(socket: socket, ramSize: (ramSize + 0xfffff) & ~0xfffff, queueSize: 256,
+        session = try FSSession(socket: socket, queues: settings.queues, sliceBytes: slice, queueSize: 256,
                                 timeoutMilliseconds: settings.timeoutMilliseconds)
     } catch {
         throw FrontendError("\(spec.name): \(error)\(logTail())")
@@ -106,10 +107,11 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
     var results: [String: Measurement] = [:]
     for op in settings.operations {
         // Warm up (page cache, inode tables), unmeasured.
-        _ = try measure(op, session, handles, count: max(settings.inFlight, settings.requests / 10), inFlight: settings.inFlight,
+        _ = try measure(op, session.queues, handles, count: max(settings.inFlight, settings.requests / 10), inFlight: settings.inFlight,
                         pid: child.pid)
         do {
-            results[op.name] = try measure(op, session, handles, count: settings.requests, inFlight: settings.inFlight, pid: child.pid)
+            results[op.name] = try measure(op, session.queues, handles, count: settings.requests, inFlight: settings.inFlight,
+                                           pid: child.pid)
         } catch {
             throw FrontendError("\(spec.name), \(op.name): \(error)\(logTail())")
         }
@@ -117,18 +119,57 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
     return results
 }
 
-/// `count` requests of `op`, `inFlight` at a time.
-func measure(_ op: Operation, _ s: FSSession, _ h: Handles, count: Int, inFlight: Int, pid: pid_t) throws -> Measurement {
-    var m = Measurement()
-    m.latencies.reserveCapacity(count)
+/// `count` iterations of `op`, `inFlight` at a time on each queue; with
+/// several queues, each gets an equal share on a thread of its own.
+func measure(_ op: Operation, _ queues: [RequestQueue], _ h: Handles, count: Int, inFlight: Int, pid: pid_t) throws -> Measurement {
     let tree = Proc.tree(pid)
     let cpu0 = Proc.cpuNanoseconds(tree)
     let t0 = nowNanoseconds()
-    var k = 0
+    var m = Measurement()
+    if queues.count == 1 {
+        m = try drive(op, queues[0], h, range: 0..<count, inFlight: inFlight)
+    } else {
+        let parts = queues.indices.map { q in ResultBox(range: (count * q / queues.count)..<(count * (q + 1) / queues.count)) }
+        let threads = try queues.indices.map { q in
+            let queue = queues[q], part = parts[q]
+            return try OSThread(name: "bench-q\(q)") {
+                do { part.result = .success(try drive(op, queue, h, range: part.range, inFlight: inFlight)) } catch { part.result = .failure(error) }
+            }
+        }
+        for t in threads { t.join() }
+        for part in parts {
+            let p = try part.result.get()
+            m.latencies += p.latencies
+            if m.errors == 0 { m.firstError = p.firstError }
+            m.errors += p.errors
+        }
+    }
+    m.seconds = Double(nowNanoseconds() - t0) / 1e9
+    let after = Proc.tree(pid)
+    m.cpuNanoseconds = Proc.cpuNanoseconds(after) &- cpu0
+    m.peakRSSKiB = Proc.peakRSSKiB(after)
+    m.requests = count
+    return m
+}
+
+/// One thread's share of a multi-queue measurement.
+final class ResultBox: @unchecked Sendable {
+    // @unchecked: written by its one thread, read after join.
+    let range: Range<Int>
+    var result: Result<Measurement, any Error> = .failure(FrontendError("the queue thread did not run"))
+    init(range: Range<Int>) { self.range = range }
+}
+
+/// Iterations `range` of `op` on one queue, `inFlight` at a time: latencies
+/// and wrong replies (timing and CPU are the caller's).
+func drive(_ op: Operation, _ s: RequestQueue, _ h: Handles, range: Range<Int>, inFlight: Int) throws -> Measurement {
+    var m = Measurement()
+    m.latencies.reserveCapacity(range.count)
+    var k = range.lowerBound
     var latency = [UInt64](repeating: 0, count: inFlight)
     var previous = [FUSEReplyBytes?](repeating: nil, count: inFlight)
-    while k < count {
-        let n = min(count - k, inFlight)
+    while k < range.upperBound {
+        let n = min(range.upperBound - k, inFlight)
         for i in 0..<n { latency[i] = 0; previous[i] = nil }
         for step in op.steps {
             let batch = (0..<n).map { step.build(s, h, k + $0, previous[$0]) }
@@ -144,11 +185,6 @@ func measure(_ op: Operation, _ s: FSSession, _ h: Handles, count: Int, inFlight
         m.latencies += latency[0..<n]
         k += n
     }
-    m.seconds = Double(nowNanoseconds() - t0) / 1e9
-    let after = Proc.tree(pid)
-    m.cpuNanoseconds = Proc.cpuNanoseconds(after) &- cpu0
-    m.peakRSSKiB = Proc.peakRSSKiB(after)
-    m.requests = count
     return m
 }
 

@@ -32,11 +32,20 @@ struct BenchBackend: ParsableCommand {
     @Option(help: "Requests in flight at once (posted together, one kick).")
     var inFlight = 1
 
+    @Option(help: "Request queues, each driven by a thread of its own with --in-flight requests (virtiofsd 7.2 serves one).")
+    var queues = 1
+
+    @Option(help: ArgumentHelp("Request queues for one backend (overrides --queues for it), e.g. vfsvm=4 to compare 4 queues with virtiofsd's one.", valueName: "NAME=N"))
+    var queuesFor: [String] = []
+
     @Option(help: ArgumentHelp("Comma-separated operations (default all): \(Operation.all.map(\.name).joined(separator: ",")).", valueName: "OPS"))
     var ops: String?
 
     @Option(help: "Milliseconds to wait for a reply before calling the backend stuck.")
     var timeout: Int32 = 5000
+
+    @Flag(inversion: .prefixedNo, help: "Add the limit column: CPU µs of the same host system calls made directly by this process (no FUSE, no rings).")
+    var limit = true
 
     @Flag(help: "Also print one tab-separated line per backend, round and operation (lines start with \"run\").")
     var tsv = false
@@ -46,6 +55,7 @@ struct BenchBackend: ParsableCommand {
         guard (1...99).contains(rounds) else { throw ValidationError("--rounds wants 1...99") }
         guard (1...10_000_000).contains(requests) else { throw ValidationError("--requests wants 1...10000000") }
         guard (1...64).contains(inFlight) else { throw ValidationError("--in-flight wants 1...64 (the ring has 256 descriptors)") }
+        guard (1...8).contains(queues) else { throw ValidationError("--queues wants 1...8") }
         guard (1...600_000).contains(timeout) else { throw ValidationError("--timeout wants 1...600000 ms") }
     }
 
@@ -59,13 +69,34 @@ struct BenchBackend: ParsableCommand {
             throw ValidationError("\(error)")
         }
         guard Set(specs.map(\.name)).count == specs.count else { throw ValidationError("backend names must differ") }
-        let settings = RunSettings(requests: requests, inFlight: inFlight, timeoutMilliseconds: timeout, operations: operations)
+        var perBackend: [String: Int] = [:]
+        for item in queuesFor {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, specs.contains(where: { $0.name == parts[0] }), let n = Int(parts[1]), (1...8).contains(n) else {
+                throw ValidationError("--queues-for wants NAME=N with a backend's NAME and N in 1...8, got \"\(item)\"")
+            }
+            perBackend[parts[0]] = n
+        }
+        let base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, timeoutMilliseconds: timeout, operations: operations)
         var results: [String: [[String: Measurement]]] = [:]
         var failed = false
+        var limits: [String: [Double]] = [:]
         for round in 0..<rounds {
+            if limit {
+                do {
+                    let fixture = try LimitFixture()
+                    for op in operations {
+                        if let v = Limit.measure(op.name, fixture, count: requests) { limits[op.name, default: []].append(v) }
+                    }
+                } catch {
+                    printError("bench-backend: the limit column: \(error)")
+                }
+            }
             let order = round % 2 == 0 ? specs : specs.reversed()
             for spec in order {
                 do {
+                    var settings = base
+                    settings.queues = perBackend[spec.name] ?? queues
                     let r = try runBackend(spec, settings)
                     results[spec.name, default: []].append(r)
                     if tsv {
@@ -88,8 +119,14 @@ struct BenchBackend: ParsableCommand {
                 }
             }
         }
-        printTable(specs, operations, results)
+        printTable(specs, operations, results, limits, perBackend)
         if failed { throw ExitCode(1) }
+    }
+
+    /// "1", or "vfsvm 4, virtiofsd 1" when --queues-for makes them differ.
+    func queueSummary(_ specs: [BackendSpec], _ queueCounts: [String: Int]) -> String {
+        let counts = specs.map { queueCounts[$0.name] ?? queues }
+        return Set(counts).count == 1 ? String(counts[0]) : zip(specs, counts).map { "\($0.name) \($1)" }.joined(separator: ", ")
     }
 
     func selectedOperations() throws -> [Operation] {
@@ -102,11 +139,13 @@ struct BenchBackend: ParsableCommand {
         }
     }
 
-    func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]]) {
-        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight, split ring, 1 request queue; medians of \(rounds) round(s)")
+    func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]],
+                    _ limits: [String: [Double]], _ queueCounts: [String: Int]) {
+        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, split ring, \(queueSummary(specs, queueCounts)) request queue(s); medians of \(rounds) round(s)")
         var header = ["operation"]
         for s in specs { header += ["\(s.name) req/s", "p50 µs", "p99 µs", "CPU µs/req", "RSS MiB"] }
         if specs.count == 2 { header += ["CPU/req \(specs[0].name)/\(specs[1].name)", "req/s \(specs[0].name)/\(specs[1].name)"] }
+        if limit { header += ["limit CPU µs", "CPU/req \(specs[0].name)/limit"] }
         var rows = [header]
         for op in operations {
             var row = [op.name]
@@ -123,6 +162,14 @@ struct BenchBackend: ParsableCommand {
             }
             if specs.count == 2 {
                 row += [cpu[1] > 0 && cpu[0] > 0 ? format(cpu[0] / cpu[1], 2) : "-", rps[1] > 0 && rps[0] > 0 ? format(rps[0] / rps[1], 2) : "-"]
+            }
+            if limit {
+                if let l = limits[op.name], !l.isEmpty {
+                    let m = median(l)
+                    row += [format(m, 2), m > 0 && cpu[0] > 0 ? format(cpu[0] / m, 1) : "-"]
+                } else {
+                    row += ["-", "-"]
+                }
             }
             rows.append(row)
         }

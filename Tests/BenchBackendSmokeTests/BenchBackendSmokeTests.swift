@@ -65,6 +65,20 @@ func run(_ path: String, _ arguments: [String]) throws -> (code: Int32?, out: St
         #expect(r.out.contains("operation") && r.out.contains("vfsvm req/s"), "the table: \(r.out)")
     }
 
+    /// Two request queues, each on a thread of its own: every reply right.
+    @Test func twoQueuesAgainstVfsvmServe() throws {
+        let vfsvm = try builtExecutable("vfsvm")
+        let r = try run(try builtExecutable("bench-backend"), [
+            "--rounds", "1", "--requests", "40", "--in-flight", "4", "--queues", "2", "--tsv", "--no-limit", "--ops", "getattr,read-4k",
+            "--backend", "vfsvm=\(vfsvm) serve --socket-path {socket} --shared-dir {share} --sandbox none --seccomp none",
+        ])
+        #expect(r.code == 0, "stderr: \(r.err)")
+        let rows = r.out.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }.filter { $0.first == "run" }
+        #expect(rows.map { $0[3] } == ["getattr", "read-4k"])
+        for row in rows { #expect(row.count == 11 && row[4] == "40" && row[5] == "0" && (Double(row[9]) ?? 0) > 0, "\(row)") }
+        #expect(r.out.contains("2 request queue(s)"), "\(r.out)")
+    }
+
     /// A backend that is not there: one sentence, exit status 64 (usage).
     @Test func aMissingBackendIsOneSentence() throws {
         let r = try run(try builtExecutable("bench-backend"), ["--backend", "x=/nonexistent/backend --socket-path {socket}"])
@@ -76,7 +90,7 @@ func run(_ path: String, _ arguments: [String]) throws -> (code: Int32?, out: St
     /// A backend that exits at once: the run fails with a sentence naming
     /// it, and the tool exits 1 instead of hanging.
     @Test func aBackendThatExitsIsReported() throws {
-        let r = try run(try builtExecutable("bench-backend"), ["--rounds", "1", "--backend", "f=/bin/false {socket}"])
+        let r = try run(try builtExecutable("bench-backend"), ["--rounds", "1", "--requests", "20", "--no-limit", "--backend", "f=/bin/false {socket}"])
         #expect(r.code == 1)
         #expect(r.err.contains("f exited before listening"), "stderr: \(r.err)")
     }
