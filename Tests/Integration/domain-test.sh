@@ -123,4 +123,54 @@ refusal 64 "XML libvirt's schema refuses: the RelaxNG message with the file name
 refusal 64 "options the domain replaces are refused" "drop --memory, a GUEST argument" --domain "$top/mmio.xml" --memory 64M "$virtiofs"
 refusal 66 "a missing domain file" "$top/none.xml: No such file or directory" --domain "$top/none.xml"
 
+# --- vfsvm libvirt-hook, called as libvirt calls Configs/libvirt-hook-qemu ---
+mkdir -p "$top/hook/share" "$top/hook/log"
+hook_xml() { # hook_xml DIR: a domain with one vfsvm share on $top/hook/data.sock
+    cat <<EOF
+<domain type='qemu'>
+  <name>hooked</name>
+  <metadata>
+    <vfsvm:shares xmlns:vfsvm='urn:x-vfsvm:libvirt-hook:1'>
+      <vfsvm:share socket='$top/hook/data.sock' dir='$1' cache='always'/>
+    </vfsvm:shares>
+  </metadata>
+  <memory unit='MiB'>256</memory>
+  <os><type>hvm</type><kernel>/k</kernel></os>
+  <devices>
+    <filesystem type='mount'><driver type='virtiofs'/><source socket='$top/hook/data.sock'/><target dir='data'/></filesystem>
+  </devices>
+</domain>
+EOF
+}
+hook_xml "$top/hook/share" >"$top/hook/domain.xml"
+hook() { VFSVM_HOOK_LOG_DIR=$top/hook/log timeout 20 "$configs/libvirt-hook-qemu" "$@" <"$top/hook/domain.xml" >"$out" 2>"$err"; }
+export VFSVM
+hook hooked prepare begin -
+got=$?
+pid=$(cat "$top/hook/data.sock.vfsvm.pid" 2>/dev/null)
+if [ $got -eq 0 ] && [ -S "$top/hook/data.sock" ] && [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "serve --socket-path $top/hook/data.sock --shared-dir $top/hook/share --cache always"; then
+    ok "hook prepare begin: vfsvm serve listens on the <source socket>, pid file next to it"
+else
+    bad "hook prepare begin starts vfsvm serve" "exit $got, stderr $(head -c 300 "$err"), pid '$pid'"
+fi
+has "$top/hook/log/hooked-data-vfsvm.log" "waiting for the frontend" "the daemon logs to <log dir>/<domain>-<tag>-vfsvm.log"
+hook hooked started begin -
+check "other operations pass through (started begin: exit 0)" test $? -eq 0
+hook hooked release end -
+got=$?
+state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
+if [ $got -eq 0 ] && { [ -z "$state" ] || [ "$state" = Z ]; } && [ ! -e "$top/hook/data.sock" ] && [ ! -e "$top/hook/data.sock.vfsvm.pid" ]; then
+    ok "hook release end: the daemon is gone, socket and pid file removed"
+else
+    bad "hook release end stops the daemon" "exit $got, state '$state', $(ls "$top/hook")"
+fi
+hook_xml "$top/hook/missing" >"$top/hook/domain.xml"
+hook hooked prepare begin -
+got=$?
+if [ $got -eq 1 ] && [ "$(wc -l <"$err")" -eq 1 ] && grep -qF "share $top/hook/missing for socket $top/hook/data.sock: not a directory" "$err" && [ ! -e "$top/hook/data.sock" ]; then
+    ok "hook: a missing share directory is one line and status 1, nothing started"
+else
+    bad "hook: a missing share directory is refused" "exit $got, stderr $(head -c 300 "$err")"
+fi
+
 summary domain-test
