@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-run nightly clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend bench-run nightly clean
 
 all: build
 
@@ -80,6 +80,12 @@ guests: deps
 vmm-test: build guests
 	Tests/Integration/vmm-test.sh $(BIN) $(GUESTS_OUT)
 
+# vfsvm run --domain: the Configs/domain-*.xml examples booted under
+# /dev/kvm with the freestanding guests, the --print-domain-xml round trip,
+# and the refusals (unsupported elements, invalid XML, conflicting options).
+domain-test: build guests
+	Tests/Integration/domain-test.sh $(BIN) $(GUESTS_OUT)
+
 # Coverage-guided fuzzing (Fuzz/fuzz.sh: libFuzzer + AddressSanitizer, a
 # package of its own built into .build-fuzz): each target, one at a time,
 # for FUZZ_SECONDS; `make test` gives each 30 seconds.
@@ -92,7 +98,7 @@ fuzz-test: deps
 	Fuzz/fuzz.sh build
 	Fuzz/fuzz.sh run 30
 
-test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test blk-test run-test libvirt-test
+test: unit-test fuzz-test vmm-test domain-test mount-test boot-test rootfs-test blk-test run-test libvirt-test
 
 # The demonstration: `vfsvm run` boots the Images Linux guest with a demo
 # share (the accelerator chosen by measurement); the guest lists, reads and
@@ -105,7 +111,7 @@ run: build images
 run-serve: build images
 	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Scripts/demo-virtiofsd.sh
 
-bench: bench-ring bench-mount bench-serve bench-vmm
+bench: bench-ring bench-mount bench-serve bench-vmm bench-backend
 
 bench-ring: deps
 	Benchmarks/run-ring.sh
@@ -136,6 +142,14 @@ bench-run: build images
 bench-serve: deps images
 	$(SWIFT) build -c release
 	Benchmarks/bench-serve.sh .build/release/vfsvm
+
+# The backends' own CPU per FUSE request, vfsvm serve vs virtiofsd, driven
+# over vhost-user by Benchmarks/BenchBackend (no guest). BENCH_ARGS, e.g.
+# "--quick", "--rounds 5 --in-flight 8" or "--scaling" (4 queues vs 1).
+bench-backend: deps
+	$(SWIFT) build -c release --product vfsvm
+	$(SWIFT) build -c release --product bench-backend
+	Benchmarks/bench-backend.sh $(BENCH_ARGS) .build/release/vfsvm .build/release/bench-backend
 
 clean:
 	rm -rf .build .build-fuzz

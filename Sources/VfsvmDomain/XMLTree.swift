@@ -5,6 +5,9 @@ import Synchronization
 /// copied out of libxml2's tree so nothing above this file touches it.
 public struct XMLElement: Equatable, Sendable {
     public var name: String
+    /// The element's namespace URI (nil for none: all of libvirt's own
+    /// elements).
+    public var namespace: String? = nil
     public var attributes: [String: String]
     public var children: [XMLElement]
     /// The element's own text (its direct text and CDATA children),
@@ -91,6 +94,7 @@ final class XMLDocumentHandle {
 
     private static func copy(_ node: xmlNodePtr) -> XMLElement {
         var element = XMLElement(name: String(cString: node.pointee.name), line: Int(xmlGetLineNo(node)))
+        if let ns = node.pointee.ns, let href = ns.pointee.href { element.namespace = String(cString: href) }
         var attr = node.pointee.properties
         while let a = attr {
             let name = String(cString: a.pointee.name)
@@ -117,6 +121,16 @@ final class XMLDocumentHandle {
         }
         element.text = text.trimmingWhitespace()
         return element
+    }
+}
+
+/// Well-formed XML (no schema) in, its root element out.
+public enum XMLReader {
+    public static func element(from bytes: [UInt8], fileName: String) throws(DomainError) -> XMLElement {
+        guard let root = try XMLDocumentHandle.parse(bytes, fileName: fileName).root() else {
+            throw .invalidXML(fileName, ["\(fileName): no root element"])
+        }
+        return root
     }
 }
 

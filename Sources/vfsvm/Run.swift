@@ -79,6 +79,15 @@ struct Run: ParsableCommand {
     @Flag(name: .customShort("d"), help: "Debug: count the vCPUs' exits to userspace per device and print them when the guest stops.")
     var debug = false
 
+    @Option(help: ArgumentHelp("Take the VM from a libvirt domain XML file (RunDomain.swift); the options it replaces are refused.", valueName: "FILE"))
+    var domain: String?
+
+    @Flag(help: "With --domain: warn about what vfsvm cannot honour instead of refusing the domain.")
+    var ignoreUnsupported = false
+
+    @Flag(help: "Print the libvirt domain XML equivalent of this VM (QEMU under libvirt, vfsvm as the virtiofs daemon) and exit.")
+    var printDomainXML = false
+
     @Argument(help: "The guest: the guest.img bundle Images builds (see Images/README.md), a kernel, or a raw disk image.")
     var guest: String?
 
@@ -98,7 +107,7 @@ struct Run: ParsableCommand {
             throw ValidationError("--memory \(size) is too small: the board needs at least \(Self.minimumMemory >> 20) MiB")
         }
         if let timeout, timeout <= 0 { throw ValidationError("--timeout must be a positive number of seconds, got \(timeout)") }
-        guard guest != nil || kernel != nil || rootfs != nil else { throw ValidationError("give a GUEST image, --kernel or --rootfs") }
+        guard guest != nil || kernel != nil || rootfs != nil || domain != nil else { throw ValidationError("give a GUEST image, --kernel, --rootfs or --domain") }
     }
 
     /// Low-memory boot structures, the BIOS area and a kernel at 1 MiB
@@ -110,7 +119,10 @@ struct Run: ParsableCommand {
     /// about 40 MiB.
     static let minimumLinuxMemory: UInt64 = 64 << 20
 
-    func run() throws {
+    mutating func run() throws {
+        let extras = try domain.map { path in try applyDomain(path) }
+        if printDomainXML { return try writeDomainXML() }
+        do { try extras?.redirectConsole() } catch { throw failure(error.description, status: error.status) }
         let plan: RunPlan
         do { plan = try makePlan() } catch { throw failure(error.description, status: error.status) }
         let path = printQemuCmdline ? .tcg : accel.choosePath()

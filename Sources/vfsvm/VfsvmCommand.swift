@@ -14,7 +14,7 @@ struct Vfsvm: ParsableCommand {
               mount  serves a share on the host through /dev/fuse
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Serve.self, Mount.self]
+        subcommands: [Run.self, Serve.self, Mount.self, LibvirtHook.self]
     )
 
     /// Installed under a name containing "virtiofsd" (Configs/50-vfsvm.json

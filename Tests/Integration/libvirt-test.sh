@@ -13,7 +13,10 @@
 #  3. a share path with a comma and a blank, namespace sandbox, xattr and
 #     locks off: the doubled comma, no_xattr (setxattr refused) and I/O;
 #  4. <cache mode='none'/>: libvirt passes cache=none, which the daemon
-#     must accept.
+#     must accept;
+#  5. vfsvm libvirt-hook as the QEMU hook: <source socket> plus vfsvm
+#     metadata; the hook starts vfsvm serve at prepare begin and stops it
+#     at release end.
 #
 #   libvirt-test.sh PATH-TO-vfsvm
 #
@@ -137,6 +140,15 @@ etc_sum_before=$(etc_sum)
 
 # --- the private libvirtd: configuration
 ln -s "$qemu_driver" "$work/drivers/"
+# the QEMU hook (read when libvirtd starts): Configs/libvirt-hook-qemu,
+# with each call's argv and stdin recorded
+mkdir -p "$work/etc/hooks"
+cat > "$work/etc/hooks/qemu" <<EOF
+#!/bin/sh
+echo "\$*" >> "$work/hook-calls.log"
+tee "$work/hook-stdin-\$2-\$3.xml" | VFSVM="$VFSVM" "$top/Configs/libvirt-hook-qemu" "\$@"
+EOF
+chmod 755 "$work/etc/hooks/qemu"
 cat > "$work/etc/libvirtd.conf" <<'EOF'
 unix_sock_group = "root"
 unix_sock_ro_perms = "0700"
@@ -456,4 +468,59 @@ else
         "virsh: $(echo "$out" | grep -o "Connection refused\|error: [^:]*" | tail -1); daemon said: $(grep -v '^ *$' "$daemon_log" 2>/dev/null | head -2 | tr '\n' ' ')"
 fi
 virsh_ undefine "$domain" >/dev/null 2>&1
+
+# --- 5. vfsvm libvirt-hook (Configs/libvirt-hook-qemu as the QEMU hook):
+# a <filesystem> with <source socket> and the share in vfsvm's metadata;
+# the hook starts vfsvm serve at prepare begin, QEMU connects, the guest
+# reads and writes the share, and after shut off (release end) the daemon,
+# its socket and its pid file are gone. The hook's argv and stdin are kept
+# in $work/hook-calls.log and $work/hook-stdin-*.xml.
+mkdir -p "$work/hook-share" "$work/hook"
+printf 'hello from the host %s\n' "$token" > "$work/hook-share/host.txt"
+console5=$work/console-hook.log
+fill_domain "$(cat <<EOF
+set -e
+[ "\$(cat /mnt/host.txt)" = "hello from the host $token" ]
+echo "through the hook $token" > /mnt/from-guest.txt
+sync
+EOF
+)" "$console5" "$work/domain-hook.xml" "$work/hook-share"
+sock=$work/hook/fs.sock
+sed -i -e "/<binary /,/<\/binary>/d" -e "s|<source dir='$work/hook-share'/>|<source socket='$sock'/>|" \
+    -e "s|<name>$domain</name>|<name>$domain</name><metadata><vfsvm:shares xmlns:vfsvm='urn:x-vfsvm:libvirt-hook:1'><vfsvm:share socket='$sock' dir='$work/hook-share' cache='auto'/></vfsvm:shares></metadata>|" \
+    "$work/domain-hook.xml"
+if ! grep -q "<source socket='$sock'/>" "$work/domain-hook.xml" || grep -q "<binary" "$work/domain-hook.xml"; then
+    bad "hook domain XML made from Configs/vfsvm-domain.xml" "see $work/domain-hook.xml"
+elif define_start "$work/domain-hook.xml"; then
+    hook_pid=$(cat "$sock.vfsvm.pid" 2>/dev/null)
+    if [ -n "$hook_pid" ] && alive "$hook_pid" && tr '\0' ' ' < "/proc/$hook_pid/cmdline" | grep -q "serve --socket-path $sock --shared-dir $work/hook-share --cache auto"; then
+        ok "prepare begin: the hook started vfsvm serve on the <source socket> (pid $hook_pid)"
+    else
+        bad "prepare begin: the hook started vfsvm serve" "pid '${hook_pid}'; calls: $(tr '\n' ';' < "$work/hook-calls.log" 2>/dev/null)"
+    fi
+    state=
+    for _ in $(seq $((timeout * 5))); do
+        state=$(virsh_ domstate "$domain" 2>/dev/null)
+        [ "$state" = "shut off" ] && break
+        sleep 0.2
+    done
+    if [ "$state" = "shut off" ] && grep -q 'VFSVM-GUEST-EXIT status=0' "$console5" \
+        && [ "$(cat "$work/hook-share/from-guest.txt" 2>/dev/null)" = "through the hook $token" ]; then
+        ok "a libvirt guest read and wrote a share served by the hook's vfsvm"
+    else
+        bad "a libvirt guest uses the hook's share" "state '$state'; $(grep -E 'VFSVM-GUEST-EXIT|vfsvm-init:' "$console5" 2>/dev/null | tr -d '\r' | tail -3 | tr '\n' ' ')"
+    fi
+    for _ in $(seq 100); do [ -e "$sock.vfsvm.pid" ] || break; sleep 0.1; done
+    gone=yes
+    if [ -n "$hook_pid" ] && alive "$hook_pid" && [ "$(awk '{print $3}' "/proc/$hook_pid/stat" 2>/dev/null)" != Z ]; then gone=no; fi
+    if [ $gone = yes ] && [ ! -e "$sock" ] && [ ! -e "$sock.vfsvm.pid" ] && grep -q "release end" "$work/hook-calls.log"; then
+        ok "release end: the hook's daemon, socket and pid file are gone"
+    else
+        bad "release end stops the hook's daemon" "daemon gone: $gone; $(ls "$work/hook"); calls: $(tr '\n' ';' < "$work/hook-calls.log")"
+    fi
+    echo "libvirt-test: libvirt called the hook as: $(tr '\n' ';' < "$work/hook-calls.log")"
+    virsh_ undefine "$domain" >/dev/null 2>&1
+else
+    bad "define + start a domain whose share the hook serves" "$(echo "$out" | tr '\n' ' '); calls: $(tr '\n' ';' < "$work/hook-calls.log" 2>/dev/null); log: $(tail -3 "$work"/log/qemu/*-vfsvm.log 2>/dev/null | tr '\n' ' ')"
+fi
 exit 0
