@@ -30,6 +30,7 @@ struct DomainRunExtras {
 /// The options `vfsvm run` takes from a domain, and what it cannot honour.
 struct DomainRunOptions: Equatable {
     var shares: [String] = []
+    var disks: [String] = []
     var kernel: String
     var initrd: String?
     var cmdline: String?
@@ -55,7 +56,14 @@ struct DomainRunOptions: Equatable {
         case .file(let path)?: consoleFile = path
         case .pty?: unsupported.append("<serial type='pty'> (vfsvm run's console is stdin/stdout or a file)")
         }
-        for d in c.disks { unsupported.append("<disk> '\(d.target)' (vfsvm run attaches no disks yet)") }
+        // Raw disks in order: vda, vdb, ... as --disk attaches them.
+        for d in c.disks {
+            guard !d.path.contains(":") else {
+                unsupported.append("<disk> '\(d.target)': a path with ':' (vfsvm run --disk cannot express it)")
+                continue
+            }
+            disks.append(d.readOnly ? d.path + ":ro" : d.path)
+        }
         var rings: Set<Bool> = []
         for fs in c.filesystems {
             let what = "<filesystem> '\(fs.tag)'"
@@ -128,6 +136,7 @@ extension Run {
             for item in items { logLine("vfsvm: \(path): ignored (not supported by vfsvm run): \(item)") }
         }
         share = options.shares
+        disk = options.disks
         kernel = options.kernel
         initrd = options.initrd
         cmdline = options.cmdline
@@ -186,6 +195,13 @@ extension Run {
             // libvirt 9.0 says none or always; auto is the daemon's default.
             fs.cache = spec.cache == .auto ? nil : spec.cache
             c.filesystems.append(fs)
+        }
+        guard disk.count <= 26 else { throw PlanError(description: "--print-domain-xml: at most 26 disks (vda to vdz)", status: 64) }
+        for (i, text) in disk.enumerated() {
+            let spec: DiskSpec
+            do { spec = try parseDisk(text) } catch { throw PlanError(description: error.message, status: 64) }
+            let target = "vd" + String(UnicodeScalar(UInt8(ascii: "a") + UInt8(i)))
+            c.disks.append(DomainDisk(path: try absolute(spec.path), target: target, readOnly: spec.readOnly))
         }
         if requestQueues != 1 {
             logLine("vfsvm: --print-domain-xml: --request-queues \(requestQueues) has no libvirt equivalent; the domain has one request queue per share")

@@ -150,6 +150,7 @@ static void msix_mask_check(struct vq *req) {
     h->unique = 0x4d53;
     h->nodeid = FUSE_ROOT_ID;
     struct buf bufs[2] = {{request, sizeof request, 0}, {reply, sizeof reply, 1}};
+    sleep_ms(10); /* any late interrupt of the workload lands first */
     virtio_pci_mask_vector(1, 1);
     u32 before = irq_count;
     vq_submit(req, bufs, 2);

@@ -9,14 +9,15 @@ import VfsvmVirtioBlk
 /// functions, their BARs and their INTx GSIs are, as a guest finds them
 /// through configuration mechanism #1.
 @Suite(.serialized) struct VirtioPCIBoardTests {
-    @Test func twoDisksAreTwoFunctionsWithBARsAboveRAMAndAGSIEach() throws {
+    /// A pci board with two 1 MiB virtio-blk disks (slots 1 and 2), or nil
+    /// (recorded) when /dev/kvm is not usable; the caller unlinks the images.
+    static func twoDiskBoard() throws -> (Machine, [String])? {
         guard access("/dev/kvm", R_OK | W_OK) == 0 else {
             Issue.record("/dev/kvm is not usable here (errno \(errno)): the board cannot be built")
-            return
+            return nil
         }
         var devices: [VirtioBlockDevice] = []
         var paths: [String] = []
-        defer { for p in paths { unlink(p) } }
         for i in 0..<2 {
             var template = Array("/tmp/vfsvm-pci-board.XXXXXX".utf8CString)
             let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
@@ -26,10 +27,16 @@ import VfsvmVirtioBlk
             close(fd)
             devices.append(try VirtioBlockDevice(image: try BlockImage(path: paths[i], readOnly: false), serial: "disk\(i)"))
         }
-        let memorySize: UInt64 = 64 << 20
         let machine = try Machine.build(MachineConfig(memorySize: memorySize, kernel: MachineTests.pvhImage([0xf4]), devices: devices,
                                                       transport: .pci, consoleOutput: { _ in }))
-        #expect(machine.pciTransports.count == 2 && machine.mmioTransports.isEmpty)
+        return (machine, paths)
+    }
+
+    static let memorySize: UInt64 = 64 << 20
+
+    @Test func twoDisksAreTwoFunctionsWithBARsAboveRAMAndAGSIEach() throws {
+        guard let (machine, paths) = try Self.twoDiskBoard() else { return }
+        defer { for p in paths { unlink(p) } }
         let bridge = try #require(machine.ports.all.first { $0.name == "PCI config" }?.device)
         func config(_ slot: UInt32, _ reg: UInt32, size: Int = 4) -> UInt32 {
             bridge.write(offset: 0, size: 4, value: 0x8000_0000 | slot << 11 | reg)
@@ -40,7 +47,7 @@ import VfsvmVirtioBlk
             bridge.write(offset: 4 + UInt16(reg & 3), size: size, value: value)
         }
 
-        let window = X86Layout.pciMem64(memorySize: memorySize)
+        let window = X86Layout.pciMem64(memorySize: Self.memorySize)
         var lines: Set<UInt32> = []
         for slot in UInt32(1)...2 {
             #expect(config(slot, 0) == 0x1042_1af4, "slot \(slot): virtio-blk, modern")
@@ -70,25 +77,8 @@ import VfsvmVirtioBlk
     /// touched. Before, the window stayed on the bus without its ioeventfds,
     /// was recorded as mapped, and every later move failed (ENOENT).
     @Test func aBARThatCannotBeMappedIsRolledBackAndMapsAgainLater() throws {
-        guard access("/dev/kvm", R_OK | W_OK) == 0 else {
-            Issue.record("/dev/kvm is not usable here (errno \(errno)): the board cannot be built")
-            return
-        }
-        var devices: [VirtioBlockDevice] = []
-        var paths: [String] = []
+        guard let (machine, paths) = try Self.twoDiskBoard() else { return }
         defer { for p in paths { unlink(p) } }
-        for i in 0..<2 {
-            var template = Array("/tmp/vfsvm-pci-board.XXXXXX".utf8CString)
-            let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-            try #require(fd >= 0)
-            paths.append(template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
-            try #require(ftruncate(fd, 1 << 20) == 0)
-            close(fd)
-            devices.append(try VirtioBlockDevice(image: try BlockImage(path: paths[i], readOnly: false), serial: "disk\(i)"))
-        }
-        let memorySize: UInt64 = 64 << 20
-        let machine = try Machine.build(MachineConfig(memorySize: memorySize, kernel: MachineTests.pvhImage([0xf4]), devices: devices,
-                                                      transport: .pci, consoleOutput: { _ in }))
         let bridge = try #require(machine.ports.all.first { $0.name == "PCI config" }?.device)
         func config(_ slot: UInt32, _ reg: UInt32) -> UInt32 {
             bridge.write(offset: 0, size: 4, value: 0x8000_0000 | slot << 11 | reg)
