@@ -1,5 +1,6 @@
 import Glibc
 import VfsvmSys
+import VfsvmVirtio
 import VfsvmVhostUserTestSupport
 
 /// A backend to benchmark: a name and a command line in which `{socket}`
@@ -52,6 +53,7 @@ struct RunSettings {
     var requests: Int
     var inFlight: Int
     var queues: Int
+    var layout: RingLayout
     var timeoutMilliseconds: Int32
     var operations: [Operation]
 }
@@ -97,7 +99,7 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
     let slice = ((1 << 20) + settings.inFlight * (largest + 8192) + 0xfffff) & ~0xfffff
     let session: FSSession
     do {
-        session = try FSSession(socket: socket, queues: settings.queues, sliceBytes: slice, queueSize: 256,
+        session = try FSSession(socket: socket, queues: settings.queues, sliceBytes: slice, queueSize: 256, layout: settings.layout,
                                 timeoutMilliseconds: settings.timeoutMilliseconds)
     } catch {
         throw FrontendError("\(spec.name): \(error)\(logTail())")
