@@ -125,7 +125,7 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
 /// several queues, each gets an equal share on a thread of its own.
 func measure(_ op: Operation, _ queues: [RequestQueue], _ h: Handles, count: Int, inFlight: Int, pid: pid_t) throws -> Measurement {
     let tree = Proc.tree(pid)
-    let cpu0 = Proc.cpuNanoseconds(tree)
+    let cpu0 = Proc.cpuNanoseconds(tree), stat0 = Proc.statCPUNanoseconds(tree)
     let t0 = nowNanoseconds()
     var m = Measurement()
     if queues.count == 1 {
@@ -148,7 +148,7 @@ func measure(_ op: Operation, _ queues: [RequestQueue], _ h: Handles, count: Int
     }
     m.seconds = Double(nowNanoseconds() - t0) / 1e9
     let after = Proc.tree(pid)
-    m.cpuNanoseconds = Proc.cpuNanoseconds(after) &- cpu0
+    m.cpuNanoseconds = Proc.cpuDelta(schedstat: (cpu0, Proc.cpuNanoseconds(after)), stat: (stat0, Proc.statCPUNanoseconds(after)))
     m.peakRSSKiB = Proc.peakRSSKiB(after)
     m.requests = count
     return m
