@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean bench-run
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean bench-run nightly
 
 all: build
 
@@ -126,6 +126,13 @@ bench-vmm: deps
 	$(SWIFT) build -c release
 	$(MAKE) -C Tests/Guests OUT=$(CURDIR)/$(GUESTS_OUT)
 	Benchmarks/bench-vmm.sh .build/release/vfsvm $(GUESTS_OUT)
+
+# The nightly matrix (first version): vfsvm run with the Images guest,
+# ring × request queues × cache, the workload + manifest per cell, the
+# rootfs boots; PASS/FAIL per case and a JUnit XML report
+# (NIGHTLY_JUNIT=FILE, default nightly-junit.xml). Not part of `make test`.
+nightly: build images
+	Tests/Integration/nightly.sh $(BIN)
 
 # vfsvm run vs the same QEMU + vfsvm serve started by hand: start to the
 # guest's end marker, and the guest workload (ratios).
