@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test libvirt-test vmm-test guests fuzz fuzz-test images run bench bench-vmm bench-ring bench-mount bench-serve clean
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean
 
 all: build
 
@@ -57,6 +57,12 @@ rootfs-test: build images
 blk-test: build images
 	Tests/Integration/blk-test.sh .build/$(CONFIG)/vfsvm-blk-probe
 
+# `vfsvm run` with the Images Linux guest on the path --accel auto measures
+# (tcg here): shares + the guest workload, the root disk, --rootfs, panic,
+# SIGINT, --timeout, QEMU killed, refusals (about 75 s here).
+run-test: build images guests
+	Tests/Integration/run-test.sh $(BIN) $(GUESTS_OUT)
+
 # libvirt 9.0 (a private libvirtd, QEMU driver only) starts vfsvm as the
 # domain's virtiofs daemon; installs libvirt-daemon-system, libvirt-clients
 # and tini when missing.
@@ -74,6 +80,12 @@ guests: deps
 vmm-test: build guests
 	Tests/Integration/vmm-test.sh $(BIN) $(GUESTS_OUT)
 
+# vfsvm run --domain: the Configs/domain-*.xml examples booted under
+# /dev/kvm with the freestanding guests, the --print-domain-xml round trip,
+# and the refusals (unsupported elements, invalid XML, conflicting options).
+domain-test: build guests
+	Tests/Integration/domain-test.sh $(BIN) $(GUESTS_OUT)
+
 # Coverage-guided fuzzing (Fuzz/fuzz.sh: libFuzzer + AddressSanitizer, a
 # package of its own built into .build-fuzz): each target, one at a time,
 # for FUZZ_SECONDS; `make test` gives each 30 seconds.
@@ -86,15 +98,20 @@ fuzz-test: deps
 	Fuzz/fuzz.sh build
 	Fuzz/fuzz.sh run 30
 
-test: unit-test fuzz-test vmm-test mount-test boot-test rootfs-test blk-test libvirt-test
+test: unit-test fuzz-test vmm-test domain-test mount-test boot-test rootfs-test blk-test run-test libvirt-test
 
-# The best end-to-end demonstration there is today: a Linux guest (QEMU,
-# TCG) mounts a host directory served by `vfsvm serve` over vhost-user-fs,
-# lists, reads and writes it, and the host sees the guest's files.
+# The demonstration: `vfsvm run` boots the Images Linux guest with a demo
+# share (the accelerator chosen by measurement); the guest lists, reads and
+# writes it and the host sees the guest's file.
 run: build images
+	VFSVM_BIN=$(CURDIR)/$(BIN) Scripts/demo-run.sh
+
+# The earlier demonstration: QEMU started by hand (boot-qemu.sh) with
+# `vfsvm serve` as the vhost-user-fs backend.
+run-serve: build images
 	VFSVM_BACKEND=vfsvm VFSVM_BIN=$(CURDIR)/$(BIN) VFSVM_PACKED=on Scripts/demo-virtiofsd.sh
 
-bench: bench-ring bench-mount bench-serve bench-vmm
+bench: bench-ring bench-mount bench-serve bench-vmm bench-backend
 
 bench-ring: deps
 	Benchmarks/run-ring.sh
@@ -113,6 +130,14 @@ bench-vmm: deps
 bench-serve: deps images
 	$(SWIFT) build -c release
 	Benchmarks/bench-serve.sh .build/release/vfsvm
+
+# The backends' own CPU per FUSE request, vfsvm serve vs virtiofsd, driven
+# over vhost-user by Benchmarks/BenchBackend (no guest). BENCH_ARGS, e.g.
+# "--quick" or "--rounds 5 --in-flight 8".
+bench-backend: deps
+	$(SWIFT) build -c release --product vfsvm
+	$(SWIFT) build -c release --product bench-backend
+	Benchmarks/bench-backend.sh $(BENCH_ARGS) .build/release/vfsvm .build/release/bench-backend
 
 clean:
 	rm -rf .build .build-fuzz

@@ -110,6 +110,10 @@ let package = Package(
         // and benchmarks.
         .target(name: "VfsvmTestSupport", dependencies: ["VfsvmVirtio", "VfsvmMemory"], swiftSettings: strict),
 
+        // A vhost-user front-end for tests and bench-backend: messages, fds,
+        // memfd guest RAM.
+        .target(name: "VfsvmVhostUserTestSupport", dependencies: ["VfsvmVhostUser", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+
         // A FUSE client for tests: builds requests, decodes replies.
         .target(name: "VfsvmFUSETestSupport", dependencies: ["VfsvmFUSE", "VfsvmMemory"], swiftSettings: strict),
 
@@ -118,7 +122,7 @@ let package = Package(
             name: "vfsvm",
             dependencies: [
                 "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
-                "VfsvmVirtioFS", "VfsvmVirtioBlk", "VfsvmVhostUser", "VfsvmMemory", "VfsvmMachine", "VfsvmKVM", "VfsvmBoot",
+                "VfsvmVirtioFS", "VfsvmVirtioBlk", "VfsvmVhostUser", "VfsvmMemory", "VfsvmMachine", "VfsvmKVM", "VfsvmBoot", "VfsvmDomain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -128,6 +132,17 @@ let package = Package(
         .executableTarget(
             name: "fuse-request-loop",
             dependencies: ["VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmFUSETestSupport", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
+
+        // A vhost-user-fs front-end load generator: drives `vfsvm serve`
+        // and virtiofsd with FUSE requests (make bench-backend).
+        .executableTarget(
+            name: "bench-backend",
+            dependencies: ["VfsvmVhostUserTestSupport", "VfsvmVhostUser", "VfsvmTestSupport", "VfsvmFUSETestSupport", "VfsvmFUSE",
+                           "VfsvmVirtio", "VfsvmMemory", "VfsvmSys",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/BenchBackend",
             swiftSettings: strict
         ),
 
@@ -180,9 +195,12 @@ let package = Package(
         .testTarget(
             name: "VfsvmVhostUserTests",
             dependencies: ["VfsvmVhostUser", "VfsvmVirtioFS", "VfsvmVirtioBlk", "VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport",
-                           "VfsvmTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
+                           "VfsvmTestSupport", "VfsvmVhostUserTestSupport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
             swiftSettings: strict
         ),
+        // Runs bench-backend against a child `vfsvm serve` (both built
+        // executables) for a few requests.
+        .testTarget(name: "BenchBackendSmokeTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmDomainTests",

@@ -23,6 +23,8 @@ public struct DomainParser {
         public var config: DomainConfig
         /// What vfsvm leaves out (only with `ignoreUnsupported`).
         public var warnings: [String]
+        /// The same, each item as the error lists it.
+        public var unsupported: [String]
     }
 
     /// Reads and parses the file at `path`.
@@ -51,7 +53,8 @@ public struct DomainParser {
             throw .badValue(fileName, mapper.bad.isEmpty ? ["the domain has no usable configuration"] : mapper.bad)
         }
         if !mapper.unsupported.isEmpty && !ignoreUnsupported { throw .unsupported(fileName, mapper.unsupported) }
-        return Result(config: config, warnings: mapper.unsupported.map { "\(fileName): ignored (not supported by vfsvm): \($0)" })
+        return Result(config: config, warnings: mapper.unsupported.map { "\(fileName): ignored (not supported by vfsvm): \($0)" },
+                      unsupported: mapper.unsupported)
     }
 
     static func read(_ path: String) throws(DomainError) -> [UInt8] {

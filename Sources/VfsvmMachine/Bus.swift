@@ -40,19 +40,30 @@ public final class Bus<Device: Sendable>: Sendable {
     public init() {}
 
     public func insert(_ device: Device, base: UInt64, size: UInt64, name: String) {
-        precondition(size > 0 && base.addingReportingOverflow(size - 1).overflow == false, "bus range \(name) wraps")
-        mappings.withLock { m in
-            for other in m where base < other.base + other.size && other.base < base + size {
-                preconditionFailure("bus range \(name) at 0x\(String(base, radix: 16)) overlaps \(other.name)")
-            }
-            m.append(Mapping(base: base, size: size, device: device, name: name))
-            m.sort { $0.base < $1.base }
+        guard tryInsert(device, base: base, size: size, name: name) else {
+            preconditionFailure("bus range \(name) at 0x\(String(base, radix: 16)) overlaps another or wraps")
         }
     }
 
-    /// Removes the range starting at `base` (a BAR the guest moved).
-    public func remove(base: UInt64) {
-        mappings.withLock { $0.removeAll { $0.base == base } }
+    /// Inserts the range unless it wraps or overlaps one already mapped
+    /// (any byte of it, checked and inserted under one lock, so two vCPUs
+    /// moving BARs onto one address cannot both win). False when refused.
+    public func tryInsert(_ device: Device, base: UInt64, size: UInt64, name: String) -> Bool {
+        guard size > 0, !base.addingReportingOverflow(size - 1).overflow else { return false }
+        let last = base + (size - 1)
+        return mappings.withLock { m in
+            if m.contains(where: { base <= $0.base + ($0.size - 1) && $0.base <= last }) { return false }
+            m.append(Mapping(base: base, size: size, device: device, name: name))
+            m.sort { $0.base < $1.base }
+            return true
+        }
+    }
+
+    /// Removes the range `name` mapped at `base` (a BAR the guest moved),
+    /// and nothing else: another device's range at the same address is not
+    /// touched.
+    public func remove(base: UInt64, name: String) {
+        mappings.withLock { $0.removeAll { $0.base == base && $0.name == name } }
     }
 
     /// The device whose range holds `address`, and the offset into it; nil

@@ -106,6 +106,7 @@ final class PCIBARMapper: Sendable {
     private let vm: VirtualMachine
     private let mmio: MMIOBus
     private let mapped = Mutex<[Int: UInt64]>([:])
+    private let complaints = Atomic(0)
 
     init(endpoint: any PCIEndpoint, name: String, vm: VirtualMachine, mmio: MMIOBus) {
         self.endpoint = endpoint
@@ -114,34 +115,69 @@ final class PCIBARMapper: Sendable {
         self.mmio = mmio
     }
 
-    func refresh() throws(KVMError) {
-        try mapped.withLock { current throws(KVMError) in
+    /// The first mapping, before the guest runs: every BAR must land
+    /// (the board placed them apart), or the machine is not built.
+    func mapAtStart() throws(MachineError) {
+        refresh()
+        let all = mapped.withLock { $0 }
+        for r in endpoint.barRequests where endpoint.decodedBAR(r.index) != nil && all[r.index] == nil {
+            throw .device("\(name): BAR \(r.index) could not be mapped at start")
+        }
+    }
+
+    /// Follows every BAR of the function to where it decodes now. A BAR is
+    /// recorded as mapped only once its window is on the bus and all its
+    /// notify ioeventfds are registered; unmapping takes the ioeventfds
+    /// down before the window, so an address is never free on the bus while
+    /// a notify registration of the old owner remains there. A BAR the
+    /// guest put over another device's range (or that KVM refuses) stays
+    /// unmapped until the guest moves it again; that is said once.
+    func refresh() {
+        mapped.withLock { current in
             for r in endpoint.barRequests {
                 let now = endpoint.decodedBAR(r.index)
                 let before = current[r.index]
                 guard now != before else { continue }
                 let notes = endpoint.barNotifications.filter { $0.bar == r.index }
+                let window = "\(name) BAR\(r.index)"
                 if let before {
-                    mmio.remove(base: before)
                     for n in notes {
-                        try vm.unregisterIOEventFD(n.eventfd, address: before + n.offset, length: n.length, dataMatch: n.dataMatch)
+                        do {
+                            try vm.unregisterIOEventFD(n.eventfd, address: before + n.offset, length: n.length, dataMatch: n.dataMatch)
+                        } catch {
+                            say("cannot unregister a notify ioeventfd at 0x\(String(before + n.offset, radix: 16)): \(error)")
+                        }
                     }
-                }
-                current[r.index] = now
-                guard let now else { continue }
-                // A BAR moved onto another device's range is the guest's
-                // mistake; leave it unmapped rather than shadow the other.
-                guard mmio.find(now) == nil, mmio.find(now + r.size - 1) == nil else {
-                    logLine("vfsvm: \(name): BAR \(r.index) moved to 0x\(String(now, radix: 16)), over another device; left unmapped")
+                    mmio.remove(base: before, name: window)
                     current[r.index] = nil
+                }
+                guard let now else { continue }
+                guard mmio.tryInsert(BARWindow(endpoint: endpoint, index: r.index), base: now, size: r.size, name: window) else {
+                    say("BAR \(r.index) moved to 0x\(String(now, radix: 16)), over another device (or past the end of the address space); left unmapped")
                     continue
                 }
-                mmio.insert(BARWindow(endpoint: endpoint, index: r.index), base: now, size: r.size, name: "\(name) BAR\(r.index)")
-                for n in notes {
-                    try vm.registerIOEventFD(n.eventfd, address: now + n.offset, length: n.length, dataMatch: n.dataMatch)
+                var registered: [BARNotification] = []
+                do {
+                    for n in notes {
+                        try vm.registerIOEventFD(n.eventfd, address: now + n.offset, length: n.length, dataMatch: n.dataMatch)
+                        registered.append(n)
+                    }
+                    current[r.index] = now
+                } catch {
+                    say("BAR \(r.index) at 0x\(String(now, radix: 16)): KVM refused a notify ioeventfd (\(error)); left unmapped")
+                    for n in registered {
+                        try? vm.unregisterIOEventFD(n.eventfd, address: now + n.offset, length: n.length, dataMatch: n.dataMatch)
+                    }
+                    mmio.remove(base: now, name: window)
                 }
             }
         }
+    }
+
+    /// A guest that keeps moving a BAR onto another device would otherwise
+    /// log on every configuration write: the first few lines only.
+    private func say(_ line: String) {
+        if complaints.add(1, ordering: .relaxed).oldValue < 4 { logLine("vfsvm: \(name): \(line)") }
     }
 }
 
@@ -179,10 +215,8 @@ extension PCIHostBridge {
             placed[r.index] = base
         }
         let mapper = PCIBARMapper(endpoint: endpoint, name: name, vm: vm, mmio: mmio)
-        do { try mapper.refresh() } catch { throw .kvm(error) }
-        attach(endpoint, slot: slot) {
-            do { try mapper.refresh() } catch { logLine("vfsvm: \(name): cannot follow a BAR move: \(error)") }
-        }
+        try mapper.mapAtStart()
+        attach(endpoint, slot: slot) { mapper.refresh() }
         return placed
     }
 }

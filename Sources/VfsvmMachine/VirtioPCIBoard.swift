@@ -24,10 +24,13 @@ final class KVMMSIXVectors: MSIXVectorSink {
         self.vectors = vectors
     }
 
+    /// Route failures so far; the first few are logged.
+    private let routeFailures = Atomic(0)
+
     func route(vector: Int, address: UInt64, data: UInt32) {
         guard vectors.indices.contains(vector) else { return }
         do { try routes.program(gsi: vectors[vector].gsi, message: (address, data)) } catch {
-            logLine("vfsvm: \(name): cannot route MSI-X vector \(vector): \(error)")
+            if routeFailures.add(1, ordering: .relaxed).oldValue < 4 { logLine("vfsvm: \(name): cannot route MSI-X vector \(vector): \(error)") }
         }
     }
 

@@ -11,9 +11,14 @@ public final class ChildProcess {
     private var status: Int32?
 
     /// Starts `path` with `arguments` (argv[1...]) in our environment;
-    /// `stdout` / `stderr` replace the child's fds 1 and 2 when given.
-    public init(path: String, arguments: [String], stdout: FileDescriptor? = nil,
-                stderr: FileDescriptor? = nil) throws(SystemError) {
+    /// `stdin` (else /dev/null), `stdout` and `stderr` replace the child's
+    /// fds 0, 1 and 2 when given. `inherit` fds stay open in the child at the
+    /// same numbers (their close-on-exec flag is cleared for the spawn only).
+    /// With `ownProcessGroup` the child leads a process group of its own
+    /// (`signalGroup` then reaches it and everything it started).
+    public init(path: String, arguments: [String], stdin: FileDescriptor? = nil, stdout: FileDescriptor? = nil,
+                stderr: FileDescriptor? = nil, inherit: [FileDescriptor] = [],
+                ownProcessGroup: Bool = false) throws(SystemError) {
         var actions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
         posix_spawn_file_actions_init(&actions)
@@ -22,7 +27,11 @@ public final class ChildProcess {
             posix_spawn_file_actions_destroy(&actions)
             posix_spawnattr_destroy(&attributes)
         }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let stdin {
+            posix_spawn_file_actions_adddup2(&actions, stdin.rawValue, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         if let stdout { posix_spawn_file_actions_adddup2(&actions, stdout.rawValue, 1) }
         if let stderr { posix_spawn_file_actions_adddup2(&actions, stderr.rawValue, 2) }
         var empty = sigset_t()
@@ -31,7 +40,14 @@ public final class ChildProcess {
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+        if ownProcessGroup {
+            flags |= POSIX_SPAWN_SETPGROUP
+            posix_spawnattr_setpgroup(&attributes, 0)
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+        for fd in inherit { _ = vfsvm_fcntl_int(fd.rawValue, F_SETFD, 0) }
+        defer { for fd in inherit { _ = vfsvm_fcntl_int(fd.rawValue, F_SETFD, FD_CLOEXEC) } }
 
         // Safe: the strdup'ed strings live until the call returns and are
         // freed once, below; argv ends with the required NULL.
@@ -39,7 +55,7 @@ public final class ChildProcess {
         defer { for a in argv { free(a) } }
         var child: pid_t = 0
         let rc = posix_spawn(&child, path, &actions, &attributes, &argv, vfsvm_environ())
-        withExtendedLifetime((stdout, stderr)) {}
+        withExtendedLifetime((stdin, stdout, stderr, inherit)) {}
         guard rc == 0 else { throw SystemError("posix_spawn(\(path))", Errno(rawValue: rc)) }
         pid = child
     }
@@ -56,6 +72,15 @@ public final class ChildProcess {
     public func send(signal: Int32) {
         if status == nil { _ = Glibc.kill(pid, signal) }
     }
+
+    /// Sends `signal` to the child's process group (see `ownProcessGroup`)
+    /// unless the child was reaped.
+    public func signalGroup(_ signal: Int32) {
+        if status == nil { _ = Glibc.kill(-pid, signal) }
+    }
+
+    /// The raw wait status once the child has been reaped.
+    public var waitStatus: Int32? { status }
 
     /// Reaps the child if it has exited; true while it still runs.
     public var isRunning: Bool {

@@ -7,6 +7,32 @@ enum AddressHalf {
     case low, high
 }
 
+/// A transport's register map names the six queue address registers;
+/// which area and half each holds is then decided here, once.
+protocol QueueAddressRegisters {
+    static var queueDescLow: UInt64 { get }
+    static var queueDescHigh: UInt64 { get }
+    static var queueAvailLow: UInt64 { get }
+    static var queueAvailHigh: UInt64 { get }
+    static var queueUsedLow: UInt64 { get }
+    static var queueUsedHigh: UInt64 { get }
+}
+
+extension QueueAddressRegisters {
+    /// The queue area and address half the register at `offset` holds.
+    static func queueAddress(_ offset: UInt64) -> (QueueArea, AddressHalf)? {
+        switch offset {
+        case queueDescLow: (.descriptorTable, .low)
+        case queueDescHigh: (.descriptorTable, .high)
+        case queueAvailLow: (.driverArea, .low)
+        case queueAvailHigh: (.driverArea, .high)
+        case queueUsedLow: (.deviceArea, .low)
+        case queueUsedHigh: (.deviceArea, .high)
+        default: nil
+        }
+    }
+}
+
 extension GuestAddress {
     /// `self` with one 32-bit half replaced: the one place queue address
     /// halves are assembled, for every transport.

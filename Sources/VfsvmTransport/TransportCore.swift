@@ -148,11 +148,11 @@ final class TransportCore: Sendable {
             try device.activate(ActivationContext(memory: memory, features: features, queues: queues, interrupt: interrupt) {
                 [weak self, weak interrupt] index, error in
                 guard let self, let interrupt else { return }
-                logLine("vfsvm: \(name): queue \(index): \(error); the device needs a reset")
+                logOnce("queue-fatal", "queue \(index): \(error); the device needs a reset (later ones are not logged)")
                 needsReset(interrupt: interrupt)
             })
         } catch {
-            logLine("vfsvm: \(name): cannot start the device: \(error)")
+            logOnce("start", "cannot start the device: \(error) (later failures are not logged)")
             needsReset(interrupt: interrupt)
         }
     }

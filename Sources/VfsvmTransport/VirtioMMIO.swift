@@ -5,7 +5,7 @@ import VfsvmVirtio
 
 /// virtio-mmio register offsets (linux/virtio_mmio.h), as the register
 /// file's `switch` uses them.
-enum MMIORegister {
+enum MMIORegister: QueueAddressRegisters {
     static let magicValue = UInt64(VIRTIO_MMIO_MAGIC_VALUE)
     static let version = UInt64(VIRTIO_MMIO_VERSION)
     static let deviceID = UInt64(VIRTIO_MMIO_DEVICE_ID)
@@ -32,19 +32,6 @@ enum MMIORegister {
     static let shmLengthHigh = UInt64(VIRTIO_MMIO_SHM_LEN_HIGH)
     static let configGeneration = UInt64(VIRTIO_MMIO_CONFIG_GENERATION)
     static let config = UInt64(VIRTIO_MMIO_CONFIG)
-
-    /// The queue area and address half a QueueDesc/Avail/Used register holds.
-    static func queueAddress(_ offset: UInt64) -> (QueueArea, AddressHalf)? {
-        switch offset {
-        case queueDescLow: (.descriptorTable, .low)
-        case queueDescHigh: (.descriptorTable, .high)
-        case queueAvailLow: (.driverArea, .low)
-        case queueAvailHigh: (.driverArea, .high)
-        case queueUsedLow: (.deviceArea, .low)
-        case queueUsedHigh: (.deviceArea, .high)
-        default: nil
-        }
-    }
 }
 
 /// virtio-mmio, version 2 (virtio 1.2, section 4.2.2): the register file a

@@ -169,10 +169,12 @@ public final class VirtioPCITransport: VirtioTransport, CoreInterrupt {
             }
             core.notify(queue: within / L.notifyMultiplier)
         case L.msixTableOffset:
-            let (rerouted, unmasked) = state.withLock { $0.msix.writeTable(offset: within, width: bytes.count, value: value) }
-            if let v = rerouted {
-                let e = state.withLock { $0.msix.entries[v] }
-                msixSink.route(vector: v, address: e.address, data: e.data)
+            // Routed under the lock: two vCPUs writing one entry at once
+            // must not leave KVM with the older of the two messages.
+            let unmasked = state.withLock { s in
+                let (rerouted, unmasked) = s.msix.writeTable(offset: within, width: bytes.count, value: value)
+                if let v = rerouted { msixSink.route(vector: v, address: s.msix.entries[v].address, data: s.msix.entries[v].data) }
+                return unmasked
             }
             if unmasked != nil { deliver(state.withLock { $0.msix.takeDeliverable() }) }
         default:

@@ -3,7 +3,7 @@ import VfsvmMemory
 import VfsvmVirtio
 
 /// struct virtio_pci_common_cfg field offsets (linux/virtio_pci.h).
-enum CommonField {
+enum CommonField: QueueAddressRegisters {
     static let deviceFeatureSelect = UInt64(VIRTIO_PCI_COMMON_DFSELECT)
     static let deviceFeature = UInt64(VIRTIO_PCI_COMMON_DF)
     static let driverFeatureSelect = UInt64(VIRTIO_PCI_COMMON_GFSELECT)
@@ -37,19 +37,6 @@ enum CommonField {
         case msixConfig, numQueues, queueSelect, queueSize, queueMSIXVector, queueEnable, queueNotifyOff,
              queueNotifyData, queueReset: 2
         case deviceStatus, configGeneration: 1
-        default: nil
-        }
-    }
-
-    /// The queue area and address half a queue_desc/avail/used field holds.
-    static func queueAddress(_ offset: UInt64) -> (QueueArea, AddressHalf)? {
-        switch offset {
-        case queueDescLow: (.descriptorTable, .low)
-        case queueDescHigh: (.descriptorTable, .high)
-        case queueAvailLow: (.driverArea, .low)
-        case queueAvailHigh: (.driverArea, .high)
-        case queueUsedLow: (.deviceArea, .low)
-        case queueUsedHigh: (.deviceArea, .high)
         default: nil
         }
     }

@@ -47,6 +47,14 @@ final class Console: @unchecked Sendable {
     /// Forwards stdin to the guest's UART on a thread of its own until
     /// `stop()` (or EOF on stdin).
     func startInput(to machine: Machine) throws(SystemError) {
+        try startInput(receive: { machine.serial.receive($0) },
+                       quit: { machine.stop(.quit("terminated by Ctrl-A x", status: 0)) })
+    }
+
+    /// Forwards stdin to `receive` (the guest's COM1: the in-process UART,
+    /// or QEMU's stdin on the tcg path) on a thread of its own until
+    /// `stop()` (or EOF on stdin); on a terminal Ctrl-A x calls `quit`.
+    func startInput(receive: @escaping @Sendable ([UInt8]) -> Void, quit: @escaping @Sendable () -> Void) throws(SystemError) {
         let stopFD = self.stopFD
         let terminal = isTerminal
         thread = try OSThread(name: "console") {
@@ -58,7 +66,7 @@ final class Console: @unchecked Sendable {
                 let n = (try? buffer.withUnsafeMutableBytes { raw in Result { () throws(SystemError) in try FileDescriptor.standardInput.read(into: raw) } }.get()) ?? 0
                 if n <= 0 { return }  // EOF or error: the guest just gets no more input
                 guard terminal else {
-                    machine.serial.receive(Array(buffer[0..<n]))
+                    receive(Array(buffer[0..<n]))
                     continue
                 }
                 var forward: [UInt8] = []
@@ -68,7 +76,7 @@ final class Console: @unchecked Sendable {
                         switch byte {
                         case UInt8(ascii: "x"):
                             writeStandardError("\r\nvfsvm: terminated by Ctrl-A x\r\n")
-                            machine.stop(.quit("terminated by Ctrl-A x", status: 0))
+                            quit()
                             return
                         case UInt8(ascii: "h"), UInt8(ascii: "?"):
                             writeStandardError("\r\nC-a h    print this help\r\nC-a x    exit vfsvm (the guest is stopped)\r\nC-a C-a  send C-a to the guest\r\n")
@@ -81,7 +89,7 @@ final class Console: @unchecked Sendable {
                         forward.append(byte)
                     }
                 }
-                if !forward.isEmpty { machine.serial.receive(forward) }
+                if !forward.isEmpty { receive(forward) }
             }
         }
     }

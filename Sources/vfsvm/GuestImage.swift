@@ -8,6 +8,35 @@ struct GuestImage {
     var kernel: [UInt8]
     var initrd: [UInt8]?
     var cmdline: String?
+    /// The bundle's bzImage when it also has a vmlinux (`kernel` is then
+    /// the vmlinux, for the KVM path's PVH entry; QEMU boots the bzImage).
+    var bzImage: [UInt8]?
+
+    /// What a GUEST file is, from its first 4 KiB.
+    enum Kind { case bundle, kernel, disk }
+
+    /// A ustar archive is a bundle; an ELF or a bzImage ("HdrS" at 0x202)
+    /// a kernel; an ext2/3/4 superblock (magic 0xEF53 at 1080), an MBR
+    /// (0x55AA at 510) or a GPT header ("EFI PART" at 512) a raw disk;
+    /// anything else is taken as a kernel (and refused by the loader).
+    static func kind(ofFileAt path: String) throws(GuestImageError) -> Kind {
+        var head = [UInt8](repeating: 0, count: 4096)
+        let n: Int
+        do throws(SystemError) {
+            let fd = try FileDescriptor.open(path, O_RDONLY)
+            n = try head.withUnsafeMutableBytes { raw in Result { () throws(SystemError) in try fd.pread(into: raw, at: 0) } }.get()
+        } catch {
+            throw .unreadable(path, error)
+        }
+        head.removeSubrange(n...)
+        func at(_ offset: Int, _ bytes: [UInt8]) -> Bool {
+            head.count >= offset + bytes.count && Array(head[offset..<(offset + bytes.count)]) == bytes
+        }
+        if Ustar.isArchive(head) { return .bundle }
+        if at(0, [0x7f, 0x45, 0x4c, 0x46]) || at(0x202, Array("HdrS".utf8)) { return .kernel }
+        if at(1080, [0x53, 0xef]) || at(510, [0x55, 0xaa]) || at(512, Array("EFI PART".utf8)) { return .disk }
+        return .kernel
+    }
 
     /// Reads `path`; a ustar archive is unpacked as a bundle, anything
     /// else is taken as a kernel.
@@ -22,7 +51,8 @@ struct GuestImage {
             throw .badBundle(path, "it has neither a 'kernel' nor a 'vmlinux' member")
         }
         let cmdline = members["cmdline"].map { String(decoding: $0, as: UTF8.self).trimmingTrailingNewlines() }
-        return GuestImage(kernel: kernel, initrd: members["initramfs"], cmdline: cmdline)
+        return GuestImage(kernel: kernel, initrd: members["initramfs"], cmdline: cmdline,
+                          bzImage: members["vmlinux"] == nil ? nil : members["kernel"])
     }
 
     static func readWholeFile(_ path: String) throws(GuestImageError) -> [UInt8] {

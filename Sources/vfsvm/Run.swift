@@ -12,16 +12,21 @@ import VfsvmVirtioFS
 /// in vfsvm's own KVM VMM (`--accel kvm`) or with QEMU's TCG as the CPU
 /// (`--accel tcg`); `--accel auto`, the default, decides by timing a
 /// calibration guest under KVM (Accel.swift). The options become a checked
-/// `RunPlan` (RunPlan.swift), which `runKVM` (RunKVM.swift) boots. Exit status: 0 when the guest powers off or
+/// `RunPlan` (RunPlan.swift), which `runKVM` (RunKVM.swift) or `runTCG`
+/// (RunTCG.swift) boots. Exit status: 0 when the guest powers off or
 /// reboots, (v << 1) | 1 when it writes v to the debug-exit port 0x501,
-/// non-zero with one line on stderr when it crashes or the VMM meets
-/// something it cannot handle; 64 for bad arguments and 66 for a missing
-/// kernel or share, before anything starts.
+/// non-zero with one line on stderr when it crashes (a kernel panic on the
+/// tcg path) or the VMM meets something it cannot handle, 124 after
+/// `--timeout`, 128 + N for signal N; 64 for bad arguments and 66 for a
+/// missing kernel, disk or share, before anything starts.
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Boot a guest in vfsvm's own KVM VMM with host directories shared over virtio-fs.",
+        abstract: "Boot a guest with host directories shared over virtio-fs (vfsvm's own KVM VMM, or QEMU's TCG where KVM is slow or missing).",
         discussion: """
-            Example: vfsvm run --share /srv/data:myfs Images/out/guest.img, then in the guest: mount -t virtiofs myfs /mnt
+            Example: vfsvm run --share /srv/data:myfs Images/out/guest.img
+            GUEST is the guest.img bundle Images builds (its init mounts each share on /mnt/TAG unless the command line \
+            names vfsvm.mount= itself), a kernel, or a raw disk image (booted with the default kernel and initramfs, \
+            root=/dev/vda; the default is the guest.img beside the disk, or $VFSVM_GUEST).
             The console is COM1 on stdin/stdout; on a terminal, Ctrl-A x quits and Ctrl-A h lists the keys.
             """
     )
@@ -29,14 +34,23 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Share HOSTDIR as virtio-fs TAG (repeatable).", valueName: "HOSTDIR:TAG[:ro][:cache=never|auto|always]"))
     var share: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("Attach a raw disk image as virtio-blk (repeatable; after a disk GUEST, the first is /dev/vdb).", valueName: "FILE[:ro]"))
+    var disk: [String] = []
+
+    @Option(help: ArgumentHelp("Boot with DIR as the guest's root file system over virtio-fs (through the initramfs).", valueName: "DIR[:ro]"))
+    var rootfs: String?
+
     @Option(help: "The kernel: a bzImage or an ELF with a PVH note (overrides the one in GUEST).")
     var kernel: String?
 
     @Option(help: "An initramfs for the kernel.")
     var initrd: String?
 
-    @Option(help: "The kernel command line.")
+    @Option(help: "The kernel command line (replaces GUEST's).")
     var cmdline: String?
+
+    @Option(help: "Appended to the kernel command line.")
+    var append: String?
 
     @Option(help: ArgumentHelp("Guest memory, as QEMU's -m: a number of MiB, or with a K, M, G or T suffix.", valueName: "SIZE"))
     var memory = "512M"
@@ -44,7 +58,7 @@ struct Run: ParsableCommand {
     @Option(help: "Number of vCPUs.")
     var cpus: Int = 1
 
-    @Option(help: "virtio transport for the shares: pci or mmio.")
+    @Option(help: "virtio transport for the shares on the KVM path: pci or mmio (the tcg path's q35 board is always pci).")
     var transport: MachineConfig.Transport = .mmio
 
     @Option(help: "Virtqueue layout offered: split, packed, or auto (both; the driver chooses).")
@@ -56,18 +70,34 @@ struct Run: ParsableCommand {
     @Option(help: "Request queues per virtio-fs device.")
     var requestQueues: Int = 1
 
+    @Option(help: ArgumentHelp("Stop the guest after this many seconds (exit status 124).", valueName: "SECONDS"))
+    var timeout: Int?
+
+    @Flag(help: "Print the QEMU command line the tcg path would run, and exit.")
+    var printQemuCmdline = false
+
     @Flag(name: .customShort("d"), help: "Debug: count the vCPUs' exits to userspace per device and print them when the guest stops.")
     var debug = false
 
-    @Argument(help: "The guest: a kernel, or the guest.img bundle Images builds (see Images/README.md).")
+    @Option(help: ArgumentHelp("Take the VM from a libvirt domain XML file (RunDomain.swift); the options it replaces are refused.", valueName: "FILE"))
+    var domain: String?
+
+    @Flag(help: "With --domain: warn about what vfsvm cannot honour instead of refusing the domain.")
+    var ignoreUnsupported = false
+
+    @Flag(help: "Print the libvirt domain XML equivalent of this VM (QEMU under libvirt, vfsvm as the virtiofs daemon) and exit.")
+    var printDomainXML = false
+
+    @Argument(help: "The guest: the guest.img bundle Images builds (see Images/README.md), a kernel, or a raw disk image.")
     var guest: String?
 
+    /// The tag of the `--rootfs` share.
+    static let rootTag = "vfsvm-root"
+
     func validate() throws {
-        var tags: Set<String> = []
-        for s in share {
-            let spec = try parseShare(s)
-            guard tags.insert(spec.tag.value).inserted else { throw ValidationError("two shares use the tag '\(spec.tag)'; each needs its own") }
-        }
+        // One tag per share is checked with the directories (RunPlan.checkInputs).
+        for s in share { _ = try parseShare(s) }
+        for d in disk { _ = try parseDisk(d) }
         guard (1...255).contains(cpus) else { throw ValidationError("--cpus must be between 1 and 255, got \(cpus)") }
         guard (1...VirtioFSDevice.maxRequestQueues).contains(requestQueues) else {
             throw ValidationError("--request-queues must be between 1 and \(VirtioFSDevice.maxRequestQueues), got \(requestQueues)")
@@ -76,19 +106,29 @@ struct Run: ParsableCommand {
         guard size.bytes >= Self.minimumMemory else {
             throw ValidationError("--memory \(size) is too small: the board needs at least \(Self.minimumMemory >> 20) MiB")
         }
-        guard guest != nil || kernel != nil else { throw ValidationError("give a GUEST image or --kernel") }
+        if let timeout, timeout <= 0 { throw ValidationError("--timeout must be a positive number of seconds, got \(timeout)") }
+        guard guest != nil || kernel != nil || rootfs != nil || domain != nil else { throw ValidationError("give a GUEST image, --kernel, --rootfs or --domain") }
     }
 
     /// Low-memory boot structures, the BIOS area and a kernel at 1 MiB
     /// (the loader then checks that the kernel itself fits).
     static let minimumMemory = X86Layout.minimumMemory
 
-    func run() throws {
+    /// What a Linux guest (a bzImage, or any kernel with an initramfs)
+    /// needs at the least: the Images kernel unpacks its initramfs into
+    /// about 40 MiB.
+    static let minimumLinuxMemory: UInt64 = 64 << 20
+
+    mutating func run() throws {
+        let extras = try domain.map { path in try applyDomain(path) }
+        if printDomainXML { return try writeDomainXML() }
+        do { try extras?.redirectConsole() } catch { throw failure(error.description, status: error.status) }
         let plan: RunPlan
         do { plan = try makePlan() } catch { throw failure(error.description, status: error.status) }
-        switch accel.choosePath() {
+        let path = printQemuCmdline ? .tcg : accel.choosePath()
+        switch path {
         case .kvm: try runKVM(plan)
-        case .tcg: throw failure("the tcg path (QEMU as the CPU) is not built yet; pass --accel kvm to use the in-process KVM VMM", status: 69)
+        case .tcg: try runTCG(plan)
         }
     }
 
@@ -96,28 +136,101 @@ struct Run: ParsableCommand {
     /// before anything starts.
     func makePlan() throws(PlanError) -> RunPlan {
         var image: GuestImage
-        do {
-            image = try guest.map { path throws(GuestImageError) in try GuestImage.load(path) } ?? GuestImage(kernel: [])
-            if let kernel { image.kernel = try GuestImage.readWholeFile(kernel) }
+        var kernelPath = kernel
+        var disks: [DiskSpec] = []
+        var extra: [String] = []
+        do throws(GuestImageError) {
+            var bundle = guest
+            if let guest {
+                switch try GuestImage.kind(ofFileAt: guest) {
+                case .bundle: break
+                case .kernel:
+                    bundle = nil
+                    if kernelPath == nil { kernelPath = guest }
+                case .disk:
+                    bundle = kernel == nil ? try defaultGuest(besides: guest) : nil
+                    disks.append(DiskSpec(path: guest, readOnly: false))
+                    extra.append("root=/dev/vda")
+                }
+            } else if kernel == nil {
+                bundle = try defaultGuest(besides: nil)  // --rootfs with the default kernel
+            }
+            image = try bundle.map { path throws(GuestImageError) in try GuestImage.load(path) } ?? GuestImage(kernel: [])
+            if let kernelPath {
+                image.kernel = try GuestImage.readWholeFile(kernelPath)
+                image.bzImage = nil
+            }
             if let initrd { image.initrd = try GuestImage.readWholeFile(initrd) }
         } catch {
             throw PlanError(description: error.description, status: 66)
         }
-        do { _ = try KernelImage.identify(image.kernel) } catch { throw PlanError(description: error.description, status: 64) }
-        let specs: [ShareSpec]
+        let linux: Bool
+        do {
+            if case .bzImage = try KernelImage.identify(image.kernel) { linux = true } else { linux = image.initrd != nil }
+        } catch { throw PlanError(description: error.description, status: 64) }
+        var specs: [ShareSpec]
         let bytes: UInt64
         do {
             specs = try share.map(parseShare)
+            disks += try disk.map(parseDisk)
             bytes = try MemorySize.parse(memory).bytes
         } catch {
             throw PlanError(description: "\(error)", status: 64)
         }
+        if linux && bytes < Self.minimumLinuxMemory {
+            throw PlanError(description: "--memory \(MemorySize(bytes: bytes)) is too small for a Linux guest: give at least \(Self.minimumLinuxMemory >> 20) MiB", status: 64)
+        }
+        if let rootfs {
+            let ro = rootfs.hasSuffix(":ro")
+            let dir = ro ? String(rootfs.dropLast(3)) : rootfs
+            do { specs.append(try ShareSpec(parsing: "\(dir):\(Self.rootTag)\(ro ? ":ro" : "")")) } catch {
+                throw PlanError(description: "--rootfs \(rootfs): \(error)", status: 64)
+            }
+            extra += ["rootfstype=virtiofs", "root=\(Self.rootTag)"] + (ro ? ["ro"] : [])
+        }
+        // The Images init mounts vfsvm.mount= shares: without a command line
+        // of the user's own, each share is mounted on /mnt/TAG.
+        let userMounts = (append ?? "").contains("vfsvm.mount=")
+        if cmdline == nil, image.cmdline != nil, !userMounts {
+            for s in specs where s.tag.value != Self.rootTag {
+                extra.append("vfsvm.mount=\(s.tag.value):/mnt/\(s.tag.value)\(s.readOnly ? ":ro" : "")")
+            }
+        }
+        if let append { extra.append(append) }
+        let base = cmdline ?? image.cmdline ?? "console=ttyS0"
         let plan = RunPlan(
-            image: image, kernelPath: kernel, initrdPath: initrd, cmdline: cmdline ?? image.cmdline ?? "console=ttyS0",
-            shares: specs, disks: [], memoryBytes: bytes, cpus: cpus, transport: transport, ring: ring,
+            image: image, kernelPath: kernelPath, initrdPath: initrd,
+            cmdline: ([base] + extra).joined(separator: " "),
+            shares: specs, disks: disks, memoryBytes: bytes, cpus: cpus, transport: transport, ring: ring,
             requestQueues: requestQueues, debug: debug)
         try plan.checkInputs()
         return plan
+    }
+
+    /// The guest.img to boot a disk or a --rootfs with: $VFSVM_GUEST, else
+    /// the one beside the disk, else Images/out/guest.img of the source
+    /// tree this binary was built in (.build/<config>/vfsvm).
+    func defaultGuest(besides disk: String?) throws(GuestImageError) -> String {
+        var candidates: [String] = []
+        if let env = getenv("VFSVM_GUEST") { candidates.append(String(cString: env)) }
+        if let disk {
+            let dir = disk.contains("/") ? String(disk[..<disk.lastIndex(of: "/")!]) : "."
+            candidates.append(dir + "/guest.img")
+        }
+        if let exe = try? readLink("/proc/self/exe") {
+            // .build/<triple>/<config>/vfsvm: the source tree is 3 or 4 up.
+            var parts = exe.split(separator: "/", omittingEmptySubsequences: false)
+            for _ in 0..<5 where parts.count > 1 {
+                parts.removeLast()
+                let dir = parts.joined(separator: "/")
+                if !dir.hasSuffix("/.build") && !dir.contains("/.build/") {
+                    candidates.append(dir + "/Images/out/guest.img")
+                    break
+                }
+            }
+        }
+        for c in candidates where access(c, R_OK) == 0 { return c }
+        throw .badBundle(disk ?? "--rootfs", "no default kernel to boot it with: give --kernel (and --initrd), or set VFSVM_GUEST to a guest.img (tried \(candidates.joined(separator: ", ")))")
     }
 
     /// One line on stderr, then the given exit status.

@@ -21,6 +21,9 @@ extension Run {
             let device = try VirtioFSDevice(tag: spec.tag.value, requestQueues: plan.requestQueues, server: server)
             devices.append(RingChoiceDevice(device, choice: plan.ring))
         }
+        for spec in plan.disks {
+            do { devices.append(try makeDiskDevice(spec)) } catch { throw failure(error.description, status: 66) }
+        }
 
         let stdout = UnownedDescriptor(1)
         let config = MachineConfig(
@@ -44,6 +47,13 @@ extension Run {
             let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
             machine.stop(.quit("terminated by signal \(sig)", status: 128 + sig))
         }.detach()
+        if let timeout {
+            try OSThread(name: "timeout") {
+                sleep(UInt32(timeout))
+                logLine("vfsvm: the guest was still running after --timeout \(timeout) s; it was stopped")
+                machine.stop(.quit("--timeout \(timeout) s", status: 124))
+            }.detach()
+        }
         try console.enterRawMode()
         defer { console.restore() }
         try console.startInput(to: machine)

@@ -46,7 +46,9 @@ extension RunPlan {
                 throw PlanError(description: "share \(spec.hostPath): not a directory", status: 66)
             }
             guard tags.insert(spec.tag.value).inserted else {
-                throw PlanError(description: "two shares use the tag '\(spec.tag)'; each needs its own", status: 64)
+                let why = spec.tag.value == Run.rootTag ? "the tag '\(spec.tag)' is --rootfs's; give the share another"
+                    : "two shares use the tag '\(spec.tag)'; each needs its own"
+                throw PlanError(description: why, status: 64)
             }
         }
         for disk in disks {

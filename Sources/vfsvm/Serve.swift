@@ -174,9 +174,16 @@ struct Serve: ParsableCommand {
             : VhostUserProtocolFeature.supported
         let backend: VhostUserBackendServer
         do {
-            backend = try VhostUserBackendServer(device: device, listener: listener, protocolFeatures: offer)
+            // Below info, the routine ends of a connection are not logged.
+            let quiet = logLevel == "warn" || logLevel == "error"
+            backend = try VhostUserBackendServer(device: device, listener: listener, protocolFeatures: offer, log: { line in
+                if quiet && (line.hasSuffix("front-end disconnected") || line.hasSuffix("stopped")) { return }
+                VhostUserBackendServer.logToStandardError(line)
+            })
         } catch { throw CommandFailure("\(error)") }
-        logLine("vfsvm serve: sharing \(dir) (\(s.sandbox.rawValue) sandbox), waiting for the frontend")
+        if logLevel == "info" || logLevel == "debug" {
+            logLine("vfsvm serve: sharing \(dir) (\(s.sandbox.rawValue) sandbox), waiting for the frontend")
+        }
         let end: VhostUserBackendServer.Disconnect?
         do { end = try backend.run(.oneConnection) } catch { throw CommandFailure("\(error)") }
         if case .protocolError(let e) = end { throw CommandFailure("vhost-user frontend sent something refused: \(e)") }

@@ -237,9 +237,17 @@ check_refusal 66 "a share that is not a directory" "not a directory" --share "$h
 check_refusal 64 "two shares with one tag" "tag 't'" --share "$top:t" --share "/tmp:t" "$hello"
 check_refusal 64 "--memory 1M is too small" "too small" --memory 1M "$hello"
 check_refusal 64 "--memory with a bad unit" "unknown unit" --memory 12Q "$hello"
-check_refusal 69 "--accel tcg is not built yet" "the tcg path (QEMU as the CPU) is not built yet" --accel tcg "$hello"
 check_refusal 64 "a file that is no kernel" "neither a bzImage" --memory 64M "$GUESTS/../../Package.swift"
 check_refusal 64 "--cpus 0" "--cpus" --cpus 0 "$hello"
+
+# --accel tcg: the same PVH guest under QEMU, the same exit status
+if command -v qemu-system-x86_64 >/dev/null; then
+    timeout 60 "$VFSVM" run --accel tcg --memory 128M "$hello" </dev/null >"$out" 2>"$err"
+    got=$?
+    if [ $got -eq 67 ] && grep -q "hello from the PVH guest" "$out"; then ok "--accel tcg: the PVH guest under QEMU, debug-exit 0x21 gives 67 there too"; else bad "--accel tcg boots the PVH guest" "exit $got: $(head -c 300 "$err")"; fi
+else
+    bad "--accel tcg boots the PVH guest" "qemu-system-x86_64 is not installed"
+fi
 
 # --accel auto (the default) times the calibration guest and says which
 # path it took, why, and the figure (tcg on this software KVM).

@@ -10,14 +10,15 @@ import VfsvmVirtioBlk
 /// functions, their BARs and their INTx GSIs are, as a guest finds them
 /// through configuration mechanism #1.
 @Suite(.serialized) struct VirtioPCIBoardTests {
-    @Test func twoDisksAreTwoFunctionsWithBARsAboveRAMAndAGSIEach() throws {
+    /// A pci board with two 1 MiB virtio-blk disks (slots 1 and 2), or nil
+    /// (recorded) when /dev/kvm is not usable; the caller unlinks the images.
+    static func twoDiskBoard() throws -> (Machine, [String])? {
         guard access("/dev/kvm", R_OK | W_OK) == 0 else {
             Issue.record("/dev/kvm is not usable here (errno \(errno)): the board cannot be built")
-            return
+            return nil
         }
         var devices: [VirtioBlockDevice] = []
         var paths: [String] = []
-        defer { for p in paths { unlink(p) } }
         for i in 0..<2 {
             var template = Array("/tmp/vfsvm-pci-board.XXXXXX".utf8CString)
             let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
@@ -27,10 +28,16 @@ import VfsvmVirtioBlk
             close(fd)
             devices.append(try VirtioBlockDevice(image: try BlockImage(path: paths[i], readOnly: false), serial: "disk\(i)"))
         }
-        let memorySize: UInt64 = 64 << 20
         let machine = try Machine.build(MachineConfig(memorySize: memorySize, kernel: MachineTests.pvhImage([0xf4]), devices: devices,
                                                       transport: .pci, consoleOutput: { _ in }))
-        #expect(machine.pciTransports.count == 2 && machine.mmioTransports.isEmpty)
+        return (machine, paths)
+    }
+
+    static let memorySize: UInt64 = 64 << 20
+
+    @Test func twoDisksAreTwoFunctionsWithBARsAboveRAMAndAGSIEach() throws {
+        guard let (machine, paths) = try Self.twoDiskBoard() else { return }
+        defer { for p in paths { unlink(p) } }
         let bridge = try #require(machine.ports.all.first { $0.name == "PCI config" }?.device)
         func config(_ slot: UInt32, _ reg: UInt32, size: Int = 4) -> UInt32 {
             bridge.write(offset: 0, size: 4, value: 0x8000_0000 | slot << 11 | reg)
@@ -41,7 +48,7 @@ import VfsvmVirtioBlk
             bridge.write(offset: 4 + UInt16(reg & 3), size: size, value: value)
         }
 
-        let window = X86Layout.pciMem64(memorySize: memorySize)
+        let window = X86Layout.pciMem64(memorySize: Self.memorySize)
         var lines: Set<UInt32> = []
         for slot in UInt32(1)...2 {
             #expect(config(slot, 0) == 0x1042_1af4, "slot \(slot): virtio-blk, modern")
@@ -62,6 +69,63 @@ import VfsvmVirtioBlk
         var two: [UInt8] = [0, 0]
         two.withUnsafeMutableBytes { bar1.read(offset: offset, into: $0) }
         #expect(two == [1, 0], "one request queue")
+    }
+
+    /// A BAR whose notify ioeventfd KVM refuses at the new address (here
+    /// another registration is already there, as a second device's would
+    /// be in a race) is left off the bus entirely, and the function maps
+    /// again when the guest moves it back; the other function is never
+    /// touched. Before, the window stayed on the bus without its ioeventfds,
+    /// was recorded as mapped, and every later move failed (ENOENT).
+    @Test func aBARThatCannotBeMappedIsRolledBackAndMapsAgainLater() throws {
+        guard let (machine, paths) = try Self.twoDiskBoard() else { return }
+        defer { for p in paths { unlink(p) } }
+        let bridge = try #require(machine.ports.all.first { $0.name == "PCI config" }?.device)
+        func config(_ slot: UInt32, _ reg: UInt32) -> UInt32 {
+            bridge.write(offset: 0, size: 4, value: 0x8000_0000 | slot << 11 | reg)
+            return bridge.read(offset: 4, size: 4)
+        }
+        func setConfig(_ slot: UInt32, _ reg: UInt32, _ value: UInt32, size: Int = 4) {
+            bridge.write(offset: 0, size: 4, value: 0x8000_0000 | slot << 11 | reg)
+            bridge.write(offset: 4 + UInt16(reg & 3), size: size, value: value)
+        }
+        for slot in UInt32(1)...2 { setConfig(slot, 0x04, 0x6, size: 2) }
+        let bar1 = UInt64(config(1, 0x14)) << 32 | UInt64(config(1, 0x10) & ~0xf)
+        let bar2 = UInt64(config(2, 0x14)) << 32 | UInt64(config(2, 0x10) & ~0xf)
+        let target = bar2 + 0x10000
+        let note = try #require(machine.pciTransports[1].notifications.first)
+        let squatter = try EventFD(nonBlocking: true)
+        try machine.vm.registerIOEventFD(squatter, address: target + note.offset, length: note.length, dataMatch: note.dataMatch)
+
+        setConfig(2, 0x10, UInt32(truncatingIfNeeded: target) | 0xc)
+        #expect(machine.mmio.find(target) == nil, "a BAR KVM would not take notifications for is not on the bus")
+        #expect(machine.mmio.find(bar2) == nil, "nor at its old address")
+        #expect(machine.mmio.find(bar1)?.offset == 0, "the other function keeps its BAR0")
+
+        setConfig(2, 0x10, UInt32(truncatingIfNeeded: bar2) | 0xc)
+        #expect(machine.mmio.find(bar2 + 0x12)?.offset == 0x12, "moved back, BAR0 maps again")
+        #expect(machine.mmio.find(bar1)?.offset == 0)
+        try machine.vm.unregisterIOEventFD(squatter, address: target + note.offset, length: note.length, dataMatch: note.dataMatch)
+    }
+
+    /// Ranges overlap when any byte does, not just the first or the last;
+    /// removal names the range, so a same-address range of another device
+    /// survives.
+    @Test func theBusRefusesAnyOverlapAndRemovesByName() {
+        final class Dummy: VfsvmMachine.MMIODevice {
+            func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {}
+            func write(offset: UInt64, bytes data: UnsafeRawBufferPointer) {}
+        }
+        let bus = MMIOBus()
+        #expect(bus.tryInsert(Dummy(), base: 0x1000, size: 0x100, name: "small"))
+        #expect(!bus.tryInsert(Dummy(), base: 0x0, size: 0x10000, name: "around"), "covers the small one entirely")
+        #expect(!bus.tryInsert(Dummy(), base: 0x10ff, size: 1, name: "last byte"))
+        #expect(!bus.tryInsert(Dummy(), base: UInt64.max - 1, size: 4, name: "wraps"))
+        #expect(bus.tryInsert(Dummy(), base: 0x1100, size: 0x100, name: "next"))
+        bus.remove(base: 0x1000, name: "another")
+        #expect(bus.find(0x1000) != nil)
+        bus.remove(base: 0x1000, name: "small")
+        #expect(bus.find(0x1000) == nil && bus.find(0x1100) != nil)
     }
 }
 

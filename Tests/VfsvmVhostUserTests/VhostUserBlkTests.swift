@@ -2,6 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 import VfsvmSys
+import VfsvmVhostUserTestSupport
 import VfsvmVirtio
 import VfsvmVirtioBlk
 @testable import VfsvmVhostUser

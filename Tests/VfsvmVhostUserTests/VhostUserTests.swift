@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import VfsvmMemory
 import VfsvmSys
+import VfsvmVhostUserTestSupport
 import VfsvmVirtio
 @testable import VfsvmVhostUser
 

@@ -7,6 +7,7 @@ import VfsvmFUSETestSupport
 import VfsvmMemory
 import VfsvmPassthroughFS
 import VfsvmSys
+import VfsvmVhostUserTestSupport
 import VfsvmTestSupport
 import VfsvmVirtio
 import VfsvmVirtioFS

@@ -1,0 +1,171 @@
+import Glibc
+import VfsvmFUSE
+import VfsvmFUSETestSupport
+import VfsvmMemory
+import VfsvmSys
+import VfsvmTestSupport
+import VfsvmVhostUser
+import VfsvmVhostUserTestSupport
+import VfsvmVirtio
+
+/// One FUSE request as the Linux driver lays it out: the in-header and the
+/// operation's arguments in one readable buffer, then any data (WRITE) in a
+/// second; a writable out-header, then the reply's arguments or data.
+struct FUSERequest {
+    var readable: [[UInt8]]
+    var writable: [UInt32]
+}
+
+/// A reply as the front-end saw it: the used length and the bytes.
+struct FUSEReplyBytes {
+    var length: UInt32
+    var bytes: [UInt8]
+    /// fuse_out_header.error (0 or a negative errno).
+    var error: Int32 { bytes.count >= 8 ? Int32(bitPattern: u32(bytes, 4)) : -EPROTO }
+    var headerLength: UInt32 { bytes.count >= 4 ? u32(bytes, 0) : 0 }
+}
+
+/// A vhost-user-fs session from the front-end's side: features, memfd guest
+/// RAM, the hiprio queue and one request queue (split rings laid out by
+/// MockDriver, as Linux's virtio_ring does), FUSE INIT.
+final class FSSession {
+    static let userBase: UInt64 = 0x7f00_0000_0000
+    let frontend: MockFrontend
+    let ram: SharedRAM
+    let ramSize: Int
+    let driver: MockDriver
+    let kick: EventFD
+    let call: EventFD
+    let timeoutMilliseconds: Int32
+    private var unique: UInt64 = 0
+    private var hiprio: MockDriver?
+    private var keep: [EventFD] = []
+    private(set) var maxWrite: UInt32 = 0
+
+    init(socket: FileDescriptor, ramSize: Int, queueSize: UInt16, timeoutMilliseconds: Int32) throws {
+        frontend = MockFrontend(socket: socket)
+        self.ramSize = ramSize
+        self.timeoutMilliseconds = timeoutMilliseconds
+        ram = try SharedRAM(size: ramSize)
+        guard let offered = try frontend.getU64(.getFeatures) else {
+            throw FrontendError("the backend did not answer GET_FEATURES")
+        }
+        let protocolBit = VirtioFeatures.vhostUserProtocolFeatures.rawValue
+        let features = VirtioFeatures(rawValue: offered & (VirtioFeatures.version1.rawValue | protocolBit))
+        guard features.contains(.version1) else { throw FrontendError("the backend does not offer VIRTIO_F_VERSION_1") }
+        try frontend.send(.setOwner)
+        var ack = false
+        if features.contains(.vhostUserProtocolFeatures) {
+            guard let proto = try frontend.getU64(.getProtocolFeatures) else {
+                throw FrontendError("the backend did not answer GET_PROTOCOL_FEATURES")
+            }
+            let wanted = proto & (VhostUserProtocolFeature.replyAck | VhostUserProtocolFeature.mq)
+            try frontend.send(.setProtocolFeatures, payload: le64(wanted))
+            ack = wanted & VhostUserProtocolFeature.replyAck != 0
+        }
+        try frontend.expectAck(.setFeatures, ack: ack, payload: le64(features.rawValue))
+        let region = VhostUserMemoryRegion(guestAddress: 0, size: UInt64(ramSize), userAddress: Self.userBase, mmapOffset: 0)
+        try frontend.expectAck(.setMemTable, ack: ack, payload: memTable([region]), fds: [ram.fd])
+        let ringFeatures = features.subtracting(.vhostUserProtocolFeatures)
+        // Queue 0 (hiprio, FORGET and INTERRUPT) in the first 1 MiB; the
+        // request queue 1 and its buffers in the rest.
+        let frontend = self.frontend, ram = self.ram
+        func start(_ index: UInt32, base: UInt64, arena: Range<UInt64>, call: EventFD, kick: EventFD) throws -> MockDriver {
+            let d = try MockDriver(memory: ram.view, layout: .split, queueSize: queueSize, features: ringFeatures,
+                                   ringBase: GuestAddress(base), arena: arena)
+            try frontend.expectAck(.setVringNum, ack: ack, payload: vringState(index, UInt32(queueSize)))
+            try frontend.expectAck(.setVringBase, ack: ack, payload: vringState(index, 0))
+            try frontend.expectAck(.setVringAddr, ack: ack, payload: vringAddr(
+                index, desc: Self.userBase + d.descriptorTable.rawValue, used: Self.userBase + d.deviceArea.rawValue,
+                avail: Self.userBase + d.driverArea.rawValue))
+            try frontend.expectAck(.setVringCall, ack: ack, payload: le64(UInt64(index)), fds: [call.fd])
+            try frontend.expectAck(.setVringKick, ack: ack, payload: le64(UInt64(index)), fds: [kick.fd])
+            if features.contains(.vhostUserProtocolFeatures) {
+                try frontend.expectAck(.setVringEnable, ack: ack, payload: vringState(index, 1))
+            }
+            return d
+        }
+        let hiCall = try EventFD(nonBlocking: true), hiKick = try EventFD(nonBlocking: true)
+        let hi = try start(0, base: 0, arena: 0x10000..<0x100000, call: hiCall, kick: hiKick)
+        let requestCall = try EventFD(nonBlocking: true), requestKick = try EventFD(nonBlocking: true)
+        driver = try start(1, base: 0x100000, arena: 0x110000..<UInt64(ramSize), call: requestCall, kick: requestKick)
+        call = requestCall
+        kick = requestKick
+        hiprio = hi
+        keep = [hiCall, hiKick]
+        try initialize()
+    }
+
+    func close() { frontend.close() }
+
+    // MARK: - Requests
+
+    /// fuse_in_header (40 bytes) followed by `args`.
+    func request(_ op: FUSEOpcode, node: UInt64, _ args: Bytes = Bytes(), data: [UInt8]? = nil) -> [[UInt8]] {
+        unique += 2
+        let h = Bytes()
+        h.u32(UInt32(40 + args.b.count + (data?.count ?? 0))).u32(op.rawValue).u64(unique).u64(node)
+        h.u32(0).u32(0).u32(UInt32(getpid())).u16(0).u16(0)
+        return data.map { [h.b + args.b, $0] } ?? [h.b + args.b]
+    }
+
+    /// Posts `requests` (all in flight at once), kicks once, waits for every
+    /// reply; `done(i, reply, latency)` sees each as it completes.
+    func run(_ requests: [FUSERequest], _ done: (Int, FUSEReplyBytes, UInt64) throws -> Void) throws {
+        var started: [UInt16: (index: Int, at: UInt64)] = [:]
+        for (i, r) in requests.enumerated() {
+            let id = try driver.add(readable: r.readable, writable: r.writable)
+            started[id] = (i, nowNanoseconds())
+        }
+        try kick.signal()
+        while !started.isEmpty {
+            guard try pollReadable([call.fd], timeoutMilliseconds: timeoutMilliseconds) == [true] else {
+                throw FrontendError("the backend did not answer \(started.count) request(s) within \(timeoutMilliseconds) ms")
+            }
+            _ = try call.drain()
+            let now = nowNanoseconds()
+            for c in try driver.collect() {
+                guard let s = started.removeValue(forKey: c.id) else {
+                    throw FrontendError("the backend completed chain \(c.id), which was not in flight")
+                }
+                try done(s.index, FUSEReplyBytes(length: c.length, bytes: c.reply), now - s.at)
+            }
+        }
+    }
+
+    /// One request, its reply.
+    func roundTrip(_ readable: [[UInt8]], replyCapacity: UInt32) throws -> FUSEReplyBytes {
+        var reply = FUSEReplyBytes(length: 0, bytes: [])
+        try run([FUSERequest(readable: readable, writable: [replyCapacity])]) { _, r, _ in reply = r }
+        return reply
+    }
+
+    /// FUSE_INIT as Linux 6.x sends it (7.38, the flags a virtio-fs mount
+    /// asks for); records max_write.
+    private func initialize() throws {
+        let flags: UInt32 = 1 << 0 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 12 | 1 << 13 | 1 << 14 | 1 << 15 | 1 << 18 | 1 << 22
+        let args = Bytes()
+        args.u32(7).u32(38).u32(128 * 1024).u32(flags).u32(0).zeros(44)
+        let r = try roundTrip(request(.`init`, node: 0, args), replyCapacity: 16 + 64)
+        guard r.error == 0, r.bytes.count >= 16 + 24 else {
+            throw FrontendError("FUSE_INIT failed: error \(r.error), reply of \(r.length) bytes")
+        }
+        maxWrite = u32(r.bytes, 16 + 20)
+    }
+
+    /// LOOKUP `name` in the root: the node id, or nil.
+    func lookup(_ name: String) throws -> UInt64? {
+        let args = Bytes()
+        args.name(name)
+        let r = try roundTrip(request(.lookup, node: 1, args), replyCapacity: 16 + 128)
+        return r.error == 0 ? u64(r.bytes, 16) : nil
+    }
+
+    /// OPEN or OPENDIR `node`: the file handle, or nil.
+    func open(_ node: UInt64, directory: Bool = false) throws -> UInt64? {
+        let args = Bytes()
+        args.u32(UInt32(directory ? O_RDONLY : O_RDWR)).u32(0)
+        let r = try roundTrip(request(directory ? .opendir : .open, node: node, args), replyCapacity: 16 + 16)
+        return r.error == 0 ? u64(r.bytes, 16) : nil
+    }
+}

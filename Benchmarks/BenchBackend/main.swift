@@ -1,0 +1,162 @@
+import ArgumentParser
+import Glibc
+import VfsvmVhostUserTestSupport
+
+/// bench-backend: a vhost-user-fs front-end that drives backends (vfsvm
+/// serve, virtiofsd, anything given a command line) with batches of FUSE
+/// requests and prints what each costs.
+struct BenchBackend: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-backend",
+        abstract: "Drive vhost-user-fs backends with FUSE requests over split rings; print requests/s, latency, backend CPU per request and peak RSS.",
+        discussion: """
+        Each round starts every backend in turn (the order alternates between rounds) on a fresh share, \
+        sends FUSE INIT and then, per operation, a warm-up and --requests requests, --in-flight at a time. \
+        CPU is the backend's whole process tree (every thread's on-CPU time from /proc/<pid>/task/*/schedstat); \
+        RSS is the sum of VmHWM over that tree. The table shows medians over the rounds and, with two backends, \
+        first/second ratios.
+        Example: bench-backend --backend 'vfsvm=vfsvm serve --socket-path {socket} --shared-dir {share}' \
+        --backend 'virtiofsd=/usr/lib/qemu/virtiofsd --socket-path={socket} -o source={share}'
+        """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("NAME=COMMAND ({socket} and {share} are substituted); repeat for each backend.", valueName: "NAME=COMMAND"))
+    var backend: [String] = []
+
+    @Option(help: "Rounds (the table shows medians).")
+    var rounds = 3
+
+    @Option(help: "Measured requests per operation per round.")
+    var requests = 2000
+
+    @Option(help: "Requests in flight at once (posted together, one kick).")
+    var inFlight = 1
+
+    @Option(help: ArgumentHelp("Comma-separated operations (default all): \(Operation.all.map(\.name).joined(separator: ",")).", valueName: "OPS"))
+    var ops: String?
+
+    @Option(help: "Milliseconds to wait for a reply before calling the backend stuck.")
+    var timeout: Int32 = 5000
+
+    @Flag(help: "Also print one tab-separated line per backend, round and operation (lines start with \"run\").")
+    var tsv = false
+
+    func validate() throws {
+        guard !backend.isEmpty else { throw ValidationError("give at least one --backend NAME=COMMAND") }
+        guard (1...99).contains(rounds) else { throw ValidationError("--rounds wants 1...99") }
+        guard (1...10_000_000).contains(requests) else { throw ValidationError("--requests wants 1...10000000") }
+        guard (1...64).contains(inFlight) else { throw ValidationError("--in-flight wants 1...64 (the ring has 256 descriptors)") }
+        guard (1...600_000).contains(timeout) else { throw ValidationError("--timeout wants 1...600000 ms") }
+    }
+
+    func run() throws {
+        let specs: [BackendSpec]
+        let operations: [Operation]
+        do {
+            specs = try backend.map { try BackendSpec(parsing: $0) }
+            operations = try selectedOperations()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        guard Set(specs.map(\.name)).count == specs.count else { throw ValidationError("backend names must differ") }
+        let settings = RunSettings(requests: requests, inFlight: inFlight, timeoutMilliseconds: timeout, operations: operations)
+        var results: [String: [[String: Measurement]]] = [:]
+        var failed = false
+        for round in 0..<rounds {
+            let order = round % 2 == 0 ? specs : specs.reversed()
+            for spec in order {
+                do {
+                    let r = try runBackend(spec, settings)
+                    results[spec.name, default: []].append(r)
+                    if tsv {
+                        for op in operations {
+                            guard let m = r[op.name] else { continue }
+                            print(["run", spec.name, String(round + 1), op.name, String(m.requests), String(m.errors),
+                                   format(m.requestsPerSecond, 0), format(m.latencyMicroseconds(0.5), 1),
+                                   format(m.latencyMicroseconds(0.99), 1), format(m.cpuMicrosecondsPerRequest, 2),
+                                   format(Double(m.peakRSSKiB) / 1024, 1)].joined(separator: "\t"))
+                        }
+                    }
+                    for op in operations where (r[op.name]?.errors ?? 0) > 0 {
+                        let m = r[op.name]!
+                        printError("bench-backend: \(spec.name), \(op.name): \(m.errors) of \(m.requests) replies were wrong (first: \(m.firstError))")
+                        failed = true
+                    }
+                } catch {
+                    printError("bench-backend: round \(round + 1): \(error)")
+                    failed = true
+                }
+            }
+        }
+        printTable(specs, operations, results)
+        if failed { throw ExitCode(1) }
+    }
+
+    func selectedOperations() throws -> [Operation] {
+        guard let ops else { return Operation.all }
+        return try ops.split(separator: ",").map { name in
+            guard let op = Operation.all.first(where: { $0.name == name }) else {
+                throw FrontendError("unknown operation \(name) (known: \(Operation.all.map(\.name).joined(separator: ", ")))")
+            }
+            return op
+        }
+    }
+
+    func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]]) {
+        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight, split ring, 1 request queue; medians of \(rounds) round(s)")
+        var header = ["operation"]
+        for s in specs { header += ["\(s.name) req/s", "p50 µs", "p99 µs", "CPU µs/req", "RSS MiB"] }
+        if specs.count == 2 { header += ["CPU/req \(specs[0].name)/\(specs[1].name)", "req/s \(specs[0].name)/\(specs[1].name)"] }
+        var rows = [header]
+        for op in operations {
+            var row = [op.name]
+            var cpu: [Double] = [], rps: [Double] = []
+            for s in specs {
+                let ms = (results[s.name] ?? []).compactMap { $0[op.name] }
+                guard !ms.isEmpty else { row += ["-", "-", "-", "-", "-"]; cpu.append(0); rps.append(0); continue }
+                let c = median(ms.map(\.cpuMicrosecondsPerRequest)), r = median(ms.map(\.requestsPerSecond))
+                cpu.append(c)
+                rps.append(r)
+                row += [format(r, 0), format(median(ms.map { $0.latencyMicroseconds(0.5) }), 1),
+                        format(median(ms.map { $0.latencyMicroseconds(0.99) }), 1), format(c, 2),
+                        format(median(ms.map { Double($0.peakRSSKiB) / 1024 }), 1)]
+            }
+            if specs.count == 2 {
+                row += [cpu[1] > 0 && cpu[0] > 0 ? format(cpu[0] / cpu[1], 2) : "-", rps[1] > 0 && rps[0] > 0 ? format(rps[0] / rps[1], 2) : "-"]
+            }
+            rows.append(row)
+        }
+        let widths = (0..<header.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        for row in rows {
+            print(row.enumerated().map { c, cell in
+                c == 0 ? cell + String(repeating: " ", count: widths[c] - cell.count)
+                    : String(repeating: " ", count: widths[c] - cell.count) + cell
+            }.joined(separator: "  "))
+        }
+    }
+}
+
+func median(_ values: [Double]) -> Double {
+    let s = values.sorted()
+    guard !s.isEmpty else { return 0 }
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+func format(_ v: Double, _ decimals: Int) -> String {
+    var buf = [CChar](repeating: 0, count: 64)
+    _ = withVaList([v]) { vsnprintf(&buf, buf.count, "%.\(decimals)f", $0) }
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// strerror(errno).
+func errnoText() -> String {
+    guard let p = strerror(errno) else { return "errno \(errno)" }
+    return String(cString: p)
+}
+
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+}
+
+BenchBackend.main()
