@@ -83,7 +83,7 @@ vmm-test: build guests
 # vfsvm run --domain: the Configs/domain-*.xml examples booted under
 # /dev/kvm with the freestanding guests, the --print-domain-xml round trip,
 # and the refusals (unsupported elements, invalid XML, conflicting options).
-domain-test: build guests
+domain-test: build guests images
 	Tests/Integration/domain-test.sh $(BIN) $(GUESTS_OUT)
 
 # Coverage-guided fuzzing (Fuzz/fuzz.sh: libFuzzer + AddressSanitizer, a

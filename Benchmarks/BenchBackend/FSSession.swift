@@ -84,7 +84,7 @@ final class RequestQueue: @unchecked Sendable {
 }
 
 /// A vhost-user-fs session from the front-end's side: features, memfd guest
-/// RAM, the hiprio queue and `queues` request queues (split rings laid out
+/// RAM, the hiprio queue and `queues` request queues (split or packed rings laid out
 /// by MockDriver, as Linux's virtio_ring does), FUSE INIT.
 final class FSSession {
     static let userBase: UInt64 = 0x7f00_0000_0000
@@ -98,7 +98,8 @@ final class FSSession {
 
     /// Request queue q's ring and buffers get `sliceBytes` (a multiple of
     /// 1 MiB) after the hiprio queue's first MiB.
-    init(socket: FileDescriptor, queues count: Int, sliceBytes: Int, queueSize: UInt16, timeoutMilliseconds: Int32) throws {
+    init(socket: FileDescriptor, queues count: Int, sliceBytes: Int, queueSize: UInt16, layout: RingLayout,
+         timeoutMilliseconds: Int32) throws {
         frontend = MockFrontend(socket: socket)
         let ramSize = (1 << 20) + count * sliceBytes
         self.ramSize = ramSize
@@ -107,7 +108,11 @@ final class FSSession {
             throw FrontendError("the backend did not answer GET_FEATURES")
         }
         let protocolBit = VirtioFeatures.vhostUserProtocolFeatures.rawValue
-        let features = VirtioFeatures(rawValue: offered & (VirtioFeatures.version1.rawValue | protocolBit))
+        let wantedRing = layout == .packed ? VirtioFeatures.ringPacked.rawValue : 0
+        let features = VirtioFeatures(rawValue: offered & (VirtioFeatures.version1.rawValue | protocolBit | wantedRing))
+        if layout == .packed && !features.contains(.ringPacked) {
+            throw FrontendError("the backend does not offer VIRTIO_F_RING_PACKED")
+        }
         guard features.contains(.version1) else { throw FrontendError("the backend does not offer VIRTIO_F_VERSION_1") }
         try frontend.send(.setOwner)
         var ack = false
@@ -135,10 +140,11 @@ final class FSSession {
         // request queue 1 and its buffers in the rest.
         let frontend = self.frontend, ram = self.ram
         func start(_ index: UInt32, base: UInt64, arena: Range<UInt64>, call: EventFD, kick: EventFD) throws -> MockDriver {
-            let d = try MockDriver(memory: ram.view, layout: .split, queueSize: queueSize, features: ringFeatures,
+            let d = try MockDriver(memory: ram.view, layout: layout, queueSize: queueSize, features: ringFeatures,
                                    ringBase: GuestAddress(base), arena: arena)
             try frontend.expectAck(.setVringNum, ack: ack, payload: vringState(index, UInt32(queueSize)))
-            try frontend.expectAck(.setVringBase, ack: ack, payload: vringState(index, 0))
+            // A fresh packed ring: both cursors at slot 0 with wrap counter 1 (QEMU's encoding).
+            try frontend.expectAck(.setVringBase, ack: ack, payload: vringState(index, layout == .packed ? 0x8000_8000 : 0))
             try frontend.expectAck(.setVringAddr, ack: ack, payload: vringAddr(
                 index, desc: Self.userBase + d.descriptorTable.rawValue, used: Self.userBase + d.deviceArea.rawValue,
                 avail: Self.userBase + d.driverArea.rawValue))

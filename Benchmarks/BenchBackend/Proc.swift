@@ -42,6 +42,32 @@ enum Proc {
         return total
     }
 
+    /// utime + stime of every process in `pids` from /proc/<pid>/stat, in
+    /// nanoseconds (10 ms ticks, but it includes threads that have exited,
+    /// which the per-thread schedstat sum misses).
+    static func statCPUNanoseconds(_ pids: [pid_t]) -> UInt64 {
+        let tick = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        var total: UInt64 = 0
+        for pid in pids {
+            guard let stat = readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else { continue }
+            // After "pid (comm) ": fields 3.. ; utime and stime are fields 14 and 15.
+            let fields = stat[(close + 2)...].split(separator: UInt8(ascii: " "))
+            guard fields.count > 12 else { continue }
+            let utime = UInt64(String(decoding: fields[11], as: UTF8.self)) ?? 0
+            let stime = UInt64(String(decoding: fields[12], as: UTF8.self)) ?? 0
+            total += (utime + stime) * 1_000_000_000 / tick
+        }
+        return total
+    }
+
+    /// The backend's CPU between two readings: the exact per-thread sum,
+    /// unless the tick-grained process figure exceeds it by more than two
+    /// ticks (threads ran and exited in between; their time is only there).
+    static func cpuDelta(schedstat: (UInt64, UInt64), stat: (UInt64, UInt64)) -> UInt64 {
+        let exact = schedstat.1 &- schedstat.0, coarse = stat.1 &- stat.0
+        return coarse > exact + 20_000_000 ? coarse : exact
+    }
+
     /// The sum of VmHWM (peak resident set) over `pids`, in KiB.
     static func peakRSSKiB(_ pids: [pid_t]) -> UInt64 {
         var total: UInt64 = 0

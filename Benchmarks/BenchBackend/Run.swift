@@ -1,5 +1,6 @@
 import Glibc
 import VfsvmSys
+import VfsvmVirtio
 import VfsvmVhostUserTestSupport
 
 /// A backend to benchmark: a name and a command line in which `{socket}`
@@ -52,6 +53,7 @@ struct RunSettings {
     var requests: Int
     var inFlight: Int
     var queues: Int
+    var layout: RingLayout
     var timeoutMilliseconds: Int32
     var operations: [Operation]
 }
@@ -97,7 +99,7 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
     let slice = ((1 << 20) + settings.inFlight * (largest + 8192) + 0xfffff) & ~0xfffff
     let session: FSSession
     do {
-        session = try FSSession(socket: socket, queues: settings.queues, sliceBytes: slice, queueSize: 256,
+        session = try FSSession(socket: socket, queues: settings.queues, sliceBytes: slice, queueSize: 256, layout: settings.layout,
                                 timeoutMilliseconds: settings.timeoutMilliseconds)
     } catch {
         throw FrontendError("\(spec.name): \(error)\(logTail())")
@@ -123,7 +125,7 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
 /// several queues, each gets an equal share on a thread of its own.
 func measure(_ op: Operation, _ queues: [RequestQueue], _ h: Handles, count: Int, inFlight: Int, pid: pid_t) throws -> Measurement {
     let tree = Proc.tree(pid)
-    let cpu0 = Proc.cpuNanoseconds(tree)
+    let cpu0 = Proc.cpuNanoseconds(tree), stat0 = Proc.statCPUNanoseconds(tree)
     let t0 = nowNanoseconds()
     var m = Measurement()
     if queues.count == 1 {
@@ -146,7 +148,7 @@ func measure(_ op: Operation, _ queues: [RequestQueue], _ h: Handles, count: Int
     }
     m.seconds = Double(nowNanoseconds() - t0) / 1e9
     let after = Proc.tree(pid)
-    m.cpuNanoseconds = Proc.cpuNanoseconds(after) &- cpu0
+    m.cpuNanoseconds = Proc.cpuDelta(schedstat: (cpu0, Proc.cpuNanoseconds(after)), stat: (stat0, Proc.statCPUNanoseconds(after)))
     m.peakRSSKiB = Proc.peakRSSKiB(after)
     m.requests = count
     return m

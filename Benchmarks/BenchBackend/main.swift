@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import VfsvmVirtio
 import VfsvmVhostUserTestSupport
 
 /// bench-backend: a vhost-user-fs front-end that drives backends (vfsvm
@@ -8,7 +9,7 @@ import VfsvmVhostUserTestSupport
 struct BenchBackend: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-backend",
-        abstract: "Drive vhost-user-fs backends with FUSE requests over split rings; print requests/s, latency, backend CPU per request and peak RSS.",
+        abstract: "Drive vhost-user-fs backends with FUSE requests over split or packed rings; print requests/s, latency, backend CPU per request and peak RSS.",
         discussion: """
         Each round starts every backend in turn (the order alternates between rounds) on a fresh share, \
         sends FUSE INIT and then, per operation, a warm-up and --requests requests, --in-flight at a time. \
@@ -31,6 +32,9 @@ struct BenchBackend: ParsableCommand {
 
     @Option(help: "Requests in flight at once (posted together, one kick).")
     var inFlight = 1
+
+    @Flag(help: "Use packed rings (VIRTIO_F_RING_PACKED; virtiofsd 7.2 has none) instead of split ones.")
+    var packed = false
 
     @Option(help: "Request queues, each driven by a thread of its own with --in-flight requests (virtiofsd 7.2 serves one).")
     var queues = 1
@@ -77,7 +81,7 @@ struct BenchBackend: ParsableCommand {
             }
             perBackend[parts[0]] = n
         }
-        let base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, timeoutMilliseconds: timeout, operations: operations)
+        let base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, layout: packed ? .packed : .split, timeoutMilliseconds: timeout, operations: operations)
         var results: [String: [[String: Measurement]]] = [:]
         var failed = false
         var limits: [String: [Double]] = [:]
@@ -141,7 +145,7 @@ struct BenchBackend: ParsableCommand {
 
     func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]],
                     _ limits: [String: [Double]], _ queueCounts: [String: Int]) {
-        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, split ring, \(queueSummary(specs, queueCounts)) request queue(s); medians of \(rounds) round(s)")
+        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, \(packed ? "packed" : "split") ring, \(queueSummary(specs, queueCounts)) request queue(s); medians of \(rounds) round(s)")
         var header = ["operation"]
         for s in specs { header += ["\(s.name) req/s", "p50 µs", "p99 µs", "CPU µs/req", "RSS MiB"] }
         if specs.count == 2 { header += ["CPU/req \(specs[0].name)/\(specs[1].name)", "req/s \(specs[0].name)/\(specs[1].name)"] }

@@ -56,7 +56,7 @@ public final class Machine: Sendable {
     public let mmioTransports: [VirtioMMIOTransport]
     /// The virtio-pci transports, in slot order (slot 1 first).
     public let pciTransports: [VirtioPCITransport]
-    let intxLines: [(LevelLine, VirtioPCITransport)]
+    let intxLines: [ResampledLine]
     let latch: StopLatch
 
     /// Addresses of the 4 KiB KVM wants for the real-mode TSS (three
@@ -168,7 +168,7 @@ public final class Machine: Sendable {
 
     private init(memory: GuestMemory, vm: VirtualMachine, vcpus: [VCPU], serial: Serial8250, ports: PortBus, mmio: MMIOBus,
                  counters: ExitCounters?, mmioTransports: [VirtioMMIOTransport], pciTransports: [VirtioPCITransport],
-                 intxLines: [(LevelLine, VirtioPCITransport)], latch: StopLatch) {
+                 intxLines: [ResampledLine], latch: StopLatch) {
         self.memory = memory
         self.vm = vm
         self.vcpus = vcpus

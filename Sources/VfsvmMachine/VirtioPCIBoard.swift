@@ -60,19 +60,28 @@ final class LevelLine: InterruptLine {
     func trigger() throws { try irqfd.signal() }
 }
 
+/// One level line the resampler watches: KVM's resample eventfd, the line
+/// to assert again, and whether the device still wants it asserted.
+struct ResampledLine: Sendable {
+    var resample: EventFD
+    var line: any InterruptLine
+    var name: String
+    var asserted: @Sendable () -> Bool
+}
+
 /// Waits on every INTx line's resample fd and re-asserts a line whose
 /// device still wants it; runs while the machine runs.
 final class INTxResampler: Sendable {
-    private let lines: [(LevelLine, VirtioPCITransport)]
+    private let lines: [ResampledLine]
     private let stopFD: EventFD
 
-    init(_ lines: [(LevelLine, VirtioPCITransport)]) throws(SystemError) {
+    init(_ lines: [ResampledLine]) throws(SystemError) {
         self.lines = lines
         stopFD = try EventFD(nonBlocking: true)
     }
 
     func run() {
-        let fds = [stopFD.fd.rawValue] + lines.map { $0.0.resample.fd.rawValue }
+        let fds = [stopFD.fd.rawValue] + lines.map { $0.resample.fd.rawValue }
         while true {
             let ready: [Bool]
             do { ready = try pollReadable(fds) } catch {
@@ -80,12 +89,12 @@ final class INTxResampler: Sendable {
                 return logLine("vfsvm: INTx resample: \(error)")
             }
             if ready[0] { return }
-            for (i, (line, transport)) in lines.enumerated() where ready[i + 1] {
+            for (i, l) in lines.enumerated() where ready[i + 1] {
                 do {
-                    try line.resample.drain()
-                    if transport.intxAsserted { try line.trigger() }
+                    try l.resample.drain()
+                    if l.asserted() { try l.line.trigger() }
                 } catch {
-                    logLine("vfsvm: INTx resample on GSI \(line.gsi): \(error)")
+                    logLine("vfsvm: INTx resample on \(l.name): \(error)")
                 }
             }
         }
@@ -149,7 +158,7 @@ extension VirtioPCITransport: PCIEndpoint {
 /// _PRT and the interrupt line register say), MSI-X vectors as GSI routes.
 struct VirtioPCIBoard {
     var transports: [VirtioPCITransport] = []
-    var lines: [(LevelLine, VirtioPCITransport)] = []
+    var lines: [ResampledLine] = []
     var interrupts: [VfsvmBoot.PCIInterrupt] = []
 
     /// No devices (a virtio-mmio machine).
@@ -170,7 +179,7 @@ struct VirtioPCIBoard {
             t.setInterruptLine(UInt8(gsi))
             try bridge.attach(t, slot: slot, name: name, allocator: &allocator, vm: vm, mmio: mmio)
             transports.append(t)
-            lines.append((line, t))
+            lines.append(ResampledLine(resample: line.resample, line: line, name: "\(name) INTx (GSI \(gsi))") { t.intxAsserted })
             interrupts.append(VfsvmBoot.PCIInterrupt(slot: slot, gsi: gsi))
         }
     }

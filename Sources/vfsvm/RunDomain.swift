@@ -137,7 +137,15 @@ extension Run {
         }
         share = options.shares
         disk = options.disks
-        kernel = options.kernel
+        // `<kernel>` may name a guest.img bundle (what --print-domain-xml
+        // writes for one): it is then booted as GUEST, its initramfs and
+        // command line included.
+        if (try? GuestImage.kind(ofFileAt: options.kernel)) == .bundle {
+            guest = options.kernel
+            kernel = nil
+        } else {
+            kernel = options.kernel
+        }
         initrd = options.initrd
         cmdline = options.cmdline
         memory = options.memory

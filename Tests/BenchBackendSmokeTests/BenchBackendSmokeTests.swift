@@ -65,18 +65,20 @@ func run(_ path: String, _ arguments: [String]) throws -> (code: Int32?, out: St
         #expect(r.out.contains("operation") && r.out.contains("vfsvm req/s"), "the table: \(r.out)")
     }
 
-    /// Two request queues, each on a thread of its own: every reply right.
-    @Test func twoQueuesAgainstVfsvmServe() throws {
+    /// Two request queues, each on a thread of its own, and packed rings:
+    /// every reply right.
+    @Test(arguments: [["--queues", "2"], ["--packed"]])
+    func twoQueuesOrPackedRingsAgainstVfsvmServe(_ extra: [String]) throws {
         let vfsvm = try builtExecutable("vfsvm")
-        let r = try run(try builtExecutable("bench-backend"), [
-            "--rounds", "1", "--requests", "40", "--in-flight", "4", "--queues", "2", "--tsv", "--no-limit", "--ops", "getattr,read-4k",
+        let r = try run(try builtExecutable("bench-backend"), extra + [
+            "--rounds", "1", "--requests", "40", "--in-flight", "4", "--tsv", "--no-limit", "--ops", "getattr,read-4k",
             "--backend", "vfsvm=\(vfsvm) serve --socket-path {socket} --shared-dir {share} --sandbox none --seccomp none",
         ])
         #expect(r.code == 0, "stderr: \(r.err)")
         let rows = r.out.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }.filter { $0.first == "run" }
         #expect(rows.map { $0[3] } == ["getattr", "read-4k"])
         for row in rows { #expect(row.count == 11 && row[4] == "40" && row[5] == "0" && (Double(row[9]) ?? 0) > 0, "\(row)") }
-        #expect(r.out.contains("2 request queue(s)"), "\(r.out)")
+        #expect(r.out.contains(extra == ["--packed"] ? "packed ring, 1 request queue(s)" : "split ring, 2 request queue(s)"), "\(r.out)")
     }
 
     /// A backend that is not there: one sentence, exit status 64 (usage).

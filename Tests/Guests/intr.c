@@ -59,6 +59,13 @@ void ioapic_route(u64 ioapic, u32 pin, u8 vector) {
     mmio_write32(ioapic + 0x10, vector);
 }
 
+void ioapic_route_level(u64 ioapic, u32 pin, u8 vector) {
+    mmio_write32(ioapic, 0x10 + 2 * pin + 1);
+    mmio_write32(ioapic + 0x10, 0);
+    mmio_write32(ioapic, 0x10 + 2 * pin);
+    mmio_write32(ioapic + 0x10, (u32)vector | 1u << 13 | 1u << 15); /* active low, level */
+}
+
 void wait_irq(u32 seen) {
     /* sti; hlt is atomic: an interrupt after the check wakes the hlt. */
     __asm__ volatile("cli");

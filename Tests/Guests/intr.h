@@ -16,5 +16,8 @@ extern void (*irq_ack)(void);
 
 void intr_init(void);
 void ioapic_route(u64 ioapic, u32 pin, u8 vector);
+/* The same, level-triggered and active-low: how Linux programs a PCI
+ * interrupt the _PRT names. */
+void ioapic_route_level(u64 ioapic, u32 pin, u8 vector);
 void wait_irq(u32 seen);
 #endif

@@ -15,6 +15,8 @@ u64 virtio_pci_bar0;
 /* Set by the caller: move BAR0 1 MiB up (decoding off, new address,
  * decoding on) before using the function, as an OS reassigning it would. */
 int virtio_pci_move_bar;
+/* Set by the caller: INTx as a level-triggered, active-low IOAPIC pin. */
+int virtio_pci_level_intx;
 /* The MSI-X table and pending bit array, once found. */
 static u64 msix_table, msix_pba;
 
@@ -172,7 +174,8 @@ const struct transport *virtio_pci_find(u32 device_id, int index, int *msix) {
         *msix = 1;
     } else {
         /* INTx: the pin's GSI is in config space (interrupt line, set by the VMM). */
-        ioapic_route(IOAPIC_BASE, cfg_read(0x3c, 1), IRQ_VECTOR);
+        if (virtio_pci_level_intx) ioapic_route_level(IOAPIC_BASE, cfg_read(0x3c, 1), IRQ_VECTOR);
+        else ioapic_route(IOAPIC_BASE, cfg_read(0x3c, 1), IRQ_VECTOR);
     }
     return &pci_transport;
 }

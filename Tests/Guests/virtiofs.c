@@ -1,5 +1,6 @@
 /* A virtio-fs driver guest: finds the device (virtio-mmio or virtio-pci,
- * `transport=` on the command line; `msix=off` for INTx over pci, `movebar=1`
+ * `transport=` on the command line; `msix=off` for INTx over pci, `intx=level`
+ * for a level-triggered pin, `movebar=1`
  * to move BAR0 first), reads the tag, negotiates (split or
  * packed ring: `ring=`), sets up the hiprio and one request queue, and
  * runs FUSE INIT, LOOKUP, GETATTR, OPEN, READ, RELEASE, CREATE, WRITE,
@@ -16,6 +17,7 @@ static const char expected[] = "hello from the host over virtio-fs\n";
 const struct transport *virtio_mmio_find(const struct hvm_start_info *si, u32 device_id, int skip);
 const struct transport *virtio_pci_find(u32 device_id, int index, int *msix);
 extern int virtio_pci_move_bar;
+extern int virtio_pci_level_intx;
 void virtio_pci_mask_vector(int v, int masked);
 int virtio_pci_vector_pending(int v);
 
@@ -179,6 +181,8 @@ void guest_main(struct hvm_start_info *si) {
     virtio_pci_move_bar = cmdline_arg(si, "movebar") != 0; /* movebar=1: BAR0 reassigned first */
     const char *m = cmdline_arg(si, "msix");
     int msix = !(m && starts_with(m, "off")); /* msix=off: INTx even when the function has MSI-X */
+    const char *lv = cmdline_arg(si, "intx");
+    virtio_pci_level_intx = lv && starts_with(lv, "level"); /* intx=level: as Linux programs a _PRT pin */
     /* The device whose tag is `tag=` (default: the first). */
     const char *want = cmdline_arg(si, "tag");
     int allowed = msix;

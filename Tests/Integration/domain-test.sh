@@ -173,4 +173,23 @@ else
     bad "hook: a missing share directory is refused" "exit $got, stderr $(head -c 300 "$err")"
 fi
 
+# A Linux guest from a domain, through the tcg path here (--accel auto): the
+# domain --print-domain-xml writes for the Images guest.img bundle, whose
+# init mounts the share and powers off.
+bundle=$here/../../Images/out/guest.img
+if [ -f "$bundle" ] && command -v qemu-system-x86_64 >/dev/null; then
+    mkdir -p "$top/linux"
+    echo "written on the host" >"$top/linux/host.txt"
+    "$VFSVM" run --transport pci --share "$top/linux:myfs" --print-domain-xml "$bundle" >"$top/linux.xml" 2>"$err"
+    timeout 180 "$VFSVM" run --domain "$top/linux.xml" --timeout 150 </dev/null >"$out" 2>"$err"
+    got=$?
+    if [ $got -eq 0 ] && grep -qF "mounted virtiofs myfs on /mnt/myfs" "$out" && grep -qF "VFSVM-GUEST-EXIT status=0" "$out"; then
+        ok "a Linux domain (guest.img as <kernel>) boots through $(grep -o 'auto: [a-z]*' "$err" | head -1), mounts its share and powers off (exit 0)"
+    else
+        bad "a Linux domain boots and mounts its share" "exit $got, stderr: $(tail -c 400 "$err"), stdout tail: $(tail -c 300 "$out")"
+    fi
+else
+    skip "a Linux domain" "Images/out/guest.img or qemu-system-x86_64 missing: run make images"
+fi
+
 summary domain-test

@@ -519,6 +519,9 @@ elif define_start "$work/domain-hook.xml"; then
         bad "release end stops the hook's daemon" "daemon gone: $gone; $(ls "$work/hook"); calls: $(tr '\n' ';' < "$work/hook-calls.log")"
     fi
     echo "libvirt-test: libvirt called the hook as: $(tr '\n' ';' < "$work/hook-calls.log")"
+    # what libvirt writes on the hook's stdin at prepare begin (the last one: this domain's)
+    echo "libvirt-test: hook stdin at prepare begin ($(wc -c < "$work/hook-stdin-prepare-begin.xml") bytes), first lines:"
+    head -6 "$work/hook-stdin-prepare-begin.xml" | sed 's/^/libvirt-test:   /'
     virsh_ undefine "$domain" >/dev/null 2>&1
 else
     bad "define + start a domain whose share the hook serves" "$(echo "$out" | tr '\n' ' '); calls: $(tr '\n' ';' < "$work/hook-calls.log" 2>/dev/null); log: $(tail -3 "$work"/log/qemu/*-vfsvm.log 2>/dev/null | tr '\n' ' ')"

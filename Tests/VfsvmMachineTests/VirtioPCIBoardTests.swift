@@ -1,7 +1,8 @@
 import Glibc
+import Synchronization
 import Testing
 import VfsvmBoot
-import VfsvmMachine
+@testable import VfsvmMachine
 import VfsvmSys
 import VfsvmVirtioBlk
 
@@ -125,5 +126,39 @@ import VfsvmVirtioBlk
         #expect(bus.find(0x1000) != nil)
         bus.remove(base: 0x1000, name: "small")
         #expect(bus.find(0x1000) == nil && bus.find(0x1100) != nil)
+    }
+}
+
+/// The INTx resampler without KVM: the test plays KVM's part and signals
+/// the resample eventfd (as an EOI of the level interrupt would).
+@Suite(.serialized) struct INTxResamplerTests {
+    /// Waits up to 2 s for `condition` (the resampler runs on its own thread).
+    func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<400 where !condition() { usleep(5000) }
+        return condition()
+    }
+
+    @Test func aLineIsAssertedAgainAfterEOIOnlyWhileTheDeviceWantsIt() throws {
+        let line = CountingLine()
+        let wanted = Atomic(true)
+        let resample = try EventFD(nonBlocking: true)
+        let r = try INTxResampler([ResampledLine(resample: resample, line: line, name: "test") { wanted.load(ordering: .relaxed) }])
+        let thread = try OSThread(name: "intx-test") { r.run() }
+        defer {
+            r.stop()
+            thread.join()
+        }
+        // EOI while the ISR is still set: asserted again.
+        try resample.signal()
+        #expect(eventually { line.count.load(ordering: .relaxed) == 1 })
+        // EOI after the driver read the ISR: left alone.
+        wanted.store(false, ordering: .relaxed)
+        try resample.signal()
+        usleep(50_000)
+        #expect(line.count.load(ordering: .relaxed) == 1)
+        #expect(try resample.drain() == 0, "the resampler drained the eventfd")
+        wanted.store(true, ordering: .relaxed)
+        try resample.signal()
+        #expect(eventually { line.count.load(ordering: .relaxed) == 2 })
     }
 }
