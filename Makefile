@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend clean bench-run nightly
+.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend bench-run nightly clean
 
 all: build
 

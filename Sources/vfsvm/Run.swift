@@ -24,8 +24,8 @@ struct Run: ParsableCommand {
         abstract: "Boot a guest with host directories shared over virtio-fs (vfsvm's own KVM VMM, or QEMU's TCG where KVM is slow or missing).",
         discussion: """
             Example: vfsvm run --share /srv/data:myfs Images/out/guest.img
-            GUEST is the guest.img bundle Images builds (its init mounts each share on /mnt/TAG unless the command line \
-            names vfsvm.mount= itself), a kernel, or a raw disk image (booted with the default kernel and initramfs, \
+            GUEST is the guest.img bundle Images builds (its init mounts each share on /mnt/TAG, /run/mnt/TAG with --rootfs DIR:ro, \
+            unless the command line names vfsvm.mount= itself), a kernel, or a raw disk image (booted with the default kernel and initramfs, \
             root=/dev/vda; the default is the guest.img beside the disk, or $VFSVM_GUEST).
             The console is COM1 on stdin/stdout; on a terminal, Ctrl-A x quits and Ctrl-A h lists the keys.
             """
@@ -189,11 +189,13 @@ struct Run: ParsableCommand {
             extra += ["rootfstype=virtiofs", "root=\(Self.rootTag)"] + (ro ? ["ro"] : [])
         }
         // The Images init mounts vfsvm.mount= shares: without a command line
-        // of the user's own, each share is mounted on /mnt/TAG.
+        // of the user's own, each share is mounted on /mnt/TAG (on a
+        // read-only --rootfs, where /mnt/TAG cannot be made, /run/mnt/TAG).
         let userMounts = (append ?? "").contains("vfsvm.mount=")
+        let mountBase = rootfs?.hasSuffix(":ro") == true ? "/run/mnt" : "/mnt"
         if cmdline == nil, image.cmdline != nil, !userMounts {
             for s in specs where s.tag.value != Self.rootTag {
-                extra.append("vfsvm.mount=\(s.tag.value):/mnt/\(s.tag.value)\(s.readOnly ? ":ro" : "")")
+                extra.append("vfsvm.mount=\(s.tag.value):\(mountBase)/\(s.tag.value)\(s.readOnly ? ":ro" : "")")
             }
         }
         if let append { extra.append(append) }

@@ -15,7 +15,7 @@ enum TCGStop: Sendable {
 }
 
 /// What the tcg path starts and must take down on every way out: the
-/// private 0700 directory (sockets, extracted kernel), one sandboxed
+/// private 0700 directory in $TMPDIR or /tmp (sockets, extracted kernel), one sandboxed
 /// `vfsvm serve` per share, QEMU in a process group of its own. Each child
 /// gets SIGKILL from the kernel should vfsvm itself die (PR_SET_PDEATHSIG,
 /// through setpriv(1), since posix_spawn cannot set it).
@@ -30,9 +30,10 @@ final class TCGSession {
     var qemu: ChildProcess?
 
     init() throws(PlanError) {
-        var template = Array("/tmp/vfsvm-run.XXXXXX".utf8CString)
+        let parent = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array("\(parent)/vfsvm-run.XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
-            throw PlanError(description: "cannot create a private directory in /tmp: \(Errno.current)", status: 71)
+            throw PlanError(description: "cannot create a private directory in \(parent): \(Errno.current)", status: 71)
         }
         dir = String(cString: made)
     }

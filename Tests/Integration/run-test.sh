@@ -35,7 +35,9 @@ fi
 work=$(mktemp -d /tmp/vfsvm-runtest.XXXXXX)
 cleanup() { if [ "$fail" -eq 0 ]; then rm -rf "$work"; else echo "run-test: kept $work"; fi; }
 trap cleanup EXIT
-before_dirs=$(ls -d /tmp/vfsvm-run.* 2>/dev/null | sort)
+# vfsvm's private directories go to $TMPDIR: this run's alone are checked.
+export TMPDIR=$work/tmp
+mkdir -p "$TMPDIR"
 
 # vrun NAME ARGS...: vfsvm run, stdin /dev/null, console in $work/NAME.out,
 # stderr in $work/NAME.err; sets rc.
@@ -50,7 +52,7 @@ guest_status() { sed -n 's/^VFSVM-GUEST-EXIT status=\([0-9]*\).*/\1/p' "$work/$1
 leftovers() {
     local procs dirs
     procs=$(pgrep -f -- "$1" | grep -vx "$$" | tr '\n' ' ')
-    dirs=$(comm -13 <(echo "$before_dirs") <(ls -d /tmp/vfsvm-run.* 2>/dev/null | sort) | tr '\n' ' ')
+    dirs=$(ls -d "$TMPDIR"/vfsvm-run.* 2>/dev/null | tr '\n' ' ')
     echo "${procs:+processes: $procs}${dirs:+directories: $dirs}"
 }
 no_leftovers() { # NAME TEXT
@@ -125,12 +127,13 @@ else
     bad "the rootfs disk boots and reads the share" "exit $rc, status '$(guest_status disk)': $(grep -E 'vfsvm|root' "$work/disk.out" | tail -4 | tr '\n' ' ')"
 fi
 
-# --- --rootfs DIR:ro (the Images tree itself, read-only) with a share to write to
-vrun rootfs --rootfs "$out/rootfs:ro" --share "$work/data:data" --append 'vfsvm.mount=data:/mnt vfsvm.cmd=dpkg%20-l|grep%20-c%20^ii>/mnt/count;touch%20/x||echo%20refused>/mnt/ro' "$out/guest.img"
+# --- --rootfs DIR:ro (the Images tree itself, read-only) with a share to
+# write to, mounted by default on /run/mnt/TAG (the root is read-only)
+vrun rootfs --rootfs "$out/rootfs:ro" --share "$work/data:data" --append 'vfsvm.cmd=dpkg%20-l|grep%20-c%20^ii>/run/mnt/data/count;touch%20/x||echo%20refused>/run/mnt/data/ro' "$out/guest.img"
 want=$(grep -c '^Package:' "$out/rootfs/var/lib/dpkg/status")
 got=$(cat "$work/data/count" 2>/dev/null)
 if [ $rc -eq 0 ] && [ "$(guest_status rootfs)" = 0 ] && [ "$got" = "$want" ] && [ "$(cat "$work/data/ro" 2>/dev/null)" = refused ]; then
-    ok "--rootfs DIR:ro boots the host tree over virtio-fs: dpkg -l counts $got packages, writes to / are refused"
+    ok "--rootfs DIR:ro boots the host tree over virtio-fs: dpkg -l counts $got packages, writes to / are refused, the share is on /run/mnt/data"
 else
     bad "--rootfs DIR:ro boots" "exit $rc, status '$(guest_status rootfs)', count '$got' (host $want): $(grep -E 'vfsvm' "$work/rootfs.out" | tail -4 | tr '\n' ' ')"
 fi
