@@ -11,6 +11,8 @@
 #   nightly.sh PATH-TO-vfsvm
 #   NIGHTLY_CELLS=REGEX   run only the workload cells whose name matches
 #                         (e.g. 'split-q1-(never|auto)')
+#   NIGHTLY_CASES=LIST    run only these cases (blank- or comma-separated):
+#                         matrix rootfs shared (default: all)
 #
 # Each cell prints which path --accel auto took and its figure.
 set -u
@@ -21,7 +23,10 @@ out=$top/Images/out
 guest=$out/guest.img
 junit=${NIGHTLY_JUNIT:-$PWD/nightly-junit.xml}
 filter=${NIGHTLY_CELLS:-.}
+cases_wanted=" $(echo "${NIGHTLY_CASES:-matrix rootfs shared}" | tr ',' ' ') "
+want_case() { [[ $cases_wanted == *" $1 "* ]]; }
 . "$here/check.sh"
+. "$here/nightly-shared.sh"
 
 work=$(mktemp -d /tmp/vfsvm-nightly.XXXXXX)
 trap 'if [ "$fail" -eq 0 ]; then rm -rf "$work"; else echo "nightly: kept $work"; fi' EXIT
@@ -46,6 +51,7 @@ record() {
 elapsed() { echo "$(date +%s.%N) - $1" | bc | awk '{printf "%.1f", $1}'; }
 
 for ring in split packed; do
+    want_case matrix || break
     for q in 1 2; do
         for cache in never auto always; do
             name=$ring-q$q-$cache
@@ -74,7 +80,7 @@ for ring in split packed; do
     done
 done
 
-if [[ rootfs-disk =~ $filter ]] || [ "$filter" = . ]; then
+if want_case rootfs && { [[ rootfs-disk =~ $filter ]] || [ "$filter" = . ]; }; then
     cp --sparse=always "$out/rootfs.img" "$work/rootfs.img"
     mkdir -p "$work/data"
     t0=$(date +%s.%N)
@@ -93,6 +99,8 @@ if [[ rootfs-disk =~ $filter ]] || [ "$filter" = . ]; then
     why=""; [ $rc -eq 0 ] && [ "$got" = "$want" ] || why="exit $rc, dpkg -l counted '$got', the tree has $want"
     record rootfs host-directory "$(elapsed "$t0")" "$([ -z "$why" ] && echo 1 || echo 0)" "$why" "$work/rootfs-dir.log"
 fi
+
+want_case shared && case_shared
 
 total=$(elapsed "$start_all")
 {
