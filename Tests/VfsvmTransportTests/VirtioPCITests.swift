@@ -251,6 +251,7 @@ extension VirtioPCITransport {
 
     @Test func msixMaskPendingAndUnmask() throws {
         let f = try PCIFixture()
+        f.setCfg(0x04, 2, 0x6)  // memory space and bus mastering, as Linux's pci_set_master
         f.negotiate([.version1, .eventIndex])
         #expect(f.transport.bar(0x400c, 4) == 1, "entries come out of reset masked")
         f.programVector(1, address: 0xfee0_0000, data: 0x41, masked: true)
@@ -298,6 +299,27 @@ extension VirtioPCITransport {
         // A reset returns the vectors to NO_VECTOR.
         f.transport.bar(0x14, 1, 0)
         #expect(f.transport.bar(0x10, 2) == 0xffff)
+    }
+
+    /// Attack: a driver that never set (or cleared) Bus Master Enable still
+    /// got MSI-X messages, memory writes the function may not make. They
+    /// stay pending until bus mastering is on.
+    @Test func msixWaitsForBusMastering() throws {
+        let f = try PCIFixture()
+        f.setCfg(0x04, 2, 0x2)  // memory space only
+        f.negotiate([.version1, .eventIndex])
+        f.programVector(1, address: 0xfee0_0000, data: 0x41, masked: false)
+        f.setMSIXControl(enable: true, maskAll: false)
+        f.transport.bar(0x16, 2, 1)
+        f.transport.bar(0x1a, 2, 1)
+        try f.transport.signalQueue(1)
+        #expect(f.msix.triggers.isEmpty && f.line.triggers == 0, "no message without bus mastering")
+        #expect(f.transport.bar(0x5000, 8) == 0b10, "PBA: vector 1 pending")
+        f.setCfg(0x04, 2, 0x6)
+        #expect(f.msix.triggers == [1], "delivered once bus mastering is enabled")
+        f.setCfg(0x04, 2, 0x2)
+        try f.transport.signalQueue(1)
+        #expect(f.msix.triggers == [1], "held again after bus mastering is cleared")
     }
 
     @Test func intxAndISRReadToClear() throws {
