@@ -23,40 +23,17 @@ final class RecordingMSIX: MSIXVectorSink {
 
 /// A virtio-fs device (hiprio + 1 request queue) behind virtio-pci, driven
 /// as Linux's virtio_pci_modern driver does (virtio 1.2, 3.1.1 and 4.1.5).
-final class PCIFixture {
-    let dir: String
-    let memory: GuestMemory
-    let transport: VirtioPCITransport
-    let line = CountingLine()
-    let msix = RecordingMSIX()
-    let client: Client
-    private(set) var hiprio: MockDriver
-    private(set) var requests: MockDriver
+final class PCIFixture: VirtioFSRings<VirtioPCITransport> {
+    let line: CountingLine
+    let msix: RecordingMSIX
 
     init() throws {
-        var template = Array("/tmp/vfsvm-pci-XXXXXX".utf8CString)
-        dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-        memory = try GuestMemory.anonymous(size: 8 << 20)
-        let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
-        client = Client(server)
-        let device = try VirtioFSDevice(tag: "pcifs", requestQueues: 1, queueSize: 64, server: server)
-        transport = try VirtioPCITransport(device: device, memory: memory, intx: line, msix: msix)
-        (hiprio, requests) = try Self.rings(memory)
+        let line = CountingLine(), msix = RecordingMSIX()
+        (self.line, self.msix) = (line, msix)
+        try super.init(tag: "pcifs") { try VirtioPCITransport(device: $0, memory: $1, intx: line, msix: msix) }
     }
 
-    private static func rings(_ memory: GuestMemory) throws -> (MockDriver, MockDriver) {
-        (try MockDriver(memory: memory, layout: .split, queueSize: 16, features: [.version1, .eventIndex],
-                        ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20)),
-         try MockDriver(memory: memory, layout: .split, queueSize: 64, features: [.version1, .eventIndex],
-                        ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20)))
-    }
-
-    func freshRings() throws { (hiprio, requests) = try Self.rings(memory) }
-
-    deinit {
-        transport.bar(0x14, 1, 0)
-        _ = system("rm -rf '\(dir)'")
-    }
+    deinit { transport.bar(0x14, 1, 0) }
 
     func cfg(_ offset: Int, _ size: Int = 4) -> UInt32 { transport.readConfig(offset: offset, size: size) }
     func setCfg(_ offset: Int, _ size: Int, _ value: UInt32) { transport.writeConfig(offset: offset, size: size, value: value) }
