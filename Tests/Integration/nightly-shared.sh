@@ -4,6 +4,8 @@
 #                locks taken in one block the other until released; a file
 #                written and closed in one reads intact in the other
 #                (cache=never and cache=auto)
+#   case_tree    a 2,000-file tree written in the guest, checked byte for
+#                byte (size + md5 per file, nothing missing or extra) on the host
 
 # case_shared: both guests boot Debian's userland (--rootfs, read-only; it
 # has util-linux flock and perl) and mount the same host directory twice,
@@ -43,4 +45,26 @@ case_shared() {
         [ "$rca" -eq 0 ] && [ "$rcb" -eq 0 ] || why="${why:+$why; }vfsvm run exited $rca (a) and $rcb (b)"
         record two-guests "$sub" "$secs" "$([ -z "$why" ] && echo 1 || echo 0)" "$why" "$d/both.log"
     done
+}
+
+# case_tree: tree-guest.sh writes 2,000 files in 110 nested directories
+# (0 bytes to 128 KiB + 1) into the share; the host checks each file's size
+# and md5 against the guest's manifest (made from the guest's RAM copy) and
+# that nothing is missing or extra (verify-manifest.sh), and the counts.
+case_tree() {
+    local s=$work/tree t0 rc status why m nf nd
+    mkdir -p "$s"
+    cp "$here/tree-guest.sh" "$s/.vfsvm-test.sh"
+    t0=$(date +%s.%N)
+    "$VFSVM" run --timeout 900 --share "$s:fs" --append "vfsvm.cmd=test" "$guest" </dev/null >"$work/tree.log" 2>&1
+    rc=$?
+    status=$(sed -n 's/^VFSVM-GUEST-EXIT status=\([0-9]*\).*/\1/p' "$work/tree.log" | tail -1)
+    why=""
+    [ $rc -eq 0 ] && [ "$status" = 0 ] || why="vfsvm run exited $rc, guest status '$status'"
+    if ! m=$("$here/verify-manifest.sh" "$s" 2>&1); then why="${why:+$why; }manifest: $(echo "$m" | tail -3 | tr '\n' ' ')"; fi
+    echo "$m" | tail -1 >>"$work/tree.log"
+    nf=$(find "$s/vfsvm-work" -type f 2>/dev/null | wc -l)
+    nd=$(find "$s/vfsvm-work" -mindepth 1 -type d 2>/dev/null | wc -l)
+    [ "$nf" -eq 2000 ] && [ "$nd" -eq 110 ] || why="${why:+$why; }the host has $nf files in $nd directories, not 2000 in 110"
+    record tree 2000-files "$(elapsed "$t0")" "$([ -z "$why" ] && echo 1 || echo 0)" "$why" "$work/tree.log"
 }

@@ -12,7 +12,7 @@
 #   NIGHTLY_CELLS=REGEX   run only the workload cells whose name matches
 #                         (e.g. 'split-q1-(never|auto)')
 #   NIGHTLY_CASES=LIST    run only these cases (blank- or comma-separated):
-#                         matrix rootfs shared (default: all)
+#                         matrix rootfs shared tree (default: all)
 #
 # Each cell prints which path --accel auto took and its figure.
 set -u
@@ -23,7 +23,7 @@ out=$top/Images/out
 guest=$out/guest.img
 junit=${NIGHTLY_JUNIT:-$PWD/nightly-junit.xml}
 filter=${NIGHTLY_CELLS:-.}
-cases_wanted=" $(echo "${NIGHTLY_CASES:-matrix rootfs shared}" | tr ',' ' ') "
+cases_wanted=" $(echo "${NIGHTLY_CASES:-matrix rootfs shared tree}" | tr ',' ' ') "
 want_case() { [[ $cases_wanted == *" $1 "* ]]; }
 . "$here/check.sh"
 . "$here/nightly-shared.sh"
@@ -101,6 +101,7 @@ if want_case rootfs && { [[ rootfs-disk =~ $filter ]] || [ "$filter" = . ]; }; t
 fi
 
 want_case shared && case_shared
+want_case tree && case_tree
 
 total=$(elapsed "$start_all")
 {
