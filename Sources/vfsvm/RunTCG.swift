@@ -15,7 +15,9 @@ enum TCGStop: Sendable {
 }
 
 /// What the tcg path starts and must take down on every way out: the
-/// private 0700 directory in $TMPDIR or /tmp (sockets, extracted kernel), one sandboxed
+/// private 0700 directory in $TMPDIR or /tmp (sockets, extracted kernel;
+/// removed as soon as the guest runs, so that not even a SIGKILL of vfsvm
+/// leaves it behind), one sandboxed
 /// `vfsvm serve` per share, QEMU in a process group of its own. Each child
 /// gets SIGKILL from the kernel should vfsvm itself die (PR_SET_PDEATHSIG,
 /// through setpriv(1), since posix_spawn cannot set it).
@@ -51,6 +53,15 @@ final class TCGSession {
             s.send(signal: SIGKILL)
             _ = s.wait(timeoutMilliseconds: 5000)
         }
+        removeDirectory()
+    }
+
+    /// Removes the private directory and what is in it. Once the guest has
+    /// printed its first byte QEMU no longer needs it: it read the kernel and
+    /// initramfs while building the machine and connected every vhost-user
+    /// socket before the first instruction ran (the backends hold their
+    /// listening sockets as fds). Harmless twice.
+    func removeDirectory() {
         removeTree(dir)
     }
 
@@ -192,6 +203,7 @@ extension Run {
         stdinPipe = nil
         stdoutPipe = nil
 
+        var directoryRemoved = false
         try? OSThread(name: "signals") {
             let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
             stop.request(.signal(sig))
@@ -227,6 +239,10 @@ extension Run {
                 result = r
                 break
             }
+            if !directoryRemoved && stop.guestStarted {
+                session.removeDirectory()
+                directoryRemoved = true
+            }
             if let deadline, clock.now >= deadline { result = .timeout(timeout ?? 0); break }
             _ = try? pollReadable([stop.wake.fd.rawValue], timeoutMilliseconds: 20)
         }
@@ -239,6 +255,7 @@ extension Run {
 /// The first reason to stop, set from any thread; `wake` is signalled.
 final class StopRequest: Sendable {
     private let reason = Mutex<TCGStop?>(nil)
+    private let started = Mutex(false)
     let wake: EventFD
 
     init() { wake = (try? EventFD(nonBlocking: true)) ?? { fatalError("eventfd") }() }
@@ -253,6 +270,15 @@ final class StopRequest: Sendable {
     }
 
     var current: TCGStop? { reason.withLock { $0 } }
+
+    /// The console has seen the guest's first byte (QEMU is past start-up).
+    var guestStarted: Bool { started.withLock { $0 } }
+
+    /// Not signalled on `wake` (nothing drains it before a stop): the
+    /// main loop looks every 20 ms.
+    func noteGuestStarted() {
+        started.withLock { $0 = true }
+    }
 }
 
 /// QEMU's COM1 (its stdout) to our stdout until EOF, watching each line for
@@ -263,6 +289,7 @@ private func pumpConsole(from fd: FileDescriptor, stop: StopRequest) {
     let marker = Array("Kernel panic - not syncing".utf8)
     while true {
         guard let bytes = try? fd.readSome(limit: 4096), !bytes.isEmpty else { return }
+        stop.noteGuestStarted()
         var out = bytes[...]
         while !out.isEmpty {
             let n = (try? sysCall("write(stdout)") { out.withUnsafeBytes { Glibc.write(stdout.rawValue, $0.baseAddress, $0.count) } }) ?? -1

@@ -12,7 +12,7 @@
 #   NIGHTLY_CELLS=REGEX   run only the workload cells whose name matches
 #                         (e.g. 'split-q1-(never|auto)')
 #   NIGHTLY_CASES=LIST    run only these cases (blank- or comma-separated):
-#                         matrix rootfs shared tree (default: all)
+#                         matrix rootfs shared tree kill (default: all)
 #
 # Each cell prints which path --accel auto took and its figure.
 set -u
@@ -23,7 +23,7 @@ out=$top/Images/out
 guest=$out/guest.img
 junit=${NIGHTLY_JUNIT:-$PWD/nightly-junit.xml}
 filter=${NIGHTLY_CELLS:-.}
-cases_wanted=" $(echo "${NIGHTLY_CASES:-matrix rootfs shared tree}" | tr ',' ' ') "
+cases_wanted=" $(echo "${NIGHTLY_CASES:-matrix rootfs shared tree kill}" | tr ',' ' ') "
 want_case() { [[ $cases_wanted == *" $1 "* ]]; }
 . "$here/check.sh"
 . "$here/nightly-shared.sh"
@@ -102,6 +102,7 @@ fi
 
 want_case shared && case_shared
 want_case tree && case_tree
+want_case kill && case_kill
 
 total=$(elapsed "$start_all")
 {

@@ -157,6 +157,10 @@ if hung "$work/int-share" int --timeout 120; then
     serve=$(pgrep -f -- "serve --fd .* --shared-dir $work/int-share" | head -1)
     root=$(ls "/proc/$serve/root/" 2>&1 | tr '\n' ' ')
     if [ -n "$serve" ] && [ "$root" = "" ] && grep -qs "CapEff" "/proc/$serve/status"; then ok "the share's backend is sandboxed: its / is the (empty) share"; else bad "the share's backend is sandboxed" "pid '$serve', / holds: $root"; fi
+    # QEMU has read the kernel and connected its sockets: the private
+    # directory is gone already, so not even a SIGKILL of vfsvm leaves it
+    dirs=$(ls -d "$TMPDIR"/vfsvm-run.* 2>/dev/null | tr '\n' ' ')
+    if [ -z "$dirs" ]; then ok "while the guest runs, no private directory is left to leak"; else bad "while the guest runs, no private directory is left to leak" "$dirs"; fi
     kill -INT $pid
     wait $pid; rc=$?
     if [ $rc -eq 130 ]; then ok "SIGINT: exit 130"; else bad "SIGINT: exit 130" "exit $rc: $(tail -2 "$work/int.err")"; fi
