@@ -15,7 +15,7 @@
 # They run shared-guest.sh a / b concurrently and synchronise through marker
 # files in the share; guest b reports one line per sub-case.
 case_shared() {
-    local d=$work/shared s pa pb rca rcb t0 secs sub line why
+    local d=$work/shared s pa pb rca rcb t0 secs sub line why a r
     mkdir -p "$d/dir"
     s=$d/dir
     cp "$here/shared-guest.sh" "$here/posix-lock.pl" "$s/"
@@ -78,7 +78,7 @@ case_tree() {
 # big.bin is a prefix of the written stream; a fresh `vfsvm run` on the same
 # share boots and reads the same bytes the host has.
 case_kill() {
-    local s=$work/kill k=$work/kill-tmp t0 pid kids left why i size m p
+    local s=$work/kill k=$work/kill-tmp t0 pid kids left why i size m p rc
     mkdir -p "$s" "$k"
     cp "$here/kill-guest.sh" "$s/.vfsvm-test.sh"
     t0=$(date +%s.%N)
