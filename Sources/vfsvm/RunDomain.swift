@@ -184,8 +184,8 @@ extension Run {
         c.vcpus = cpus
         c.initrd = try initrd.map { (p: String) throws(PlanError) in try absolute(p) }
         c.cmdline = cmdline
-        c.transport = transport == .mmio ? .mmio : .pci
-        c.machine = transport == .mmio ? "microvm" : "q35"
+        c.transport = (transport ?? .mmio) == .mmio ? .mmio : .pci
+        c.machine = (transport ?? .mmio) == .mmio ? "microvm" : "q35"
         c.memoryBacking = MemoryBacking(source: .memfd, access: .shared)
         c.acpi = true
         c.onPoweroff = .destroy

@@ -28,7 +28,7 @@ extension Run {
         let stdout = UnownedDescriptor(1)
         let config = MachineConfig(
             memorySize: plan.memoryBytes, cpus: plan.cpus, kernel: plan.image.kernel, initrd: plan.image.initrd,
-            cmdline: plan.cmdline, devices: devices, transport: plan.transport,
+            cmdline: plan.cmdline, devices: devices, transport: plan.transport ?? .mmio,
             countExits: plan.debug, consoleOutput: { stdout.write(byte: $0) })
         let machine: Machine
         do {

@@ -22,7 +22,9 @@ struct RunPlan {
     var disks: [DiskSpec]
     var memoryBytes: UInt64
     var cpus: Int
-    var transport: MachineConfig.Transport
+    /// nil: the path's default (mmio in the KVM VMM; the tcg path's q35
+    /// is pci, and it refuses an explicit mmio).
+    var transport: MachineConfig.Transport?
     var ring: RingChoice
     var requestQueues: Int
     /// Count exits (KVM) and print them at the end.

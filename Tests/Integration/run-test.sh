@@ -78,6 +78,7 @@ refusal "an unreadable disk" "disk $work/none.img: no such file" --disk "$work/n
 refusal "a share that does not exist" "share $work/nowhere: not a directory" --share "$work/nowhere:x" "$guest"
 refusal "two shares with one tag" "two shares use the tag 't'" --share "$work/a:t" --share "$work/b:t" "$guest"
 refusal "--memory 10" "--memory 10 MiB is too small for a Linux guest" --memory 10 "$guest"
+refusal "--accel tcg --transport mmio" "--transport mmio is not available on the tcg path" --accel tcg --transport mmio --share "$work/a:t" "$guest"
 
 # --- the generated QEMU command line
 vrun print --print-qemu-cmdline --ring split --share "$work/a:one" --share "$work/b:two:ro" --disk "$out/rootfs.img:ro" "$guest"
