@@ -8,8 +8,8 @@
 //
 // Invariants: no crash; a BAR read returns exactly the bytes asked for;
 // the vendor and device IDs and BAR0's type bits read back right; an
-// MSI-X vector is sent only when it exists, MSI-X is enabled and neither
-// the function nor the vector is masked; INTx is asserted only with
+// MSI-X vector is sent only when it exists, MSI-X and bus mastering are
+// enabled and neither the function nor the vector is masked; INTx is asserted only with
 // MSI-X off and INTx not disabled; the device is active only with
 // DRIVER_OK set.
 import FuzzSupport
@@ -55,6 +55,7 @@ final class CheckingInterrupts: MSIXVectorSink, InterruptLine, @unchecked Sendab
         invariant(vector >= 0 && vector < vectors, "MSI-X vector \(vector) of \(vectors) sent")
         let control = t.readConfig(offset: Config.msixControl, size: 2)
         invariant(control & 0x8000 != 0 && control & 0x4000 == 0, "vector \(vector) sent with Message Control 0x\(String(control, radix: 16))")
+        invariant(t.readConfig(offset: Config.command, size: 2) & 0x4 != 0, "vector \(vector) sent without bus mastering")
         var entry = [UInt8](repeating: 0, count: 4)
         entry.withUnsafeMutableBytes { t.readBAR(offset: 0x4000 + 16 * UInt64(vector) + 12, into: $0) }
         invariant(entry[0] & 1 == 0, "masked vector \(vector) sent")
