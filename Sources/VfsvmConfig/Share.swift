@@ -48,7 +48,7 @@ public struct VirtioFSTag: Hashable, Sendable, CustomStringConvertible {
 /// units (Linux's FUSE_DAX_SZ), so the window holds at least one.
 public struct DAXWindowSize: Hashable, Sendable, CustomStringConvertible {
     public static let minimum: UInt64 = 2 << 20
-    public static let maximum: UInt64 = 64 << 30
+    public static let maximum: UInt64 = 16 << 30
     public let bytes: UInt64
 
     /// Parses a whole number with an optional K, M or G suffix (bytes
@@ -70,7 +70,7 @@ public struct DAXWindowSize: Hashable, Sendable, CustomStringConvertible {
         }
         let (bytes, overflow) = value.multipliedReportingOverflow(by: unit)
         guard !overflow, bytes <= Self.maximum else {
-            throw .badOption("dax=\(text)", reason: "a DAX window holds at most 64G")
+            throw .badOption("dax=\(text)", reason: "a DAX window holds at most 16G (the board's 64-bit PCI window is 64G and the BAR is aligned to its size)")
         }
         guard bytes >= Self.minimum else {
             throw .badOption("dax=\(text)", reason: "a DAX window holds at least 2M (one mapping unit)")
