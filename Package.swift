@@ -214,6 +214,6 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VfsvmKVMTests", dependencies: ["VfsvmKVM", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
-        .testTarget(name: "VfsvmMachineTests", dependencies: ["VfsvmMachine", "VfsvmBoot", "VfsvmKVM", "VfsvmTransport", "VfsvmVirtioBlk", "VfsvmMemory", "VfsvmSys"], swiftSettings: strict),
+        .testTarget(name: "VfsvmMachineTests", dependencies: ["VfsvmMachine", "VfsvmBoot", "VfsvmKVM", "VfsvmTransport", "VfsvmVirtioBlk", "VfsvmMemory", "VfsvmSys", "VfsvmTestSupport"], swiftSettings: strict),
     ]
 )

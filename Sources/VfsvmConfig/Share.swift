@@ -42,29 +42,80 @@ public struct VirtioFSTag: Hashable, Sendable, CustomStringConvertible {
     public var description: String { value }
 }
 
-/// `HOSTDIR:TAG[:ro][:cache=never|auto|always]` as given to `vfsvm run --share`.
+/// The size of a virtio-fs DAX window (`dax=SIZE`): the device's shared
+/// memory region 0 (virtio 1.2, 5.11.6.4), exposed as a 64-bit BAR. A BAR's
+/// size is a power of two; the guest maps file ranges into it in 2 MiB
+/// units (Linux's FUSE_DAX_SZ), so the window holds at least one.
+public struct DAXWindowSize: Hashable, Sendable, CustomStringConvertible {
+    public static let minimum: UInt64 = 2 << 20
+    public static let maximum: UInt64 = 16 << 30
+    public let bytes: UInt64
+
+    /// Parses a whole number with an optional K, M or G suffix (bytes
+    /// when none), then checks the power of two and the bounds.
+    public init(parsing text: String) throws(ConfigError) {
+        var digits = Substring(text)
+        var unit: UInt64 = 1
+        if let last = digits.last, !last.isNumber {
+            switch last.lowercased() {
+            case "k": unit = 1 << 10
+            case "m": unit = 1 << 20
+            case "g": unit = 1 << 30
+            default: throw .badOption("dax=\(text)", reason: "unknown unit '\(last)': give a size with a K, M or G suffix, e.g. dax=1G")
+            }
+            digits = digits.dropLast()
+        }
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let value = UInt64(digits) else {
+            throw .badOption("dax=\(text)", reason: "expected a whole number with a K, M or G suffix, e.g. dax=1G")
+        }
+        let (bytes, overflow) = value.multipliedReportingOverflow(by: unit)
+        guard !overflow, bytes <= Self.maximum else {
+            throw .badOption("dax=\(text)", reason: "a DAX window holds at most 16G (the board's 64-bit PCI window is 64G and the BAR is aligned to its size)")
+        }
+        guard bytes >= Self.minimum else {
+            throw .badOption("dax=\(text)", reason: "a DAX window holds at least 2M (one mapping unit)")
+        }
+        guard bytes & (bytes - 1) == 0 else {
+            throw .badOption("dax=\(text)", reason: "a DAX window is a PCI BAR, so its size must be a power of two (e.g. 256M, 1G)")
+        }
+        self.bytes = bytes
+    }
+
+    public init(bytes: UInt64) { self.bytes = bytes }
+
+    public var description: String {
+        bytes % (1 << 30) == 0 ? "\(bytes >> 30)G" : "\(bytes >> 20)M"
+    }
+}
+
+/// `HOSTDIR:TAG[:ro][:cache=never|auto|always][:dax=SIZE]` as given to
+/// `vfsvm run --share`.
 public struct ShareSpec: Hashable, Sendable {
     public let hostPath: String
     public let tag: VirtioFSTag
     public let readOnly: Bool
     /// `cache=`: nil when not given (the server's default applies).
     public let cache: CacheMode?
+    /// `dax=`: the DAX window's size, nil when the share has none.
+    public let dax: DAXWindowSize?
 
-    public init(hostPath: String, tag: VirtioFSTag, readOnly: Bool = false, cache: CacheMode? = nil) {
+    public init(hostPath: String, tag: VirtioFSTag, readOnly: Bool = false, cache: CacheMode? = nil, dax: DAXWindowSize? = nil) {
         self.hostPath = hostPath
         self.tag = tag
         self.readOnly = readOnly
         self.cache = cache
+        self.dax = dax
     }
 
-    /// Parses `HOSTDIR:TAG` followed by any of `:ro` (or `:rw`) and
-    /// `:cache=MODE`. The directory may itself contain ':' (the tag and
-    /// options are taken from the right); it is not checked for existence
-    /// here.
+    /// Parses `HOSTDIR:TAG` followed by any of `:ro` (or `:rw`),
+    /// `:cache=MODE` and `:dax=SIZE`. The directory may itself contain ':'
+    /// (the tag and options are taken from the right); it is not checked
+    /// for existence here.
     public init(parsing text: String) throws(ConfigError) {
         var parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         var readOnly = false
         var cache: CacheMode?
+        var dax: DAXWindowSize?
         while parts.count >= 3, let last = parts.last {
             if last == "ro" || last == "rw" {
                 readOnly = last == "ro"
@@ -74,6 +125,11 @@ public struct ShareSpec: Hashable, Sendable {
                     throw .badShare(text, reason: "cache=\(name): expected never, auto or always")
                 }
                 cache = mode
+            } else if last.hasPrefix("dax=") {
+                do { dax = try DAXWindowSize(parsing: String(last.dropFirst("dax=".count))) } catch {
+                    guard case let .badOption(_, reason) = error else { throw error }
+                    throw .badShare(text, reason: "\(last): \(reason)")
+                }
             } else {
                 break
             }
@@ -84,6 +140,6 @@ public struct ShareSpec: Hashable, Sendable {
         }
         let path = parts.dropLast().joined(separator: ":")
         guard !path.isEmpty else { throw .badShare(text, reason: "the host directory is empty") }
-        self.init(hostPath: path, tag: try VirtioFSTag(tagText), readOnly: readOnly, cache: cache)
+        self.init(hostPath: path, tag: try VirtioFSTag(tagText), readOnly: readOnly, cache: cache, dax: dax)
     }
 }

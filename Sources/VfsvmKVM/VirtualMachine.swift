@@ -21,6 +21,7 @@ public final class VirtualMachine: Sendable {
         var memory: [GuestMemory] = []
         var nextSlot: UInt32 = 0
         var eventFDs: [EventFD] = []
+        var windows: [SharedMemoryWindow] = []
     }
 
     init(kvm: KVM, fd: FileDescriptor) {
@@ -69,6 +70,30 @@ public final class VirtualMachine: Sendable {
             try KVM.ioctl(fd, VFSVM_KVM_SET_USER_MEMORY_REGION, "KVM_SET_USER_MEMORY_REGION(slot \(slot) at \(region.start))", struct: &r)
         }
         state.withLock { $0.memory.append(memory) }
+    }
+
+    /// A slot number of its own for memory that comes and goes (a
+    /// shared-memory BAR the guest moves).
+    public func allocateSlot() -> UInt32 {
+        state.withLock { s in defer { s.nextSlot += 1 }; return s.nextSlot }
+    }
+
+    /// Puts `window` in memory slot `slot` at `guestAddress`
+    /// (KVM_SET_USER_MEMORY_REGION); the VM keeps the window alive for as
+    /// long as it exists, since KVM may touch its pages until the VM is
+    /// closed.
+    public func mapWindow(_ window: SharedMemoryWindow, slot: UInt32, at guestAddress: UInt64) throws(KVMError) {
+        var r = kvm_userspace_memory_region(
+            slot: slot, flags: 0, guest_phys_addr: guestAddress, memory_size: window.size, userspace_addr: window.hostAddress)
+        try KVM.ioctl(fd, VFSVM_KVM_SET_USER_MEMORY_REGION,
+                      "KVM_SET_USER_MEMORY_REGION(slot \(slot) at 0x\(String(guestAddress, radix: 16)), \(window.size) bytes)", struct: &r)
+        state.withLock { s in if !s.windows.contains(where: { $0 === window }) { s.windows.append(window) } }
+    }
+
+    /// Deletes memory slot `slot` (a zero-sized region).
+    public func unmapSlot(_ slot: UInt32) throws(KVMError) {
+        var r = kvm_userspace_memory_region(slot: slot, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0)
+        try KVM.ioctl(fd, VFSVM_KVM_SET_USER_MEMORY_REGION, "KVM_SET_USER_MEMORY_REGION(delete slot \(slot))", struct: &r)
     }
 
     // MARK: - Interrupts

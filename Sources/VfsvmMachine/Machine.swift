@@ -18,6 +18,9 @@ public struct MachineConfig: Sendable {
     public var cmdline: String
     public var devices: [any VirtioDevice]
     public var transport: Transport
+    /// Shared-memory windows (virtio-fs DAX) by index into `devices`;
+    /// only the pci transport has them (BAR2).
+    public var sharedMemory: [Int: SharedMemoryWindow] = [:]
     /// Count userspace exits per device (`-d`).
     public var countExits: Bool
     /// Each byte the guest writes to COM1.
@@ -114,6 +117,9 @@ public final class Machine: Sendable {
             var pciBoard = VirtioPCIBoard()
             switch config.transport {
             case .mmio:
+                guard config.sharedMemory.isEmpty else {
+                    throw MachineError.badConfig("a shared-memory (DAX) window needs --transport pci; virtio-mmio here has none")
+                }
                 for (i, device) in config.devices.enumerated() {
                     let base = X86Layout.virtioMMIOWindow(i)
                     let gsi = try gsis.next()
@@ -130,7 +136,7 @@ public final class Machine: Sendable {
                 }
             case .pci:
                 pciBoard = try VirtioPCIBoard(devices: config.devices, memory: memory, memorySize: config.memorySize, vm: vm,
-                                              bridge: pci, mmio: mmio, gsis: &gsis)
+                                              bridge: pci, mmio: mmio, gsis: &gsis, sharedMemory: config.sharedMemory)
             }
 
             // ACPI and MP tables describing this board, the kernel, and

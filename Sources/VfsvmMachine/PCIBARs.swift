@@ -3,19 +3,24 @@ import VfsvmKVM
 import VfsvmSys
 
 /// One memory BAR a PCI function asks the board to place.
-public struct PCIBARRequest: Hashable, Sendable {
+public struct PCIBARRequest: Sendable {
     public var index: Int
     /// A power of two, at least 4 KiB here (a page: KVM's MMIO exits and
     /// the guest's mappings are page grained).
     public var size: UInt64
     public var is64: Bool
     public var prefetchable: Bool
+    /// Host memory behind the BAR (a shared-memory window): the board
+    /// maps it as a KVM memory slot where the BAR decodes, so guest
+    /// accesses never exit; nil for a register BAR (MMIO exits).
+    public var memory: SharedMemoryWindow?
 
-    public init(index: Int, size: UInt64, is64: Bool, prefetchable: Bool) {
+    public init(index: Int, size: UInt64, is64: Bool, prefetchable: Bool, memory: SharedMemoryWindow? = nil) {
         self.index = index
         self.size = size
         self.is64 = is64
         self.prefetchable = prefetchable
+        self.memory = memory
     }
 }
 
@@ -107,12 +112,17 @@ final class PCIBARMapper: Sendable {
     private let mmio: MMIOBus
     private let mapped = Mutex<[Int: UInt64]>([:])
     private let complaints = Atomic(0)
+    /// The KVM slot of each memory BAR, by BAR index.
+    private let slots: [Int: UInt32]
 
     init(endpoint: any PCIEndpoint, name: String, vm: VirtualMachine, mmio: MMIOBus) {
         self.endpoint = endpoint
         self.name = name
         self.vm = vm
         self.mmio = mmio
+        var slots: [Int: UInt32] = [:]
+        for r in endpoint.barRequests where r.memory != nil { slots[r.index] = vm.allocateSlot() }
+        self.slots = slots
     }
 
     /// The first mapping, before the guest runs: every BAR must land
@@ -148,6 +158,16 @@ final class PCIBARMapper: Sendable {
                             say("cannot unregister a notify ioeventfd at 0x\(String(before + n.offset, radix: 16)): \(error)")
                         }
                     }
+                    // A memory BAR: the slot goes first, then the bus range
+                    // that kept other BARs off it. If KVM cannot delete
+                    // the slot the range stays taken, so nothing else is
+                    // put under memory the guest still reaches.
+                    if let slot = slots[r.index] {
+                        do { try vm.unmapSlot(slot) } catch {
+                            say("cannot take the shared-memory window off 0x\(String(before, radix: 16)): \(error)")
+                            continue
+                        }
+                    }
                     mmio.remove(base: before, name: window)
                     current[r.index] = nil
                 }
@@ -155,6 +175,15 @@ final class PCIBARMapper: Sendable {
                 guard mmio.tryInsert(BARWindow(endpoint: endpoint, index: r.index), base: now, size: r.size, name: window) else {
                     say("BAR \(r.index) moved to 0x\(String(now, radix: 16)), over another device (or past the end of the address space); left unmapped")
                     continue
+                }
+                if let memory = r.memory, let slot = slots[r.index] {
+                    // KVM refuses a slot over RAM or another slot (EEXIST):
+                    // the BAR then stays unmapped until the guest moves it.
+                    do { try vm.mapWindow(memory, slot: slot, at: now) } catch {
+                        say("BAR \(r.index) at 0x\(String(now, radix: 16)): KVM refused the shared-memory window (\(error)); left unmapped")
+                        mmio.remove(base: now, name: window)
+                        continue
+                    }
                 }
                 var registered: [BARNotification] = []
                 do {

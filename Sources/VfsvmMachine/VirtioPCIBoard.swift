@@ -105,19 +105,32 @@ final class INTxResampler: Sendable {
     }
 }
 
-/// The board's view of a virtio-pci function: BAR0, the one memory BAR,
-/// 64-bit and prefetchable, with the queues' notify addresses.
+/// The board's view of a virtio-pci function: BAR0, the register BAR,
+/// 64-bit and prefetchable, with the queues' notify addresses; and BAR2,
+/// the shared-memory window when the device has one (a KVM memory slot).
 extension VirtioPCITransport: PCIEndpoint {
     public var barRequests: [PCIBARRequest] {
-        [PCIBARRequest(index: VirtioPCILayout.bar, size: VirtioPCILayout.barSize, is64: true, prefetchable: true)]
+        var r = [PCIBARRequest(index: VirtioPCILayout.bar, size: VirtioPCILayout.barSize, is64: true, prefetchable: true)]
+        if let sharedMemory {
+            r.append(PCIBARRequest(index: VirtioPCILayout.shmBAR, size: sharedMemory.size, is64: true, prefetchable: true, memory: sharedMemory))
+        }
+        return r
     }
 
     public func assignBAR(_ index: Int, address: UInt64) {
-        if index == VirtioPCILayout.bar { assignBAR0(address) }
+        switch index {
+        case VirtioPCILayout.bar: assignBAR0(address)
+        case VirtioPCILayout.shmBAR: assignBAR2(address)
+        default: break
+        }
     }
 
     public func decodedBAR(_ index: Int) -> UInt64? {
-        index == VirtioPCILayout.bar ? decodedBAR0 : nil
+        switch index {
+        case VirtioPCILayout.bar: decodedBAR0
+        case VirtioPCILayout.shmBAR: decodedBAR2
+        default: nil
+        }
     }
 
     public func readBAR(_ index: Int, offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
@@ -135,6 +148,9 @@ extension VirtioPCITransport: PCIEndpoint {
     /// never appear: ioeventfds take it).
     public func barExitGroup(_ index: Int, offset: UInt64) -> String? {
         typealias L = VirtioPCILayout
+        // The window is a memory slot: an exit there means it is not
+        // mapped (the guest put it where KVM refused it).
+        guard index == L.bar else { return "shared memory" }
         switch offset & ~0xfff {
         case L.commonOffset: return "common"
         case L.isrOffset: return "ISR"
@@ -164,8 +180,9 @@ struct VirtioPCIBoard {
     /// No devices (a virtio-mmio machine).
     init() {}
 
+    /// `sharedMemory[i]`: device i's shared-memory window, if it has one.
     init(devices: [any VirtioDevice], memory: GuestMemory, memorySize: UInt64, vm: VirtualMachine, bridge: PCIHostBridge,
-         mmio: MMIOBus, gsis: inout GSIAllocator) throws {
+         mmio: MMIOBus, gsis: inout GSIAllocator, sharedMemory: [Int: SharedMemoryWindow] = [:]) throws {
         guard devices.count <= 31 else { throw MachineError.badConfig("at most 31 virtio-pci devices fit bus 0, got \(devices.count)") }
         let routes = MSIRoutes(vm: vm)
         var allocator = PCIBARAllocator(mem32: X86Layout.pciMem32, mem64: X86Layout.pciMem64(memorySize: memorySize))
@@ -175,7 +192,7 @@ struct VirtioPCIBoard {
             let gsi = try gsis.next()
             let line = try LevelLine(vm: vm, gsi: gsi)
             let vectors = try KVMMSIXVectors(routes: routes, count: device.queueMaxSizes.count + 1, name: name)
-            let t = try VirtioPCITransport(device: device, memory: memory, intx: line, msix: vectors)
+            let t = try VirtioPCITransport(device: device, memory: memory, intx: line, msix: vectors, sharedMemory: sharedMemory[i])
             t.setInterruptLine(UInt8(gsi))
             try bridge.attach(t, slot: slot, name: name, allocator: &allocator, vm: vm, mmio: mmio)
             transports.append(t)

@@ -32,6 +32,12 @@ public enum VirtioPCILayout {
     static let pciCfgCap = 0x84
     static let pciCfgData = pciCfgCap + 16
     static let msixCap = 0x98
+    /// VIRTIO_PCI_CAP_SHARED_MEMORY_CFG (a virtio_pci_cap64, 24 bytes)
+    /// when the device has a shared-memory window: shmid 0 in BAR2.
+    static let shmCap = 0xa8
+    /// The shared-memory window's BAR (64-bit, prefetchable), apart from
+    /// BAR0's registers so the window can be a memory slot of its own.
+    public static let shmBAR = 2
 
     /// The MSI-X Message Control register (enable, function mask).
     static let msixControl = msixCap + Int(PCI_MSIX_FLAGS)
@@ -53,8 +59,17 @@ struct PCIConfigSpace {
     /// BAR0's address as the driver programmed it (low bits as the sizing
     /// protocol leaves them).
     private(set) var bar0: UInt64 = 0
+    /// BAR2, the shared-memory window, as the driver programmed it; its
+    /// size (a power of two), zero when the device has no window (then
+    /// the BAR2 registers read as zero: not implemented).
+    private(set) var bar2: UInt64 = 0
+    let shmSize: UInt64
 
-    init(deviceType: UInt32, queues: Int, msixVectors: Int) {
+    /// `shmSize`: the device's shared-memory region 0 (virtio 1.2, 2.10),
+    /// a power of two of at least 4 KiB, or zero for none.
+    init(deviceType: UInt32, queues: Int, msixVectors: Int, shmSize: UInt64 = 0) {
+        precondition(shmSize == 0 || (shmSize >= 0x1000 && shmSize.nonzeroBitCount == 1), "a BAR is a power of two of at least 4 KiB")
+        self.shmSize = shmSize
         let device = Self.deviceBase &+ UInt16(truncatingIfNeeded: deviceType)
         put16(Int(PCI_VENDOR_ID), Self.vendor)
         put16(Int(PCI_DEVICE_ID), device)
@@ -84,7 +99,16 @@ struct PCIConfigSpace {
         for i in 0..<4 { writable[L.pciCfgData + i] = 0xff }
 
         bytes[L.msixCap + Int(PCI_CAP_LIST_ID)] = UInt8(PCI_CAP_ID_MSIX)
-        bytes[L.msixCap + Int(PCI_CAP_LIST_NEXT)] = 0
+        bytes[L.msixCap + Int(PCI_CAP_LIST_NEXT)] = shmSize == 0 ? 0 : UInt8(L.shmCap)
+        if shmSize != 0 {
+            // struct virtio_pci_cap64 (4.1.4.7): id is the shmid, offset and
+            // length split in 32-bit halves.
+            vendorCap(at: L.shmCap, next: 0, length: 24, type: VIRTIO_PCI_CAP_SHARED_MEMORY_CFG, offset: 0,
+                      size: shmSize & 0xffff_ffff, bar: UInt8(L.shmBAR))
+            bytes[L.shmCap + 5] = UInt8(VIRTIO_FS_SHMCAP_ID_CACHE)
+            put32(L.shmCap + 16, 0)
+            put32(L.shmCap + 20, UInt32(shmSize >> 32))
+        }
         put16(L.msixControl, UInt16(msixVectors - 1) & UInt16(PCI_MSIX_FLAGS_QSIZE))
         writable[L.msixControl + 1] = UInt8((PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL) >> 8)
         put32(L.msixCap + Int(PCI_MSIX_TABLE), UInt32(L.msixTableOffset) | UInt32(L.bar))
@@ -109,12 +133,13 @@ struct PCIConfigSpace {
         }
     }
 
-    private mutating func vendorCap(at cap: Int, next: Int, length: UInt8, type: Int32, offset: UInt64, size: UInt64) {
+    private mutating func vendorCap(at cap: Int, next: Int, length: UInt8, type: Int32, offset: UInt64, size: UInt64,
+                                    bar: UInt8 = UInt8(VirtioPCILayout.bar)) {
         bytes[cap + Int(VIRTIO_PCI_CAP_VNDR)] = UInt8(PCI_CAP_ID_VNDR)
         bytes[cap + Int(VIRTIO_PCI_CAP_NEXT)] = UInt8(next)
         bytes[cap + Int(VIRTIO_PCI_CAP_LEN)] = length
         bytes[cap + Int(VIRTIO_PCI_CAP_CFG_TYPE)] = UInt8(type)
-        bytes[cap + Int(VIRTIO_PCI_CAP_BAR)] = UInt8(VirtioPCILayout.bar)
+        bytes[cap + Int(VIRTIO_PCI_CAP_BAR)] = bar
         put32(cap + Int(VIRTIO_PCI_CAP_OFFSET), UInt32(offset))
         put32(cap + Int(VIRTIO_PCI_CAP_LENGTH), UInt32(size))
     }
@@ -166,6 +191,16 @@ struct PCIConfigSpace {
     /// The board's placement, before the guest runs.
     mutating func assignBAR0(_ address: UInt64) { bar0 = address & Self.bar0Mask }
 
+    /// BAR2's address while memory decoding is on and it holds a usable
+    /// address; nil too when the device has no window.
+    var decodedBAR2: UInt64? {
+        guard shmSize != 0, memoryEnabled, bar2 != 0, bar2 <= UInt64.max - shmSize + 1,
+              bar2 != ~(shmSize - 1) else { return nil }
+        return bar2
+    }
+
+    mutating func assignBAR2(_ address: UInt64) { if shmSize != 0 { bar2 = address & ~(shmSize - 1) } }
+
     /// Byte `offset` as the driver reads it; `interruptPending` is the
     /// INTx state (status bit 3).
     func byte(_ offset: Int, interruptPending: Bool) -> UInt8 {
@@ -173,6 +208,11 @@ struct PCIConfigSpace {
         if (bar0Register..<bar0Register + 8).contains(offset) {
             let value = bar0 | Self.bar0Flags
             return UInt8(truncatingIfNeeded: value >> (8 * UInt64(offset - bar0Register)))
+        }
+        let bar2Register = Int(PCI_BASE_ADDRESS_2)
+        if shmSize != 0, (bar2Register..<bar2Register + 8).contains(offset) {
+            let value = bar2 | Self.bar0Flags
+            return UInt8(truncatingIfNeeded: value >> (8 * UInt64(offset - bar2Register)))
         }
         if offset == Int(PCI_STATUS) && interruptPending { return bytes[offset] | UInt8(PCI_STATUS_INTERRUPT) }
         return bytes[offset]
@@ -185,6 +225,12 @@ struct PCIConfigSpace {
         if (bar0Register..<bar0Register + 8).contains(offset) {
             let shift = 8 * UInt64(offset - bar0Register)
             bar0 = (bar0 & ~(0xff << shift) | UInt64(value) << shift) & Self.bar0Mask
+            return
+        }
+        let bar2Register = Int(PCI_BASE_ADDRESS_2)
+        if shmSize != 0, (bar2Register..<bar2Register + 8).contains(offset) {
+            let shift = 8 * UInt64(offset - bar2Register)
+            bar2 = (bar2 & ~(0xff << shift) | UInt64(value) << shift) & ~(shmSize - 1)
             return
         }
         bytes[offset] = bytes[offset] & ~writable[offset] | value & writable[offset]

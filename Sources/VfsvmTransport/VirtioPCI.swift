@@ -37,15 +37,23 @@ public final class VirtioPCITransport: VirtioTransport, CoreInterrupt {
     private let msixSink: any MSIXVectorSink
     let state: Mutex<State>
 
+    /// The device's shared-memory region 0 (a virtio-fs DAX window) in
+    /// BAR2, when it has one.
+    public let sharedMemory: SharedMemoryWindow?
+
     /// MSI-X vectors: one for configuration changes and one per queue.
+    /// `sharedMemory`, a power of two of at least 4 KiB, is announced by a
+    /// VIRTIO_PCI_CAP_SHARED_MEMORY_CFG capability (shmid 0) in BAR2.
     public init(device: any VirtioDevice, memory: GuestMemory, intx: any InterruptLine,
-                msix: any MSIXVectorSink) throws(SystemError) {
+                msix: any MSIXVectorSink, sharedMemory: SharedMemoryWindow? = nil) throws(SystemError) {
         core = try TransportCore(name: "virtio-pci", device: device, memory: memory)
         self.intx = intx
         msixSink = msix
+        self.sharedMemory = sharedMemory
         let queues = device.queueMaxSizes.count
         let vectors = queues + 1
-        state = Mutex(State(config: PCIConfigSpace(deviceType: device.deviceType, queues: queues, msixVectors: vectors),
+        state = Mutex(State(config: PCIConfigSpace(deviceType: device.deviceType, queues: queues, msixVectors: vectors,
+                                                   shmSize: sharedMemory?.size ?? 0),
                             msix: MSIXTable(vectors: vectors),
                             queueVectors: Array(repeating: UInt16(VIRTIO_MSI_NO_VECTOR), count: queues)))
     }
@@ -78,6 +86,13 @@ public final class VirtioPCITransport: VirtioTransport, CoreInterrupt {
     /// Where BAR0 decodes now; nil while memory decoding is off or the BAR
     /// holds no usable address.
     public var decodedBAR0: UInt64? { state.withLock { $0.config.decodedBAR0 } }
+
+    /// The board's placement of BAR2 (the shared-memory window).
+    public func assignBAR2(_ address: UInt64) { state.withLock { $0.config.assignBAR2(address) } }
+
+    /// Where BAR2 decodes now; nil without a window, while memory decoding
+    /// is off or while the BAR holds no usable address.
+    public var decodedBAR2: UInt64? { state.withLock { $0.config.decodedBAR2 } }
 
     /// Reads `size` (1, 2 or 4) bytes at `offset`; past 255 reads zero.
     public func readConfig(offset: Int, size: Int) -> UInt32 {

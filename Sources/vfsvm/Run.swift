@@ -132,9 +132,26 @@ struct Run: ParsableCommand {
             // standing still ("tsc: No reference (HPET/PMTIMER) available").
             throw failure("--transport mmio is not available on the tcg path: QEMU's microvm board does not boot Debian's kernel under TCG (its clock does not run); use --transport pci, or --accel kvm where KVM is hardware-accelerated", status: 64)
         }
+        if let line = Self.daxRefusal(plan.shares, path: path) { throw failure(line, status: 64) }
         switch path {
         case .kvm: try runKVM(plan)
         case .tcg: try runTCG(plan)
+        }
+    }
+
+    /// A share with `dax=SIZE` needs a shared-memory window in the PCI
+    /// function: the tcg path's QEMU 7.2 vhost-user-fs-pci has none (it was
+    /// never merged upstream). The in-process VMM's window is not built yet
+    /// either, so both refuse rather than run a share without the window
+    /// the user asked for.
+    static func daxRefusal(_ shares: [ShareSpec], path: RunPath) -> String? {
+        guard let s = shares.first(where: { $0.dax != nil }), let dax = s.dax else { return nil }
+        let share = "--share \(s.hostPath):\(s.tag):dax=\(dax)"
+        switch path {
+        case .tcg:
+            return "\(share): a DAX window needs --accel kvm; the tcg path runs QEMU, whose vhost-user-fs device has no DAX window"
+        case .kvm:
+            return "\(share): the in-process VMM does not build the DAX window yet; drop dax= to run the share without it"
         }
     }
 

@@ -239,6 +239,9 @@ check_refusal 64 "--memory 1M is too small" "too small" --memory 1M "$hello"
 check_refusal 64 "--memory with a bad unit" "unknown unit" --memory 12Q "$hello"
 check_refusal 64 "a file that is no kernel" "neither a bzImage" --memory 64M "$GUESTS/../../Package.swift"
 check_refusal 64 "--cpus 0" "--cpus" --cpus 0 "$hello"
+check_refusal 64 "a DAX window that is no power of two" "must be a power of two" --accel kvm --share "$top:t:dax=3M" --memory 64M "$hello"
+check_refusal 64 "a DAX window past 16G" "at most 16G" --accel kvm --share "$top:t:dax=128G" --memory 64M "$hello"
+check_refusal 64 "dax= under --accel tcg (QEMU 7.2 has no window)" "a DAX window needs --accel kvm" --accel tcg --share "$top:t:dax=1G" --memory 64M "$hello"
 
 # --accel tcg: the same PVH guest under QEMU, the same exit status
 if command -v qemu-system-x86_64 >/dev/null; then

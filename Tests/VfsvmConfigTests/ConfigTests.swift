@@ -13,6 +13,33 @@ import Testing
         }
     }
 
+    @Test func daxWindowSizeWithSuffixAmongTheOtherOptions() throws {
+        let s = try ShareSpec(parsing: "/srv/data:myfs:dax=1G:ro")
+        #expect(s.dax?.bytes == 1 << 30 && s.readOnly && s.tag.value == "myfs")
+        #expect(try ShareSpec(parsing: "/srv/data:myfs:cache=always:dax=2M").dax?.bytes == 2 << 20)
+        #expect(try ShareSpec(parsing: "/srv/data:myfs:dax=4096K").dax?.bytes == 4 << 20)
+        #expect(try ShareSpec(parsing: "/srv/data:myfs:dax=16g").dax?.bytes == 16 << 30)
+        #expect(try ShareSpec(parsing: "/srv/data:myfs").dax == nil)
+    }
+
+    @Test func daxWindowSizeRefusedWithTheReason() {
+        let cases: [(String, String)] = [
+            ("3M", "a DAX window is a PCI BAR, so its size must be a power of two (e.g. 256M, 1G)"),
+            ("1M", "a DAX window holds at least 2M (one mapping unit)"),
+            ("0", "a DAX window holds at least 2M (one mapping unit)"),
+            ("32G", "a DAX window holds at most 16G (the board's 64-bit PCI window is 64G and the BAR is aligned to its size)"),
+            ("99999999999999999999G", "expected a whole number with a K, M or G suffix, e.g. dax=1G"),
+            ("17179869184G", "a DAX window holds at most 16G (the board's 64-bit PCI window is 64G and the BAR is aligned to its size)"),
+            ("1T", "unknown unit 'T': give a size with a K, M or G suffix, e.g. dax=1G"),
+            ("", "expected a whole number with a K, M or G suffix, e.g. dax=1G"),
+            ("-2M", "expected a whole number with a K, M or G suffix, e.g. dax=1G"),
+        ]
+        for (size, reason) in cases {
+            let text = "/d:t:dax=\(size)"
+            #expect(throws: ConfigError.badShare(text, reason: "dax=\(size): \(reason)")) { try ShareSpec(parsing: text) }
+        }
+    }
+
     @Test func parsesPathAndTag() throws {
         let s = try ShareSpec(parsing: "/srv/data:myfs")
         #expect(s.hostPath == "/srv/data" && s.tag.value == "myfs" && !s.readOnly)

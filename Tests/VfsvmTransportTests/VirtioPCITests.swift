@@ -27,10 +27,10 @@ final class PCIFixture: VirtioFSRings<VirtioPCITransport> {
     let line: CountingLine
     let msix: RecordingMSIX
 
-    init() throws {
+    init(sharedMemory: SharedMemoryWindow? = nil) throws {
         let line = CountingLine(), msix = RecordingMSIX()
         (self.line, self.msix) = (line, msix)
-        try super.init(tag: "pcifs") { try VirtioPCITransport(device: $0, memory: $1, intx: line, msix: msix) }
+        try super.init(tag: "pcifs") { try VirtioPCITransport(device: $0, memory: $1, intx: line, msix: msix, sharedMemory: sharedMemory) }
     }
 
     deinit { transport.bar(0x14, 1, 0) }
@@ -186,6 +186,55 @@ extension VirtioPCITransport {
         #expect(f.cfg(0x00, 2) == 0x1af4, "IDs are read only")
         f.setCfg(0x10, 4, 0x2000_1234)
         #expect(f.cfg(0x10) == 0x2000_000c, "address bits below the size stay zero")
+    }
+
+    @Test func noWindowMeansNoBAR2AndNoSharedMemoryCapability() throws {
+        let f = try PCIFixture()
+        f.transport.assignBAR2(0x20_0000_0000)
+        f.setCfg(0x18, 4, 0xffff_ffff)
+        f.setCfg(0x1c, 4, 0xffff_ffff)
+        #expect(f.cfg(0x18) == 0 && f.cfg(0x1c) == 0, "BAR2 not implemented: reads zero after sizing")
+        f.setCfg(0x04, 2, 0x2)
+        #expect(f.transport.decodedBAR2 == nil)
+        #expect(f.cfg(0x98 + 1, 1) == 0, "MSI-X ends the capability list")
+    }
+
+    @Test func sharedMemoryWindowCapabilityAndBAR2Sizing() throws {
+        // 8 GiB: the length needs length_hi (virtio_pci_cap64).
+        let window = try SharedMemoryWindow(size: 8 << 30)
+        let f = try PCIFixture(sharedMemory: window)
+        var shm: [Int] = []
+        var cap = Int(f.cfg(0x34, 1)), steps = 0
+        while cap != 0 && steps < 48 {
+            if f.cfg(cap, 1) == 0x09 && f.cfg(cap + 3, 1) == 8 { shm.append(cap) }
+            cap = Int(f.cfg(cap + 1, 1))
+            steps += 1
+        }
+        #expect(steps == 7, "common, notify, ISR, device, PCI_CFG, MSI-X, shared memory")
+        let c = try #require(shm.first)
+        #expect(shm.count == 1)
+        #expect(f.cfg(c + 2, 1) == 24, "cap_len: struct virtio_pci_cap64")
+        #expect(f.cfg(c + 4, 1) == 2, "in BAR2")
+        #expect(f.cfg(c + 5, 1) == 0, "shmid 0: VIRTIO_FS_SHMCAP_ID_CACHE")
+        #expect(f.cfg(c + 8) == 0 && f.cfg(c + 16) == 0, "offset 0 (both halves)")
+        #expect(UInt64(f.cfg(c + 20)) << 32 | UInt64(f.cfg(c + 12)) == 8 << 30, "length 8 GiB (length_hi:length)")
+
+        f.transport.assignBAR2(0x20_0000_0000)
+        #expect(f.cfg(0x18) == 0xc && f.cfg(0x1c) == 0x20, "64-bit prefetchable, at the board's address")
+        #expect(f.transport.decodedBAR2 == nil, "memory decoding is off at reset")
+        f.setCfg(0x04, 2, 0x2)
+        #expect(f.transport.decodedBAR2 == 0x20_0000_0000)
+        f.setCfg(0x04, 2, 0)
+        f.setCfg(0x18, 4, 0xffff_ffff)
+        f.setCfg(0x1c, 4, 0xffff_ffff)
+        let size = ~(UInt64(f.cfg(0x1c)) << 32 | UInt64(f.cfg(0x18) & ~0xf)) &+ 1
+        #expect(size == 8 << 30, "sizing BAR2 gives the window's size")
+        f.setCfg(0x04, 2, 0x2)
+        #expect(f.transport.decodedBAR2 == nil, "all ones (mid-sizing) is no address")
+        f.setCfg(0x18, 4, 0x4000_0000)  // below the size's alignment: dropped
+        f.setCfg(0x1c, 4, 0x4)
+        #expect(f.transport.decodedBAR2 == 0x4_0000_0000, "the guest's new address, aligned to the size")
+        #expect(f.transport.decodedBAR0 != f.transport.decodedBAR2)
     }
 
     @Test func featureNegotiation() throws {

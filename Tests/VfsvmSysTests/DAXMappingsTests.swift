@@ -1,0 +1,139 @@
+import Glibc
+import Testing
+@testable import VfsvmSys
+
+/// The DAX mapping table over a real window: bytes seen through it, writes
+/// reaching the file, zero pages after removal and truncation, and every
+/// hostile request refused with the errno its reply would carry.
+@Suite struct DAXMappingsTests {
+    static let page = 4096
+
+    /// A file of `pages` pages, byte i of page p = p * 16 + i % 16, open
+    /// read-write (or read-only); unlinked at once.
+    final class TempFile {
+        let fd: Int32
+        let key: DAXMappings.FileKey
+        init(pages: Int, writable: Bool = true) throws {
+            var template = Array("/tmp/vfsvm-dax-XXXXXX".utf8CString)
+            let fd = mkstemp(&template)
+            guard fd >= 0 else { throw SystemError("mkstemp", .current) }
+            let bytes = (0..<pages * DAXMappingsTests.page).map { UInt8(truncatingIfNeeded: ($0 / DAXMappingsTests.page) * 16 + $0 % 16) }
+            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            var path = template
+            if !writable {
+                self.fd = Glibc.open(&path, O_RDONLY)
+                close(fd)
+            } else {
+                self.fd = fd
+            }
+            unlink(&path)
+            var st = stat()
+            fstat(self.fd, &st)
+            key = DAXMappings.FileKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        }
+        var size: UInt64 {
+            var st = stat()
+            fstat(fd, &st)
+            return UInt64(st.st_size)
+        }
+        func handle(writing: Bool) -> DAXMappings.OpenFile {
+            DAXMappings.OpenFile(fd: fd, key: key, isRegular: true, openForWriting: writing, size: size)
+        }
+        deinit { close(fd) }
+    }
+
+    func byte(_ w: SharedMemoryWindow, _ offset: Int) -> UInt8 { w.base.load(fromByteOffset: offset, as: UInt8.self) }
+
+    /// The errno `body` was refused with; nil when it was not, -1 for an
+    /// error that is no SystemError.
+    func errno(_ body: () throws -> Void) -> Int32? {
+        do { try body() } catch let e as SystemError { return e.errno.rawValue } catch { return -1 }
+        return nil
+    }
+
+    @Test func readThroughTheWindowWriteReachesTheFileRemoveGivesZeros() throws {
+        let w = try SharedMemoryWindow(size: 2 << 20)
+        let maps = DAXMappings(window: w, readOnlyShare: false)
+        let f = try TempFile(pages: 4)
+        #expect(byte(w, 0x1000) == 0, "an unmapped window reads zero")
+        try maps.setup(f.handle(writing: true), fileOffset: 0x1000, length: 0x2000, windowOffset: 0x10_0000,
+                       flags: DAXMappings.flagRead | DAXMappings.flagWrite)
+        #expect(byte(w, 0x10_0000) == 16 && byte(w, 0x10_0005) == 21 && byte(w, 0x10_1000) == 32, "file pages 1 and 2 at the offset")
+        w.base.storeBytes(of: 0xab, toByteOffset: 0x10_0003, as: UInt8.self)
+        var got: UInt8 = 0
+        #expect(pread(f.fd, &got, 1, 0x1003) == 1 && got == 0xab, "a write through the window is in the file")
+        #expect(maps.mappings.count == 1)
+        try maps.remove(windowOffset: 0x10_0000, length: 0x2000)
+        #expect(byte(w, 0x10_0000) == 0 && byte(w, 0x10_1000) == 0, "removed: zero pages again")
+        #expect(maps.mappings.isEmpty)
+        #expect(pread(f.fd, &got, 1, 0x1003) == 1 && got == 0xab, "the file keeps the write")
+        w.base.storeBytes(of: 0x55, toByteOffset: 0x10_0003, as: UInt8.self)
+        #expect(pread(f.fd, &got, 1, 0x1003) == 1 && got == 0xab, "the zero page is no longer the file")
+    }
+
+    @Test func anOverlappingMappingReplacesWhatWasThere() throws {
+        let w = try SharedMemoryWindow(size: 2 << 20)
+        let maps = DAXMappings(window: w, readOnlyShare: false)
+        let a = try TempFile(pages: 4), b = try TempFile(pages: 4)
+        try maps.setup(a.handle(writing: false), fileOffset: 0, length: 0x3000, windowOffset: 0, flags: DAXMappings.flagRead)
+        try maps.setup(b.handle(writing: false), fileOffset: 0x2000, length: 0x1000, windowOffset: 0x1000, flags: DAXMappings.flagRead)
+        #expect(byte(w, 0) == 0 && byte(w, 0x1000) == 32 && byte(w, 0x2000) == 32, "a's page 0, b's page 2, a's page 2")
+        let m = maps.mappings
+        #expect(m.count == 3, "a split around b")
+        #expect(m.map(\.windowOffset) == [0, 0x1000, 0x2000] && m.map(\.fileOffset) == [0, 0x2000, 0x2000])
+        #expect(m[0].file == a.key && m[1].file == b.key && m[2].file == a.key)
+        try maps.remove(windowOffset: 0, length: 0x2000)
+        #expect(maps.mappings.count == 1 && maps.mappings[0].windowOffset == 0x2000)
+    }
+
+    @Test func hostileMappingsRefusedWithTheirErrno() throws {
+        let w = try SharedMemoryWindow(size: 2 << 20)
+        let maps = DAXMappings(window: w, readOnlyShare: false, maxMappings: 2)
+        let f = try TempFile(pages: 2)
+        let ro = try TempFile(pages: 2, writable: false)
+        let r = DAXMappings.flagRead, wr = DAXMappings.flagWrite | DAXMappings.flagRead
+        let file = f.handle(writing: true)
+        #expect(errno { try maps.setup(file, fileOffset: 0, length: 0x1000, windowOffset: 0x1ff000 + 0x1000, flags: r) } == EINVAL, "past the window")
+        #expect(errno { try maps.setup(file, fileOffset: 0, length: 0x2000, windowOffset: 0x1ff000, flags: r) } == EINVAL, "across the window's end")
+        #expect(errno { try maps.setup(file, fileOffset: 0, length: UInt64.max & ~0xfff, windowOffset: 0x1000, flags: r) } == EINVAL, "length overflows the offset")
+        #expect(errno { try maps.setup(file, fileOffset: 0x1000, length: 0x1000, windowOffset: UInt64.max & ~0xfff, flags: r) } == EINVAL, "window offset overflows")
+        #expect(errno { try maps.setup(file, fileOffset: 0, length: 0x1000, windowOffset: 0x800, flags: r) } == EINVAL, "unaligned window offset")
+        #expect(errno { try maps.setup(file, fileOffset: 0x10, length: 0x1000, windowOffset: 0, flags: r) } == EINVAL, "unaligned file offset")
+        #expect(errno { try maps.setup(file, fileOffset: 0, length: 0x1001, windowOffset: 0, flags: r) } == EINVAL, "unaligned length")
+        #expect(errno { try maps.setup(file, fileOffset: 0, length: 0, windowOffset: 0, flags: r) } == EINVAL, "empty")
+        #expect(errno { try maps.setup(file, fileOffset: 0x1000, length: 0x2000, windowOffset: 0, flags: r) } == EINVAL, "past EOF (would SIGBUS)")
+        #expect(errno { try maps.setup(file, fileOffset: 0, length: 0x1000, windowOffset: 0, flags: 0x4) } == EINVAL, "unknown flag")
+        var dir = file
+        dir.isRegular = false
+        #expect(errno { try maps.setup(dir, fileOffset: 0, length: 0x1000, windowOffset: 0, flags: r) } == ENODEV, "a directory")
+        #expect(errno { try maps.setup(ro.handle(writing: false), fileOffset: 0, length: 0x1000, windowOffset: 0, flags: wr) } == EACCES, "WRITE on a handle open read-only")
+        let roShare = DAXMappings(window: try SharedMemoryWindow(size: 2 << 20), readOnlyShare: true)
+        #expect(errno { try roShare.setup(file, fileOffset: 0, length: 0x1000, windowOffset: 0, flags: wr) } == EROFS, "WRITE on a read-only share")
+        try roShare.setup(ro.handle(writing: false), fileOffset: 0, length: 0x1000, windowOffset: 0, flags: r)
+        #expect(errno { try maps.remove(windowOffset: 0x1ff000, length: 0x2000) } == EINVAL, "removal past the window")
+        #expect(errno { try maps.remove(windowOffset: 0x1000, length: UInt64.max & ~0xfff) } == EINVAL, "removal overflowing")
+        #expect(maps.mappings.isEmpty, "nothing refused was mapped")
+        // The bound: two mappings, a third refused; replacing one is not a third.
+        try maps.setup(file, fileOffset: 0, length: 0x1000, windowOffset: 0, flags: r)
+        try maps.setup(file, fileOffset: 0, length: 0x1000, windowOffset: 0x2000, flags: r)
+        #expect(errno { try maps.setup(file, fileOffset: 0, length: 0x1000, windowOffset: 0x4000, flags: r) } == ENOMEM)
+        try maps.setup(file, fileOffset: 0x1000, length: 0x1000, windowOffset: 0x2000, flags: r)
+        #expect(maps.mappings.count == 2 && byte(w, 0x2000) == 16)
+    }
+
+    @Test func shrinkingAMappedFileLeavesZeroPagesNotSIGBUS() throws {
+        let w = try SharedMemoryWindow(size: 2 << 20)
+        let maps = DAXMappings(window: w, readOnlyShare: false)
+        let f = try TempFile(pages: 4)
+        try maps.setup(f.handle(writing: true), fileOffset: 0, length: 0x4000, windowOffset: 0x8000, flags: DAXMappings.flagRead)
+        maps.shrinking(file: f.key, to: 0x1001)
+        #expect(ftruncate(f.fd, 0x1001) == 0)
+        // Pages 0 and 1 still hold the file (page 1 up to its new end);
+        // pages 2 and 3 would SIGBUS if they were still the file's.
+        #expect(byte(w, 0x8000) == 0 && byte(w, 0x9000) == 16 && byte(w, 0xa000) == 0 && byte(w, 0xb000) == 0)
+        #expect(maps.mappings.count == 1 && maps.mappings[0].length == 0x2000)
+        let other = DAXMappings.FileKey(device: f.key.device, inode: f.key.inode &+ 1)
+        maps.shrinking(file: other, to: 0)
+        #expect(maps.mappings.count == 1, "another file's truncation leaves this mapping")
+    }
+}
