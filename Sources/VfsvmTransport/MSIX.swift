@@ -38,6 +38,12 @@ struct MSIXTable {
     var pending: [Bool]
     var enabled = false
     var functionMasked = false
+    /// The command register's Bus Master Enable: an MSI-X message is a
+    /// memory write, so with it clear vectors stay pending (the virtqueues
+    /// themselves are not fenced off: like cloud-hypervisor's and
+    /// Firecracker's devices, the device model keeps serving rings a driver
+    /// set up, and Linux sets bus mastering before DRIVER_OK).
+    var busMaster = false
 
     init(vectors: Int) {
         entries = Array(repeating: MSIXEntry(), count: vectors)
@@ -51,7 +57,7 @@ struct MSIXTable {
 
     /// Whether `vector` would be delivered now (4.1.5.4 with 6.8.2.9).
     func deliverable(_ vector: Int) -> Bool {
-        enabled && !functionMasked && !entries[vector].masked
+        enabled && busMaster && !functionMasked && !entries[vector].masked
     }
 
     static func validWidth(_ offset: UInt64, _ width: Int) -> Bool {

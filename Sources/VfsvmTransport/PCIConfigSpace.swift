@@ -135,6 +135,9 @@ struct PCIConfigSpace {
     var command: UInt16 { UInt16(bytes[Int(PCI_COMMAND)]) | UInt16(bytes[Int(PCI_COMMAND) + 1]) << 8 }
     var memoryEnabled: Bool { command & UInt16(PCI_COMMAND_MEMORY) != 0 }
     var intxDisabled: Bool { command & UInt16(PCI_COMMAND_INTX_DISABLE) != 0 }
+    /// Bus Master Enable: the function may write to memory, which an MSI-X
+    /// message is (6.8.2 of PCI 3.0).
+    var busMasterEnabled: Bool { command & UInt16(PCI_COMMAND_MASTER) != 0 }
     var msixControl: UInt16 { UInt16(bytes[VirtioPCILayout.msixControl]) | UInt16(bytes[VirtioPCILayout.msixControl + 1]) << 8 }
     var msixEnabled: Bool { msixControl & UInt16(PCI_MSIX_FLAGS_ENABLE) != 0 }
     var msixFunctionMasked: Bool { msixControl & UInt16(PCI_MSIX_FLAGS_MASKALL) != 0 }

@@ -49,6 +49,11 @@ final class TransportCore: Sendable {
     /// One eventfd per queue: the queue's kick (an ioeventfd for the VMM).
     let kicks: [EventFD]
     private let registers: Mutex<Registers>
+    /// Held across a whole status write, the state machine and the device
+    /// start or stop it causes: two vCPUs writing the status register
+    /// (DRIVER_OK on one, 0 on the other) take effect in one order, so a
+    /// late start cannot leave a device running behind a reset.
+    private let lifecycle = Mutex(())
     private let reported = Mutex<Set<String>>([])
 
     init(name: String, device: any VirtioDevice, memory: GuestMemory) throws(SystemError) {
@@ -91,18 +96,21 @@ final class TransportCore: Sendable {
     }
 
     /// The driver wrote the status register: runs the state machine, then
-    /// starts, stops or resets the device (outside the register lock).
+    /// starts, stops or resets the device (outside the register lock, under
+    /// `lifecycle`).
     func writeStatus(_ value: UInt8, interrupt: some CoreInterrupt) {
-        let change: StatusChange? = registers.withLock { r in
-            do { return try r.device.writeStatus(value) } catch {
-                logOnce("status", "\(error); ignored")
-                return nil
+        lifecycle.withLock { _ in
+            let change: StatusChange? = registers.withLock { r in
+                do { return try r.device.writeStatus(value) } catch {
+                    logOnce("status", "\(error); ignored")
+                    return nil
+                }
             }
-        }
-        switch change {
-        case .activate?: activate(interrupt: interrupt)
-        case .reset?, .failed?: stopDevice()
-        case .none?, nil: break
+            switch change {
+            case .activate?: activate(interrupt: interrupt)
+            case .reset?, .failed?: stopDevice()
+            case .none?, nil: break
+            }
         }
     }
 

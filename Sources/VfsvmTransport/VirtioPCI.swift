@@ -96,9 +96,11 @@ public final class VirtioPCITransport: VirtioTransport, CoreInterrupt {
         guard offset >= 0, size >= 1, size <= 4, offset <= PCIConfigSpace.size - size else { return }
         let delivered: [Int] = state.withLock { s in
             for i in 0..<size { s.config.write(offset + i, UInt8(truncatingIfNeeded: value >> (8 * UInt32(i)))) }
-            // Message Control: enabling or unmasking delivers pending vectors.
+            // Message Control (or Bus Master Enable in the command
+            // register): enabling or unmasking delivers pending vectors.
             s.msix.enabled = s.config.msixEnabled
             s.msix.functionMasked = s.config.msixFunctionMasked
+            s.msix.busMaster = s.config.busMasterEnabled
             return s.msix.takeDeliverable()
         }
         deliver(delivered)

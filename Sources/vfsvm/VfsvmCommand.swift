@@ -29,14 +29,6 @@ struct Vfsvm: ParsableCommand {
     }
 }
 
-/// Says plainly that a subcommand's arguments were understood but the
-/// subcommand itself has not landed yet, and exits with EX_UNAVAILABLE.
-func notImplemented(_ what: String, _ detail: String) -> ExitCode {
-    var err = StandardError()
-    print("vfsvm: \(what) is not implemented yet: \(detail)", to: &err)
-    return ExitCode(69)  // EX_UNAVAILABLE
-}
-
 /// Writes to fd 2 directly (the C `stderr` global is not concurrency-safe).
 struct StandardError: TextOutputStream {
     mutating func write(_ string: String) {

@@ -54,6 +54,15 @@ etc_sum_before=
 etc_sum() { find /etc/libvirt -type f -print0 2>/dev/null | sort -z | xargs -0 -r md5sum | md5sum | cut -d' ' -f1; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 virsh_() { virsh -q -c "qemu+unix:///system?socket=$work/run/libvirt-sock" "$@"; }
+# Waits up to $timeout s for $domain to be shut off; leaves its last state in $state.
+wait_shut_off() {
+    state=
+    for _ in $(seq $((timeout * 5))); do
+        state=$(virsh_ domstate "$domain" 2>/dev/null)
+        [ "$state" = "shut off" ] && break
+        sleep 0.2
+    done
+}
 # record_pids: the running domain's QEMU and virtiofs daemon, from the pid
 # files libvirt 9.0 keeps in <state dir>/qemu (<domain>.pid and
 # <id>-<domain>-fs0-fs.pid), so that they are checked and, should libvirtd
@@ -288,12 +297,7 @@ else
 fi
 
 # --- wait for the guest to power off
-state=
-for _ in $(seq $((timeout * 5))); do
-    state=$(virsh_ domstate "$domain" 2>/dev/null)
-    [ "$state" = "shut off" ] && break
-    sleep 0.2
-done
+wait_shut_off
 if [ "$state" = "shut off" ]; then
     ok "the guest powered off and the domain stopped (start to shut off $(since "$t_started") s)"
 else
@@ -417,12 +421,7 @@ if define_start "$work/domain-options.xml"; then
     else
         bad "libvirt's -o list for a comma path with everything off" "argv: $(tr '\0' ' ' < "/proc/$daemon_pid/cmdline" 2>&1)"
     fi
-    state=
-    for _ in $(seq $((timeout * 5))); do
-        state=$(virsh_ domstate "$domain" 2>/dev/null)
-        [ "$state" = "shut off" ] && break
-        sleep 0.2
-    done
+    wait_shut_off
     if [ "$state" = "shut off" ] && grep -q 'VFSVM-GUEST-EXIT status=0' "$console3" \
         && [ "$(cat "$odd/from-guest.txt" 2>/dev/null)" = "odd share $token" ]; then
         ok "a share whose path has a comma and a blank: the guest read the host's file, the host sees the guest's"
@@ -452,12 +451,7 @@ fill_domain 'grep -q "hello from the host" /mnt/host.txt' "$console4" "$work/dom
 sed -i -e "s|<cache mode='always'/>|<cache mode='none'/>|" "$work/domain-cache-none.xml"
 : > "$daemon_log"
 if define_start "$work/domain-cache-none.xml"; then
-    state=
-    for _ in $(seq $((timeout * 5))); do
-        state=$(virsh_ domstate "$domain" 2>/dev/null)
-        [ "$state" = "shut off" ] && break
-        sleep 0.2
-    done
+    wait_shut_off
     if [ "$state" = "shut off" ] && grep -q 'VFSVM-GUEST-EXIT status=0' "$console4"; then
         ok "<cache mode='none'/> (cache=none): the daemon starts and the guest reads the share"
     else
@@ -498,12 +492,7 @@ elif define_start "$work/domain-hook.xml"; then
     else
         bad "prepare begin: the hook started vfsvm serve" "pid '${hook_pid}'; calls: $(tr '\n' ';' < "$work/hook-calls.log" 2>/dev/null)"
     fi
-    state=
-    for _ in $(seq $((timeout * 5))); do
-        state=$(virsh_ domstate "$domain" 2>/dev/null)
-        [ "$state" = "shut off" ] && break
-        sleep 0.2
-    done
+    wait_shut_off
     if [ "$state" = "shut off" ] && grep -q 'VFSVM-GUEST-EXIT status=0' "$console5" \
         && [ "$(cat "$work/hook-share/from-guest.txt" 2>/dev/null)" = "through the hook $token" ]; then
         ok "a libvirt guest read and wrote a share served by the hook's vfsvm"

@@ -21,36 +21,14 @@ final class CountingLine: InterruptLine {
 /// A virtio-fs device behind the virtio-mmio register file, driven the way
 /// Linux's virtio_mmio driver initializes a device (virtio 1.2, 3.1.1 and
 /// 4.2.3), with rings laid out by the mock driver.
-final class MMIOFixture {
-    let dir: String
-    let memory: GuestMemory
-    let transport: VirtioMMIOTransport
-    let line = CountingLine()
-    /// Builds FUSE request headers.
-    let client: Client
-    private(set) var hiprio: MockDriver
-    private(set) var requests: MockDriver
+final class MMIOFixture: VirtioFSRings<VirtioMMIOTransport> {
+    let line: CountingLine
 
     init() throws {
-        var template = Array("/tmp/vfsvm-mmio-XXXXXX".utf8CString)
-        dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-        memory = try GuestMemory.anonymous(size: 8 << 20)
-        let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
-        client = Client(server)
-        let device = try VirtioFSDevice(tag: "mmiofs", requestQueues: 1, queueSize: 64, server: server)
-        transport = try VirtioMMIOTransport(device: device, memory: memory, line: line)
-        (hiprio, requests) = try Self.rings(memory)
+        let line = CountingLine()
+        self.line = line
+        try super.init(tag: "mmiofs") { try VirtioMMIOTransport(device: $0, memory: $1, line: line) }
     }
-
-    private static func rings(_ memory: GuestMemory) throws -> (MockDriver, MockDriver) {
-        (try MockDriver(memory: memory, layout: .split, queueSize: 16, features: [.version1, .eventIndex],
-                        ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20)),
-         try MockDriver(memory: memory, layout: .split, queueSize: 64, features: [.version1, .eventIndex],
-                        ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20)))
-    }
-
-    /// Fresh, zeroed rings, as a driver lays them out again after a reset.
-    func freshRings() throws { (hiprio, requests) = try Self.rings(memory) }
 
     /// FUSE_INIT on the request queue, kicked through QueueNotify; the reply bytes.
     func initRoundTrip() throws -> [UInt8] {
@@ -67,10 +45,7 @@ final class MMIOFixture {
         return done.first?.reply ?? []
     }
 
-    deinit {
-        transport.write32(0x070, 0)
-        _ = system("rm -rf '\(dir)'")
-    }
+    deinit { transport.write32(0x070, 0) }
 
     func read32(_ offset: UInt64) -> UInt32 { transport.read32(offset) }
 

@@ -23,40 +23,17 @@ final class RecordingMSIX: MSIXVectorSink {
 
 /// A virtio-fs device (hiprio + 1 request queue) behind virtio-pci, driven
 /// as Linux's virtio_pci_modern driver does (virtio 1.2, 3.1.1 and 4.1.5).
-final class PCIFixture {
-    let dir: String
-    let memory: GuestMemory
-    let transport: VirtioPCITransport
-    let line = CountingLine()
-    let msix = RecordingMSIX()
-    let client: Client
-    private(set) var hiprio: MockDriver
-    private(set) var requests: MockDriver
+final class PCIFixture: VirtioFSRings<VirtioPCITransport> {
+    let line: CountingLine
+    let msix: RecordingMSIX
 
     init() throws {
-        var template = Array("/tmp/vfsvm-pci-XXXXXX".utf8CString)
-        dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-        memory = try GuestMemory.anonymous(size: 8 << 20)
-        let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
-        client = Client(server)
-        let device = try VirtioFSDevice(tag: "pcifs", requestQueues: 1, queueSize: 64, server: server)
-        transport = try VirtioPCITransport(device: device, memory: memory, intx: line, msix: msix)
-        (hiprio, requests) = try Self.rings(memory)
+        let line = CountingLine(), msix = RecordingMSIX()
+        (self.line, self.msix) = (line, msix)
+        try super.init(tag: "pcifs") { try VirtioPCITransport(device: $0, memory: $1, intx: line, msix: msix) }
     }
 
-    private static func rings(_ memory: GuestMemory) throws -> (MockDriver, MockDriver) {
-        (try MockDriver(memory: memory, layout: .split, queueSize: 16, features: [.version1, .eventIndex],
-                        ringBase: GuestAddress(0x1000), arena: (1 << 20)..<(4 << 20)),
-         try MockDriver(memory: memory, layout: .split, queueSize: 64, features: [.version1, .eventIndex],
-                        ringBase: GuestAddress(0x8000), arena: (4 << 20)..<(8 << 20)))
-    }
-
-    func freshRings() throws { (hiprio, requests) = try Self.rings(memory) }
-
-    deinit {
-        transport.bar(0x14, 1, 0)
-        _ = system("rm -rf '\(dir)'")
-    }
+    deinit { transport.bar(0x14, 1, 0) }
 
     func cfg(_ offset: Int, _ size: Int = 4) -> UInt32 { transport.readConfig(offset: offset, size: size) }
     func setCfg(_ offset: Int, _ size: Int, _ value: UInt32) { transport.writeConfig(offset: offset, size: size, value: value) }
@@ -251,6 +228,7 @@ extension VirtioPCITransport {
 
     @Test func msixMaskPendingAndUnmask() throws {
         let f = try PCIFixture()
+        f.setCfg(0x04, 2, 0x6)  // memory space and bus mastering, as Linux's pci_set_master
         f.negotiate([.version1, .eventIndex])
         #expect(f.transport.bar(0x400c, 4) == 1, "entries come out of reset masked")
         f.programVector(1, address: 0xfee0_0000, data: 0x41, masked: true)
@@ -298,6 +276,27 @@ extension VirtioPCITransport {
         // A reset returns the vectors to NO_VECTOR.
         f.transport.bar(0x14, 1, 0)
         #expect(f.transport.bar(0x10, 2) == 0xffff)
+    }
+
+    /// Attack: a driver that never set (or cleared) Bus Master Enable still
+    /// got MSI-X messages, memory writes the function may not make. They
+    /// stay pending until bus mastering is on.
+    @Test func msixWaitsForBusMastering() throws {
+        let f = try PCIFixture()
+        f.setCfg(0x04, 2, 0x2)  // memory space only
+        f.negotiate([.version1, .eventIndex])
+        f.programVector(1, address: 0xfee0_0000, data: 0x41, masked: false)
+        f.setMSIXControl(enable: true, maskAll: false)
+        f.transport.bar(0x16, 2, 1)
+        f.transport.bar(0x1a, 2, 1)
+        try f.transport.signalQueue(1)
+        #expect(f.msix.triggers.isEmpty && f.line.triggers == 0, "no message without bus mastering")
+        #expect(f.transport.bar(0x5000, 8) == 0b10, "PBA: vector 1 pending")
+        f.setCfg(0x04, 2, 0x6)
+        #expect(f.msix.triggers == [1], "delivered once bus mastering is enabled")
+        f.setCfg(0x04, 2, 0x2)
+        try f.transport.signalQueue(1)
+        #expect(f.msix.triggers == [1], "held again after bus mastering is cleared")
     }
 
     @Test func intxAndISRReadToClear() throws {
