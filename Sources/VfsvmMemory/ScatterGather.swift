@@ -21,17 +21,23 @@ extension ScatterGatherList {
         offset: Int, length: Int, _ body: (UnsafeBufferPointer<iovec>) throws(E) -> R
     ) throws(E) -> R {
         precondition(offset >= 0 && length >= 0)
-        var iovecs: [iovec] = []
-        var skip = offset
-        var want = length
-        for s in segments where want > 0 {
-            if skip >= s.count { skip -= s.count; continue }
-            let take = min(s.count - skip, want)
-            iovecs.append(iovec(iov_base: s.base + skip, iov_len: take))
-            want -= take
-            skip = 0
+        let all = segments
+        // The iovecs live on the stack (heap only for a very long list):
+        // no array allocated per READ or WRITE.
+        return try withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(all.count, 1)) { iovecs throws(E) -> R in
+            var n = 0
+            var skip = offset
+            var want = length
+            for s in all where want > 0 {
+                if skip >= s.count { skip -= s.count; continue }
+                let take = min(s.count - skip, want)
+                iovecs[n] = iovec(iov_base: s.base + skip, iov_len: take)
+                n += 1
+                want -= take
+                skip = 0
+            }
+            return try body(UnsafeBufferPointer(rebasing: iovecs[0..<n]))
         }
-        return try iovecs.withUnsafeBufferPointer { p throws(E) in try body(p) }
     }
 
     /// Copies up to `destination.count` bytes starting at `offset` out of the
