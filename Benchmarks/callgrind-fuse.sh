@@ -1,5 +1,5 @@
 #!/bin/sh
-# Instructions per FUSE request (GETATTR, LOOKUP) through FUSEServer and the
+# Instructions per FUSE request (GETATTR, LOOKUP, READ of 4 KiB) through FUSEServer and the
 # passthrough file system, counted exactly by valgrind's callgrind (the
 # count does not move with the machine's load). Runs fuse-request-loop
 # (Sources/fuse-request-loop) with N=1000 and N=11000 and divides the
@@ -22,7 +22,7 @@ command -v valgrind >/dev/null || { echo "callgrind-fuse: valgrind is not instal
 work=$(mktemp -d /tmp/vfsvm-callgrind-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 objcopy --strip-debug "$bin" "$work/loop"
-for op in getattr lookup; do
+for op in getattr lookup read; do
     for n in 1000 11000; do
         valgrind --tool=callgrind --callgrind-out-file="$work/$op.$n.out" "$work/loop" $op $n 2>"$work/$op.$n.log" || {
             echo "callgrind-fuse: $op $n failed:" >&2; tail -5 "$work/$op.$n.log" >&2; exit 1; }

@@ -304,25 +304,27 @@ public final class FUSEServer: FUSERequestHandler {
 
     // MARK: - Replies
 
-    private static func header(unique: UInt64, error: Int32, totalLength: Int) -> [UInt8] {
-        var w = WireWriter(capacity: 16)
-        w.u32(UInt32(totalLength)); w.i32(error); w.u64(unique)
-        return w.bytes
+    /// Writes fuse_out_header at reply[0..<16] from a stack value (no
+    /// allocation); returns how many bytes fit.
+    private static func putHeader(reply: some ScatterGatherList, unique: UInt64, error: Int32, totalLength: Int) -> Int {
+        // fuse_out_header: len u32, error i32, unique u64 (little-endian).
+        let header = (UInt32(truncatingIfNeeded: totalLength).littleEndian, error.littleEndian, unique.littleEndian)
+        return withUnsafeBytes(of: header) { reply.copy($0, to: 0) }
     }
 
     private func finish(reply: some ScatterGatherList, unique: UInt64, error: Int32, bodyLength: Int) -> Int {
         let total = FUSEWireSize.outHeader + bodyLength
         guard total <= reply.byteCount, total <= Int(UInt32.max) else { return sendError(reply: reply, unique: unique, .EIO) }
-        let put = Self.header(unique: unique, error: error, totalLength: total).withUnsafeBytes { reply.copy($0, to: 0) }
+        let put = Self.putHeader(reply: reply, unique: unique, error: error, totalLength: total)
         return put == FUSEWireSize.outHeader ? total : 0
     }
 
     private func sendOK(reply: some ScatterGatherList, unique: UInt64, body: [UInt8]) -> Int {
         let total = FUSEWireSize.outHeader + body.count
         guard total <= reply.byteCount, total <= Int(UInt32.max) else { return sendError(reply: reply, unique: unique, .EIO) }
-        var out = Self.header(unique: unique, error: 0, totalLength: total)
-        out.append(contentsOf: body)
-        _ = out.withUnsafeBytes { reply.copy($0, to: 0) }
+        // The body straight into the reply after the header: no joined copy.
+        _ = body.withUnsafeBytes { reply.copy($0, to: FUSEWireSize.outHeader) }
+        _ = Self.putHeader(reply: reply, unique: unique, error: 0, totalLength: total)
         return total
     }
 
@@ -332,8 +334,7 @@ public final class FUSEServer: FUSERequestHandler {
 
     private static func sendError(reply: some ScatterGatherList, unique: UInt64, _ errno: Errno) -> Int {
         guard reply.byteCount >= FUSEWireSize.outHeader else { return 0 }
-        let out = header(unique: unique, error: -errno.rawValue, totalLength: FUSEWireSize.outHeader)
-        _ = out.withUnsafeBytes { reply.copy($0, to: 0) }
+        _ = putHeader(reply: reply, unique: unique, error: -errno.rawValue, totalLength: FUSEWireSize.outHeader)
         return FUSEWireSize.outHeader
     }
 

@@ -40,10 +40,16 @@ public struct WireWriter: Sendable {
 
     public init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
 
-    public mutating func u16(_ v: UInt16) { bytes.append(UInt8(v & 0xff)); bytes.append(UInt8(v >> 8)) }
-    public mutating func u32(_ v: UInt32) { for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(k)))) } }
-    public mutating func i32(_ v: Int32) { u32(UInt32(bitPattern: v)) }
-    public mutating func u64(_ v: UInt64) { for k in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(k)))) } }
+    // Each field goes in as one block of its little-endian bytes, not byte
+    // by byte (one capacity check per field).
+    @inline(__always) private mutating func put<T: FixedWidthInteger>(_ v: T) {
+        withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func u16(_ v: UInt16) { put(v) }
+    public mutating func u32(_ v: UInt32) { put(v) }
+    public mutating func i32(_ v: Int32) { put(v) }
+    public mutating func u64(_ v: UInt64) { put(v) }
     public mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
     public mutating func zeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
     /// Pads with zeros to a multiple of 8 (FUSE_DIRENT_ALIGN).

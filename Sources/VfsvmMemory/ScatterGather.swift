@@ -21,46 +21,60 @@ extension ScatterGatherList {
         offset: Int, length: Int, _ body: (UnsafeBufferPointer<iovec>) throws(E) -> R
     ) throws(E) -> R {
         precondition(offset >= 0 && length >= 0)
-        var iovecs: [iovec] = []
-        var skip = offset
-        var want = length
-        for s in segments where want > 0 {
-            if skip >= s.count { skip -= s.count; continue }
-            let take = min(s.count - skip, want)
-            iovecs.append(iovec(iov_base: s.base + skip, iov_len: take))
-            want -= take
-            skip = 0
+        let all = segments
+        // The iovecs live on the stack (heap only for a very long list):
+        // no array allocated per READ or WRITE.
+        return try withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(all.count, 1)) { iovecs throws(E) -> R in
+            var n = 0
+            var skip = offset
+            var want = length
+            for s in all where want > 0 {
+                if skip >= s.count { skip -= s.count; continue }
+                let take = min(s.count - skip, want)
+                iovecs[n] = iovec(iov_base: s.base + skip, iov_len: take)
+                n += 1
+                want -= take
+                skip = 0
+            }
+            return try body(UnsafeBufferPointer(rebasing: iovecs[0..<n]))
         }
-        return try iovecs.withUnsafeBufferPointer { p throws(E) in try body(p) }
     }
 
     /// Copies up to `destination.count` bytes starting at `offset` out of the
     /// list; returns how many were copied (fewer at the end of the list).
     @discardableResult
     public func copy(from offset: Int, into destination: UnsafeMutableRawBufferPointer) -> Int {
-        withIOVecs(offset: offset, length: destination.count) { iov in
-            var done = 0
-            for v in iov {
-                // Safe: iovecs point into live segments; destination has room for the total.
-                (destination.baseAddress! + done).copyMemory(from: v.iov_base!, byteCount: v.iov_len)
-                done += v.iov_len
-            }
-            return done
+        precondition(offset >= 0)
+        // Walks the segments directly: no iovec array per copy (this runs
+        // for every request's header and every reply).
+        var skip = offset
+        var done = 0
+        for s in segments where done < destination.count {
+            if skip >= s.count { skip -= s.count; continue }
+            let take = min(s.count - skip, destination.count - done)
+            // Safe: the segment is live for `s.count` bytes; destination has room for `take` more.
+            (destination.baseAddress! + done).copyMemory(from: s.base + skip, byteCount: take)
+            done += take
+            skip = 0
         }
+        return done
     }
 
     /// Copies `source` into the list starting at `offset`; returns how many
     /// bytes fit.
     @discardableResult
     public func copy(_ source: UnsafeRawBufferPointer, to offset: Int) -> Int {
-        withIOVecs(offset: offset, length: source.count) { iov in
-            var done = 0
-            for v in iov {
-                v.iov_base!.copyMemory(from: source.baseAddress! + done, byteCount: v.iov_len)
-                done += v.iov_len
-            }
-            return done
+        precondition(offset >= 0)
+        var skip = offset
+        var done = 0
+        for s in segments where done < source.count {
+            if skip >= s.count { skip -= s.count; continue }
+            let take = min(s.count - skip, source.count - done)
+            (s.base + skip).copyMemory(from: source.baseAddress! + done, byteCount: take)
+            done += take
+            skip = 0
         }
+        return done
     }
 
     /// `count` bytes from `offset`, or `GuestMemoryError.partialBuffer` when

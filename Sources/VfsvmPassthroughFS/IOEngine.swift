@@ -15,10 +15,19 @@ public protocol IOEngine: Sendable {
     func allocate(_ fd: FileDescriptor, mode: Int32, offset: Int64, length: Int64) throws(SystemError)
 }
 
-/// io_uring (liburing): each worker thread submits through its own ring
-/// and waits for the completion. `make()` returns nil where the kernel
-/// refuses io_uring (disabled by sysctl, seccomp), so callers can fall
-/// back to `SyncIOEngine`.
+/// io_uring (liburing) for reads: each worker thread submits through its
+/// own ring and waits for the completion. `make()` returns nil where the
+/// kernel refuses io_uring (disabled by sysctl, seccomp), so callers can
+/// fall back to `SyncIOEngine`.
+///
+/// Writes, fsync and fallocate are plain pwritev/fsync/fallocate on the
+/// calling thread. With one request in flight per call, io_uring cannot
+/// finish those inline on ext4: it hands each to an io-wq worker thread and
+/// the submitter sleeps until that thread wakes it, two context switches
+/// per request. Measured with bench-backend (1 in flight, 1000 requests):
+/// WRITE 4 KiB 36.4 µs CPU per request through io_uring against 15.4 µs
+/// with pwritev, FSYNC 42.1 against 21.6 µs; page-cache reads complete
+/// inline in io_uring_enter and cost the same either way (11.3 / 11.2 µs).
 public struct IOURingEngine: IOEngine {
     private init() {}
     public static func make() -> IOURingEngine? { vfsvm_uring_available() == 1 ? IOURingEngine() : nil }
@@ -26,15 +35,11 @@ public struct IOURingEngine: IOEngine {
         try buffer.transfer(vfsvm_uring_readv, "io_uring readv", fd: fd, fileOffset: fileOffset, offset: offset, count: count)
     }
     public func write(_ fd: FileDescriptor, at fileOffset: Int64, from buffer: some ScatterGatherList, offset: Int, count: Int) throws(SystemError) -> Int {
-        try buffer.transfer(vfsvm_uring_writev, "io_uring writev", fd: fd, fileOffset: fileOffset, offset: offset, count: count)
+        try buffer.write(to: fd, fileOffset: fileOffset, from: offset, count: count)
     }
-    public func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(SystemError) {
-        let r = vfsvm_uring_fsync(fd.rawValue, dataOnly ? 1 : 0)
-        if r < 0 { throw SystemError(dataOnly ? "io_uring fdatasync" : "io_uring fsync", Errno(rawValue: Int32(-r))) }
-    }
+    public func sync(_ fd: FileDescriptor, dataOnly: Bool) throws(SystemError) { try fd.sync(dataOnly: dataOnly) }
     public func allocate(_ fd: FileDescriptor, mode: Int32, offset: Int64, length: Int64) throws(SystemError) {
-        let r = vfsvm_uring_fallocate(fd.rawValue, mode, offset, length)
-        if r < 0 { throw SystemError("io_uring fallocate", Errno(rawValue: Int32(-r))) }
+        try fd.allocate(mode: mode, offset: offset, length: length)
     }
 }
 

@@ -9,15 +9,17 @@ import VfsvmSys
 // scratch directory, for counting instructions per request with
 // `valgrind --tool=callgrind` (exact, whatever else the machine runs):
 //
-//   fuse-request-loop getattr|lookup N
+//   fuse-request-loop getattr|lookup|read N
+//
+// (read: READ of 4 KiB at offset 0 of a 4 KiB file opened once.)
 //
 // Run it with two values of N; the difference in instructions divided by
 // the difference in N is the cost of one request (set-up cancels out).
 // Request and reply buffers are made once, as a transport's are.
 
 let args = CommandLine.arguments
-guard args.count == 3, let count = Int(args[2]), count >= 0, ["getattr", "lookup"].contains(args[1]) else {
-    logError("usage: fuse-request-loop getattr|lookup N")
+guard args.count == 3, let count = Int(args[2]), count >= 0, ["getattr", "lookup", "read"].contains(args[1]) else {
+    logError("usage: fuse-request-loop getattr|lookup|read N")
     exit(2)
 }
 
@@ -30,7 +32,12 @@ guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddres
 }
 let dir = String(cString: made)
 defer { _ = system("rm -rf '\(dir)'") }
-close(open(dir + "/f", O_CREAT | O_WRONLY, 0o644))
+let made4k = open(dir + "/f", O_CREAT | O_WRONLY, 0o644)
+guard made4k >= 0, [UInt8](repeating: 0x5a, count: 4096).withUnsafeBytes({ write(made4k, $0.baseAddress, 4096) }) == 4096 else {
+    logError("cannot write \(dir)/f")
+    exit(1)
+}
+close(made4k)
 
 let fs: PassthroughFileSystem
 do { fs = try PassthroughFileSystem(root: dir) } catch {
@@ -50,17 +57,25 @@ if args[1] == "getattr" {
     body.u32(0).u32(0).u64(0)
     opcode = .getattr
     node = file.nodeID
+} else if args[1] == "read" {
+    let opened = client.open(file.nodeID, flags: UInt32(O_RDONLY))
+    guard opened.ok else { logError("OPEN f failed"); exit(1) }
+    var fh: UInt64 = 0
+    for k in 0..<8 { fh |= UInt64(opened.body[k]) << (8 * UInt64(k)) }
+    body.u64(fh).u64(0).u32(4096).u32(0).u64(0).u32(0).u32(0)
+    opcode = .read
+    node = file.nodeID
 } else {
     body.name("f")
     opcode = .lookup
     node = 1
 }
 let request = HostBuffer(client.header(opcode.rawValue, node: node, bodyLength: body.b.count) + body.b)
-let reply = HostBuffer(count: 4096)
+let reply = HostBuffer(count: 4096 + 16)
 var failures = 0
 for _ in 0..<count {
     let n = server.handle(request: request, reply: reply)
-    if n < 16 { failures += 1 }
+    if n < 16 || (opcode == .read && n != 4096 + 16) { failures += 1 }
 }
 if args[1] == "lookup" {
     // Give back the lookups the loop took.
