@@ -97,7 +97,14 @@ public final class VirtioPCITransport: VirtioTransport, CoreInterrupt {
     /// Reads `size` (1, 2 or 4) bytes at `offset`; past 255 reads zero.
     public func readConfig(offset: Int, size: Int) -> UInt32 {
         guard offset >= 0, size >= 1, size <= 4, offset <= PCIConfigSpace.size - size else { return 0 }
-        if offset == VirtioPCILayout.pciCfgData { return pciCfgAccess(write: nil) }
+        if Self.touchesPCICfgData(offset: offset, size: size) {
+            // The BAR read fills pci_cfg_data; the driver then reads
+            // whichever of its bytes it asked for (4.1.4.9.1).
+            let data = pciCfgAccess(write: nil)
+            state.withLock { s in
+                for i in 0..<4 { s.config.write(VirtioPCILayout.pciCfgData + i, UInt8(truncatingIfNeeded: data >> (8 * UInt32(i)))) }
+            }
+        }
         let isr = core.withRegisters { $0.interruptStatus }
         return state.withLock { s in
             let pending = isr != 0 && !s.msix.enabled
@@ -119,7 +126,16 @@ public final class VirtioPCITransport: VirtioTransport, CoreInterrupt {
             return s.msix.takeDeliverable()
         }
         deliver(delivered)
-        if offset == VirtioPCILayout.pciCfgData && size == 4 { _ = pciCfgAccess(write: value) }
+        // A write of any width that lands in pci_cfg_data sends the window's
+        // first cap.length bytes of it to the BAR (4.1.4.9.1).
+        if Self.touchesPCICfgData(offset: offset, size: size) {
+            _ = pciCfgAccess(write: state.withLock { $0.config.get32(VirtioPCILayout.pciCfgData) })
+        }
+    }
+
+    /// Whether an access of `size` bytes at `offset` overlaps pci_cfg_data.
+    private static func touchesPCICfgData(offset: Int, size: Int) -> Bool {
+        offset < VirtioPCILayout.pciCfgData + 4 && offset + size > VirtioPCILayout.pciCfgData
     }
 
     /// The VIRTIO_PCI_CAP_PCI_CFG window (4.1.4.9): an access of `length`

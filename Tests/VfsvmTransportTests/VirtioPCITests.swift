@@ -396,6 +396,30 @@ extension VirtioPCITransport {
         #expect(f.cfg(0x84 + 16) == 0, "length 3: ignored")
     }
 
+    /// Firmware drivers (SeaBIOS, OVMF) reach BAR0 through the PCI_CFG
+    /// window with accesses as wide as the field: a one- or two-byte
+    /// access to pci_cfg_data must reach the BAR as well, never be lost.
+    @Test func pciCfgWindowNarrowAccesses() throws {
+        let f = try PCIFixture()
+        f.negotiate([.version1])
+        // device_status (BAR0 + 0x14), one byte, written with a 1-byte access.
+        f.setCfg(0x84 + 4, 1, 0)
+        f.setCfg(0x84 + 8, 4, 0x14)
+        f.setCfg(0x84 + 12, 4, 1)
+        #expect(f.cfg(0x84 + 16, 1) == 11, "a 1-byte read of pci_cfg_data reads device_status")
+        f.setCfg(0x84 + 16, 1, 0)
+        #expect(f.status == 0, "a 1-byte write through the window reset the device")
+        // queue_select (BAR0 + 0x16), two bytes, written with a 2-byte access.
+        f.negotiate([.version1])
+        f.setCfg(0x84 + 8, 4, 0x16)
+        f.setCfg(0x84 + 12, 4, 2)
+        f.setCfg(0x84 + 16, 2, 1)
+        #expect(f.transport.bar(0x16, 2) == 1, "a 2-byte write through the window selected queue 1")
+        #expect(f.cfg(0x84 + 16, 2) == 1, "a 2-byte read through the window reads it back")
+        f.transport.bar(0x16, 2, 0)
+        #expect(f.cfg(0x84 + 16, 2) == 0, "each read goes to the BAR, not to the stored bytes")
+    }
+
     /// Every offset of config space and BAR0 at every width, with values
     /// that vary: nothing crashes or hangs, and after a reset the device
     /// initializes and serves FUSE again.
