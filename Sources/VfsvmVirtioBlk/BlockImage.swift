@@ -53,12 +53,14 @@ public final class BlockImage: Sendable {
     public let directAlignment: (memory: Int, offset: Int)?
     private let buffered: FileDescriptor
     private let direct: FileDescriptor?
-    private let transfers = Atomic(0), directTransfers = Atomic(0)
+    private let transfers = Atomic(0), directTransfers = Atomic(0), zeroed = Atomic(0)
 
     public var capacityBytes: Int64 { Int64(capacitySectors) * Int64(Self.sectorSize) }
     public var usesDirectIO: Bool { direct != nil }
     /// Reads and writes so far, and how many of them went through O_DIRECT.
     public var transferCounts: (all: Int, direct: Int) { (transfers.load(ordering: .relaxed), directTransfers.load(ordering: .relaxed)) }
+    /// Bytes zeroed or punched so far by write-zeroes and discard.
+    public var zeroedBytes: Int { zeroed.load(ordering: .relaxed) }
 
     /// Opens `path` read-write (or read-only), with O_DIRECT unless
     /// `direct` is false or the file system refuses it, through io_uring
@@ -194,6 +196,7 @@ public final class BlockImage: Sendable {
             if stop() { throw SystemError("zeroing (the queue is stopping)", Errno(rawValue: ECANCELED)) }
             let n = min(Self.zeroingStep, length - done)
             try body(offset + done, n)
+            zeroed.add(Int(n), ordering: .relaxed)
             done += n
         }
     }
