@@ -55,6 +55,34 @@ static void drop_ring(struct io_uring *ring) {
 /// The tag of this thread's latest SQE (user_data).
 static __thread uint64_t ring_seq;
 
+/// Waiting for a completion failed with the request `tag` in flight: the
+/// kernel may still read or write the caller's buffers, which the caller
+/// reuses once we return. Cancel the request and wait for its completion
+/// before the ring goes; if even that cannot be seen, the ring is left
+/// allocated (and this thread starts a new one) rather than freed under
+/// the request.
+static void abandon_in_flight(struct io_uring *ring, uint64_t tag) {
+    pthread_setspecific(ring_key, NULL);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (sqe) {
+        io_uring_prep_cancel64(sqe, tag, 0);
+        io_uring_sqe_set_data64(sqe, 0);
+        int r;
+        do { r = io_uring_submit(ring); } while (r == -EINTR);
+    }
+    for (int failures = 0; failures < 8;) {
+        struct io_uring_cqe *cqe = NULL;
+        int r = io_uring_wait_cqe(ring, &cqe);
+        if (r == -EINTR) continue;
+        if (r < 0) { failures++; continue; }
+        uint64_t seen = io_uring_cqe_get_data64(cqe);
+        io_uring_cqe_seen(ring, cqe);
+        if (seen == tag) { ring_free(ring); return; }
+    }
+    // Leaked on purpose: freeing it could let the kernel finish the
+    // request into memory that belongs to someone else by then.
+}
+
 /// Submits the one SQE the caller filled on this thread's ring and waits
 /// for the completion carrying its tag: the result, or -errno.
 static long submit_and_wait(struct io_uring *ring, struct io_uring_sqe *sqe) {
@@ -66,7 +94,7 @@ static long submit_and_wait(struct io_uring *ring, struct io_uring_sqe *sqe) {
     for (;;) {
         struct io_uring_cqe *cqe = NULL;
         do { r = io_uring_wait_cqe(ring, &cqe); } while (r == -EINTR);
-        if (r < 0) { drop_ring(ring); return r; }
+        if (r < 0) { abandon_in_flight(ring, tag); return r; }
         uint64_t seen = io_uring_cqe_get_data64(cqe);
         long res = cqe->res;
         io_uring_cqe_seen(ring, cqe);
