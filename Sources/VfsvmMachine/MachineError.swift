@@ -21,7 +21,7 @@ public enum MachineError: Error, CustomStringConvertible {
         case let .boot(why): why
         case let .badConfig(why): why
         case let .device(why): why
-        case .outOfInterrupts: "too many devices: the IOAPIC has no free interrupt line left"
+        case .outOfInterrupts: "too many devices: the IOAPIC has no free interrupt line left (at most 13 virtio devices, shares and disks together)"
         }
     }
 }
