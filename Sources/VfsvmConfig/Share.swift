@@ -5,6 +5,9 @@ public enum ConfigError: Error, Hashable, Sendable, CustomStringConvertible {
     case badTag(String, reason: String)
     case badOption(String, reason: String)
     case badDisk(String, reason: String)
+    /// A virtiofsd option `vfsvm serve` does not implement (see
+    /// `VirtiofsdCompat.unimplemented`): its spelling and what it does.
+    case unimplemented(String, meaning: String)
 
     public var description: String {
         switch self {
@@ -12,6 +15,7 @@ public enum ConfigError: Error, Hashable, Sendable, CustomStringConvertible {
         case let .badTag(t, r): "invalid virtio-fs tag '\(t)': \(r)"
         case let .badOption(o, r): "invalid option '\(o)': \(r)"
         case let .badDisk(d, r): "invalid disk '\(d)': \(r)"
+        case let .unimplemented(o, m): "vfsvm serve does not implement \(o) (virtiofsd: \(m))"
         }
     }
 }

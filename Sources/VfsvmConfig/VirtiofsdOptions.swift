@@ -95,7 +95,6 @@ public struct ServeSettings: Equatable, Sendable {
     public var sandbox: SandboxMode = .namespace
     public var posixLocks = true
     public var flockLocks = true
-    public var announceSubmounts = false
     /// Guest writeback caching (FUSE_WRITEBACK_CACHE): writes are gathered
     /// in the guest page cache; off by default, as in virtiofsd.
     public var writeback = false
@@ -138,12 +137,12 @@ public struct ServeSettings: Equatable, Sendable {
             case "no_flock": try none(); flockLocks = false
             case "posix_lock": try none(); posixLocks = true
             case "no_posix_lock": try none(); posixLocks = false
-            case "announce_submounts": try none(); announceSubmounts = true
             case "modcaps": try modcaps.apply(parsing: need())
             case "writeback": try none(); writeback = true
             case "no_writeback": try none(); writeback = false
             default:
-                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, announce_submounts, modcaps)")
+                if let row = VirtiofsdCompat.unimplemented(compat: key) { throw .unimplemented("-o \(key)", meaning: row.meaning) }
+                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, modcaps)")
             }
         }
     }

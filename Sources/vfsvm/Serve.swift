@@ -61,9 +61,6 @@ struct Serve: ParsableCommand {
     @Option(help: "Set RLIMIT_NOFILE (soft and hard) to N at start; 0 leaves it unchanged (default: min(1000000, fs.nr_open)).")
     var rlimitNofile: UInt64?
 
-    @Flag(help: "Tell the guest about submounts.")
-    var announceSubmounts = false
-
     @Flag(help: "Let the guest gather writes in its page cache (FUSE writeback cache).")
     var writeback = false
 
@@ -79,6 +76,11 @@ struct Serve: ParsableCommand {
     @Flag(name: .customShort("f"), help: "Stay in the foreground (always true; accepted for compatibility).")
     var foreground = false
 
+    /// What the parser did not recognise: virtiofsd options vfsvm does not
+    /// implement are refused by name in `validate()`, anything else as unknown.
+    @Argument(parsing: .allUnrecognized, help: .hidden)
+    var unrecognized: [String] = []
+
     /// The settings after `-o` lists and the long options are combined
     /// (long options win, as they come from the same command line).
     func settings() throws -> ServeSettings {
@@ -91,7 +93,6 @@ struct Serve: ParsableCommand {
         if xattr { s.xattr = true }
         if readonly { s.readOnly = true }
         if let sandbox { s.sandbox = sandbox }
-        if announceSubmounts { s.announceSubmounts = true }
         if writeback { s.writeback = true }
         if let modcaps {
             do { try s.modcaps.apply(parsing: modcaps) } catch { throw ValidationError(error.description) }
@@ -100,6 +101,7 @@ struct Serve: ParsableCommand {
     }
 
     func validate() throws {
+        do { try VirtiofsdCompat.check(unrecognized: unrecognized) } catch { throw ValidationError(error.description) }
         if printCapabilities { return }
         let s = try settings()
         guard s.sharedDir != nil else { throw ValidationError("no shared directory: give --shared-dir DIR or -o source=DIR") }

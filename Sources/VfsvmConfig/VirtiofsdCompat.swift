@@ -1,0 +1,97 @@
+/// A virtiofsd option `vfsvm serve` knows by name and does not implement.
+/// It is refused by name (never accepted and ignored), saying what it does
+/// in virtiofsd, so a command line written for virtiofsd fails loudly
+/// instead of serving the share differently from what it asks.
+public struct UnimplementedOption: Sendable, Equatable {
+    /// The long option without its dashes ("posix-acl"), nil when only the
+    /// `-o` list has it.
+    public let long: String?
+    /// The `-o` spelling ("posix_acl"), nil when only a long option has it.
+    public let compat: String?
+    /// What the option does in virtiofsd, in a few words.
+    public let meaning: String
+
+    public init(long: String?, compat: String?, meaning: String) {
+        self.long = long; self.compat = compat; self.meaning = meaning
+    }
+}
+
+/// virtiofsd's command line (the Rust virtiofsd's long options and its
+/// `-o` compatibility list, and the C virtiofsd's `-o` options) as far as
+/// `vfsvm serve` refuses it.
+public enum VirtiofsdCompat {
+    /// Every virtiofsd option `vfsvm serve` refuses, one row each. An
+    /// option leaves this table when it is implemented.
+    public static let unimplemented: [UnimplementedOption] = [
+        UnimplementedOption(long: "posix-acl", compat: "posix_acl",
+                            meaning: "serves POSIX ACLs (system.posix_acl_* xattrs, inherited on create); implies --xattr"),
+        UnimplementedOption(long: "security-label", compat: "security_label",
+                            meaning: "sets the SELinux label the guest sends with each create (security.selinux); implies --xattr"),
+        UnimplementedOption(long: "xattrmap", compat: "xattrmap",
+                            meaning: "renames, hides or prefixes extended attributes between guest and host by rules such as :prefix::user.virtiofs.:"),
+        UnimplementedOption(long: "uid-map", compat: nil,
+                            meaning: "maps host UIDs into a user namespace the sandbox creates, :inside:outside:count:"),
+        UnimplementedOption(long: "gid-map", compat: nil,
+                            meaning: "maps host GIDs into a user namespace the sandbox creates, :inside:outside:count:"),
+        UnimplementedOption(long: "translate-uid", compat: nil,
+                            meaning: "translates UIDs between guest and host on every request, e.g. map:0:1000:1"),
+        UnimplementedOption(long: "translate-gid", compat: nil,
+                            meaning: "translates GIDs between guest and host on every request, e.g. map:0:1000:1"),
+        UnimplementedOption(long: "migration-mode", compat: nil,
+                            meaning: "how the device state travels in a live migration (find-paths or file-handles); vfsvm serve does not migrate"),
+        UnimplementedOption(long: "migration-on-error", compat: nil,
+                            meaning: "what a live migration does with inodes it cannot carry over; vfsvm serve does not migrate"),
+        UnimplementedOption(long: "migration-verify-handles", compat: nil,
+                            meaning: "checks migrated inodes by file handle; vfsvm serve does not migrate"),
+        UnimplementedOption(long: "migration-confirm-paths", compat: nil,
+                            meaning: "re-checks migrated paths at switch-over; vfsvm serve does not migrate"),
+        UnimplementedOption(long: "announce-submounts", compat: "announce_submounts",
+                            meaning: "marks directories that are mount points so the guest gives each its own st_dev (FUSE_ATTR_SUBMOUNT)"),
+        UnimplementedOption(long: "inode-file-handles", compat: nil,
+                            meaning: "whether inodes are named by file handles (never, prefer or mandatory) instead of O_PATH fds"),
+        UnimplementedOption(long: "allow-mmap", compat: nil,
+                            meaning: "lets the guest mmap files opened for direct I/O (FUSE_DIRECT_IO_ALLOW_MMAP) with --cache never or metadata"),
+        UnimplementedOption(long: "no-readdirplus", compat: "no_readdirplus",
+                            meaning: "turns READDIRPLUS off (directory listings without attributes)"),
+        UnimplementedOption(long: nil, compat: "readdirplus", meaning: "turns READDIRPLUS on"),
+        UnimplementedOption(long: "allow-direct-io", compat: "allow_direct_io",
+                            meaning: "honours O_DIRECT opens of guest programs (FOPEN_DIRECT_IO)"),
+        UnimplementedOption(long: "killpriv-v2", compat: "killpriv_v2",
+                            meaning: "offers FUSE_HANDLE_KILLPRIV_V2: the server clears setuid/setgid bits on write, truncate and chown"),
+        UnimplementedOption(long: "no-killpriv-v2", compat: "no_killpriv_v2",
+                            meaning: "does not offer FUSE_HANDLE_KILLPRIV_V2 (the guest kernel clears setuid/setgid bits itself)"),
+        UnimplementedOption(long: "preserve-noatime", compat: nil,
+                            meaning: "keeps the O_NOATIME flag of guest opens"),
+        UnimplementedOption(long: "socket", compat: nil, meaning: "the old name of --socket-path"),
+        UnimplementedOption(long: "socket-group", compat: nil, meaning: "gives the vhost-user socket this group"),
+        UnimplementedOption(long: "syslog", compat: nil, meaning: "logs to syslog instead of stderr"),
+        UnimplementedOption(long: "daemonize", compat: nil, meaning: "runs in the background (the C virtiofsd)"),
+        UnimplementedOption(long: nil, compat: "allow_root", meaning: "libfuse's allow_root mount option (the C virtiofsd)"),
+        UnimplementedOption(long: nil, compat: "timeout", meaning: "sets the entry and attribute cache timeout in seconds (the C virtiofsd)"),
+        UnimplementedOption(long: nil, compat: "max_idle_threads", meaning: "bounds idle worker threads (the C virtiofsd)"),
+    ]
+
+    /// The row refusing `--name` (without dashes), if any.
+    public static func unimplemented(long name: String) -> UnimplementedOption? {
+        unimplemented.first { $0.long == name }
+    }
+
+    /// The row refusing `-o name`, if any.
+    public static func unimplemented(compat name: String) -> UnimplementedOption? {
+        unimplemented.first { $0.compat == name }
+    }
+
+    /// Checks the arguments the command-line parser did not recognise: a
+    /// virtiofsd option of the table is refused by name, anything else as
+    /// unknown. Returns normally only when there are none.
+    public static func check(unrecognized arguments: [String]) throws(ConfigError) {
+        guard let first = arguments.first else { return }
+        if first.hasPrefix("--") {
+            let name = String(first.dropFirst(2).prefix { $0 != "=" })
+            if let row = unimplemented(long: name) { throw .unimplemented("--\(name)", meaning: row.meaning) }
+            throw .badOption(first, reason: "unknown option (see vfsvm serve --help)")
+        }
+        if first.hasPrefix("-") { throw .badOption(first, reason: "unknown option (see vfsvm serve --help)") }
+        throw .badOption(first, reason: "unexpected argument: vfsvm serve takes options only (see vfsvm serve --help)")
+    }
+}
