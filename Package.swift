@@ -166,7 +166,7 @@ let package = Package(
         .testTarget(name: "VfsvmSandboxTests", dependencies: ["VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmPassthroughFSTests",
-            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
+            dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmHostFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -22,6 +22,35 @@ public enum FUSEInitFlag {
     public static let handleKillprivV2: UInt64 = 1 << 28
     public static let setxattrExt: UInt64 = 1 << 29
     public static let initExt: UInt64 = 1 << 30
+    /// FUSE passthrough (7.40): OPEN replies may name a backing file the
+    /// kernel then reads and writes itself, without the server.
+    public static let passthrough: UInt64 = 1 << 37
+}
+
+/// FOPEN_PASSTHROUGH (7.40): the open reply's backing_id names the file
+/// the kernel does this file's I/O on.
+public let fopenPassthrough: UInt32 = 1 << 7
+
+/// Backing files for FUSE passthrough, registered with the kernel
+/// connection (FUSE_DEV_IOC_BACKING_OPEN). Only a host mount has one: a
+/// virtio-fs guest's kernel cannot reach host file descriptors.
+///
+/// The kernel wants one backing file per inode while it is open (a second
+/// open with another one fails with EIO), and reopens it with each FUSE
+/// file's own flags: so the first open of a node registers its fd, later
+/// opens share that id, and the last release closes it.
+public protocol FUSEBackingFiles: Sendable {
+    /// The backing id for `handle`, an open file of `node` whose host fd
+    /// is `fd`; nil when the kernel refuses the file (it is then served
+    /// through requests as usual).
+    func open(node: UInt64, fd: FileDescriptor, handle: UInt64) -> Int32?
+    /// `handle` is released: the node's id goes with its last handle.
+    func release(handle: UInt64)
+    /// The session ended (DESTROY, or a new INIT): every id goes.
+    func reset()
+    /// The largest stacking depth of a backing file system, plus one
+    /// (init_out.max_stack_depth): 1 for plain host file systems.
+    var maxStackDepth: UInt32 { get }
 }
 
 /// Server-side settings.

@@ -17,13 +17,18 @@ public final class FUSEServer: FUSERequestHandler {
     public let options: FUSEServerOptions
     /// Logs one line per request when set (`-d`).
     public let tracer: FUSETracer?
+    /// Where OPEN and CREATE register files for FUSE passthrough; nil
+    /// (virtio-fs) means passthrough is never offered.
+    public let backingFiles: (any FUSEBackingFiles)?
     private let session = Mutex<FUSESession?>(nil)
     private let waiters = Mutex(0)
 
-    public init(fileSystem: any FileSystem, options: FUSEServerOptions, tracer: FUSETracer? = nil) {
+    public init(fileSystem: any FileSystem, options: FUSEServerOptions, tracer: FUSETracer? = nil,
+                backingFiles: (any FUSEBackingFiles)? = nil) {
         self.fileSystem = fileSystem
         self.options = options
         self.tracer = tracer
+        self.backingFiles = backingFiles
     }
 
     /// The settled session, nil before INIT / after DESTROY.
@@ -153,6 +158,22 @@ public final class FUSEServer: FUSERequestHandler {
 
     private enum Body { case bytes([UInt8]), written(Int) }
 
+    /// An open reply with the file's backing id when the session does
+    /// passthrough and the kernel takes the file; else `open` unchanged.
+    /// The kernel's page cache of the FUSE file is then unused (reads and
+    /// writes go to the backing file and its cache), so DIRECT_IO and
+    /// KEEP_CACHE lose their meaning and are cleared.
+    private func passthrough(_ open: FUSEOpenReply, session s: FUSESession?) -> FUSEOpenReply {
+        guard let backingFiles, s?.has(FUSEInitFlag.passthrough) == true,
+              let file = fileSystem.backingFile(handle: open.handle),
+              let id = backingFiles.open(node: file.node, fd: file.fd, handle: open.handle) else { return open }
+        var o = open
+        let directIOAndKeepCache: UInt32 = 1 << 0 | 1 << 1  // FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE
+        o.flags = (o.flags & ~directIOAndKeepCache) | fopenPassthrough
+        o.backingID = id
+        return o
+    }
+
     private func readOnlyCheck() throws(FUSEErrno) {
         if options.readOnly { throw FUSEErrno(.EROFS, "read-only share") }
     }
@@ -180,6 +201,7 @@ public final class FUSEServer: FUSERequestHandler {
         case let .`init`(major, minor, maxReadahead, flags):
             return .bytes(try negotiate(major: major, minor: minor, maxReadahead: maxReadahead, clientFlags: flags))
         case .destroy:
+            backingFiles?.reset()
             fs.destroy()
             session.withLock { $0 = nil }
             return .bytes([])
@@ -203,11 +225,11 @@ public final class FUSEServer: FUSERequestHandler {
         case let .link(oldNode, newName): try fs.link(ctx, node: oldNode, newParent: node, newName: newName).encode(into: &w)
         case let .open(flags, openFlags):
             if writesAccess(flags) { try readOnlyCheck() }
-            try fs.open(ctx, node: node, flags: flags, openFlags: openFlags).encode(into: &w)
+            passthrough(try fs.open(ctx, node: node, flags: flags, openFlags: openFlags), session: s).encode(into: &w)
         case let .create(name, flags, mode, umask, openFlags):
             let (entry, open) = try fs.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags, openFlags: openFlags)
             entry.encode(into: &w)
-            open.encode(into: &w)
+            passthrough(open, session: s).encode(into: &w)
         case let .tmpfile(flags, mode, umask, _):
             let (entry, open) = try fs.tmpfile(ctx, parent: node, mode: mode, umask: umask, flags: flags)
             entry.encode(into: &w)
@@ -232,6 +254,7 @@ public final class FUSEServer: FUSERequestHandler {
             w.u64(st.blocks); w.u64(st.bfree); w.u64(st.bavail); w.u64(st.files); w.u64(st.ffree)
             w.u32(st.bsize); w.u32(st.namelen); w.u32(st.frsize); w.u32(0); w.zeros(24)
         case let .release(handle, flags, releaseFlags, owner):
+            backingFiles?.release(handle: handle)
             try fs.release(ctx, node: node, handle: handle, flags: flags, releaseFlags: releaseFlags, lockOwner: owner)
         case let .releasedir(handle): try fs.releasedir(ctx, node: node, handle: handle)
         case let .fsync(handle, dataOnly): try fs.fsync(ctx, node: node, handle: handle, dataOnly: dataOnly)
@@ -355,6 +378,7 @@ public final class FUSEServer: FUSERequestHandler {
             // crashed without DESTROY (a virtio-fs guest's rings are reset
             // but the backend stays connected). Drop the old session as
             // DESTROY would (inodes, handles, locks), then start anew.
+            backingFiles?.reset()
             fileSystem.destroy()
             session.withLock { $0 = nil }
         }
@@ -367,6 +391,9 @@ public final class FUSEServer: FUSERequestHandler {
         if options.flockLocks { ours |= FUSEInitFlag.flockLocks }
         if options.writeback { ours |= FUSEInitFlag.writebackCache }
         ours &= fileSystem.supportedInitFlags
+        // Passthrough where a backing-file registry exists; the kernel
+        // refuses it together with the writeback cache.
+        if backingFiles != nil, !options.writeback { ours |= FUSEInitFlag.passthrough }
         var negotiated = ours & clientFlags
         if clientFlags & FUSEInitFlag.initExt != 0 { negotiated |= FUSEInitFlag.initExt }
         let agreedMinor = min(minor, FUSEProtocol.minor)
@@ -382,7 +409,9 @@ public final class FUSEServer: FUSERequestHandler {
         w.u16(UInt16(min((UInt64(maxWrite) + 4095) / 4096, 256)))  // max_pages
         w.u16(0)  // map_alignment
         w.u32(UInt32(truncatingIfNeeded: negotiated >> 32))  // flags2
-        w.zeros(28)
+        let passthrough = negotiated & FUSEInitFlag.passthrough != 0
+        w.u32(passthrough ? backingFiles?.maxStackDepth ?? 0 : 0)  // max_stack_depth
+        w.zeros(24)
         return w.bytes
     }
 }

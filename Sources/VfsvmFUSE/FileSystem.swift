@@ -50,6 +50,8 @@ public struct FUSEEntry: Sendable, Equatable {
 public struct FUSEOpenReply: Sendable, Equatable {
     public var handle: UInt64
     public var flags: UInt32
+    /// With FOPEN_PASSTHROUGH in `flags`: the backing file's id.
+    public var backingID: Int32 = 0
     public init(handle: UInt64, flags: UInt32 = 0) { self.handle = handle; self.flags = flags }
 }
 
@@ -158,6 +160,7 @@ public protocol FileSystem: Sendable {
     var supportedInitFlags: UInt64 { get }
     func initialize(_ session: FUSESession)
     func destroy()
+    func backingFile(handle: UInt64) -> (node: UInt64, fd: FileDescriptor)?
 
     func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno) -> FUSEEntry
     func forget(nodeID: UInt64, count: UInt64)
@@ -203,6 +206,9 @@ public protocol FileSystem: Sendable {
 private let notImplemented = FUSEErrno(.ENOSYS, "not implemented by this file system")
 
 extension FileSystem {
+    /// The host file behind an open file handle, for FUSE passthrough;
+    /// nil where there is none (the default).
+    public func backingFile(handle: UInt64) -> (node: UInt64, fd: FileDescriptor)? { nil }
     public var supportedInitFlags: UInt64 { 0 }
     public func initialize(_ session: FUSESession) {}
     public func destroy() {}

@@ -78,6 +78,6 @@ extension FUSEEntry {
 
 extension FUSEOpenReply {
     func encode(into w: inout WireWriter) {
-        w.u64(handle); w.u32(flags); w.u32(0)
+        w.u64(handle); w.u32(flags); w.u32(UInt32(bitPattern: backingID))
     }
 }

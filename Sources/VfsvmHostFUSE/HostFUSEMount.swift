@@ -74,7 +74,11 @@ public final class HostFUSEMount: Sendable {
     /// unmounted. Each worker reads from its own clone of the /dev/fuse fd
     /// (FUSE_DEV_IOC_CLONE), so replies go back on the fd their request came
     /// from.
-    public func serve(_ handler: some FUSERequestHandler, threads: Int) throws(SystemError) {
+    ///
+    /// With `backingFiles` (the registry the handler was given), open
+    /// files go to the kernel for FUSE passthrough.
+    public func serve(_ handler: some FUSERequestHandler, threads: Int, backingFiles: HostBackingFiles? = nil) throws(SystemError) {
+        backingFiles?.attach(device)
         var workers: [OSThread] = []
         for i in 0..<max(1, threads) {
             let fd = i == 0 ? device : try cloneDevice()

@@ -26,6 +26,15 @@ extension PassthroughFileSystem {
         }
     }
 
+    /// The open regular file behind `handle`, for FUSE passthrough: the
+    /// fd OPEN or CREATE opened with the guest's access mode.
+    public func backingFile(handle: UInt64) -> (node: UInt64, fd: FileDescriptor)? {
+        state.withLock { s in
+            guard let f = s.files[handle], !f.isDirectory else { return nil }
+            return (f.node, f.fd)
+        }
+    }
+
     func file(_ handle: UInt64, directory: Bool? = nil) throws(FUSEErrno) -> OpenFile {
         try state.withLock { s throws(FUSEErrno) -> OpenFile in
             guard let f = s.files[handle], directory == nil || f.isDirectory == directory else {

@@ -41,7 +41,9 @@ public enum SeccompAllowList {
 
     /// ioctl requests allowed: TCGETS (isatty, from the Swift runtime and
     /// glibc's stdio) and FUSE_DEV_IOC_CLONE (`vfsvm mount`'s workers).
-    public static let ioctlRequests: [UInt32] = [UInt32(TCGETS), UInt32(truncatingIfNeeded: VFSVM_FUSE_DEV_IOC_CLONE)]
+    public static let ioctlRequests: [UInt32] = [UInt32(TCGETS), UInt32(truncatingIfNeeded: VFSVM_FUSE_DEV_IOC_CLONE),
+                                                  UInt32(truncatingIfNeeded: VFSVM_FUSE_DEV_IOC_BACKING_OPEN),
+                                                  UInt32(truncatingIfNeeded: VFSVM_FUSE_DEV_IOC_BACKING_CLOSE)]
 
     static let uring: [Int32] = [SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register].map { Int32($0) }
 

@@ -31,6 +31,9 @@ struct Mount: ParsableCommand {
     @Flag(name: [.customShort("d"), .long], help: "Log every FUSE request.")
     var debug = false
 
+    @Flag(inversion: .prefixedNo, help: "FUSE passthrough: the kernel reads and writes open files directly (Linux 6.9+, as root; off with -o writeback, whose cache the kernel does not combine with it). Files the kernel refuses are served through requests.")
+    var passthrough = true
+
     @Option(help: "System calls outside the file server's allow-list once mounted: kill, log or none (as serve's --seccomp).")
     var seccomp: SeccompMode = .kill
 
@@ -49,7 +52,8 @@ struct Mount: ParsableCommand {
     }
 
     func run() throws {
-        let server = try makeFileServer(settings: try settings(), engine: ioEngine, trace: debug)
+        let backingFiles = passthrough ? HostBackingFiles() : nil
+        let server = try makeFileServer(settings: try settings(), engine: ioEngine, trace: debug, backingFiles: backingFiles)
         // Signals are taken synchronously by one thread; every thread
         // created after this inherits the mask.
         blockSignals([SIGINT, SIGTERM, SIGHUP])
@@ -69,6 +73,6 @@ struct Mount: ParsableCommand {
             logLine("vfsvm mount: signal \(sig), unmounting \(mount.mountpoint)")
             do { try mount.unmount() } catch { logLine("vfsvm mount: \(error)") }
         }.detach()
-        do { try mount.serve(server, threads: threads) } catch { throw CommandFailure("\(error)") }
+        do { try mount.serve(server, threads: threads, backingFiles: backingFiles) } catch { throw CommandFailure("\(error)") }
     }
 }

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 import CVfsvmLinux
 import VfsvmFUSE
+import VfsvmHostFUSE
 import VfsvmMemory
 import VfsvmPassthroughFS
 import VfsvmSys
@@ -20,12 +21,14 @@ final class KernelMount {
     let server: FUSEServer
     let finished = Flag()
 
-    init() throws {
+    init(options: FUSEServerOptions = FUSEServerOptions(), tracer: FUSETracer? = nil,
+         backingFiles: HostBackingFiles? = nil) throws {
         backing = try makeTempDir("vfsvm-kb")
         mountPoint = try makeTempDir("vfsvm-km")
         fuse = try FileDescriptor.open("/dev/fuse", O_RDWR)
         let fs = try PassthroughFileSystem(root: backing)
-        server = FUSEServer(fileSystem: fs, options: FUSEServerOptions())
+        server = FUSEServer(fileSystem: fs, options: options, tracer: tracer, backingFiles: backingFiles)
+        backingFiles?.attach(fuse)
         let opts = "fd=\(fuse.rawValue),rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other"
         guard Glibc.mount("vfsvm-test", mountPoint, "fuse", UInt(MS_NOSUID | MS_NODEV), opts) == 0 else {
             throw SystemError("mount(fuse)", .current)

@@ -151,4 +151,13 @@ static inline void vfsvm_fence_seq_cst(void) {
 
 static const unsigned long VFSVM_FUSE_DEV_IOC_CLONE = FUSE_DEV_IOC_CLONE;
 
+// FUSE passthrough (linux/fuse.h 7.40; Debian 12's headers are 7.38).
+struct vfsvm_fuse_backing_map {
+    int32_t fd;
+    uint32_t flags;
+    uint64_t padding;
+};
+static const unsigned long VFSVM_FUSE_DEV_IOC_BACKING_OPEN = _IOW(229, 1, struct vfsvm_fuse_backing_map);
+static const unsigned long VFSVM_FUSE_DEV_IOC_BACKING_CLOSE = _IOW(229, 2, uint32_t);
+
 #endif
