@@ -14,8 +14,9 @@ import Synchronization
 /// the device). So a mapping past EOF is refused at setup, and before the
 /// server shrinks a file (`shrinking(file:to:)`) the mapped pages past the
 /// new end become zero pages. A truncate by another host process is
-/// outside vfsvm's control: the guest's next access to those pages ends
-/// the VMM with SIGBUS (README, "DAX").
+/// outside vfsvm's control; the VMM never touches the window itself, so
+/// only KVM meets the vanished pages (on the build machines' software KVM
+/// the guest reads zeros; README, "DAX").
 public final class DAXMappings: Sendable {
     /// Offsets and lengths are page aligned: what mmap needs; announced in
     /// FUSE_INIT as map_alignment = 12 (log2) with FUSE_MAP_ALIGNMENT.

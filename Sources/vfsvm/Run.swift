@@ -31,7 +31,7 @@ struct Run: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("Share HOSTDIR as virtio-fs TAG (repeatable).", valueName: "HOSTDIR:TAG[:ro][:cache=never|auto|always]"))
+    @Option(name: .long, help: ArgumentHelp("Share HOSTDIR as virtio-fs TAG (repeatable); dax=SIZE adds a DAX window of SIZE (a power of two, 2M-16G; --accel kvm, virtio-pci).", valueName: "HOSTDIR:TAG[:ro][:cache=never|auto|always][:dax=SIZE]"))
     var share: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Attach a raw disk image as virtio-blk (repeatable; after a disk GUEST, the first is /dev/vdb).", valueName: "FILE[:ro]"))

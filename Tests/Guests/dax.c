@@ -71,7 +71,7 @@ static int removemapping(struct vq *q, u64 node, u32 count, u64 moffset, u64 len
     return fuse_call(q, FUSE_REMOVEMAPPING, node, &r, sizeof r, 0, reply, sizeof reply, &got);
 }
 
-void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly) {
+void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly, int hosttrunc) {
     const u64 R = FUSE_SETUPMAPPING_FLAG_READ, W = FUSE_SETUPMAPPING_FLAG_WRITE;
     puts("dax init: map_alignment ");
     put_dec(init_flags & FUSE_MAP_ALIGNMENT ? map_alignment : 0);
@@ -91,6 +91,19 @@ void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly)
     say("removemapping with a count past the request", removemapping(q, data, 1000, 0, PAGE));
     say_line("still mapped after the refused removal", 0);
 
+    if (hosttrunc) {
+        /* dax=hosttrunc: both pages of dax.txt mapped, then a pause in
+         * which the host shrinks the file behind vfsvm's back, then a load
+         * from the vanished page. */
+        say("setup both pages", setup(q, data, ro, 0, 2 * PAGE, R, 0x30000));
+        puts("dax waiting for the host\n");
+        sleep_ms(3000);
+        puts("dax reading the vanished page\n");
+        puts("dax the vanished page reads ");
+        put_dec(window_byte(0x30000 + PAGE));
+        puts("\n");
+        return;
+    }
     if (readonly) {
         say("setup write on a read-only share", setup(q, data, ro, 0, PAGE, R | W, PAGE));
         return;

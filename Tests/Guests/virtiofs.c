@@ -7,7 +7,7 @@
  * UNLINK and FORGET against the share, waiting for each completion in
  * hlt until its interrupt (IOAPIC pin or MSI-X vector on 0x30). With
  * `bench=N` it then times N small READs; `msixmask=1` checks MSI-X masking;
- * `dax=rw|ro` runs the DAX window steps of dax.c instead. Exits 0x10 (status 33) when
+ * `dax=rw|ro|hosttrunc` runs the DAX window steps of dax.c instead. Exits 0x10 (status 33) when
  * every step checked out. */
 #include "fuse.h"
 #include "intr.h"
@@ -56,7 +56,7 @@ static u64 tsc_hz(void) {
     return rdtsc() - t0;
 }
 
-void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly);
+void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly, int hosttrunc);
 /* dax=rw|ro: the DAX window steps (dax.c) after INIT. */
 static const char *dax;
 
@@ -68,7 +68,7 @@ static void workload(struct vq *hiprio, struct vq *req, const char *ring, const 
     struct fuse_init_out *io = (void *)(reply + sizeof(struct fuse_out_header));
     check(io->major == FUSE_KERNEL_VERSION, "FUSE_INIT major version 7");
     if (dax) {
-        dax_workload(req, io->flags, io->map_alignment, starts_with(dax, "ro"));
+        dax_workload(req, io->flags, io->map_alignment, starts_with(dax, "ro"), starts_with(dax, "hosttrunc"));
         return;
     }
 
