@@ -19,6 +19,9 @@ public enum FUSEInitFlag {
     public static let handleKillpriv: UInt64 = 1 << 19
     public static let maxPages: UInt64 = 1 << 22
     public static let cacheSymlinks: UInt64 = 1 << 23
+    /// init_out.map_alignment holds log2 of the DAX mapping alignment;
+    /// offered only by a server with a DAX window.
+    public static let mapAlignment: UInt64 = 1 << 26
     public static let handleKillprivV2: UInt64 = 1 << 28
     public static let setxattrExt: UInt64 = 1 << 29
     public static let initExt: UInt64 = 1 << 30

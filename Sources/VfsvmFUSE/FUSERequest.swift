@@ -54,6 +54,13 @@ public struct FUSEForget: Sendable, Equatable {
     public var count: UInt64
 }
 
+/// One range of the DAX window (struct fuse_removemapping_one).
+public struct FUSEWindowRange: Sendable, Equatable {
+    public var offset: UInt64
+    public var length: UInt64
+    public init(offset: UInt64, length: UInt64) { self.offset = offset; self.length = length }
+}
+
 /// The arguments of each opcode (the fuse_*_in structs of linux/fuse.h and
 /// the names after them), checked: names are not empty, at most 255 bytes,
 /// without '/' and (except for LOOKUP) not "." or ".."; xattr names are
@@ -105,7 +112,14 @@ public enum FUSEOperation: Sendable {
     case lseek(handle: UInt64, offset: UInt64, whence: UInt32)
     case copyFileRange(handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64)
     case syncfs
-    /// An opcode we know but do not serve (BMAP, IOCTL, POLL, DAX mappings...).
+    /// fuse_setupmapping_in: map `length` bytes of the file at
+    /// `fileOffset` over DAX window offset `windowOffset`. `handle`
+    /// UInt64.max: no handle, the node itself (what Linux sends).
+    case setupMapping(handle: UInt64, fileOffset: UInt64, length: UInt64, flags: UInt64, windowOffset: UInt64)
+    /// fuse_removemapping_in + its fuse_removemapping_one entries, exactly
+    /// as many as `count` said (a count the request cannot hold is EINVAL).
+    case removeMapping([FUSEWindowRange])
+    /// An opcode we know but do not serve (BMAP, IOCTL, POLL...).
     case unsupported
     /// The request cannot be run: a bad header, an unknown opcode or bad
     /// arguments. The error is the reply.

@@ -248,7 +248,18 @@ public struct FUSERequestDecoder: Sendable {
             guard offIn <= UInt64(Int64.max), offOut <= UInt64(Int64.max) else { throw FUSEErrno(.EINVAL, "COPY_FILE_RANGE: offset") }
             return .copyFileRange(handleIn: fhIn, offsetIn: offIn, nodeOut: nodeOut, handleOut: fhOut, offsetOut: offOut, length: length, flags: flags)
         case .syncfs: return .syncfs
-        case .bmap, .ioctl, .poll, .notifyReply, .setupMapping, .removeMapping: return .unsupported
+        case .setupMapping:
+            let fh = try c.u64(b), foffset = try c.u64(b), len = try c.u64(b), flags = try c.u64(b), moffset = try c.u64(b)
+            return .setupMapping(handle: fh, fileOffset: foffset, length: len, flags: flags, windowOffset: moffset)
+        case .removeMapping:
+            let count = try c.u32(b)
+            // Never trust `count`: the entries must all be in the request.
+            guard Int(count) <= c.remaining(b) / 16 else { throw FUSEErrno(.EINVAL, "REMOVEMAPPING: count beyond the request") }
+            var ranges: [FUSEWindowRange] = []
+            ranges.reserveCapacity(Int(count))
+            for _ in 0..<count { ranges.append(FUSEWindowRange(offset: try c.u64(b), length: try c.u64(b))) }
+            return .removeMapping(ranges)
+        case .bmap, .ioctl, .poll, .notifyReply: return .unsupported
         }
     }
 

@@ -17,6 +17,10 @@ public final class FUSEServer: FUSERequestHandler {
     public let options: FUSEServerOptions
     /// Logs one line per request when set (`-d`).
     public let tracer: FUSETracer?
+    /// The DAX window's mapping table, when the share has a window
+    /// (`dax=`): SETUPMAPPING and REMOVEMAPPING are served and INIT offers
+    /// FUSE_MAP_ALIGNMENT. Without one both opcodes get ENOSYS.
+    public let dax: DAXMappings?
     /// Where OPEN and CREATE register files for FUSE passthrough; nil
     /// (virtio-fs) means passthrough is never offered.
     public let backingFiles: (any FUSEBackingFiles)?
@@ -24,11 +28,13 @@ public final class FUSEServer: FUSERequestHandler {
     private let waiters = Mutex(0)
 
     public init(fileSystem: any FileSystem, options: FUSEServerOptions, tracer: FUSETracer? = nil,
-                backingFiles: (any FUSEBackingFiles)? = nil) {
+                dax: DAXMappings? = nil, backingFiles: (any FUSEBackingFiles)? = nil) {
         self.fileSystem = fileSystem
         self.options = options
         self.tracer = tracer
+        self.dax = dax
         self.backingFiles = backingFiles
+        if let dax { fileSystem.attachMappings(dax) }
     }
 
     /// The settled session, nil before INIT / after DESTROY.
@@ -202,9 +208,22 @@ public final class FUSEServer: FUSERequestHandler {
             return .bytes(try negotiate(major: major, minor: minor, maxReadahead: maxReadahead, clientFlags: flags))
         case .destroy:
             backingFiles?.reset()
+            dax?.removeAll()
             fs.destroy()
             session.withLock { $0 = nil }
             return .bytes([])
+        case let .setupMapping(handle, fileOffset, length, flags, windowOffset):
+            guard let dax else { throw FUSEErrno(.ENOSYS, "SETUPMAPPING: this share has no DAX window") }
+            let write = flags & DAXMappings.flagWrite != 0
+            if write { try readOnlyCheck() }
+            try fs.withMappableFile(ctx, node: node, handle: handle, write: write) { (f: DAXMappings.OpenFile) throws(SystemError) in
+                try dax.setup(f, fileOffset: fileOffset, length: length, windowOffset: windowOffset, flags: flags)
+            }
+        case let .removeMapping(ranges):
+            guard let dax else { throw FUSEErrno(.ENOSYS, "REMOVEMAPPING: this share has no DAX window") }
+            for r in ranges {
+                do { try dax.remove(windowOffset: r.offset, length: r.length) } catch { throw FUSEErrno(error) }
+            }
         case let .lookup(name): try fs.lookup(ctx, parent: node, name: name).encode(into: &w)
         case .forget, .batchForget, .interrupt: return .bytes([])  // answered in execute
         case let .getattr(handle):
@@ -379,6 +398,7 @@ public final class FUSEServer: FUSERequestHandler {
             // but the backend stays connected). Drop the old session as
             // DESTROY would (inodes, handles, locks), then start anew.
             backingFiles?.reset()
+            dax?.removeAll()
             fileSystem.destroy()
             session.withLock { $0 = nil }
         }
@@ -390,6 +410,7 @@ public final class FUSEServer: FUSERequestHandler {
         if options.posixLocks { ours |= FUSEInitFlag.posixLocks }
         if options.flockLocks { ours |= FUSEInitFlag.flockLocks }
         if options.writeback { ours |= FUSEInitFlag.writebackCache }
+        if dax != nil { ours |= FUSEInitFlag.mapAlignment }
         ours &= fileSystem.supportedInitFlags
         // Passthrough where a backing-file registry exists; the kernel
         // refuses it together with the writeback cache.
@@ -407,7 +428,8 @@ public final class FUSEServer: FUSERequestHandler {
         w.u32(maxWrite)
         w.u32(1)  // time_gran: nanoseconds
         w.u16(UInt16(min((UInt64(maxWrite) + 4095) / 4096, 256)))  // max_pages
-        w.u16(0)  // map_alignment
+        // map_alignment: log2 of the page size DAX offsets are aligned to.
+        w.u16(negotiated & FUSEInitFlag.mapAlignment != 0 ? DAXMappings.alignmentShift : 0)
         w.u32(UInt32(truncatingIfNeeded: negotiated >> 32))  // flags2
         let passthrough = negotiated & FUSEInitFlag.passthrough != 0
         w.u32(passthrough ? backingFiles?.maxStackDepth ?? 0 : 0)  // max_stack_depth

@@ -201,6 +201,18 @@ public protocol FileSystem: Sendable {
     func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(FUSEErrno) -> UInt64
     func copyFileRange(_ ctx: FUSERequestContext, node: UInt64, handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64) throws(FUSEErrno) -> Int
     func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno)
+
+    /// DAX (FUSE_SETUPMAPPING): lends `body` the open file a mapping is
+    /// made from: the file behind `handle`, or for handle UInt64.max (a
+    /// Linux guest names no handle) `node` opened afresh, read-write when
+    /// `write`. What `body` throws is the reply's errno.
+    func withMappableFile(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, write: Bool,
+                          _ body: (DAXMappings.OpenFile) throws(SystemError) -> Void) throws(FUSEErrno)
+    /// DAX: the mapping table over the server's window. The file system
+    /// calls its `shrinking(file:to:_:)` around everything that makes a
+    /// file shorter (truncate, O_TRUNC, collapsing fallocate), so no mapped
+    /// page outlives the end of its file.
+    func attachMappings(_ mappings: DAXMappings)
 }
 
 private let notImplemented = FUSEErrno(.ENOSYS, "not implemented by this file system")
@@ -248,4 +260,7 @@ extension FileSystem {
     public func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(FUSEErrno) -> UInt64 { throw notImplemented }
     public func copyFileRange(_ ctx: FUSERequestContext, node: UInt64, handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64) throws(FUSEErrno) -> Int { throw notImplemented }
     public func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) { throw notImplemented }
+    public func withMappableFile(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, write: Bool,
+                                 _ body: (DAXMappings.OpenFile) throws(SystemError) -> Void) throws(FUSEErrno) { throw notImplemented }
+    public func attachMappings(_ mappings: DAXMappings) {}
 }

@@ -176,6 +176,18 @@ public final class Client {
         b.name(old).name(new)
         return call(flags == nil ? .rename : .rename2, node: parent, b)
     }
+    /// FUSE_SETUPMAPPING (fuse_setupmapping_in); `fh` UInt64.max names no handle, as Linux does.
+    public func setupMapping(_ node: UInt64, fh: UInt64, fileOffset: UInt64, length: UInt64, flags: UInt64, windowOffset: UInt64) -> Reply {
+        let b = Bytes(); b.u64(fh).u64(fileOffset).u64(length).u64(flags).u64(windowOffset)
+        return call(.setupMapping, node: node, b)
+    }
+    /// FUSE_REMOVEMAPPING: fuse_removemapping_in with `count` (default:
+    /// the number of ranges), then the ranges as fuse_removemapping_one.
+    public func removeMapping(_ node: UInt64, _ ranges: [(offset: UInt64, length: UInt64)], count: UInt32? = nil) -> Reply {
+        let b = Bytes(); b.u32(count ?? UInt32(ranges.count))
+        for r in ranges { b.u64(r.offset).u64(r.length) }
+        return call(.removeMapping, node: node, b)
+    }
     public func lk(_ op: FUSEOpcode, node: UInt64, fh: UInt64, owner: UInt64, start: UInt64, end: UInt64, type: UInt32, flock: Bool = false) -> Reply {
         let b = Bytes(); b.u64(fh).u64(owner).u64(start).u64(end).u32(type).u32(1).u32(flock ? 1 : 0).u32(0)
         return call(op, node: node, b)

@@ -85,7 +85,9 @@ extension PassthroughFileSystem {
             if type == Self.sIFDIR { throw FUSEErrno(.EISDIR, "truncate: directory") }
             guard type == Self.sIFREG else { throw FUSEErrno(.EINVAL, "truncate: not a regular file") }
             let fd = if let open { open.fd } else { try reopen(node, flags: O_WRONLY | O_NONBLOCK) }
-            try host { () throws(SystemError) in try fd.truncate(to: Int64(size)) }
+            try shrinking(node, to: size) { () throws(FUSEErrno) in
+                try host { () throws(SystemError) in try fd.truncate(to: Int64(size)) }
+            }
         }
         if c.killSUIDGID { try clearSetID(node, fd: open?.fd) }
         if c.atime != .omit || c.mtime != .omit {

@@ -25,7 +25,14 @@ extension PassthroughFileSystem {
 
     public func fallocate(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, length: UInt64, mode: UInt32) throws(FUSEErrno) {
         let f = try file(handle, directory: false)
-        try host { () throws(SystemError) in try engine.allocate(f.fd, mode: Int32(bitPattern: mode), offset: Int64(offset), length: Int64(length)) }
+        let allocate = { () throws(FUSEErrno) in
+            try host { () throws(SystemError) in try self.engine.allocate(f.fd, mode: Int32(bitPattern: mode), offset: Int64(offset), length: Int64(length)) }
+        }
+        // FALLOC_FL_COLLAPSE_RANGE takes `length` bytes out of the file:
+        // the end of its DAX mappings goes first.
+        guard Int32(bitPattern: mode) & HostFSFlag.fallocCollapseRange != 0 else { return try allocate() }
+        let size = UInt64(max(try host { () throws(SystemError) in try f.fd.stat() }.size, 0))
+        try shrinking(f.node, to: size >= length ? size - length : 0, allocate)
     }
 
     public func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(FUSEErrno) -> UInt64 {

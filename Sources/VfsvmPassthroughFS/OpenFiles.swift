@@ -77,8 +77,18 @@ extension PassthroughFileSystem {
         let hostOpenFlags = hostFlags(flags)
         try takeHandleSlot()
         let fd: FileDescriptor
-        do {
-            fd = asCaller ? try reopen(node, flags: hostOpenFlags, as: ctx) : try reopen(node, flags: hostOpenFlags)
+        do throws(FUSEErrno) {
+            if hostOpenFlags & O_TRUNC != 0 {
+                // O_TRUNC empties the file: its DAX mappings go first.
+                var opened: FileDescriptor?
+                try shrinking(node, to: 0) { () throws(FUSEErrno) in
+                    opened = asCaller ? try reopen(node, flags: hostOpenFlags, as: ctx) : try reopen(node, flags: hostOpenFlags)
+                }
+                guard let opened else { throw FUSEErrno(.EIO, "open: no fd") }
+                fd = opened
+            } else {
+                fd = asCaller ? try reopen(node, flags: hostOpenFlags, as: ctx) : try reopen(node, flags: hostOpenFlags)
+            }
             if openFlags & UInt32(FUSE_OPEN_KILL_SUIDGID) != 0, hostOpenFlags & O_TRUNC != 0 { try clearSetID(node, fd: fd) }
         } catch {
             giveBackHandleSlot()

@@ -114,6 +114,8 @@ public final class PassthroughFileSystem: FileSystem {
     let rootKey: InodeKey
     let procSelfFD: FileDescriptor
     let state: Mutex<State>
+    /// The DAX window's mapping table, when the server has one (`attachMappings`).
+    let dax = Mutex<DAXMappings?>(nil)
 
     /// Identifies a host inode. Without file handles, inode numbers can be
     /// reused after a delete, so the birth time (where the file system has

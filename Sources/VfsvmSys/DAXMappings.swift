@@ -14,8 +14,9 @@ import Synchronization
 /// the device). So a mapping past EOF is refused at setup, and before the
 /// server shrinks a file (`shrinking(file:to:)`) the mapped pages past the
 /// new end become zero pages. A truncate by another host process is
-/// outside vfsvm's control: the guest's next access to those pages ends
-/// the VMM with SIGBUS (README, "DAX").
+/// outside vfsvm's control; the VMM never touches the window itself, so
+/// only KVM meets the vanished pages (on the build machines' software KVM
+/// the guest reads zeros; README, "DAX").
 public final class DAXMappings: Sendable {
     /// Offsets and lengths are page aligned: what mmap needs; announced in
     /// FUSE_INIT as map_alignment = 12 (log2) with FUSE_MAP_ALIGNMENT.
@@ -95,11 +96,16 @@ public final class DAXMappings: Sendable {
         let (windowEnd, o1) = windowOffset.addingReportingOverflow(length)
         let (fileEnd, o2) = fileOffset.addingReportingOverflow(length)
         guard !o1, !o2, windowEnd <= window.size, fileOffset <= UInt64(Int64.max) else { throw Self.refusal(EINVAL) }
-        // The last page may hold the end of the file; none may lie wholly
-        // past it (that page would SIGBUS).
-        let sizeRounded = (file.size + a - 1) & ~(a - 1)
-        guard fileEnd <= sizeRounded else { throw Self.refusal(EINVAL) }
         try table.withLock { (t: inout [Mapping]) throws(SystemError) in
+            // The last page may hold the end of the file; none may lie
+            // wholly past it (that page would SIGBUS). The size is read
+            // again under the lock: a shrink (`shrinking(file:to:_:)`)
+            // holds it across its truncate, so none slips in between.
+            var st = stat()
+            let now = fstat(file.fd, &st) == 0 ? UInt64(max(st.st_size, 0)) : 0
+            let size = min(file.size, now)
+            let sizeRounded = (size + a - 1) & ~(a - 1)
+            guard fileEnd <= sizeRounded else { throw Self.refusal(EINVAL) }
             let remaining = Self.without(t, windowOffset, windowEnd)
             guard remaining.count < maxMappings else { throw Self.refusal(ENOMEM) }
             let prot = PROT_READ | (write ? PROT_WRITE : 0)
@@ -136,14 +142,25 @@ public final class DAXMappings: Sendable {
     /// would lie wholly past the new end becomes a zero page, so neither
     /// the guest nor the VMM can touch a page the file no longer has.
     public func shrinking(file: FileKey, to size: UInt64) {
-        let a = Self.alignment
-        let keep = (size + a - 1) & ~(a - 1)
-        table.withLock { t in
-            for m in t where m.file == file && m.fileOffset + m.length > keep {
-                let cut = max(keep, m.fileOffset) - m.fileOffset
-                zero(m.windowOffset + cut, m.length - cut)
-                t = Self.without(t, m.windowOffset + cut, m.end)
-            }
+        table.withLock { t in Self.zeroPast(size, of: file, in: &t, zero: zero) }
+    }
+
+    private static func zeroPast(_ size: UInt64, of file: FileKey, in t: inout [Mapping], zero: (UInt64, UInt64) -> Void) {
+        let keep = (size + alignment - 1) & ~(alignment - 1)
+        for m in t where m.file == file && m.fileOffset + m.length > keep {
+            let cut = max(keep, m.fileOffset) - m.fileOffset
+            zero(m.windowOffset + cut, m.length - cut)
+            t = without(t, m.windowOffset + cut, m.end)
+        }
+    }
+
+    /// `shrinking(file:to:)`, then `truncate` (the host call that shrinks
+    /// the file), both under the table's lock: no SETUPMAPPING can map
+    /// the old end of the file between the two.
+    public func shrinking<E: Error>(file: FileKey, to size: UInt64, _ truncate: () throws(E) -> Void) throws(E) {
+        try table.withLock { (t: inout [Mapping]) throws(E) in
+            Self.zeroPast(size, of: file, in: &t, zero: zero)
+            try truncate()
         }
     }
 

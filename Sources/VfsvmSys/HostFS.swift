@@ -81,6 +81,8 @@ public enum HostFSFlag {
     public static let renameNoReplace = UInt32(vfsvm_rename_noreplace())
     public static let renameExchange = UInt32(vfsvm_rename_exchange())
     public static let renameWhiteout = UInt32(vfsvm_rename_whiteout())
+    /// FALLOC_FL_COLLAPSE_RANGE (linux/falloc.h): the range leaves the file, which shrinks.
+    public static let fallocCollapseRange: Int32 = 0x08
 }
 
 /// Calls `body` with `name` as a NUL-terminated C string; EINVAL if the

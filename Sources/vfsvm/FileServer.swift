@@ -21,7 +21,8 @@ enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
 /// opened) with the user's cache, xattr, lock and read-only choices,
 /// logging every request when `trace`. Shared by `serve` and `mount`.
 func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false,
-                    confined: Sandbox.Share? = nil, backingFiles: HostBackingFiles? = nil) throws -> FUSEServer {
+                    confined: Sandbox.Share? = nil, dax: DAXMappings? = nil,
+                    backingFiles: HostBackingFiles? = nil) throws -> FUSEServer {
     guard let dir = settings.sharedDir else { throw ValidationError("no shared directory given") }
     let cache: PassthroughOptions.Cache = switch settings.cache {
     case .never: .never
@@ -55,7 +56,7 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
         fileSystem: fs,
         options: FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
                                    posixLocks: settings.posixLocks, flockLocks: settings.flockLocks),
-        tracer: trace ? FUSETracer(log: { logLine("vfsvm: " + $0) }) : nil,
+        tracer: trace ? FUSETracer(log: { logLine("vfsvm: " + $0) }) : nil, dax: dax,
         backingFiles: backingFiles)
 }
 

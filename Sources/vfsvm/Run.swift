@@ -31,7 +31,7 @@ struct Run: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("Share HOSTDIR as virtio-fs TAG (repeatable).", valueName: "HOSTDIR:TAG[:ro][:cache=never|auto|always]"))
+    @Option(name: .long, help: ArgumentHelp("Share HOSTDIR as virtio-fs TAG (repeatable); dax=SIZE adds a DAX window of SIZE (a power of two, 2M-16G; --accel kvm, virtio-pci).", valueName: "HOSTDIR:TAG[:ro][:cache=never|auto|always][:dax=SIZE]"))
     var share: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Attach a raw disk image as virtio-blk (repeatable; after a disk GUEST, the first is /dev/vdb).", valueName: "FILE[:ro]"))
@@ -58,7 +58,7 @@ struct Run: ParsableCommand {
     @Option(help: "Number of vCPUs.")
     var cpus: Int = 1
 
-    @Option(help: "virtio transport for the shares on the KVM path: pci or mmio (default mmio). The tcg path boots QEMU's q35 board, pci only: it refuses mmio.")
+    @Option(help: "virtio transport for the shares on the KVM path: pci or mmio (default mmio; pci when a share has dax=). The tcg path boots QEMU's q35 board, pci only: it refuses mmio.")
     var transport: MachineConfig.Transport?
 
     @Option(help: "Virtqueue layout offered: split, packed, or auto (both; the driver chooses).")
@@ -132,7 +132,7 @@ struct Run: ParsableCommand {
             // standing still ("tsc: No reference (HPET/PMTIMER) available").
             throw failure("--transport mmio is not available on the tcg path: QEMU's microvm board does not boot Debian's kernel under TCG (its clock does not run); use --transport pci, or --accel kvm where KVM is hardware-accelerated", status: 64)
         }
-        if let line = Self.daxRefusal(plan.shares, path: path) { throw failure(line, status: 64) }
+        if let line = Self.daxRefusal(plan.shares, path: path, transport: plan.transport) { throw failure(line, status: 64) }
         switch path {
         case .kvm: try runKVM(plan)
         case .tcg: try runTCG(plan)
@@ -141,17 +141,19 @@ struct Run: ParsableCommand {
 
     /// A share with `dax=SIZE` needs a shared-memory window in the PCI
     /// function: the tcg path's QEMU 7.2 vhost-user-fs-pci has none (it was
-    /// never merged upstream). The in-process VMM's window is not built yet
-    /// either, so both refuse rather than run a share without the window
-    /// the user asked for.
-    static func daxRefusal(_ shares: [ShareSpec], path: RunPath) -> String? {
+    /// never merged upstream), and the in-process VMM builds it on
+    /// virtio-pci only (BAR2; virtio-mmio's SHM_SEL/LEN/BASE registers are
+    /// not served), so an explicit `--transport mmio` is refused too.
+    /// Without `--transport` a DAX share makes the KVM path choose pci.
+    static func daxRefusal(_ shares: [ShareSpec], path: RunPath, transport: MachineConfig.Transport?) -> String? {
         guard let s = shares.first(where: { $0.dax != nil }), let dax = s.dax else { return nil }
         let share = "--share \(s.hostPath):\(s.tag):dax=\(dax)"
         switch path {
         case .tcg:
             return "\(share): a DAX window needs --accel kvm; the tcg path runs QEMU, whose vhost-user-fs device has no DAX window"
         case .kvm:
-            return "\(share): the in-process VMM does not build the DAX window yet; drop dax= to run the share without it"
+            guard transport == .mmio else { return nil }
+            return "\(share): a DAX window is a PCI BAR; use --transport pci (or leave --transport out): virtio-mmio has no shared-memory window here"
         }
     }
 

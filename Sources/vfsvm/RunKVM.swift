@@ -12,12 +12,24 @@ extension Run {
     /// virtio-fs device served in this process.
     func runKVM(_ plan: RunPlan) throws {
         var devices: [any VirtioDevice] = []
+        // Each dax= share's window: host memory KVM maps at BAR2, its
+        // mapping table served by the share's FUSE server.
+        var windows: [Int: SharedMemoryWindow] = [:]
         for spec in plan.shares {
             var settings = ServeSettings()
             settings.sharedDir = spec.hostPath
             settings.readOnly = spec.readOnly
             if let cache = spec.cache { settings.cache = cache }
-            let server = try makeFileServer(settings: settings, engine: .uring)
+            var mappings: DAXMappings?
+            if let dax = spec.dax {
+                let window: SharedMemoryWindow
+                do { window = try SharedMemoryWindow(size: dax.bytes) } catch {
+                    throw failure("--share \(spec.hostPath):\(spec.tag):dax=\(dax): cannot reserve the DAX window: \(error)", status: 1)
+                }
+                windows[devices.count] = window
+                mappings = DAXMappings(window: window, readOnlyShare: spec.readOnly)
+            }
+            let server = try makeFileServer(settings: settings, engine: .uring, dax: mappings)
             let device = try VirtioFSDevice(tag: spec.tag.value, requestQueues: plan.requestQueues, server: server)
             devices.append(RingChoiceDevice(device, choice: plan.ring))
         }
@@ -26,10 +38,11 @@ extension Run {
         }
 
         let stdout = UnownedDescriptor(1)
-        let config = MachineConfig(
+        var config = MachineConfig(
             memorySize: plan.memoryBytes, cpus: plan.cpus, kernel: plan.image.kernel, initrd: plan.image.initrd,
-            cmdline: plan.cmdline, devices: devices, transport: plan.transport ?? .mmio,
+            cmdline: plan.cmdline, devices: devices, transport: plan.transport ?? (windows.isEmpty ? .mmio : .pci),
             countExits: plan.debug, consoleOutput: { stdout.write(byte: $0) })
+        config.sharedMemory = windows
         let machine: Machine
         do {
             machine = try Machine.build(config)

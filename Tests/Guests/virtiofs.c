@@ -6,7 +6,8 @@
  * runs FUSE INIT, LOOKUP, GETATTR, OPEN, READ, RELEASE, CREATE, WRITE,
  * UNLINK and FORGET against the share, waiting for each completion in
  * hlt until its interrupt (IOAPIC pin or MSI-X vector on 0x30). With
- * `bench=N` it then times N small READs; `msixmask=1` checks MSI-X masking. Exits 0x10 (status 33) when
+ * `bench=N` it then times N small READs; `msixmask=1` checks MSI-X masking;
+ * `dax=rw|ro|hosttrunc` runs the DAX window steps of dax.c instead. Exits 0x10 (status 33) when
  * every step checked out. */
 #include "fuse.h"
 #include "intr.h"
@@ -55,12 +56,21 @@ static u64 tsc_hz(void) {
     return rdtsc() - t0;
 }
 
+void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly, int hosttrunc);
+/* dax=rw|ro: the DAX window steps (dax.c) after INIT. */
+static const char *dax;
+
 static void workload(struct vq *hiprio, struct vq *req, const char *ring, const char *transport, u64 bench) {
     u32 len;
-    struct fuse_init_in init = {.major = FUSE_KERNEL_VERSION, .minor = FUSE_KERNEL_MINOR_VERSION, .max_readahead = 65536};
+    struct fuse_init_in init = {.major = FUSE_KERNEL_VERSION, .minor = FUSE_KERNEL_MINOR_VERSION, .max_readahead = 65536,
+                                .flags = dax ? FUSE_MAP_ALIGNMENT : 0};
     check(fuse_call(req, FUSE_INIT, 0, &init, sizeof init, 0, reply, sizeof reply, &len) == 0, "FUSE_INIT");
     struct fuse_init_out *io = (void *)(reply + sizeof(struct fuse_out_header));
     check(io->major == FUSE_KERNEL_VERSION, "FUSE_INIT major version 7");
+    if (dax) {
+        dax_workload(req, io->flags, io->map_alignment, starts_with(dax, "ro"), starts_with(dax, "hosttrunc"));
+        return;
+    }
 
     check(fuse_call(req, FUSE_LOOKUP, FUSE_ROOT_ID, 0, 0, "hello.txt", reply, sizeof reply, &len) == 0, "FUSE_LOOKUP hello.txt");
     struct fuse_entry_out entry = *(struct fuse_entry_out *)(reply + sizeof(struct fuse_out_header));
@@ -175,6 +185,7 @@ void guest_main(struct hvm_start_info *si) {
     int packed = ring && starts_with(ring, "packed");
     const char *which = cmdline_arg(si, "transport");
     int pci = which && starts_with(which, "pci");
+    dax = cmdline_arg(si, "dax");
     const char *b = cmdline_arg(si, "bench");
     u64 bench = b ? parse_dec(b) : 0;
 

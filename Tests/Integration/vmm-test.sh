@@ -220,6 +220,81 @@ has "$out" "garbage configuration and BAR0 writes" "pci: the garbage phase ran"
 has "$out" "after a reset the device serves FUSE INIT and LOOKUP" "pci: after the abuse a reset device serves FUSE again"
 has "$err" "chain longer than 16 descriptors (or looping)" "pci: the looping chain is refused with a log line"
 
+# The virtio-fs DAX window (dax=, virtio-pci BAR2 in a KVM memory slot):
+# the guest finds shared-memory region 0, maps host file pages into it
+# with FUSE_SETUPMAPPING, reads and writes them with plain loads and
+# stores, and sends the hostile mappings; each outcome is a line here.
+# No --transport: a dax= share chooses pci.
+dax_share() { # DIR: dax.txt (2 pages, page 1 starts with $token), daxw.txt (1 page), dir/
+    mkdir -p "$1/dir"
+    head -c 4096 /dev/zero | tr '\0' a >"$1/dax.txt"
+    { printf 'dax token %s from the host\n' "$token"; head -c 4096 /dev/zero | tr '\0' b; } | head -c 4096 >>"$1/dax.txt"
+    head -c 4096 /dev/zero | tr '\0' . >"$1/daxw.txt"
+}
+token=$$-$RANDOM
+share=$top/share-dax
+dax_share "$share"
+run 33 "DAX: the guest's window workload" --memory 128M --share "$share:myfs:dax=2M" --cmdline "transport=pci dax=rw" "$virtiofs"
+has "$out" "dax init: map_alignment 12" "DAX: INIT negotiated FUSE_MAP_ALIGNMENT, map_alignment 12 (4 KiB pages)"
+has "$out" "dax window: 0x200000 bytes at 0x" "DAX: the shared-memory capability names a 2 MiB window in BAR2"
+has "$out" "dax setup read: errno 0" "DAX: SETUPMAPPING of a read-only handle's page"
+has "$out" "dax read through the window: dax token $token from the host" "DAX: the host file's page 1, read by the guest straight from the window"
+has "$out" "dax removemapping with a count past the request: errno 22" "DAX: REMOVEMAPPING whose count overruns the request is EINVAL"
+has "$out" "dax still mapped after the refused removal: dax token $token" "DAX: the refused REMOVEMAPPING removed nothing"
+has "$out" "dax setup write: errno 0" "DAX: SETUPMAPPING with FLAG_WRITE of a read-write handle"
+if [ "$(head -c 31 "$share/daxw.txt")" = "written through the DAX window" ] && [ "$(wc -c <"$share/daxw.txt")" -eq 4096 ]; then
+    ok "DAX: the guest's stores into the window are in the host file"
+else
+    bad "DAX: the guest's stores into the window are in the host file" "$(head -c 60 "$share/daxw.txt" | od -c | head -3)"
+fi
+has "$out" "dax removemapping: errno 0" "DAX: REMOVEMAPPING"
+has "$out" "dax after removemapping the window reads 0" "DAX: a removed range reads zero (a zero page, no fault)"
+# The kernel upgrades a read mapping by mapping the same range again, so
+# an overlap replaces what was there instead of being refused.
+has "$out" "dax setup overlapping a mapping: errno 0" "DAX: an overlapping SETUPMAPPING replaces the old mapping"
+has "$out" "dax the overlapping mapping replaced the old one: written through the DAX window" "DAX: the window shows the new mapping's file"
+has "$out" "dax setup past the window: errno 22" "DAX: a mapping running past the window is EINVAL"
+has "$out" "dax setup past EOF: errno 22" "DAX: a mapping past the file's end is EINVAL"
+has "$out" "dax setup on a directory: errno 19" "DAX: a mapping of a directory handle is ENODEV"
+has "$out" "dax setup write on a read-only handle: errno 13" "DAX: FLAG_WRITE on a read-only handle is EACCES"
+has "$out" "dax truncate to one page: errno 0" "DAX: SETATTR size of a mapped file"
+has "$out" "dax after truncate the page past the end reads 0, the first page a" "DAX: after the truncate the page past the end is a zero page (no SIGBUS), the first still the file's"
+if [ "$(wc -c <"$share/dax.txt")" -eq 4096 ]; then ok "DAX: the host file was truncated to one page"; else bad "DAX: truncate" "$(wc -c <"$share/dax.txt") bytes"; fi
+share=$top/share-dax-ro
+dax_share "$share"
+run 33 "DAX on a read-only share" --memory 128M --transport pci --share "$share:myfs:ro:dax=2M" --cmdline "transport=pci dax=ro" "$virtiofs"
+has "$out" "dax read through the window: dax token $token from the host" "DAX ro: reading through the window works on a read-only share"
+has "$out" "dax setup write on a read-only share: errno 30" "DAX ro: FLAG_WRITE on a read-only share is EROFS"
+# A host process shrinks a mapped file behind vfsvm's back, then the guest
+# loads from the vanished page: vfsvm never touches the window itself, so
+# it must not die of SIGBUS (exit 135); the guest reads zeros (as on this
+# machine's software KVM) or the VM ends with one line.
+share=$top/share-dax-host
+dax_share "$share"
+timeout 60 "$VFSVM" run --accel kvm --memory 128M --share "$share:myfs:dax=2M" --cmdline "transport=pci dax=hosttrunc" "$virtiofs" </dev/null >"$out" 2>"$err" &
+pid=$!
+for _ in $(seq 1 200); do grep -q "dax waiting for the host" "$out" 2>/dev/null && break; sleep 0.05; done
+truncate -s 4096 "$share/dax.txt"
+wait $pid
+got=$?
+if [ $got -eq 33 ] && grep -q "dax the vanished page reads 0" "$out"; then
+    ok "DAX: a file shrunk by a host process while mapped: the guest reads zeros, no SIGBUS"
+elif [ $got -ne 135 ] && [ $got -ne 33 ] && [ "$(wc -l <"$err")" -le 2 ] && grep -q "dax reading the vanished page" "$out"; then
+    ok "DAX: a file shrunk by a host process while mapped ends the VM with one line, no SIGBUS (exit $got: $(head -1 "$err"))"
+else
+    bad "DAX: a file shrunk by a host process while mapped" "exit $got, stderr: $(head -c 300 "$err"), guest: $(tail -2 "$out")"
+fi
+# A share without dax=: no MAP_ALIGNMENT, so a driver does not use DAX.
+share=$top/share-nodax
+dax_share "$share"
+timeout 60 "$VFSVM" run --accel kvm --memory 128M --transport pci --share "$share:myfs" --cmdline "transport=pci dax=rw" "$virtiofs" </dev/null >"$out" 2>"$err"
+got=$?
+if [ $got -ne 33 ] && grep -q "dax init: map_alignment 0" "$out" && grep -q "no shared-memory capability" "$out"; then
+    ok "DAX: without dax= INIT offers no MAP_ALIGNMENT and the function has no window (exit $got)"
+else
+    bad "DAX: a share without dax=" "exit $got: $(tail -3 "$out")"
+fi
+
 # Errors before anything starts: one line, exit 64 or 66, no guest output.
 check_refusal() { # WANT NAME TEXT ARGS...
     local want=$1 name=$2 text=$3
@@ -242,6 +317,7 @@ check_refusal 64 "--cpus 0" "--cpus" --cpus 0 "$hello"
 check_refusal 64 "a DAX window that is no power of two" "must be a power of two" --accel kvm --share "$top:t:dax=3M" --memory 64M "$hello"
 check_refusal 64 "a DAX window past 16G" "at most 16G" --accel kvm --share "$top:t:dax=128G" --memory 64M "$hello"
 check_refusal 64 "dax= under --accel tcg (QEMU 7.2 has no window)" "a DAX window needs --accel kvm" --accel tcg --share "$top:t:dax=1G" --memory 64M "$hello"
+check_refusal 64 "dax= with --transport mmio (the window is a PCI BAR)" "use --transport pci" --accel kvm --transport mmio --share "$top:t:dax=2M" --memory 64M "$hello"
 
 # --accel tcg: the same PVH guest under QEMU, the same exit status
 if command -v qemu-system-x86_64 >/dev/null; then

@@ -13,7 +13,8 @@ final class Fixture {
     let server: FUSEServer
     let client: Client
 
-    init(options: PassthroughOptions = PassthroughOptions(), server serverOptions: FUSEServerOptions = FUSEServerOptions(), engine: any IOEngine = SyncIOEngine(), initialize: Bool = true) throws {
+    init(options: PassthroughOptions = PassthroughOptions(), server serverOptions: FUSEServerOptions = FUSEServerOptions(), engine: any IOEngine = SyncIOEngine(), initialize: Bool = true,
+         dax: DAXMappings? = nil) throws {
         var template = Array("/tmp/vfsvm-fuse-XXXXXX".utf8CString)
         guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw SystemError("mkdtemp", .current)
@@ -21,7 +22,7 @@ final class Fixture {
         dir = String(cString: p)
         chmod(dir + "/", 0o777)
         fs = try PassthroughFileSystem(root: dir, options: options, engine: engine)
-        server = FUSEServer(fileSystem: fs, options: serverOptions)
+        server = FUSEServer(fileSystem: fs, options: serverOptions, dax: dax)
         client = Client(server)
         if initialize { client.initSession() }
     }

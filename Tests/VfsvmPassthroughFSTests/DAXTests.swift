@@ -1,0 +1,196 @@
+import VfsvmFUSETestSupport
+import Glibc
+import Testing
+import VfsvmFUSE
+import VfsvmPassthroughFS
+import VfsvmSys
+
+/// FUSE_SETUPMAPPING / FUSE_REMOVEMAPPING served by the server over a real
+/// DAX window: what INIT announces, the file's bytes seen through the
+/// window's host mapping, writes through it reaching the file, every
+/// hostile request refused with its errno, and a file shrunk while mapped
+/// leaving zero pages (no SIGBUS) in the window.
+@Suite struct DAXTests {
+    static let page: UInt64 = 4096
+    static let read = DAXMappings.flagRead
+    static let write = DAXMappings.flagRead | DAXMappings.flagWrite
+
+    /// A share with a 1 MiB window and a 3-page file "data" whose page p
+    /// is filled with the byte "A" + p.
+    final class Share {
+        let window: SharedMemoryWindow
+        let maps: DAXMappings
+        let f: Fixture
+        let node: UInt64
+        init(readOnly: Bool = false) throws {
+            window = try SharedMemoryWindow(size: 1 << 20)
+            maps = DAXMappings(window: window, readOnlyShare: readOnly)
+            f = try Fixture(server: FUSEServerOptions(readOnly: readOnly), dax: maps)
+            let bytes = (0..<3 * Int(DAXTests.page)).map { UInt8(ascii: "A") + UInt8($0 / Int(DAXTests.page)) }
+            let fd = Glibc.open(f.path("data"), O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+            _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            mkdir(f.path("dir"), 0o755)
+            node = f.client.lookup(1, "data").nodeID
+        }
+        var c: Client { f.client }
+        /// The window's bytes [offset, offset + count) as the guest sees them.
+        func window(_ offset: UInt64, _ count: Int) -> [UInt8] {
+            (0..<count).map { window.base.load(fromByteOffset: Int(offset) + $0, as: UInt8.self) }
+        }
+        func hostBytes(_ offset: Int, _ count: Int) -> [UInt8] {
+            var b = [UInt8](repeating: 0, count: count)
+            let fd = Glibc.open(f.path("data"), O_RDONLY)
+            defer { close(fd) }
+            let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+            return Array(b.prefix(max(n, 0)))
+        }
+    }
+
+    static func filled(_ ch: Character, _ n: Int) -> [UInt8] { [UInt8](repeating: ch.asciiValue!, count: n) }
+
+    @Test func initAnnouncesMapAlignmentOnlyWithAWindow() throws {
+        // fuse_init_out: flags at 12, map_alignment at 30.
+        func announced(_ r: Reply) -> (Bool, UInt16) {
+            var d = Decoder(r.body, at: 12)
+            let flags = UInt64(d.u32())
+            let align = UInt16(r.body[30]) | UInt16(r.body[31]) << 8
+            return (flags & FUSEInitFlag.mapAlignment != 0, align)
+        }
+        let s = try Share()
+        let with = announced(s.c.initSession())
+        #expect(with.0 && with.1 == 12, "FUSE_MAP_ALIGNMENT with map_alignment = log2(4096)")
+        let plain = try Fixture()
+        let without = announced(plain.client.initSession())
+        #expect(!without.0 && without.1 == 0)
+        // A share without a window: both opcodes ENOSYS, as before.
+        let n = plain.client.create(1, "x").nodeID
+        #expect(plain.client.setupMapping(n, fh: UInt64.max, fileOffset: 0, length: Self.page, flags: Self.read, windowOffset: 0).errno == ENOSYS)
+        #expect(plain.client.removeMapping(1, [(0, Self.page)]).errno == ENOSYS)
+    }
+
+    @Test func fileBytesReadableThroughTheWindowAndWritesReachTheFile() throws {
+        let s = try Share()
+        let fh = s.c.open(s.node, flags: UInt32(O_RDWR)).openHandle
+        // File pages 1-2 ("B", "C") at window offset 64 KiB, read-only.
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: Self.page, length: 2 * Self.page, flags: Self.read, windowOffset: 0x10000).ok)
+        #expect(s.window(0x10000, 4096) == Self.filled("B", 4096))
+        #expect(s.window(0x11000, 4096) == Self.filled("C", 4096))
+        #expect(s.window(0x12000, 16) == [UInt8](repeating: 0, count: 16), "past the mapping: zero pages")
+        // A host write shows through the shared mapping at once.
+        let fd = Glibc.open(s.f.path("data"), O_WRONLY)
+        _ = pwrite(fd, "host", 4, off_t(Self.page))
+        close(fd)
+        #expect(s.window(0x10000, 4) == Array("host".utf8))
+
+        // Page 0 writable at offset 0: the guest's stores land in the file.
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: Self.page, flags: Self.write, windowOffset: 0).ok)
+        #expect(s.window(0, 2) == Array("AA".utf8))
+        for (i, b) in "guest wrote".utf8.enumerated() { s.window.base.storeBytes(of: b, toByteOffset: 100 + i, as: UInt8.self) }
+        #expect(s.hostBytes(100, 11) == Array("guest wrote".utf8))
+
+        // Without a handle (fh = -1, what Linux sends): the node itself.
+        #expect(s.c.setupMapping(s.node, fh: UInt64.max, fileOffset: 2 * Self.page, length: Self.page, flags: Self.read, windowOffset: 0x20000).ok)
+        #expect(s.window(0x20000, 8) == Self.filled("C", 8))
+        #expect(s.maps.mappings.count == 3)
+
+        // REMOVEMAPPING of two ranges: zeros again, the table forgets them.
+        #expect(s.c.removeMapping(s.node, [(0x10000, 2 * Self.page), (0, Self.page)]).ok)
+        #expect(s.window(0x10000, 8) == [UInt8](repeating: 0, count: 8))
+        #expect(s.window(0, 8) == [UInt8](repeating: 0, count: 8))
+        #expect(s.maps.mappings.map(\.windowOffset) == [0x20000])
+        #expect(s.hostBytes(100, 11) == Array("guest wrote".utf8), "removing a mapping keeps what was written")
+        // DESTROY drops every mapping.
+        #expect(s.c.call(.destroy, node: 0).ok)
+        #expect(s.maps.mappings.isEmpty && s.window(0x20000, 8) == [UInt8](repeating: 0, count: 8))
+    }
+
+    @Test func anOverlappingMappingReplacesTheOldOneWithoutAHole() throws {
+        // The kernel upgrades a read mapping to a write one by mapping
+        // the same range again, so overlap is not an error: the new
+        // mapping wins, what it does not cover stays as it was.
+        let s = try Share()
+        let fh = s.c.open(s.node, flags: UInt32(O_RDWR)).openHandle
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: 3 * Self.page, flags: Self.read, windowOffset: 0).ok)
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 2 * Self.page, length: Self.page, flags: Self.write, windowOffset: Self.page).ok)
+        #expect(s.window(0, 1) == Array("A".utf8) && s.window(Self.page, 1) == Array("C".utf8) && s.window(2 * Self.page, 1) == Array("C".utf8))
+        #expect(s.maps.mappings.map(\.windowOffset) == [0, Self.page, 2 * Self.page])
+    }
+
+    @Test func hostileMappingsRefusedWithTheirErrno() throws {
+        let s = try Share()
+        let rw = s.c.open(s.node, flags: UInt32(O_RDWR)).openHandle
+        let ro = s.c.open(s.node, flags: UInt32(O_RDONLY)).openHandle
+        let dirNode = s.c.lookup(1, "dir").nodeID
+        let dirHandle = s.c.opendir(dirNode).openHandle
+        func setup(fh: UInt64, node: UInt64? = nil, _ fileOffset: UInt64, _ length: UInt64, _ flags: UInt64, at w: UInt64) -> Int32 {
+            s.c.setupMapping(node ?? s.node, fh: fh, fileOffset: fileOffset, length: length, flags: flags, windowOffset: w).errno
+        }
+        let end: UInt64 = 1 << 20
+        #expect(setup(fh: rw, 0, Self.page, Self.read, at: end) == EINVAL, "starts at the window's end")
+        #expect(setup(fh: rw, 0, 2 * Self.page, Self.read, at: end - Self.page) == EINVAL, "runs past the window")
+        #expect(setup(fh: rw, 0, Self.page, Self.read, at: UInt64.max - 4095) == EINVAL, "window offset + length overflows")
+        #expect(setup(fh: rw, 3 * Self.page, Self.page, Self.read, at: 0) == EINVAL, "wholly past EOF")
+        #expect(setup(fh: rw, 0, 4 * Self.page, Self.read, at: 0) == EINVAL, "runs past EOF")
+        #expect(setup(fh: rw, 0, 100, Self.read, at: 0) == EINVAL, "length not page aligned")
+        #expect(setup(fh: rw, 0, Self.page, Self.read, at: 12) == EINVAL, "window offset not page aligned")
+        #expect(setup(fh: rw, 0, 0, Self.read, at: 0) == EINVAL, "empty")
+        #expect(setup(fh: rw, 0, Self.page, 1 << 5, at: 0) == EINVAL, "unknown flag")
+        #expect(setup(fh: dirHandle, node: dirNode, 0, Self.page, Self.read, at: 0) == ENODEV, "a directory handle")
+        #expect(setup(fh: UInt64.max, node: dirNode, 0, Self.page, Self.read, at: 0) == ENODEV, "a directory node")
+        #expect(setup(fh: ro, 0, Self.page, Self.write, at: 0) == EACCES, "WRITE on a read-only handle")
+        #expect(setup(fh: 987_654, 0, Self.page, Self.read, at: 0) == EBADF, "a handle never opened")
+        #expect(s.maps.mappings.isEmpty && s.window(0, 4) == [0, 0, 0, 0], "nothing refused was mapped")
+
+        // REMOVEMAPPING: a count the request cannot hold is refused before
+        // anything is removed (no read past the request).
+        #expect(setup(fh: rw, 0, Self.page, Self.read, at: 0) == 0)
+        #expect(s.c.removeMapping(s.node, [(0, Self.page)], count: 2).errno == EINVAL)
+        #expect(s.c.removeMapping(s.node, [], count: UInt32.max).errno == EINVAL)
+        #expect(s.maps.mappings.count == 1 && s.window(0, 1) == Array("A".utf8))
+        #expect(s.c.removeMapping(s.node, [(end, Self.page)]).errno == EINVAL, "a range past the window")
+        #expect(s.c.removeMapping(s.node, [(0, 5)]).errno == EINVAL, "an unaligned range")
+        #expect(s.maps.mappings.count == 1)
+    }
+
+    @Test func writeMappingOnAReadOnlyShareIsEROFS() throws {
+        let s = try Share(readOnly: true)
+        let fh = s.c.open(s.node, flags: UInt32(O_RDONLY)).openHandle
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: Self.page, flags: Self.write, windowOffset: 0).errno == EROFS)
+        #expect(s.c.setupMapping(s.node, fh: UInt64.max, fileOffset: 0, length: Self.page, flags: Self.write, windowOffset: 0).errno == EROFS)
+        // Reading is what a read-only share is for.
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: Self.page, flags: Self.read, windowOffset: 0).ok)
+        #expect(s.window(0, 1) == Array("A".utf8))
+    }
+
+    @Test func shrinkingAMappedFileLeavesZeroPagesNotSIGBUS() throws {
+        // Each shrink below would make the mapped pages past the new end
+        // SIGBUS on the next load here (the test process would die).
+        let s = try Share()
+        let fh = s.c.open(s.node, flags: UInt32(O_RDWR)).openHandle
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: 3 * Self.page, flags: Self.write, windowOffset: 0).ok)
+        // SETATTR size 4097: page 1 still holds the end of the file, page 2 goes.
+        #expect(s.c.setattr(s.node, valid: 1 << 3, size: Self.page + 1).ok)
+        #expect(s.window(0, 1) == Array("A".utf8) && s.window(Self.page, 1) == Array("B".utf8))
+        #expect(s.window(2 * Self.page, 4096) == [UInt8](repeating: 0, count: 4096))
+        #expect(s.maps.mappings.map(\.length) == [2 * Self.page])
+        // OPEN with O_TRUNC: nothing of the file stays mapped.
+        #expect(s.c.open(s.node, flags: UInt32(O_RDWR | O_TRUNC)).ok)
+        #expect(s.window(0, 1) == [0] && s.window(Self.page, 1) == [0])
+        #expect(s.maps.mappings.isEmpty)
+        // FALLOCATE collapsing a range shrinks the file too.
+        let fd = Glibc.open(s.f.path("data"), O_WRONLY)
+        _ = ftruncate(fd, off_t(3 * Self.page))
+        close(fd)
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: 3 * Self.page, flags: Self.read, windowOffset: 0).ok)
+        let b = Bytes(); b.u64(fh).u64(0).u64(Self.page).u32(UInt32(HostFSFlag.fallocCollapseRange)).u32(0)
+        let collapsed = s.c.call(.fallocate, node: s.node, b)
+        if collapsed.errno == EOPNOTSUPP {
+            print("DAXTests: /tmp's file system cannot collapse a range; the FALLOCATE case did not run")
+        } else {
+            #expect(collapsed.ok)
+            #expect(s.window(2 * Self.page, 4096) == [UInt8](repeating: 0, count: 4096))
+            #expect(s.maps.mappings.map(\.length) == [2 * Self.page])
+        }
+    }
+}
