@@ -359,10 +359,13 @@ public final class FUSEServer: FUSERequestHandler {
             session.withLock { $0 = nil }
         }
         var ours: UInt64 = FUSEInitFlag.asyncRead | FUSEInitFlag.atomicOTrunc | FUSEInitFlag.bigWrites
-            | FUSEInitFlag.dontMask | FUSEInitFlag.doReaddirplus | FUSEInitFlag.readdirplusAuto
-            | FUSEInitFlag.parallelDirops | FUSEInitFlag.handleKillprivV2 | FUSEInitFlag.maxPages
+            | FUSEInitFlag.dontMask | FUSEInitFlag.parallelDirops | FUSEInitFlag.maxPages
             | FUSEInitFlag.cacheSymlinks | FUSEInitFlag.setxattrExt | FUSEInitFlag.autoInvalData
             | FUSEInitFlag.asyncDIO
+        if options.readdirplus { ours |= FUSEInitFlag.doReaddirplus | FUSEInitFlag.readdirplusAuto }
+        if options.killprivV2 { ours |= FUSEInitFlag.handleKillprivV2 }
+        if options.directIOAllowMmap { ours |= FUSEInitFlag.directIOAllowMmap }
+        if options.announceSubmounts { ours |= FUSEInitFlag.submounts }
         if options.posixLocks { ours |= FUSEInitFlag.posixLocks }
         if options.flockLocks { ours |= FUSEInitFlag.flockLocks }
         if options.writeback { ours |= FUSEInitFlag.writebackCache }

@@ -27,6 +27,7 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     case .never: .never
     case .auto: .auto
     case .always: .always
+    case .metadata: .metadata
     }
     let io: any IOEngine
     switch engine {
@@ -41,7 +42,10 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     }
     let fs: PassthroughFileSystem
     do {
-        let options = PassthroughOptions(cache: cache, xattr: settings.xattr)
+        var options = PassthroughOptions(cache: cache, xattr: settings.xattr, fileHandles: settings.inodeFileHandles != .never)
+        options.requireFileHandles = settings.inodeFileHandles == .mandatory
+        options.allowDirectIO = settings.allowDirectIO
+        options.keepNoatime = settings.keepsNoatime
         if let confined {
             fs = try PassthroughFileSystem(rootDirectory: confined.root, procSelfFD: confined.procSelfFD, path: dir,
                                            options: options, engine: io)
@@ -51,10 +55,15 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     } catch {
         throw CommandFailure("cannot share \(dir): \(error)")
     }
+    var serverOptions = FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
+                                          posixLocks: settings.posixLocks, flockLocks: settings.flockLocks)
+    serverOptions.readdirplus = settings.offersReaddirplus
+    serverOptions.killprivV2 = settings.killprivV2
+    serverOptions.directIOAllowMmap = settings.allowMmap
+    serverOptions.announceSubmounts = settings.announceSubmounts
     return FUSEServer(
         fileSystem: fs,
-        options: FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
-                                   posixLocks: settings.posixLocks, flockLocks: settings.flockLocks),
+        options: serverOptions,
         tracer: trace ? FUSETracer(log: { logLine("vfsvm: " + $0) }) : nil)
 }
 

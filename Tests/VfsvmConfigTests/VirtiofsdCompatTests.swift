@@ -55,3 +55,32 @@ import Testing
         #expect(throws: Never.self) { try VirtiofsdCompat.check(unrecognized: []) }
     }
 }
+
+@Suite struct VirtiofsdImplementedOptionTests {
+    @Test func optionListTogglesAndDefaults() throws {
+        var s = ServeSettings()
+        #expect(s.readdirplus && s.killprivV2 && s.announceSubmounts && !s.allowDirectIO && s.inodeFileHandles == .prefer)
+        #expect(s.offersReaddirplus)
+        try s.apply(OptionList(parsing: "no_readdirplus,no_killpriv_v2,allow_direct_io,cache=metadata,loglevel=err"))
+        #expect(!s.readdirplus && !s.killprivV2 && s.allowDirectIO && s.cache == .metadata && s.logLevel == .error)
+        try s.apply(OptionList(parsing: "readdirplus,killpriv_v2,no_allow_direct_io,debug,no_posix_acl"))
+        #expect(s.readdirplus && s.killprivV2 && !s.allowDirectIO && s.logLevel == .debug)
+        try s.apply(OptionList(parsing: "cache=never"))
+        #expect(s.readdirplus && !s.offersReaddirplus, "cache=never offers no READDIRPLUS, as virtiofsd")
+    }
+
+    @Test func noatimeFollowsFowner() throws {
+        var s = ServeSettings()
+        #expect(s.keepsNoatime, "CAP_FOWNER kept: O_NOATIME passes")
+        try s.modcaps.apply(parsing: "-fowner")
+        #expect(!s.keepsNoatime)
+        s.preserveNoatime = true
+        #expect(s.keepsNoatime)
+    }
+
+    @Test func modeNames() {
+        #expect(InodeFileHandles(named: "fallback") == .prefer && InodeFileHandles(named: "mandatory") == .mandatory)
+        #expect(InodeFileHandles(named: "always") == nil)
+        #expect(LogLevel(named: "err") == .error && LogLevel(named: "trace") == .trace && LogLevel.off < .error)
+    }
+}
