@@ -154,6 +154,9 @@ public struct ServeSettings: Equatable, Sendable {
     public var inodeFileHandles: InodeFileHandles = .prefer
     /// `-o log_level=` / `-o loglevel=` / `-o debug`; nil: not given.
     public var logLevel: LogLevel?
+    /// `--translate-uid` / `--translate-gid` rules, in the order given.
+    public var uidTranslation: [IDTranslationRule] = []
+    public var gidTranslation: [IDTranslationRule] = []
 
     public init() {}
 

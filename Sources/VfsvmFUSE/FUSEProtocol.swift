@@ -67,6 +67,8 @@ public struct FUSEServerOptions: Sendable, Equatable {
     /// Accept FUSE_SUBMOUNTS, so that the file system may mark mount
     /// points with FUSE_ATTR_SUBMOUNT.
     public var announceSubmounts = false
+    /// Guest <-> host uid/gid translation; nil: ids pass unchanged.
+    public var idTranslation: FUSEIDTranslation? = nil
     public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, locks: Bool = true) {
         self.init(maxWrite: maxWrite, writeback: writeback, readOnly: readOnly, posixLocks: locks, flockLocks: locks)
     }

@@ -61,6 +61,9 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     serverOptions.killprivV2 = settings.killprivV2
     serverOptions.directIOAllowMmap = settings.allowMmap
     serverOptions.announceSubmounts = settings.announceSubmounts
+    if !settings.uidTranslation.isEmpty || !settings.gidTranslation.isEmpty {
+        serverOptions.idTranslation = FUSEIDTranslation(uids: idMap(settings.uidTranslation), gids: idMap(settings.gidTranslation))
+    }
     return FUSEServer(
         fileSystem: fs,
         options: serverOptions,
@@ -72,4 +75,22 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
 struct CommandFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The FUSE server's table for `--translate-uid`/`--translate-gid` rules.
+func idMap(_ rules: [IDTranslationRule]) -> FUSEIDMap {
+    var m = FUSEIDMap()
+    for r in rules {
+        switch r.kind {
+        case .map:
+            m.guestToHost.append(.init(start: r.from, count: r.count, target: .base(r.to)))
+            m.hostToGuest.append(.init(start: r.to, count: r.count, target: .base(r.from)))
+        case .guest: m.guestToHost.append(.init(start: r.from, count: r.count, target: .base(r.to)))
+        case .host: m.hostToGuest.append(.init(start: r.from, count: r.count, target: .base(r.to)))
+        case .squashGuest: m.guestToHost.append(.init(start: r.from, count: r.count, target: .single(r.to)))
+        case .squashHost: m.hostToGuest.append(.init(start: r.from, count: r.count, target: .single(r.to)))
+        case .forbidGuest: m.guestToHost.append(.init(start: r.from, count: r.count, target: .forbidden))
+        }
+    }
+    return m
 }

@@ -88,6 +88,12 @@ struct Serve: ParsableCommand {
     @Flag(help: "Print the vhost-user backend capabilities as JSON and exit.")
     var printCapabilities = false
 
+    @Option(help: ArgumentHelp("Translate UIDs between guest and host, as virtiofsd: map:GUEST:HOST:COUNT (both ways), guest:GUEST:HOST:COUNT, host:HOST:GUEST:COUNT, squash-guest:GUEST:HOST:COUNT, squash-host:HOST:GUEST:COUNT, forbid-guest:GUEST:COUNT. Repeatable; ids no rule covers pass unchanged.", valueName: "RULE"))
+    var translateUid: [String] = []
+
+    @Option(help: ArgumentHelp("Translate GIDs between guest and host; rules as --translate-uid.", valueName: "RULE"))
+    var translateGid: [String] = []
+
     @Option(help: "Log level: off, error, warn, info (default), debug or trace (debug and trace log every FUSE request).")
     var logLevel: LogLevel?
 
@@ -122,6 +128,12 @@ struct Serve: ParsableCommand {
         if allowMmap { s.allowMmap = true }
         if preserveNoatime { s.preserveNoatime = true }
         if let inodeFileHandles { s.inodeFileHandles = inodeFileHandles }
+        do throws(ConfigError) {
+            for t in translateUid { s.uidTranslation.append(try IDTranslationRule(parsing: t, option: "--translate-uid")) }
+            for t in translateGid { s.gidTranslation.append(try IDTranslationRule(parsing: t, option: "--translate-gid")) }
+            try IDTranslationRule.checkOverlaps(s.uidTranslation, option: "--translate-uid")
+            try IDTranslationRule.checkOverlaps(s.gidTranslation, option: "--translate-gid")
+        } catch { throw ValidationError(error.description) }
         if debug { s.logLevel = .debug }
         if let logLevel { s.logLevel = logLevel }
         if let modcaps {
