@@ -126,7 +126,7 @@ public struct ShareSpec: Hashable, Sendable {
             } else if last.hasPrefix("cache=") {
                 let name = String(last.dropFirst("cache=".count))
                 guard let mode = CacheMode(named: name) else {
-                    throw .badShare(text, reason: "cache=\(name): expected never, auto or always")
+                    throw .badShare(text, reason: "cache=\(name): expected never, auto, always or metadata")
                 }
                 cache = mode
             } else if last.hasPrefix("dax=") {

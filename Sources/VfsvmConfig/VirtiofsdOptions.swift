@@ -6,6 +6,9 @@ public enum CacheMode: String, CaseIterable, Sendable {
     case auto
     /// Long timeouts, FOPEN_KEEP_CACHE: for shares nobody changes host-side.
     case always
+    /// Entries, attributes and listings cached as `always`, file data not
+    /// at all (FOPEN_DIRECT_IO on every file), as virtiofsd's `metadata`.
+    case metadata
 
     /// A mode by name; `none` is virtiofsd's (and libvirt's) name for `never`.
     public init?(named name: String) {
@@ -37,6 +40,36 @@ public enum SeccompMode: String, CaseIterable, Sendable {
     public init?(named name: String) {
         if name == "trap" { self = .kill } else if let m = SeccompMode(rawValue: name) { self = m } else { return nil }
     }
+}
+
+/// How the passthrough file system names inodes (virtiofsd's
+/// `--inode-file-handles`).
+public enum InodeFileHandles: String, CaseIterable, Sendable {
+    /// By (parent, name) and O_PATH fds only.
+    case never
+    /// By kernel file handles where the host file system has them, else by
+    /// (parent, name): vfsvm's default.
+    case prefer
+    /// By file handles only: an inode without one is an error.
+    case mandatory
+
+    /// A mode by name; `fallback` is virtiofsd's old name for `prefer`.
+    public init?(named name: String) {
+        if name == "fallback" { self = .prefer } else if let m = InodeFileHandles(rawValue: name) { self = m } else { return nil }
+    }
+}
+
+/// How much `vfsvm serve` logs (virtiofsd's `--log-level`).
+public enum LogLevel: String, CaseIterable, Sendable, Comparable {
+    case off, error, warn, info, debug, trace
+
+    /// A level by name; `err` is the C virtiofsd's name for `error`.
+    public init?(named name: String) {
+        if name == "err" { self = .error } else if let l = LogLevel(rawValue: name) { self = l } else { return nil }
+    }
+
+    private var rank: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rank < b.rank }
 }
 
 /// The `-o a,b=c` option list virtiofsd and libvirt use. Values may contain
@@ -101,8 +134,40 @@ public struct ServeSettings: Equatable, Sendable {
     /// `-o modcaps=` / `--modcaps`: capabilities kept beyond or dropped from
     /// what the share needs (see `capabilities`).
     public var modcaps = CapabilityChanges()
+    /// READDIRPLUS offered (virtiofsd's default; `--no-readdirplus` and
+    /// `cache=never` turn it off).
+    public var readdirplus = true
+    /// FUSE_HANDLE_KILLPRIV_V2 offered: on by default (the C virtiofsd's
+    /// default; the Rust virtiofsd needs `--killpriv-v2`).
+    public var killprivV2 = true
+    /// O_DIRECT of guest opens honoured (`--allow-direct-io`).
+    public var allowDirectIO = false
+    /// FUSE_DIRECT_IO_ALLOW_MMAP offered (`--allow-mmap`).
+    public var allowMmap = false
+    /// Mount points inside the share marked FUSE_ATTR_SUBMOUNT (on by
+    /// default, as in virtiofsd; `--no-announce-submounts`).
+    public var announceSubmounts = true
+    /// O_NOATIME of guest opens kept even without CAP_FOWNER
+    /// (`--preserve-noatime`).
+    public var preserveNoatime = false
+    /// `--inode-file-handles`.
+    public var inodeFileHandles: InodeFileHandles = .prefer
+    /// `-o log_level=` / `-o loglevel=` / `-o debug`; nil: not given.
+    public var logLevel: LogLevel?
+    /// `--translate-uid` / `--translate-gid` rules, in the order given.
+    public var uidTranslation: [IDTranslationRule] = []
+    public var gidTranslation: [IDTranslationRule] = []
 
     public init() {}
+
+    /// Whether guest O_NOATIME reaches host opens: asked for, or the
+    /// server keeps CAP_FOWNER (which such opens need on files it does
+    /// not own), as virtiofsd decides.
+    public var keepsNoatime: Bool { preserveNoatime || capabilities.contains(Capability.fowner) }
+
+    /// READDIRPLUS as offered to the guest: never with `cache=never`
+    /// (attributes that must not be cached are not worth sending ahead).
+    public var offersReaddirplus: Bool { readdirplus && cache != .never }
 
     /// Applies one `-o` list on top of the current settings. Unknown options
     /// are errors: silently ignoring one would serve a share differently
@@ -121,7 +186,7 @@ public struct ServeSettings: Equatable, Sendable {
             case "cache":
                 let v = try need()
                 guard let mode = CacheMode(named: v) else {
-                    throw .badOption("cache=\(v)", reason: "expected never (or none), auto or always")
+                    throw .badOption("cache=\(v)", reason: "expected never (or none), auto, always or metadata")
                 }
                 cache = mode
             case "sandbox":
@@ -140,9 +205,25 @@ public struct ServeSettings: Equatable, Sendable {
             case "modcaps": try modcaps.apply(parsing: need())
             case "writeback": try none(); writeback = true
             case "no_writeback": try none(); writeback = false
+            case "readdirplus": try none(); readdirplus = true
+            case "no_readdirplus": try none(); readdirplus = false
+            case "killpriv_v2": try none(); killprivV2 = true
+            case "no_killpriv_v2": try none(); killprivV2 = false
+            case "allow_direct_io": try none(); allowDirectIO = true
+            case "no_allow_direct_io": try none(); allowDirectIO = false
+            case "announce_submounts": try none(); announceSubmounts = true
+            // Asking for what vfsvm does anyway: no ACLs, no labels.
+            case "no_posix_acl", "no_security_label": try none()
+            case "debug": try none(); logLevel = .debug
+            case "log_level", "loglevel":
+                let v = try need()
+                guard let level = LogLevel(named: v) else {
+                    throw .badOption("\(key)=\(v)", reason: "expected off, error (or err), warn, info, debug or trace")
+                }
+                logLevel = level
             default:
                 if let row = VirtiofsdCompat.unimplemented(compat: key) { throw .unimplemented("-o \(key)", meaning: row.meaning) }
-                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, modcaps)")
+                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, readdirplus, no_readdirplus, killpriv_v2, no_killpriv_v2, allow_direct_io, no_allow_direct_io, announce_submounts, no_posix_acl, no_security_label, modcaps, debug, log_level)")
             }
         }
     }

@@ -22,12 +22,23 @@ public enum FUSEInitFlag {
     /// init_out.map_alignment holds log2 of the DAX mapping alignment;
     /// offered only by a server with a DAX window.
     public static let mapAlignment: UInt64 = 1 << 26
+    /// The client mounts directories marked FUSE_ATTR_SUBMOUNT as submounts.
+    public static let submounts: UInt64 = 1 << 27
     public static let handleKillprivV2: UInt64 = 1 << 28
     public static let setxattrExt: UInt64 = 1 << 29
     public static let initExt: UInt64 = 1 << 30
+    /// Shared mmap of files opened with FOPEN_DIRECT_IO (flags2 bit 4;
+    /// linux/fuse.h 7.39).
+    public static let directIOAllowMmap: UInt64 = 1 << 36
     /// FUSE passthrough (7.40): OPEN replies may name a backing file the
     /// kernel then reads and writes itself, without the server.
     public static let passthrough: UInt64 = 1 << 37
+}
+
+/// fuse_attr.flags bits.
+public enum FUSEAttrFlag {
+    /// FUSE_ATTR_SUBMOUNT: the directory is the root of another mount.
+    public static let submount: UInt32 = 1 << 0
 }
 
 /// FOPEN_PASSTHROUGH (7.40): the open reply's backing_id names the file
@@ -78,6 +89,18 @@ public struct FUSEServerOptions: Sendable, Equatable {
     /// The name those threads carry (15 bytes at most: what `ps -L` and
     /// /proc/PID/task/TID/comm show).
     public var lockWaiterThreadName = "vfsvm-fuse-wait"
+    /// Offer READDIRPLUS (FUSE_DO_READDIRPLUS, FUSE_READDIRPLUS_AUTO).
+    public var readdirplus = true
+    /// Offer FUSE_HANDLE_KILLPRIV_V2: the server clears setuid/setgid on
+    /// WRITE, truncating OPEN and SETATTR when the client asks.
+    public var killprivV2 = true
+    /// Offer FUSE_DIRECT_IO_ALLOW_MMAP (shared mmap of direct-I/O files).
+    public var directIOAllowMmap = false
+    /// Accept FUSE_SUBMOUNTS, so that the file system may mark mount
+    /// points with FUSE_ATTR_SUBMOUNT.
+    public var announceSubmounts = false
+    /// Guest <-> host uid/gid translation; nil: ids pass unchanged.
+    public var idTranslation: FUSEIDTranslation? = nil
     public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, locks: Bool = true) {
         self.init(maxWrite: maxWrite, writeback: writeback, readOnly: readOnly, posixLocks: locks, flockLocks: locks)
     }

@@ -198,7 +198,22 @@ public final class FUSEServer: FUSERequestHandler {
 
     private func dispatch(_ r: FUSERequest, session s: FUSESession?, payload: some ScatterGatherList, reply: some ScatterGatherList) throws(FUSEErrno) -> Body {
         let fs = fileSystem
-        let ctx = r.header.context
+        let ids = options.idTranslation
+        var ctx = r.header.context
+        // A caller whose ids are forbidden may still look and read; what
+        // would make a file with its ids, or check access as it, fails.
+        var forbidden = false
+        if let ids {
+            if let u = ids.uids.host(forGuest: ctx.uid), let g = ids.gids.host(forGuest: ctx.gid) {
+                ctx.uid = u; ctx.gid = g
+            } else {
+                forbidden = true
+            }
+        }
+        func creds() throws(FUSEErrno) {
+            if forbidden { throw FUSEErrno(.EPERM, "the caller's uid or gid is forbidden by --translate-uid/--translate-gid") }
+        }
+        func out(_ e: FUSEEntry) -> FUSEEntry { ids?.toGuest(e) ?? e }
         let node = r.header.nodeID
         var w = WireWriter()
         switch r.operation {
@@ -224,34 +239,46 @@ public final class FUSEServer: FUSERequestHandler {
             for r in ranges {
                 do { try dax.remove(windowOffset: r.offset, length: r.length) } catch { throw FUSEErrno(error) }
             }
-        case let .lookup(name): try fs.lookup(ctx, parent: node, name: name).encode(into: &w)
+        case let .lookup(name): out(try fs.lookup(ctx, parent: node, name: name)).encode(into: &w)
         case .forget, .batchForget, .interrupt: return .bytes([])  // answered in execute
         case let .getattr(handle):
             let (attr, timeout) = try fs.getattr(ctx, node: node, handle: handle)
             encodeAttrOut(attr, timeout, &w)
-        case let .setattr(change):
+        case var .setattr(change):
+            if let ids {
+                let forbid = FUSEErrno(.EPERM, "SETATTR: the new owner is forbidden by --translate-uid/--translate-gid")
+                if let uid = change.uid { guard let h = ids.uids.host(forGuest: uid) else { throw forbid }; change.uid = h }
+                if let gid = change.gid { guard let h = ids.gids.host(forGuest: gid) else { throw forbid }; change.gid = h }
+            }
             let (attr, timeout) = try fs.setattr(ctx, node: node, change)
             encodeAttrOut(attr, timeout, &w)
         case .readlink: return .bytes(try fs.readlink(ctx, node: node))
-        case let .symlink(name, target): try fs.symlink(ctx, parent: node, name: name, target: target).encode(into: &w)
+        case let .symlink(name, target):
+            try creds()
+            out(try fs.symlink(ctx, parent: node, name: name, target: target)).encode(into: &w)
         case let .mknod(name, mode, rdev, umask):
-            try fs.mknod(ctx, parent: node, name: name, mode: mode, rdev: rdev, umask: umask).encode(into: &w)
-        case let .mkdir(name, mode, umask): try fs.mkdir(ctx, parent: node, name: name, mode: mode, umask: umask).encode(into: &w)
+            try creds()
+            out(try fs.mknod(ctx, parent: node, name: name, mode: mode, rdev: rdev, umask: umask)).encode(into: &w)
+        case let .mkdir(name, mode, umask):
+            try creds()
+            out(try fs.mkdir(ctx, parent: node, name: name, mode: mode, umask: umask)).encode(into: &w)
         case let .unlink(name): try fs.unlink(ctx, parent: node, name: name)
         case let .rmdir(name): try fs.rmdir(ctx, parent: node, name: name)
         case let .rename(name, newParent, newName, flags):
             try fs.rename(ctx, parent: node, name: name, newParent: newParent, newName: newName, flags: flags)
-        case let .link(oldNode, newName): try fs.link(ctx, node: oldNode, newParent: node, newName: newName).encode(into: &w)
+        case let .link(oldNode, newName): out(try fs.link(ctx, node: oldNode, newParent: node, newName: newName)).encode(into: &w)
         case let .open(flags, openFlags):
             if writesAccess(flags) { try readOnlyCheck() }
             passthrough(try fs.open(ctx, node: node, flags: flags, openFlags: openFlags), session: s).encode(into: &w)
         case let .create(name, flags, mode, umask, openFlags):
+            try creds()
             let (entry, open) = try fs.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags, openFlags: openFlags)
-            entry.encode(into: &w)
+            out(entry).encode(into: &w)
             passthrough(open, session: s).encode(into: &w)
         case let .tmpfile(flags, mode, umask, _):
+            try creds()
             let (entry, open) = try fs.tmpfile(ctx, parent: node, mode: mode, umask: umask, flags: flags)
-            entry.encode(into: &w)
+            out(entry).encode(into: &w)
             open.encode(into: &w)
         case let .read(handle, offset, size):
             // Never more than the reply can hold: the kernel sizes the reply
@@ -289,7 +316,7 @@ public final class FUSEServer: FUSERequestHandler {
         case let .opendir(flags): try fs.opendir(ctx, node: node, flags: flags).encode(into: &w)
         case let .readdir(handle, offset, size, plus):
             let limit = min(Int(size), max(reply.byteCount - FUSEWireSize.outHeader, 0), 1 << 20)
-            var buffer = FUSEDirectoryBuffer(limit: limit, plus: plus)
+            var buffer = FUSEDirectoryBuffer(limit: limit, plus: plus, ids: ids)
             try fs.readdir(ctx, node: node, handle: handle, offset: offset, into: &buffer)
             return .bytes(buffer.writer.bytes)
         case let .getlk(handle, owner, lock, flock):
@@ -301,6 +328,7 @@ public final class FUSEServer: FUSERequestHandler {
             try fs.setlk(ctx, node: node, handle: handle, owner: owner, lock: lock, wait: wait, flock: flock)
         case let .access(mask):
             if mask & UInt32(W_OK) != 0 { try readOnlyCheck() }
+            if forbidden { throw FUSEErrno(.EACCES, "ACCESS: the caller's ids are forbidden by --translate-uid/--translate-gid") }
             try fs.access(ctx, node: node, mask: mask)
         case let .fallocate(handle, offset, length, mode):
             try fs.fallocate(ctx, node: node, handle: handle, offset: offset, length: length, mode: mode)
@@ -341,7 +369,7 @@ public final class FUSEServer: FUSERequestHandler {
 
     private func encodeAttrOut(_ attr: FUSEAttributes, _ timeout: FUSETimeout, _ w: inout WireWriter) {
         w.u64(timeout.seconds); w.u32(timeout.nanoseconds); w.u32(0)
-        attr.encode(into: &w)
+        (options.idTranslation?.toGuest(attr) ?? attr).encode(into: &w)
     }
 
     // MARK: - Replies
@@ -403,10 +431,13 @@ public final class FUSEServer: FUSERequestHandler {
             session.withLock { $0 = nil }
         }
         var ours: UInt64 = FUSEInitFlag.asyncRead | FUSEInitFlag.atomicOTrunc | FUSEInitFlag.bigWrites
-            | FUSEInitFlag.dontMask | FUSEInitFlag.doReaddirplus | FUSEInitFlag.readdirplusAuto
-            | FUSEInitFlag.parallelDirops | FUSEInitFlag.handleKillprivV2 | FUSEInitFlag.maxPages
+            | FUSEInitFlag.dontMask | FUSEInitFlag.parallelDirops | FUSEInitFlag.maxPages
             | FUSEInitFlag.cacheSymlinks | FUSEInitFlag.setxattrExt | FUSEInitFlag.autoInvalData
             | FUSEInitFlag.asyncDIO
+        if options.readdirplus { ours |= FUSEInitFlag.doReaddirplus | FUSEInitFlag.readdirplusAuto }
+        if options.killprivV2 { ours |= FUSEInitFlag.handleKillprivV2 }
+        if options.directIOAllowMmap { ours |= FUSEInitFlag.directIOAllowMmap }
+        if options.announceSubmounts { ours |= FUSEInitFlag.submounts }
         if options.posixLocks { ours |= FUSEInitFlag.posixLocks }
         if options.flockLocks { ours |= FUSEInitFlag.flockLocks }
         if options.writeback { ours |= FUSEInitFlag.writebackCache }

@@ -114,10 +114,13 @@ public struct FUSEDirectoryBuffer: Sendable {
     public let limit: Int
     public let plus: Bool
     public private(set) var writer = WireWriter(capacity: 4096)
+    /// Applied to READDIRPLUS entries' owners (see FUSEIDTranslation).
+    let ids: FUSEIDTranslation?
 
-    init(limit: Int, plus: Bool) {
+    init(limit: Int, plus: Bool, ids: FUSEIDTranslation? = nil) {
         self.limit = limit
         self.plus = plus
+        self.ids = ids
     }
 
     public var isEmpty: Bool { writer.bytes.isEmpty }
@@ -139,7 +142,7 @@ public struct FUSEDirectoryBuffer: Sendable {
     public mutating func add(name: [UInt8], ino: UInt64, type: UInt32, nextOffset: UInt64, entry: FUSEEntry? = nil) -> Bool {
         guard fits(nameLength: name.count) else { return false }
         if plus {
-            if let entry { entry.encode(into: &writer) } else { writer.zeros(FUSEWireSize.entryOut) }
+            if let entry { (ids?.toGuest(entry) ?? entry).encode(into: &writer) } else { writer.zeros(FUSEWireSize.entryOut) }
         }
         writer.u64(ino); writer.u64(nextOffset); writer.u32(UInt32(name.count)); writer.u32(type)
         writer.raw(name)

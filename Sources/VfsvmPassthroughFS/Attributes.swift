@@ -11,7 +11,7 @@ extension PassthroughFileSystem {
         switch options.cache {
         case .never: return .zero
         case .auto: return FUSETimeout(seconds: 1)
-        case .always: return FUSETimeout(seconds: 86400)
+        case .always, .metadata: return FUSETimeout(seconds: 86400)
         }
     }
 

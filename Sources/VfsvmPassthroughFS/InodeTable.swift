@@ -109,6 +109,9 @@ extension PassthroughFileSystem {
             }
             if anchor == nil { handle = nil }
         }
+        if handle == nil, options.fileHandles, options.requireFileHandles, !pin, location != nil {
+            throw FUSEErrno(.EOPNOTSUPP, "no file handle for this inode (file handles are mandatory)")
+        }
         var pathFD: FileDescriptor? = nil
         let byName = handle == nil && !pin && location != nil
         if handle == nil {

@@ -12,7 +12,14 @@ extension PassthroughFileSystem {
             let fd = try parentFD.openAt(name, flags: HostFSFlag.path | O_NOFOLLOW)
             return (fd, try fd.stat())
         }
-        return entry(try enter(fd, st, at: Location(parent: parent, name: name)), st)
+        var e = entry(try enter(fd, st, at: Location(parent: parent, name: name)), st)
+        if st.isDirectory, session?.has(FUSEInitFlag.submounts) == true,
+           let parentStat = try? parentFD.stat(), parentStat.dev != st.dev {
+            // Another file system mounted here: the guest gives it a
+            // superblock (and st_dev) of its own.
+            e.attributes.flags |= FUSEAttrFlag.submount
+        }
+        return e
     }
 
     /// Whether walking ".." up from `fd` reaches the shared root.

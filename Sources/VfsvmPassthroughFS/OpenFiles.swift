@@ -6,12 +6,20 @@ import CVfsvmLinux
 // The table of open files and directories (FUSE file handles), and the
 // requests that open and release files: OPEN, CREATE, TMPFILE, RELEASE.
 extension PassthroughFileSystem {
-    func openReply(_ handle: UInt64, directory: Bool) -> FUSEOpenReply {
+    /// The FOPEN_* flags of an open: the cache mode's, plus FOPEN_DIRECT_IO
+    /// for a guest O_DIRECT open of a file with `allowDirectIO`.
+    func openReply(_ handle: UInt64, directory: Bool, guestFlags: UInt32 = 0) -> FUSEOpenReply {
+        var flags: UInt32
         switch options.cache {
-        case .never: return FUSEOpenReply(handle: handle, flags: directory ? 0 : UInt32(FOPEN_DIRECT_IO))
-        case .auto: return FUSEOpenReply(handle: handle, flags: 0)
-        case .always: return FUSEOpenReply(handle: handle, flags: UInt32(FOPEN_KEEP_CACHE) | (directory ? UInt32(FOPEN_CACHE_DIR) : 0))
+        case .never: flags = directory ? 0 : UInt32(FOPEN_DIRECT_IO)
+        case .auto: flags = 0
+        case .always: flags = UInt32(FOPEN_KEEP_CACHE) | (directory ? UInt32(FOPEN_CACHE_DIR) : 0)
+        case .metadata: flags = directory ? UInt32(FOPEN_KEEP_CACHE) | UInt32(FOPEN_CACHE_DIR) : UInt32(FOPEN_DIRECT_IO)
         }
+        if !directory, options.allowDirectIO, Int32(bitPattern: guestFlags) & HostFSFlag.direct != 0 {
+            flags |= UInt32(FOPEN_DIRECT_IO)
+        }
+        return FUSEOpenReply(handle: handle, flags: flags)
     }
 
     /// Enters an open fd into the table, filling the slot taken for it
@@ -49,8 +57,12 @@ extension PassthroughFileSystem {
     /// Guest open flags reduced to what is passed to the host.
     func hostFlags(_ flags: UInt32) -> Int32 {
         let f = Int32(bitPattern: flags)
-        // O_DIRECT is dropped: guest buffers need not meet its alignment rules.
-        var keep: Int32 = O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O_SYNC | O_DSYNC | HostFSFlag.noatime
+        // O_DIRECT is dropped unless allowed: guest buffers need not meet
+        // its alignment rules. O_NOATIME only where it is kept (see
+        // PassthroughOptions.keepNoatime).
+        var keep: Int32 = O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O_SYNC | O_DSYNC
+        if options.keepNoatime { keep |= HostFSFlag.noatime }
+        if options.allowDirectIO { keep |= HostFSFlag.direct }
         let writeback = session?.has(FUSEInitFlag.writebackCache) ?? false
         if writeback { keep &= ~O_APPEND }
         var out = f & keep
@@ -94,7 +106,7 @@ extension PassthroughFileSystem {
             giveBackHandleSlot()
             throw error
         }
-        return openReply(register(fd, node: node, directory: false), directory: false)
+        return openReply(register(fd, node: node, directory: false), directory: false, guestFlags: flags)
     }
 
     public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
@@ -137,7 +149,7 @@ extension PassthroughFileSystem {
             giveBackHandleSlot()
             throw error
         }
-        return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
+        return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false, guestFlags: flags))
     }
 
     public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
@@ -158,7 +170,7 @@ extension PassthroughFileSystem {
             giveBackHandleSlot()
             throw error
         }
-        return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false))
+        return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false, guestFlags: flags))
     }
 
     public func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(FUSEErrno) {

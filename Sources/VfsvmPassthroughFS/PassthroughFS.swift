@@ -14,6 +14,10 @@ public struct PassthroughOptions: Sendable, Equatable {
         case auto
         /// A day; FOPEN_KEEP_CACHE and FOPEN_CACHE_DIR.
         case always
+        /// Entries, attributes and directory listings for a day (as
+        /// `always`), file data not at all: FOPEN_DIRECT_IO on every file
+        /// (virtiofsd's `--cache metadata`).
+        case metadata
     }
 
     public var cache: Cache = .auto
@@ -33,6 +37,21 @@ public struct PassthroughOptions: Sendable, Equatable {
     /// starts (INIT), leaving room for the O_PATH cache and a reserve
     /// (`PassthroughFileSystem.fdBudget`).
     public var maxOpenHandles: Int?
+    /// With `fileHandles`: an inode the host cannot name by a file handle
+    /// is an error (EOPNOTSUPP to the guest; the root at start) instead of
+    /// being named by (parent, name). virtiofsd's
+    /// `--inode-file-handles=mandatory`. Entries that pin an O_PATH fd
+    /// anyway (O_TMPFILE files, ".." lookups) still do.
+    public var requireFileHandles = false
+    /// Honour a guest's O_DIRECT: the host file is opened O_DIRECT too and
+    /// the open gets FOPEN_DIRECT_IO (the guest page cache is bypassed).
+    /// Off, O_DIRECT is dropped (virtiofsd's `--allow-direct-io`).
+    public var allowDirectIO = false
+    /// Pass a guest's O_NOATIME to the host open. Opening a file one does
+    /// not own O_NOATIME needs CAP_FOWNER, so without it the flag is
+    /// dropped rather than failing the open with EPERM (virtiofsd's
+    /// `--preserve-noatime`, which it also implies when it has FOWNER).
+    public var keepNoatime = true
 
     public init(cache: Cache = .auto, xattr: Bool = true, pathFDCacheSize: Int = 512, fileHandles: Bool = true, maxOpenHandles: Int? = nil) {
         self.cache = cache; self.xattr = xattr; self.pathFDCacheSize = pathFDCacheSize; self.fileHandles = fileHandles
@@ -41,10 +60,21 @@ public struct PassthroughOptions: Sendable, Equatable {
 }
 
 /// Failures setting the file system up.
-public enum PassthroughError: Error, Equatable {
+public enum PassthroughError: Error, Equatable, CustomStringConvertible {
     case cannotOpenRoot(path: String, SystemError)
     case rootNotDirectory(path: String)
     case cannotOpenProc(SystemError)
+    /// `requireFileHandles`, and the share's root has no file handle.
+    case noFileHandles(path: String)
+
+    public var description: String {
+        switch self {
+        case let .cannotOpenRoot(path, e): "cannot open \(path): \(e)"
+        case let .rootNotDirectory(path): "\(path) is not a directory"
+        case let .cannotOpenProc(e): "cannot open /proc/self/fd: \(e)"
+        case let .noFileHandles(path): "\(path) cannot be named by file handles (name_to_handle_at fails there), which --inode-file-handles=mandatory requires; use prefer or never"
+        }
+    }
 }
 
 /// The `FileSystem` over a host directory.
@@ -216,6 +246,7 @@ public final class PassthroughFileSystem: FileSystem {
         // The anchor for open_by_handle_at on the root's mount must not be O_PATH.
         let anchor = try? rootFD.openAt([0x2e], flags: O_RDONLY | O_DIRECTORY)
         if anchor == nil { handle = nil }
+        if options.fileHandles, options.requireFileHandles, handle == nil { throw .noFileHandles(path: path) }
         // Keys of handle-less entries carry the birth time (see InodeKey).
         self.rootKey = InodeKey(dev: st.dev, ino: st.ino, birth: handle == nil ? rootFD.birthTime() ?? 0 : 0)
         var s = State()

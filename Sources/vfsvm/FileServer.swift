@@ -28,6 +28,7 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     case .never: .never
     case .auto: .auto
     case .always: .always
+    case .metadata: .metadata
     }
     let io: any IOEngine
     switch engine {
@@ -42,7 +43,10 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     }
     let fs: PassthroughFileSystem
     do {
-        let options = PassthroughOptions(cache: cache, xattr: settings.xattr)
+        var options = PassthroughOptions(cache: cache, xattr: settings.xattr, fileHandles: settings.inodeFileHandles != .never)
+        options.requireFileHandles = settings.inodeFileHandles == .mandatory
+        options.allowDirectIO = settings.allowDirectIO
+        options.keepNoatime = settings.keepsNoatime
         if let confined {
             fs = try PassthroughFileSystem(rootDirectory: confined.root, procSelfFD: confined.procSelfFD, path: dir,
                                            options: options, engine: io)
@@ -52,10 +56,18 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     } catch {
         throw CommandFailure("cannot share \(dir): \(error)")
     }
+    var serverOptions = FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
+                                          posixLocks: settings.posixLocks, flockLocks: settings.flockLocks)
+    serverOptions.readdirplus = settings.offersReaddirplus
+    serverOptions.killprivV2 = settings.killprivV2
+    serverOptions.directIOAllowMmap = settings.allowMmap
+    serverOptions.announceSubmounts = settings.announceSubmounts
+    if !settings.uidTranslation.isEmpty || !settings.gidTranslation.isEmpty {
+        serverOptions.idTranslation = FUSEIDTranslation(uids: idMap(settings.uidTranslation), gids: idMap(settings.gidTranslation))
+    }
     return FUSEServer(
         fileSystem: fs,
-        options: FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
-                                   posixLocks: settings.posixLocks, flockLocks: settings.flockLocks),
+        options: serverOptions,
         tracer: trace ? FUSETracer(log: { logLine("vfsvm: " + $0) }) : nil, dax: dax,
         backingFiles: backingFiles)
 }
@@ -65,4 +77,22 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
 struct CommandFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The FUSE server's table for `--translate-uid`/`--translate-gid` rules.
+func idMap(_ rules: [IDTranslationRule]) -> FUSEIDMap {
+    var m = FUSEIDMap()
+    for r in rules {
+        switch r.kind {
+        case .map:
+            m.guestToHost.append(.init(start: r.from, count: r.count, target: .base(r.to)))
+            m.hostToGuest.append(.init(start: r.to, count: r.count, target: .base(r.from)))
+        case .guest: m.guestToHost.append(.init(start: r.from, count: r.count, target: .base(r.to)))
+        case .host: m.hostToGuest.append(.init(start: r.from, count: r.count, target: .base(r.to)))
+        case .squashGuest: m.guestToHost.append(.init(start: r.from, count: r.count, target: .single(r.to)))
+        case .squashHost: m.hostToGuest.append(.init(start: r.from, count: r.count, target: .single(r.to)))
+        case .forbidGuest: m.guestToHost.append(.init(start: r.from, count: r.count, target: .forbidden))
+        }
+    }
+    return m
 }

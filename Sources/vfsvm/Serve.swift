@@ -25,8 +25,29 @@ struct Serve: ParsableCommand {
     @Option(name: .customShort("o"), help: ArgumentHelp("virtiofsd-style options: source=DIR, cache=, sandbox=, xattr, no_xattr, readonly, flock, posix_lock, ...", valueName: "OPTIONS"))
     var options: [String] = []
 
-    @Option(help: "Cache mode: never, auto or always.")
+    @Option(help: "Cache mode: never, auto, always or metadata (entries and attributes cached a day, file data not at all).")
     var cache: CacheMode?
+
+    @Flag(help: "Do not offer READDIRPLUS (directory listings carry no attributes). cache=never implies it.")
+    var noReaddirplus = false
+
+    @Flag(inversion: .prefixedNo, help: "Offer FUSE_HANDLE_KILLPRIV_V2: vfsvm clears setuid/setgid bits on write, truncate and chown as the guest asks (default on).")
+    var killprivV2: Bool?
+
+    @Flag(inversion: .prefixedNo, help: "Mark directories that are mount points (FUSE_ATTR_SUBMOUNT) so the guest gives each its own st_dev (default on).")
+    var announceSubmounts: Bool?
+
+    @Flag(help: "Honour O_DIRECT of guest opens: the host file is opened O_DIRECT and the guest page cache is bypassed (FOPEN_DIRECT_IO).")
+    var allowDirectIO = false
+
+    @Flag(help: "Let the guest mmap files opened for direct I/O (FUSE_DIRECT_IO_ALLOW_MMAP; with --cache never or metadata). Only for shares nothing else changes.")
+    var allowMmap = false
+
+    @Flag(help: "Keep O_NOATIME of guest opens even when CAP_FOWNER was dropped (--modcaps=-fowner); with it, it is always kept.")
+    var preserveNoatime = false
+
+    @Option(help: ArgumentHelp("How inodes are named: never (O_PATH fds only), prefer (file handles where the host has them; default) or mandatory (file handles only; fallback is an old name of prefer).", valueName: "MODE"))
+    var inodeFileHandles: InodeFileHandles?
 
     @Option(help: "Worker threads per request queue (default 0: requests are handled on the queue's own thread; requests waiting for a lock always get a thread of their own).")
     var threadPoolSize: Int?
@@ -67,8 +88,14 @@ struct Serve: ParsableCommand {
     @Flag(help: "Print the vhost-user backend capabilities as JSON and exit.")
     var printCapabilities = false
 
-    @Option(help: "Log level: error, warn, info or debug (debug logs every FUSE request).")
-    var logLevel: String = "info"
+    @Option(help: ArgumentHelp("Translate UIDs between guest and host, as virtiofsd: map:GUEST:HOST:COUNT (both ways), guest:GUEST:HOST:COUNT, host:HOST:GUEST:COUNT, squash-guest:GUEST:HOST:COUNT, squash-host:HOST:GUEST:COUNT, forbid-guest:GUEST:COUNT. Repeatable; ids no rule covers pass unchanged.", valueName: "RULE"))
+    var translateUid: [String] = []
+
+    @Option(help: ArgumentHelp("Translate GIDs between guest and host; rules as --translate-uid.", valueName: "RULE"))
+    var translateGid: [String] = []
+
+    @Option(help: "Log level: off, error, warn, info (default), debug or trace (debug and trace log every FUSE request).")
+    var logLevel: LogLevel?
 
     @Flag(name: .customShort("d"), help: "Log every FUSE request (virtiofsd's -d; same as --log-level debug).")
     var debug = false
@@ -94,6 +121,21 @@ struct Serve: ParsableCommand {
         if readonly { s.readOnly = true }
         if let sandbox { s.sandbox = sandbox }
         if writeback { s.writeback = true }
+        if noReaddirplus { s.readdirplus = false }
+        if let killprivV2 { s.killprivV2 = killprivV2 }
+        if let announceSubmounts { s.announceSubmounts = announceSubmounts }
+        if allowDirectIO { s.allowDirectIO = true }
+        if allowMmap { s.allowMmap = true }
+        if preserveNoatime { s.preserveNoatime = true }
+        if let inodeFileHandles { s.inodeFileHandles = inodeFileHandles }
+        do throws(ConfigError) {
+            for t in translateUid { s.uidTranslation.append(try IDTranslationRule(parsing: t, option: "--translate-uid")) }
+            for t in translateGid { s.gidTranslation.append(try IDTranslationRule(parsing: t, option: "--translate-gid")) }
+            try IDTranslationRule.checkOverlaps(s.uidTranslation, option: "--translate-uid")
+            try IDTranslationRule.checkOverlaps(s.gidTranslation, option: "--translate-gid")
+        } catch { throw ValidationError(error.description) }
+        if debug { s.logLevel = .debug }
+        if let logLevel { s.logLevel = logLevel }
         if let modcaps {
             do { try s.modcaps.apply(parsing: modcaps) } catch { throw ValidationError(error.description) }
         }
@@ -116,9 +158,6 @@ struct Serve: ParsableCommand {
         if let tag, tag.isEmpty || tag.utf8.count > 36 { throw ValidationError("--tag must be 1 to 36 bytes") }
         if let threadPoolSize, !(0...1024).contains(threadPoolSize) {
             throw ValidationError("--thread-pool-size must be between 0 and 1024, got \(threadPoolSize)")
-        }
-        guard ["error", "warn", "info", "debug"].contains(logLevel) else {
-            throw ValidationError("--log-level must be error, warn, info or debug, got '\(logLevel)'")
         }
     }
 
@@ -156,7 +195,8 @@ struct Serve: ParsableCommand {
         } catch {
             throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
         }
-        let server = try makeFileServer(settings: s, engine: ioEngine, trace: debug || logLevel == "debug", confined: confined)
+        let level = s.logLevel ?? .info
+        let server = try makeFileServer(settings: s, engine: ioEngine, trace: level >= .debug, confined: confined)
         // Before anything guest-facing exists (and before any thread starts):
         // keep only the capabilities this share needs.
         do { try Sandbox.dropCapabilities(keeping: s.capabilities, procSelfFD: confined?.procSelfFD) } catch {
@@ -177,13 +217,13 @@ struct Serve: ParsableCommand {
         let backend: VhostUserBackendServer
         do {
             // Below info, the routine ends of a connection are not logged.
-            let quiet = logLevel == "warn" || logLevel == "error"
+            let quiet = level < .info
             backend = try VhostUserBackendServer(device: device, listener: listener, protocolFeatures: offer, log: { line in
                 if quiet && (line.hasSuffix("front-end disconnected") || line.hasSuffix("stopped")) { return }
                 VhostUserBackendServer.logToStandardError(line)
             })
         } catch { throw CommandFailure("\(error)") }
-        if logLevel == "info" || logLevel == "debug" {
+        if level >= .info {
             logLine("vfsvm serve: sharing \(dir) (\(s.sandbox.rawValue) sandbox), waiting for the frontend")
         }
         let end: VhostUserBackendServer.Disconnect?
@@ -207,4 +247,14 @@ func applySeccomp(_ mode: SeccompMode, ioURing: Bool) throws(SandboxError) {
     case .log: try Seccomp.install(allowing: calls, onViolation: .log)
     case .none: try Seccomp.setNoNewPrivileges()
     }
+}
+
+extension InodeFileHandles: ExpressibleByArgument {
+    public init?(argument: String) { self.init(named: argument) }
+    public static var allValueStrings: [String] { ["never", "prefer", "mandatory"] }
+}
+
+extension LogLevel: ExpressibleByArgument {
+    public init?(argument: String) { self.init(named: argument) }
+    public static var allValueStrings: [String] { LogLevel.allCases.map(\.rawValue) }
 }

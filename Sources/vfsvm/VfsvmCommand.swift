@@ -43,7 +43,7 @@ extension ShareSpec: ExpressibleByArgument {
 
 extension CacheMode: ExpressibleByArgument {
     public init?(argument: String) { self.init(named: argument) }
-    public static var allValueStrings: [String] { ["never", "none", "auto", "always"] }
+    public static var allValueStrings: [String] { ["never", "none", "auto", "always", "metadata"] }
 }
 extension SandboxMode: ExpressibleByArgument {}
 

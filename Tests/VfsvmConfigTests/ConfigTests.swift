@@ -8,7 +8,7 @@ import Testing
         let b = try ShareSpec(parsing: "/srv/data:myfs:cache=always:ro")
         #expect(b.readOnly && b.cache == .always)
         #expect(try ShareSpec(parsing: "/srv/data:myfs").cache == nil)
-        #expect(throws: ConfigError.badShare("/d:t:cache=sometimes", reason: "cache=sometimes: expected never, auto or always")) {
+        #expect(throws: ConfigError.badShare("/d:t:cache=sometimes", reason: "cache=sometimes: expected never, auto, always or metadata")) {
             try ShareSpec(parsing: "/d:t:cache=sometimes")
         }
     }
@@ -86,7 +86,7 @@ import Testing
     @Test func rejectsUnknownAndMalformedOptions() {
         var s = ServeSettings()
         #expect(throws: ConfigError.self) { try s.apply(OptionList(parsing: "bogus")) }
-        #expect(throws: ConfigError.badOption("cache=sometimes", reason: "expected never (or none), auto or always")) {
+        #expect(throws: ConfigError.badOption("cache=sometimes", reason: "expected never (or none), auto, always or metadata")) {
             try s.apply(OptionList(parsing: "cache=sometimes"))
         }
         #expect(throws: ConfigError.badOption("xattr=1", reason: "takes no value")) { try s.apply(OptionList(parsing: "xattr=1")) }

@@ -8,11 +8,9 @@ import Testing
     /// spelled out here as a user would type them.
     static let refusedLong: [[String]] = [
         ["--posix-acl"], ["--security-label"], ["--xattrmap", ":map::user.virtiofs.:"], ["--uid-map", ":0:100000:65536:"],
-        ["--gid-map", ":0:100000:65536:"], ["--translate-uid", "map:0:1000:1"], ["--translate-gid", "map:0:1000:1"],
+        ["--gid-map", ":0:100000:65536:"],
         ["--migration-mode", "file-handles"], ["--migration-on-error", "guest-error"], ["--migration-verify-handles"],
-        ["--migration-confirm-paths"], ["--announce-submounts"], ["--inode-file-handles=prefer"], ["--allow-mmap"],
-        ["--no-readdirplus"], ["--allow-direct-io"], ["--killpriv-v2"], ["--no-killpriv-v2"], ["--preserve-noatime"],
-        ["--socket", "/tmp/x.sock"], ["--socket-group", "kvm"], ["--syslog"], ["--daemonize"],
+        ["--migration-confirm-paths"], ["--socket", "/tmp/x.sock"], ["--socket-group", "kvm"], ["--syslog"], ["--daemonize"],
     ]
 
     @Test(.timeLimit(.minutes(2)), arguments: refusedLong)
@@ -24,7 +22,7 @@ import Testing
         #expect(first.hasPrefix("Error: vfsvm serve does not implement \(name) (virtiofsd: "), "stderr: \(r.stderr)")
     }
 
-    @Test(.timeLimit(.minutes(1)), arguments: ["posix_acl", "announce_submounts", "xattrmap=:map::user.virtiofs.:", "timeout=5"])
+    @Test(.timeLimit(.minutes(1)), arguments: ["posix_acl", "security_label", "xattrmap=:map::user.virtiofs.:", "timeout=5", "allow_root"])
     func refusedInTheOptionList(_ option: String) throws {
         let name = String(option.prefix { $0 != "=" })
         let r = try serveFailing(["-o", "cache=auto,\(option)"])
@@ -37,5 +35,34 @@ import Testing
         let r = try serveFailing(["--frobnicate"])
         #expect(r.exitCode == 64, "exit \(String(describing: r.exitCode))")
         #expect(r.stderr.contains("--frobnicate") && !r.stderr.contains("does not implement"), "stderr: \(r.stderr)")
+    }
+}
+
+/// virtiofsd options `vfsvm serve` implements: a virtiofsd command line
+/// using them starts (and says so on stderr).
+@Suite(.serialized) struct ServeOptionAcceptedTests {
+    static let accepted: [[String]] = [
+        ["--no-readdirplus"], ["--killpriv-v2"], ["--no-killpriv-v2"], ["--announce-submounts"], ["--no-announce-submounts"],
+        ["--allow-direct-io"], ["--allow-mmap", "--cache", "metadata"], ["--preserve-noatime"], ["--inode-file-handles=never"],
+        ["--inode-file-handles=prefer"], ["--inode-file-handles=fallback"], ["--inode-file-handles=mandatory"],
+        ["--log-level", "trace"], ["--translate-uid", "map:0:1000:1", "--translate-gid=squash-guest:0:100:65536", "--translate-uid", "forbid-guest:5:1"],
+        ["-o", "readdirplus,no_readdirplus,killpriv_v2,no_killpriv_v2,allow_direct_io,no_allow_direct_io,announce_submounts"],
+        ["-o", "no_posix_acl,no_security_label,cache=metadata,log_level=info,loglevel=info"],
+    ]
+
+    @Test(.timeLimit(.minutes(2)), arguments: accepted)
+    func starts(_ arguments: [String]) throws {
+        let s = try ServeUnderTest(arguments)
+        #expect(s.process.isRunning, "\(arguments): \(s.drainStderr())")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func badValuesSayWhatIsAccepted() throws {
+        let r = try serveFailing(["--inode-file-handles=sometimes"])
+        #expect(r.exitCode == 64 && r.stderr.contains("--inode-file-handles"), "stderr: \(r.stderr)")
+        let t = try serveFailing(["--translate-uid", "map:0:1000"])
+        #expect(t.exitCode == 64 && t.stderr.contains("--translate-uid map:0:1000") && t.stderr.contains("expected map:A:B:COUNT"), "stderr: \(t.stderr)")
+        let l = try serveFailing(["-o", "log_level=loud"])
+        #expect(l.exitCode == 64 && l.stderr.contains("log_level=loud") && l.stderr.contains("expected off, error"), "stderr: \(l.stderr)")
     }
 }
