@@ -22,9 +22,9 @@ import VfsvmSys
         let maps: DAXMappings
         let f: Fixture
         let node: UInt64
-        init(readOnly: Bool = false) throws {
+        init(readOnly: Bool = false, maxMappings: Int = 4096) throws {
             window = try SharedMemoryWindow(size: 1 << 20)
-            maps = DAXMappings(window: window, readOnlyShare: readOnly)
+            maps = DAXMappings(window: window, readOnlyShare: readOnly, maxMappings: maxMappings)
             f = try Fixture(server: FUSEServerOptions(readOnly: readOnly), dax: maps)
             let bytes = (0..<3 * Int(DAXTests.page)).map { UInt8(ascii: "A") + UInt8($0 / Int(DAXTests.page)) }
             let fd = Glibc.open(f.path("data"), O_CREAT | O_WRONLY | O_TRUNC, 0o644)
@@ -151,6 +151,23 @@ import VfsvmSys
         #expect(s.c.removeMapping(s.node, [(end, Self.page)]).errno == EINVAL, "a range past the window")
         #expect(s.c.removeMapping(s.node, [(0, 5)]).errno == EINVAL, "an unaligned range")
         #expect(s.maps.mappings.count == 1)
+    }
+
+    @Test func mappingsAreBoundedAndANewSessionReclaimsThem() throws {
+        let s = try Share(maxMappings: 2)
+        let fh = s.c.open(s.node, flags: UInt32(O_RDONLY)).openHandle
+        for i: UInt64 in 0..<2 {
+            #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: i * Self.page, length: Self.page, flags: Self.read, windowOffset: i * Self.page).ok)
+        }
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: Self.page, flags: Self.read, windowOffset: 0x40000).errno == ENOMEM,
+                "one mapping past the table's bound")
+        // Replacing a mapping in place is no new one.
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 2 * Self.page, length: Self.page, flags: Self.read, windowOffset: 0).ok)
+        #expect(s.window(0, 1) == Array("C".utf8))
+        // A guest that reboots sends INIT again without DESTROY: nothing
+        // of the old session stays mapped.
+        #expect(s.c.initSession().ok)
+        #expect(s.maps.mappings.isEmpty && s.window(0, 1) == [0] && s.window(Self.page, 1) == [0])
     }
 
     @Test func writeMappingOnAReadOnlyShareIsEROFS() throws {
