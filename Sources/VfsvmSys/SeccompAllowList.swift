@@ -56,6 +56,9 @@ public enum SeccompAllowList {
         // Names, inodes and attributes (all *at() below the share's fds).
         SYS_openat, SYS_openat2, SYS_open_by_handle_at, SYS_name_to_handle_at,
         SYS_newfstatat, SYS_fstat, SYS_statx, SYS_fstatfs, SYS_statfs,
+        // FUSE ACCESS (accessAt): glibc's faccessat with AT_EACCESS is
+        // faccessat2, or faccessat where the kernel lacks it.
+        SYS_faccessat, SYS_faccessat2,
         SYS_getdents64, SYS_readlinkat,
         SYS_mkdirat, SYS_mknodat, SYS_symlinkat, SYS_linkat, SYS_unlinkat, SYS_renameat2,
         SYS_fchownat, SYS_fchown, SYS_fchmodat, SYS_fchmod, SYS_utimensat,

@@ -44,6 +44,15 @@ import VfsvmSys
         #expect(r.stderr.contains("call \(SYS_getpid) returned"), "stderr: \(r.stderr)")
     }
 
+    /// FUSE ACCESS is a request a hostile guest may send whatever its
+    /// mount options: the file server's own call for it must be allowed,
+    /// not kill the sandboxed server.
+    @Test func fuseAccessRunsUnderTheFilter() throws {
+        let r = try probe("kill", "fs-access")
+        #expect(r.status.map { $0 & 0x7f == 0 && ($0 >> 8) & 0xff == 0 } == true, "status \(String(describing: r.status)); \(r.stderr)")
+        #expect(r.stderr.contains("call fs-access returned 0"), "stderr: \(r.stderr)")
+    }
+
     @Test func logModeLetsTheCallRun() throws {
         let r = try probe("log", String(Self.forbidden))
         #expect(r.status.map { $0 & 0x7f == 0 && ($0 >> 8) & 0xff == 0 } == true, "status \(String(describing: r.status)); \(r.stderr)")
