@@ -66,6 +66,8 @@ public enum PassthroughError: Error, Equatable, CustomStringConvertible {
     case cannotOpenProc(SystemError)
     /// `requireFileHandles`, and the share's root has no file handle.
     case noFileHandles(path: String)
+    /// `requireFileHandles`, and open_by_handle_at is not permitted.
+    case fileHandlesNotOpenable(path: String)
 
     public var description: String {
         switch self {
@@ -73,6 +75,7 @@ public enum PassthroughError: Error, Equatable, CustomStringConvertible {
         case let .rootNotDirectory(path): "\(path) is not a directory"
         case let .cannotOpenProc(e): "cannot open /proc/self/fd: \(e)"
         case let .noFileHandles(path): "\(path) cannot be named by file handles (name_to_handle_at fails there), which --inode-file-handles=mandatory requires; use prefer or never"
+        case let .fileHandlesNotOpenable(path): "\(path): --inode-file-handles=mandatory needs open_by_handle_at, which this process may not call (it needs CAP_DAC_READ_SEARCH: run as root); use prefer or never"
         }
     }
 }
@@ -240,13 +243,23 @@ public final class PassthroughFileSystem: FileSystem {
         guard st.isDirectory else { throw .rootNotDirectory(path: path) }
         self.procSelfFD = procSelfFD
         self.root = rootFD
-        self.options = options
         self.engine = engine
+        var options = options
         var handle = options.fileHandles ? try? rootFD.kernelFileHandle() : nil
         // The anchor for open_by_handle_at on the root's mount must not be O_PATH.
         let anchor = try? rootFD.openAt([0x2e], flags: O_RDONLY | O_DIRECTORY)
         if anchor == nil { handle = nil }
+        // name_to_handle_at works for anyone, open_by_handle_at only with
+        // CAP_DAC_READ_SEARCH: without it (a server that is not root) every
+        // inode named by a handle could never be opened again. Such a
+        // server names inodes by (parent, name) instead.
+        if let h = handle, let anchor, (try? anchor.openByHandle(h, flags: HostFSFlag.path)) == nil {
+            if options.requireFileHandles { throw .fileHandlesNotOpenable(path: path) }
+            handle = nil
+            options.fileHandles = false
+        }
         if options.fileHandles, options.requireFileHandles, handle == nil { throw .noFileHandles(path: path) }
+        self.options = options
         // Keys of handle-less entries carry the birth time (see InodeKey).
         self.rootKey = InodeKey(dev: st.dev, ino: st.ino, birth: handle == nil ? rootFD.birthTime() ?? 0 : 0)
         var s = State()
