@@ -46,7 +46,9 @@ struct QEMUCommandLine {
             a += ["-chardev", "socket,id=fs\(i),path=\(escapeOption(paths.shareSockets[i]))", "-device", device]
         }
         for (i, disk) in plan.disks.enumerated() {
-            var drive = "file=\(escapeOption(disk.path)),format=raw,if=none,id=disk\(i),cache=none,aio=threads"
+            // file.driver=file: the name is a file name, never a protocol
+            // (`file=nbd:host:port` or `fat:rw:DIR` would be one).
+            var drive = "file.driver=file,file.filename=\(escapeOption(disk.path)),format=raw,if=none,id=disk\(i),cache=none,aio=threads"
             if disk.readOnly { drive += ",readonly=on" }
             a += ["-drive", drive, "-device", "virtio-blk-pci,drive=disk\(i)"]
         }

@@ -37,4 +37,20 @@ func values(of flag: String, in argv: [String]) -> [String] {
         let argv = qemuArguments(tcgPlan(shares: [try ShareSpec(parsing: "/tmp/s:x")]), sockets: ["/tmp/a,server=on/fs0.sock"])
         #expect(values(of: "-chardev", in: argv).first == "socket,id=fs0,path=/tmp/a,,server=on/fs0.sock")
     }
+
+    /// Medium 7: a disk file named like a QEMU protocol (`nbd:...`,
+    /// `fat:rw:DIR`) is opened as a file, never as that protocol.
+    @Test(arguments: ["nbd:localhost:10809", "fat:rw:/etc", "json:{\"driver\":\"nbd\"}"])
+    func aDiskNamedLikeAProtocolIsAFile(name: String) {
+        let argv = qemuArguments(tcgPlan(disks: [DiskSpec(path: name, readOnly: true)]))
+        let drive = values(of: "-drive", in: argv)
+        #expect(drive.count == 1)
+        #expect(drive.first?.hasPrefix("file.driver=file,file.filename=\(name),format=raw,") == true, "\(drive)")
+        #expect(drive.first?.contains(",file=") == false && drive.first?.hasPrefix("file=") == false)
+    }
+
+    @Test func aCommaInADiskNameIsDoubled() {
+        let argv = qemuArguments(tcgPlan(disks: [DiskSpec(path: "/d/a,b.img")]))
+        #expect(values(of: "-drive", in: argv).first?.hasPrefix("file.driver=file,file.filename=/d/a,,b.img,format=raw,") == true)
+    }
 }
