@@ -202,6 +202,9 @@ let package = Package(
         // executables) for a few requests.
         .testTarget(name: "BenchBackendSmokeTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
         .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+        // The command line's pure parts (QEMU's argv, serve's argv, checks
+        // of paths and options), through @testable import of the executable.
+        .testTarget(name: "VfsvmCommandTests", dependencies: ["vfsvm", "VfsvmConfig", "VfsvmSys"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmDomainTests",
             dependencies: ["VfsvmDomain", "VfsvmConfig", .product(name: "PropertyBased", package: "swift-property-based")],

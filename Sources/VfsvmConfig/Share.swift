@@ -24,9 +24,21 @@ public enum ConfigError: Error, Hashable, Sendable, CustomStringConvertible {
 /// The device config space holds it as 36 bytes of UTF-8, NUL padded
 /// (virtio 1.2, 5.11.4), so it must be non-empty, at most 36 bytes and
 /// contain no NUL.
+///
+/// The kernel's virtiofs takes any bytes, but vfsvm puts the tag into
+/// other people's syntax: QEMU's `-device ...,tag=TAG,...` (a ',' starts
+/// another option, e.g. `romfile=/etc/shadow`), the guest's kernel command
+/// line (`vfsvm.mount=TAG:/mnt/TAG`: a space starts another parameter,
+/// e.g. `init=/bin/sh`), the mount point /mnt/TAG and the libvirt hook's
+/// log file name. So a tag is held to what none of them treats specially:
+/// ASCII letters, digits and `- _ . + @`, not starting with '-' or '.'
+/// (no "..", no option-looking tag).
 public struct VirtioFSTag: Hashable, Sendable, CustomStringConvertible {
     public static let maxBytes = 36
     public let value: String
+
+    /// The accepted characters, as the sentence a refusal gives.
+    public static let allowed = "ASCII letters, digits and - _ . + @, not starting with - or ."
 
     public init(_ value: String) throws(ConfigError) {
         let bytes = Array(value.utf8)
@@ -35,7 +47,26 @@ public struct VirtioFSTag: Hashable, Sendable, CustomStringConvertible {
             throw .badTag(value, reason: "\(bytes.count) bytes of UTF-8; a tag holds at most \(Self.maxBytes)")
         }
         guard !bytes.contains(0) else { throw .badTag(value, reason: "a tag must not contain NUL") }
+        if let bad = bytes.first(where: { !Self.isAllowed($0) }) {
+            let shown = bad >= 0x21 && bad < 0x7f ? "'\(Character(Unicode.Scalar(bad)))'"
+                : bad == 0x20 ? "a space" : "byte 0x" + (bad < 0x10 ? "0" : "") + String(bad, radix: 16)
+            throw .badTag(value, reason: "it contains \(shown); a tag holds \(Self.allowed)")
+        }
+        guard bytes[0] != UInt8(ascii: "-"), bytes[0] != UInt8(ascii: ".") else {
+            throw .badTag(value, reason: "a tag holds \(Self.allowed)")
+        }
         self.value = value
+    }
+
+    private static func isAllowed(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "+"), UInt8(ascii: "@"):
+            return true
+        default:
+            return false
+        }
     }
 
     /// The config-space bytes: UTF-8, NUL padded to 36.

@@ -98,7 +98,11 @@ public struct HookShare: Equatable, Sendable {
 
     init(_ e: XMLElement, socket: String, tag: String) throws(Problem) {
         self.socket = socket
-        self.tag = tag
+        // The tag names the daemon's log file (and QEMU's -device option):
+        // held to VirtioFSTag's characters, so no '/' or ".." in it.
+        do { self.tag = try VirtioFSTag(tag).value } catch {
+            throw Problem(message: "<filesystem> for socket \(socket): \(error)")
+        }
         guard let dir = e["dir"], dir.hasPrefix("/") else { throw Problem(message: "<vfsvm:share socket='\(socket)'> needs an absolute dir='PATH'") }
         self.dir = dir
         if let c = e["cache"] {

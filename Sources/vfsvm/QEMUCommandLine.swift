@@ -36,16 +36,19 @@ struct QEMUCommandLine {
         if let initrd = paths.initrd { a += ["-initrd", initrd] }
         a += ["-append", plan.cmdline]
         for (i, share) in plan.shares.enumerated() {
-            var device = "vhost-user-fs-pci,chardev=fs\(i),tag=\(share.tag.value),queue-size=\(queueSize)"
+            // VirtioFSTag holds no ','; escaped all the same, as every value.
+            var device = "vhost-user-fs-pci,chardev=fs\(i),tag=\(escapeOption(share.tag.value)),queue-size=\(queueSize)"
             device += ",num-request-queues=\(plan.requestQueues)"
             switch plan.ring {
             case .split: device += ",packed=off"
             case .packed, .auto: device += ",packed=on"  // auto: offered, the driver chooses
             }
-            a += ["-chardev", "socket,id=fs\(i),path=\(paths.shareSockets[i])", "-device", device]
+            a += ["-chardev", "socket,id=fs\(i),path=\(escapeOption(paths.shareSockets[i]))", "-device", device]
         }
         for (i, disk) in plan.disks.enumerated() {
-            var drive = "file=\(escapeOption(disk.path)),format=raw,if=none,id=disk\(i),cache=none,aio=threads"
+            // file.driver=file: the name is a file name, never a protocol
+            // (`file=nbd:host:port` or `fat:rw:DIR` would be one).
+            var drive = "file.driver=file,file.filename=\(escapeOption(disk.path)),format=raw,if=none,id=disk\(i),cache=none,aio=threads"
             if disk.readOnly { drive += ",readonly=on" }
             a += ["-drive", drive, "-device", "virtio-blk-pci,drive=disk\(i)"]
         }

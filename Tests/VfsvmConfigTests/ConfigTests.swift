@@ -67,6 +67,37 @@ import Testing
         }
         #expect(throws: ConfigError.self) { try VirtioFSTag("a\u{0}b") }
     }
+
+    /// The attacker review's tag injections: a ',' adds a QEMU -device
+    /// option (romfile= reads a host file into the guest), a space adds a
+    /// kernel parameter, a '/' or ".." escapes /mnt/TAG and the hook's log
+    /// name, a leading '-' reads as an option to mount(8).
+    @Test(arguments: ["x,romfile=/etc/shadow", "a init=/bin/sh", "a\tb", "a\nb", "../../etc", "..", ".", "a/b", "-o", "a:b",
+                      "a\"b", "a'b", "a\\b", "a=b", "é"])
+    func tagWithASpecialCharacterIsRefused(tag: String) {
+        #expect(throws: ConfigError.self) { try VirtioFSTag(tag) }
+        // (--share takes the tag after the last ':', so "a:b" is the tag "b" there.)
+        if !tag.contains(":") { #expect(throws: ConfigError.self) { try ShareSpec(parsing: "/tmp/s:\(tag)") } }
+    }
+
+    @Test func refusalNamesTheCharacterAndWhatIsAccepted() {
+        #expect(throws: ConfigError.badTag("x,romfile=/etc/shadow", reason: "it contains ','; a tag holds \(VirtioFSTag.allowed)")) {
+            try ShareSpec(parsing: "/tmp/s:x,romfile=/etc/shadow")
+        }
+        #expect(throws: ConfigError.badTag("a init=/bin/sh", reason: "it contains a space; a tag holds \(VirtioFSTag.allowed)")) {
+            try VirtioFSTag("a init=/bin/sh")
+        }
+        #expect(throws: ConfigError.badTag("a\u{1}", reason: "it contains byte 0x01; a tag holds \(VirtioFSTag.allowed)")) {
+            try VirtioFSTag("a\u{1}")
+        }
+        #expect(ConfigError.badTag("..", reason: "a tag holds \(VirtioFSTag.allowed)").description
+            == "invalid virtio-fs tag '..': a tag holds ASCII letters, digits and - _ . + @, not starting with - or .")
+    }
+
+    @Test(arguments: ["myfs", "vfsvm-root", "data_1", "a.b", "user@host", "c++", String(repeating: "Z", count: 36)])
+    func ordinaryTagsAreAccepted(tag: String) throws {
+        #expect(try VirtioFSTag(tag).value == tag)
+    }
 }
 
 @Suite struct VirtiofsdOptionTests {

@@ -124,6 +124,13 @@ func parseError(_ xml: String, ignore: Bool = false) -> DomainError? {
         #expect(e.description.contains("invalid virtio-fs tag") && e.description.contains("at most 36"))
     }
 
+    /// A tag with a ',' would add options to QEMU's -device line.
+    @Test func tagWithACommaIsABadValue() throws {
+        let xml = domain("<devices><filesystem type='mount'><driver type='virtiofs'/><source dir='/d'/><target dir='x,romfile=/etc/shadow'/></filesystem></devices>")
+        let e = try #require(parseError(xml))
+        #expect(e.description.contains("invalid virtio-fs tag 'x,romfile=/etc/shadow': it contains ','"))
+    }
+
     @Test func twoFilesystemsWithOneTagAreRefused() {
         let fs = "<filesystem type='mount'><driver type='virtiofs'/><source dir='/d'/><target dir='same'/></filesystem>"
         // libvirt's own post-parse check catches it first.

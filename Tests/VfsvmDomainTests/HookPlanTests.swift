@@ -82,6 +82,18 @@ func socketFS(_ socket: String, tag: String) -> String {
         }
     }
 
+    /// The hook (root) logs to LOGDIR/DOMAIN-TAG-vfsvm.log: a '/' or ".."
+    /// in the tag would put the log anywhere.
+    @Test func aTagWithASlashIsRefusedBeforeAnyLogIsOpened() {
+        let xml = hookDomain(metadata: "<vfsvm:shares \(ns)><vfsvm:share socket='/run/a.sock' dir='/srv/a'/></vfsvm:shares>",
+                             filesystems: socketFS("/run/a.sock", tag: "../../../etc/cron.d/x"))
+        #expect(throws: DomainError.badValue("domain g", [
+            "<filesystem> for socket /run/a.sock: invalid virtio-fs tag '../../../etc/cron.d/x': it contains '/'; a tag holds \(VirtioFSTag.allowed)",
+        ])) {
+            try HookPlan.make(arguments: ["g", "prepare", "begin", "-"], domainXML: xml)
+        }
+    }
+
     @Test func brokenStandardInputIsAnErrorNamingTheDomain() {
         do {
             _ = try HookPlan.make(arguments: ["g", "prepare", "begin", "-"], domainXML: Array("<domain><name>".utf8))
