@@ -298,8 +298,7 @@ public final class FUSEServer: FUSERequestHandler {
     }
 
     private func encodeAttrOut(_ attr: FUSEAttributes, _ timeout: FUSETimeout, _ w: inout WireWriter) {
-        w.u64(timeout.seconds); w.u32(timeout.nanoseconds); w.u32(0)
-        attr.encode(into: &w)
+        attr.encodeAttrOut(timeout, into: &w)
     }
 
     // MARK: - Replies
