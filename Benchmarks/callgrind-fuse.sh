@@ -1,9 +1,11 @@
 #!/bin/sh
-# Instructions per FUSE request (GETATTR, LOOKUP, READ of 4 KiB) through FUSEServer and the
+# Instructions per FUSE request (GETATTR, LOOKUP, READ of 4 KiB, READDIRPLUS
+# of 200 entries) through FUSEServer and the
 # passthrough file system, counted exactly by valgrind's callgrind (the
 # count does not move with the machine's load). Runs fuse-request-loop
-# (Sources/fuse-request-loop) with N=1000 and N=11000 and divides the
-# difference by 10000, so set-up cancels out.
+# (Sources/fuse-request-loop) with N=1000 and N=11000 (READDIRPLUS: 100
+# and 1100) and divides the difference by the difference, so set-up
+# cancels out.
 #
 #   Benchmarks/callgrind-fuse.sh [path to a fuse-request-loop binary]
 #
@@ -22,12 +24,14 @@ command -v valgrind >/dev/null || { echo "callgrind-fuse: valgrind is not instal
 work=$(mktemp -d /tmp/vfsvm-callgrind-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 objcopy --strip-debug "$bin" "$work/loop"
-for op in getattr lookup read; do
-    for n in 1000 11000; do
+for op in getattr lookup read readdirplus; do
+    lo=1000 hi=11000
+    [ $op = readdirplus ] && lo=100 hi=1100
+    for n in $lo $hi; do
         valgrind --tool=callgrind --callgrind-out-file="$work/$op.$n.out" "$work/loop" $op $n 2>"$work/$op.$n.log" || {
             echo "callgrind-fuse: $op $n failed:" >&2; tail -5 "$work/$op.$n.log" >&2; exit 1; }
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$work/$op.$n.log" >"$work/$op.$n.ir"
     done
-    a=$(cat "$work/$op.1000.ir"); b=$(cat "$work/$op.11000.ir")
-    echo "$op: $(( (b - a) / 10000 )) instructions per request"
+    a=$(cat "$work/$op.$lo.ir"); b=$(cat "$work/$op.$hi.ir")
+    echo "$op: $(( (b - a) / (hi - lo) )) instructions per request"
 done

@@ -368,8 +368,7 @@ public final class FUSEServer: FUSERequestHandler {
     }
 
     private func encodeAttrOut(_ attr: FUSEAttributes, _ timeout: FUSETimeout, _ w: inout WireWriter) {
-        w.u64(timeout.seconds); w.u32(timeout.nanoseconds); w.u32(0)
-        (options.idTranslation?.toGuest(attr) ?? attr).encode(into: &w)
+        (options.idTranslation?.toGuest(attr) ?? attr).encodeAttrOut(timeout, into: &w)
     }
 
     // MARK: - Replies

@@ -1,3 +1,4 @@
+import CVfsvmLinux
 import VfsvmSys
 import VfsvmMemory
 
@@ -110,10 +111,22 @@ public struct FUSESession: Sendable, Equatable {
 }
 
 /// Builds a READDIR / READDIRPLUS reply body of at most `limit` bytes.
+/// struct fuse_dirent without its name (C's has a flexible array member,
+/// which Swift does not import with an initializer): four fields in the
+/// kernel's order, 24 bytes (FUSEWireSize.direntHeader; a test checks).
+struct DirentHeader: BitwiseCopyable {
+    var ino: UInt64
+    var off: UInt64
+    var namelen: UInt32
+    var type: UInt32
+}
+
 public struct FUSEDirectoryBuffer: Sendable {
     public let limit: Int
     public let plus: Bool
-    public private(set) var writer = WireWriter(capacity: 4096)
+    /// Empty until the first entry, which reserves room for the reply (up
+    /// to 64 KiB) at once.
+    public private(set) var writer = WireWriter(capacity: 0)
     /// Applied to READDIRPLUS entries' owners (see FUSEIDTranslation).
     let ids: FUSEIDTranslation?
 
@@ -140,11 +153,19 @@ public struct FUSEDirectoryBuffer: Sendable {
     /// kernel ignores, as for "." and "..").
     @discardableResult
     public mutating func add(name: [UInt8], ino: UInt64, type: UInt32, nextOffset: UInt64, entry: FUSEEntry? = nil) -> Bool {
+        name.withUnsafeBufferPointer { add(name: $0, ino: ino, type: type, nextOffset: nextOffset, entry: entry) }
+    }
+
+    /// `add` with the name where it lies (a getdents64 buffer): no copy of
+    /// it is made first.
+    @discardableResult
+    public mutating func add(name: UnsafeBufferPointer<UInt8>, ino: UInt64, type: UInt32, nextOffset: UInt64, entry: FUSEEntry? = nil) -> Bool {
         guard fits(nameLength: name.count) else { return false }
+        if writer.bytes.isEmpty { writer.reserve(min(limit, 1 << 16)) }
         if plus {
             if let entry { (ids?.toGuest(entry) ?? entry).encode(into: &writer) } else { writer.zeros(FUSEWireSize.entryOut) }
         }
-        writer.u64(ino); writer.u64(nextOffset); writer.u32(UInt32(name.count)); writer.u32(type)
+        writer.pod(DirentHeader(ino: ino, off: nextOffset, namelen: UInt32(name.count), type: type))
         writer.raw(name)
         writer.align8()
         return true

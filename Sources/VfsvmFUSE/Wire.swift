@@ -1,3 +1,4 @@
+import CVfsvmLinux
 import VfsvmSys
 
 // The FUSE wire format (linux/fuse.h, protocol 7.38): opcodes, struct sizes
@@ -40,10 +41,26 @@ public struct WireWriter: Sendable {
 
     public init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
 
+    /// Makes room for `capacity` bytes in all (one allocation now instead
+    /// of several as the bytes grow).
+    public mutating func reserve(_ capacity: Int) { bytes.reserveCapacity(capacity) }
+
     // Each field goes in as one block of its little-endian bytes, not byte
     // by byte (one capacity check per field).
     @inline(__always) private mutating func put<T: FixedWidthInteger>(_ v: T) {
-        withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: v.littleEndian) { append($0) }
+    }
+
+    /// Appends raw bytes as typed UInt8s: Array's append of a typed buffer
+    /// is one memcpy, of an UnsafeRawBufferPointer a loop over its bytes.
+    @inline(__always) private mutating func append(_ raw: UnsafeRawBufferPointer) {
+        raw.withMemoryRebound(to: UInt8.self) { bytes.append(contentsOf: $0) }
+    }
+
+    /// Appends `value`, a struct of linux/fuse.h (the kernel's own layout,
+    /// host byte order), as one block.
+    @inline(__always) public mutating func pod<T: BitwiseCopyable>(_ value: T) {
+        withUnsafeBytes(of: value) { append($0) }
     }
 
     public mutating func u16(_ v: UInt16) { put(v) }
@@ -51,6 +68,7 @@ public struct WireWriter: Sendable {
     public mutating func i32(_ v: Int32) { put(v) }
     public mutating func u64(_ v: UInt64) { put(v) }
     public mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
+    public mutating func raw(_ b: UnsafeBufferPointer<UInt8>) { bytes.append(contentsOf: b) }
     public mutating func zeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
     /// Pads with zeros to a multiple of 8 (FUSE_DIRENT_ALIGN).
     public mutating func align8() { zeros((8 - bytes.count % 8) % 8) }
@@ -58,21 +76,30 @@ public struct WireWriter: Sendable {
 
 // MARK: - Encoders for reply structs
 
+// Fixed-layout replies are filled in as the C structs of linux/fuse.h and
+// appended in one block each (not field by field).
+
 extension FUSEAttributes {
-    func encode(into w: inout WireWriter) {
-        w.u64(ino); w.u64(size); w.u64(blocks)
-        w.u64(atime); w.u64(mtime); w.u64(ctime)
-        w.u32(atimeNsec); w.u32(mtimeNsec); w.u32(ctimeNsec)
-        w.u32(mode); w.u32(nlink); w.u32(uid); w.u32(gid); w.u32(rdev); w.u32(blksize); w.u32(flags)
+    var wire: fuse_attr {
+        fuse_attr(ino: ino, size: size, blocks: blocks, atime: atime, mtime: mtime, ctime: ctime,
+                  atimensec: atimeNsec, mtimensec: mtimeNsec, ctimensec: ctimeNsec, mode: mode, nlink: nlink,
+                  uid: uid, gid: gid, rdev: rdev, blksize: blksize, flags: flags)
+    }
+
+    func encode(into w: inout WireWriter) { w.pod(wire) }
+
+    /// struct fuse_attr_out.
+    func encodeAttrOut(_ timeout: FUSETimeout, into w: inout WireWriter) {
+        w.pod(fuse_attr_out(attr_valid: timeout.seconds, attr_valid_nsec: timeout.nanoseconds, dummy: 0, attr: wire))
     }
 }
 
 extension FUSEEntry {
     func encode(into w: inout WireWriter) {
-        w.u64(nodeID); w.u64(generation)
-        w.u64(entryTimeout.seconds); w.u64(attrTimeout.seconds)
-        w.u32(entryTimeout.nanoseconds); w.u32(attrTimeout.nanoseconds)
-        attributes.encode(into: &w)
+        w.pod(fuse_entry_out(nodeid: nodeID, generation: generation,
+                             entry_valid: entryTimeout.seconds, attr_valid: attrTimeout.seconds,
+                             entry_valid_nsec: entryTimeout.nanoseconds, attr_valid_nsec: attrTimeout.nanoseconds,
+                             attr: attributes.wire))
     }
 }
 

@@ -94,8 +94,44 @@ extension PassthroughFileSystem {
     /// The lookup count of `node`, nil when it has no entry.
     public func lookupCount(of node: UInt64) -> UInt64? { state.withLock { $0.inodes[node]?.lookups } }
 
+    /// The node of a host inode the table holds an fd on (pinned or in
+    /// the cache), found by the (st_dev, st_ino) a stat of one of its names
+    /// gave, with one more lookup; nil when the table holds none (then the
+    /// caller opens the name and `enter`s it). An open fd keeps its inode
+    /// alive, so that number cannot name another inode now: no file handle
+    /// needs comparing and no fd of the caller's is needed. Only entries
+    /// named by file handles (keys without a birth time) are found here.
+    func enterHeld(_ st: FileStat) -> UInt64? {
+        state.withLock { s -> UInt64? in
+            guard let id = s.byKey[InodeKey(dev: st.dev, ino: st.ino)] else { return nil }
+            // Each table is touched once, in place (no copy of the entry).
+            s.clock += 1
+            let cached = Self.touch(&s.pathCache[id], s.clock)
+            return Self.addLookup(&s.inodes[id], fileType: st.fileType, cached: cached) ? id : nil
+        }
+    }
+
+    /// Marks a cached fd as just used; false when there is none.
+    private static func touch(_ entry: inout (fd: FileDescriptor, stamp: UInt64)?, _ clock: UInt64) -> Bool {
+        guard entry != nil else { return false }
+        entry!.stamp = clock
+        return true
+    }
+
+    /// One more lookup on a handle-named entry of `fileType` whose fd is
+    /// held (pinned, or `cached`); false (nothing changed) otherwise.
+    private static func addLookup(_ inode: inout Inode?, fileType: UInt32, cached: Bool) -> Bool {
+        guard inode != nil, inode!.handle != nil, inode!.fileType == fileType, cached || inode!.pinned != nil else { return false }
+        inode!.lookups += 1
+        return true
+    }
+
     /// Enters the inode `fd` (O_PATH or not) refers to, adding one lookup.
-    func enter(_ fd: FileDescriptor, _ st: FileStat, pin: Bool = false, at location: Location? = nil) throws(FUSEErrno) -> UInt64 {
+    /// With `cacheFD` (an O_PATH fd the caller opened for this and hands
+    /// over) an entry named by a file handle keeps `fd` in the O_PATH cache
+    /// when it has none there, so the next LOOKUP or READDIRPLUS of the
+    /// name finds it with one stat (`enterHeld`).
+    func enter(_ fd: FileDescriptor, _ st: FileStat, pin: Bool = false, at location: Location? = nil, cacheFD: Bool = false) throws(FUSEErrno) -> UInt64 {
         var key = InodeKey(dev: st.dev, ino: st.ino)
         var handle: KernelFileHandle? = pin || !options.fileHandles ? nil : (try? fd.kernelFileHandle())
         if handle == nil { key.birth = fd.birthTime() ?? 0 }
@@ -124,6 +160,11 @@ extension PassthroughFileSystem {
                 inode.lookups += 1
                 s.inodes[id] = inode
                 if byName, inode.pinned == nil, inode.handle == nil, let location { setLocation(id, location, &s) }
+                if cacheFD, let handle, inode.handle == handle, inode.pinned == nil, s.pathCache[id] == nil {
+                    s.clock += 1
+                    s.pathCache[id] = (fd, s.clock)
+                    trimCache(&s)
+                }
                 return id
             }
             let pinned = byName ? nil : pathFD
@@ -144,6 +185,10 @@ extension PassthroughFileSystem {
                 setLocation(id, location, &s)
                 s.clock += 1
                 s.pathCache[id] = (pathFD, s.clock)
+                trimCache(&s)
+            } else if cacheFD, handle != nil {
+                s.clock += 1
+                s.pathCache[id] = (fd, s.clock)
                 trimCache(&s)
             }
             return id

@@ -7,19 +7,51 @@ import VfsvmFUSE
 extension PassthroughFileSystem {
     /// Looks `name` up below `parentFD` without following anything and
     /// enters it.
+    ///
+    /// Where the inode is one the table holds an fd on, one fstatat of the
+    /// name answers (`enterHeld`); else the name is opened (openat2 below
+    /// the parent), stat'ed through its fd and entered, and that fd kept in
+    /// the O_PATH cache. The name is one component (the server checked: no
+    /// '/', not "." or ".."), so a stat of it without following a symlink
+    /// stays in the parent directory.
     func lookupEntry(parentFD: FileDescriptor, parent: UInt64, name: [UInt8]) throws(FUSEErrno) -> FUSEEntry {
+        if handlesAtRoot {
+            let st = try host { () throws(SystemError) in try parentFD.statAt(name) }
+            if let id = enterHeld(st) { return submount(entry(id, st), st, parentFD: parentFD) }
+        }
+        return try openAndEnter(parentFD: parentFD, parent: parent, name: name)
+    }
+
+    func openAndEnter(parentFD: FileDescriptor, parent: UInt64, name: [UInt8]) throws(FUSEErrno) -> FUSEEntry {
         let (fd, st) = try host { () throws(SystemError) in
             let fd = try parentFD.openAt(name, flags: HostFSFlag.path | O_NOFOLLOW)
             return (fd, try fd.stat())
         }
-        var e = entry(try enter(fd, st, at: Location(parent: parent, name: name)), st)
-        if st.isDirectory, session?.has(FUSEInitFlag.submounts) == true,
-           let parentStat = try? parentFD.stat(), parentStat.dev != st.dev {
-            // Another file system mounted here: the guest gives it a
-            // superblock (and st_dev) of its own.
-            e.attributes.flags |= FUSEAttrFlag.submount
+        return submount(entry(try enter(fd, st, at: Location(parent: parent, name: name), cacheFD: true), st), st, parentFD: parentFD)
+    }
+
+    /// `e` marked FUSE_ATTR_SUBMOUNT when it is a directory on another file
+    /// system than its parent (a mount point inside the share) and the
+    /// session announces submounts: the guest then gives it a superblock
+    /// (and st_dev) of its own.
+    func submount(_ e: FUSEEntry, _ st: FileStat, parentFD: FileDescriptor) -> FUSEEntry {
+        guard st.isDirectory, session?.has(FUSEInitFlag.submounts) == true,
+              let parentStat = try? parentFD.stat(), parentStat.dev != st.dev else { return e }
+        var marked = e
+        marked.attributes.flags |= FUSEAttrFlag.submount
+        return marked
+    }
+
+    /// READDIRPLUS's entry for `e` (read from `directory`, node `parent`),
+    /// or nil when the name cannot be looked up now (gone since getdents64):
+    /// the kernel then ignores the entry_out. An inode the table holds an
+    /// fd on costs one fstatat and no allocation.
+    func plusEntry(directory: FileDescriptor, parent: UInt64, _ e: RawDirEntry) -> FUSEEntry? {
+        if handlesAtRoot {
+            guard let st = try? directory.statAt(cName: e.cName) else { return nil }
+            if let id = enterHeld(st) { return submount(entry(id, st), st, parentFD: directory) }
         }
-        return e
+        return try? openAndEnter(parentFD: directory, parent: parent, name: Array(e.name))
     }
 
     /// Whether walking ".." up from `fd` reaches the shared root.
@@ -183,24 +215,26 @@ extension PassthroughFileSystem {
             // A host dirent is about as large as a FUSE dirent but a
             // quarter of a FUSE direntplus: read about as many entries as
             // fit the reply, so few are read twice when the reply fills up.
+            // The host's entries land in a temporary (stack) buffer and are
+            // used where they lie.
             let hostBuffer = min(max(buffer.plus ? buffer.limit / 4 : buffer.limit, 1024), 65536)
-            outer: while true {
-                let batch = try host { () throws(SystemError) in try f.fd.readDirectory(bufferSize: hostBuffer) }
-                if batch.isEmpty { break }
-                for e in batch {
-                    guard buffer.fits(nameLength: e.name.count) else { break outer }
-                    let isDot = e.name == [0x2e] || e.name == [0x2e, 0x2e]
-                    var fuseEntry: FUSEEntry? = nil
-                    if buffer.plus, !isDot {
-                        fuseEntry = try? lookupEntry(parentFD: f.fd, parent: f.node, name: e.name)
+            try withUnsafeTemporaryAllocation(byteCount: hostBuffer, alignment: 8) { raw throws(FUSEErrno) in
+                var full = false
+                while !full {
+                    let n = try host { () throws(SystemError) in try f.fd.readDirectory(into: raw) }
+                    if n <= 0 { break }
+                    forEachDirEntry(in: UnsafeRawBufferPointer(raw), count: n) { e in
+                        guard buffer.fits(nameLength: e.name.count) else { full = true; return false }
+                        let fuseEntry = buffer.plus && !e.isDotOrDotDot ? plusEntry(directory: f.fd, parent: f.node, e) : nil
+                        let ok = buffer.add(name: e.name, ino: e.ino, type: UInt32(e.type), nextOffset: UInt64(bitPattern: e.nextOffset), entry: fuseEntry)
+                        if !ok {
+                            if let fuseEntry { forget(nodeID: fuseEntry.nodeID, count: 1) }
+                            full = true
+                        }
+                        return ok
                     }
-                    let ok = buffer.add(name: e.name, ino: e.ino, type: UInt32(e.type), nextOffset: UInt64(bitPattern: e.nextOffset), entry: fuseEntry)
-                    if !ok {
-                        if let fuseEntry { forget(nodeID: fuseEntry.nodeID, count: 1) }
-                        break outer
-                    }
+                    // getdents64 has already moved the position past this batch.
                 }
-                // getdents64 has already moved the position past this batch.
             }
         }
     }

@@ -149,6 +149,9 @@ public final class PassthroughFileSystem: FileSystem {
     let state: Mutex<State>
     /// The DAX window's mapping table, when the server has one (`attachMappings`).
     let dax = Mutex<DAXMappings?>(nil)
+    /// Whether the root is named by a file handle (inodes below it then
+    /// mostly are too), so a LOOKUP tries the table first (`enterHeld`).
+    let handlesAtRoot: Bool
 
     /// Identifies a host inode. Without file handles, inode numbers can be
     /// reused after a delete, so the birth time (where the file system has
@@ -262,6 +265,7 @@ public final class PassthroughFileSystem: FileSystem {
         self.options = options
         // Keys of handle-less entries carry the birth time (see InodeKey).
         self.rootKey = InodeKey(dev: st.dev, ino: st.ino, birth: handle == nil ? rootFD.birthTime() ?? 0 : 0)
+        self.handlesAtRoot = handle != nil
         var s = State()
         Self.setLimits(&s, options)
         s.inodes[Self.rootNode] = Inode(key: rootKey, fileType: st.fileType, handle: handle, pinned: rootFD, lookups: 1)

@@ -54,6 +54,43 @@ public struct KernelFileHandle: Hashable, Sendable {
     public let mountID: Int32
 }
 
+/// One `struct linux_dirent64` as it lies in a getdents64 buffer: the name
+/// points into that buffer (valid only while it is), NUL-terminated there.
+public struct RawDirEntry {
+    public let ino: UInt64
+    /// The cookie that resumes reading after this entry.
+    public let nextOffset: Int64
+    public let type: UInt8
+    /// The name's bytes, without the NUL.
+    public let name: UnsafeBufferPointer<UInt8>
+    /// The same name as a C string.
+    public var cName: UnsafePointer<CChar> { UnsafeRawPointer(name.baseAddress!).assumingMemoryBound(to: CChar.self) }
+    /// "." or "..".
+    public var isDotOrDotDot: Bool { (name.count == 1 && name[0] == 0x2e) || (name.count == 2 && name[0] == 0x2e && name[1] == 0x2e) }
+}
+
+/// Calls `body` for each entry of the first `count` bytes a getdents64 call
+/// left in `buffer`, in order, until it returns false. An entry whose
+/// record is malformed (too short, past the end, no NUL) ends the walk.
+public func forEachDirEntry(in buffer: UnsafeRawBufferPointer, count: Int, _ body: (RawDirEntry) -> Bool) {
+    let n = min(count, buffer.count)
+    guard n > 0, let base = buffer.baseAddress else { return }
+    var p = 0
+    // linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, name NUL-terminated.
+    while p + 19 <= n {
+        let ino = base.loadUnaligned(fromByteOffset: p, as: UInt64.self)
+        let off = base.loadUnaligned(fromByteOffset: p + 8, as: Int64.self)
+        let reclen = Int(base.loadUnaligned(fromByteOffset: p + 16, as: UInt16.self))
+        guard reclen >= 19, p + reclen <= n else { return }
+        let type = base.load(fromByteOffset: p + 18, as: UInt8.self)
+        let namePtr = (base + p + 19).assumingMemoryBound(to: UInt8.self)
+        let len = strnlen(UnsafeRawPointer(namePtr).assumingMemoryBound(to: CChar.self), reclen - 19)
+        guard 19 + len < reclen else { return }  // no NUL inside the record
+        guard body(RawDirEntry(ino: ino, nextOffset: off, type: type, name: UnsafeBufferPointer(start: namePtr, count: len))) else { return }
+        p += reclen
+    }
+}
+
 /// One `struct linux_dirent64`.
 public struct DirEntry: Sendable, Equatable {
     public var ino: UInt64
@@ -90,12 +127,16 @@ public enum HostFSFlag {
 @inline(__always)
 func withCName<R>(_ name: [UInt8], _ call: String, _ body: (UnsafePointer<CChar>) -> R) throws(SystemError) -> R {
     if name.contains(0) { throw SystemError(call, .EINVAL) }
-    var z = name
-    z.append(0)
-    // Safe: `z` lives across the call and is NUL-terminated; the kernel
-    // only reads up to the NUL.
-    return z.withUnsafeBufferPointer { p in
-        p.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) }
+    // A copy with the NUL in a temporary (stack, for names of file-system
+    // size) allocation, not a new array per call.
+    // Safe: the copy lives across the call and is NUL-terminated; the
+    // kernel only reads up to the NUL.
+    return withUnsafeTemporaryAllocation(of: CChar.self, capacity: name.count + 1) { z in
+        name.withUnsafeBytes { src in
+            if src.count > 0 { UnsafeMutableRawPointer(z.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count) }
+        }
+        z[name.count] = 0
+        return body(UnsafePointer(z.baseAddress!))
     }
 }
 

@@ -18,6 +18,14 @@ extension FileDescriptor {
         return FileStat(st)
     }
 
+    /// fstatat(self, cName, flags) with a name already NUL-terminated (a
+    /// getdents64 entry's); AT_SYMLINK_NOFOLLOW unless told otherwise.
+    public func statAt(cName: UnsafePointer<CChar>, flags: Int32 = AT_SYMLINK_NOFOLLOW) throws(SystemError) -> FileStat {
+        var st = Glibc.stat()
+        _ = try sysCall("fstatat") { fstatat(rawValue, cName, &st, flags) }
+        return FileStat(st)
+    }
+
     /// The inode's birth time (statx STATX_BTIME) as nanoseconds since the
     /// epoch, or nil where the file system does not record one.
     public func birthTime() -> Int64? {

@@ -120,6 +120,12 @@ extension FileDescriptor {
         return Array(buf.prefix(n))
     }
 
+    /// One getdents64 call into `buffer`: the bytes it filled (0 at the
+    /// end of the directory); walk them with `forEachDirEntry`.
+    public func readDirectory(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
+        try sysCall("getdents64") { vfsvm_getdents64(rawValue, buffer.baseAddress, buffer.count) }
+    }
+
     public func readDirectory(bufferSize: Int = 32768) throws(SystemError) -> [DirEntry] {
         var buf = [UInt8](repeating: 0, count: max(bufferSize, 1024))
         let n = try sysCall("getdents64") {

@@ -9,17 +9,19 @@ import VfsvmSys
 // scratch directory, for counting instructions per request with
 // `valgrind --tool=callgrind` (exact, whatever else the machine runs):
 //
-//   fuse-request-loop getattr|lookup|read N
+//   fuse-request-loop getattr|lookup|read|readdirplus N
 //
-// (read: READ of 4 KiB at offset 0 of a 4 KiB file opened once.)
+// (read: READ of 4 KiB at offset 0 of a 4 KiB file opened once;
+// readdirplus: READDIRPLUS of a directory of 200 empty files, opened once,
+// the whole directory in one 64 KiB reply.)
 //
 // Run it with two values of N; the difference in instructions divided by
 // the difference in N is the cost of one request (set-up cancels out).
 // Request and reply buffers are made once, as a transport's are.
 
 let args = CommandLine.arguments
-guard args.count == 3, let count = Int(args[2]), count >= 0, ["getattr", "lookup", "read"].contains(args[1]) else {
-    logError("usage: fuse-request-loop getattr|lookup|read N")
+guard args.count == 3, let count = Int(args[2]), count >= 0, ["getattr", "lookup", "read", "readdirplus"].contains(args[1]) else {
+    logError("usage: fuse-request-loop getattr|lookup|read|readdirplus N")
     exit(2)
 }
 
@@ -38,6 +40,13 @@ guard made4k >= 0, [UInt8](repeating: 0x5a, count: 4096).withUnsafeBytes({ write
     exit(1)
 }
 close(made4k)
+let directoryEntries = 200
+guard mkdir(dir + "/d", 0o755) == 0 else { logError("cannot make \(dir)/d"); exit(1) }
+for i in 0..<directoryEntries {
+    let fd = open(dir + "/d/entry-\(i)", O_CREAT | O_WRONLY, 0o644)
+    guard fd >= 0 else { logError("cannot create \(dir)/d/entry-\(i)"); exit(1) }
+    close(fd)
+}
 
 let fs: PassthroughFileSystem
 do { fs = try PassthroughFileSystem(root: dir) } catch {
@@ -65,17 +74,33 @@ if args[1] == "getattr" {
     body.u64(fh).u64(0).u32(4096).u32(0).u64(0).u32(0).u32(0)
     opcode = .read
     node = file.nodeID
+} else if args[1] == "readdirplus" {
+    let d = client.lookup(1, "d")
+    guard d.ok else { logError("LOOKUP d failed"); exit(1) }
+    let opened = client.opendir(d.nodeID)
+    guard opened.ok else { logError("OPENDIR d failed"); exit(1) }
+    var fh: UInt64 = 0
+    for k in 0..<8 { fh |= UInt64(opened.body[k]) << (8 * UInt64(k)) }
+    body.u64(fh).u64(0).u32(65536).u32(0).u64(0).u32(0).u32(0)
+    opcode = .readdirplus
+    node = d.nodeID
 } else {
     body.name("f")
     opcode = .lookup
     node = 1
 }
 let request = HostBuffer(client.header(opcode.rawValue, node: node, bodyLength: body.b.count) + body.b)
-let reply = HostBuffer(count: 4096 + 16)
+let reply = HostBuffer(count: opcode == .readdirplus ? 65536 + 16 : 4096 + 16)
 var failures = 0
-for _ in 0..<count {
+for k in 0..<count {
     let n = server.handle(request: request, reply: reply)
     if n < 16 || (opcode == .read && n != 4096 + 16) { failures += 1 }
+    if opcode == .readdirplus, k == 0 {
+        // Every entry came back with its entry_out (a node id), once.
+        let bytes = Array(reply.array.prefix(n))
+        let named = parseDirents(Array(bytes.dropFirst(16)), plus: true).filter { $0.name.hasPrefix("entry-") && $0.nodeID != 0 }
+        if named.count != directoryEntries { logError("READDIRPLUS gave \(named.count) entries with nodes, not \(directoryEntries)"); exit(1) }
+    }
 }
 if args[1] == "lookup" {
     // Give back the lookups the loop took.

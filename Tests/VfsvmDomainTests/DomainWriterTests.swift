@@ -25,6 +25,9 @@ struct SplitMix {
 func generatedConfig(seed: Int) throws -> DomainConfig {
     var r = SplitMix(state: UInt64(bitPattern: Int64(seed)))
     let words = ["data", "a&b", "it's", "x<y>", "with space", "q\"uote", "ünï", "v1.2", "-"]
+    // Tags are refused unless letters, digits and - _ . + @ (QEMU's -device
+    // and the kernel command line carry them): odd bytes go in paths only.
+    let tagWords = ["data", "v1.2", "a_b", "x+y", "m@n", "T-1"]
     func path(_ r: inout SplitMix) -> String { "/" + (0..<r.int(1...3)).map { _ in r.pick(words) }.joined(separator: "/") }
     var c = DomainConfig(name: "vm-" + r.pick(words), memoryBytes: UInt64(r.int(2...4096)) << 20, kernel: path(&r))
     c.type = r.pick(DomainType.allCases)
@@ -41,7 +44,7 @@ func generatedConfig(seed: Int) throws -> DomainConfig {
     c.onCrash = r.maybe { _ in .destroy }
     c.console = r.maybe { r in r.pick([CharBackend.stdio, .pty, .file(path(&r))]) }
     for i in 0..<r.int(0...3) {
-        var fs = DomainFilesystem(source: path(&r), tag: try VirtioFSTag("\(r.pick(words))\(i)"), readOnly: r.bool())
+        var fs = DomainFilesystem(source: path(&r), tag: try VirtioFSTag("\(r.pick(tagWords))\(i)"), readOnly: r.bool())
         fs.queueSize = r.maybe { r in 1 << r.int(1...15) }
         fs.packed = r.maybe { $0.bool() }
         fs.binaryPath = r.maybe(path)

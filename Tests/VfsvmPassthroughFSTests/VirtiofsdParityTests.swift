@@ -29,7 +29,8 @@ private func hostOpenFlags(of path: String) -> [Int32] {
         guard n > 0, String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == path else { continue }
         guard let text = try? readWholeFile("/proc/self/fdinfo/\(name)") else { continue }
         for line in text.split(separator: "\n") where line.hasPrefix("flags:") {
-            if let v = Int32(line.dropFirst(6).filter { !$0.isWhitespace }, radix: 8) { out.append(v) }
+            // O_PATH fds (the inode table's) are not opens of the file.
+            if let v = Int32(line.dropFirst(6).filter { !$0.isWhitespace }, radix: 8), v & HostFSFlag.path == 0 { out.append(v) }
         }
     }
     return out
