@@ -16,6 +16,15 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Listen on this unix socket path.")
     var socketPath: String?
 
+    @Option(name: .long, help: "The old name of --socket-path (virtiofsd's --socket).")
+    var socket: String?
+
+    @Option(name: .long, help: ArgumentHelp("Give the socket this group and let the group connect (mode 0770; without it 0700).", valueName: "GROUP"))
+    var socketGroup: String?
+
+    @Flag(help: "Log to syslog (/dev/log, facility user) instead of stderr; stderr when no logger listens there.")
+    var syslog = false
+
     @Option(name: .long, help: "Use this inherited, already listening socket fd (libvirt).")
     var fd: Int32?
 
@@ -147,8 +156,11 @@ struct Serve: ParsableCommand {
         if printCapabilities { return }
         let s = try settings()
         guard s.sharedDir != nil else { throw ValidationError("no shared directory: give --shared-dir DIR or -o source=DIR") }
-        guard (socketPath == nil) != (fd == nil) else {
-            throw ValidationError("give exactly one of --socket-path PATH or --fd N")
+        guard [socketPath, socket].compactMap({ $0 }).count + (fd == nil ? 0 : 1) == 1 else {
+            throw ValidationError("give exactly one of --socket-path PATH (or --socket PATH) or --fd N")
+        }
+        if socketGroup != nil, fd != nil {
+            throw ValidationError("--socket-group needs a socket vfsvm creates (--socket-path), not an inherited --fd")
         }
         if let fd, fd < 0 { throw ValidationError("--fd must be an open file descriptor number (0 or more), got \(fd)") }
         guard (1...VirtioFSDevice.maxRequestQueues).contains(requestQueues) else {
@@ -166,6 +178,23 @@ struct Serve: ParsableCommand {
     /// `--shared-dir`-style options. No migration support is claimed.
     static let capabilities = #"{"type": "fs", "features": ["separate-options"]}"#
 
+    /// The listening socket at `path`: mode 0700, or 0770 and the group
+    /// `--socket-group` names.
+    func listen(path: String) throws -> FileDescriptor {
+        var gid: gid_t?
+        if let socketGroup {
+            guard let g = getgrnam(socketGroup) else { throw CommandFailure("--socket-group \(socketGroup): no such group") }
+            gid = g.pointee.gr_gid
+        }
+        let old = umask(gid == nil ? 0o077 : 0o007)
+        defer { umask(old) }
+        let fd = try UnixSocket.listen(path: path)
+        if let gid, chown(path, uid_t.max, gid) != 0 {
+            throw CommandFailure("--socket-group \(socketGroup ?? ""): chown(\(path)): \(Errno.current)")
+        }
+        return fd
+    }
+
     func run() throws {
         if printCapabilities {
             print(Self.capabilities)
@@ -176,13 +205,19 @@ struct Serve: ParsableCommand {
         do { _ = try FileDescriptor.open(dir, HostFSFlag.path | O_DIRECTORY) } catch {
             throw CommandFailure("cannot share \(dir): \(error.errno)")
         }
+        if syslog {
+            // Connected now: behind the sandbox /dev/log is out of sight.
+            do { logToSyslog(try SyslogSink()) } catch {
+                logLine("vfsvm serve: cannot log to syslog (\(error)); logging to stderr")
+            }
+        }
         do { try OpenFileLimit.raise(to: rlimitNofile) } catch { throw CommandFailure(error.description) }
         // The socket's path lies outside the share: listen before the
         // sandbox hides the host.
         let listener: FileDescriptor
         do {
-            listener = try socketPath.map { try UnixSocket.listen(path: $0) } ?? FileDescriptor(owning: fd ?? -1)
-        } catch { throw CommandFailure("cannot listen for the vhost-user frontend: \(error)") }
+            listener = try (socketPath ?? socket).map { try listen(path: $0) } ?? FileDescriptor(owning: fd ?? -1)
+        } catch let e as CommandFailure { throw e } catch { throw CommandFailure("cannot listen for the vhost-user frontend: \(error)") }
         // The share is opened only once the sandbox is in place, through its
         // new root (see Sandbox.Share).
         let confined: Sandbox.Share?

@@ -10,7 +10,7 @@ import Testing
         ["--posix-acl"], ["--security-label"], ["--xattrmap", ":map::user.virtiofs.:"], ["--uid-map", ":0:100000:65536:"],
         ["--gid-map", ":0:100000:65536:"],
         ["--migration-mode", "file-handles"], ["--migration-on-error", "guest-error"], ["--migration-verify-handles"],
-        ["--migration-confirm-paths"], ["--socket", "/tmp/x.sock"], ["--socket-group", "kvm"], ["--syslog"], ["--daemonize"],
+        ["--migration-confirm-paths"], ["--daemonize"],
     ]
 
     @Test(.timeLimit(.minutes(2)), arguments: refusedLong)
@@ -64,5 +64,53 @@ import Testing
         #expect(t.exitCode == 64 && t.stderr.contains("--translate-uid map:0:1000") && t.stderr.contains("expected map:A:B:COUNT"), "stderr: \(t.stderr)")
         let l = try serveFailing(["-o", "log_level=loud"])
         #expect(l.exitCode == 64 && l.stderr.contains("log_level=loud") && l.stderr.contains("expected off, error"), "stderr: \(l.stderr)")
+    }
+}
+
+/// --socket, --socket-group and --syslog as virtiofsd has them.
+@Suite(.serialized) struct ServeSocketAndLogTests {
+    private func mode(_ path: String) -> (mode: mode_t, gid: gid_t)? {
+        var st = stat()
+        guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return nil }
+        return (st.st_mode & 0o777, st.st_gid)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func socketIsTheOldNameOfSocketPath() throws {
+        let s = try ServeUnderTest([], socketOption: "--socket")
+        #expect(mode(s.socketPath) != nil, "a listening socket at --socket's path")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func socketIsOwnerOnlyWithoutAGroup() throws {
+        let s = try ServeUnderTest()
+        #expect(mode(s.socketPath)?.mode == 0o700)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func socketGroupGivesTheGroupAccess() throws {
+        let group = try #require(getgrnam("disk"), "the test uses the group 'disk' (gid 6), which Debian always has")
+        let gid = group.pointee.gr_gid
+        let s = try ServeUnderTest(["--socket-group", "disk"])
+        let m = try #require(mode(s.socketPath))
+        #expect(m.mode == 0o770 && m.gid == gid, "mode \(String(m.mode, radix: 8)), gid \(m.gid)")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func socketGroupRefusals() throws {
+        let r = try serveFailing(["--socket-group", "no-such-group-vfsvm"])
+        #expect(r.exitCode == 1 && r.stderr.contains("--socket-group no-such-group-vfsvm: no such group"), "stderr: \(r.stderr)")
+        let both = try serveFailing(["--socket", "/tmp/other.sock"])
+        #expect(both.exitCode == 64 && both.stderr.contains("exactly one of"), "stderr: \(both.stderr)")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func syslogFallsBackToStderrWithoutALogger() throws {
+        guard access("/dev/log", F_OK) != 0 else {
+            print("syslogFallsBackToStderrWithoutALogger: /dev/log exists here, so the fallback to stderr cannot be seen; SyslogSinkTests cover the sink")
+            return
+        }
+        let s = try ServeUnderTest(["--syslog"])
+        #expect(s.drainStderr().contains("cannot log to syslog"), "stderr: \(s.stderrText)")
     }
 }
