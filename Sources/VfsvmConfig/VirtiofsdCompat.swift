@@ -27,8 +27,6 @@ public enum VirtiofsdCompat {
                             meaning: "serves POSIX ACLs (system.posix_acl_* xattrs, inherited on create); implies --xattr"),
         UnimplementedOption(long: "security-label", compat: "security_label",
                             meaning: "sets the SELinux label the guest sends with each create (security.selinux); implies --xattr"),
-        UnimplementedOption(long: "xattrmap", compat: "xattrmap",
-                            meaning: "renames, hides or prefixes extended attributes between guest and host by rules such as :prefix::user.virtiofs.:"),
         UnimplementedOption(long: "uid-map", compat: nil,
                             meaning: "maps host UIDs into the user namespace an unprivileged virtiofsd runs in, :inside:outside:count:; --translate-uid map:INSIDE:OUTSIDE:COUNT gives the guest the same view"),
         UnimplementedOption(long: "gid-map", compat: nil,

@@ -88,6 +88,7 @@ extension PassthroughFileSystem {
             try host { () throws(SystemError) in try fd.truncate(to: Int64(size)) }
         }
         if c.killSUIDGID { try clearSetID(node, fd: open?.fd) }
+        if c.size != nil || c.uid != nil || c.gid != nil, type == Self.sIFREG || type == Self.sIFDIR { dropRemappedCapability(open?.fd ?? p) }
         if c.atime != .omit || c.mtime != .omit {
             try host { () throws(SystemError) in try p.setTimes(access: c.atime, modification: c.mtime) }
         }

@@ -52,6 +52,9 @@ public struct PassthroughOptions: Sendable, Equatable {
     /// dropped rather than failing the open with EPERM (virtiofsd's
     /// `--preserve-noatime`, which it also implies when it has FOWNER).
     public var keepNoatime = true
+    /// `--xattrmap`: guest xattr names translated, refused or hidden (see
+    /// XattrNameMap); nil: names pass unchanged.
+    public var xattrMap: XattrNameMap?
 
     public init(cache: Cache = .auto, xattr: Bool = true, pathFDCacheSize: Int = 512, fileHandles: Bool = true, maxOpenHandles: Int? = nil) {
         self.cache = cache; self.xattr = xattr; self.pathFDCacheSize = pathFDCacheSize; self.fileHandles = fileHandles

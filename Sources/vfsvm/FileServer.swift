@@ -46,6 +46,9 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
         options.requireFileHandles = settings.inodeFileHandles == .mandatory
         options.allowDirectIO = settings.allowDirectIO
         options.keepNoatime = settings.keepsNoatime
+        if let rules = settings.xattrmap {
+            do { options.xattrMap = try XattrNameMap(parsing: rules) } catch { throw ValidationError("invalid --xattrmap '\(rules)': \(error)") }
+        }
         if let confined {
             fs = try PassthroughFileSystem(rootDirectory: confined.root, procSelfFD: confined.procSelfFD, path: dir,
                                            options: options, engine: io)

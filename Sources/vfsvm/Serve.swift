@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import VfsvmConfig
+import VfsvmPassthroughFS
 import VfsvmSys
 import VfsvmVhostUser
 import VfsvmVirtioFS
@@ -76,6 +77,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Enable extended attributes.")
     var xattr = false
 
+    @Option(help: ArgumentHelp("Rename, hide or refuse xattr names between guest and host, with virtiofsd's rules, e.g. ':map::user.virtiofs.:' (implies --xattr).", valueName: "RULES"))
+    var xattrmap: String?
+
     @Flag(help: "Refuse every write with EROFS.")
     var readonly = false
 
@@ -127,6 +131,7 @@ struct Serve: ParsableCommand {
         if let sharedDir { s.sharedDir = sharedDir }
         if let cache { s.cache = cache }
         if xattr { s.xattr = true }
+        if let xattrmap { s.xattrmap = xattrmap }
         if readonly { s.readOnly = true }
         if let sandbox { s.sandbox = sandbox }
         if writeback { s.writeback = true }
@@ -155,6 +160,9 @@ struct Serve: ParsableCommand {
         do { try VirtiofsdCompat.check(unrecognized: unrecognized) } catch { throw ValidationError(error.description) }
         if printCapabilities { return }
         let s = try settings()
+        if let rules = s.xattrmap {
+            do { _ = try XattrNameMap(parsing: rules) } catch { throw ValidationError("invalid --xattrmap '\(rules)': \(error)") }
+        }
         guard s.sharedDir != nil else { throw ValidationError("no shared directory: give --shared-dir DIR or -o source=DIR") }
         guard [socketPath, socket].compactMap({ $0 }).count + (fd == nil ? 0 : 1) == 1 else {
             throw ValidationError("give exactly one of --socket-path PATH (or --socket PATH) or --fd N")
