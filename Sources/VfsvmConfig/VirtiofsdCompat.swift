@@ -23,8 +23,6 @@ public enum VirtiofsdCompat {
     /// Every virtiofsd option `vfsvm serve` refuses, one row each. An
     /// option leaves this table when it is implemented.
     public static let unimplemented: [UnimplementedOption] = [
-        UnimplementedOption(long: "posix-acl", compat: "posix_acl",
-                            meaning: "serves POSIX ACLs (system.posix_acl_* xattrs, inherited on create); implies --xattr"),
         UnimplementedOption(long: "security-label", compat: "security_label",
                             meaning: "sets the SELinux label the guest sends with each create (security.selinux); implies --xattr"),
         UnimplementedOption(long: "uid-map", compat: nil,

@@ -40,6 +40,16 @@ extension PassthroughFileSystem {
                     try XattrCall.set(path: path, name: name, value: value, flags: Int32(bitPattern: flags & 3))
                 }
             }
+            if options.posixACL, flags & FUSESetxattrFlag.aclKillSGID != 0, name == Array("system.posix_acl_access".utf8) {
+                // The host kernel keeps S_ISGID for vfsvm (CAP_FSETID); the
+                // guest's caller would have lost it.
+                let st = try host { () throws(SystemError) in try keep.stat() }
+                if st.mode & 0o2000 != 0 {
+                    try host { () throws(SystemError) in
+                        try procSelfFD.chmodAt(Array(path.utf8), mode: mode_t(st.mode & 0o7777 & ~0o2000))
+                    }
+                }
+            }
         }
     }
 

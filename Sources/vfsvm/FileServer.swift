@@ -46,6 +46,7 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
         options.requireFileHandles = settings.inodeFileHandles == .mandatory
         options.allowDirectIO = settings.allowDirectIO
         options.keepNoatime = settings.keepsNoatime
+        options.posixACL = settings.posixACL
         if let rules = settings.xattrmap {
             do { options.xattrMap = try XattrNameMap(parsing: rules) } catch { throw ValidationError("invalid --xattrmap '\(rules)': \(error)") }
         }
@@ -64,6 +65,7 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     serverOptions.killprivV2 = settings.killprivV2
     serverOptions.directIOAllowMmap = settings.allowMmap
     serverOptions.announceSubmounts = settings.announceSubmounts
+    serverOptions.posixACL = settings.posixACL
     if !settings.uidTranslation.isEmpty || !settings.gidTranslation.isEmpty {
         serverOptions.idTranslation = FUSEIDTranslation(uids: idMap(settings.uidTranslation), gids: idMap(settings.gidTranslation))
     }

@@ -77,6 +77,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Enable extended attributes.")
     var xattr = false
 
+    @Flag(help: "Serve POSIX ACLs (FUSE_POSIX_ACL; implies --xattr): the guest enforces them, new files inherit default ACLs. Not with --translate-uid/--translate-gid.")
+    var posixAcl = false
+
     @Option(help: ArgumentHelp("Rename, hide or refuse xattr names between guest and host, with virtiofsd's rules, e.g. ':map::user.virtiofs.:' (implies --xattr).", valueName: "RULES"))
     var xattrmap: String?
 
@@ -132,6 +135,7 @@ struct Serve: ParsableCommand {
         if let cache { s.cache = cache }
         if xattr { s.xattr = true }
         if let xattrmap { s.xattrmap = xattrmap }
+        if posixAcl { s.posixACL = true }
         if readonly { s.readOnly = true }
         if let sandbox { s.sandbox = sandbox }
         if writeback { s.writeback = true }
@@ -160,6 +164,9 @@ struct Serve: ParsableCommand {
         do { try VirtiofsdCompat.check(unrecognized: unrecognized) } catch { throw ValidationError(error.description) }
         if printCapabilities { return }
         let s = try settings()
+        if s.posixACL, !s.uidTranslation.isEmpty || !s.gidTranslation.isEmpty {
+            throw ValidationError("--posix-acl cannot be used with --translate-uid/--translate-gid: ACL entries name host ids, which would reach the guest untranslated (virtiofsd refuses the pair too)")
+        }
         if let rules = s.xattrmap {
             do { _ = try XattrNameMap(parsing: rules) } catch { throw ValidationError("invalid --xattrmap '\(rules)': \(error)") }
         }
