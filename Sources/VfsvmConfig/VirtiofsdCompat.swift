@@ -23,16 +23,12 @@ public enum VirtiofsdCompat {
     /// Every virtiofsd option `vfsvm serve` refuses, one row each. An
     /// option leaves this table when it is implemented.
     public static let unimplemented: [UnimplementedOption] = [
-        UnimplementedOption(long: "posix-acl", compat: "posix_acl",
-                            meaning: "serves POSIX ACLs (system.posix_acl_* xattrs, inherited on create); implies --xattr"),
         UnimplementedOption(long: "security-label", compat: "security_label",
                             meaning: "sets the SELinux label the guest sends with each create (security.selinux); implies --xattr"),
-        UnimplementedOption(long: "xattrmap", compat: "xattrmap",
-                            meaning: "renames, hides or prefixes extended attributes between guest and host by rules such as :prefix::user.virtiofs.:"),
         UnimplementedOption(long: "uid-map", compat: nil,
-                            meaning: "maps host UIDs into a user namespace the sandbox creates, :inside:outside:count:"),
+                            meaning: "maps host UIDs into the user namespace an unprivileged virtiofsd runs in, :inside:outside:count:; --translate-uid map:INSIDE:OUTSIDE:COUNT gives the guest the same view"),
         UnimplementedOption(long: "gid-map", compat: nil,
-                            meaning: "maps host GIDs into a user namespace the sandbox creates, :inside:outside:count:"),
+                            meaning: "maps host GIDs into the user namespace an unprivileged virtiofsd runs in, :inside:outside:count:; --translate-gid map:INSIDE:OUTSIDE:COUNT gives the guest the same view"),
         UnimplementedOption(long: "migration-mode", compat: nil,
                             meaning: "how the device state travels in a live migration (find-paths or file-handles); vfsvm serve does not migrate"),
         UnimplementedOption(long: "migration-on-error", compat: nil,
@@ -41,9 +37,6 @@ public enum VirtiofsdCompat {
                             meaning: "checks migrated inodes by file handle; vfsvm serve does not migrate"),
         UnimplementedOption(long: "migration-confirm-paths", compat: nil,
                             meaning: "re-checks migrated paths at switch-over; vfsvm serve does not migrate"),
-        UnimplementedOption(long: "socket", compat: nil, meaning: "the old name of --socket-path"),
-        UnimplementedOption(long: "socket-group", compat: nil, meaning: "gives the vhost-user socket this group"),
-        UnimplementedOption(long: "syslog", compat: nil, meaning: "logs to syslog instead of stderr"),
         UnimplementedOption(long: "daemonize", compat: nil, meaning: "runs in the background (the C virtiofsd)"),
         UnimplementedOption(long: nil, compat: "allow_root", meaning: "libfuse's allow_root mount option (the C virtiofsd)"),
         UnimplementedOption(long: nil, compat: "timeout", meaning: "sets the entry and attribute cache timeout in seconds (the C virtiofsd)"),

@@ -157,6 +157,15 @@ public struct ServeSettings: Equatable, Sendable {
     /// `--translate-uid` / `--translate-gid` rules, in the order given.
     public var uidTranslation: [IDTranslationRule] = []
     public var gidTranslation: [IDTranslationRule] = []
+    /// `--xattrmap` / `-o xattrmap=` rules, as given (the file server
+    /// parses them); they turn xattrs on.
+    /// `--posix-acl` / `-o posix_acl`: POSIX ACLs offered; turns xattrs on.
+    public var posixACL = false {
+        didSet { if posixACL { xattr = true } }
+    }
+    public var xattrmap: String? {
+        didSet { if xattrmap != nil { xattr = true } }
+    }
 
     public init() {}
 
@@ -212,8 +221,11 @@ public struct ServeSettings: Equatable, Sendable {
             case "allow_direct_io": try none(); allowDirectIO = true
             case "no_allow_direct_io": try none(); allowDirectIO = false
             case "announce_submounts": try none(); announceSubmounts = true
-            // Asking for what vfsvm does anyway: no ACLs, no labels.
-            case "no_posix_acl", "no_security_label": try none()
+            case "xattrmap": xattrmap = try need()
+            case "posix_acl": try none(); posixACL = true
+            case "no_posix_acl": try none(); posixACL = false
+            // Asking for what vfsvm does anyway: no labels.
+            case "no_security_label": try none()
             case "debug": try none(); logLevel = .debug
             case "log_level", "loglevel":
                 let v = try need()
@@ -223,7 +235,7 @@ public struct ServeSettings: Equatable, Sendable {
                 logLevel = level
             default:
                 if let row = VirtiofsdCompat.unimplemented(compat: key) { throw .unimplemented("-o \(key)", meaning: row.meaning) }
-                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, readdirplus, no_readdirplus, killpriv_v2, no_killpriv_v2, allow_direct_io, no_allow_direct_io, announce_submounts, no_posix_acl, no_security_label, modcaps, debug, log_level)")
+                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, readdirplus, no_readdirplus, killpriv_v2, no_killpriv_v2, allow_direct_io, no_allow_direct_io, announce_submounts, posix_acl, no_posix_acl, no_security_label, xattrmap, modcaps, debug, log_level)")
             }
         }
     }

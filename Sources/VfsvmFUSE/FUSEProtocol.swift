@@ -17,6 +17,8 @@ public enum FUSEInitFlag {
     public static let writebackCache: UInt64 = 1 << 16
     public static let parallelDirops: UInt64 = 1 << 18
     public static let handleKillpriv: UInt64 = 1 << 19
+    /// The client enforces POSIX ACLs (kept in system.posix_acl_* xattrs).
+    public static let posixACL: UInt64 = 1 << 20
     public static let maxPages: UInt64 = 1 << 22
     public static let cacheSymlinks: UInt64 = 1 << 23
     /// init_out.map_alignment holds log2 of the DAX mapping alignment;
@@ -33,6 +35,15 @@ public enum FUSEInitFlag {
     /// FUSE passthrough (7.40): OPEN replies may name a backing file the
     /// kernel then reads and writes itself, without the server.
     public static let passthrough: UInt64 = 1 << 37
+}
+
+/// Bits `FUSEServer` adds to SETXATTR's `flags` (XATTR_CREATE and
+/// XATTR_REPLACE keep the low two).
+public enum FUSESetxattrFlag {
+    /// FUSE_SETXATTR_ACL_KILL_SGID (fuse_setxattr_in.setxattr_flags):
+    /// setting this access ACL clears S_ISGID (the caller is not in the
+    /// file's group and lacks CAP_FSETID).
+    public static let aclKillSGID: UInt32 = 1 << 31
 }
 
 /// fuse_attr.flags bits.
@@ -99,6 +110,8 @@ public struct FUSEServerOptions: Sendable, Equatable {
     /// Accept FUSE_SUBMOUNTS, so that the file system may mark mount
     /// points with FUSE_ATTR_SUBMOUNT.
     public var announceSubmounts = false
+    /// Offer FUSE_POSIX_ACL (the file system must honour default ACLs).
+    public var posixACL = false
     /// Guest <-> host uid/gid translation; nil: ids pass unchanged.
     public var idTranslation: FUSEIDTranslation? = nil
     public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, locks: Bool = true) {

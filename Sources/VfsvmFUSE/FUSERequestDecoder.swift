@@ -202,8 +202,12 @@ public struct FUSERequestDecoder: Sendable {
             let dataOnly = flags & 1 != 0
             return opcode == .fsync ? .fsync(handle: fh, dataOnly: dataOnly) : .fsyncdir(handle: fh, dataOnly: dataOnly)
         case .setxattr:
-            let size = try c.u32(b), flags = try c.u32(b)
-            if setxattrExt { try c.skip(8, b) }  // setxattr_flags, padding
+            let size = try c.u32(b)
+            var flags = try c.u32(b) & ~FUSESetxattrFlag.aclKillSGID
+            if setxattrExt {
+                if try c.u32(b) & 1 != 0 { flags |= FUSESetxattrFlag.aclKillSGID }  // FUSE_SETXATTR_ACL_KILL_SGID
+                try c.skip(4, b)  // padding
+            }
             let name = try c.cString(b)
             try Self.checkXattrName(name)
             guard size <= 65536 else { throw FUSEErrno(.E2BIG, "SETXATTR: value above 64 KiB") }

@@ -437,6 +437,7 @@ public final class FUSEServer: FUSERequestHandler {
         if options.killprivV2 { ours |= FUSEInitFlag.handleKillprivV2 }
         if options.directIOAllowMmap { ours |= FUSEInitFlag.directIOAllowMmap }
         if options.announceSubmounts { ours |= FUSEInitFlag.submounts }
+        if options.posixACL { ours |= FUSEInitFlag.posixACL }
         if options.posixLocks { ours |= FUSEInitFlag.posixLocks }
         if options.flockLocks { ours |= FUSEInitFlag.flockLocks }
         if options.writeback { ours |= FUSEInitFlag.writebackCache }

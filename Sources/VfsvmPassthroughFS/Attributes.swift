@@ -90,6 +90,7 @@ extension PassthroughFileSystem {
             }
         }
         if c.killSUIDGID { try clearSetID(node, fd: open?.fd) }
+        if c.size != nil || c.uid != nil || c.gid != nil, type == Self.sIFREG || type == Self.sIFDIR { dropRemappedCapability(open?.fd ?? p) }
         if c.atime != .omit || c.mtime != .omit {
             try host { () throws(SystemError) in try p.setTimes(access: c.atime, modification: c.mtime) }
         }

@@ -15,6 +15,7 @@ extension PassthroughFileSystem {
     public func write(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, writeFlags: UInt32, from request: some ScatterGatherList, at requestOffset: Int) throws(FUSEErrno) -> Int {
         let f = try file(handle, directory: false)
         if writeFlags & UInt32(FUSE_WRITE_KILL_SUIDGID) != 0 { try clearSetID(f.node, fd: f.fd) }
+        dropRemappedCapability(f.fd)
         return try host { () throws(SystemError) in try engine.write(f.fd, at: Int64(offset), from: request, offset: requestOffset, count: size) }
     }
 

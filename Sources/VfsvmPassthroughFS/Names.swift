@@ -85,9 +85,20 @@ extension PassthroughFileSystem {
         return try lookupEntry(parentFD: parentFD, parent: parent, name: name)
     }
 
-    func mask(_ mode: UInt32, _ umask: UInt32) -> UInt32 {
+    /// The mode a new file below `dir` is made with: the caller's umask
+    /// applied (FUSE_DONT_MASK), unless ACLs are on and `dir` has a default
+    /// ACL, which the host kernel applies instead.
+    func mask(_ mode: UInt32, _ umask: UInt32, in dir: FileDescriptor) -> UInt32 {
         let dontMask = session?.has(FUSEInitFlag.dontMask) ?? false
+        if dontMask, options.posixACL, session?.has(FUSEInitFlag.posixACL) == true, hasDefaultACL(dir) { return mode & 0o7777 }
         return (dontMask ? mode & ~umask : mode) & 0o7777
+    }
+
+    func hasDefaultACL(_ dir: FileDescriptor) -> Bool {
+        let n = try? XattrCall.inDirectory(procSelfFD) { () throws(SystemError) -> Int in
+            try XattrCall.get(path: String(dir.rawValue), name: Array("system.posix_acl_default".utf8), size: 0).length
+        }
+        return (n ?? 0) > 0
     }
 
     func parentDirectory(_ parent: UInt64) throws(FUSEErrno) -> FileDescriptor {
@@ -100,7 +111,7 @@ extension PassthroughFileSystem {
         let dir = try parentDirectory(parent)
         try host { () throws(SystemError) in
             try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) in
-                try dir.mkdirAt(name, mode: mode_t(mask(mode, umask)))
+                try dir.mkdirAt(name, mode: mode_t(mask(mode, umask, in: dir)))
             }
         }
         return try lookupEntry(parentFD: dir, parent: parent, name: name)
@@ -111,7 +122,7 @@ extension PassthroughFileSystem {
         let type = mode & Self.sIFMT
         try host { () throws(SystemError) in
             try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) in
-                try dir.mknodAt(name, mode: mode_t(type | mask(mode, umask)), device: dev_t(rdev))
+                try dir.mknodAt(name, mode: mode_t(type | mask(mode, umask, in: dir)), device: dev_t(rdev))
             }
         }
         return try lookupEntry(parentFD: dir, parent: parent, name: name)

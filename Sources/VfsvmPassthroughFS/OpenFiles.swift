@@ -120,7 +120,7 @@ extension PassthroughFileSystem {
             // Always O_EXCL host-side, so an existing name is never opened
             // by this path (it could be a FIFO or a device node).
             fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
-                try dir.openAt(name, flags: hostOpenFlags, mode: mode_t(mask(mode, umask)))
+                try dir.openAt(name, flags: hostOpenFlags, mode: mode_t(mask(mode, umask, in: dir)))
             }
         } catch where error.errno == .EEXIST && Int32(bitPattern: flags) & O_EXCL == 0 {
             giveBackHandleSlot()  // open() takes its own
@@ -161,7 +161,7 @@ extension PassthroughFileSystem {
         do {
             (fd, st) = try host { () throws(SystemError) in
                 let fd = try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) -> FileDescriptor in
-                    try dir.openAt([0x2e], flags: hostOpenFlags, mode: mode_t(mask(mode, umask)))
+                    try dir.openAt([0x2e], flags: hostOpenFlags, mode: mode_t(mask(mode, umask, in: dir)))
                 }
                 return (fd, try fd.stat())
             }

@@ -52,6 +52,14 @@ public struct PassthroughOptions: Sendable, Equatable {
     /// dropped rather than failing the open with EPERM (virtiofsd's
     /// `--preserve-noatime`, which it also implies when it has FOWNER).
     public var keepNoatime = true
+    /// `--xattrmap`: guest xattr names translated, refused or hidden (see
+    /// XattrNameMap); nil: names pass unchanged.
+    public var xattrMap: XattrNameMap?
+    /// POSIX ACLs (virtiofsd's `--posix-acl`): a new file in a directory
+    /// with a default ACL gets its mode unmasked (the inherited ACL
+    /// replaces the umask, as in a local create), and an access ACL set
+    /// with FUSE_SETXATTR_ACL_KILL_SGID clears S_ISGID.
+    public var posixACL = false
 
     public init(cache: Cache = .auto, xattr: Bool = true, pathFDCacheSize: Int = 512, fileHandles: Bool = true, maxOpenHandles: Int? = nil) {
         self.cache = cache; self.xattr = xattr; self.pathFDCacheSize = pathFDCacheSize; self.fileHandles = fileHandles

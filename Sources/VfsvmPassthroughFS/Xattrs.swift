@@ -12,7 +12,27 @@ extension PassthroughFileSystem {
         return (String(p.rawValue), p)
     }
 
+    /// The host name of guest xattr `name` (`xattrMap`).
+    func hostXattrName(_ name: [UInt8]) throws(FUSEErrno) -> [UInt8] {
+        guard let map = options.xattrMap else { return name }
+        switch map.client(name) {
+        case let .host(h): return h
+        case let .refused(e): throw FUSEErrno(e, "xattr name refused by --xattrmap")
+        }
+    }
+
+    /// Where `xattrMap` keeps the guest's security.capability under another
+    /// name, the host kernel no longer drops it when the file is written,
+    /// truncated or given away: vfsvm does (as a local kernel would).
+    func dropRemappedCapability(_ fd: FileDescriptor) {
+        guard let name = options.xattrMap?.remappedCapability else { return }
+        try? XattrCall.inDirectory(procSelfFD) { () throws(SystemError) in
+            try XattrCall.remove(path: String(fd.rawValue), name: name)
+        }
+    }
+
     public func setxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(FUSEErrno) {
+        let name = try hostXattrName(name)
         let (path, keep) = try xattrPath(node)
         try withExtendedLifetime(keep) { () throws(FUSEErrno) in
             try host { () throws(SystemError) in
@@ -20,10 +40,21 @@ extension PassthroughFileSystem {
                     try XattrCall.set(path: path, name: name, value: value, flags: Int32(bitPattern: flags & 3))
                 }
             }
+            if options.posixACL, flags & FUSESetxattrFlag.aclKillSGID != 0, name == Array("system.posix_acl_access".utf8) {
+                // The host kernel keeps S_ISGID for vfsvm (CAP_FSETID); the
+                // guest's caller would have lost it.
+                let st = try host { () throws(SystemError) in try keep.stat() }
+                if st.mode & 0o2000 != 0 {
+                    try host { () throws(SystemError) in
+                        try procSelfFD.chmodAt(Array(path.utf8), mode: mode_t(st.mode & 0o7777 & ~0o2000))
+                    }
+                }
+            }
         }
     }
 
     public func getxattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8], size: Int) throws(FUSEErrno) -> FUSEXattrReply {
+        let name = try hostXattrName(name)
         let (path, keep) = try xattrPath(node)
         return try withExtendedLifetime(keep) { () throws(FUSEErrno) -> FUSEXattrReply in
             let r = try host { () throws(SystemError) in
@@ -38,16 +69,38 @@ extension PassthroughFileSystem {
     public func listxattr(_ ctx: FUSERequestContext, node: UInt64, size: Int) throws(FUSEErrno) -> FUSEXattrReply {
         let (path, keep) = try xattrPath(node)
         return try withExtendedLifetime(keep) { () throws(FUSEErrno) -> FUSEXattrReply in
-            let r = try host { () throws(SystemError) in
+            guard let map = options.xattrMap else {
+                let r = try host { () throws(SystemError) in
                     try XattrCall.inDirectory(procSelfFD) { () throws(SystemError) in
-                    try XattrCall.list(path: path, size: size)
+                        try XattrCall.list(path: path, size: size)
+                    }
                 }
+                return size == 0 ? .size(r.length) : .data(r.value)
             }
-            return size == 0 ? .size(r.length) : .data(r.value)
+            // The guest's list is the host's, renamed and filtered: read it
+            // whole (its size may change between the calls: retry), then
+            // answer the size or the names from the mapped list.
+            for _ in 0..<8 {
+                let all: [UInt8]
+                do throws(FUSEErrno) {
+                    all = try host { () throws(SystemError) -> [UInt8] in
+                        try XattrCall.inDirectory(procSelfFD) { () throws(SystemError) -> [UInt8] in
+                            let n = try XattrCall.list(path: path, size: 0).length
+                            return n == 0 ? [] : try XattrCall.list(path: path, size: n).value
+                        }
+                    }
+                } catch where error.errno == .ERANGE { continue }
+                let mapped = map.serverList(all)
+                if size == 0 { return .size(mapped.count) }
+                guard mapped.count <= size else { throw FUSEErrno(.ERANGE, "listxattr: the mapped list is larger than the buffer") }
+                return .data(mapped)
+            }
+            throw FUSEErrno(.EAGAIN, "listxattr: the list kept changing")
         }
     }
 
     public func removexattr(_ ctx: FUSERequestContext, node: UInt64, name: [UInt8]) throws(FUSEErrno) {
+        let name = try hostXattrName(name)
         let (path, keep) = try xattrPath(node)
         try withExtendedLifetime(keep) { () throws(FUSEErrno) in
             try host { () throws(SystemError) in

@@ -97,8 +97,9 @@ public func writeStandardError(_ text: String) {
     _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
 }
 
-/// One line to stderr, written in a single write(2) so lines from several
-/// threads do not interleave.
+/// One line to stderr (or to syslog after `logToSyslog`), written in a
+/// single write(2) so lines from several threads do not interleave.
 public func logLine(_ line: String) {
+    if let sink = currentSyslogSink(), sink.send(line) { return }
     writeStandardError(line + "\n")
 }

@@ -47,6 +47,10 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
         options.requireFileHandles = settings.inodeFileHandles == .mandatory
         options.allowDirectIO = settings.allowDirectIO
         options.keepNoatime = settings.keepsNoatime
+        options.posixACL = settings.posixACL
+        if let rules = settings.xattrmap {
+            do { options.xattrMap = try XattrNameMap(parsing: rules) } catch { throw ValidationError("invalid --xattrmap '\(rules)': \(error)") }
+        }
         if let confined {
             fs = try PassthroughFileSystem(rootDirectory: confined.root, procSelfFD: confined.procSelfFD, path: dir,
                                            options: options, engine: io)
@@ -62,6 +66,7 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
     serverOptions.killprivV2 = settings.killprivV2
     serverOptions.directIOAllowMmap = settings.allowMmap
     serverOptions.announceSubmounts = settings.announceSubmounts
+    serverOptions.posixACL = settings.posixACL
     if !settings.uidTranslation.isEmpty || !settings.gidTranslation.isEmpty {
         serverOptions.idTranslation = FUSEIDTranslation(uids: idMap(settings.uidTranslation), gids: idMap(settings.gidTranslation))
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import VfsvmConfig
+import VfsvmPassthroughFS
 import VfsvmSys
 import VfsvmVhostUser
 import VfsvmVirtioFS
@@ -15,6 +16,15 @@ struct Serve: ParsableCommand {
 
     @Option(name: .long, help: "Listen on this unix socket path.")
     var socketPath: String?
+
+    @Option(name: .long, help: "The old name of --socket-path (virtiofsd's --socket).")
+    var socket: String?
+
+    @Option(name: .long, help: ArgumentHelp("Give the socket this group and let the group connect (mode 0770; without it 0700).", valueName: "GROUP"))
+    var socketGroup: String?
+
+    @Flag(help: "Log to syslog (/dev/log, facility user) instead of stderr; stderr when no logger listens there.")
+    var syslog = false
 
     @Option(name: .long, help: "Use this inherited, already listening socket fd (libvirt).")
     var fd: Int32?
@@ -67,6 +77,12 @@ struct Serve: ParsableCommand {
     @Flag(help: "Enable extended attributes.")
     var xattr = false
 
+    @Flag(help: "Serve POSIX ACLs (FUSE_POSIX_ACL; implies --xattr): the guest enforces them, new files inherit default ACLs. Not with --translate-uid/--translate-gid.")
+    var posixAcl = false
+
+    @Option(help: ArgumentHelp("Rename, hide or refuse xattr names between guest and host, with virtiofsd's rules, e.g. ':map::user.virtiofs.:' (implies --xattr).", valueName: "RULES"))
+    var xattrmap: String?
+
     @Flag(help: "Refuse every write with EROFS.")
     var readonly = false
 
@@ -118,6 +134,8 @@ struct Serve: ParsableCommand {
         if let sharedDir { s.sharedDir = sharedDir }
         if let cache { s.cache = cache }
         if xattr { s.xattr = true }
+        if let xattrmap { s.xattrmap = xattrmap }
+        if posixAcl { s.posixACL = true }
         if readonly { s.readOnly = true }
         if let sandbox { s.sandbox = sandbox }
         if writeback { s.writeback = true }
@@ -146,9 +164,18 @@ struct Serve: ParsableCommand {
         do { try VirtiofsdCompat.check(unrecognized: unrecognized) } catch { throw ValidationError(error.description) }
         if printCapabilities { return }
         let s = try settings()
+        if s.posixACL, !s.uidTranslation.isEmpty || !s.gidTranslation.isEmpty {
+            throw ValidationError("--posix-acl cannot be used with --translate-uid/--translate-gid: ACL entries name host ids, which would reach the guest untranslated (virtiofsd refuses the pair too)")
+        }
+        if let rules = s.xattrmap {
+            do { _ = try XattrNameMap(parsing: rules) } catch { throw ValidationError("invalid --xattrmap '\(rules)': \(error)") }
+        }
         guard s.sharedDir != nil else { throw ValidationError("no shared directory: give --shared-dir DIR or -o source=DIR") }
-        guard (socketPath == nil) != (fd == nil) else {
-            throw ValidationError("give exactly one of --socket-path PATH or --fd N")
+        guard [socketPath, socket].compactMap({ $0 }).count + (fd == nil ? 0 : 1) == 1 else {
+            throw ValidationError("give exactly one of --socket-path PATH (or --socket PATH) or --fd N")
+        }
+        if socketGroup != nil, fd != nil {
+            throw ValidationError("--socket-group needs a socket vfsvm creates (--socket-path), not an inherited --fd")
         }
         if let fd, fd < 0 { throw ValidationError("--fd must be an open file descriptor number (0 or more), got \(fd)") }
         guard (1...VirtioFSDevice.maxRequestQueues).contains(requestQueues) else {
@@ -166,6 +193,23 @@ struct Serve: ParsableCommand {
     /// `--shared-dir`-style options. No migration support is claimed.
     static let capabilities = #"{"type": "fs", "features": ["separate-options"]}"#
 
+    /// The listening socket at `path`: mode 0700, or 0770 and the group
+    /// `--socket-group` names.
+    func listen(path: String) throws -> FileDescriptor {
+        var gid: gid_t?
+        if let socketGroup {
+            guard let g = getgrnam(socketGroup) else { throw CommandFailure("--socket-group \(socketGroup): no such group") }
+            gid = g.pointee.gr_gid
+        }
+        let old = umask(gid == nil ? 0o077 : 0o007)
+        defer { umask(old) }
+        let fd = try UnixSocket.listen(path: path)
+        if let gid, chown(path, uid_t.max, gid) != 0 {
+            throw CommandFailure("--socket-group \(socketGroup ?? ""): chown(\(path)): \(Errno.current)")
+        }
+        return fd
+    }
+
     func run() throws {
         if printCapabilities {
             print(Self.capabilities)
@@ -176,13 +220,19 @@ struct Serve: ParsableCommand {
         do { _ = try FileDescriptor.open(dir, HostFSFlag.path | O_DIRECTORY) } catch {
             throw CommandFailure("cannot share \(dir): \(error.errno)")
         }
+        if syslog {
+            // Connected now: behind the sandbox /dev/log is out of sight.
+            do { logToSyslog(try SyslogSink()) } catch {
+                logLine("vfsvm serve: cannot log to syslog (\(error)); logging to stderr")
+            }
+        }
         do { try OpenFileLimit.raise(to: rlimitNofile) } catch { throw CommandFailure(error.description) }
         // The socket's path lies outside the share: listen before the
         // sandbox hides the host.
         let listener: FileDescriptor
         do {
-            listener = try socketPath.map { try UnixSocket.listen(path: $0) } ?? FileDescriptor(owning: fd ?? -1)
-        } catch { throw CommandFailure("cannot listen for the vhost-user frontend: \(error)") }
+            listener = try (socketPath ?? socket).map { try listen(path: $0) } ?? FileDescriptor(owning: fd ?? -1)
+        } catch let e as CommandFailure { throw e } catch { throw CommandFailure("cannot listen for the vhost-user frontend: \(error)") }
         // The share is opened only once the sandbox is in place, through its
         // new root (see Sandbox.Share).
         let confined: Sandbox.Share?

@@ -42,14 +42,19 @@ final class ServeUnderTest {
 
     /// `launcher`, when given, starts serve (e.g. prlimit with a lower
     /// limit, which execs it in place).
-    init(_ arguments: [String] = [], launcher: [String] = [], prepare: (String) -> Void = { _ in }) throws {
+    /// The socket serve listens on.
+    var socketPath: String { work.path + "/fs.sock" }
+
+    /// `socketOption` names the socket path (`--socket` is its old name).
+    init(_ arguments: [String] = [], launcher: [String] = [], socketOption: String = "--socket-path",
+         prepare: (String) -> Void = { _ in }) throws {
         try #require(getuid() == 0, "the sandbox needs root (namespaces, pivot_root); these tests cannot run as uid \(getuid())")
         work = try TemporaryDirectory()
         share = work.path + "/share"
         try #require(mkdir(share, 0o755) == 0)
         prepare(share)
         stderrPipe = try makePipe()
-        let command = launcher + [try builtExecutable("vfsvm"), "serve", "--socket-path", work.path + "/fs.sock", "--shared-dir", share] + arguments
+        let command = launcher + [try builtExecutable("vfsvm"), "serve", socketOption, work.path + "/fs.sock", "--shared-dir", share] + arguments
         process = try ChildProcess(path: command[0], arguments: Array(command.dropFirst()), stderr: stderrPipe.write)
         var waited = 0
         while !stderrText.contains("waiting for the frontend") && process.isRunning && waited < 10_000 {
