@@ -134,9 +134,11 @@ struct Serve: ParsableCommand {
         }
         let s = try settings()
         guard let dir = s.sharedDir else { throw ValidationError("no shared directory") }
-        do { _ = try FileDescriptor.open(dir, HostFSFlag.path | O_DIRECTORY) } catch {
-            throw CommandFailure("cannot share \(dir): \(error.errno)")
-        }
+        // Opened once, here: the sandbox and the file server work from this
+        // fd, never from the path again (a symlink swapped in later is not
+        // followed), and a path through a symlink is refused.
+        var shareFD: FileDescriptor?
+        do { shareFD = try ShareDirectory.open(dir) } catch { throw CommandFailure(error.description) }
         do { try OpenFileLimit.raise(to: rlimitNofile) } catch { throw CommandFailure(error.description) }
         // The socket's path lies outside the share: listen before the
         // sandbox hides the host.
@@ -149,14 +151,19 @@ struct Serve: ParsableCommand {
         let confined: Sandbox.Share?
         do {
             switch s.sandbox {
-            case .namespace: confined = try Sandbox.enterNamespace(root: dir, readOnly: s.readOnly)
-            case .chroot: confined = try Sandbox.chroot(root: dir)
+            case .namespace: confined = try Sandbox.enterNamespace(root: dir, rootFD: shareFD!, readOnly: s.readOnly)
+            case .chroot: confined = try Sandbox.chroot(root: dir, rootFD: shareFD!)
             case .none: confined = nil
             }
         } catch {
             throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
         }
-        let server = try makeFileServer(settings: s, engine: ioEngine, trace: debug || logLevel == "debug", confined: confined)
+        // Inside a sandbox the host-side fd is not kept: ".." from it would
+        // climb into the host's tree (the share is reopened through the new root).
+        let unconfinedRoot = confined == nil ? shareFD : nil
+        shareFD = nil
+        let server = try makeFileServer(settings: s, engine: ioEngine, trace: debug || logLevel == "debug", confined: confined,
+                                        rootFD: unconfinedRoot)
         // Before anything guest-facing exists (and before any thread starts):
         // keep only the capabilities this share needs.
         do { try Sandbox.dropCapabilities(keeping: s.capabilities, procSelfFD: confined?.procSelfFD) } catch {
