@@ -121,6 +121,24 @@ int vfsvm_make_read_only_recursively(const char *path) {
     return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, 0x8000 /* AT_RECURSIVE */, &attr, sizeof attr);
 }
 
+// linux/mount.h values (see above): open_tree(2), move_mount(2).
+#define VFSVM_OPEN_TREE_CLONE 1
+#define VFSVM_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define VFSVM_MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+
+int vfsvm_clone_tree(int fd) {
+    return (int)syscall(SYS_open_tree, fd, "", VFSVM_OPEN_TREE_CLONE | O_CLOEXEC | AT_EMPTY_PATH | 0x8000 /* AT_RECURSIVE */);
+}
+
+int vfsvm_make_tree_read_only(int tree) {
+    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = { .attr_set = VFSVM_MOUNT_ATTR_RDONLY };
+    return (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | 0x8000 /* AT_RECURSIVE */, &attr, sizeof attr);
+}
+
+int vfsvm_attach_tree(int tree, int target) {
+    return (int)syscall(SYS_move_mount, tree, "", target, "", VFSVM_MOVE_MOUNT_F_EMPTY_PATH | VFSVM_MOVE_MOUNT_T_EMPTY_PATH);
+}
+
 int vfsvm_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 int vfsvm_pidfd_getfd(int pidfd, int target_fd) { return (int)syscall(SYS_pidfd_getfd, pidfd, target_fd, 0); }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "CVfsvmLinux.h"
@@ -61,6 +62,19 @@ int vfsvm_unix_bind(int fd, const char *path) {
     struct sockaddr_un addr;
     if (fill_sockaddr_un(&addr, path) < 0) return -1;
     return bind(fd, (struct sockaddr *)&addr, sizeof addr);
+}
+
+int vfsvm_unix_bind_private(int fd, const char *path) {
+    struct sockaddr_un addr;
+    if (fill_sockaddr_un(&addr, path) < 0) return -1;
+    // bind(2) creates the socket file with 0777 & ~umask; fchmod on a
+    // socket fd does not reach the file, so the umask decides: 0600.
+    mode_t old = umask(0177);
+    int r = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+    int err = errno;
+    umask(old);
+    errno = err;
+    return r;
 }
 
 int vfsvm_unix_connect(int fd, const char *path) {

@@ -18,7 +18,9 @@ import VfsvmConfig
 ///     </metadata>
 ///
 /// `cache` (never/none, auto, always), `readonly` and `xattr` (yes/no,
-/// on/off) are optional.
+/// on/off) and `user` (the account QEMU runs as, which gets the socket;
+/// default qemu.conf's `user =`, else the socket stays root's 0600) are
+/// optional.
 public enum HookPlan: Equatable, Sendable {
     case start(domain: String, [HookShare])
     case stop(domain: String, [HookShare])
@@ -93,6 +95,9 @@ public struct HookShare: Equatable, Sendable {
     public var cache: CacheMode?
     public var readOnly = false
     public var xattr = false
+    /// `user=`: who QEMU runs as, to give the socket to (else qemu.conf's
+    /// `user =`; see LibvirtHook).
+    public var user: String?
 
     public struct Problem: Error { public let message: String }
 
@@ -109,6 +114,7 @@ public struct HookShare: Equatable, Sendable {
             guard let mode = CacheMode(named: c) else { throw Problem(message: "<vfsvm:share socket='\(socket)'> cache='\(c)': expected never, auto or always") }
             cache = mode
         }
+        user = e["user"]
         readOnly = try Self.flag(e, "readonly", socket)
         xattr = try Self.flag(e, "xattr", socket)
     }

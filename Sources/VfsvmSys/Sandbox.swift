@@ -25,47 +25,65 @@ public enum Sandbox {
         public let procSelfFD: FileDescriptor
     }
 
-    /// Enters new mount and network namespaces in which `root` is `/`, as
-    /// virtiofsd's `--sandbox=namespace` does: mounts are made private,
-    /// `root` is bind-mounted on itself, `pivot_root` moves into it and the
-    /// old root is detached. Fds opened before (the vhost-user socket) stay
-    /// valid. With `readOnly` the bind mount and every mount below it are
-    /// read-only too.
+    /// Enters new mount and network namespaces in which the directory
+    /// `rootFD` is open on (see `ShareDirectory.open`; `root` names it in
+    /// errors) is `/`, as virtiofsd's `--sandbox=namespace` does: mounts are
+    /// made private, the share's mounts are cloned from the fd (open_tree)
+    /// and attached on the share itself, the working directory becomes the
+    /// clone's root (fchdir on the clone's fd), `pivot_root` moves into it
+    /// and the old root is detached. The path is never looked up again, so a
+    /// symbolic link swapped in after the check is not followed. Fds opened
+    /// before (the vhost-user socket) stay valid. With `readOnly` the clone
+    /// and every mount in it are read-only too.
     ///
     /// /proc is not reachable from inside, so a procfs of its own is made
     /// first: mounted nowhere (fsmount), so ".." from it cannot climb back
     /// into the host's tree the way it could from the host's /proc, and
     /// limited to process directories (`subset=pid`).
-    public static func enterNamespace(root: String, readOnly: Bool) throws(SandboxError) -> Share {
+    public static func enterNamespace(root: String, rootFD: FileDescriptor, readOnly: Bool) throws(SandboxError) -> Share {
         try requireSingleThread()
         try step("unshare(CLONE_NEWNS|CLONE_NEWNET)") { vfsvm_unshare(CLONE_NEWNS | CLONE_NEWNET) }
         let procSelfFD = try privateProcSelfFD()
         try step("make / private") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
-        try step("bind-mount \(root)") { mount(root, root, nil, UInt(MS_BIND | MS_REC), nil) }
+        // rootFD lies on the old namespace's mounts, which open_tree and
+        // move_mount refuse: the same directory (checked) through this one's.
+        let here: FileDescriptor
+        do { here = try ShareDirectory.reopen(root, sameAs: rootFD) } catch {
+            throw SandboxError(step: "reopen \(root) in the new mount namespace", cause: SystemError(error.description, .ESTALE))
+        }
+        let tree: FileDescriptor
+        do { tree = FileDescriptor(owning: try sysCall("open_tree(\(root), OPEN_TREE_CLONE|AT_RECURSIVE)") { vfsvm_clone_tree(here.rawValue) }) } catch {
+            throw SandboxError(step: "bind-mount \(root)", cause: error)
+        }
+        var remountReadOnly = false
         if readOnly {
             // Recursively: file systems mounted below the share are part of
             // it and must not stay writable through its fds.
-            if vfsvm_make_read_only_recursively(root) != 0 {
+            if vfsvm_make_tree_read_only(tree.rawValue) != 0 {
                 guard Errno.current == .ENOSYS else {
                     throw SandboxError(step: "make \(root) read-only", cause: SystemError("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)", .current))
                 }
-                // Before Linux 5.12: the share's own mount only.
-                try step("remount \(root) read-only") {
-                    mount(nil, root, nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil)
-                }
+                remountReadOnly = true  // before Linux 5.12: the share's own mount only, once attached
             }
         }
-        try step("chdir(\(root))") { chdir(root) }
+        try step("attach the bind mount of \(root)") { vfsvm_attach_tree(tree.rawValue, here.rawValue) }
+        if remountReadOnly {
+            try step("remount \(root) read-only") {
+                mount(nil, "/proc/self/fd/\(tree.rawValue)", nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil)
+            }
+        }
+        try step("fchdir(\(root))") { fchdir(tree.rawValue) }
         try step("pivot_root") { vfsvm_pivot_root(".", ".") }
         try step("detach the old root") { umount2(".", Int32(MNT_DETACH)) }
         try step("chdir(/)") { chdir("/") }
         return Share(root: try openRoot(), procSelfFD: procSelfFD)
     }
 
-    /// chroot(2) into `root` (virtiofsd's `--sandbox=chroot`). The private
-    /// procfs of `enterNamespace` is used where the kernel lets us make one,
-    /// else the host's /proc/self/fd, opened before the chroot.
-    public static func chroot(root: String) throws(SandboxError) -> Share {
+    /// chroot(2) into the directory `rootFD` is open on (virtiofsd's
+    /// `--sandbox=chroot`; fchdir, then chroot(".")). The private procfs of
+    /// `enterNamespace` is used where the kernel lets us make one, else the
+    /// host's /proc/self/fd, opened before the chroot.
+    public static func chroot(root: String, rootFD: FileDescriptor) throws(SandboxError) -> Share {
         try requireSingleThread()
         let procSelfFD: FileDescriptor
         do {
@@ -75,7 +93,7 @@ public enum Sandbox {
                 throw SandboxError(step: "open /proc/self/fd", cause: error)
             }
         }
-        try step("chdir(\(root))") { chdir(root) }
+        try step("fchdir(\(root))") { fchdir(rootFD.rawValue) }
         try step("chroot(\(root))") { Glibc.chroot(".") }
         try step("chdir(/)") { chdir("/") }
         return Share(root: try openRoot(), procSelfFD: procSelfFD)

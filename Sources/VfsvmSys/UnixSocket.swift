@@ -7,7 +7,9 @@ public enum UnixSocket {
     /// The most fds one `receive` or `send` passes (the C shim's buffer size).
     public static let maxPassedFDs = 16
 
-    /// A listening socket bound to `path`. A stale socket file left there by
+    /// A listening socket bound to `path`, mode 0600 (only its owner may
+    /// connect; the umask cannot widen it): the libvirt hook hands it to the
+    /// user QEMU runs as. A stale socket file left there by
     /// an earlier run is replaced; any other kind of file at `path` is left
     /// alone and the call fails with EEXIST.
     public static func listen(path: String, backlog: Int32 = 1) throws(SystemError) -> FileDescriptor {
@@ -17,7 +19,7 @@ public enum UnixSocket {
             _ = try sysCall("unlink(\(path))") { unlink(path) }
         }
         let fd = FileDescriptor(owning: try sysCall("socket(AF_UNIX)") { vfsvm_unix_stream_socket() })
-        _ = try sysCall("bind(\(path))") { vfsvm_unix_bind(fd.rawValue, path) }
+        _ = try sysCall("bind(\(path))") { vfsvm_unix_bind_private(fd.rawValue, path) }
         _ = try sysCall("listen(\(path))") { Glibc.listen(fd.rawValue, backlog) }
         return fd
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import VfsvmConfig
 import VfsvmFUSE
 import VfsvmHostFUSE
@@ -19,9 +20,11 @@ enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
 /// The FUSE server for one share: the passthrough file system over
 /// `settings.sharedDir` (or, inside a sandbox, over the `confined` share it
 /// opened) with the user's cache, xattr, lock and read-only choices,
-/// logging every request when `trace`. Shared by `serve` and `mount`.
+/// logging every request when `trace`. Unconfined, `rootFD` (the share as
+/// `ShareDirectory.open` opened it) is served when given, else the path.
+/// Shared by `serve` and `mount`.
 func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false,
-                    confined: Sandbox.Share? = nil, dax: DAXMappings? = nil,
+                    confined: Sandbox.Share? = nil, rootFD: FileDescriptor? = nil, dax: DAXMappings? = nil,
                     backingFiles: HostBackingFiles? = nil) throws -> FUSEServer {
     guard let dir = settings.sharedDir else { throw ValidationError("no shared directory given") }
     let cache: PassthroughOptions.Cache = switch settings.cache {
@@ -54,6 +57,12 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
         if let confined {
             fs = try PassthroughFileSystem(rootDirectory: confined.root, procSelfFD: confined.procSelfFD, path: dir,
                                            options: options, engine: io)
+        } else if let rootFD {
+            let procSelfFD: FileDescriptor
+            do { procSelfFD = try FileDescriptor.open("/proc/self/fd", HostFSFlag.path | O_DIRECTORY) } catch {
+                throw CommandFailure("cannot share \(dir): cannot open /proc/self/fd: \(error.errno)")
+            }
+            fs = try PassthroughFileSystem(rootDirectory: rootFD, procSelfFD: procSelfFD, path: dir, options: options, engine: io)
         } else {
             fs = try PassthroughFileSystem(root: dir, options: options, engine: io)
         }

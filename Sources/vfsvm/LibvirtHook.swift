@@ -72,12 +72,14 @@ struct LibvirtHook: ParsableCommand {
         guard stat(share.dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
             throw HookError(message: "share \(share.dir) for socket \(share.socket): not a directory")
         }
+        try checkSocketDirectory(share.socket)
         // A socket file left by an earlier run would make the bind fail.
         if lstat(share.socket, &st) == 0 {
             guard st.st_mode & S_IFMT == S_IFSOCK else { throw HookError(message: "\(share.socket) exists and is not a socket") }
             if let pid = runningDaemon(share) { throw HookError(message: "\(share.socket) is already served by vfsvm pid \(pid)") }
             unlink(share.socket)
         }
+        let pidFile = try createPidFile(share.pidFile)
         let log = "\(logDirectory)/\(domain)-\(share.tag)-vfsvm.log"
         let exe = selfExecutable()
         let argv = [exe] + share.serveArguments
@@ -85,7 +87,7 @@ struct LibvirtHook: ParsableCommand {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o640)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0o640)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -97,20 +99,24 @@ struct LibvirtHook: ParsableCommand {
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         let rc = posix_spawn(&pid, exe, &actions, &attr, cArgs, environ)
-        guard rc == 0 else { throw HookError(message: "cannot start \(exe): \(String(cString: strerror(rc)))") }
-        let pidText = "\(pid)\n"
-        let fd = open(share.pidFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd >= 0 {
-            _ = pidText.withCString { write(fd, $0, strlen($0)) }
-            close(fd)
+        guard rc == 0 else {
+            unlink(share.pidFile)
+            throw HookError(message: "cannot start \(exe): \(String(cString: strerror(rc)))")
         }
+        try? pidFile.writeAll(Array("\(pid)\n".utf8))
         for _ in 0..<250 {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 unlink(share.pidFile)
                 throw HookError(message: "vfsvm serve for \(share.socket) exited at once (status \(status >> 8)); its log \(log) says: \(lastLine(log))")
             }
-            if listening(share.socket) { return }
+            if listening(share.socket) {
+                do { try handOverSocket(share.socket, user: share.user) } catch {
+                    stop(share)
+                    throw error
+                }
+                return
+            }
             usleep(20_000)
         }
         stop(share)

@@ -20,7 +20,7 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "The old name of --socket-path (virtiofsd's --socket).")
     var socket: String?
 
-    @Option(name: .long, help: ArgumentHelp("Give the socket this group and let the group connect (mode 0770; without it 0700).", valueName: "GROUP"))
+    @Option(name: .long, help: ArgumentHelp("Give the socket this group and let the group connect (mode 0660; without it 0600).", valueName: "GROUP"))
     var socketGroup: String?
 
     @Flag(help: "Log to syslog (/dev/log, facility user) instead of stderr; stderr when no logger listens there.")
@@ -193,19 +193,18 @@ struct Serve: ParsableCommand {
     /// `--shared-dir`-style options. No migration support is claimed.
     static let capabilities = #"{"type": "fs", "features": ["separate-options"]}"#
 
-    /// The listening socket at `path`: mode 0700, or 0770 and the group
-    /// `--socket-group` names.
+    /// The listening socket at `path`: mode 0600 (UnixSocket.listen), or
+    /// 0660 and the group `--socket-group` names (connecting needs write
+    /// permission only).
     func listen(path: String) throws -> FileDescriptor {
         var gid: gid_t?
         if let socketGroup {
             guard let g = getgrnam(socketGroup) else { throw CommandFailure("--socket-group \(socketGroup): no such group") }
             gid = g.pointee.gr_gid
         }
-        let old = umask(gid == nil ? 0o077 : 0o007)
-        defer { umask(old) }
         let fd = try UnixSocket.listen(path: path)
-        if let gid, chown(path, uid_t.max, gid) != 0 {
-            throw CommandFailure("--socket-group \(socketGroup ?? ""): chown(\(path)): \(Errno.current)")
+        if let gid, chown(path, uid_t.max, gid) != 0 || chmod(path, 0o660) != 0 {
+            throw CommandFailure("--socket-group \(socketGroup ?? ""): giving \(path) to the group: \(Errno.current)")
         }
         return fd
     }
@@ -217,9 +216,11 @@ struct Serve: ParsableCommand {
         }
         let s = try settings()
         guard let dir = s.sharedDir else { throw ValidationError("no shared directory") }
-        do { _ = try FileDescriptor.open(dir, HostFSFlag.path | O_DIRECTORY) } catch {
-            throw CommandFailure("cannot share \(dir): \(error.errno)")
-        }
+        // Opened once, here: the sandbox and the file server work from this
+        // fd, never from the path again (a symlink swapped in later is not
+        // followed), and a path through a symlink is refused.
+        var shareFD: FileDescriptor?
+        do { shareFD = try ShareDirectory.open(dir) } catch { throw CommandFailure(error.description) }
         if syslog {
             // Connected now: behind the sandbox /dev/log is out of sight.
             do { logToSyslog(try SyslogSink()) } catch {
@@ -238,15 +239,20 @@ struct Serve: ParsableCommand {
         let confined: Sandbox.Share?
         do {
             switch s.sandbox {
-            case .namespace: confined = try Sandbox.enterNamespace(root: dir, readOnly: s.readOnly)
-            case .chroot: confined = try Sandbox.chroot(root: dir)
+            case .namespace: confined = try Sandbox.enterNamespace(root: dir, rootFD: shareFD!, readOnly: s.readOnly)
+            case .chroot: confined = try Sandbox.chroot(root: dir, rootFD: shareFD!)
             case .none: confined = nil
             }
         } catch {
             throw CommandFailure("\(error); pass --sandbox none to run without a process sandbox")
         }
+        // Inside a sandbox the host-side fd is not kept: ".." from it would
+        // climb into the host's tree (the share is reopened through the new root).
+        let unconfinedRoot = confined == nil ? shareFD : nil
+        shareFD = nil
         let level = s.logLevel ?? .info
-        let server = try makeFileServer(settings: s, engine: ioEngine, trace: level >= .debug, confined: confined)
+        let server = try makeFileServer(settings: s, engine: ioEngine, trace: level >= .debug, confined: confined,
+                                        rootFD: unconfinedRoot)
         // Before anything guest-facing exists (and before any thread starts):
         // keep only the capabilities this share needs.
         do { try Sandbox.dropCapabilities(keeping: s.capabilities, procSelfFD: confined?.procSelfFD) } catch {

@@ -93,7 +93,7 @@ import Testing
     @Test(.timeLimit(.minutes(1)))
     func socketIsOwnerOnlyWithoutAGroup() throws {
         let s = try ServeUnderTest()
-        #expect(mode(s.socketPath)?.mode == 0o700)
+        #expect(mode(s.socketPath)?.mode == 0o600)
     }
 
     @Test(.timeLimit(.minutes(1)))
@@ -102,7 +102,7 @@ import Testing
         let gid = group.pointee.gr_gid
         let s = try ServeUnderTest(["--socket-group", "disk"])
         let m = try #require(mode(s.socketPath))
-        #expect(m.mode == 0o770 && m.gid == gid, "mode \(String(m.mode, radix: 8)), gid \(m.gid)")
+        #expect(m.mode == 0o660 && m.gid == gid, "mode \(String(m.mode, radix: 8)), gid \(m.gid)")
     }
 
     @Test(.timeLimit(.minutes(1)))

@@ -3,6 +3,21 @@ import Testing
 @testable import VfsvmSys
 
 @Suite struct UnixSocketTests {
+    /// bind(2) makes the socket file 0777 & ~umask; listen's is 0600 under
+    /// any umask (only its owner may connect; the libvirt hook hands it on).
+    @Test func theListeningSocketIsTheOwnersOnly() throws {
+        var template = Array("/tmp/vfsvm-sock-XXXXXX".utf8CString)
+        let dir = String(cString: try #require(mkdtemp(&template)))
+        defer { unlink(dir + "/s"); rmdir(dir) }
+        let old = umask(0)
+        let listener = try UnixSocket.listen(path: dir + "/s")
+        umask(old)
+        var st = stat()
+        try #require(lstat(dir + "/s", &st) == 0)
+        #expect(st.st_mode & S_IFMT == S_IFSOCK && st.st_mode & 0o7777 == 0o600, "mode \(String(st.st_mode & 0o7777, radix: 8))")
+        withExtendedLifetime(listener) {}
+    }
+
     @Test func fdsTravelWithTheBytes() throws {
         let (a, b) = try UnixSocket.pair()
         let event = try EventFD(nonBlocking: true)

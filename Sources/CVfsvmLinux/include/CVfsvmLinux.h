@@ -93,6 +93,11 @@ int vfsvm_unix_stream_socketpair(int fds[2]);
 /// bind(2) to a filesystem path; -1 with ENAMETOOLONG when the path does not
 /// fit sun_path (including its NUL).
 int vfsvm_unix_bind(int fd, const char *path);
+/// vfsvm_unix_bind with the umask set to 0177 for the call: the socket
+/// file is 0600 whatever the caller's umask (which is process-wide: the
+/// caller binds before other threads create files, or accepts that a file
+/// they create in that instant is 0600 too).
+int vfsvm_unix_bind_private(int fd, const char *path);
 /// connect(2) to a filesystem path; ENAMETOOLONG as for vfsvm_unix_bind.
 int vfsvm_unix_connect(int fd, const char *path);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC).

@@ -80,6 +80,23 @@ int vfsvm_open_detached_procfs(void);
 /// at `path` and every mount below it read-only. -1/ENOSYS before Linux 5.12.
 int vfsvm_make_read_only_recursively(const char *path);
 
+// MARK: - The share's mount, from its fd (no second path lookup)
+
+/// open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+/// AT_RECURSIVE): a detached copy of the mounts at and below the directory
+/// `fd` is open on (a recursive bind mount not yet attached anywhere).
+/// Returns its fd or -1/errno (ENOSYS before Linux 5.2).
+int vfsvm_clone_tree(int fd);
+
+/// mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY):
+/// the cloned tree and every mount in it read-only. -1/ENOSYS before 5.12.
+int vfsvm_make_tree_read_only(int tree);
+
+/// move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH |
+/// MOVE_MOUNT_T_EMPTY_PATH): attaches the detached tree on the directory
+/// `target` is open on.
+int vfsvm_attach_tree(int tree, int target);
+
 // MARK: - pidfd (sandbox tests look at a running server's fds)
 
 /// pidfd_open(pid, 0).
