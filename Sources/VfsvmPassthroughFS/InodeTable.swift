@@ -18,7 +18,7 @@ extension PassthroughFileSystem {
     public static let maxReopenDepth = 1024
 
     func pathFD(_ node: UInt64, depth: Int) throws(FUSEErrno) -> FileDescriptor {
-        enum Plan { case ready(FileDescriptor), reopen(KernelFileHandle, FileDescriptor), lookup(Location, InodeKey) }
+        enum Plan { case ready(FileDescriptor), reopen(KernelFileHandle, FileDescriptor), lookup(Location, InodeKey, UInt32) }
         let plan: Plan = try state.withLock { s throws(FUSEErrno) -> Plan in
             guard let inode = s.inodes[node] else { throw Self.stale }
             if let fd = inode.pinned { return .ready(fd) }
@@ -28,12 +28,12 @@ extension PassthroughFileSystem {
                 return .ready(cached.fd)
             }
             if let handle = inode.handle, let mount = s.mounts[handle.mountID] { return .reopen(handle, mount) }
-            if let location = inode.location { return .lookup(location, inode.key) }
+            if let location = inode.location { return .lookup(location, inode.key, inode.fileType) }
             throw Self.stale
         }
         switch plan {
         case let .ready(fd): return fd
-        case let .lookup(location, key):
+        case let .lookup(location, key, fileType):
             // The parent chain ends at the root, which is pinned; names form
             // a tree, so this recursion is bounded by the directory depth,
             // and by maxReopenDepth.
@@ -48,7 +48,10 @@ extension PassthroughFileSystem {
                 throw FUSEErrno(error.errno == .ENOENT ? .ESTALE : error.errno, "re-open by name")
             }
             let st = try host { () throws(SystemError) in try fd.stat() }
-            guard InodeKey(dev: st.dev, ino: st.ino, birth: fd.birthTime() ?? 0) == key else {
+            // The file type too: where the file system has no birth time, an
+            // inode number freed and reused (a file deleted, a device node
+            // made) would otherwise pass for the old inode.
+            guard InodeKey(dev: st.dev, ino: st.ino, birth: fd.birthTime() ?? 0) == key, st.fileType == fileType else {
                 throw FUSEErrno(.ESTALE, "re-open by name: another inode is there now")
             }
             cache(fd, for: node)
@@ -156,7 +159,8 @@ extension PassthroughFileSystem {
             pathFD = try host { () throws(SystemError) in try procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false) }
         }
         return try state.withLock { s throws(FUSEErrno) in
-            if let id = s.byKey[key], var inode = s.inodes[id], inode.handle == handle || handle == nil || inode.handle == nil {
+            if let id = s.byKey[key], var inode = s.inodes[id], inode.fileType == st.fileType,
+               inode.handle == handle || handle == nil || inode.handle == nil {
                 inode.lookups += 1
                 s.inodes[id] = inode
                 if byName, inode.pinned == nil, inode.handle == nil, let location { setLocation(id, location, &s) }
