@@ -181,10 +181,7 @@ extension Run {
         for (i, share) in plan.shares.enumerated() {
             let path = session.dir + "/fs\(i).sock"
             let listener = try io("cannot listen on \(path)") { try UnixSocket.listen(path: path) }
-            var args = ["serve", "--fd", "\(listener.rawValue)", "--shared-dir", share.hostPath,
-                        "--request-queues", "\(plan.requestQueues)", "--log-level", "warn"]
-            if let cache = share.cache { args += ["--cache", cache.rawValue] }
-            if share.readOnly { args.append("--readonly") }
+            let args = Self.serveArguments(share, listener: listener.rawValue, requestQueues: plan.requestQueues)
             session.serves.append(try spawn(selfPath, args, inherit: [listener]))
             sockets.append(path)
         }
@@ -249,6 +246,19 @@ extension Run {
         session.cleanup()
         pump.join()
         return result
+    }
+}
+
+extension Run {
+    /// `vfsvm serve`'s arguments for one share of the tcg path. The
+    /// directory goes in as `--shared-dir=DIR`: a name starting with '-'
+    /// is then a value, not another option.
+    static func serveArguments(_ share: ShareSpec, listener: Int32, requestQueues: Int) -> [String] {
+        var args = ["serve", "--fd", "\(listener)", "--shared-dir=\(share.hostPath)",
+                    "--request-queues", "\(requestQueues)", "--log-level", "warn"]
+        if let cache = share.cache { args += ["--cache", cache.rawValue] }
+        if share.readOnly { args.append("--readonly") }
+        return args
     }
 }
 
