@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -156,3 +157,7 @@ long vfsvm_send_with_fds(int sock, const void *buf, unsigned long len, const int
 extern char **environ;
 
 char **vfsvm_environ(void) { return environ; }
+
+int vfsvm_spawn_close_from(void *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
+}

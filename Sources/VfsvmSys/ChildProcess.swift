@@ -13,7 +13,10 @@ public final class ChildProcess {
     /// Starts `path` with `arguments` (argv[1...]) in our environment;
     /// `stdin` (else /dev/null), `stdout` and `stderr` replace the child's
     /// fds 0, 1 and 2 when given. `inherit` fds stay open in the child at the
-    /// same numbers (their close-on-exec flag is cleared for the spawn only).
+    /// same numbers (their close-on-exec flag is cleared for the spawn only);
+    /// every other fd above 2 is closed in the child, close-on-exec or not
+    /// (a lock file's fd, a pipe some library opened: QEMU and a sandboxed
+    /// serve get none of them).
     /// With `ownProcessGroup` the child leads a process group of its own
     /// (`signalGroup` then reaches it and everything it started).
     public init(path: String, arguments: [String], stdin: FileDescriptor? = nil, stdout: FileDescriptor? = nil,
@@ -34,6 +37,14 @@ public final class ChildProcess {
         }
         if let stdout { posix_spawn_file_actions_adddup2(&actions, stdout.rawValue, 1) }
         if let stderr { posix_spawn_file_actions_adddup2(&actions, stderr.rawValue, 2) }
+        // After the dup2s: close 3 and up but the inherited fds (one by one
+        // below the highest of them, all at once above it).
+        let kept = Set(inherit.map(\.rawValue))
+        let highest = kept.max() ?? 2
+        for fd in Int32(3)..<max(3, highest) where !kept.contains(fd) {
+            posix_spawn_file_actions_addclose(&actions, fd)
+        }
+        addCloseFrom(max(3, highest + 1), to: &actions)
         var empty = sigset_t()
         sigemptyset(&empty)
         var all = sigset_t()
@@ -119,4 +130,10 @@ extension FileDescriptor {
         out.removeSubrange(try result.get()...)
         return out
     }
+}
+
+/// Adds "close every fd from `fd` up" to a posix_spawn's file actions
+/// (posix_spawn_file_actions_addclosefrom_np, glibc 2.34).
+public func addCloseFrom(_ fd: Int32, to actions: inout posix_spawn_file_actions_t) {
+    _ = withUnsafeMutablePointer(to: &actions) { vfsvm_spawn_close_from($0, fd) }
 }

@@ -91,6 +91,10 @@ struct Run: ParsableCommand {
     @Argument(help: "The guest: the guest.img bundle Images builds (see Images/README.md), a kernel, or a raw disk image.")
     var guest: String?
 
+    /// `--timeout`: whole seconds, below a year (the KVM path sleeps for it
+    /// in a UInt32).
+    static let timeoutRange = 1..<(86400 * 365)
+
     /// The tag of the `--rootfs` share.
     static let rootTag = "vfsvm-root"
 
@@ -106,7 +110,9 @@ struct Run: ParsableCommand {
         guard size.bytes >= Self.minimumMemory else {
             throw ValidationError("--memory \(size) is too small: the board needs at least \(Self.minimumMemory >> 20) MiB")
         }
-        if let timeout, timeout <= 0 { throw ValidationError("--timeout must be a positive number of seconds, got \(timeout)") }
+        if let timeout, !Self.timeoutRange.contains(timeout) {
+            throw ValidationError("--timeout must be a positive number of seconds below a year (\(Self.timeoutRange.upperBound)), got \(timeout)")
+        }
         guard guest != nil || kernel != nil || rootfs != nil || domain != nil else { throw ValidationError("give a GUEST image, --kernel, --rootfs or --domain") }
     }
 

@@ -107,8 +107,11 @@ extension Run {
         let selfPath = (try? readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
 
         // Signals are taken by one thread from here on; children start with
-        // an empty mask (ChildProcess).
+        // an empty mask and default dispositions (ChildProcess). SIGPIPE is
+        // ignored: a closed stdout (`| head -c 100`) is EPIPE for the console
+        // pump, which stops the guest, and vfsvm cleans up as on any stop.
         blockSignals([SIGINT, SIGTERM, SIGHUP])
+        signal(SIGPIPE, SIG_IGN)
         let session: TCGSession
         do { session = try TCGSession() } catch { throw failure(error.description, status: error.status) }
         defer { session.cleanup() }
@@ -181,10 +184,7 @@ extension Run {
         for (i, share) in plan.shares.enumerated() {
             let path = session.dir + "/fs\(i).sock"
             let listener = try io("cannot listen on \(path)") { try UnixSocket.listen(path: path) }
-            var args = ["serve", "--fd", "\(listener.rawValue)", "--shared-dir", share.hostPath,
-                        "--request-queues", "\(plan.requestQueues)", "--log-level", "warn"]
-            if let cache = share.cache { args += ["--cache", cache.rawValue] }
-            if share.readOnly { args.append("--readonly") }
+            let args = Self.serveArguments(share, listener: listener.rawValue, requestQueues: plan.requestQueues)
             session.serves.append(try spawn(selfPath, args, inherit: [listener]))
             sockets.append(path)
         }
@@ -208,9 +208,7 @@ extension Run {
             let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
             stop.request(.signal(sig))
         }.detach()
-        let pump = try io("cannot start the console thread") {
-            try OSThread(name: "console-out") { pumpConsole(from: fromGuest, stop: stop) }
-        }
+        let pump = try io("cannot start the console thread") { try ConsolePump(from: fromGuest, stop: stop) }
         try io("cannot set up the terminal") { try console.enterRawMode() }
         try io("cannot start the console thread") {
             try console.startInput(receive: { bytes in try? toGuest.writeAll(bytes) }, quit: { stop.request(.ctrlAX) })
@@ -225,8 +223,9 @@ extension Run {
         var result: TCGStop
         while true {
             if !qemu.isRunning {
-                // The console's last lines (a panic report) come first.
-                pump.join()
+                // The console's last lines (a panic report) come first, unless
+                // stdout does not take them.
+                pump.finish(waitingMilliseconds: 2000)
                 result = stop.current ?? .qemuExited(qemu.waitStatus ?? 0)
                 session.cleanup()
                 return result
@@ -247,8 +246,54 @@ extension Run {
             _ = try? pollReadable([stop.wake.fd.rawValue], timeoutMilliseconds: 20)
         }
         session.cleanup()
-        pump.join()
+        // QEMU is gone, so the pump sees EOF once it has written what it
+        // read; a stdout nobody drains must not hold vfsvm forever.
+        pump.finish(waitingMilliseconds: 1000)
         return result
+    }
+}
+
+/// The console-out thread: QEMU's COM1 to our stdout (`pumpConsole`), with
+/// a bounded wait for its end. It may block in write(1) for as long as
+/// stdout is not drained (a pipe nobody reads, a terminal on Ctrl-S): then
+/// it is left behind (detached) and ends with the process.
+final class ConsolePump {
+    private let thread: OSThread
+    private let done: EventFD
+    private var finished = false
+
+    init(from fd: FileDescriptor, stop: StopRequest) throws {
+        let done = try EventFD(nonBlocking: true)
+        self.done = done
+        thread = try OSThread(name: "console-out") {
+            pumpConsole(from: fd, stop: stop)
+            try? done.signal()
+        }
+    }
+
+    /// Waits up to `waitingMilliseconds` for the pump to end; joins it if it
+    /// did, else detaches it. Harmless twice.
+    func finish(waitingMilliseconds: Int32) {
+        guard !finished else { return }
+        finished = true
+        if (try? pollReadable([done.fd.rawValue], timeoutMilliseconds: waitingMilliseconds)) == [true] {
+            thread.join()
+        } else {
+            thread.detach()
+        }
+    }
+}
+
+extension Run {
+    /// `vfsvm serve`'s arguments for one share of the tcg path. The
+    /// directory goes in as `--shared-dir=DIR`: a name starting with '-'
+    /// is then a value, not another option.
+    static func serveArguments(_ share: ShareSpec, listener: Int32, requestQueues: Int) -> [String] {
+        var args = ["serve", "--fd", "\(listener)", "--shared-dir=\(share.hostPath)",
+                    "--request-queues", "\(requestQueues)", "--log-level", "warn"]
+        if let cache = share.cache { args += ["--cache", cache.rawValue] }
+        if share.readOnly { args.append("--readonly") }
+        return args
     }
 }
 
@@ -292,7 +337,16 @@ private func pumpConsole(from fd: FileDescriptor, stop: StopRequest) {
         stop.noteGuestStarted()
         var out = bytes[...]
         while !out.isEmpty {
-            let n = (try? sysCall("write(stdout)") { out.withUnsafeBytes { Glibc.write(stdout.rawValue, $0.baseAddress, $0.count) } }) ?? -1
+            let n: Int
+            do { n = try sysCall("write(stdout)") { out.withUnsafeBytes { Glibc.write(stdout.rawValue, $0.baseAddress, $0.count) } } } catch {
+                // Nobody reads stdout any more: stop as SIGPIPE would have
+                // (exit 141), but through the cleanup.
+                if error.errno == .EPIPE {
+                    stop.request(.signal(SIGPIPE))
+                    return
+                }
+                break
+            }
             if n <= 0 { break }
             out = out.dropFirst(n)
         }

@@ -54,3 +54,32 @@ func values(of flag: String, in argv: [String]) -> [String] {
         #expect(values(of: "-drive", in: argv).first?.hasPrefix("file.driver=file,file.filename=/d/a,,b.img,format=raw,") == true)
     }
 }
+
+@Suite struct RunArgumentTests {
+    /// Low 13: a share directory named "-x" became an option of serve's.
+    @Test func aShareDirectoryStartingWithADashIsAValue() throws {
+        let share = ShareSpec(hostPath: "-rf", tag: try VirtioFSTag("t"), readOnly: true)
+        let argv = Run.serveArguments(share, listener: 5, requestQueues: 2)
+        #expect(argv == ["serve", "--fd", "5", "--shared-dir=-rf", "--request-queues", "2", "--log-level", "warn", "--readonly"])
+        // serve's parser takes it as the directory.
+        let serve = try Serve.parse(Array(argv.dropFirst()))
+        #expect(serve.sharedDir == "-rf")
+    }
+
+    /// Low 14: `--timeout 4294967296` crashed the KVM path (sleep's UInt32);
+    /// now it is a usage error (exit 64) before anything starts.
+    @Test(arguments: ["4294967296", "31536000", "0", "-1"])
+    func aTimeoutOutOfRangeIsAUsageError(timeout: String) {
+        do {
+            _ = try Run.parse(["--timeout=\(timeout)", "/nonexistent-guest"])
+            Issue.record("--timeout \(timeout) accepted")
+        } catch {
+            #expect(Run.exitCode(for: error).rawValue == 64)
+            #expect(Run.message(for: error) == "--timeout must be a positive number of seconds below a year (31536000), got \(timeout)")
+        }
+    }
+
+    @Test func aTimeoutBelowAYearIsAccepted() throws {
+        #expect(try Run.parse(["--timeout", "31535999", "/nonexistent-guest"]).timeout == 31535999)
+    }
+}

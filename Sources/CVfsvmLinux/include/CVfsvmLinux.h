@@ -114,6 +114,10 @@ long vfsvm_recv_with_fds(int sock, void *buf, unsigned long len, int *fds, int m
 /// MSG_NOSIGNAL. Returns the byte count or -1/errno.
 /// The process environment (`environ`), for posix_spawn.
 char **vfsvm_environ(void);
+/// posix_spawn_file_actions_addclosefrom_np(actions, from) (glibc 2.34):
+/// the child closes every fd from `from` up. `actions` is a
+/// posix_spawn_file_actions_t *.
+int vfsvm_spawn_close_from(void *actions, int from);
 
 long vfsvm_send_with_fds(int sock, const void *buf, unsigned long len, const int *fds, int nfds);
 
