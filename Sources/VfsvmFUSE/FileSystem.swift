@@ -233,9 +233,12 @@ public protocol FileSystem: Sendable {
     func withMappableFile(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, write: Bool,
                           _ body: (DAXMappings.OpenFile) throws(SystemError) -> Void) throws(FUSEErrno)
     /// DAX: the mapping table over the server's window. The file system
-    /// calls its `shrinking(file:to:_:)` around everything that makes a
-    /// file shorter (truncate, O_TRUNC, collapsing fallocate), so no mapped
-    /// page outlives the end of its file.
+    /// calls its `shrinking(file:to:refused:_:)` around everything that
+    /// makes a file shorter (truncate, O_TRUNC, collapsing fallocate), so
+    /// no mapped page outlives the end of its file, and `growing(file:)`
+    /// after everything that can make one longer (WRITE, FALLOCATE,
+    /// truncate, COPY_FILE_RANGE), so the guest sees the new end through
+    /// the ranges it has mapped.
     func attachMappings(_ mappings: DAXMappings)
 }
 

@@ -88,6 +88,7 @@ extension PassthroughFileSystem {
             try shrinking(node, to: size) { () throws(FUSEErrno) in
                 try host { () throws(SystemError) in try fd.truncate(to: Int64(size)) }
             }
+            grown(node)  // after a truncate up, the DAX mappings show the file up to its new end
         }
         if c.killSUIDGID { try clearSetID(node, fd: open?.fd) }
         if c.size != nil || c.uid != nil || c.gid != nil, type == Self.sIFREG || type == Self.sIFDIR { dropRemappedCapability(open?.fd ?? p) }

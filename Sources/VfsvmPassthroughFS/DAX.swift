@@ -3,9 +3,11 @@ import VfsvmSys
 import VfsvmFUSE
 import CVfsvmLinux
 
-// DAX: the files SETUPMAPPING maps into the window, and the requests that
+// DAX: the files SETUPMAPPING maps into the window; the requests that
 // shrink a file, which must first take its mapped pages past the new end
-// out of the window (DAXMappings: a mapped page past EOF would SIGBUS).
+// out of the window (DAXMappings: a mapped page past EOF would SIGBUS);
+// and the ones that make it longer, after which its mappings show the
+// file over their zero tails again.
 extension PassthroughFileSystem {
     public func attachMappings(_ mappings: DAXMappings) {
         dax.withLock { $0 = mappings }
@@ -15,7 +17,6 @@ extension PassthroughFileSystem {
                                  _ body: (DAXMappings.OpenFile) throws(SystemError) -> Void) throws(FUSEErrno) {
         let fd: FileDescriptor
         var isDirectory = false
-        var open: OpenFile?
         if handle == UInt64.max {
             // Linux sends no handle: the node itself, regular files only
             // (opening anything else here could block or reach a device).
@@ -24,20 +25,19 @@ extension PassthroughFileSystem {
             fd = try reopen(node, flags: (write ? O_RDWR : O_RDONLY) | O_NONBLOCK)
         } else {
             let f = try file(handle)
-            open = f
             fd = f.fd
             isDirectory = f.isDirectory
         }
-        // `open` keeps the handle's fd open while it is mapped, whatever a
-        // RELEASE on another queue does meanwhile.
-        try withExtendedLifetime(open) { () throws(FUSEErrno) in
-            let st = try host { () throws(SystemError) in try fd.stat() }
-            let access = vfsvm_fcntl_int(fd.rawValue, F_GETFL, 0) & O_ACCMODE
-            let file = DAXMappings.OpenFile(
-                fd: fd.rawValue, key: DAXMappings.FileKey(device: st.dev, inode: st.ino),
-                isRegular: st.isRegular && !isDirectory, openForWriting: access == O_RDWR, size: UInt64(max(st.size, 0)))
-            try host { () throws(SystemError) in try body(file) }
-        }
+        // The OpenFile holds `fd` (the handle's own FileDescriptor, or the
+        // one opened here), so a RELEASE on another queue can neither
+        // close it nor let its number name another file before the mmap;
+        // a mapping keeps holding it (DAXMappings.Mapping.backing).
+        let st = try host { () throws(SystemError) in try fd.stat() }
+        let access = vfsvm_fcntl_int(fd.rawValue, F_GETFL, 0) & O_ACCMODE
+        let file = DAXMappings.OpenFile(
+            fd: fd, key: DAXMappings.FileKey(device: st.dev, inode: st.ino),
+            isRegular: st.isRegular && !isDirectory, openForWriting: access == O_RDWR)
+        try host { () throws(SystemError) in try body(file) }
     }
 
     /// Runs `shrink`, which makes `node` at most `size` bytes long, after
@@ -46,10 +46,22 @@ extension PassthroughFileSystem {
     /// a window, just `shrink`.
     func shrinking(_ node: UInt64, to size: UInt64, _ shrink: () throws(FUSEErrno) -> Void) throws(FUSEErrno) {
         guard let mappings = dax.withLock({ $0 }) else { return try shrink() }
+        try mappings.shrinking(file: try daxKey(node), to: size, refused: { FUSEErrno($0) }, shrink)
+    }
+
+    /// After a request that may have made `node` longer succeeded: the
+    /// DAX window's mappings of it show the file over their zero tails up
+    /// to its new end (DAXMappings.growing). Without a window, nothing.
+    func grown(_ node: UInt64) {
+        guard let mappings = dax.withLock({ $0 }), let key = try? daxKey(node) else { return }
+        mappings.growing(file: key)
+    }
+
+    private func daxKey(_ node: UInt64) throws(FUSEErrno) -> DAXMappings.FileKey {
         let key = try state.withLock { s throws(FUSEErrno) -> InodeKey in
             guard let i = s.inodes[node] else { throw Self.stale }
             return i.key
         }
-        try mappings.shrinking(file: DAXMappings.FileKey(device: key.dev, inode: key.ino), to: size, shrink)
+        return DAXMappings.FileKey(device: key.dev, inode: key.ino)
     }
 }

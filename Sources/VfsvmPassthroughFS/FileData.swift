@@ -16,7 +16,11 @@ extension PassthroughFileSystem {
         let f = try file(handle, directory: false)
         if writeFlags & UInt32(FUSE_WRITE_KILL_SUIDGID) != 0 { try clearSetID(f.node, fd: f.fd) }
         dropRemappedCapability(f.fd)
-        return try host { () throws(SystemError) in try engine.write(f.fd, at: Int64(offset), from: request, offset: requestOffset, count: size) }
+        let n = try host { () throws(SystemError) in try engine.write(f.fd, at: Int64(offset), from: request, offset: requestOffset, count: size) }
+        // A Linux guest sends a write that extends the file this way, not
+        // through the DAX window: its mappings show the new end.
+        grown(f.node)
+        return n
     }
 
     public func fsync(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, dataOnly: Bool) throws(FUSEErrno) {
@@ -31,7 +35,10 @@ extension PassthroughFileSystem {
         }
         // FALLOC_FL_COLLAPSE_RANGE takes `length` bytes out of the file:
         // the end of its DAX mappings goes first.
-        guard Int32(bitPattern: mode) & HostFSFlag.fallocCollapseRange != 0 else { return try allocate() }
+        guard Int32(bitPattern: mode) & HostFSFlag.fallocCollapseRange != 0 else {
+            try allocate()
+            return grown(f.node)  // without FALLOC_FL_KEEP_SIZE the file may be longer
+        }
         let size = UInt64(max(try host { () throws(SystemError) in try f.fd.stat() }.size, 0))
         try shrinking(f.node, to: size >= length ? size - length : 0, allocate)
     }
@@ -48,7 +55,9 @@ extension PassthroughFileSystem {
     public func copyFileRange(_ ctx: FUSERequestContext, node: UInt64, handleIn: UInt64, offsetIn: UInt64, nodeOut: UInt64, handleOut: UInt64, offsetOut: UInt64, length: UInt64, flags: UInt64) throws(FUSEErrno) -> Int {
         guard flags == 0 else { throw FUSEErrno(.EINVAL, "copy_file_range: flags") }
         let i = try file(handleIn, directory: false), o = try file(handleOut, directory: false)
-        return try host { () throws(SystemError) in try i.fd.copyRange(from: Int64(offsetIn), to: o.fd, at: Int64(offsetOut), length: Int(min(length, 1 << 30)), flags: 0) }
+        let n = try host { () throws(SystemError) in try i.fd.copyRange(from: Int64(offsetIn), to: o.fd, at: Int64(offsetOut), length: Int(min(length, 1 << 30)), flags: 0) }
+        grown(o.node)
+        return n
     }
 
     public func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) {

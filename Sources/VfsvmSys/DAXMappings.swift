@@ -9,14 +9,26 @@ import Synchronization
 /// (MAP_PRIVATE|MAP_FIXED), never a hole: a guest access to a hole would
 /// make KVM fail the vCPU (EFAULT) and a VMM access would fault.
 ///
-/// SIGBUS: a shared mapping of a page past the file's end raises SIGBUS
-/// in whoever touches it, here the VMM (a vCPU thread inside KVM_RUN, or
-/// the device). So a mapping past EOF is refused at setup, and before the
-/// server shrinks a file (`shrinking(file:to:)`) the mapped pages past the
-/// new end become zero pages. A truncate by another host process is
-/// outside vfsvm's control; the VMM never touches the window itself, so
-/// only KVM meets the vanished pages (on the build machines' software KVM
-/// the guest reads zeros; README, "DAX").
+/// EOF: a shared mapping of a page past the file's end raises SIGBUS in
+/// whoever touches it, here the VMM (a vCPU thread inside KVM_RUN, or the
+/// device). A Linux guest maps whole 2 MiB ranges (FUSE_DAX_SZ), also the
+/// last, partial one of a file, so a range may run past EOF: the file's
+/// pages up to its end (page-rounded) are mapped, and the rest of the
+/// range, its "zero tail", is anonymous zero pages. When the file grows
+/// through the server (`growing(file:)`), the file is mapped again over
+/// the zero tail of each of its mappings, up to the new end; before the
+/// server shrinks a file (`shrinking(file:to:_:)`), the mapped pages past
+/// the new end become the zero tail. A range that starts at or past EOF
+/// is refused (Linux never sends one: a read at or past i_size is a hole
+/// to it, and a write that extends the file goes as FUSE_WRITE, not
+/// through the window). Stores into a zero tail land in anonymous memory
+/// and are dropped when the file is mapped over it: they never reach the
+/// file (Linux makes none: a guest fault past i_size is its SIGBUS).
+/// A truncate by another host process is outside vfsvm's control; the
+/// VMM never touches the window itself, so only KVM meets the vanished
+/// pages (on the build machines' software KVM the guest reads zeros;
+/// README, "DAX"), and growth by another host process shows only once
+/// the guest maps the range again.
 public final class DAXMappings: Sendable {
     /// Offsets and lengths are page aligned: what mmap needs; announced in
     /// FUSE_INIT as map_alignment = 12 (log2) with FUSE_MAP_ALIGNMENT.
@@ -34,37 +46,59 @@ public final class DAXMappings: Sendable {
     }
 
     /// One mapped range: window offset, length, and where in which file.
-    public struct Mapping: Hashable, Sendable {
+    public struct Mapping: Sendable {
         public var windowOffset: UInt64
         public var length: UInt64
         public var file: FileKey
         public var fileOffset: UInt64
         public var writable: Bool
+        /// How much of the range, from its start, shows the file (a page
+        /// multiple, at most `length`); the rest is the zero tail past EOF.
+        public var fileLength: UInt64
+        /// The open file the range was mapped from, kept to map the file
+        /// over the zero tail when it grows (shared by a split's pieces).
+        let backing: FileDescriptor
         var end: UInt64 { windowOffset + length }
+        var hasZeroTail: Bool { fileLength < length }
     }
 
-    /// What the server knows of the handle the guest named.
+    /// What the server knows of the handle the guest named. `fd` is held
+    /// for as long as the request (and then the mapping) needs it, so a
+    /// RELEASE on another queue cannot close it, nor its number be reused
+    /// for another file, before the mmap.
     public struct OpenFile: Sendable {
-        public var fd: Int32
+        public var fd: FileDescriptor
         public var key: FileKey
         public var isRegular: Bool
         public var openForWriting: Bool
-        public var size: UInt64
-        public init(fd: Int32, key: FileKey, isRegular: Bool, openForWriting: Bool, size: UInt64) {
+        public init(fd: FileDescriptor, key: FileKey, isRegular: Bool, openForWriting: Bool) {
             self.fd = fd
             self.key = key
             self.isRegular = isRegular
             self.openForWriting = openForWriting
-            self.size = size
+        }
+    }
+
+    struct Table {
+        var mappings: [Mapping] = []
+        /// The files some mapping of which has a zero tail: what a WRITE
+        /// checks before taking a closer look (`growing(file:)`).
+        var withZeroTail: Set<FileKey> = []
+
+        mutating func set(_ m: [Mapping]) {
+            mappings = m.sorted { $0.windowOffset < $1.windowOffset }
+            withZeroTail = Set(m.lazy.filter(\.hasZeroTail).map(\.file))
         }
     }
 
     public let window: SharedMemoryWindow
     public let readOnlyShare: Bool
-    /// At most this many mappings at once; one more is refused (ENOMEM,
-    /// as mmap past vm.max_map_count).
+    /// At most this many mappings at once; a SETUPMAPPING past it, or a
+    /// REMOVEMAPPING that would split the table past it, is refused
+    /// (ENOMEM, as mmap past vm.max_map_count), which also bounds the
+    /// window's VMAs (about two per mapping).
     public let maxMappings: Int
-    private let table = Mutex<[Mapping]>([])
+    private let table = Mutex(Table())
 
     public init(window: SharedMemoryWindow, readOnlyShare: Bool, maxMappings: Int = 4096) {
         self.window = window
@@ -72,19 +106,28 @@ public final class DAXMappings: Sendable {
         self.maxMappings = maxMappings
     }
 
-    public var mappings: [Mapping] { table.withLock { $0 } }
+    public var mappings: [Mapping] { table.withLock { $0.mappings } }
 
     /// A refused request: the errno its reply carries.
     static func refusal(_ code: Int32) -> SystemError { SystemError("DAX mapping", Errno(rawValue: code)) }
 
+    static func pageRounded(_ n: UInt64) -> UInt64 { n > UInt64.max - (alignment - 1) ? UInt64.max & ~(alignment - 1) : (n + alignment - 1) & ~(alignment - 1) }
+
+    /// The file's size now; 0 when fstat fails.
+    static func size(of fd: FileDescriptor) -> UInt64 {
+        var st = stat()
+        return fstat(fd.rawValue, &st) == 0 ? UInt64(max(st.st_size, 0)) : 0
+    }
+
     /// FUSE_SETUPMAPPING: checks everything the guest gave, then maps
     /// `length` bytes of `file` at `fileOffset` over window offset
-    /// `windowOffset`, replacing whatever overlapped there. Throws the
-    /// errno of the reply: EINVAL for a range that is unaligned, empty,
-    /// overflowing, outside the window or past the file's end (or bad
-    /// flags); ENODEV for a handle that is no regular file; EROFS for
-    /// WRITE on a read-only share; EACCES for WRITE on a handle not open
-    /// for writing; ENOMEM when the table is full.
+    /// `windowOffset`, replacing whatever overlapped there; the part past
+    /// EOF becomes the zero tail. Throws the errno of the reply: EINVAL
+    /// for a range that is unaligned, empty, overflowing, outside the
+    /// window or starting at or past the file's end (or bad flags);
+    /// ENODEV for a handle that is no regular file; EROFS for WRITE on a
+    /// read-only share; EACCES for WRITE on a handle not open for writing;
+    /// ENOMEM when the table is full.
     public func setup(_ file: OpenFile, fileOffset: UInt64, length: UInt64, windowOffset: UInt64, flags: UInt64) throws(SystemError) {
         guard flags & ~(Self.flagWrite | Self.flagRead) == 0 else { throw Self.refusal(EINVAL) }
         guard file.isRegular else { throw Self.refusal(ENODEV) }
@@ -94,92 +137,144 @@ public final class DAXMappings: Sendable {
         let a = Self.alignment
         guard length > 0, length % a == 0, windowOffset % a == 0, fileOffset % a == 0 else { throw Self.refusal(EINVAL) }
         let (windowEnd, o1) = windowOffset.addingReportingOverflow(length)
-        let (fileEnd, o2) = fileOffset.addingReportingOverflow(length)
+        let (_, o2) = fileOffset.addingReportingOverflow(length)
         guard !o1, !o2, windowEnd <= window.size, fileOffset <= UInt64(Int64.max) else { throw Self.refusal(EINVAL) }
-        try table.withLock { (t: inout [Mapping]) throws(SystemError) in
-            // The last page may hold the end of the file; none may lie
-            // wholly past it (that page would SIGBUS). The size is read
-            // again under the lock: a shrink (`shrinking(file:to:_:)`)
-            // holds it across its truncate, so none slips in between.
-            var st = stat()
-            let now = fstat(file.fd, &st) == 0 ? UInt64(max(st.st_size, 0)) : 0
-            let size = min(file.size, now)
-            let sizeRounded = (size + a - 1) & ~(a - 1)
-            guard fileEnd <= sizeRounded else { throw Self.refusal(EINVAL) }
-            let remaining = Self.without(t, windowOffset, windowEnd)
+        try table.withLock { (t: inout Table) throws(SystemError) in
+            // The size is read under the lock: a shrink
+            // (`shrinking(file:to:_:)`) holds it across its truncate, and
+            // a growth through the server takes it after its write, so
+            // this mapping's tail is right whichever came first.
+            let sizeRounded = Self.pageRounded(Self.size(of: file.fd))
+            guard fileOffset < sizeRounded else { throw Self.refusal(EINVAL) }
+            let fileLength = min(length, sizeRounded - fileOffset)
+            let remaining = Self.without(t.mappings, windowOffset, windowEnd)
             guard remaining.count < maxMappings else { throw Self.refusal(ENOMEM) }
             let prot = PROT_READ | (write ? PROT_WRITE : 0)
-            let at = window.base + Int(windowOffset)
-            let raw = Glibc.mmap(at, Int(length), prot, MAP_SHARED | MAP_FIXED, file.fd, off_t(fileOffset))
-            guard let raw, raw != MAP_FAILED else {
-                let e = SystemError("mmap(DAX window + 0x\(String(windowOffset, radix: 16)), \(length) bytes)", .current)
+            do throws(SystemError) {
+                try map(file.fd, at: fileOffset, over: windowOffset, fileLength, prot: prot)
+                if fileLength < length { try zero(windowOffset + fileLength, length - fileLength) }
+            } catch {
                 // MAP_FIXED may have unmapped the range before failing:
                 // put zero pages back so the window has no hole.
-                zero(windowOffset, length)
-                t = remaining
-                throw e
+                try? zero(windowOffset, length)
+                t.set(remaining)
+                throw error
             }
-            t = remaining + [Mapping(windowOffset: windowOffset, length: length, file: file.key, fileOffset: fileOffset, writable: write)]
-            t.sort { $0.windowOffset < $1.windowOffset }
+            t.set(remaining + [Mapping(windowOffset: windowOffset, length: length, file: file.key, fileOffset: fileOffset,
+                                       writable: write, fileLength: fileLength, backing: file.fd)])
         }
     }
 
     /// FUSE_REMOVEMAPPING of one range: zero pages again, and the table
     /// forgets (or trims) what was there. EINVAL for a range that is
-    /// unaligned, overflowing or outside the window.
+    /// unaligned, overflowing or outside the window; ENOMEM, with the
+    /// table and the window as they were, when cutting the range out of a
+    /// mapping would leave more than `maxMappings` pieces.
     public func remove(windowOffset: UInt64, length: UInt64) throws(SystemError) {
         let a = Self.alignment
         guard length > 0, length % a == 0, windowOffset % a == 0 else { throw Self.refusal(EINVAL) }
         let (end, overflow) = windowOffset.addingReportingOverflow(length)
         guard !overflow, end <= window.size else { throw Self.refusal(EINVAL) }
-        table.withLock { t in
-            zero(windowOffset, length)
-            t = Self.without(t, windowOffset, end)
+        try table.withLock { (t: inout Table) throws(SystemError) in
+            let after = Self.without(t.mappings, windowOffset, end)
+            guard after.count <= maxMappings else { throw Self.refusal(ENOMEM) }
+            try zero(windowOffset, length)
+            t.set(after)
         }
     }
 
     /// Before the server shrinks `file` to `size`: every mapped page that
-    /// would lie wholly past the new end becomes a zero page, so neither
-    /// the guest nor the VMM can touch a page the file no longer has.
-    public func shrinking(file: FileKey, to size: UInt64) {
-        table.withLock { t in Self.zeroPast(size, of: file, in: &t, zero: zero) }
-    }
-
-    private static func zeroPast(_ size: UInt64, of file: FileKey, in t: inout [Mapping], zero: (UInt64, UInt64) -> Void) {
-        let keep = (size + alignment - 1) & ~(alignment - 1)
-        for m in t where m.file == file && m.fileOffset + m.length > keep {
-            let cut = max(keep, m.fileOffset) - m.fileOffset
-            zero(m.windowOffset + cut, m.length - cut)
-            t = without(t, m.windowOffset + cut, m.end)
-        }
+    /// would lie wholly past the new end becomes a zero page (the zero
+    /// tail grows), so neither the guest nor the VMM can touch a page the
+    /// file no longer has. The mappings stay: a guest keeps its ranges
+    /// across a truncate, and `growing(file:)` maps the file back.
+    public func shrinking(file: FileKey, to size: UInt64) throws(SystemError) {
+        try table.withLock { (t: inout Table) throws(SystemError) in try zeroPast(size, of: file, in: &t) }
     }
 
     /// `shrinking(file:to:)`, then `truncate` (the host call that shrinks
     /// the file), both under the table's lock: no SETUPMAPPING can map
-    /// the old end of the file between the two.
-    public func shrinking<E: Error>(file: FileKey, to size: UInt64, _ truncate: () throws(E) -> Void) throws(E) {
-        try table.withLock { (t: inout [Mapping]) throws(E) in
-            Self.zeroPast(size, of: file, in: &t, zero: zero)
+    /// the old end of the file between the two. When a mapped page cannot
+    /// be made a zero page, `truncate` is not run and `refused` says why.
+    public func shrinking<E: Error>(file: FileKey, to size: UInt64, refused: (SystemError) -> E,
+                                    _ truncate: () throws(E) -> Void) throws(E) {
+        try table.withLock { (t: inout Table) throws(E) in
+            do throws(SystemError) { try zeroPast(size, of: file, in: &t) } catch { throw refused(error) }
             try truncate()
+        }
+    }
+
+    private func zeroPast(_ size: UInt64, of file: FileKey, in t: inout Table) throws(SystemError) {
+        let keep = Self.pageRounded(size)
+        var m = t.mappings
+        defer { t.set(m) }
+        for i in m.indices where m[i].file == file {
+            let fileEnd = m[i].fileOffset + m[i].fileLength
+            guard fileEnd > keep else { continue }
+            let cut = max(keep, m[i].fileOffset) - m[i].fileOffset
+            try zero(m[i].windowOffset + cut, m[i].fileLength - cut)
+            m[i].fileLength = cut
+        }
+    }
+
+    /// After the server made `file` longer (WRITE past EOF, FALLOCATE,
+    /// SETATTR size, COPY_FILE_RANGE): the file is mapped over the zero
+    /// tail of each of its mappings, up to its new end (page-rounded), so
+    /// the guest sees the new bytes through the ranges it already has.
+    /// Cheap when no mapping of `file` has a zero tail. A range that
+    /// cannot be mapped stays (or becomes) zero pages: the request that
+    /// grew the file has succeeded and is not failed for it; the guest
+    /// sees the bytes again once it maps the range anew.
+    public func growing(file: FileKey) {
+        table.withLock { t in
+            guard t.withZeroTail.contains(file) else { return }
+            var m = t.mappings
+            defer { t.set(m) }
+            for i in m.indices where m[i].file == file && m[i].hasZeroTail {
+                let sizeRounded = Self.pageRounded(Self.size(of: m[i].backing))
+                let fileEnd = m[i].fileOffset + m[i].fileLength
+                guard sizeRounded > fileEnd else { continue }
+                let grown = min(m[i].length, sizeRounded - m[i].fileOffset)
+                let prot = PROT_READ | (m[i].writable ? PROT_WRITE : 0)
+                do {
+                    try map(m[i].backing, at: fileEnd, over: m[i].windowOffset + m[i].fileLength, grown - m[i].fileLength, prot: prot)
+                    m[i].fileLength = grown
+                } catch {
+                    try? zero(m[i].windowOffset + m[i].fileLength, m[i].length - m[i].fileLength)
+                }
+            }
         }
     }
 
     /// Every mapping gone (device reset, FUSE_DESTROY).
     public func removeAll() {
         table.withLock { t in
-            zero(0, window.size)
-            t = []
+            // Should even this fail, the table still forgets every file.
+            try? zero(0, window.size)
+            t.set([])
+        }
+    }
+
+    /// `fd`'s bytes from `fileOffset` over window range [offset, offset+length).
+    private func map(_ fd: FileDescriptor, at fileOffset: UInt64, over offset: UInt64, _ length: UInt64, prot: Int32) throws(SystemError) {
+        guard length > 0 else { return }
+        let raw = Glibc.mmap(window.base + Int(offset), Int(length), prot, MAP_SHARED | MAP_FIXED, fd.rawValue, off_t(fileOffset))
+        guard let raw, raw != MAP_FAILED else {
+            throw SystemError("mmap(DAX window + 0x\(String(offset, radix: 16)), \(length) bytes)", .current)
         }
     }
 
     /// Anonymous zero pages over window range [offset, offset+length).
-    private func zero(_ offset: UInt64, _ length: UInt64) {
+    /// Replacing a mapping inside our own reservation fails only for want
+    /// of memory (or of VMAs, which `maxMappings` bounds); the caller
+    /// answers the guest with the errno instead of stopping the VMM.
+    private func zero(_ offset: UInt64, _ length: UInt64) throws(SystemError) {
+        guard length > 0 else { return }
         let raw = Glibc.mmap(window.base + Int(offset), Int(length), PROT_READ | PROT_WRITE,
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
-        // Replacing a mapping inside our own reservation fails only for
-        // want of memory; then the range would be a hole, which is worse
-        // than stopping.
-        precondition(raw != MAP_FAILED, "cannot put zero pages back into the DAX window: errno \(errno)")
+        guard let raw, raw != MAP_FAILED else {
+            throw SystemError("mmap(zero pages over DAX window + 0x\(String(offset, radix: 16)), \(length) bytes)", .current)
+        }
     }
 
     /// `table` with the window range [start, end) cut out: mappings inside
@@ -191,6 +286,7 @@ public final class DAXMappings: Sendable {
             if m.windowOffset < start {
                 var left = m
                 left.length = start - m.windowOffset
+                left.fileLength = min(m.fileLength, left.length)
                 out.append(left)
             }
             if m.end > end {
@@ -199,6 +295,7 @@ public final class DAXMappings: Sendable {
                 right.windowOffset = end
                 right.fileOffset += cut
                 right.length -= cut
+                right.fileLength = m.fileLength > cut ? m.fileLength - cut : 0
                 out.append(right)
             }
         }

@@ -9,7 +9,9 @@
  * the protocol leaves no choice (a missing window, a failed LOOKUP).
  *
  * The share holds: dax.txt (2 pages, page 1 starting with a line the host
- * chose), daxw.txt (1 page, written here), dir/ (a directory). */
+ * chose), daxw.txt (1 page, written here), daxsmall.txt (5,000 bytes,
+ * starting with a line the host chose, ending "end\n"), dir/ (a
+ * directory). */
 #include "fuse.h"
 
 #define PAGE 4096u
@@ -142,4 +144,32 @@ void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly,
     puts(", the first page ");
     putc((char)window_byte(0x30000));
     puts("\n");
+
+    /* What a Linux guest sends for a file smaller than 2 MiB: no handle,
+     * one whole 2 MiB range (FUSE_DAX_SZ, here the whole window) from
+     * offset 0, running past EOF; then an extending write as FUSE_WRITE
+     * (fuse_dax_write_iter), whose bytes the same range then shows. */
+    u64 small = lookup(q, "daxsmall.txt");
+    say("setup a 5000-byte file as one 2 MiB range", setup(q, small, ~0ull, 0, 0x200000, R, 0));
+    say_line("small file through the window", 0);
+    puts("dax small file bytes 4996-4998: ");
+    for (u64 i = 4996; i < 4999; i++) putc((char)window_byte(i));
+    puts(", past EOF (5000, 8192, 2 MiB - 1): ");
+    put_dec(window_byte(5000));
+    puts(" ");
+    put_dec(window_byte(8192));
+    puts(" ");
+    put_dec(window_byte(0x1fffff));
+    puts("\n");
+    u64 sfh = open_node(q, FUSE_OPEN, small, 02 /* O_RDWR */);
+    static u8 wbuf[sizeof(struct fuse_write_in) + 64];
+    static const char grown[] = "grown through FUSE_WRITE\n";
+    struct fuse_write_in *wi = (void *)wbuf;
+    memset(wi, 0, sizeof *wi);
+    wi->fh = sfh;
+    wi->offset = 0x100000;
+    wi->size = sizeof grown - 1;
+    memcpy(wbuf + sizeof *wi, grown, sizeof grown - 1);
+    say("extending FUSE_WRITE at 1 MiB", fuse_call(q, FUSE_WRITE, small, wbuf, (u32)(sizeof *wi + sizeof grown - 1), 0, reply, sizeof reply, &got));
+    say_line("the existing range after the extending write", 0x100000);
 }

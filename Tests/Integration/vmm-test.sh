@@ -230,6 +230,8 @@ dax_share() { # DIR: dax.txt (2 pages, page 1 starts with $token), daxw.txt (1 p
     head -c 4096 /dev/zero | tr '\0' a >"$1/dax.txt"
     { printf 'dax token %s from the host\n' "$token"; head -c 4096 /dev/zero | tr '\0' b; } | head -c 4096 >>"$1/dax.txt"
     head -c 4096 /dev/zero | tr '\0' . >"$1/daxw.txt"
+    { printf 'dax small %s\n' "$token"; head -c 5000 /dev/zero | tr '\0' c; } | head -c 4996 >"$1/daxsmall.txt"
+    printf 'end\n' >>"$1/daxsmall.txt"
 }
 token=$$-$RANDOM
 share=$top/share-dax
@@ -260,6 +262,13 @@ has "$out" "dax setup write on a read-only handle: errno 13" "DAX: FLAG_WRITE on
 has "$out" "dax truncate to one page: errno 0" "DAX: SETATTR size of a mapped file"
 has "$out" "dax after truncate the page past the end reads 0, the first page a" "DAX: after the truncate the page past the end is a zero page (no SIGBUS), the first still the file's"
 if [ "$(wc -c <"$share/dax.txt")" -eq 4096 ]; then ok "DAX: the host file was truncated to one page"; else bad "DAX: truncate" "$(wc -c <"$share/dax.txt") bytes"; fi
+# A Linux guest maps a file smaller than 2 MiB as one 2 MiB range, past EOF.
+has "$out" "dax setup a 5000-byte file as one 2 MiB range: errno 0" "DAX: a 2 MiB range of a 5,000-byte file (past EOF, as Linux sends) is mapped"
+has "$out" "dax small file through the window: dax small $token" "DAX: the small file's first line, read through the window"
+has "$out" "dax small file bytes 4996-4998: end, past EOF (5000, 8192, 2 MiB - 1): 0 0 0" "DAX: the small file's last bytes, then zeros past EOF (no SIGBUS)"
+has "$out" "dax extending FUSE_WRITE at 1 MiB: errno 0" "DAX: an extending FUSE_WRITE of the mapped small file"
+has "$out" "dax the existing range after the extending write: grown through FUSE_WRITE" "DAX: the existing range shows the bytes the write added past the old EOF"
+if [ "$(wc -c <"$share/daxsmall.txt")" -eq $((0x100000 + 25)) ]; then ok "DAX: the host file grew to 1 MiB + 25 bytes"; else bad "DAX: the small file's size" "$(wc -c <"$share/daxsmall.txt") bytes"; fi
 share=$top/share-dax-ro
 dax_share "$share"
 run 33 "DAX on a read-only share" --memory 128M --transport pci --share "$share:myfs:ro:dax=2M" --cmdline "transport=pci dax=ro" "$virtiofs"

@@ -131,7 +131,7 @@ import VfsvmSys
         #expect(setup(fh: rw, 0, 2 * Self.page, Self.read, at: end - Self.page) == EINVAL, "runs past the window")
         #expect(setup(fh: rw, 0, Self.page, Self.read, at: UInt64.max - 4095) == EINVAL, "window offset + length overflows")
         #expect(setup(fh: rw, 3 * Self.page, Self.page, Self.read, at: 0) == EINVAL, "wholly past EOF")
-        #expect(setup(fh: rw, 0, 4 * Self.page, Self.read, at: 0) == EINVAL, "runs past EOF")
+        #expect(setup(fh: UInt64.max, 4 * Self.page, Self.page, Self.read, at: 0) == EINVAL, "wholly past EOF, without a handle")
         #expect(setup(fh: rw, 0, 100, Self.read, at: 0) == EINVAL, "length not page aligned")
         #expect(setup(fh: rw, 0, Self.page, Self.read, at: 12) == EINVAL, "window offset not page aligned")
         #expect(setup(fh: rw, 0, 0, Self.read, at: 0) == EINVAL, "empty")
@@ -190,11 +190,12 @@ import VfsvmSys
         #expect(s.c.setattr(s.node, valid: 1 << 3, size: Self.page + 1).ok)
         #expect(s.window(0, 1) == Array("A".utf8) && s.window(Self.page, 1) == Array("B".utf8))
         #expect(s.window(2 * Self.page, 4096) == [UInt8](repeating: 0, count: 4096))
-        #expect(s.maps.mappings.map(\.length) == [2 * Self.page])
+        #expect(s.maps.mappings.map(\.fileLength) == [2 * Self.page] && s.maps.mappings.map(\.length) == [3 * Self.page],
+                "the mapping stays, its last page now zero tail")
         // OPEN with O_TRUNC: nothing of the file stays mapped.
         #expect(s.c.open(s.node, flags: UInt32(O_RDWR | O_TRUNC)).ok)
         #expect(s.window(0, 1) == [0] && s.window(Self.page, 1) == [0])
-        #expect(s.maps.mappings.isEmpty)
+        #expect(s.maps.mappings.map(\.fileLength) == [0])
         // FALLOCATE collapsing a range shrinks the file too.
         let fd = Glibc.open(s.f.path("data"), O_WRONLY)
         _ = ftruncate(fd, off_t(3 * Self.page))
@@ -207,7 +208,100 @@ import VfsvmSys
         } else {
             #expect(collapsed.ok)
             #expect(s.window(2 * Self.page, 4096) == [UInt8](repeating: 0, count: 4096))
-            #expect(s.maps.mappings.map(\.length) == [2 * Self.page])
+            #expect(s.maps.mappings.map(\.fileLength) == [2 * Self.page])
         }
+        // CREATE without O_EXCL of the existing name with O_TRUNC: an OPEN
+        // with O_TRUNC, so the mapping's pages go first.
+        let hfd = Glibc.open(s.f.path("data"), O_WRONLY)
+        _ = pwrite(hfd, "still here", 10, 0)
+        close(hfd)
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: Self.page, flags: Self.read, windowOffset: 0x40000).ok)
+        #expect(s.window(0x40000, 10) == Array("still here".utf8))
+        let created = s.c.create(1, "data", flags: UInt32(O_RDWR | O_CREAT | O_TRUNC))
+        #expect(created.ok)
+        #expect(s.window(0x40000, 4096) == [UInt8](repeating: 0, count: 4096) && s.hostBytes(0, 1).isEmpty)
+    }
+
+    /// A Linux guest maps whole 2 MiB ranges (FUSE_DAX_SZ), also of a
+    /// file smaller than that, and sends a write that extends a file as
+    /// FUSE_WRITE: the range reads the file's bytes then zeros (no
+    /// SIGBUS), and grows with the file, whatever made it longer.
+    @Test func aSmallFileMappedWholeGrowsWithTheServersWrites() throws {
+        let s = try Share()
+        let small = (0..<5000).map { UInt8(ascii: "a") + UInt8($0 % 26) }
+        let fd = Glibc.open(s.f.path("small"), O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+        _ = small.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        let node = s.c.lookup(1, "small").nodeID
+        let range: UInt64 = 1 << 20  // the whole test window; Linux's 2 MiB does not fit in it
+        #expect(s.c.setupMapping(node, fh: UInt64.max, fileOffset: 0, length: range, flags: Self.read, windowOffset: 0).ok,
+                "a range running past EOF is mapped")
+        #expect(s.window(0, 5000) == small, "the file's 5,000 bytes")
+        #expect(s.window(5000, 8192 - 5000) == [UInt8](repeating: 0, count: 8192 - 5000), "then zeros to the end of its page")
+        #expect(s.window(8192, 4096) == [UInt8](repeating: 0, count: 4096) && s.window(range - 16, 16) == [UInt8](repeating: 0, count: 16),
+                "and the zero tail past EOF, no SIGBUS")
+
+        // A WRITE past EOF through the server (what fuse_dax_write_iter
+        // sends for an extending write) shows in the existing mapping.
+        let fh = s.c.open(node, flags: UInt32(O_RDWR)).openHandle
+        let text = Array("appended by FUSE_WRITE".utf8)
+        #expect(s.c.write(node, fh: fh, offset: 20_000, text).ok)
+        #expect(s.window(20_000, text.count) == text)
+        #expect(s.window(0, 5000) == small && s.window(5000, 16) == [UInt8](repeating: 0, count: 16))
+
+        // SETATTR size up, then a host write inside the new size: the
+        // pages are the file's (shared), so the host's bytes show at once.
+        #expect(s.c.setattr(node, valid: 1 << 3, size: 100_000).ok)
+        let hfd = Glibc.open(s.f.path("small"), O_WRONLY)
+        _ = pwrite(hfd, "host", 4, 90_000)
+        close(hfd)
+        #expect(s.window(90_000, 4) == Array("host".utf8))
+
+        // FALLOCATE without KEEP_SIZE, then a host write inside it.
+        let fa = Bytes(); fa.u64(fh).u64(100_000).u64(100_000).u32(0).u32(0)
+        #expect(s.c.call(.fallocate, node: node, fa).ok)
+        let hfd2 = Glibc.open(s.f.path("small"), O_WRONLY)
+        _ = pwrite(hfd2, "fall", 4, 190_000)
+        close(hfd2)
+        #expect(s.window(190_000, 4) == Array("fall".utf8))
+
+        // COPY_FILE_RANGE into it, past its end.
+        let src = s.c.open(s.node, flags: UInt32(O_RDONLY)).openHandle
+        let cp = Bytes(); cp.u64(src).u64(0).u64(node).u64(fh).u64(300_000).u64(8).u64(0)
+        let copied = s.c.call(.copyFileRange, node: s.node, cp)
+        #expect(copied.ok && copied.u32 == 8)
+        #expect(s.window(300_000, 8) == Self.filled("A", 8))
+
+        // Shrunk to nothing and written again: the guest still holds its
+        // range (Linux keeps it across a truncate) and sees the new bytes.
+        #expect(s.c.setattr(node, valid: 1 << 3, size: 0).ok)
+        #expect(s.window(0, 16) == [UInt8](repeating: 0, count: 16) && s.window(300_000, 8) == [UInt8](repeating: 0, count: 8))
+        #expect(s.c.write(node, fh: fh, offset: 0, Array("again".utf8)).ok)
+        #expect(s.window(0, 5) == Array("again".utf8) && s.window(300_000, 8) == [UInt8](repeating: 0, count: 8))
+        #expect(s.maps.mappings.map(\.fileLength) == [Self.page])
+        // Growth by another host process is not seen until the guest maps
+        // again (README, "DAX"): vfsvm learns of growth through the server.
+        let hfd3 = Glibc.open(s.f.path("small"), O_WRONLY)
+        _ = pwrite(hfd3, "late", 4, 50_000)
+        close(hfd3)
+        #expect(s.window(50_000, 4) == [0, 0, 0, 0])
+        #expect(s.c.setupMapping(node, fh: UInt64.max, fileOffset: 0, length: range, flags: Self.read, windowOffset: 0).ok)
+        #expect(s.window(50_000, 4) == Array("late".utf8))
+    }
+
+    /// A write mapping past EOF: the guest's stores into the zero tail
+    /// land in anonymous memory, never in the file (Linux makes none: its
+    /// extending writes are FUSE_WRITEs, a fault past i_size its SIGBUS).
+    @Test func storesIntoAWriteMappingsZeroTailNeverReachTheFile() throws {
+        let s = try Share()
+        let fh = s.c.open(s.node, flags: UInt32(O_RDWR)).openHandle
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: 8 * Self.page, flags: Self.write, windowOffset: 0).ok)
+        s.window.base.storeBytes(of: UInt8(ascii: "z"), toByteOffset: 5 * Int(Self.page), as: UInt8.self)
+        s.window.base.storeBytes(of: UInt8(ascii: "y"), toByteOffset: 10, as: UInt8.self)
+        #expect(s.hostBytes(10, 1) == Array("y".utf8), "a store inside the file is in the file")
+        #expect(s.hostBytes(0, 100_000).count == 3 * Int(Self.page), "the file did not grow")
+        #expect(s.c.write(s.node, fh: fh, offset: 6 * Self.page, [1]).ok)
+        #expect(s.hostBytes(5 * Int(Self.page), 1) == [0], "the store into the tail is not in the file")
+        #expect(s.window(5 * Self.page, 1) == [0] && s.window(6 * Self.page, 1) == [1], "the window shows the grown file")
     }
 }

@@ -11,35 +11,33 @@ import Testing
     /// A file of `pages` pages, byte i of page p = p * 16 + i % 16, open
     /// read-write (or read-only); unlinked at once.
     final class TempFile {
-        let fd: Int32
+        let fd: FileDescriptor
         let key: DAXMappings.FileKey
-        init(pages: Int, writable: Bool = true) throws {
+        /// A file holding `bytes`.
+        init(bytes: [UInt8], writable: Bool = true) throws {
             var template = Array("/tmp/vfsvm-dax-XXXXXX".utf8CString)
-            let fd = mkstemp(&template)
-            guard fd >= 0 else { throw SystemError("mkstemp", .current) }
-            let bytes = (0..<pages * DAXMappingsTests.page).map { UInt8(truncatingIfNeeded: ($0 / DAXMappingsTests.page) * 16 + $0 % 16) }
-            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let raw = mkstemp(&template)
+            guard raw >= 0 else { throw SystemError("mkstemp", .current) }
+            _ = bytes.withUnsafeBytes { write(raw, $0.baseAddress, $0.count) }
             var path = template
             if !writable {
-                self.fd = Glibc.open(&path, O_RDONLY)
-                close(fd)
+                self.fd = FileDescriptor(owning: Glibc.open(&path, O_RDONLY))
+                close(raw)
             } else {
-                self.fd = fd
+                self.fd = FileDescriptor(owning: raw)
             }
             unlink(&path)
             var st = stat()
-            fstat(self.fd, &st)
+            fstat(self.fd.rawValue, &st)
             key = DAXMappings.FileKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
         }
-        var size: UInt64 {
-            var st = stat()
-            fstat(fd, &st)
-            return UInt64(st.st_size)
+        convenience init(pages: Int, writable: Bool = true) throws {
+            try self.init(bytes: (0..<pages * DAXMappingsTests.page).map { UInt8(truncatingIfNeeded: ($0 / DAXMappingsTests.page) * 16 + $0 % 16) },
+                          writable: writable)
         }
         func handle(writing: Bool) -> DAXMappings.OpenFile {
-            DAXMappings.OpenFile(fd: fd, key: key, isRegular: true, openForWriting: writing, size: size)
+            DAXMappings.OpenFile(fd: fd, key: key, isRegular: true, openForWriting: writing)
         }
-        deinit { close(fd) }
     }
 
     func byte(_ w: SharedMemoryWindow, _ offset: Int) -> UInt8 { w.base.load(fromByteOffset: offset, as: UInt8.self) }
@@ -61,14 +59,14 @@ import Testing
         #expect(byte(w, 0x10_0000) == 16 && byte(w, 0x10_0005) == 21 && byte(w, 0x10_1000) == 32, "file pages 1 and 2 at the offset")
         w.base.storeBytes(of: 0xab, toByteOffset: 0x10_0003, as: UInt8.self)
         var got: UInt8 = 0
-        #expect(pread(f.fd, &got, 1, 0x1003) == 1 && got == 0xab, "a write through the window is in the file")
+        #expect(pread(f.fd.rawValue, &got, 1, 0x1003) == 1 && got == 0xab, "a write through the window is in the file")
         #expect(maps.mappings.count == 1)
         try maps.remove(windowOffset: 0x10_0000, length: 0x2000)
         #expect(byte(w, 0x10_0000) == 0 && byte(w, 0x10_1000) == 0, "removed: zero pages again")
         #expect(maps.mappings.isEmpty)
-        #expect(pread(f.fd, &got, 1, 0x1003) == 1 && got == 0xab, "the file keeps the write")
+        #expect(pread(f.fd.rawValue, &got, 1, 0x1003) == 1 && got == 0xab, "the file keeps the write")
         w.base.storeBytes(of: 0x55, toByteOffset: 0x10_0003, as: UInt8.self)
-        #expect(pread(f.fd, &got, 1, 0x1003) == 1 && got == 0xab, "the zero page is no longer the file")
+        #expect(pread(f.fd.rawValue, &got, 1, 0x1003) == 1 && got == 0xab, "the zero page is no longer the file")
     }
 
     @Test func anOverlappingMappingReplacesWhatWasThere() throws {
@@ -101,7 +99,8 @@ import Testing
         #expect(errno { try maps.setup(file, fileOffset: 0x10, length: 0x1000, windowOffset: 0, flags: r) } == EINVAL, "unaligned file offset")
         #expect(errno { try maps.setup(file, fileOffset: 0, length: 0x1001, windowOffset: 0, flags: r) } == EINVAL, "unaligned length")
         #expect(errno { try maps.setup(file, fileOffset: 0, length: 0, windowOffset: 0, flags: r) } == EINVAL, "empty")
-        #expect(errno { try maps.setup(file, fileOffset: 0x1000, length: 0x2000, windowOffset: 0, flags: r) } == EINVAL, "past EOF (would SIGBUS)")
+        #expect(errno { try maps.setup(file, fileOffset: 0x2000, length: 0x1000, windowOffset: 0, flags: r) } == EINVAL, "starting at EOF")
+        #expect(errno { try maps.setup(file, fileOffset: 0x3000, length: 0x1000, windowOffset: 0, flags: r) } == EINVAL, "starting past EOF")
         #expect(errno { try maps.setup(file, fileOffset: 0, length: 0x1000, windowOffset: 0, flags: 0x4) } == EINVAL, "unknown flag")
         var dir = file
         dir.isRegular = false
@@ -126,14 +125,81 @@ import Testing
         let maps = DAXMappings(window: w, readOnlyShare: false)
         let f = try TempFile(pages: 4)
         try maps.setup(f.handle(writing: true), fileOffset: 0, length: 0x4000, windowOffset: 0x8000, flags: DAXMappings.flagRead)
-        maps.shrinking(file: f.key, to: 0x1001)
-        #expect(ftruncate(f.fd, 0x1001) == 0)
+        try maps.shrinking(file: f.key, to: 0x1001)
+        #expect(ftruncate(f.fd.rawValue, 0x1001) == 0)
         // Pages 0 and 1 still hold the file (page 1 up to its new end);
         // pages 2 and 3 would SIGBUS if they were still the file's.
         #expect(byte(w, 0x8000) == 0 && byte(w, 0x9000) == 16 && byte(w, 0xa000) == 0 && byte(w, 0xb000) == 0)
-        #expect(maps.mappings.count == 1 && maps.mappings[0].length == 0x2000)
+        #expect(maps.mappings.count == 1 && maps.mappings[0].length == 0x4000 && maps.mappings[0].fileLength == 0x2000,
+                "the mapping stays, its last two pages now its zero tail")
         let other = DAXMappings.FileKey(device: f.key.device, inode: f.key.inode &+ 1)
-        maps.shrinking(file: other, to: 0)
-        #expect(maps.mappings.count == 1, "another file's truncation leaves this mapping")
+        try maps.shrinking(file: other, to: 0)
+        #expect(maps.mappings[0].fileLength == 0x2000, "another file's truncation leaves this mapping")
+        // Grown again (as by a server WRITE): the file is back in the tail.
+        var b: UInt8 = 0x77
+        #expect(pwrite(f.fd.rawValue, &b, 1, 0x3000) == 1)
+        maps.growing(file: f.key)
+        #expect(byte(w, 0xb000) == 0x77 && byte(w, 0xa000) == 0 && maps.mappings[0].fileLength == 0x4000,
+                "page 3 shows the new byte, page 2 the file's hole")
+    }
+
+    /// What a Linux guest sends for a file smaller than 2 MiB: one whole
+    /// 2 MiB range (FUSE_DAX_SZ) from offset 0.
+    @Test func aSmallFileMappedWithA2MiBRangeReadsItsBytesThenZeros() throws {
+        let w = try SharedMemoryWindow(size: 4 << 20)
+        let maps = DAXMappings(window: w, readOnlyShare: false)
+        let bytes = (0..<5000).map { UInt8(truncatingIfNeeded: $0 % 251 + 1) }
+        let f = try TempFile(bytes: bytes)
+        try maps.setup(f.handle(writing: false), fileOffset: 0, length: 2 << 20, windowOffset: 2 << 20, flags: DAXMappings.flagRead)
+        let base = 2 << 20
+        #expect((0..<5000).allSatisfy { byte(w, base + $0) == bytes[$0] }, "the file's 5,000 bytes")
+        #expect((5000..<8192).allSatisfy { byte(w, base + $0) == 0 }, "the rest of its last page reads zero")
+        #expect(byte(w, base + 8192) == 0 && byte(w, base + (2 << 20) - 1) == 0, "the zero tail past EOF reads zero, no SIGBUS")
+        #expect(maps.mappings.count == 1 && maps.mappings[0].fileLength == 8192 && maps.mappings[0].length == 2 << 20)
+        // The file grows (a server WRITE at 1 MiB): the mapping shows it.
+        let text = Array("grown by a WRITE".utf8)
+        #expect(text.withUnsafeBytes { pwrite(f.fd.rawValue, $0.baseAddress, $0.count, 1 << 20) } == text.count)
+        #expect(byte(w, base + (1 << 20)) == 0, "not yet: vfsvm learns of growth through the server")
+        maps.growing(file: f.key)
+        #expect((0..<text.count).map { byte(w, base + (1 << 20) + $0) } == text)
+        #expect(byte(w, base + 4999) == bytes[4999] && byte(w, base + 6000) == 0, "the old bytes and the hole between")
+        #expect(byte(w, base + (2 << 20) - 1) == 0)
+        // A write mapping: the guest's store into the file part is in the
+        // file; one into the zero tail never reaches the file, not even
+        // when the file grows over it.
+        try maps.setup(f.handle(writing: true), fileOffset: 0, length: 2 << 20, windowOffset: 0, flags: DAXMappings.flagRead | DAXMappings.flagWrite)
+        w.base.storeBytes(of: 0xee, toByteOffset: 100, as: UInt8.self)
+        w.base.storeBytes(of: 0xdd, toByteOffset: 1_600_000, as: UInt8.self)
+        var got: UInt8 = 0
+        #expect(pread(f.fd.rawValue, &got, 1, 100) == 1 && got == 0xee)
+        #expect(ftruncate(f.fd.rawValue, 1_700_000) == 0)
+        maps.growing(file: f.key)
+        #expect(pread(f.fd.rawValue, &got, 1, 1_600_000) == 1 && got == 0, "the store into the tail is not in the file")
+        #expect(byte(w, 1_600_000) == 0, "the window shows the file there now")
+    }
+
+    /// The attack: REMOVEMAPPING of every other page of one mapping splits
+    /// it each time; unbounded, the table and the window's VMAs grow until
+    /// mmap fails at vm.max_map_count, which used to stop the VMM.
+    @Test func removalsThatWouldSplitTheTablePastItsBoundAreENOMEM() throws {
+        let w = try SharedMemoryWindow(size: 2 << 20)
+        let maps = DAXMappings(window: w, readOnlyShare: false, maxMappings: 8)
+        let f = try TempFile(pages: 64)
+        try maps.setup(f.handle(writing: false), fileOffset: 0, length: 64 * 4096, windowOffset: 0, flags: DAXMappings.flagRead)
+        var refused = 0
+        for i in 0..<20 {
+            let at = UInt64(2 * i + 1) * 4096
+            switch errno({ try maps.remove(windowOffset: at, length: 4096) }) {
+            case nil: #expect(byte(w, Int(at)) == 0, "a removed page reads zero")
+            case ENOMEM?: refused += 1; #expect(byte(w, Int(at)) == UInt8(truncatingIfNeeded: (2 * i + 1) * 16), "a refused removal left the page mapped")
+            case let e: Issue.record("removal \(i): errno \(String(describing: e))")
+            }
+            #expect(maps.mappings.count <= 8)
+        }
+        #expect(refused == 13, "7 removals fit in 8 pieces, the other 13 are ENOMEM")
+        #expect(maps.mappings.count == 8)
+        // Removing a whole piece shrinks the table: always allowed.
+        try maps.remove(windowOffset: 0, length: 4096)
+        #expect(maps.mappings.count == 7)
     }
 }
