@@ -1,4 +1,3 @@
-import ArgumentParser
 import VfsvmConfig
 import VfsvmFUSE
 import VfsvmHostFUSE
@@ -9,7 +8,7 @@ import VfsvmSys
 /// io_uring: `make bench` (Benchmarks/bench-mount.sh) measured it level
 /// with or slightly ahead of preadv/pwritev on this machine (README,
 /// "Benchmarks"), and it falls back to sync where the kernel refuses it.
-enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
+public enum IOEngineChoice: String, CaseIterable, Sendable {
     /// io_uring through liburing, falling back to sync where the kernel refuses it.
     case uring
     /// preadv/pwritev on the worker thread.
@@ -19,11 +18,13 @@ enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
 /// The FUSE server for one share: the passthrough file system over
 /// `settings.sharedDir` (or, inside a sandbox, over the `confined` share it
 /// opened) with the user's cache, xattr, lock and read-only choices,
-/// logging every request when `trace`. Shared by `serve` and `mount`.
-func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false,
+/// logging every request when `trace`. Shared by `serve`, `mount`, `run`
+/// and vfsvm-fuse-sweep (which drives this very server under the seccomp
+/// filter, Tests/FUSESweepProbe).
+public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false,
                     confined: Sandbox.Share? = nil, dax: DAXMappings? = nil,
                     backingFiles: HostBackingFiles? = nil) throws -> FUSEServer {
-    guard let dir = settings.sharedDir else { throw ValidationError("no shared directory given") }
+    guard let dir = settings.sharedDir else { throw FileServerFailure("no shared directory given") }
     let cache: PassthroughOptions.Cache = switch settings.cache {
     case .never: .never
     case .auto: .auto
@@ -54,7 +55,7 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
             fs = try PassthroughFileSystem(root: dir, options: options, engine: io)
         }
     } catch {
-        throw CommandFailure("cannot share \(dir): \(error)")
+        throw FileServerFailure("cannot share \(dir): \(error)")
     }
     var serverOptions = FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
                                           posixLocks: settings.posixLocks, flockLocks: settings.flockLocks)
@@ -72,15 +73,15 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
         backingFiles: backingFiles)
 }
 
-/// A failure to report as one line and exit 1 (ArgumentParser prints
-/// "Error: " + description).
-struct CommandFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// Why the file server could not be built, as one sentence (the command
+/// line prints "Error: " + description and exits 1).
+public struct FileServerFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// The FUSE server's table for `--translate-uid`/`--translate-gid` rules.
-func idMap(_ rules: [IDTranslationRule]) -> FUSEIDMap {
+public func idMap(_ rules: [IDTranslationRule]) -> FUSEIDMap {
     var m = FUSEIDMap()
     for r in rules {
         switch r.kind {
@@ -95,4 +96,16 @@ func idMap(_ rules: [IDTranslationRule]) -> FUSEIDMap {
         }
     }
     return m
+}
+
+/// no_new_privs always (it costs nothing), then the file server's seccomp
+/// filter per `mode` (with the io_uring calls where that is the engine).
+/// Shared by `serve`, `mount` and vfsvm-fuse-sweep.
+public func applySeccomp(_ mode: SeccompMode, ioURing: Bool) throws(SandboxError) {
+    let calls = SeccompAllowList.fileServer(ioURing: ioURing)
+    switch mode {
+    case .kill: try Seccomp.install(allowing: calls, onViolation: .kill)
+    case .log: try Seccomp.install(allowing: calls, onViolation: .log)
+    case .none: try Seccomp.setNoNewPrivileges()
+    }
 }
