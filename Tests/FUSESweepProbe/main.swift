@@ -11,7 +11,8 @@
 // cache=always, uid/gid translation and serve's -d request log; `plain` names inodes by O_PATH fds
 // only, with cache=never, no READDIRPLUS, no killpriv-v2 and no submount
 // marks), drops capabilities and applies
-// the filter (default kill) with `applySeccomp`. Then it sends each
+// the filter (default kill) with `applySeccomp` (`kill-without:N`: the
+// same list less call N). Then it sends each
 // request through the in-process FUSE client and prints one line per
 // request with what came back. A system call missing from the allow-list
 // ends the process by SIGSYS with the reporter's line naming it
@@ -31,11 +32,15 @@ import VfsvmMemory
 import VfsvmSys
 
 let arguments = CommandLine.arguments
+let modeArgument = arguments.count == 5 ? arguments[4] : "kill"
+/// `kill-without:N`: the filter lacks call N (for the test that shows the
+/// sweep notices a missing call).
+let withoutCall = modeArgument.hasPrefix("kill-without:") ? Int32(modeArgument.dropFirst("kill-without:".count)) : nil
 guard arguments.count == 4 || arguments.count == 5,
       let engine = IOEngineChoice(rawValue: arguments[1]),
       ["default", "options", "plain"].contains(arguments[2]),
-      let mode = arguments.count == 5 ? SeccompMode(named: arguments[4]) : .kill else {
-    logLine("usage: vfsvm-fuse-sweep uring|sync default|options|plain SHARE [kill|log|none]")
+      let mode = withoutCall != nil ? .kill : SeccompMode(named: modeArgument) else {
+    logLine("usage: vfsvm-fuse-sweep uring|sync default|options|plain SHARE [kill|log|none|kill-without:N]")
     exit(2)
 }
 let variant = arguments[2]
@@ -123,7 +128,13 @@ do {
     server = try makeFileServer(settings: settings, engine: engine, trace: optionsVariant, confined: confined)
 } catch { fail("\(error)") }
 do { try Sandbox.dropCapabilities(keeping: settings.capabilities, procSelfFD: confined.procSelfFD) } catch { fail("\(error)") }
-do { try applySeccomp(mode, ioURing: engine == .uring) } catch { fail("\(error)") }
+do {
+    if let withoutCall {
+        try Seccomp.install(allowing: SeccompAllowList.fileServer(ioURing: engine == .uring).filter { $0 != withoutCall }, onViolation: .kill)
+    } else {
+        try applySeccomp(mode, ioURing: engine == .uring)
+    }
+} catch { fail("\(error)") }
 logLine("vfsvm-fuse-sweep: \(engine.rawValue) engine, \(variant) options, seccomp \(mode.rawValue): filter in place")
 
 // MARK: - Requests

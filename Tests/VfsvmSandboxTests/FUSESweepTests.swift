@@ -1,3 +1,4 @@
+import CVfsvmLinux
 import Glibc
 import Testing
 import VfsvmSys
@@ -59,5 +60,16 @@ import VfsvmSys
         #expect(r.stderr.contains("seccomp kill: filter in place"), "\(r.tail)")
         #expect(r.stderr.contains("every one answered as expected"), "\(r.tail)")
         #expect(r.stderr.contains("vfsvm-fuse-sweep: INIT after the second DESTROY: ok"), "\(r.tail)")
+    }
+
+    /// The sweep is not blind: with one call the server needs taken off the
+    /// list (faccessat2, for ACCESS: the call a guest's first ACCESS request
+    /// killed serve with before 18455da), it dies by SIGSYS naming it.
+    @Test(arguments: ["uring", "sync"])
+    func aMissingCallKillsTheSweep(engine: String) throws {
+        let r = try sweep(engine: engine, variant: "default", seccomp: "kill-without:\(SYS_faccessat2)")
+        #expect(r.status.map { $0 & 0x7f == SIGSYS } == true, "wait status \(String(describing: r.status)); the sweep ended:\n\(r.tail)")
+        #expect(r.stderr.contains("vfsvm: seccomp: system call \(SYS_faccessat2) (arch 0xc000003e) is not on the sandbox's allow-list"), "\(r.tail)")
+        #expect(!r.stderr.contains("every one answered"), "\(r.tail)")
     }
 }
