@@ -49,7 +49,7 @@ import VfsvmSys
         return Run(status: status, stderr: text)
     }
 
-    @Test(arguments: ["uring", "sync"], ["default", "options", "plain"])
+    @Test(arguments: ["uring", "sync"], ["default", "options", "plain", "readonly"])
     func everyRequestRunsUnderTheFilter(engine: String, variant: String) throws {
         let r = try sweep(engine: engine, variant: variant)
         #expect(!r.stderr.contains("not on the sandbox's allow-list"), "a request needed a system call the filter refuses:\n\(r.tail)")
