@@ -117,11 +117,17 @@ let package = Package(
         // A FUSE client for tests: builds requests, decodes replies.
         .target(name: "VfsvmFUSETestSupport", dependencies: ["VfsvmFUSE", "VfsvmMemory"], swiftSettings: strict),
 
+        // The file server one share gets (passthrough file system, I/O
+        // engine, FUSE server options) and its seccomp filter: what `serve`,
+        // `mount` and `run` build, and vfsvm-fuse-sweep drives.
+        .target(name: "VfsvmFileServer", dependencies: ["VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys"],
+                swiftSettings: strict),
+
         // The command line.
         .executableTarget(
             name: "vfsvm",
             dependencies: [
-                "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
+                "VfsvmFileServer", "VfsvmVirtio", "VfsvmConfig", "VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmHostFUSE", "VfsvmSys",
                 "VfsvmVirtioFS", "VfsvmVirtioBlk", "VfsvmVhostUser", "VfsvmMemory", "VfsvmMachine", "VfsvmKVM", "VfsvmBoot", "VfsvmDomain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -161,6 +167,12 @@ let package = Package(
         // VfsvmSandboxTests (not a product; `swift build` builds it).
         .executableTarget(name: "vfsvm-seccomp-probe", dependencies: ["VfsvmSys", "CVfsvmLinux"], path: "Tests/SeccompProbe",
                           swiftSettings: strict),
+        // Builds the file server as `vfsvm serve` does, installs its
+        // seccomp filter as serve does, then sends every FUSE request, for
+        // VfsvmSandboxTests (not a product).
+        .executableTarget(name: "vfsvm-fuse-sweep",
+                          dependencies: ["VfsvmFileServer", "VfsvmFUSETestSupport", "VfsvmFUSE", "VfsvmConfig", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],
+                          path: "Tests/FUSESweepProbe", swiftSettings: strict),
         // Runs the built `vfsvm serve` (and a probe) and checks its sandbox
         // from outside: held fds, /proc/<pid>/status, seccomp.
         .testTarget(name: "VfsvmSandboxTests", dependencies: ["VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),

@@ -28,6 +28,16 @@ import Glibc
 /// first list: boot-test's serve died with the reporter's line naming 219.
 /// Then the same suites ran with `--seccomp kill` and passed.
 ///
+/// FUSE ACCESS (faccessat2) was missing: no suite's guest sent it, a
+/// hostile one can. Since then VfsvmSandboxTests/FUSESweepTests runs
+/// vfsvm-fuse-sweep (Tests/FUSESweepProbe): serve's file server, sandbox
+/// and kill filter, and every FUSE opcode with valid and invalid arguments
+/// (xattrs on files, directories, fifos and symlinks; every SETATTR field;
+/// fallocate modes; SEEK_DATA/HOLE; copy_file_range; tmpfile; RENAME2
+/// flags; mknod of each type; POSIX and flock waiters on threads of their
+/// own; a submount; FORGET, DESTROY and a new INIT) on both I/O engines. It
+/// found nothing else missing.
+///
 /// io_uring submissions do not pass through seccomp (the kernel runs them);
 /// the engine only submits readv, writev, fsync and fallocate. The io_uring
 /// calls are on the list only where the engine is io_uring.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import VfsvmConfig
+import VfsvmFileServer
 import VfsvmHostFUSE
 import VfsvmSys
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import VfsvmConfig
+import VfsvmFileServer
 import VfsvmKVM
 import VfsvmMachine
 import VfsvmSys

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import VfsvmConfig
+import VfsvmFileServer
 import VfsvmPassthroughFS
 import VfsvmSys
 import VfsvmVhostUser
@@ -291,18 +292,6 @@ struct Serve: ParsableCommand {
 extension SeccompMode: ExpressibleByArgument {
     public init?(argument: String) { self.init(named: argument) }
     public static var allValueStrings: [String] { ["kill", "trap", "log", "none"] }
-}
-
-/// no_new_privs always (it costs nothing), then the file server's seccomp
-/// filter per `mode` (with the io_uring calls where that is the engine).
-/// Shared by `serve` and `mount`.
-func applySeccomp(_ mode: SeccompMode, ioURing: Bool) throws(SandboxError) {
-    let calls = SeccompAllowList.fileServer(ioURing: ioURing)
-    switch mode {
-    case .kill: try Seccomp.install(allowing: calls, onViolation: .kill)
-    case .log: try Seccomp.install(allowing: calls, onViolation: .log)
-    case .none: try Seccomp.setNoNewPrivileges()
-    }
 }
 
 extension InodeFileHandles: ExpressibleByArgument {

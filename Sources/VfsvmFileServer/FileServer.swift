@@ -1,4 +1,3 @@
-import ArgumentParser
 import Glibc
 import VfsvmConfig
 import VfsvmFUSE
@@ -10,7 +9,7 @@ import VfsvmSys
 /// io_uring: `make bench` (Benchmarks/bench-mount.sh) measured it level
 /// with or slightly ahead of preadv/pwritev on this machine (README,
 /// "Benchmarks"), and it falls back to sync where the kernel refuses it.
-enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
+public enum IOEngineChoice: String, CaseIterable, Sendable {
     /// io_uring through liburing, falling back to sync where the kernel refuses it.
     case uring
     /// preadv/pwritev on the worker thread.
@@ -22,11 +21,12 @@ enum IOEngineChoice: String, ExpressibleByArgument, CaseIterable {
 /// opened) with the user's cache, xattr, lock and read-only choices,
 /// logging every request when `trace`. Unconfined, `rootFD` (the share as
 /// `ShareDirectory.open` opened it) is served when given, else the path.
-/// Shared by `serve` and `mount`.
-func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false,
-                    confined: Sandbox.Share? = nil, rootFD: FileDescriptor? = nil, dax: DAXMappings? = nil,
-                    backingFiles: HostBackingFiles? = nil) throws -> FUSEServer {
-    guard let dir = settings.sharedDir else { throw ValidationError("no shared directory given") }
+/// Shared by `serve`, `mount`, `run` and vfsvm-fuse-sweep (which drives
+/// this very server under the seccomp filter, Tests/FUSESweepProbe).
+public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false,
+                           confined: Sandbox.Share? = nil, rootFD: FileDescriptor? = nil, dax: DAXMappings? = nil,
+                           backingFiles: HostBackingFiles? = nil) throws -> FUSEServer {
+    guard let dir = settings.sharedDir else { throw FileServerFailure("no shared directory given") }
     let cache: PassthroughOptions.Cache = switch settings.cache {
     case .never: .never
     case .auto: .auto
@@ -52,7 +52,7 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
         options.keepNoatime = settings.keepsNoatime
         options.posixACL = settings.posixACL
         if let rules = settings.xattrmap {
-            do { options.xattrMap = try XattrNameMap(parsing: rules) } catch { throw ValidationError("invalid --xattrmap '\(rules)': \(error)") }
+            do { options.xattrMap = try XattrNameMap(parsing: rules) } catch { throw FileServerFailure("invalid --xattrmap '\(rules)': \(error)") }
         }
         if let confined {
             fs = try PassthroughFileSystem(rootDirectory: confined.root, procSelfFD: confined.procSelfFD, path: dir,
@@ -60,14 +60,14 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
         } else if let rootFD {
             let procSelfFD: FileDescriptor
             do { procSelfFD = try FileDescriptor.open("/proc/self/fd", HostFSFlag.path | O_DIRECTORY) } catch {
-                throw CommandFailure("cannot share \(dir): cannot open /proc/self/fd: \(error.errno)")
+                throw FileServerFailure("cannot share \(dir): cannot open /proc/self/fd: \(error.errno)")
             }
             fs = try PassthroughFileSystem(rootDirectory: rootFD, procSelfFD: procSelfFD, path: dir, options: options, engine: io)
         } else {
             fs = try PassthroughFileSystem(root: dir, options: options, engine: io)
         }
     } catch {
-        throw CommandFailure("cannot share \(dir): \(error)")
+        throw FileServerFailure("cannot share \(dir): \(error)")
     }
     var serverOptions = FUSEServerOptions(writeback: settings.writeback, readOnly: settings.readOnly,
                                           posixLocks: settings.posixLocks, flockLocks: settings.flockLocks)
@@ -86,15 +86,15 @@ func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool
         backingFiles: backingFiles)
 }
 
-/// A failure to report as one line and exit 1 (ArgumentParser prints
-/// "Error: " + description).
-struct CommandFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// Why the file server could not be built, as one sentence (the command
+/// line prints "Error: " + description and exits 1).
+public struct FileServerFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// The FUSE server's table for `--translate-uid`/`--translate-gid` rules.
-func idMap(_ rules: [IDTranslationRule]) -> FUSEIDMap {
+public func idMap(_ rules: [IDTranslationRule]) -> FUSEIDMap {
     var m = FUSEIDMap()
     for r in rules {
         switch r.kind {
@@ -109,4 +109,16 @@ func idMap(_ rules: [IDTranslationRule]) -> FUSEIDMap {
         }
     }
     return m
+}
+
+/// no_new_privs always (it costs nothing), then the file server's seccomp
+/// filter per `mode` (with the io_uring calls where that is the engine).
+/// Shared by `serve`, `mount` and vfsvm-fuse-sweep.
+public func applySeccomp(_ mode: SeccompMode, ioURing: Bool) throws(SandboxError) {
+    let calls = SeccompAllowList.fileServer(ioURing: ioURing)
+    switch mode {
+    case .kill: try Seccomp.install(allowing: calls, onViolation: .kill)
+    case .log: try Seccomp.install(allowing: calls, onViolation: .log)
+    case .none: try Seccomp.setNoNewPrivileges()
+    }
 }
