@@ -103,19 +103,25 @@ public final class GuestMemory: Sendable {
     /// crosses from one region into an adjacent one. Throws if any byte is
     /// unbacked or the range overflows.
     public func segments(at address: GuestAddress, length: UInt64) throws(GuestMemoryError) -> [HostSegment] {
-        guard address.adding(length) != nil else { throw .overflow(address: address, length: length) }
         var result: [HostSegment] = []
+        try appendSegments(at: address, length: length, to: &result)
+        return result
+    }
+
+    /// `segments(at:length:)` appended to `list` (no array of its own: a
+    /// descriptor chain's buffers resolve into one list per request).
+    public func appendSegments(at address: GuestAddress, length: UInt64, to list: inout [HostSegment]) throws(GuestMemoryError) {
+        guard address.adding(length) != nil else { throw .overflow(address: address, length: length) }
         var cursor = address.rawValue
         var remaining = length
         while remaining > 0 {
             guard let r = region(containing: cursor) else { throw .outOfRange(address: address, length: length) }
             let offset = cursor - r.start.rawValue
             let take = min(remaining, r.size - offset)
-            result.append(HostSegment(base: r.mapping.base + Int(offset), count: Int(take)))
+            list.append(HostSegment(base: r.mapping.base + Int(offset), count: Int(take)))
             cursor += take
             remaining -= take
         }
-        return result
     }
 
     /// Checks that `[address, address + length)` is backed by one region,

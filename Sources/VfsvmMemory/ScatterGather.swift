@@ -109,8 +109,7 @@ public struct GuestBufferList: ScatterGatherList {
         segs.reserveCapacity(ranges.count)
         var total = 0
         for r in ranges where r.length > 0 {
-            let pieces = try memory.segments(at: r.address, length: UInt64(r.length))
-            segs.append(contentsOf: pieces)
+            try memory.appendSegments(at: r.address, length: UInt64(r.length), to: &segs)
             total += Int(r.length)
         }
         self.memory = memory
@@ -136,11 +135,15 @@ public final class HostBuffer: ScatterGatherList, @unchecked Sendable {
     // the bytes as they would for any I/O buffer.
     private let storage: UnsafeMutableRawBufferPointer
     public let byteCount: Int
+    /// The one segment, made once (not an array per read of `segments`:
+    /// a request and its reply read it several times).
+    public let segments: [HostSegment]
 
     public init(count: Int) {
         storage = .allocate(byteCount: max(count, 1), alignment: 64)
         storage.initializeMemory(as: UInt8.self, repeating: 0)
         byteCount = count
+        segments = [HostSegment(base: storage.baseAddress!, count: count)]
     }
 
     public convenience init(_ bytes: [UInt8]) {
@@ -150,7 +153,6 @@ public final class HostBuffer: ScatterGatherList, @unchecked Sendable {
 
     deinit { storage.deallocate() }
 
-    public var segments: [HostSegment] { [HostSegment(base: storage.baseAddress!, count: byteCount)] }
 
     /// Lends the bytes; the pointer must not escape `body`.
     public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {

@@ -112,15 +112,16 @@ public final class QueueRunner: Sendable {
         var kickFD: Int32? = kick.fd.rawValue
         var emptyWakeups = 0
         while true {
-            let ready: [Bool]
-            do { ready = try pollReadable([stopSignal.fd.rawValue, sink.resume.fd.rawValue, kickFD ?? -1]) } catch {
+            let ready: UInt8
+            do { ready = try pollReadable(stopSignal.fd.rawValue, sink.resume.fd.rawValue, kickFD ?? -1) } catch {
                 log("queue \(index): waiting for a kick failed: \(error)")
                 return
             }
-            if ready[0] { return }
-            if ready[1] { _ = try? sink.resume.drain() }
+            if ready & 1 != 0 { return }
+            let resumed = ready & 2 != 0
+            if resumed { _ = try? sink.resume.drain() }
             var kicked = false
-            if kickFD != nil && ready[2] {
+            if kickFD != nil && ready & 4 != 0 {
                 do {
                     kicked = try kick.drain() > 0
                 } catch {
@@ -133,7 +134,7 @@ public final class QueueRunner: Sendable {
                     kickFD = nil
                 }
             }
-            if kicked || ready[1] { drain() }
+            if kicked || resumed { drain() }
         }
     }
 

@@ -3,6 +3,19 @@ import Glibc
 @testable import VfsvmSys
 
 @Suite struct SysTests {
+    @Test func pollOfThreeFdsSaysWhichAreReadyAndIgnoresANegativeOne() throws {
+        let a = try EventFD(nonBlocking: true), b = try EventFD(nonBlocking: true), c = try EventFD(nonBlocking: true)
+        #expect(try pollReadable(a.fd.rawValue, b.fd.rawValue, c.fd.rawValue, timeoutMilliseconds: 0) == 0)
+        try b.signal()
+        #expect(try pollReadable(a.fd.rawValue, b.fd.rawValue, c.fd.rawValue, timeoutMilliseconds: 1000) == 2)
+        try c.signal()
+        #expect(try pollReadable(a.fd.rawValue, b.fd.rawValue, c.fd.rawValue, timeoutMilliseconds: 0) == 6)
+        #expect(try pollReadable(a.fd.rawValue, -1, c.fd.rawValue, timeoutMilliseconds: 0) == 4)
+        _ = try b.drain(); _ = try c.drain()
+        try a.signal()
+        #expect(try pollReadable(a.fd.rawValue, b.fd.rawValue, -1, timeoutMilliseconds: 0) == 1)
+    }
+
     @Test func eventfdCountsSignals() throws {
         let e = try EventFD(nonBlocking: true)
         #expect(try e.drain() == 0, "a fresh non-blocking eventfd drains to zero instead of failing")
