@@ -100,14 +100,11 @@ let package = Package(
 
         // libvirt (libvirt-dev) and libxml2 (libxml2-dev), found with pkg-config.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
-        // libvirt loaded with dlopen when a domain is first checked (not
-        // linked: its libraries cost every process ~8 MiB of RSS).
-        .target(name: "CVfsvmLibvirt"),
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
 
         // libvirt domain XML: validated against libvirt's RelaxNG schema,
         // mapped onto a plain description of a vfsvm VM, and written back.
-        .target(name: "VfsvmDomain", dependencies: ["VfsvmConfig", "CVfsvmLibvirt", "CLibXML2", "CVfsvmLinux"], swiftSettings: strict),
+        .target(name: "VfsvmDomain", dependencies: ["VfsvmConfig", "CLibvirt", "CLibXML2", "CVfsvmLinux"], swiftSettings: strict),
 
         // Driver-side queue mocks and recording interrupt sinks for tests
         // and benchmarks.

@@ -1,4 +1,4 @@
-import CVfsvmLibvirt
+import CLibvirt
 import CVfsvmLinux
 import Glibc
 import Synchronization
@@ -20,28 +20,21 @@ import Synchronization
 /// test:///default holds a running domain named `test`, so the
 /// connection is opened on an empty node description instead
 /// (`test:///proc/self/fd/N`, N a memfd holding `<node/>`).
-///
-/// libvirt is loaded on first use (CVfsvmLibvirt: dlopen), not linked, so
-/// processes that never check a domain (`vfsvm serve`) do not map it and
-/// its libraries.
 public enum LibvirtCheck {
     private static let connection = Mutex<OpaquePointer?>(nil)
 
     /// libvirt's complaint about `xml`, or nil when it defines cleanly.
     public static func complaint(about xml: String) -> String? {
         connection.withLock { (conn: inout OpaquePointer?) -> String? in
-            guard vfsvm_virt_load() == 1 else {
-                return "libvirt could not be loaded (\(vfsvm_virt_load_error().map { String(cString: $0) } ?? "unknown error")); install libvirt0"
-            }
             if conn == nil {
                 guard let opened = open() else { return "libvirt's test driver could not be opened: \(lastMessage())" }
-                conn = OpaquePointer(opened)
+                conn = opened
             }
-            guard let domain = vfsvm_virDomainDefineXMLFlags(UnsafeMutableRawPointer(conn), xml, VFSVM_VIR_DOMAIN_DEFINE_VALIDATE) else {
+            guard let domain = virDomainDefineXMLFlags(conn, xml, UInt32(VIR_DOMAIN_DEFINE_VALIDATE.rawValue)) else {
                 return lastMessage()
             }
-            vfsvm_virDomainUndefine(domain)
-            vfsvm_virDomainFree(domain)
+            virDomainUndefine(domain)
+            virDomainFree(domain)
             return nil
         }
     }
@@ -49,14 +42,14 @@ public enum LibvirtCheck {
     /// libvirt's version as major.minor.micro.
     public static var version: String {
         var v: UInt = 0
-        guard vfsvm_virt_load() == 1, vfsvm_virGetVersion(&v, nil, nil) == 0 else { return "unknown" }
+        guard virGetVersion(&v, nil, nil) == 0 else { return "unknown" }
         return "\(v / 1_000_000).\(v / 1000 % 1000).\(v % 1000)"
     }
 
-    private static func open() -> UnsafeMutableRawPointer? {
+    private static func open() -> OpaquePointer? {
         // libvirt prints every error on stderr unless told otherwise; the
         // caller reports the message itself.
-        vfsvm_virSilenceErrors()
+        virSetErrorFunc(nil, { _, _ in })
         let fd = vfsvm_memfd_create("vfsvm-libvirt-node", 0)
         guard fd >= 0 else { return nil }
         let node = Array("<node/>\n".utf8)
@@ -66,11 +59,11 @@ public enum LibvirtCheck {
         }
         // The driver reads the file while opening; the fd is not needed after.
         defer { close(fd) }
-        return vfsvm_virConnectOpen("test:///proc/self/fd/\(fd)")
+        return virConnectOpen("test:///proc/self/fd/\(fd)")
     }
 
     private static func lastMessage() -> String {
-        guard let m = vfsvm_virGetLastErrorMessage() else { return "unknown libvirt error" }
+        guard let m = virGetLastErrorMessage() else { return "unknown libvirt error" }
         return String(cString: m)
     }
 }
