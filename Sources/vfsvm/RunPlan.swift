@@ -33,20 +33,22 @@ struct RunPlan {
 
 /// A plan that cannot run: the one line the user sees and the exit status
 /// (64 for a bad argument, 66 for a missing input).
-struct PlanError: Error, CustomStringConvertible {
+struct PlanError: Error, Equatable, CustomStringConvertible {
     let description: String
     let status: Int32
 }
 
 extension RunPlan {
-    /// Checks every share (an existing directory, one tag each) and disk
-    /// (readable, and writable unless `:ro`); throws the first problem.
+    /// Checks every share (an existing directory named by its real path, as
+    /// `vfsvm serve` requires, one tag each) and disk (readable, and
+    /// writable unless `:ro`); throws the first problem.
     func checkInputs() throws(PlanError) {
         var tags: Set<String> = []
         for spec in shares {
             guard (try? FileDescriptor.open(spec.hostPath, O_RDONLY | O_DIRECTORY)) != nil else {
                 throw PlanError(description: "share \(spec.hostPath): not a directory", status: 66)
             }
+            do { _ = try ShareDirectory.open(spec.hostPath) } catch { throw PlanError(description: error.description, status: 66) }
             guard tags.insert(spec.tag.value).inserted else {
                 let why = spec.tag.value == Run.rootTag ? "the tag '\(spec.tag)' is --rootfs's; give the share another"
                     : "two shares use the tag '\(spec.tag)'; each needs its own"

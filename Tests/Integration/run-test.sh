@@ -155,7 +155,7 @@ hung() {
 # --- SIGINT: status 130, the backends and QEMU gone, the directory removed;
 # meanwhile each backend's root is its share (the namespace sandbox)
 if hung "$work/int-share" int --timeout 120; then
-    serve=$(pgrep -f -- "serve --fd .* --shared-dir $work/int-share" | head -1)
+    serve=$(pgrep -f -- "serve --fd .* --shared-dir[= ]$work/int-share" | head -1)
     root=$(ls "/proc/$serve/root/" 2>&1 | tr '\n' ' ')
     if [ -n "$serve" ] && [ "$root" = "" ] && grep -qs "CapEff" "/proc/$serve/status"; then ok "the share's backend is sandboxed: its / is the (empty) share"; else bad "the share's backend is sandboxed" "pid '$serve', / holds: $root"; fi
     # QEMU has read the kernel and connected its sockets: the private

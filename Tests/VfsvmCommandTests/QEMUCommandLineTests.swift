@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import VfsvmConfig
 @testable import vfsvm
@@ -81,5 +82,21 @@ func values(of flag: String, in argv: [String]) -> [String] {
 
     @Test func aTimeoutBelowAYearIsAccepted() throws {
         #expect(try Run.parse(["--timeout", "31535999", "/nonexistent-guest"]).timeout == 31535999)
+    }
+}
+
+@Suite struct RunPlanShareTests {
+    /// `vfsvm run` refuses a share path through a symbolic link before
+    /// anything starts, with serve's sentence (serve would refuse it later).
+    @Test func aSymlinkedShareIsRefusedBeforeAnythingStarts() throws {
+        var template = Array("/tmp/vfsvm-plan-XXXXXX".utf8CString)
+        let dir = String(cString: try #require(mkdtemp(&template)))
+        defer { unlink(dir + "/link"); rmdir(dir + "/real"); rmdir(dir) }
+        try #require(mkdir(dir + "/real", 0o755) == 0 && symlink(dir + "/real", dir + "/link") == 0)
+        let plan = tcgPlan(shares: [try ShareSpec(parsing: dir + "/link:t")])
+        #expect(throws: PlanError(description: "cannot share \(dir)/link: it is a symbolic link (to \(dir)/real); give the directory's real path", status: 66)) {
+            try plan.checkInputs()
+        }
+        #expect(throws: Never.self) { try tcgPlan(shares: [try ShareSpec(parsing: dir + "/real:t")]).checkInputs() }
     }
 }
