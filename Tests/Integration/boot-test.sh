@@ -150,6 +150,24 @@ boot --cmd 'cat /mnt/inside && echo readme-line > /mnt/readme' >/dev/null 2>&1; 
 wait_serve
 if [ $rc -eq 0 ] && [ "$(cat "$share/readme" 2>/dev/null)" = readme-line ]; then ok "virtiofsd's README command line serves a guest"; else bad "virtiofsd's README command line serves a guest" "rc=$rc: $(tail -2 "$work/serve.log")"; fi
 
+# --- --xattrmap from virtiofsd's documentation, unchanged: every guest
+# name lives under user.virtiofs. on the host; unprefixed host names are hidden
+echo x > "$share/mapped"
+if command -v python3 >/dev/null && python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.host-only", b"h")' "$share/mapped"; then
+    start_serve --xattr --xattrmap ':map::user.virtiofs.:'
+    boot --cmd 'vfsvm-xattr set /mnt/mapped trusted.overlay.opaque y && echo "XLIST $(vfsvm-xattr list /mnt/mapped | tr "\n" " ")"' >/dev/null 2>&1; rc=$?
+    wait_serve
+    xlist=$(tr -d '\r' < "$work/console.log" | grep -a -o 'XLIST .*' | head -1 | sed 's/ *$//')
+    host_names=$(python3 -c 'import os,sys; print(" ".join(sorted(os.listxattr(sys.argv[1]))))' "$share/mapped")
+    if [ $rc -eq 0 ] && [ "$xlist" = "XLIST trusted.overlay.opaque" ] && [ "$host_names" = "user.host-only user.virtiofs.trusted.overlay.opaque" ]; then
+        ok "--xattrmap :map::user.virtiofs.: (virtiofsd's example): the guest's trusted.* is user.virtiofs.trusted.* on the host, host-only names hidden"
+    else
+        bad "--xattrmap :map::user.virtiofs.:" "rc=$rc, guest listed '$xlist', host has '$host_names'"
+    fi
+else
+    bad "--xattrmap check can run" "cannot set a user xattr on $share/mapped"
+fi
+
 # --- capabilities JSON for QEMU/libvirt
 if "$VFSVM" serve --print-capabilities | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["type"]=="fs"'; then ok "--print-capabilities prints valid JSON"; else bad "--print-capabilities prints valid JSON"; fi
 
