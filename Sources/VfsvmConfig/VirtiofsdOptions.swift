@@ -144,9 +144,9 @@ public struct ServeSettings: Equatable, Sendable {
     public var allowDirectIO = false
     /// FUSE_DIRECT_IO_ALLOW_MMAP offered (`--allow-mmap`).
     public var allowMmap = false
-    /// Mount points inside the share marked FUSE_ATTR_SUBMOUNT (on by
-    /// default, as in virtiofsd; `--no-announce-submounts`).
-    public var announceSubmounts = true
+    /// Mount points inside the share marked FUSE_ATTR_SUBMOUNT
+    /// (`--announce-submounts`; off by default, as in virtiofsd).
+    public var announceSubmounts = false
     /// O_NOATIME of guest opens kept even without CAP_FOWNER
     /// (`--preserve-noatime`).
     public var preserveNoatime = false

@@ -45,7 +45,7 @@ struct Serve: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Offer FUSE_HANDLE_KILLPRIV_V2: vfsvm clears setuid/setgid bits on write, truncate and chown as the guest asks (default on).")
     var killprivV2: Bool?
 
-    @Flag(inversion: .prefixedNo, help: "Mark directories that are mount points (FUSE_ATTR_SUBMOUNT) so the guest gives each its own st_dev (default on).")
+    @Flag(inversion: .prefixedNo, help: "Mark directories that are mount points (FUSE_ATTR_SUBMOUNT) so the guest gives each its own st_dev (default off, as in virtiofsd: without it files on different host file systems may show one st_dev and equal inode numbers).")
     var announceSubmounts: Bool?
 
     @Flag(help: "Honour O_DIRECT of guest opens: the host file is opened O_DIRECT and the guest page cache is bypassed (FOPEN_DIRECT_IO).")

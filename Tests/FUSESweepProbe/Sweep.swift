@@ -265,9 +265,9 @@ import VfsvmSys
     let mnt = lookup(root, "mnt")
     check("GETATTR mnt", client.getattr(mnt), .ok)
     // fuse_attr.flags of the entry: FUSE_ATTR_SUBMOUNT where serve marks
-    // mount points (not in `plain`, --no-announce-submounts).
+    // mount points (`options`, --announce-submounts; off by default).
     let marked = check("LOOKUP mnt again", client.lookup(root, "mnt"), .ok).body.dropFirst(40 + 84).first.map { $0 & 1 != 0 }
-    if marked != (variant != "plain") {
+    if marked != (variant == "options") {
         unexpected += 1
         logLine("vfsvm-fuse-sweep: UNEXPECTED LOOKUP mnt: FUSE_ATTR_SUBMOUNT \(String(describing: marked))")
     }

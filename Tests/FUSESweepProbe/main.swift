@@ -104,6 +104,7 @@ if optionsVariant {
     settings.writeback = true
     settings.allowDirectIO = true
     settings.preserveNoatime = true
+    settings.announceSubmounts = true
     settings.cache = .always
     do {
         settings.uidTranslation = [try IDTranslationRule(parsing: "map:1000:1000:100", option: "--translate-uid"),

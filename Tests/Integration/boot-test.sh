@@ -121,18 +121,18 @@ fi
 mkdir -p "$share/sub"
 if mount -t tmpfs -o size=1m vfsvm-sub "$share/sub"; then
     echo on-tmpfs > "$share/sub/f"
-    for variant in "" --no-announce-submounts; do
+    for variant in --announce-submounts ""; do
         # shellcheck disable=SC2086
         start_serve $variant
         boot --cmd 'cat /mnt/sub/f && echo "DEVS $(stat -c %d /mnt) $(stat -c %d /mnt/sub)"' >/dev/null 2>&1; rc=$?
         wait_serve
         read -r _ dev_root dev_sub < <(grep -a -o 'DEVS [0-9]* [0-9]*' "$work/console.log" | head -1)
-        if [ -z "$variant" ]; then
-            if [ $rc -eq 0 ] && [ -n "$dev_sub" ] && [ "$dev_root" != "$dev_sub" ]; then ok "a tmpfs inside the share is a submount in the guest (st_dev $dev_root vs $dev_sub)"
-            else bad "a tmpfs inside the share is a submount in the guest" "rc=$rc, st_dev '$dev_root' '$dev_sub'"; fi
+        if [ -n "$variant" ]; then
+            if [ $rc -eq 0 ] && [ -n "$dev_sub" ] && [ "$dev_root" != "$dev_sub" ]; then ok "--announce-submounts: a tmpfs inside the share is a submount in the guest (st_dev $dev_root vs $dev_sub)"
+            else bad "--announce-submounts: a tmpfs inside the share is a submount in the guest" "rc=$rc, st_dev '$dev_root' '$dev_sub'"; fi
         else
-            if [ $rc -eq 0 ] && [ -n "$dev_sub" ] && [ "$dev_root" = "$dev_sub" ]; then ok "--no-announce-submounts: one st_dev for the whole share ($dev_root)"
-            else bad "--no-announce-submounts: one st_dev" "rc=$rc, st_dev '$dev_root' '$dev_sub'"; fi
+            if [ $rc -eq 0 ] && [ -n "$dev_sub" ] && [ "$dev_root" = "$dev_sub" ]; then ok "without --announce-submounts (the default): one st_dev for the whole share ($dev_root)"
+            else bad "without --announce-submounts: one st_dev" "rc=$rc, st_dev '$dev_root' '$dev_sub'"; fi
         fi
     done
     umount "$share/sub"
