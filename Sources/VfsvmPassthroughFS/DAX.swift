@@ -52,7 +52,7 @@ extension PassthroughFileSystem {
     /// DAX window's mappings of it show the file over their zero tails up
     /// to its new end (DAXMappings.growing). Without a window, nothing.
     func grown(_ node: UInt64) {
-        guard let mappings = dax.withLock({ $0 }), let key = try? daxKey(node) else { return }
+        guard let mappings = dax.withLock({ $0 }), mappings.anyZeroTail, let key = try? daxKey(node) else { return }
         mappings.growing(file: key) { writable in try? self.reopen(node, flags: (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK) }
     }
 

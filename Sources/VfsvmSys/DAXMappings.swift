@@ -258,6 +258,10 @@ public final class DAXMappings: Sendable {
         }
     }
 
+    /// Whether any mapping has a zero tail: when none has, a WRITE need
+    /// not even look up its file's key for `growing(file:open:)`.
+    public var anyZeroTail: Bool { table.withLock { !$0.withZeroTail.isEmpty } }
+
     /// Every mapping gone (device reset, FUSE_DESTROY).
     public func removeAll() {
         table.withLock { t in
