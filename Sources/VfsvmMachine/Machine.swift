@@ -117,14 +117,28 @@ public final class Machine: Sendable {
             var pciBoard = VirtioPCIBoard()
             switch config.transport {
             case .mmio:
-                guard config.sharedMemory.isEmpty else {
-                    throw MachineError.badConfig("a shared-memory (DAX) window needs --transport pci; virtio-mmio here has none")
+                // Shared-memory (DAX) windows: KVM slots in the 64-bit
+                // window above RAM (which no PCI BAR uses on this
+                // transport), each aligned to its size, announced by the
+                // device's SHM registers.
+                let mem64 = X86Layout.pciMem64(memorySize: config.memorySize)
+                var next64 = mem64.lowerBound
+                var windows: [Int: (base: UInt64, length: UInt64)] = [:]
+                for i in config.sharedMemory.keys.sorted() {
+                    guard let w = config.sharedMemory[i] else { continue }
+                    let base = (next64 + w.size - 1) & ~(w.size - 1)
+                    guard base + w.size - 1 <= mem64.upperBound else {
+                        throw MachineError.badConfig("the DAX windows together need more than the 64 GiB above RAM")
+                    }
+                    try vm.mapWindow(w, slot: vm.allocateSlot(), at: base)
+                    windows[i] = (base, w.size)
+                    next64 = base + w.size
                 }
                 for (i, device) in config.devices.enumerated() {
                     let base = X86Layout.virtioMMIOWindow(i)
                     let gsi = try gsis.next()
                     let line = try GSILine(vm: vm, gsi: gsi)
-                    let t = try VirtioMMIOTransport(device: device, memory: memory, line: line)
+                    let t = try VirtioMMIOTransport(device: device, memory: memory, line: line, sharedMemory: windows[i])
                     mmio.insert(MMIOTransportPort(t), base: base, size: X86Layout.virtioMMIOSize, name: "virtio-mmio \(i)")
                     // What the transport lists (QueueNotify, the queue index as
                     // data): one ioeventfd per queue.

@@ -30,8 +30,7 @@ extension PassthroughFileSystem {
         }
         // The OpenFile holds `fd` (the handle's own FileDescriptor, or the
         // one opened here), so a RELEASE on another queue can neither
-        // close it nor let its number name another file before the mmap;
-        // a mapping keeps holding it (DAXMappings.Mapping.backing).
+        // close it nor let its number name another file before the mmap.
         let st = try host { () throws(SystemError) in try fd.stat() }
         let access = vfsvm_fcntl_int(fd.rawValue, F_GETFL, 0) & O_ACCMODE
         let file = DAXMappings.OpenFile(
@@ -53,8 +52,8 @@ extension PassthroughFileSystem {
     /// DAX window's mappings of it show the file over their zero tails up
     /// to its new end (DAXMappings.growing). Without a window, nothing.
     func grown(_ node: UInt64) {
-        guard let mappings = dax.withLock({ $0 }), let key = try? daxKey(node) else { return }
-        mappings.growing(file: key)
+        guard let mappings = dax.withLock({ $0 }), mappings.anyZeroTail, let key = try? daxKey(node) else { return }
+        mappings.growing(file: key) { writable in try? self.reopen(node, flags: (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK) }
     }
 
     private func daxKey(_ node: UInt64) throws(FUSEErrno) -> DAXMappings.FileKey {

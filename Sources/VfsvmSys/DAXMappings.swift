@@ -55,17 +55,14 @@ public final class DAXMappings: Sendable {
         /// How much of the range, from its start, shows the file (a page
         /// multiple, at most `length`); the rest is the zero tail past EOF.
         public var fileLength: UInt64
-        /// The open file the range was mapped from, kept to map the file
-        /// over the zero tail when it grows (shared by a split's pieces).
-        let backing: FileDescriptor
         var end: UInt64 { windowOffset + length }
         var hasZeroTail: Bool { fileLength < length }
     }
 
     /// What the server knows of the handle the guest named. `fd` is held
-    /// for as long as the request (and then the mapping) needs it, so a
-    /// RELEASE on another queue cannot close it, nor its number be reused
-    /// for another file, before the mmap.
+    /// for as long as the request needs it, so a RELEASE on another queue
+    /// cannot close it, nor its number be reused for another file, before
+    /// the mmap. (A mapping needs no fd: it holds the file itself.)
     public struct OpenFile: Sendable {
         public var fd: FileDescriptor
         public var key: FileKey
@@ -161,7 +158,7 @@ public final class DAXMappings: Sendable {
                 throw error
             }
             t.set(remaining + [Mapping(windowOffset: windowOffset, length: length, file: file.key, fileOffset: fileOffset,
-                                       writable: write, fileLength: fileLength, backing: file.fd)])
+                                       writable: write, fileLength: fileLength)])
         }
     }
 
@@ -221,23 +218,38 @@ public final class DAXMappings: Sendable {
     /// SETATTR size, COPY_FILE_RANGE): the file is mapped over the zero
     /// tail of each of its mappings, up to its new end (page-rounded), so
     /// the guest sees the new bytes through the ranges it already has.
-    /// Cheap when no mapping of `file` has a zero tail. A range that
-    /// cannot be mapped stays (or becomes) zero pages: the request that
-    /// grew the file has succeeded and is not failed for it; the guest
-    /// sees the bytes again once it maps the range anew.
-    public func growing(file: FileKey) {
+    /// `open(writable)` opens the file afresh, read-write or read-only as
+    /// the mapping was made; it is called only when some mapping of
+    /// `file` has a zero tail (a WRITE to any other file costs a set
+    /// look-up), at most once per mode. A range that cannot be mapped
+    /// stays (or becomes) zero pages: the request that grew the file has
+    /// succeeded and is not failed for it; the guest sees the bytes once
+    /// it maps the range anew.
+    public func growing(file: FileKey, open: (_ writable: Bool) -> FileDescriptor?) {
         table.withLock { t in
             guard t.withZeroTail.contains(file) else { return }
+            var opened: [Bool: FileDescriptor?] = [:]
+            func backing(_ writable: Bool) -> FileDescriptor? {
+                if let fd = opened[writable] { return fd }
+                var fd = open(writable)
+                // Only the file the table names (the node may have been
+                // replaced under the same name: the fd is of the node).
+                var st = stat()
+                if let f = fd, fstat(f.rawValue, &st) != 0 || FileKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) != file { fd = nil }
+                opened[writable] = fd
+                return fd
+            }
             var m = t.mappings
             defer { t.set(m) }
             for i in m.indices where m[i].file == file && m[i].hasZeroTail {
-                let sizeRounded = Self.pageRounded(Self.size(of: m[i].backing))
+                guard let fd = backing(m[i].writable) else { continue }
+                let sizeRounded = Self.pageRounded(Self.size(of: fd))
                 let fileEnd = m[i].fileOffset + m[i].fileLength
                 guard sizeRounded > fileEnd else { continue }
                 let grown = min(m[i].length, sizeRounded - m[i].fileOffset)
                 let prot = PROT_READ | (m[i].writable ? PROT_WRITE : 0)
                 do {
-                    try map(m[i].backing, at: fileEnd, over: m[i].windowOffset + m[i].fileLength, grown - m[i].fileLength, prot: prot)
+                    try map(fd, at: fileEnd, over: m[i].windowOffset + m[i].fileLength, grown - m[i].fileLength, prot: prot)
                     m[i].fileLength = grown
                 } catch {
                     try? zero(m[i].windowOffset + m[i].fileLength, m[i].length - m[i].fileLength)
@@ -245,6 +257,10 @@ public final class DAXMappings: Sendable {
             }
         }
     }
+
+    /// Whether any mapping has a zero tail: when none has, a WRITE need
+    /// not even look up its file's key for `growing(file:open:)`.
+    public var anyZeroTail: Bool { table.withLock { !$0.withZeroTail.isEmpty } }
 
     /// Every mapping gone (device reset, FUSE_DESTROY).
     public func removeAll() {

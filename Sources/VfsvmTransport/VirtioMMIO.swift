@@ -1,4 +1,5 @@
 import CVfsvmLinux
+import Synchronization
 import VfsvmMemory
 import VfsvmSys
 import VfsvmVirtio
@@ -28,8 +29,11 @@ enum MMIORegister: QueueAddressRegisters {
     static let queueAvailHigh = UInt64(VIRTIO_MMIO_QUEUE_AVAIL_HIGH)
     static let queueUsedLow = UInt64(VIRTIO_MMIO_QUEUE_USED_LOW)
     static let queueUsedHigh = UInt64(VIRTIO_MMIO_QUEUE_USED_HIGH)
+    static let shmSelect = UInt64(VIRTIO_MMIO_SHM_SEL)
     static let shmLengthLow = UInt64(VIRTIO_MMIO_SHM_LEN_LOW)
     static let shmLengthHigh = UInt64(VIRTIO_MMIO_SHM_LEN_HIGH)
+    static let shmBaseLow = UInt64(VIRTIO_MMIO_SHM_BASE_LOW)
+    static let shmBaseHigh = UInt64(VIRTIO_MMIO_SHM_BASE_HIGH)
     static let configGeneration = UInt64(VIRTIO_MMIO_CONFIG_GENERATION)
     static let config = UInt64(VIRTIO_MMIO_CONFIG)
 }
@@ -59,10 +63,30 @@ public final class VirtioMMIOTransport: VirtioTransport, CoreInterrupt {
 
     let core: TransportCore
     private let line: any InterruptLine
+    /// Shared-memory region 0 (a virtio-fs DAX window): its guest-physical
+    /// base and length, which the VMM maps as a KVM slot there.
+    public let sharedMemory: (base: UInt64, length: UInt64)?
+    /// SHMSel: the region the SHMLen/SHMBase registers describe.
+    private let shmSelect = Mutex<UInt32>(0)
 
-    public init(device: any VirtioDevice, memory: GuestMemory, line: any InterruptLine) throws(SystemError) {
+    public init(device: any VirtioDevice, memory: GuestMemory, line: any InterruptLine,
+                sharedMemory: (base: UInt64, length: UInt64)? = nil) throws(SystemError) {
         core = try TransportCore(name: "virtio-mmio", device: device, memory: memory)
         self.line = line
+        self.sharedMemory = sharedMemory
+    }
+
+    /// SHMLen/SHMBase of the selected region (4.2.2.1): region 0 is the
+    /// window, if any; a region that does not exist reads length -1 (and
+    /// base -1).
+    private func sharedMemoryRegister(_ offset: UInt64) -> UInt32 {
+        guard shmSelect.withLock({ $0 }) == 0, let shm = sharedMemory else { return 0xffff_ffff }
+        switch offset {
+        case MMIORegister.shmLengthLow: return UInt32(truncatingIfNeeded: shm.length)
+        case MMIORegister.shmLengthHigh: return UInt32(truncatingIfNeeded: shm.length >> 32)
+        case MMIORegister.shmBaseLow: return UInt32(truncatingIfNeeded: shm.base)
+        default: return UInt32(truncatingIfNeeded: shm.base >> 32)
+        }
     }
 
     public var device: any VirtioDevice { core.device }
@@ -104,8 +128,8 @@ public final class VirtioMMIOTransport: VirtioTransport, CoreInterrupt {
             case MMIORegister.queueReady: return r.selected.map { r.queues[$0].ready ? 1 : 0 } ?? 0
             case MMIORegister.interruptStatus: return r.interruptStatus
             case MMIORegister.status: return UInt32(r.device.status.rawValue)
-            // No shared memory regions: the length reads as -1 (4.2.2.1).
-            case MMIORegister.shmLengthLow, MMIORegister.shmLengthHigh: return 0xffff_ffff
+            case MMIORegister.shmLengthLow, MMIORegister.shmLengthHigh, MMIORegister.shmBaseLow, MMIORegister.shmBaseHigh:
+                return sharedMemoryRegister(offset)
             case MMIORegister.configGeneration: return r.configGeneration
             default: return 0
             }
@@ -128,6 +152,7 @@ public final class VirtioMMIOTransport: VirtioTransport, CoreInterrupt {
         let value = UInt32(truncatingIfNeeded: RegisterBytes.load(bytes))
         switch offset {
         case MMIORegister.queueNotify: return core.notify(queue: UInt64(value))
+        case MMIORegister.shmSelect: return shmSelect.withLock { $0 = value }
         case MMIORegister.status: return core.writeStatus(UInt8(truncatingIfNeeded: value), interrupt: self)
         default: break
         }

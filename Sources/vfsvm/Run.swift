@@ -31,7 +31,7 @@ struct Run: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("Share HOSTDIR as virtio-fs TAG (repeatable); dax=SIZE adds a DAX window of SIZE (a power of two, 2M-16G; --accel kvm, virtio-pci).", valueName: "HOSTDIR:TAG[:ro][:cache=never|auto|always][:dax=SIZE]"))
+    @Option(name: .long, help: ArgumentHelp("Share HOSTDIR as virtio-fs TAG (repeatable); dax=SIZE adds a DAX window of SIZE (a power of two, 2M-16G; --accel kvm; a PCI BAR, or on --transport mmio a slot named by the SHM registers).", valueName: "HOSTDIR:TAG[:ro][:cache=never|auto|always][:dax=SIZE]"))
     var share: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Attach a raw disk image as virtio-blk (repeatable; after a disk GUEST, the first is /dev/vdb).", valueName: "FILE[:ro]"))
@@ -145,12 +145,11 @@ struct Run: ParsableCommand {
         }
     }
 
-    /// A share with `dax=SIZE` needs a shared-memory window in the PCI
-    /// function: the tcg path's QEMU 7.2 vhost-user-fs-pci has none (it was
-    /// never merged upstream), and the in-process VMM builds it on
-    /// virtio-pci only (BAR2; virtio-mmio's SHM_SEL/LEN/BASE registers are
-    /// not served), so an explicit `--transport mmio` is refused too.
-    /// Without `--transport` a DAX share makes the KVM path choose pci.
+    /// A share with `dax=SIZE` needs a shared-memory window: the tcg
+    /// path's QEMU 7.2 vhost-user-fs-pci has none (it was never merged
+    /// upstream). The in-process VMM builds it on either transport (pci:
+    /// BAR2; mmio: the SHM_SEL/LEN/BASE registers name a KVM slot above
+    /// RAM). Without `--transport` a DAX share makes the KVM path choose pci.
     static func daxRefusal(_ shares: [ShareSpec], path: RunPath, transport: MachineConfig.Transport?) -> String? {
         guard let s = shares.first(where: { $0.dax != nil }), let dax = s.dax else { return nil }
         let share = "--share \(s.hostPath):\(s.tag):dax=\(dax)"
@@ -158,8 +157,7 @@ struct Run: ParsableCommand {
         case .tcg:
             return "\(share): a DAX window needs --accel kvm; the tcg path runs QEMU, whose vhost-user-fs device has no DAX window"
         case .kvm:
-            guard transport == .mmio else { return nil }
-            return "\(share): a DAX window is a PCI BAR; use --transport pci (or leave --transport out): virtio-mmio has no shared-memory window here"
+            return nil
         }
     }
 

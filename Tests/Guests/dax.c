@@ -16,7 +16,7 @@
 
 #define PAGE 4096u
 
-extern u64 virtio_pci_shm_base, virtio_pci_shm_len;
+extern u64 virtio_shm_base, virtio_shm_len;
 
 static u8 reply[4096] __attribute__((aligned(64)));
 
@@ -30,7 +30,7 @@ static void say(const char *what, int err) {
 
 /* Up to the first newline (at most 80 bytes) of the window at `off`. */
 static void say_line(const char *what, u64 off) {
-    volatile const u8 *w = (volatile const u8 *)(virtio_pci_shm_base + off);
+    volatile const u8 *w = (volatile const u8 *)(virtio_shm_base + off);
     char line[81];
     int n = 0;
     while (n < 80 && w[n] != '\n' && w[n] != 0) { line[n] = (char)w[n]; n++; }
@@ -42,7 +42,7 @@ static void say_line(const char *what, u64 off) {
     puts("\n");
 }
 
-static u8 window_byte(u64 off) { return *(volatile const u8 *)(virtio_pci_shm_base + off); }
+static u8 window_byte(u64 off) { return *(volatile const u8 *)(virtio_shm_base + off); }
 
 static u64 lookup(struct vq *q, const char *name) {
     u32 len;
@@ -78,11 +78,11 @@ void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly,
     puts("dax init: map_alignment ");
     put_dec(init_flags & FUSE_MAP_ALIGNMENT ? map_alignment : 0);
     puts("\n");
-    if (!virtio_pci_shm_len) fail("dax: no shared-memory capability (id 0)");
+    if (!virtio_shm_len) fail("dax: no shared-memory capability (id 0)");
     puts("dax window: ");
-    put_hex(virtio_pci_shm_len);
+    put_hex(virtio_shm_len);
     puts(" bytes at ");
-    put_hex(virtio_pci_shm_base);
+    put_hex(virtio_shm_base);
     puts("\n");
 
     u64 data = lookup(q, "dax.txt");
@@ -116,7 +116,7 @@ void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly,
     u64 rw = open_node(q, FUSE_OPEN, wnode, 02 /* O_RDWR */);
     say("setup write", setup(q, wnode, rw, 0, PAGE, R | W, 0x10000));
     static const char text[] = "written through the DAX window\n";
-    volatile u8 *w = (volatile u8 *)(virtio_pci_shm_base + 0x10000);
+    volatile u8 *w = (volatile u8 *)(virtio_shm_base + 0x10000);
     for (u32 i = 0; i < sizeof text - 1; i++) w[i] = (u8)text[i];
     say("removemapping", removemapping(q, wnode, 1, 0x10000, PAGE));
     puts("dax after removemapping the window reads ");
@@ -126,7 +126,7 @@ void dax_workload(struct vq *q, u32 init_flags, u16 map_alignment, int readonly,
     /* The hostile driver's mappings. */
     say("setup overlapping a mapping", setup(q, wnode, rw, 0, PAGE, R, 0));
     say_line("the overlapping mapping replaced the old one", 0);
-    say("setup past the window", setup(q, data, ro, 0, 2 * PAGE, R, virtio_pci_shm_len - PAGE));
+    say("setup past the window", setup(q, data, ro, 0, 2 * PAGE, R, virtio_shm_len - PAGE));
     say("setup past EOF", setup(q, data, ro, 2 * PAGE, PAGE, R, 0x20000));
     u64 dir = lookup(q, "dir");
     u64 dfh = open_node(q, FUSE_OPENDIR, dir, 0);

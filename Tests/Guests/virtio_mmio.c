@@ -5,6 +5,8 @@
 u64 virtio_mmio_base;
 #define base virtio_mmio_base
 
+extern u64 virtio_shm_base, virtio_shm_len;
+
 static u32 rd(u32 off) { return mmio_read32(base + off); }
 static void wr(u32 off, u32 v) { mmio_write32(base + off, v); }
 
@@ -70,5 +72,14 @@ const struct transport *virtio_mmio_probe(u64 address, u32 device_id) {
     if (rd(VIRTIO_MMIO_MAGIC_VALUE) != 0x74726976) return 0; /* "virt" */
     if (rd(VIRTIO_MMIO_VERSION) != 2) return 0;
     if (rd(VIRTIO_MMIO_DEVICE_ID) != device_id) return 0;
+    /* Shared-memory region 0 (4.2.2: SHMSel, SHMLen, SHMBase); a length
+     * of -1 means there is none. */
+    wr(VIRTIO_MMIO_SHM_SEL, 0);
+    u64 len = rd(VIRTIO_MMIO_SHM_LEN_LOW) | (u64)rd(VIRTIO_MMIO_SHM_LEN_HIGH) << 32;
+    virtio_shm_base = virtio_shm_len = 0;
+    if (len != ~0ull) {
+        virtio_shm_len = len;
+        virtio_shm_base = rd(VIRTIO_MMIO_SHM_BASE_LOW) | (u64)rd(VIRTIO_MMIO_SHM_BASE_HIGH) << 32;
+    }
     return &mmio_transport;
 }

@@ -19,7 +19,7 @@ int virtio_pci_move_bar;
 int virtio_pci_level_intx;
 /* Shared-memory region 0 (VIRTIO_PCI_CAP_SHARED_MEMORY_CFG, id 0: the
  * virtio-fs DAX window): guest-physical base and length, 0 when none. */
-u64 virtio_pci_shm_base, virtio_pci_shm_len;
+u64 virtio_shm_base, virtio_shm_len;
 /* The MSI-X table and pending bit array, once found. */
 static u64 msix_table, msix_pba;
 
@@ -121,7 +121,7 @@ const struct transport *virtio_pci_find(u32 device_id, int index, int *msix) {
     }
     if (slot == 32) return 0;
     common = notify = isr = device = 0;
-    virtio_pci_shm_base = virtio_pci_shm_len = 0;
+    virtio_shm_base = virtio_shm_len = 0;
     use_msix = 0;
     puts("virtio-pci: function at 00:");
     put_hex(slot);
@@ -150,10 +150,10 @@ const struct transport *virtio_pci_find(u32 device_id, int index, int *msix) {
         if (type == VIRTIO_PCI_CAP_NOTIFY_CFG && !notify) { notify = a; notify_multiplier = cfg_read(cap + 16, 4); }
         if (type == VIRTIO_PCI_CAP_ISR_CFG && !isr) isr = a;
         if (type == VIRTIO_PCI_CAP_DEVICE_CFG && !device) device = a;
-        if (type == VIRTIO_PCI_CAP_SHARED_MEMORY_CFG && cfg_read(cap + 5, 1) == 0 && !virtio_pci_shm_len) {
+        if (type == VIRTIO_PCI_CAP_SHARED_MEMORY_CFG && cfg_read(cap + 5, 1) == 0 && !virtio_shm_len) {
             /* struct virtio_pci_cap64: offset_hi and length_hi follow. */
-            virtio_pci_shm_base = a + ((u64)cfg_read(cap + 16, 4) << 32);
-            virtio_pci_shm_len = cfg_read(cap + 12, 4) | (u64)cfg_read(cap + 20, 4) << 32;
+            virtio_shm_base = a + ((u64)cfg_read(cap + 16, 4) << 32);
+            virtio_shm_len = cfg_read(cap + 12, 4) | (u64)cfg_read(cap + 20, 4) << 32;
         }
     }
     if (!common || !notify || !isr || !device) fail("virtio-pci capabilities incomplete");

@@ -138,7 +138,7 @@ import Testing
         // Grown again (as by a server WRITE): the file is back in the tail.
         var b: UInt8 = 0x77
         #expect(pwrite(f.fd.rawValue, &b, 1, 0x3000) == 1)
-        maps.growing(file: f.key)
+        maps.growing(file: f.key) { _ in f.fd }
         #expect(byte(w, 0xb000) == 0x77 && byte(w, 0xa000) == 0 && maps.mappings[0].fileLength == 0x4000,
                 "page 3 shows the new byte, page 2 the file's hole")
     }
@@ -160,7 +160,10 @@ import Testing
         let text = Array("grown by a WRITE".utf8)
         #expect(text.withUnsafeBytes { pwrite(f.fd.rawValue, $0.baseAddress, $0.count, 1 << 20) } == text.count)
         #expect(byte(w, base + (1 << 20)) == 0, "not yet: vfsvm learns of growth through the server")
-        maps.growing(file: f.key)
+        let stranger = try TempFile(pages: 512)
+        maps.growing(file: f.key) { _ in stranger.fd }
+        #expect(byte(w, base + (1 << 20)) == 0 && maps.mappings[0].fileLength == 8192, "another file's fd maps nothing")
+        maps.growing(file: f.key) { _ in f.fd }
         #expect((0..<text.count).map { byte(w, base + (1 << 20) + $0) } == text)
         #expect(byte(w, base + 4999) == bytes[4999] && byte(w, base + 6000) == 0, "the old bytes and the hole between")
         #expect(byte(w, base + (2 << 20) - 1) == 0)
@@ -173,7 +176,7 @@ import Testing
         var got: UInt8 = 0
         #expect(pread(f.fd.rawValue, &got, 1, 100) == 1 && got == 0xee)
         #expect(ftruncate(f.fd.rawValue, 1_700_000) == 0)
-        maps.growing(file: f.key)
+        maps.growing(file: f.key) { _ in f.fd }
         #expect(pread(f.fd.rawValue, &got, 1, 1_600_000) == 1 && got == 0, "the store into the tail is not in the file")
         #expect(byte(w, 1_600_000) == 0, "the window shows the file there now")
     }

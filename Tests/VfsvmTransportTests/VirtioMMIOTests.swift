@@ -24,10 +24,10 @@ final class CountingLine: InterruptLine {
 final class MMIOFixture: VirtioFSRings<VirtioMMIOTransport> {
     let line: CountingLine
 
-    init() throws {
+    init(sharedMemory: (base: UInt64, length: UInt64)? = nil) throws {
         let line = CountingLine()
         self.line = line
-        try super.init(tag: "mmiofs") { try VirtioMMIOTransport(device: $0, memory: $1, line: line) }
+        try super.init(tag: "mmiofs") { try VirtioMMIOTransport(device: $0, memory: $1, line: line, sharedMemory: sharedMemory) }
     }
 
     /// FUSE_INIT on the request queue, kicked through QueueNotify; the reply bytes.
@@ -242,5 +242,20 @@ extension VirtioMMIOTransport {
         #expect(f.read32(0x044) == 1, "QueueReady cannot be cleared while the device runs")
         f.transport.write32(0x030, 99)
         #expect(f.read32(0x034) == 0, "QueueNumMax of a queue that does not exist is 0")
+    }
+
+    /// virtio 1.2, 4.2.2: SHMSel (0x0ac) picks a shared-memory region,
+    /// SHMLenLow/High (0x0b0/0x0b4) and SHMBaseLow/High (0x0b8/0x0bc)
+    /// describe it; a region that does not exist has length -1.
+    @Test func sharedMemoryRegistersNameTheDAXWindowAsRegion0() throws {
+        let f = try MMIOFixture(sharedMemory: (base: 0x1_2340_0000, length: 0x4_0000_0000))
+        #expect(f.read32(0x0b0) == 0 && f.read32(0x0b4) == 4, "region 0: 16 GiB")
+        #expect(f.read32(0x0b8) == 0x2340_0000 && f.read32(0x0bc) == 1, "region 0 at 0x1_2340_0000")
+        f.transport.write32(0x0ac, 1)
+        #expect([0x0b0, 0x0b4, 0x0b8, 0x0bc].map { f.read32($0) } == [UInt32](repeating: 0xffff_ffff, count: 4), "region 1 does not exist")
+        f.transport.write32(0x0ac, 0)
+        #expect(f.read32(0x0b8) == 0x2340_0000, "selected again")
+        let plain = try MMIOFixture()
+        #expect(plain.read32(0x0b0) == 0xffff_ffff && plain.read32(0x0b4) == 0xffff_ffff, "without a window region 0 does not exist")
     }
 }
