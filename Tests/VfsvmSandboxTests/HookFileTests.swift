@@ -34,12 +34,7 @@ import VfsvmSys
         let child = try ChildProcess(path: try builtExecutable("vfsvm"), arguments: ["libvirt-hook", "g"] + operation + ["-"],
                                      stdin: try FileDescriptor.open(xmlPath, O_RDONLY), stderr: errors.write)
         if child.wait(timeoutMilliseconds: 10_000) == nil { child.send(signal: SIGKILL) }
-        var text = ""
-        while (try? pollReadable([errors.read], timeoutMilliseconds: 0)) == [true] {
-            let bytes = (try? errors.read.readSome()) ?? []
-            if bytes.isEmpty { break }
-            text += String(decoding: bytes, as: UTF8.self)
-        }
+        let text = availableText(errors.read)
         return (child.exitCode, text)
     }
 

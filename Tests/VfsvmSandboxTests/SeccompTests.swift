@@ -15,12 +15,7 @@ import VfsvmSys
         let errors = try makePipe()
         let child = try ChildProcess(path: try builtExecutable("vfsvm-seccomp-probe"), arguments: [mode, call], stderr: errors.write)
         let status = child.wait(timeoutMilliseconds: 10_000)
-        var text = ""
-        while (try? pollReadable([errors.read], timeoutMilliseconds: 0)) == [true] {
-            let bytes = (try? errors.read.readSome()) ?? []
-            if bytes.isEmpty { break }
-            text += String(decoding: bytes, as: UTF8.self)
-        }
+        let text = availableText(errors.read)
         return (status, text)
     }
 

@@ -128,12 +128,7 @@ func serveFailing(_ arguments: [String]) throws -> (exitCode: Int32?, stderr: St
         arguments: ["serve", "--socket-path", work.path + "/fs.sock", "--shared-dir", share] + arguments,
         stderr: errors.write)
     _ = child.wait(timeoutMilliseconds: 10_000)
-    var text = ""
-    while (try? pollReadable([errors.read], timeoutMilliseconds: 0)) == [true] {
-        let bytes = (try? errors.read.readSome()) ?? []
-        if bytes.isEmpty { break }
-        text += String(decoding: bytes, as: UTF8.self)
-    }
+    let text = availableText(errors.read)
     return (child.exitCode, text)
 }
 
@@ -160,4 +155,16 @@ func identity(of fd: FileDescriptor) throws -> FileStat { try fd.stat() }
 func identity(of name: String, below dir: FileDescriptor) throws(SystemError) -> FileStat {
     let child = try sysCall("openat(\(name))") { vfsvm_openat(dir.rawValue, name, HostFSFlag.path | O_DIRECTORY | O_CLOEXEC, 0) }
     return try FileDescriptor(owning: child).stat()
+}
+
+/// Whatever can be read from `fd` now (a child's stderr pipe after it
+/// exited), as text.
+func availableText(_ fd: FileDescriptor) -> String {
+    var text = ""
+    while (try? pollReadable([fd], timeoutMilliseconds: 0)) == [true] {
+        let bytes = (try? fd.readSome()) ?? []
+        if bytes.isEmpty { break }
+        text += String(decoding: bytes, as: UTF8.self)
+    }
+    return text
 }

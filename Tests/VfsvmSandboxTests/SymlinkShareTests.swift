@@ -19,12 +19,7 @@ import VfsvmSys
                                      stderr: errors.write)
         let status = child.wait(timeoutMilliseconds: 10_000)
         if status == nil { child.send(signal: SIGKILL) }
-        var text = ""
-        while (try? pollReadable([errors.read], timeoutMilliseconds: 0)) == [true] {
-            let bytes = (try? errors.read.readSome()) ?? []
-            if bytes.isEmpty { break }
-            text += String(decoding: bytes, as: UTF8.self)
-        }
+        let text = availableText(errors.read)
         return (child.exitCode, text, work)
     }
 

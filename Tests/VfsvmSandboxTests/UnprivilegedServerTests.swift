@@ -21,12 +21,7 @@ import VfsvmSys
                                                  try builtExecutable("fuse-request-loop"), "read", "3"],
                                      stderr: errors.write)
         let status = child.wait(timeoutMilliseconds: 30_000)
-        var stderr = ""
-        while (try? pollReadable([errors.read], timeoutMilliseconds: 0)) == [true] {
-            let bytes = (try? errors.read.readSome()) ?? []
-            if bytes.isEmpty { break }
-            stderr += String(decoding: bytes, as: UTF8.self)
-        }
+        let stderr = availableText(errors.read)
         #expect(status.map { $0 & 0x7f == 0 && ($0 >> 8) & 0xff == 0 } == true,
                 "status \(String(describing: status)); stderr: \(stderr)")
         #expect(!stderr.contains("failed"), "stderr: \(stderr)")
