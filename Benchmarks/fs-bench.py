@@ -101,12 +101,15 @@ def main():
         for label, _ in targets:
             results[name][label] = (statistics.median(samples[label]), unit)
     base = targets[0][0]
-    head = f"{'operation':42}" + "".join(f"{l:>16}" for l, _ in targets) + "".join(f"{l + '/' + base:>18}" for l, _ in targets[1:])
+    # Columns as wide as their names (plus a space) so none run together.
+    w = {l: max(16, len(l) + 1) for l, _ in targets}
+    rw = {l: max(18, len(l) + len(base) + 2) for l, _ in targets}
+    head = f"{'operation':42}" + "".join(f"{l:>{w[l]}}" for l, _ in targets) + "".join(f"{l + '/' + base:>{rw[l]}}" for l, _ in targets[1:])
     print(head)
     for name, _ in ops:
         row = results[name]
-        line = f"{name:42}" + "".join(f"{row[l][0]:>10.0f} {row[l][1]:<5}" for l, _ in targets)
-        line += "".join(f"{row[l][0] / row[base][0]:>18.2f}" for l, _ in targets[1:])
+        line = f"{name:42}" + "".join(f"{row[l][0]:>{w[l] - 6}.0f} {row[l][1]:<5}" for l, _ in targets)
+        line += "".join(f"{row[l][0] / row[base][0]:>{rw[l]}.2f}" for l, _ in targets[1:])
         print(line)
     for _, d in targets:
         try:
