@@ -434,7 +434,9 @@ public final class FUSEServer: FUSERequestHandler {
             | FUSEInitFlag.cacheSymlinks | FUSEInitFlag.setxattrExt | FUSEInitFlag.autoInvalData
             | FUSEInitFlag.asyncDIO
         if options.readdirplus { ours |= FUSEInitFlag.doReaddirplus | FUSEInitFlag.readdirplusAuto }
-        if options.killprivV2 { ours |= FUSEInitFlag.handleKillprivV2 }
+        // Not with passthrough (a host mount): its writes never reach the
+        // server, so the kernel must clear setuid/setgid bits itself.
+        if options.killprivV2, backingFiles == nil { ours |= FUSEInitFlag.handleKillprivV2 }
         if options.directIOAllowMmap { ours |= FUSEInitFlag.directIOAllowMmap }
         if options.announceSubmounts { ours |= FUSEInitFlag.submounts }
         if options.posixACL { ours |= FUSEInitFlag.posixACL }

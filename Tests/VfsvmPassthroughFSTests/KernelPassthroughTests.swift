@@ -76,3 +76,31 @@ import VfsvmSys
         #expect(k.server.currentSession?.has(FUSEInitFlag.passthrough) == false)
     }
 }
+
+/// A write by an unprivileged user to a setuid file clears the setuid and
+/// setgid bits, as on any local file system: with passthrough the write
+/// never reaches the server, so the server must not take that job over
+/// from the kernel (FUSE_HANDLE_KILLPRIV_V2) even when asked to.
+@Suite(.serialized) struct KernelPassthroughKillprivTests {
+    @Test func unprivilegedWriteClearsSetuidWithPassthrough() throws {
+        guard KernelPassthroughTests.usable(), access("/usr/bin/setpriv", X_OK) == 0 else {
+            Issue.record("needs root, /dev/fuse and setpriv(1); cannot run here")
+            return
+        }
+        var options = FUSEServerOptions()
+        options.killprivV2 = true
+        let backing = HostBackingFiles(log: { _ in })
+        let k = try KernelMount(options: options, backingFiles: backing)
+        defer { k.unmount() }
+        #expect(chmod(k.backing, 0o755) == 0)
+        let fd = open(k.b("s"), O_CREAT | O_WRONLY, 0o644)
+        #expect(fd >= 0 && fchmod(fd, 0o6777) == 0)
+        close(fd)
+        let rc = system("/usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo y >> \(k.m("s"))'")
+        #expect(rc == 0, "the unprivileged append ran")
+        var st = stat()
+        #expect(stat(k.b("s"), &st) == 0)
+        #expect(st.st_mode & 0o7777 == 0o777, "mode after an unprivileged write: \(String(st.st_mode & 0o7777, radix: 8))")
+        #expect(backing.passthroughOpens >= 1, "the append went through passthrough")
+    }
+}
