@@ -20,7 +20,7 @@ struct Mount: ParsableCommand {
     @Argument(help: "Where to mount it.")
     var mountpoint: String
 
-    @Option(name: .customShort("o"), help: ArgumentHelp("Options: ro, cache=never|auto|always, xattr, no_xattr, posix_lock, no_posix_lock, flock, no_flock.", valueName: "OPTIONS"))
+    @Option(name: .customShort("o"), help: ArgumentHelp("Options: ro, cache=never|auto|always, xattr, no_xattr, posix_acl (default), no_posix_acl, posix_lock, no_posix_lock, flock, no_flock.", valueName: "OPTIONS"))
     var options: [String] = []
 
     @Option(help: "Worker threads serving requests.")
@@ -40,10 +40,17 @@ struct Mount: ParsableCommand {
 
     func settings() throws -> ServeSettings {
         var s = ServeSettings()
+        // Host users reach this mount, and the server opens files as root:
+        // the kernel must see the files' POSIX ACLs (FUSE_POSIX_ACL, which
+        // needs xattrs) or an ACL entry that denies a user is not enforced
+        // (default_permissions then checks mode bits only). `-o
+        // no_posix_acl` or `-o no_xattr` turn it off, knowingly.
+        s.posixACL = true
         do {
             for o in options { try s.apply(OptionList(parsing: o)) }
         } catch { throw ValidationError(error.description) }
         s.sharedDir = share
+        if !s.xattr { s.posixACL = false }
         return s
     }
 
@@ -53,6 +60,9 @@ struct Mount: ParsableCommand {
     }
 
     func run() throws {
+        if !(try settings().posixACL) {
+            logLine("vfsvm mount: the host files' POSIX ACLs are not enforced on this mount (no_posix_acl or no_xattr): only mode bits are checked")
+        }
         let backingFiles = passthrough ? HostBackingFiles() : nil
         let server = try makeFileServer(settings: try settings(), engine: ioEngine, trace: debug, backingFiles: backingFiles)
         // Signals are taken synchronously by one thread; every thread

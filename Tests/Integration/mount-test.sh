@@ -38,6 +38,25 @@ if mounted; then
     if "$here/fs-workload.sh" "$mnt" "$host"; then ok "fs-workload on the mount"; else bad "fs-workload on the mount"; fi
 fi
 
+# A host ACL entry that denies a user holds through the mount (the server
+# opens files as root; without FUSE_POSIX_ACL the kernel checks mode bits
+# only). The file is 0666 with user:nobody:--- (mask rw).
+if mounted; then
+    chmod 0755 "$top"
+    echo secret > "$host/acl-file" && chmod 0666 "$host/acl-file"
+    python3 - "$host/acl-file" <<'PY'
+import os, struct, sys
+entries = [(0x01, 6, 0xffffffff), (0x02, 0, 65534), (0x04, 6, 0xffffffff), (0x10, 6, 0xffffffff), (0x20, 6, 0xffffffff)]
+os.setxattr(sys.argv[1], "system.posix_acl_access", struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries))
+PY
+    setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo hacked > '$mnt/acl-file'" 2>/dev/null; rc=$?
+    if [ $rc -ne 0 ] && [ "$(cat "$host/acl-file")" = secret ]; then ok "a host ACL entry denying nobody holds through the mount"
+    else bad "a host ACL entry denying nobody holds through the mount" "rc=$rc, host file: $(cat "$host/acl-file")"; fi
+    setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "cat '$mnt/acl-file'" >/dev/null 2>&1; rc=$?
+    if [ $rc -ne 0 ]; then ok "...and denies reading too"; else bad "...and denies reading too" "nobody read the file"; fi
+    chmod 0700 "$top"
+fi
+
 kill -TERM $pid 2>/dev/null
 status=timeout
 for _ in $(seq 1 100); do
