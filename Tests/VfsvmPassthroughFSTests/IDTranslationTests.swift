@@ -1,4 +1,5 @@
 import Glibc
+import CVfsvmLinux
 import Testing
 import VfsvmFUSE
 import VfsvmFUSETestSupport
@@ -105,5 +106,42 @@ import VfsvmPassthroughFS
         #expect(f.writeHost("a", "x", owner: 1000, mode: 0o644))
         #expect(f.client.lookup(1, "a").entryAttr.uid == 1000)
         #expect(FUSEIDMap().host(forGuest: 7) == 7 && FUSEIDMap().guest(forHost: 7) == 7)
+    }
+}
+
+/// With a translation, xattrs whose values hold host ids are refused: a
+/// guest could otherwise put an ACL entry naming any host id on a host file
+/// (or read host ids back untranslated), or give a file capabilities.
+@Suite struct IDTranslationXattrTests {
+    func set(_ c: Client, _ n: UInt64, _ name: String, _ value: [UInt8]) -> Reply {
+        let s = Bytes(); s.u32(UInt32(value.count)).u32(0).u32(0).u32(0).name(name).raw(value)
+        return c.call(.setxattr, node: n, s)
+    }
+
+    @Test func aclAndCapabilityXattrsAreRefusedUnderTranslation() throws {
+        var o = FUSEServerOptions()
+        o.idTranslation = IDTranslationTests.translation()
+        var p = PassthroughOptions()
+        p.xattr = true
+        let f = try Fixture(options: p, server: o)
+        f.writeHost("a", "x")
+        let c = f.client
+        let n = c.lookup(1, "a").nodeID
+        // user::rw- user:4242:rwx group::r-- mask::rwx other::r--
+        var acl: [UInt8] = [2, 0, 0, 0]
+        for (tag, perm, id) in [(1, 6, UInt32.max), (2, 7, 4242), (4, 4, UInt32.max), (0x10, 7, UInt32.max), (0x20, 4, UInt32.max)] as [(UInt16, UInt16, UInt32)] {
+            acl += withUnsafeBytes(of: tag.littleEndian, Array.init) + withUnsafeBytes(of: perm.littleEndian, Array.init)
+                + withUnsafeBytes(of: id.littleEndian, Array.init)
+        }
+        #expect(set(c, n, "system.posix_acl_access", acl).errno == EOPNOTSUPP)
+        var buf = [UInt8](repeating: 0, count: 256)
+        #expect(getxattr(f.path("a"), "system.posix_acl_access", &buf, buf.count) < 0, "no ACL reached the host file")
+        // A v2 capability: cap_setuid+ep.
+        let cap: [UInt8] = [0, 0, 0, 2, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        #expect(set(c, n, "security.capability", cap).errno == EPERM)
+        #expect(getxattr(f.path("a"), "security.capability", &buf, buf.count) < 0, "no capability reached the host file")
+        let g = Bytes(); g.u32(256).u32(0).name("system.posix_acl_access")
+        #expect(c.call(.getxattr, node: n, g).errno == EOPNOTSUPP)
+        #expect(set(c, n, "user.ok", Array("v".utf8)).ok, "other names still work")
     }
 }
