@@ -43,9 +43,17 @@ extension PassthroughFileSystem {
     /// the DAX window's mappings of it past `size` became zero pages and
     /// under the mapping table's lock (no SETUPMAPPING in between). Without
     /// a window, just `shrink`.
+    /// When `shrink` fails the file keeps its length: its mappings are
+    /// mapped over the zero pages again (`grown`), or the guest would read
+    /// zeros where the file has data and its stores there would be lost.
     func shrinking(_ node: UInt64, to size: UInt64, _ shrink: () throws(FUSEErrno) -> Void) throws(FUSEErrno) {
         guard let mappings = dax.withLock({ $0 }) else { return try shrink() }
-        try mappings.shrinking(file: try daxKey(node), to: size, refused: { FUSEErrno($0) }, shrink)
+        do {
+            try mappings.shrinking(file: try daxKey(node), to: size, refused: { FUSEErrno($0) }, shrink)
+        } catch {
+            grown(node)
+            throw error
+        }
     }
 
     /// After a request that may have made `node` longer succeeded: the

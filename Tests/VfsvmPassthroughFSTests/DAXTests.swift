@@ -222,6 +222,23 @@ import VfsvmSys
         #expect(s.window(0x40000, 4096) == [UInt8](repeating: 0, count: 4096) && s.hostBytes(0, 1).isEmpty)
     }
 
+    /// A shrink the host refuses (FALLOCATE collapsing a range that reaches
+    /// EOF: EINVAL) leaves the file as it was, and so its mappings: the
+    /// window shows the file, and stores through it reach the file.
+    @Test func aRefusedShrinkLeavesTheMappingsShowingTheFile() throws {
+        let s = try Share()
+        let fh = s.c.open(s.node, flags: UInt32(O_RDWR)).openHandle
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: 3 * Self.page, flags: Self.write, windowOffset: 0).ok)
+        let b = Bytes(); b.u64(fh).u64(Self.page).u64(2 * Self.page).u32(UInt32(HostFSFlag.fallocCollapseRange)).u32(0)
+        let r = s.c.call(.fallocate, node: s.node, b)
+        #expect(!r.ok, "a collapse reaching EOF is refused by the host")
+        #expect(s.window(Self.page, 1) == Array("B".utf8) && s.window(2 * Self.page, 1) == Array("C".utf8),
+                "the window still shows the file")
+        #expect(s.maps.mappings.map(\.fileLength) == [3 * Self.page])
+        s.window.base.storeBytes(of: UInt8(ascii: "z"), toByteOffset: Int(2 * Self.page), as: UInt8.self)
+        #expect(s.hostBytes(Int(2 * Self.page), 1) == Array("z".utf8), "a store through the window reaches the file")
+    }
+
     /// A Linux guest maps whole 2 MiB ranges (FUSE_DAX_SZ), also of a
     /// file smaller than that, and sends a write that extends a file as
     /// FUSE_WRITE: the range reads the file's bytes then zeros (no
