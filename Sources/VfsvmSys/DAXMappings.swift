@@ -280,13 +280,15 @@ public final class DAXMappings: Sendable {
         }
     }
 
-    /// Anonymous zero pages over window range [offset, offset+length).
+    /// Anonymous zero pages over window range [offset, offset+length),
+    /// read-only (as the window's unmapped pages: SharedMemoryWindow): a
+    /// guest's stores there cannot grow vfsvm's memory.
     /// Replacing a mapping inside our own reservation fails only for want
     /// of memory (or of VMAs, which `maxMappings` bounds); the caller
     /// answers the guest with the errno instead of stopping the VMM.
     private func zero(_ offset: UInt64, _ length: UInt64) throws(SystemError) {
         guard length > 0 else { return }
-        let raw = Glibc.mmap(window.base + Int(offset), Int(length), PROT_READ | PROT_WRITE,
+        let raw = Glibc.mmap(window.base + Int(offset), Int(length), PROT_READ,
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
         guard let raw, raw != MAP_FAILED else {
             throw SystemError("mmap(zero pages over DAX window + 0x\(String(offset, radix: 16)), \(length) bytes)", .current)

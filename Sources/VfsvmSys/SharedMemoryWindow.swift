@@ -16,7 +16,11 @@ public final class SharedMemoryWindow: @unchecked Sendable {
 
     public init(size: UInt64) throws(SystemError) {
         precondition(size > 0 && size % 4096 == 0, "a window is a whole number of pages")
-        let raw = Glibc.mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        // Read-only zero pages where nothing is mapped: a guest store there
+        // would otherwise commit a private host page each, up to the
+        // window's size beyond the guest's RAM. A store faults in KVM
+        // (EFAULT: the vCPU stops), the guest's own doing.
+        let raw = Glibc.mmap(nil, Int(size), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let raw, raw != MAP_FAILED else { throw SystemError("mmap(\(size)-byte shared-memory window)", .current) }
         base = raw
         self.size = size
