@@ -157,8 +157,26 @@ struct Run: ParsableCommand {
         case .tcg:
             return "\(share): a DAX window needs --accel kvm; the tcg path runs QEMU, whose vhost-user-fs device has no DAX window"
         case .kvm:
-            return nil
+            return overlappingDAXShare(shares)
         }
+    }
+
+    /// Each share's DAX window knows the truncations made through its own
+    /// server only: a file of a dax= share shrunk through another share of
+    /// the same directory tree would leave mapped pages past its end (the
+    /// guest's vCPU would stop on them). So a dax= share must not overlap
+    /// another share.
+    static func overlappingDAXShare(_ shares: [ShareSpec]) -> String? {
+        func within(_ a: String, _ b: String) -> Bool { a == b || a.hasPrefix(b == "/" ? "/" : b + "/") }
+        for d in shares where d.dax != nil {
+            let dp = ShareDirectory.lexicallyAbsolute(d.hostPath)
+            for o in shares where o.tag != d.tag {
+                let op = ShareDirectory.lexicallyAbsolute(o.hostPath)
+                guard within(dp, op) || within(op, dp) else { continue }
+                return "--share \(d.hostPath):\(d.tag) with dax= and --share \(o.hostPath):\(o.tag) are one directory tree: a file truncated through one would leave pages past its end in the other's DAX window; give dax= shares directories of their own"
+            }
+        }
+        return nil
     }
 
     /// The checked plan: everything the user named is read or checked here,
