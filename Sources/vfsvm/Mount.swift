@@ -60,17 +60,18 @@ struct Mount: ParsableCommand {
     }
 
     func run() throws {
-        if !(try settings().posixACL) {
+        let settings = try settings()
+        if !settings.posixACL {
             logLine("vfsvm mount: the host files' POSIX ACLs are not enforced on this mount (no_posix_acl or no_xattr): only mode bits are checked")
         }
         let backingFiles = passthrough ? HostBackingFiles() : nil
-        let server = try makeFileServer(settings: try settings(), engine: ioEngine, trace: debug, backingFiles: backingFiles)
+        let server = try makeFileServer(settings: settings, engine: ioEngine, trace: debug, backingFiles: backingFiles)
         // Signals are taken synchronously by one thread; every thread
         // created after this inherits the mask.
         blockSignals([SIGINT, SIGTERM, SIGHUP])
         let mount: HostFUSEMount
         do {
-            mount = try HostFUSEMount(mountpoint: mountpoint, readOnly: try settings().readOnly)
+            mount = try HostFUSEMount(mountpoint: mountpoint, readOnly: settings.readOnly)
         } catch {
             throw CommandFailure("\(error)")
         }
