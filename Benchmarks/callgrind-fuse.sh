@@ -1,6 +1,6 @@
 #!/bin/sh
-# Instructions per FUSE request (GETATTR, LOOKUP, READ of 4 KiB, READDIRPLUS
-# of 200 entries) through FUSEServer and the
+# Instructions per FUSE request (GETATTR, LOOKUP, LOOKUP of a missing name,
+# READ and WRITE of 4 KiB, READDIRPLUS of 200 entries) through FUSEServer and the
 # passthrough file system, counted exactly by valgrind's callgrind (the
 # count does not move with the machine's load). Runs fuse-request-loop
 # (Sources/fuse-request-loop) with N=1000 and N=11000 (READDIRPLUS: 100
@@ -8,6 +8,8 @@
 # cancels out.
 #
 #   Benchmarks/callgrind-fuse.sh [path to a fuse-request-loop binary]
+#
+# CALLGRIND_OPS picks operations (default: all six).
 #
 # Without an argument it builds the release binary. Debug info is stripped
 # from a copy first: Debian 12's valgrind 3.19 cannot read the DWARF 5 that
@@ -24,7 +26,7 @@ command -v valgrind >/dev/null || { echo "callgrind-fuse: valgrind is not instal
 work=$(mktemp -d /tmp/vfsvm-callgrind-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 objcopy --strip-debug "$bin" "$work/loop"
-for op in getattr lookup read readdirplus; do
+for op in ${CALLGRIND_OPS:-getattr lookup lookup-miss read write readdirplus}; do
     lo=1000 hi=11000
     [ $op = readdirplus ] && lo=100 hi=1100
     for n in $lo $hi; do

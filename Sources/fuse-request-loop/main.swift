@@ -9,9 +9,11 @@ import VfsvmSys
 // scratch directory, for counting instructions per request with
 // `valgrind --tool=callgrind` (exact, whatever else the machine runs):
 //
-//   fuse-request-loop getattr|lookup|read|readdirplus N
+//   fuse-request-loop getattr|lookup|lookup-miss|read|write|readdirplus N
 //
-// (read: READ of 4 KiB at offset 0 of a 4 KiB file opened once;
+// (lookup-miss: LOOKUP of a name the root does not hold (ENOENT);
+// read: READ of 4 KiB at offset 0 of a 4 KiB file opened once;
+// write: WRITE of 4 KiB at offset 0 of that file, opened read-write once;
 // readdirplus: READDIRPLUS of a directory of 200 empty files, opened once,
 // the whole directory in one 64 KiB reply.)
 //
@@ -20,8 +22,8 @@ import VfsvmSys
 // Request and reply buffers are made once, as a transport's are.
 
 let args = CommandLine.arguments
-guard args.count == 3, let count = Int(args[2]), count >= 0, ["getattr", "lookup", "read", "readdirplus"].contains(args[1]) else {
-    logError("usage: fuse-request-loop getattr|lookup|read|readdirplus N")
+guard args.count == 3, let count = Int(args[2]), count >= 0, ["getattr", "lookup", "lookup-miss", "read", "write", "readdirplus"].contains(args[1]) else {
+    logError("usage: fuse-request-loop getattr|lookup|lookup-miss|read|write|readdirplus N")
     exit(2)
 }
 
@@ -74,6 +76,20 @@ if args[1] == "getattr" {
     body.u64(fh).u64(0).u32(4096).u32(0).u64(0).u32(0).u32(0)
     opcode = .read
     node = file.nodeID
+} else if args[1] == "write" {
+    let opened = client.open(file.nodeID, flags: UInt32(O_RDWR))
+    guard opened.ok else { logError("OPEN f read-write failed"); exit(1) }
+    var fh: UInt64 = 0
+    for k in 0..<8 { fh |= UInt64(opened.body[k]) << (8 * UInt64(k)) }
+    // fuse_write_in (fh, offset, size, write_flags, lock_owner, flags, padding), then the data.
+    body.u64(fh).u64(0).u32(4096).u32(0).u64(0).u32(0).u32(0)
+    body.b += [UInt8](repeating: 0xa5, count: 4096)
+    opcode = .write
+    node = file.nodeID
+} else if args[1] == "lookup-miss" {
+    body.name("missing")
+    opcode = .lookup
+    node = 1
 } else if args[1] == "readdirplus" {
     let d = client.lookup(1, "d")
     guard d.ok else { logError("LOOKUP d failed"); exit(1) }
@@ -94,7 +110,16 @@ let reply = HostBuffer(count: opcode == .readdirplus ? 65536 + 16 : 4096 + 16)
 var failures = 0
 for k in 0..<count {
     let n = server.handle(request: request, reply: reply)
-    if n < 16 || (opcode == .read && n != 4096 + 16) { failures += 1 }
+    let wanted = switch args[1] {
+    case "read": 4096 + 16
+    case "write": 8 + 16  // fuse_write_out, size 4096
+    case "lookup-miss": 16  // ENOENT, header only
+    default: n
+    }
+    if n < 16 || n != wanted { failures += 1 }
+    if args[1] == "lookup-miss", k == 0, reply.array[4..<8] != [0xfe, 0xff, 0xff, 0xff] {  // -ENOENT
+        logError("LOOKUP of a missing name did not give ENOENT"); exit(1)
+    }
     if opcode == .readdirplus, k == 0 {
         // Every entry came back with its entry_out (a node id), once.
         let bytes = Array(reply.array.prefix(n))
