@@ -1,3 +1,4 @@
+import CVfsvmLinux
 import Glibc
 import Synchronization
 import VfsvmMemory
@@ -230,7 +231,10 @@ public final class FUSEServer: FUSERequestHandler {
         }
         func out(_ e: FUSEEntry) -> FUSEEntry { ids?.toGuest(e) ?? e }
         let node = r.header.nodeID
-        var w = WireWriter()
+        // Empty until a variable-length reply appends (no allocation for
+        // the fixed-layout replies, stored straight into `reply` by `put`,
+        // nor for the empty ones).
+        var w = WireWriter(capacity: 0)
         switch r.operation {
         case let .malformed(e): throw e
         case .unsupported: throw FUSEErrno(.ENOSYS, "opcode not served")
@@ -254,11 +258,11 @@ public final class FUSEServer: FUSERequestHandler {
             for r in ranges {
                 do { try dax.remove(windowOffset: r.offset, length: r.length) } catch { throw FUSEErrno(error) }
             }
-        case let .lookup(name): out(try fs.lookup(ctx, parent: node, name: name)).encode(into: &w)
+        case let .lookup(name): return put(out(try fs.lookup(ctx, parent: node, name: name)).wire, reply)
         case .forget, .batchForget, .interrupt: return .bytes([])  // answered in execute
         case let .getattr(handle):
             let (attr, timeout) = try fs.getattr(ctx, node: node, handle: handle)
-            encodeAttrOut(attr, timeout, &w)
+            return put(attrOut(attr, timeout), reply)
         case var .setattr(change):
             if let ids {
                 let forbid = FUSEErrno(.EPERM, "SETATTR: the new owner is forbidden by --translate-uid/--translate-gid")
@@ -266,7 +270,7 @@ public final class FUSEServer: FUSERequestHandler {
                 if let gid = change.gid { guard let h = ids.gids.host(forGuest: gid) else { throw forbid }; change.gid = h }
             }
             let (attr, timeout) = try fs.setattr(ctx, node: node, change)
-            encodeAttrOut(attr, timeout, &w)
+            return put(attrOut(attr, timeout), reply)
         case .readlink: return .bytes(try fs.readlink(ctx, node: node))
         case let .symlink(name, target):
             try creds()
@@ -309,7 +313,7 @@ public final class FUSEServer: FUSERequestHandler {
             guard size <= options.maxWrite else { throw FUSEErrno(.EINVAL, "WRITE: size above max_write") }
             let n = try fs.write(ctx, node: node, handle: handle, offset: offset, size: Int(size), writeFlags: writeFlags,
                                  from: payload, at: FUSERequestDecoder.writePayloadOffset)
-            w.u32(UInt32(clamping: min(n, Int(size)))); w.u32(0)
+            return put(fuse_write_out(size: UInt32(clamping: min(n, Int(size))), padding: 0), reply)
         case .statfs:
             let st = try fs.statfs(ctx, node: node)
             w.u64(st.blocks); w.u64(st.bfree); w.u64(st.bavail); w.u64(st.files); w.u64(st.ffree)
@@ -384,8 +388,20 @@ public final class FUSEServer: FUSERequestHandler {
         }
     }
 
-    private func encodeAttrOut(_ attr: FUSEAttributes, _ timeout: FUSETimeout, _ w: inout WireWriter) {
-        (options.idTranslation?.toGuest(attr) ?? attr).encodeAttrOut(timeout, into: &w)
+    private func attrOut(_ attr: FUSEAttributes, _ timeout: FUSETimeout) -> fuse_attr_out {
+        (options.idTranslation?.toGuest(attr) ?? attr).attrOut(timeout)
+    }
+
+    /// A fixed-layout reply body (a struct of linux/fuse.h) stored straight
+    /// into `reply` after the header; one that does not fit becomes EIO in
+    /// `finish`, as a `.bytes` body does in `sendOK`.
+    @inline(__always)
+    private func put<T: BitwiseCopyable>(_ body: T, _ reply: some ScatterGatherList) -> Body {
+        let n = MemoryLayout<T>.size
+        if FUSEWireSize.outHeader + n <= reply.byteCount {
+            _ = withUnsafeBytes(of: body) { reply.copy($0, to: FUSEWireSize.outHeader) }
+        }
+        return .written(n)
     }
 
     // MARK: - Replies

@@ -239,7 +239,10 @@ public protocol FileSystem: Sendable {
     /// after everything that can make one longer (WRITE, FALLOCATE,
     /// truncate, COPY_FILE_RANGE), so the guest sees the new end through
     /// the ranges it has mapped.
-    func attachMappings(_ mappings: DAXMappings)
+    /// Attached at most once, before the first request: returns false
+    /// (and keeps the first) when a different table was attached already.
+    @discardableResult
+    func attachMappings(_ mappings: DAXMappings) -> Bool
 }
 
 private let notImplemented = FUSEErrno(.ENOSYS, "not implemented by this file system")
@@ -289,5 +292,5 @@ extension FileSystem {
     public func syncfs(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) { throw notImplemented }
     public func withMappableFile(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, write: Bool,
                                  _ body: (DAXMappings.OpenFile) throws(SystemError) -> Void) throws(FUSEErrno) { throw notImplemented }
-    public func attachMappings(_ mappings: DAXMappings) {}
+    public func attachMappings(_ mappings: DAXMappings) -> Bool { false }
 }

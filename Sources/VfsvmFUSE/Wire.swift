@@ -39,7 +39,7 @@ public enum FUSEWireSize {
 public struct WireWriter: Sendable {
     public private(set) var bytes: [UInt8] = []
 
-    public init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
+    public init(capacity: Int = 128) { if capacity > 0 { bytes.reserveCapacity(capacity) } }
 
     /// Makes room for `capacity` bytes in all (one allocation now instead
     /// of several as the bytes grow).
@@ -89,18 +89,21 @@ extension FUSEAttributes {
     func encode(into w: inout WireWriter) { w.pod(wire) }
 
     /// struct fuse_attr_out.
-    func encodeAttrOut(_ timeout: FUSETimeout, into w: inout WireWriter) {
-        w.pod(fuse_attr_out(attr_valid: timeout.seconds, attr_valid_nsec: timeout.nanoseconds, dummy: 0, attr: wire))
+    func attrOut(_ timeout: FUSETimeout) -> fuse_attr_out {
+        fuse_attr_out(attr_valid: timeout.seconds, attr_valid_nsec: timeout.nanoseconds, dummy: 0, attr: wire)
     }
 }
 
 extension FUSEEntry {
-    func encode(into w: inout WireWriter) {
-        w.pod(fuse_entry_out(nodeid: nodeID, generation: generation,
-                             entry_valid: entryTimeout.seconds, attr_valid: attrTimeout.seconds,
-                             entry_valid_nsec: entryTimeout.nanoseconds, attr_valid_nsec: attrTimeout.nanoseconds,
-                             attr: attributes.wire))
+    /// struct fuse_entry_out.
+    var wire: fuse_entry_out {
+        fuse_entry_out(nodeid: nodeID, generation: generation,
+                       entry_valid: entryTimeout.seconds, attr_valid: attrTimeout.seconds,
+                       entry_valid_nsec: entryTimeout.nanoseconds, attr_valid_nsec: attrTimeout.nanoseconds,
+                       attr: attributes.wire)
     }
+
+    func encode(into w: inout WireWriter) { w.pod(wire) }
 }
 
 extension FUSEOpenReply {

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import VfsvmSys
 import VfsvmFUSE
 import CVfsvmLinux
@@ -9,9 +10,22 @@ import CVfsvmLinux
 // and the ones that make it longer, after which its mappings show the
 // file over their zero tails again.
 extension PassthroughFileSystem {
-    public func attachMappings(_ mappings: DAXMappings) {
-        dax.withLock { $0 = mappings }
+    /// Attaches the window's table once; a later, different table is
+    /// refused (false) and the first stays: requests read `dax` without a
+    /// lock, so it must not change under them.
+    @discardableResult
+    public func attachMappings(_ mappings: DAXMappings) -> Bool {
+        daxAttach.withLock { _ in
+            if daxAttached.load(ordering: .acquiring) { return daxTable === mappings }
+            daxTable = mappings
+            daxAttached.store(true, ordering: .releasing)
+            return true
+        }
     }
+
+    /// The attached table; nil (one atomic load, no lock) without a window.
+    @inline(__always)
+    var dax: DAXMappings? { daxAttached.load(ordering: .acquiring) ? daxTable : nil }
 
     public func withMappableFile(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, write: Bool,
                                  _ body: (DAXMappings.OpenFile) throws(SystemError) -> Void) throws(FUSEErrno) {
@@ -47,7 +61,7 @@ extension PassthroughFileSystem {
     /// mapped over the zero pages again (`grown`), or the guest would read
     /// zeros where the file has data and its stores there would be lost.
     func shrinking(_ node: UInt64, to size: UInt64, _ shrink: () throws(FUSEErrno) -> Void) throws(FUSEErrno) {
-        guard let mappings = dax.withLock({ $0 }) else { return try shrink() }
+        guard let mappings = dax else { return try shrink() }
         do {
             try mappings.shrinking(file: try daxKey(node), to: size, refused: { FUSEErrno($0) }, shrink)
         } catch {
@@ -60,7 +74,7 @@ extension PassthroughFileSystem {
     /// DAX window's mappings of it show the file over their zero tails up
     /// to its new end (DAXMappings.growing). Without a window, nothing.
     func grown(_ node: UInt64) {
-        guard let mappings = dax.withLock({ $0 }), mappings.anyZeroTail, let key = try? daxKey(node) else { return }
+        guard let mappings = dax, mappings.anyZeroTail, let key = try? daxKey(node) else { return }
         mappings.growing(file: key) { writable in try? self.reopen(node, flags: (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK) }
     }
 

@@ -19,14 +19,15 @@ extension PassthroughFileSystem {
 
     func pathFD(_ node: UInt64, depth: Int) throws(FUSEErrno) -> FileDescriptor {
         enum Plan { case ready(FileDescriptor), reopen(KernelFileHandle, FileDescriptor), lookup(Location, InodeKey, UInt32) }
+        if node == Self.rootNode { return root }  // pinned for the server's life
         let plan: Plan = try state.withLock { s throws(FUSEErrno) -> Plan in
+            s.clock += 1
+            // A cached fd is found and marked used in one probe of one
+            // table: an entry is in the cache only while its inode is in
+            // the table, unpinned (dropLookups and destroy take both out).
+            if let fd = Self.touchedFD(&s.pathCache[node], s.clock) { return .ready(fd) }
             guard let inode = s.inodes[node] else { throw Self.stale }
             if let fd = inode.pinned { return .ready(fd) }
-            s.clock += 1
-            if let cached = s.pathCache[node] {
-                s.pathCache[node] = (cached.fd, s.clock)
-                return .ready(cached.fd)
-            }
             if let handle = inode.handle, let mount = s.mounts[handle.mountID] { return .reopen(handle, mount) }
             if let location = inode.location { return .lookup(location, inode.key, inode.fileType) }
             throw Self.stale
@@ -112,6 +113,14 @@ extension PassthroughFileSystem {
             let cached = Self.touch(&s.pathCache[id], s.clock)
             return Self.addLookup(&s.inodes[id], fileType: st.fileType, cached: cached) ? id : nil
         }
+    }
+
+    /// The cached fd, marked as just used; nil when there is none.
+    @inline(__always)
+    private static func touchedFD(_ entry: inout (fd: FileDescriptor, stamp: UInt64)?, _ clock: UInt64) -> FileDescriptor? {
+        guard entry != nil else { return nil }
+        entry!.stamp = clock
+        return entry!.fd
     }
 
     /// Marks a cached fd as just used; false when there is none.

@@ -222,6 +222,21 @@ import VfsvmSys
         #expect(s.window(0x40000, 4096) == [UInt8](repeating: 0, count: 4096) && s.hostBytes(0, 1).isEmpty)
     }
 
+    /// The table is attached once (requests read it without a lock): a
+    /// second, different table is refused and the first keeps guarding
+    /// the shrinks, so a truncate still zeroes the first window's pages.
+    @Test func theMappingTableIsAttachedOnce() throws {
+        let s = try Share()
+        #expect(s.f.fs.attachMappings(s.maps), "the same table again: already attached, kept")
+        let other = DAXMappings(window: try SharedMemoryWindow(size: 1 << 20), readOnlyShare: false)
+        #expect(!s.f.fs.attachMappings(other), "a different table is refused")
+        let fh = s.c.open(s.node, flags: UInt32(O_RDWR)).openHandle
+        #expect(s.c.setupMapping(s.node, fh: fh, fileOffset: 0, length: 3 * Self.page, flags: Self.read, windowOffset: 0).ok)
+        #expect(s.c.setattr(s.node, valid: 1 << 3, size: Self.page).ok)
+        #expect(s.window(Self.page, 4096) == [UInt8](repeating: 0, count: 4096), "the first table saw the shrink")
+        #expect(s.maps.mappings.map(\.fileLength) == [Self.page])
+    }
+
     /// A shrink the host refuses (FALLOCATE collapsing a range that reaches
     /// EOF: EINVAL) leaves the file as it was, and so its mappings: the
     /// window shows the file, and stores through it reach the file.
