@@ -25,7 +25,10 @@ extension PassthroughFileSystem {
             // A cached fd is found and marked used in one probe of one
             // table: an entry is in the cache only while its inode is in
             // the table, unpinned (dropLookups and destroy take both out).
-            if let fd = Self.touchedFD(&s.pathCache[node], s.clock) { return .ready(fd) }
+            if let cached = s.pathCache[node] {
+                cached.stamp = s.clock
+                return .ready(cached.fd)
+            }
             guard let inode = s.inodes[node] else { throw Self.stale }
             if let fd = inode.pinned { return .ready(fd) }
             if let handle = inode.handle, let mount = s.mounts[handle.mountID] { return .reopen(handle, mount) }
@@ -73,7 +76,7 @@ extension PassthroughFileSystem {
         state.withLock { s in
             guard s.inodes[node] != nil else { return }
             s.clock += 1
-            s.pathCache[node] = (fd, s.clock)
+            s.pathCache[node] = CachedFD(fd, s.clock)
             trimCache(&s)
         }
     }
@@ -110,23 +113,15 @@ extension PassthroughFileSystem {
             guard let id = s.byKey[InodeKey(dev: st.dev, ino: st.ino)] else { return nil }
             // Each table is touched once, in place (no copy of the entry).
             s.clock += 1
-            let cached = Self.touch(&s.pathCache[id], s.clock)
+            let cached = Self.touch(s.pathCache[id], s.clock)
             return Self.addLookup(&s.inodes[id], fileType: st.fileType, cached: cached) ? id : nil
         }
     }
 
-    /// The cached fd, marked as just used; nil when there is none.
-    @inline(__always)
-    private static func touchedFD(_ entry: inout (fd: FileDescriptor, stamp: UInt64)?, _ clock: UInt64) -> FileDescriptor? {
-        guard entry != nil else { return nil }
-        entry!.stamp = clock
-        return entry!.fd
-    }
-
     /// Marks a cached fd as just used; false when there is none.
-    private static func touch(_ entry: inout (fd: FileDescriptor, stamp: UInt64)?, _ clock: UInt64) -> Bool {
-        guard entry != nil else { return false }
-        entry!.stamp = clock
+    private static func touch(_ entry: CachedFD?, _ clock: UInt64) -> Bool {
+        guard let entry else { return false }
+        entry.stamp = clock
         return true
     }
 
@@ -175,7 +170,7 @@ extension PassthroughFileSystem {
                 if byName, inode.pinned == nil, inode.handle == nil, let location { setLocation(id, location, &s) }
                 if cacheFD, let handle, inode.handle == handle, inode.pinned == nil, s.pathCache[id] == nil {
                     s.clock += 1
-                    s.pathCache[id] = (fd, s.clock)
+                    s.pathCache[id] = CachedFD(fd, s.clock)
                     trimCache(&s)
                 }
                 return id
@@ -197,11 +192,11 @@ extension PassthroughFileSystem {
             if byName, let location, let pathFD {
                 setLocation(id, location, &s)
                 s.clock += 1
-                s.pathCache[id] = (pathFD, s.clock)
+                s.pathCache[id] = CachedFD(pathFD, s.clock)
                 trimCache(&s)
             } else if cacheFD, handle != nil {
                 s.clock += 1
-                s.pathCache[id] = (fd, s.clock)
+                s.pathCache[id] = CachedFD(fd, s.clock)
                 trimCache(&s)
             }
             return id

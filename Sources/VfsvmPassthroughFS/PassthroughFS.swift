@@ -202,13 +202,23 @@ public final class PassthroughFileSystem: FileSystem {
         }
     }
 
+    /// An O_PATH fd in the cache and when it was last used. A class, so a
+    /// hit updates its stamp after one plain lookup: changing a value in
+    /// place through Dictionary's subscript runs a coroutine whose frame
+    /// is allocated (two mallocs per GETATTR, measured).
+    final class CachedFD {
+        let fd: FileDescriptor
+        var stamp: UInt64
+        init(_ fd: FileDescriptor, _ stamp: UInt64) { self.fd = fd; self.stamp = stamp }
+    }
+
     struct LockKey: Hashable { let node: UInt64; let owner: UInt64 }
 
     struct State {
         var inodes: [UInt64: Inode] = [:]
         var byKey: [InodeKey: UInt64] = [:]
         var nextNode: UInt64 = 2
-        var pathCache: [UInt64: (fd: FileDescriptor, stamp: UInt64)] = [:]
+        var pathCache: [UInt64: CachedFD] = [:]
         var clock: UInt64 = 0
         var files: [UInt64: OpenFile] = [:]
         var nextHandle: UInt64 = 1
