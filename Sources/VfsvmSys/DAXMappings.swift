@@ -195,8 +195,20 @@ public final class DAXMappings: Sendable {
     /// be made a zero page, `truncate` is not run and `refused` says why.
     public func shrinking<E: Error>(file: FileKey, to size: UInt64, refused: (SystemError) -> E,
                                     _ truncate: () throws(E) -> Void) throws(E) {
+        try shrinking(file: file, toSize: { () throws(E) in size }, refused: refused, truncate)
+    }
+
+    /// `shrinking(file:to:refused:_:)` for a request whose new size depends
+    /// on the file's size now (FALLOC_FL_COLLAPSE_RANGE: the size less the
+    /// range): `size` is read under the table's lock too. A shrink that
+    /// read it before the lock could meet a truncate that ran in between
+    /// (it holds the lock) and keep mapped pages past the end the collapse
+    /// leaves: a SIGBUS for whoever touches them.
+    public func shrinking<E: Error>(file: FileKey, toSize size: () throws(E) -> UInt64, refused: (SystemError) -> E,
+                                    _ truncate: () throws(E) -> Void) throws(E) {
         try table.withLock { (t: inout Table) throws(E) in
-            do throws(SystemError) { try zeroPast(size, of: file, in: &t) } catch { throw refused(error) }
+            let newSize = try size()
+            do throws(SystemError) { try zeroPast(newSize, of: file, in: &t) } catch { throw refused(error) }
             try truncate()
         }
     }

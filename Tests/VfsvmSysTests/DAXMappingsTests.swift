@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Testing
 @testable import VfsvmSys
 
@@ -141,6 +142,48 @@ import Testing
         maps.growing(file: f.key) { _ in f.fd }
         #expect(byte(w, 0xb000) == 0x77 && byte(w, 0xa000) == 0 && maps.mappings[0].fileLength == 0x4000,
                 "page 3 shows the new byte, page 2 the file's hole")
+    }
+
+    /// FALLOC_FL_COLLAPSE_RANGE's new end depends on the size now: it is
+    /// read under the table's lock, so a truncate that comes while it is
+    /// being read waits for the collapse, and the table never keeps a
+    /// mapped page past the end the two leave.
+    @Test func aShrinkReadsItsNewSizeUnderTheTableLock() throws {
+        let w = try SharedMemoryWindow(size: 2 << 20)
+        let maps = DAXMappings(window: w, readOnlyShare: false)
+        let f = try TempFile(pages: 8)
+        try maps.setup(f.handle(writing: true), fileOffset: 0, length: 0x8000, windowOffset: 0, flags: DAXMappings.flagRead)
+        let reading = Atomic(false), truncated = Atomic(false)
+        let fd = f.fd.rawValue, key = f.key
+        let other = try OSThread(name: "dax-truncate") {
+            while !reading.load(ordering: .acquiring) { usleep(1000) }
+            // A truncate to 2 pages, racing the collapse below.
+            try? maps.shrinking(file: key, to: 0x2000, refused: { $0 }) { () throws(SystemError) in
+                _ = ftruncate(fd, 0x2000)
+            }
+            truncated.store(true, ordering: .releasing)
+        }
+        var sawTruncate = true
+        try maps.shrinking(file: key, toSize: { () throws(SystemError) -> UInt64 in
+            reading.store(true, ordering: .releasing)
+            usleep(200_000)  // time for the truncate to run, were the lock not held
+            sawTruncate = truncated.load(ordering: .acquiring)
+            var st = stat()
+            fstat(fd, &st)
+            return UInt64(st.st_size) - 0x1000  // a collapse of one page
+        }, refused: { $0 }) { () throws(SystemError) in
+            var st = stat()
+            fstat(fd, &st)
+            _ = ftruncate(fd, st.st_size - 0x1000)
+        }
+        other.join()
+        #expect(!sawTruncate, "the truncate waited for the collapse to read its size and finish")
+        var st = stat()
+        fstat(fd, &st)
+        #expect(st.st_size == 0x2000, "collapse (8 -> 7 pages), then the truncate (-> 2 pages)")
+        #expect(maps.mappings.count == 1 && maps.mappings[0].fileLength <= UInt64(st.st_size),
+                "no mapped page past the end: \(maps.mappings.map(\.fileLength))")
+        #expect(byte(w, 0x1000) == 16 && byte(w, 0x2000) == 0, "page 1 still the file's, page 2 a zero page")
     }
 
     /// What a Linux guest sends for a file smaller than 2 MiB: one whole
