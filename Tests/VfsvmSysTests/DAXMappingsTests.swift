@@ -247,4 +247,44 @@ import Testing
         try maps.remove(windowOffset: 0, length: 4096)
         #expect(maps.mappings.count == 7)
     }
+
+    /// The attack across shares: several dax= windows, each within its own
+    /// bound, together past what vm.max_map_count leaves; the budget they
+    /// share refuses the mapping past it with ENOMEM, in whichever window.
+    @Test func windowsShareOneMappingBudget() throws {
+        let budget = DAXMappingBudget(limit: 3)
+        let w1 = try SharedMemoryWindow(size: 1 << 20), w2 = try SharedMemoryWindow(size: 1 << 20)
+        let a = DAXMappings(window: w1, readOnlyShare: false, budget: budget)
+        let b = DAXMappings(window: w2, readOnlyShare: false, budget: budget)
+        let f = try TempFile(pages: 8)
+        let r = f.handle(writing: false)
+        try a.setup(r, fileOffset: 0, length: 4096, windowOffset: 0, flags: DAXMappings.flagRead)
+        try a.setup(r, fileOffset: 4096, length: 4096, windowOffset: 0x10000, flags: DAXMappings.flagRead)
+        try b.setup(r, fileOffset: 0, length: 4096, windowOffset: 0, flags: DAXMappings.flagRead)
+        #expect(budget.inUse == 3)
+        #expect(errno { try b.setup(r, fileOffset: 0, length: 4096, windowOffset: 0x20000, flags: DAXMappings.flagRead) } == ENOMEM,
+                "a fourth mapping, in either window, is past the budget")
+        #expect(byte(w2, 0x20000) == 0 && b.mappings.count == 1, "the refused range stays zero pages")
+        // Replacing a mapping in place costs nothing more.
+        try b.setup(r, fileOffset: 4096, length: 4096, windowOffset: 0, flags: DAXMappings.flagRead)
+        #expect(budget.inUse == 3 && byte(w2, 0) == 16)
+        // A removal that would split a mapping needs one more: refused too.
+        try a.setup(r, fileOffset: 0, length: 3 * 4096, windowOffset: 0x10000, flags: DAXMappings.flagRead)
+        #expect(budget.inUse == 3)
+        #expect(errno { try a.remove(windowOffset: 0x11000, length: 4096) } == ENOMEM)
+        #expect(byte(w1, 0x11000) == 16, "the refused removal left the page mapped")
+        // What one window gives back, the other may use.
+        try a.remove(windowOffset: 0, length: 4096)
+        #expect(budget.inUse == 2)
+        try b.setup(r, fileOffset: 0, length: 4096, windowOffset: 0x20000, flags: DAXMappings.flagRead)
+        #expect(budget.inUse == 3)
+        a.removeAll()
+        #expect(budget.inUse == 2, "removeAll gives back all of a's")
+    }
+
+    @Test func theBudgetLeavesMostOfMaxMapCountToTheProcess() {
+        #expect(DAXMappingBudget.limit(maxMapCount: 65530) == (65530 - 16384) / 3)
+        #expect(DAXMappingBudget.limit(maxMapCount: 1000) == 64, "never below 64")
+        #expect(DAXMappingBudget.process.limit == DAXMappingBudget.limit(maxMapCount: DAXMappingBudget.hostMaxMapCount()))
+    }
 }
