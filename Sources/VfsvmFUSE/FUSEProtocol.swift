@@ -29,6 +29,10 @@ public enum FUSEInitFlag {
     public static let handleKillprivV2: UInt64 = 1 << 28
     public static let setxattrExt: UInt64 = 1 << 29
     public static let initExt: UInt64 = 1 << 30
+    /// FUSE_SECURITY_CTX (flags2 bit 0, 7.36): CREATE, MKNOD, MKDIR,
+    /// SYMLINK and TMPFILE carry the new node's security context (an xattr
+    /// name and value from the client's LSM) in a request extension.
+    public static let securityContext: UInt64 = 1 << 32
     /// Shared mmap of files opened with FOPEN_DIRECT_IO (flags2 bit 4;
     /// linux/fuse.h 7.39).
     public static let directIOAllowMmap: UInt64 = 1 << 36
@@ -112,6 +116,9 @@ public struct FUSEServerOptions: Sendable, Equatable {
     public var announceSubmounts = false
     /// Offer FUSE_POSIX_ACL (the file system must honour default ACLs).
     public var posixACL = false
+    /// Offer FUSE_SECURITY_CTX: the security context a create carries is
+    /// set on the new node (virtiofsd's `--security-label`).
+    public var securityLabel = false
     /// Guest <-> host uid/gid translation; nil: ids pass unchanged.
     public var idTranslation: FUSEIDTranslation? = nil
     public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, locks: Bool = true) {

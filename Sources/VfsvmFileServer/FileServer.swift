@@ -76,6 +76,7 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
     serverOptions.directIOAllowMmap = settings.allowMmap
     serverOptions.announceSubmounts = settings.announceSubmounts
     serverOptions.posixACL = settings.posixACL
+    serverOptions.securityLabel = settings.securityLabel
     if !settings.uidTranslation.isEmpty || !settings.gidTranslation.isEmpty {
         serverOptions.idTranslation = FUSEIDTranslation(uids: idMap(settings.uidTranslation), gids: idMap(settings.gidTranslation))
     }
