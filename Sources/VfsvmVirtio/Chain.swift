@@ -28,30 +28,56 @@ public struct DescriptorChain: Hashable, Sendable {
     /// slots to skip when the chain is completed (2.8.6 "Next Flag:
     /// Descriptor Chaining"); for the split ring informational.
     public let descriptorCount: UInt16
-    public let readable: [GuestRange]
-    public let writable: [GuestRange]
+    /// Every buffer, the readable ones first: one array per chain (not one
+    /// per half), the only allocation a chain costs.
+    let ranges: [GuestRange]
+    /// How many of `ranges` are device-readable.
+    let readableCount: Int
     /// Total bytes the device may read (fits in UInt32: 2.7.13.1).
     public let readableLength: Int
     /// Total bytes the device may write.
     public let writableLength: Int
 
     public init(id: UInt16, descriptorCount: UInt16, readable: [GuestRange], writable: [GuestRange]) {
+        self.init(id: id, descriptorCount: descriptorCount, ranges: readable + writable, readableCount: readable.count,
+                  readableLength: readable.reduce(0) { $0 + Int($1.length) },
+                  writableLength: writable.reduce(0) { $0 + Int($1.length) })
+    }
+
+    init(id: UInt16, descriptorCount: UInt16, ranges: [GuestRange], readableCount: Int, readableLength: Int, writableLength: Int) {
         self.id = id
         self.descriptorCount = descriptorCount
-        self.readable = readable
-        self.writable = writable
-        self.readableLength = readable.reduce(0) { $0 + Int($1.length) }
-        self.writableLength = writable.reduce(0) { $0 + Int($1.length) }
+        self.ranges = ranges
+        self.readableCount = readableCount
+        self.readableLength = readableLength
+        self.writableLength = writableLength
     }
+
+    /// The device-readable buffers, in order.
+    public var readable: [GuestRange] { Array(ranges[..<readableCount]) }
+    /// The device-writable buffers, in order.
+    public var writable: [GuestRange] { Array(ranges[readableCount...]) }
 
     /// The device-readable bytes as a scatter-gather view over `memory`.
     public func readableBuffers(_ memory: GuestMemory) throws(GuestMemoryError) -> GuestBufferList {
-        try GuestBufferList(memory: memory, ranges: readable.map { ($0.address, $0.length) })
+        try buffers(memory, 0..<readableCount, byteCount: readableLength)
     }
 
     /// The device-writable bytes as a scatter-gather view over `memory`.
     public func writableBuffers(_ memory: GuestMemory) throws(GuestMemoryError) -> GuestBufferList {
-        try GuestBufferList(memory: memory, ranges: writable.map { ($0.address, $0.length) })
+        try buffers(memory, readableCount..<ranges.count, byteCount: writableLength)
+    }
+
+    /// The ranges resolved straight into the view's one segment array (no
+    /// intermediate array per half).
+    private func buffers(_ memory: GuestMemory, _ slots: Range<Int>, byteCount: Int) throws(GuestMemoryError) -> GuestBufferList {
+        guard !slots.isEmpty else { return .empty(memory) }
+        var segments: [HostSegment] = []
+        segments.reserveCapacity(slots.count)
+        for i in slots {
+            try memory.appendSegments(at: ranges[i].address, length: UInt64(ranges[i].length), to: &segments)
+        }
+        return GuestBufferList(memory: memory, resolved: segments, byteCount: byteCount)
     }
 }
 

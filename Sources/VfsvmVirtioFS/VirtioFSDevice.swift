@@ -97,7 +97,7 @@ public final class VirtioFSDevice: QueueRunnerDevice {
     /// a request runs on a thread of the server's own (one budget per
     /// server, shared with every queue) and its chain is completed from
     /// there, so a waiter never holds the queue.
-    static func handle(_ chain: ChainRequest, _ server: any FUSERequestHandler) -> ChainOutcome {
+    public static func handle(_ chain: ChainRequest, _ server: any FUSERequestHandler) -> ChainOutcome {
         do {
             let request = try chain.chain.readableBuffers(chain.memory)
             let reply = try chain.chain.writableBuffers(chain.memory)
