@@ -10,7 +10,7 @@ struct ChainBuilder {
     let indirectAllowed: Bool
     let indirectLimit: Int
     /// Readable buffers, then writable ones (the order `add` enforces).
-    var ranges: [GuestRange] = []
+    var ranges = ChainRanges()
     var readableCount = 0
     var readableLength = 0
     var total: UInt64 = 0
@@ -35,7 +35,6 @@ struct ChainBuilder {
         // or record (the spec sets no minimum length).
         guard length > 0 else { return }
         let range = GuestRange(address: GuestAddress(address), length: length)
-        if ranges.isEmpty { ranges.reserveCapacity(4) }
         ranges.append(range)
         if flags & Ring.write == 0 {
             readableCount += 1
@@ -47,7 +46,7 @@ struct ChainBuilder {
     /// known to be sound (so a chain that is both malformed and out of range
     /// reports the structural error).
     func finish(id: UInt16, descriptorCount: UInt16) throws(ChainRefusal) -> DescriptorChain {
-        for range in ranges { try check(range) }
+        for i in 0..<ranges.count { try check(ranges[i]) }
         return DescriptorChain(id: id, descriptorCount: descriptorCount, ranges: ranges, readableCount: readableCount,
                                readableLength: readableLength, writableLength: Int(total) - readableLength)
     }
