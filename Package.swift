@@ -141,6 +141,15 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The device side of `vfsvm serve` below the kick (ring, queue
+        // runner, virtio-fs handler, FUSE, passthrough), for callgrind.
+        .executableTarget(
+            name: "ring-request-loop",
+            dependencies: ["VfsvmVirtio", "VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmFUSE", "VfsvmPassthroughFS",
+                           "VfsvmFUSETestSupport", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
+
         // A vhost-user-fs front-end load generator: drives `vfsvm serve`
         // and virtiofsd with FUSE requests (make bench-backend).
         .executableTarget(

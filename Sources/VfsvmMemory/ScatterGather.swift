@@ -125,6 +125,12 @@ public struct GuestBufferList: ScatterGatherList {
         GuestBufferList(memory: memory, segments: [], byteCount: 0)
     }
 
+    /// Segments already resolved from `memory` (`GuestMemory.appendSegments`)
+    /// and their total: a virtqueue builds a chain's halves this way.
+    package init(memory: GuestMemory, resolved segments: [HostSegment], byteCount: Int) {
+        self.init(memory: memory, segments: segments, byteCount: byteCount)
+    }
+
     private init(memory: GuestMemory, segments: [HostSegment], byteCount: Int) {
         self.memory = memory
         self.segments = segments

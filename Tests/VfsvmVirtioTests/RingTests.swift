@@ -40,6 +40,28 @@ import VfsvmVirtio
         #expect(try h.driver.collect().first?.reply == Array(1...10))
     }
 
+    /// A chain keeps its first four buffers inline and all of them in an
+    /// array past that: at 3, 4, 5 and 9 buffers (split between the halves
+    /// every way round) each half has its lengths, bytes and reply in order.
+    @Test(arguments: RingLayout.allCases, [(1, 2), (2, 2), (3, 1), (1, 4), (4, 1), (5, 4)])
+    func buffersPastTheInlineFourKeepTheirOrder(_ layout: RingLayout, shape: (readable: Int, writable: Int)) throws {
+        var h = try Harness(layout, size: 16)
+        let readable = (0..<shape.readable).map { bytes(3 + $0, seed: UInt8($0)) }
+        let writable = (0..<shape.writable).map { UInt32(2 + $0) }
+        let id = try h.driver.add(readable: readable, writable: writable)
+        let chain = try h.popOne()
+        #expect(chain.id == id)
+        #expect(chain.readable.map(\.length) == readable.map { UInt32($0.count) })
+        #expect(chain.writable.map(\.length) == writable)
+        #expect(chain.readableLength == readable.joined().count)
+        #expect(chain.writableLength == Int(writable.reduce(0, +)))
+        #expect(try chain.readableBuffers(h.memory).bytes(at: 0, count: chain.readableLength) == Array(readable.joined()))
+        #expect(try chain.writableBuffers(h.memory).segments.map(\.count) == writable.map(Int.init))
+        let reply = (0..<chain.writableLength).map { UInt8($0 + 1) }
+        try h.complete(chain, reply: reply)
+        #expect(try h.driver.collect().first?.reply == reply)
+    }
+
     /// Zero-length descriptors are accepted and carry no range (the spec
     /// gives no minimum for len; nothing is accessed).
     @Test(arguments: RingLayout.allCases)
