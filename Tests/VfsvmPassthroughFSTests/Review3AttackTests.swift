@@ -28,6 +28,25 @@ import VfsvmSys
         // No handle at all (fh 0 names nothing): the same.
         #expect(c.lk(.setlk, node: n, fh: 0, owner: 100, start: 1, end: 1, type: UInt32(F_RDLCK)).errno != 0)
     }
+
+    /// `vfsvm mount` serves every host user from one fd budget (derived from
+    /// the soft RLIMIT_NOFILE it was started with, ~704 of 1024; mount does
+    /// not raise it): one unprivileged user holding that many open files makes
+    /// every other user's open fail with EMFILE.
+    @Test func oneHostUserExhaustsTheMountsOpenFileBudget() throws {
+        var o = PassthroughOptions()
+        o.maxOpenHandles = 8
+        let f = try Fixture(options: o)
+        f.writeHost("shared", "x")
+        let c = f.client
+        let n = c.lookup(1, "shared").nodeID
+        c.uid = 1000; c.gid = 1000
+        var held = 0
+        while c.open(n, flags: UInt32(O_RDONLY)).ok { held += 1; if held > 64 { break } }
+        c.uid = 1001; c.gid = 1001
+        let other = c.open(n, flags: UInt32(O_RDONLY))
+        #expect(other.ok, "uid 1001's open after uid 1000 holds \(held) handles: errno \(other.errno)")
+    }
 }
 
 @Suite struct Review3XattrMapRouteTests {
