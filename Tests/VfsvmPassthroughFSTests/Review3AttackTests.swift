@@ -76,11 +76,33 @@ import VfsvmSys
                 + withUnsafeBytes(of: id.littleEndian, Array.init)
         }
         let r = set(c, n, "acl_access", acl)
+        #expect(r.errno == EOPNOTSUPP)
         var buf = [UInt8](repeating: 0, count: 256)
         let got = getxattr(f.path("a"), "system.posix_acl_access", &buf, buf.count)
         #expect(got < 0, "an ACL naming host uid 4242 reached the host file (SETXATTR errno \(r.errno))")
         let cap: [UInt8] = [0, 0, 0, 2, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         let rc = set(c, n, "capability", cap)
+        #expect(rc.errno == EPERM)
         #expect(getxattr(f.path("a"), "security.capability", &buf, buf.count) < 0, "a capability reached the host file (SETXATTR errno \(rc.errno))")
+    }
+
+    /// The converse: a map that stores the guest's ACL under a user.* name
+    /// makes it a plain value on the host (no host ids are read from it),
+    /// so it is not refused.
+    @Test func anACLMappedAwayIsNotRefused() throws {
+        var o = FUSEServerOptions()
+        o.idTranslation = IDTranslationTests.translation()
+        var p = PassthroughOptions()
+        p.xattr = true
+        p.xattrMap = try XattrNameMap(parsing: ":map::user.virtiofs.:")
+        let f = try Fixture(options: p, server: o)
+        f.writeHost("a", "x")
+        let c = f.client
+        let n = c.lookup(1, "a").nodeID
+        let value: [UInt8] = [2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff]
+        #expect(set(c, n, "system.posix_acl_access", value).ok)
+        var buf = [UInt8](repeating: 0, count: 256)
+        #expect(getxattr(f.path("a"), "user.virtiofs.system.posix_acl_access", &buf, buf.count) == value.count)
+        #expect(getxattr(f.path("a"), "system.posix_acl_access", &buf, buf.count) < 0)
     }
 }
