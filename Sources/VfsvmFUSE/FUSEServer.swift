@@ -186,8 +186,11 @@ public final class FUSEServer: FUSERequestHandler {
     /// a file capability's root id): with --translate-uid/gid they would
     /// cross the mapping untranslated (a guest could name any host id, or
     /// give a host file capabilities), so they are refused, as if the share
-    /// had no ACLs.
-    static func untranslatedIDs(_ name: [UInt8]) throws(FUSEErrno) {
+    /// had no ACLs. Judged by the name the host file gets (after
+    /// --xattrmap): a map may land another guest name on these, and a name
+    /// mapped away from them is harmless.
+    static func untranslatedIDs(_ guestName: [UInt8], _ fs: any FileSystem) throws(FUSEErrno) {
+        let name = try fs.hostXattrName(guestName)
         switch String(decoding: name, as: UTF8.self) {
         case "system.posix_acl_access", "system.posix_acl_default":
             throw FUSEErrno(.EOPNOTSUPP, "POSIX ACLs name host ids, which --translate-uid/gid would not translate")
@@ -332,10 +335,10 @@ public final class FUSEServer: FUSERequestHandler {
         case let .fsync(handle, dataOnly): try fs.fsync(ctx, node: node, handle: handle, dataOnly: dataOnly)
         case let .fsyncdir(handle, dataOnly): try fs.fsyncdir(ctx, node: node, handle: handle, dataOnly: dataOnly)
         case let .setxattr(name, value, flags):
-            if ids != nil { try Self.untranslatedIDs(name) }
+            if ids != nil { try Self.untranslatedIDs(name, fs) }
             try fs.setxattr(ctx, node: node, name: name, value: value, flags: flags)
         case let .getxattr(name, size):
-            if ids != nil { try Self.untranslatedIDs(name) }
+            if ids != nil { try Self.untranslatedIDs(name, fs) }
             return try xattrReply(fs.getxattr(ctx, node: node, name: name, size: Int(min(size, 65536))), size: size, reply: reply, &w)
         case let .listxattr(size):
             return try xattrReply(fs.listxattr(ctx, node: node, size: Int(min(size, 65536))), size: size, reply: reply, &w)

@@ -192,6 +192,9 @@ public protocol FileSystem: Sendable {
     func initialize(_ session: FUSESession)
     func destroy()
     func backingFile(handle: UInt64) -> (node: UInt64, fd: FileDescriptor)?
+    /// The host name a guest xattr name is stored under (a file system may
+    /// rename them, --xattrmap); a name it refuses throws its errno.
+    func hostXattrName(_ name: [UInt8]) throws(FUSEErrno) -> [UInt8]
 
     func lookup(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno) -> FUSEEntry
     func forget(nodeID: UInt64, count: UInt64)
@@ -258,6 +261,8 @@ extension FileSystem {
     /// The host file behind an open file handle, for FUSE passthrough;
     /// nil where there is none (the default).
     public func backingFile(handle: UInt64) -> (node: UInt64, fd: FileDescriptor)? { nil }
+    /// Names kept as they are (the default).
+    public func hostXattrName(_ name: [UInt8]) throws(FUSEErrno) -> [UInt8] { name }
     public var supportedInitFlags: UInt64 { 0 }
     public func initialize(_ session: FUSESession) {}
     public func destroy() {}

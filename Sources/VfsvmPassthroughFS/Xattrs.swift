@@ -13,7 +13,7 @@ extension PassthroughFileSystem {
     }
 
     /// The host name of guest xattr `name` (`xattrMap`).
-    func hostXattrName(_ name: [UInt8]) throws(FUSEErrno) -> [UInt8] {
+    public func hostXattrName(_ name: [UInt8]) throws(FUSEErrno) -> [UInt8] {
         guard let map = options.xattrMap else { return name }
         switch map.client(name) {
         case let .host(h): return h
