@@ -223,7 +223,7 @@ public final class FUSEServer: FUSERequestHandler {
         if let label = r.securityContext {
             // With --translate-uid/gid a label must not name host ids
             // either (security.capability is refused by the decoder).
-            if ids != nil { try Self.untranslatedIDs(label.name) }
+            if ids != nil { try Self.untranslatedIDs(label.name, fs) }
             ctx.securityContext = label
         }
         // A caller whose ids are forbidden may still look and read; what
