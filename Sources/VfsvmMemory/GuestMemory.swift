@@ -145,6 +145,19 @@ public final class GuestMemory: Sendable {
         }
     }
 
+    /// `[address, address + length)` as one host segment, or nil when it
+    /// runs from one region into an adjacent one (every byte backed; use
+    /// `appendSegments`). Throws like `segments(at:length:)` otherwise.
+    package func singleSegment(at address: GuestAddress, length: UInt64) throws(GuestMemoryError) -> HostSegment? {
+        do {
+            return HostSegment(base: try contiguousPointer(at: address, length: length), count: Int(length))
+        } catch .crossesRegion {
+            return nil
+        } catch {
+            throw error
+        }
+    }
+
     /// Checks that `[address, address + length)` is backed by one region,
     /// without touching it. Used to validate ring layouts up front.
     public func checkContiguous(_ address: GuestAddress, length: UInt64) throws(GuestMemoryError) {

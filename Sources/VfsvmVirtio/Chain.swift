@@ -74,6 +74,10 @@ public struct DescriptorChain: Hashable, Sendable {
     /// intermediate array per half).
     private func buffers(_ memory: GuestMemory, _ slots: Range<Int>, byteCount: Int) throws(GuestMemoryError) -> GuestBufferList {
         guard !slots.isEmpty else { return .empty(memory) }
+        if slots.count == 1, let one = try memory.singleSegment(at: ranges[slots.lowerBound].address,
+                                                                length: UInt64(ranges[slots.lowerBound].length)) {
+            return GuestBufferList(memory: memory, resolved: one)
+        }
         var segments: [HostSegment] = []
         segments.reserveCapacity(slots.count)
         for i in slots {

@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import VfsvmMemory
 import VfsvmTestSupport
@@ -60,6 +61,27 @@ import VfsvmVirtio
         let reply = (0..<chain.writableLength).map { UInt8($0 + 1) }
         try h.complete(chain, reply: reply)
         #expect(try h.driver.collect().first?.reply == reply)
+    }
+
+    /// A half of one buffer inside one region is held as one inline piece
+    /// (no array): copies, iovecs, prefixes and short writes see it as they
+    /// see any list.
+    @Test(arguments: RingLayout.allCases)
+    func aOneBufferHalfIsOneInlinePiece(_ layout: RingLayout) throws {
+        var h = try Harness(layout)
+        let request = bytes(24, seed: 5)
+        try h.driver.post(request: request, replyCapacity: 16)
+        let chain = try h.popOne()
+        let r = try chain.readableBuffers(h.memory)
+        #expect(r.segments.count == 1 && r.byteCount == 24)
+        #expect(try r.bytes(at: 5, count: 10) == Array(request[5..<15]))
+        #expect(r.withIOVecs(offset: 20, length: 100) { $0.map(\.iov_len) } == [4])
+        #expect(try r.prefix(7).bytes(at: 0, count: 7) == Array(request[0..<7]))
+        #expect(r.withSegments { $0.count } == 1)
+        let w = try chain.writableBuffers(h.memory)
+        #expect(throws: GuestMemoryError.partialBuffer(expected: 4, completed: 2)) { try w.write([1, 2, 3, 4], at: 14) }
+        try h.complete(chain, reply: [7, 7])
+        #expect(try h.driver.collect().first?.reply == [7, 7])
     }
 
     /// Zero-length descriptors are accepted and carry no range (the spec
