@@ -419,16 +419,19 @@ struct WireCursor {
 
     func remaining(_ b: Span<UInt8>) -> Int { b.count - position }
 
+    @inline(__always)
     mutating func need(_ n: Int, _ b: Span<UInt8>) throws(FUSEErrno) {
         guard n >= 0, n <= b.count - position else { throw FUSEErrno(.EINVAL, "request too short") }
     }
 
+    @inline(__always)
     mutating func u32(_ b: Span<UInt8>) throws(FUSEErrno) -> UInt32 {
         try need(4, b)
         defer { position += 4 }
         return le32(b, position)
     }
 
+    @inline(__always)
     mutating func u64(_ b: Span<UInt8>) throws(FUSEErrno) -> UInt64 {
         try need(8, b)
         defer { position += 8 }

@@ -110,11 +110,13 @@ extension PassthroughFileSystem {
     /// named by file handles (keys without a birth time) are found here.
     func enterHeld(_ st: FileStat) -> UInt64? {
         state.withLock { s -> UInt64? in
-            guard let id = s.byKey[InodeKey(dev: st.dev, ino: st.ino)] else { return nil }
-            // Each table is touched once, in place (no copy of the entry).
+            guard let id = s.byKey[InodeKey(dev: st.dev, ino: st.ino)], let i = s.inodes.index(forKey: id) else { return nil }
+            // Each table is probed once; the entry is changed in place
+            // through its index (Dictionary's subscript modify copied the
+            // Inode out and back, with its retains).
             s.clock += 1
             let cached = Self.touch(s.pathCache[id], s.clock)
-            return Self.addLookup(&s.inodes[id], fileType: st.fileType, cached: cached) ? id : nil
+            return Self.addLookup(&s.inodes.values[i], fileType: st.fileType, cached: cached) ? id : nil
         }
     }
 
@@ -127,9 +129,9 @@ extension PassthroughFileSystem {
 
     /// One more lookup on a handle-named entry of `fileType` whose fd is
     /// held (pinned, or `cached`); false (nothing changed) otherwise.
-    private static func addLookup(_ inode: inout Inode?, fileType: UInt32, cached: Bool) -> Bool {
-        guard inode != nil, inode!.handle != nil, inode!.fileType == fileType, cached || inode!.pinned != nil else { return false }
-        inode!.lookups += 1
+    private static func addLookup(_ inode: inout Inode, fileType: UInt32, cached: Bool) -> Bool {
+        guard inode.handle != nil, inode.fileType == fileType, cached || inode.pinned != nil else { return false }
+        inode.lookups += 1
         return true
     }
 

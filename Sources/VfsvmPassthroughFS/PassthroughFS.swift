@@ -178,6 +178,10 @@ public final class PassthroughFileSystem: FileSystem {
         let ino: UInt64
         var birth: Int64 = 0
         func sameInodeNumber(_ o: InodeKey) -> Bool { dev == o.dev && ino == o.ino }
+        // One word into the (seeded) hasher instead of three: keys that
+        // differ only in birth time are rare (a reused inode number), and
+        // equality still compares all three fields.
+        func hash(into h: inout Hasher) { h.combine(dev &* 0x9E37_79B9_7F4A_7C15 ^ ino) }
     }
 
     struct Location: Hashable { let parent: UInt64; let name: [UInt8] }
