@@ -110,6 +110,14 @@ public struct OptionList: Equatable, Sendable {
         }
     }
 
+    /// Takes out every entry named `key` (one command's own options, such
+    /// as `vfsvm mount`'s `uring`/`no_uring`); the entries taken, in order.
+    public mutating func remove(_ key: String) -> [(key: String, value: String?)] {
+        let taken = entries.filter { $0.key == key }
+        entries.removeAll { $0.key == key }
+        return taken
+    }
+
     public static func == (a: OptionList, b: OptionList) -> Bool {
         a.entries.elementsEqual(b.entries) { $0.key == $1.key && $0.value == $1.value }
     }

@@ -39,6 +39,9 @@ public enum FUSEInitFlag {
     /// FUSE passthrough (7.40): OPEN replies may name a backing file the
     /// kernel then reads and writes itself, without the server.
     public static let passthrough: UInt64 = 1 << 37
+    /// FUSE over io_uring (7.42): requests reach the server through
+    /// buffers it registers on io_uring rings (a host mount only).
+    public static let overIOURing: UInt64 = 1 << 41
 }
 
 /// Bits `FUSEServer` adds to SETXATTR's `flags` (XATTR_CREATE and
@@ -121,6 +124,9 @@ public struct FUSEServerOptions: Sendable, Equatable {
     public var securityLabel = false
     /// Guest <-> host uid/gid translation; nil: ids pass unchanged.
     public var idTranslation: FUSEIDTranslation? = nil
+    /// Offer FUSE_OVER_IO_URING: the server registers io_uring queues right
+    /// after INIT (`vfsvm mount` with rings ready; never for virtio-fs).
+    public var overIOURing = false
     public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, locks: Bool = true) {
         self.init(maxWrite: maxWrite, writeback: writeback, readOnly: readOnly, posixLocks: locks, flockLocks: locks)
     }

@@ -492,6 +492,7 @@ public final class FUSEServer: FUSERequestHandler {
         // Passthrough where a backing-file registry exists; the kernel
         // refuses it together with the writeback cache.
         if backingFiles != nil, !options.writeback { ours |= FUSEInitFlag.passthrough }
+        if options.overIOURing { ours |= FUSEInitFlag.overIOURing }
         var negotiated = ours & clientFlags
         if clientFlags & FUSEInitFlag.initExt != 0 { negotiated |= FUSEInitFlag.initExt }
         let agreedMinor = min(minor, FUSEProtocol.minor)

@@ -230,8 +230,25 @@ public struct ScatterGatherPrefix: ScatterGatherList {
         byteCount = total
         owner = base
     }
+
+    init(segments: [HostSegment], byteCount: Int, owner: any Sendable) {
+        self.segments = segments
+        self.byteCount = byteCount
+        self.owner = owner
+    }
 }
 
 extension ScatterGatherList {
     public func prefix(_ length: Int) -> ScatterGatherPrefix { ScatterGatherPrefix(self, length: length) }
+}
+
+extension HostBuffer {
+    /// `length` bytes from `offset` (clamped to the buffer): a request or
+    /// reply laid out inside a larger buffer, as `vfsvm mount`'s io_uring
+    /// entries are.
+    public func window(offset: Int, length: Int) -> ScatterGatherPrefix {
+        let start = max(0, min(offset, byteCount))
+        let count = max(0, min(length, byteCount - start))
+        return ScatterGatherPrefix(segments: [HostSegment(base: segments[0].base + start, count: count)], byteCount: count, owner: self)
+    }
 }
