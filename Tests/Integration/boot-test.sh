@@ -55,7 +55,13 @@ boot() { "$top/Tests/Integration/boot-qemu.sh" --socket "$work/sock" --tag fs --
 # --- the sandbox: serve's root is the share, not the host's /
 echo sandboxed > "$share/inside"
 start_serve
-root_view=$(ls "/proc/$serve_pid/root/" 2>&1 | tr '\n' ' ')
+# serve listens before it enters the sandbox (the socket's path is outside
+# the share) and accepts only after: give it a moment to get there.
+for _ in $(seq 50); do
+    root_view=$(ls "/proc/$serve_pid/root/" 2>&1 | tr '\n' ' ')
+    [ "$root_view" = "inside " ] && break
+    sleep 0.1
+done
 if [ "$root_view" = "inside " ]; then ok "serve's root is the share (namespace sandbox)"; else bad "serve's root is the share (namespace sandbox)" "saw: $root_view"; fi
 caps=$(grep CapEff "/proc/$serve_pid/status" | awk '{print $2}')
 if [ -n "$caps" ] && [ "$caps" != 000001ffffffffff ] && [ $((16#$caps & (1 << 21))) -eq 0 ]; then ok "serve dropped CAP_SYS_ADMIN (CapEff $caps)"; else bad "serve dropped capabilities" "CapEff $caps"; fi
