@@ -64,6 +64,10 @@ struct Mount: ParsableCommand {
         if !settings.posixACL {
             logLine("vfsvm mount: the host files' POSIX ACLs are not enforced on this mount (no_posix_acl or no_xattr): only mode bits are checked")
         }
+        // As serve: the fd budget (every host user's open files and lock
+        // owners on this mount) is derived from the soft limit in force at
+        // INIT, which a shell leaves at 1024.
+        do { try OpenFileLimit.raise(to: nil) } catch { throw CommandFailure(error.description) }
         let backingFiles = passthrough ? HostBackingFiles() : nil
         let server = try makeFileServer(settings: settings, engine: ioEngine, trace: debug, backingFiles: backingFiles)
         // Signals are taken synchronously by one thread; every thread
