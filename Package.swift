@@ -93,7 +93,7 @@ let package = Package(
         .target(name: "VfsvmMachine", dependencies: ["VfsvmKVM", "VfsvmBoot", "VfsvmTransport", "VfsvmVirtio", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
 
         // The FUSE core served on the host through /dev/fuse (`vfsvm mount`).
-        .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .target(name: "VfsvmHostFUSE", dependencies: ["VfsvmFUSE", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux", "CVfsvmURing"], swiftSettings: strict),
 
         // Shares, VM configuration, virtiofsd-compatible options.
         .target(name: "VfsvmConfig", swiftSettings: strict),
@@ -138,6 +138,15 @@ let package = Package(
         .executableTarget(
             name: "fuse-request-loop",
             dependencies: ["VfsvmFUSE", "VfsvmPassthroughFS", "VfsvmFUSETestSupport", "VfsvmMemory", "VfsvmSys"],
+            swiftSettings: strict
+        ),
+
+        // The device side of `vfsvm serve` below the kick (ring, queue
+        // runner, virtio-fs handler, FUSE, passthrough), for callgrind.
+        .executableTarget(
+            name: "ring-request-loop",
+            dependencies: ["VfsvmVirtio", "VfsvmVirtioFS", "VfsvmTestSupport", "VfsvmFUSE", "VfsvmPassthroughFS",
+                           "VfsvmFUSETestSupport", "VfsvmMemory", "VfsvmSys"],
             swiftSettings: strict
         ),
 

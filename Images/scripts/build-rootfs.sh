@@ -1,6 +1,6 @@
 #!/bin/bash
 # build-rootfs.sh --tarball FILE --init FILE --init-lib FILE --busybox FILE
-#                 [--extra FILE]... (--tree DIR | --image FILE --size SIZE)
+#                 [--extra FILE]... [--deb FILE]... (--tree DIR | --image FILE --size SIZE)
 #
 # Makes the vfsvm Debian root file system from a debootstrap tarball
 # (debootstrap-tarball.sh), offline:
@@ -12,6 +12,8 @@
 #   /lib/vfsvm/init-lib.sh                       --init-lib
 #   /usr/lib/vfsvm/bin/{busybox,poweroff,cttyhack}  for the init (minbase has no poweroff)
 #   /usr/local/bin/NAME                          each --extra FILE (static helpers)
+#   each --deb FILE installed with dpkg --root (offline; a package of the
+#   same suite whose dependencies minbase has, e.g. acl for setfacl/getfacl)
 #   /etc/hostname (vfsvm), /etc/fstab (no entries: the initramfs mounts the
 #   root), /etc/vfsvm-rootfs (what it was built from)
 # Not byte-reproducible: mkfs.ext4 -d copies each file's ctime (the time of
@@ -19,7 +21,7 @@
 set -euo pipefail
 
 die() { echo "build-rootfs: $*" >&2; exit 1; }
-tarball="" init="" initlib="" busybox="" tree="" image="" size="" extras=()
+tarball="" init="" initlib="" busybox="" tree="" image="" size="" extras=() debs=()
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || die "$1 needs a value"
     case $1 in
@@ -28,6 +30,7 @@ while [ $# -gt 0 ]; do
         --init-lib) initlib=$2 ;;
         --busybox) busybox=$2 ;;
         --extra) [ -x "$2" ] || die "--extra: '$2' is not executable"; extras+=("$2") ;;
+        --deb) [ -f "$2" ] || die "--deb: no such file '$2'"; debs+=("$2") ;;
         --tree) tree=$2 ;;
         --image) image=$2 ;;
         --size) size=$2 ;;
@@ -62,6 +65,13 @@ install -D -m 0644 "$initlib" "$stage/lib/vfsvm/init-lib.sh"
 install -D -m 0755 "$busybox" "$stage/usr/lib/vfsvm/bin/busybox"
 for a in poweroff cttyhack; do ln -s busybox "$stage/usr/lib/vfsvm/bin/$a"; done
 for x in "${extras[@]}"; do install -m 0755 "$x" "$stage/usr/local/bin/$(basename "$x")"; done
+# dpkg of the host, rooted in the stage (its maintainer scripts run chrooted
+# into it): the package is unpacked through the tree's merged-/usr links and
+# recorded in its dpkg status like any other.
+for d in "${debs[@]}"; do
+    dpkg --root="$(realpath "$stage")" --install "$(realpath "$d")" >/dev/null ||
+        die "dpkg --root could not install $(basename "$d") (its dependencies must be in the tarball)"
+done
 echo vfsvm > "$stage/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tvfsvm\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$stage/etc/hosts"
 echo "# The vfsvm initramfs mounts the root (root=/dev/vda or rootfstype=virtiofs root=TAG); nothing else." > "$stage/etc/fstab"

@@ -152,6 +152,9 @@ check "out/rootfs: same init, init-lib, helpers; setuid root mount" \
              cmp "$1/usr/local/bin/vfsvm-bench" "$3/vfsvm-bench" && [ "$(stat -c %a:%u:%g "$1/usr/bin/mount")" = 4755:0:0 ]' _ "$out/rootfs" "$here" "$out"
 check "out/rootfs and rootfs.img hold the same packages (one tarball)" \
     bash -c 'cmp <(dbg "cat /var/lib/dpkg/status") "$1/var/lib/dpkg/status" && [ "$(grep -c "^Package:" "$1/var/lib/dpkg/status")" -gt 50 ]' _ "$out/rootfs"
+check "rootfs.img and out/rootfs: the acl package installed (setfacl/getfacl for rootfs-test's --posix-acl case)" \
+    bash -c 'dbg "stat /usr/bin/setfacl" | grep -q "Type: regular" && [ -x "$1/usr/bin/getfacl" ] &&
+             grep -A1 "^Package: acl$" "$1/var/lib/dpkg/status" | grep -q "^Status: install ok installed"' _ "$out/rootfs"
 check "rootfs has no apt lists or cached .debs (trimmed)" \
     bash -c '[ -z "$(ls "$1/var/cache/apt/archives/"*.deb "$1/var/lib/apt/lists/"*Packages* 2>/dev/null)" ]' _ "$out/rootfs"
 
@@ -161,6 +164,7 @@ tarball=$(ls "$here"/cache/debootstrap-*.tar.zst | head -n1)
 rargs=(--tarball "$tarball" --init "$here/rootfs-init.sh" --init-lib "$here/init-lib.sh" --busybox "$(command -v busybox)")
 refuse "build-rootfs rejects --tree with --image" "$here/scripts/build-rootfs.sh" "${rargs[@]}" --tree "$tmp/t" --image "$tmp/i" --size 1G
 refuse "build-rootfs rejects --image without a size" "$here/scripts/build-rootfs.sh" "${rargs[@]}" --image "$tmp/i"
+refuse "build-rootfs rejects a --deb that does not exist" "$here/scripts/build-rootfs.sh" "${rargs[@]}" --deb "$tmp/none.deb" --tree "$tmp/t"
 refuse "build-rootfs rejects a tarball that is not a Debian tree" "$here/scripts/build-rootfs.sh" "${rargs[@]/$tarball/$out/guest.img}" --tree "$tmp/t"
 refuse "build-rootfs fails on an image too small for the tree" "$here/scripts/build-rootfs.sh" "${rargs[@]}" --image "$tmp/small.img" --size 16M
 check "build-rootfs left no stage directories behind" bash -c '[ -z "$(ls -A "$1" | grep -E "^\.rootfs-stage|^t$")" ]' _ "$tmp"

@@ -23,8 +23,6 @@ public enum VirtiofsdCompat {
     /// Every virtiofsd option `vfsvm serve` refuses, one row each. An
     /// option leaves this table when it is implemented.
     public static let unimplemented: [UnimplementedOption] = [
-        UnimplementedOption(long: "security-label", compat: "security_label",
-                            meaning: "sets the SELinux label the guest sends with each create (security.selinux); implies --xattr"),
         UnimplementedOption(long: "uid-map", compat: nil,
                             meaning: "maps host UIDs into the user namespace an unprivileged virtiofsd runs in, :inside:outside:count:; --translate-uid map:INSIDE:OUTSIDE:COUNT gives the guest the same view"),
         UnimplementedOption(long: "gid-map", compat: nil,

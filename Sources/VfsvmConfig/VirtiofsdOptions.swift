@@ -110,6 +110,14 @@ public struct OptionList: Equatable, Sendable {
         }
     }
 
+    /// Takes out every entry named `key` (one command's own options, such
+    /// as `vfsvm mount`'s `uring`/`no_uring`); the entries taken, in order.
+    public mutating func remove(_ key: String) -> [(key: String, value: String?)] {
+        let taken = entries.filter { $0.key == key }
+        entries.removeAll { $0.key == key }
+        return taken
+    }
+
     public static func == (a: OptionList, b: OptionList) -> Bool {
         a.entries.elementsEqual(b.entries) { $0.key == $1.key && $0.value == $1.value }
     }
@@ -162,6 +170,12 @@ public struct ServeSettings: Equatable, Sendable {
     /// `--posix-acl` / `-o posix_acl`: POSIX ACLs offered; turns xattrs on.
     public var posixACL = false {
         didSet { if posixACL { xattr = true } }
+    }
+    /// `--security-label` / `-o security_label`: FUSE_SECURITY_CTX offered,
+    /// the context a guest create carries set as an xattr of the new node
+    /// (through `xattrmap`); turns xattrs on.
+    public var securityLabel = false {
+        didSet { if securityLabel { xattr = true } }
     }
     public var xattrmap: String? {
         didSet { if xattrmap != nil { xattr = true } }
@@ -224,8 +238,8 @@ public struct ServeSettings: Equatable, Sendable {
             case "xattrmap": xattrmap = try need()
             case "posix_acl": try none(); posixACL = true
             case "no_posix_acl": try none(); posixACL = false
-            // Asking for what vfsvm does anyway: no labels.
-            case "no_security_label": try none()
+            case "security_label": try none(); securityLabel = true
+            case "no_security_label": try none(); securityLabel = false
             case "debug": try none(); logLevel = .debug
             case "log_level", "loglevel":
                 let v = try need()
@@ -235,7 +249,7 @@ public struct ServeSettings: Equatable, Sendable {
                 logLevel = level
             default:
                 if let row = VirtiofsdCompat.unimplemented(compat: key) { throw .unimplemented("-o \(key)", meaning: row.meaning) }
-                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, readdirplus, no_readdirplus, killpriv_v2, no_killpriv_v2, allow_direct_io, no_allow_direct_io, announce_submounts, posix_acl, no_posix_acl, no_security_label, xattrmap, modcaps, debug, log_level)")
+                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, readdirplus, no_readdirplus, killpriv_v2, no_killpriv_v2, allow_direct_io, no_allow_direct_io, announce_submounts, posix_acl, no_posix_acl, security_label, no_security_label, xattrmap, modcaps, debug, log_level)")
             }
         }
     }

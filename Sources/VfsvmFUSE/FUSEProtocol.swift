@@ -29,12 +29,19 @@ public enum FUSEInitFlag {
     public static let handleKillprivV2: UInt64 = 1 << 28
     public static let setxattrExt: UInt64 = 1 << 29
     public static let initExt: UInt64 = 1 << 30
+    /// FUSE_SECURITY_CTX (flags2 bit 0, 7.36): CREATE, MKNOD, MKDIR,
+    /// SYMLINK and TMPFILE carry the new node's security context (an xattr
+    /// name and value from the client's LSM) in a request extension.
+    public static let securityContext: UInt64 = 1 << 32
     /// Shared mmap of files opened with FOPEN_DIRECT_IO (flags2 bit 4;
     /// linux/fuse.h 7.39).
     public static let directIOAllowMmap: UInt64 = 1 << 36
     /// FUSE passthrough (7.40): OPEN replies may name a backing file the
     /// kernel then reads and writes itself, without the server.
     public static let passthrough: UInt64 = 1 << 37
+    /// FUSE over io_uring (7.42): requests reach the server through
+    /// buffers it registers on io_uring rings (a host mount only).
+    public static let overIOURing: UInt64 = 1 << 41
 }
 
 /// Bits `FUSEServer` adds to SETXATTR's `flags` (XATTR_CREATE and
@@ -112,8 +119,14 @@ public struct FUSEServerOptions: Sendable, Equatable {
     public var announceSubmounts = false
     /// Offer FUSE_POSIX_ACL (the file system must honour default ACLs).
     public var posixACL = false
+    /// Offer FUSE_SECURITY_CTX: the security context a create carries is
+    /// set on the new node (virtiofsd's `--security-label`).
+    public var securityLabel = false
     /// Guest <-> host uid/gid translation; nil: ids pass unchanged.
     public var idTranslation: FUSEIDTranslation? = nil
+    /// Offer FUSE_OVER_IO_URING: the server registers io_uring queues right
+    /// after INIT (`vfsvm mount` with rings ready; never for virtio-fs).
+    public var overIOURing = false
     public init(maxWrite: UInt32 = 1 << 20, writeback: Bool = false, readOnly: Bool = false, locks: Bool = true) {
         self.init(maxWrite: maxWrite, writeback: writeback, readOnly: readOnly, posixLocks: locks, flockLocks: locks)
     }

@@ -33,11 +33,16 @@ public struct FUSERequest: Sendable {
     /// (`operation` is then `.malformed`).
     public var opcode: FUSEOpcode?
     public var operation: FUSEOperation
+    /// The security context a CREATE, MKNOD, MKDIR, SYMLINK or TMPFILE
+    /// carried (FUSE_SECURITY_CTX negotiated and the client's LSM gave
+    /// one); nil otherwise.
+    public var securityContext: FUSESecurityContext?
 
-    public init(header: FUSEInHeader, opcode: FUSEOpcode?, operation: FUSEOperation) {
+    public init(header: FUSEInHeader, opcode: FUSEOpcode?, operation: FUSEOperation, securityContext: FUSESecurityContext? = nil) {
         self.header = header
         self.opcode = opcode
         self.operation = operation
+        self.securityContext = securityContext
     }
 
     /// A SETLKW: it may wait until another request, perhaps queued behind
@@ -46,6 +51,17 @@ public struct FUSERequest: Sendable {
         if case .setlk(_, _, _, _, wait: true) = operation { return true }
         return false
     }
+}
+
+/// A new node's security context (struct fuse_secctx and what follows it):
+/// the xattr that holds it and its value, e.g. "security.selinux" and
+/// "system_u:object_r:container_file_t:s0\0".
+public struct FUSESecurityContext: Sendable, Equatable {
+    /// The xattr name, 1...255 bytes, without its NUL.
+    public var name: [UInt8]
+    /// The value exactly as sent (fuse_secctx.size bytes, not empty).
+    public var value: [UInt8]
+    public init(name: [UInt8], value: [UInt8]) { self.name = name; self.value = value }
 }
 
 /// One entry of a BATCH_FORGET (struct fuse_forget_one).

@@ -124,7 +124,8 @@ public final class FUSEServer: FUSERequestHandler {
     }
 
     private func decoder(_ s: FUSESession?) -> FUSERequestDecoder {
-        FUSERequestDecoder(setxattrExt: s?.has(FUSEInitFlag.setxattrExt) == true)
+        FUSERequestDecoder(setxattrExt: s?.has(FUSEInitFlag.setxattrExt) == true,
+                           securityContext: s?.has(FUSEInitFlag.securityContext) == true)
     }
 
     private func admitWaiter() -> Bool {
@@ -249,6 +250,12 @@ public final class FUSEServer: FUSERequestHandler {
         let fs = fileSystem
         let ids = options.idTranslation
         var ctx = r.header.context
+        if let label = r.securityContext {
+            // With --translate-uid/gid a label must not name host ids
+            // either (security.capability is refused by the decoder).
+            if ids != nil { try Self.untranslatedIDs(label.name, fs) }
+            ctx.securityContext = label
+        }
         // A caller whose ids are forbidden may still look and read; what
         // would make a file with its ids, or check access as it, fails.
         var forbidden = false
@@ -506,6 +513,7 @@ public final class FUSEServer: FUSERequestHandler {
         if options.directIOAllowMmap { ours |= FUSEInitFlag.directIOAllowMmap }
         if options.announceSubmounts { ours |= FUSEInitFlag.submounts }
         if options.posixACL { ours |= FUSEInitFlag.posixACL }
+        if options.securityLabel { ours |= FUSEInitFlag.securityContext }
         if options.posixLocks { ours |= FUSEInitFlag.posixLocks }
         if options.flockLocks { ours |= FUSEInitFlag.flockLocks }
         if options.writeback { ours |= FUSEInitFlag.writebackCache }
@@ -514,6 +522,7 @@ public final class FUSEServer: FUSERequestHandler {
         // Passthrough where a backing-file registry exists; the kernel
         // refuses it together with the writeback cache.
         if backingFiles != nil, !options.writeback { ours |= FUSEInitFlag.passthrough }
+        if options.overIOURing { ours |= FUSEInitFlag.overIOURing }
         var negotiated = ours & clientFlags
         if clientFlags & FUSEInitFlag.initExt != 0 { negotiated |= FUSEInitFlag.initExt }
         let agreedMinor = min(minor, FUSEProtocol.minor)

@@ -9,9 +9,16 @@ public struct FUSERequestContext: Sendable, Equatable {
     public var uid: UInt32
     public var gid: UInt32
     public var pid: UInt32
+    /// The security context a CREATE, MKNOD, MKDIR, SYMLINK or TMPFILE
+    /// carried (FUSE_SECURITY_CTX): the file system sets it on the node it
+    /// makes before answering, and makes no node when it cannot. nil for
+    /// every other request.
+    public var securityContext: FUSESecurityContext?
 
-    public init(unique: UInt64 = 0, nodeID: UInt64 = 0, uid: UInt32 = 0, gid: UInt32 = 0, pid: UInt32 = 0) {
+    public init(unique: UInt64 = 0, nodeID: UInt64 = 0, uid: UInt32 = 0, gid: UInt32 = 0, pid: UInt32 = 0,
+                securityContext: FUSESecurityContext? = nil) {
         self.unique = unique; self.nodeID = nodeID; self.uid = uid; self.gid = gid; self.pid = pid
+        self.securityContext = securityContext
     }
 }
 

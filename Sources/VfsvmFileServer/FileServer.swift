@@ -25,7 +25,7 @@ public enum IOEngineChoice: String, CaseIterable, Sendable {
 /// this very server under the seccomp filter, Tests/FUSESweepProbe).
 public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trace: Bool = false,
                            confined: Sandbox.Share? = nil, rootFD: FileDescriptor? = nil, dax: DAXMappings? = nil,
-                           backingFiles: HostBackingFiles? = nil) throws -> FUSEServer {
+                           backingFiles: HostBackingFiles? = nil, overIOURing: Bool = false) throws -> FUSEServer {
     guard let dir = settings.sharedDir else { throw FileServerFailure("no shared directory given") }
     let cache: PassthroughOptions.Cache = switch settings.cache {
     case .never: .never
@@ -76,6 +76,8 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
     serverOptions.directIOAllowMmap = settings.allowMmap
     serverOptions.announceSubmounts = settings.announceSubmounts
     serverOptions.posixACL = settings.posixACL
+    serverOptions.securityLabel = settings.securityLabel
+    serverOptions.overIOURing = overIOURing
     if !settings.uidTranslation.isEmpty || !settings.gidTranslation.isEmpty {
         serverOptions.idTranslation = FUSEIDTranslation(uids: idMap(settings.uidTranslation), gids: idMap(settings.gidTranslation))
     }

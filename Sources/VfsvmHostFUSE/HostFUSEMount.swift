@@ -76,18 +76,45 @@ public final class HostFUSEMount: Sendable {
     /// from.
     ///
     /// With `backingFiles` (the registry the handler was given), open
-    /// files go to the kernel for FUSE passthrough.
-    public func serve(_ handler: some FUSERequestHandler, threads: Int, backingFiles: HostBackingFiles? = nil) throws(SystemError) {
+    /// files go to the kernel for FUSE passthrough. With `uring` (whose
+    /// rings the handler's INIT offers), requests move to FUSE over
+    /// io_uring once INIT is answered; the /dev/fuse workers stay for what
+    /// the kernel still sends there (FORGET, INTERRUPT, or everything when
+    /// it refuses the rings).
+    public func serve(_ handler: some FUSERequestHandler, threads: Int, backingFiles: HostBackingFiles? = nil,
+                      uring: HostFUSEURing? = nil) throws(SystemError) {
         backingFiles?.attach(device)
         var workers: [OSThread] = []
+        let main = device
         for i in 0..<max(1, threads) {
             let fd = i == 0 ? device : try cloneDevice()
             let size = bufferSize
             workers.append(try OSThread(name: "vfsvm-fuse-\(i)") {
-                Self.workerLoop(fd: fd, handler: handler, bufferSize: size)
+                Self.workerLoop(fd: fd, handler: handler, bufferSize: size) { reply in
+                    guard let uring else { return }
+                    Self.initAnswered(reply, uring: uring, device: main, handler: handler)
+                }
             })
         }
         for w in workers { w.join() }
+    }
+
+    /// INIT was answered with `reply`: starts the rings if it agreed on
+    /// FUSE over io_uring, or says why the channel stays /dev/fuse reads.
+    private static func initAnswered(_ reply: HostBuffer, uring: HostFUSEURing, device: FileDescriptor,
+                                     handler: some FUSERequestHandler) {
+        // fuse_out_header (16) + fuse_init_out: max_write at 20, max_pages
+        // at 28, flags2 at 32.
+        let (error, maxWrite, maxPages, flags2) = reply.withUnsafeMutableBytes { raw in
+            (raw.load(fromByteOffset: 4, as: Int32.self), Int(raw.load(fromByteOffset: 16 + 20, as: UInt32.self)),
+             Int(raw.load(fromByteOffset: 16 + 28, as: UInt16.self)), UInt64(raw.load(fromByteOffset: 16 + 32, as: UInt32.self)))
+        }
+        guard error == 0 else { return }
+        guard (flags2 << 32) & FUSEInitFlag.overIOURing != 0 else {
+            logLine("vfsvm mount: request channel: /dev/fuse reads (the kernel did not offer FUSE_OVER_IO_URING in INIT)")
+            return
+        }
+        uring.start(device: device, handler: handler, maxPayload: max(maxWrite, maxPages * 4096))
     }
 
     private func cloneDevice() throws(SystemError) -> FileDescriptor {
@@ -97,7 +124,8 @@ public final class HostFUSEMount: Sendable {
         return clone
     }
 
-    private static func workerLoop(fd: FileDescriptor, handler: some FUSERequestHandler, bufferSize: Int) {
+    private static func workerLoop(fd: FileDescriptor, handler: some FUSERequestHandler, bufferSize: Int,
+                                   initAnswered: (HostBuffer) -> Void) {
         let request = HostBuffer(count: bufferSize)
         let reply = HostBuffer(count: bufferSize)
         while true {
@@ -121,7 +149,14 @@ public final class HostFUSEMount: Sendable {
             let handling = handler.handle(request: request.prefix(n), reply: reply) { bytes in
                 send(fd: fd, bytes)
             }
-            if case let .replied(length) = handling { send(fd: fd, reply: reply, length: length) }
+            if case let .replied(length) = handling {
+                send(fd: fd, reply: reply, length: length)
+                // FUSE_INIT (26): the kernel takes ring registrations only
+                // once it has the reply.
+                if n >= 8, length >= 16 + 36, request.withUnsafeMutableBytes({ $0.load(fromByteOffset: 4, as: UInt32.self) }) == 26 {
+                    initAnswered(reply)
+                }
+            }
         }
     }
 

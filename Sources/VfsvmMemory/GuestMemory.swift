@@ -46,6 +46,21 @@ public struct GuestRegion: Sendable {
 /// is every host vfsvm runs on; see `load(_:at:)`).
 public final class GuestMemory: Sendable {
     public let regions: [GuestRegion]
+    /// The regions as plain values (start, size, host base), in the same
+    /// order: the address lookups below walk these, so a ring access
+    /// retains and releases nothing (a `GuestRegion` holds two objects).
+    @usableFromInline let spans: [Span]
+
+    /// One region's bounds and host address; the mapping itself stays
+    /// alive through `regions`.
+    @usableFromInline
+    struct Span: @unchecked Sendable {
+        // @unchecked: the pointer is into a mapping `regions` keeps alive
+        // as long as this GuestMemory; it is never freed through here.
+        @usableFromInline let start: UInt64
+        @usableFromInline let size: UInt64
+        @usableFromInline let base: UnsafeMutableRawPointer
+    }
 
     public init(regions: [GuestRegion]) throws(GuestMemoryError) {
         let sorted = regions.sorted { $0.start < $1.start }
@@ -59,6 +74,7 @@ public final class GuestMemory: Sendable {
             }
         }
         self.regions = sorted
+        spans = sorted.map { Span(start: $0.start.rawValue, size: $0.size, base: $0.mapping.base) }
     }
 
     /// One memfd-backed region of `size` bytes at guest address 0: the
@@ -79,19 +95,24 @@ public final class GuestMemory: Sendable {
         return nil
     }
 
+    func span(containing address: UInt64) -> Span? {
+        for r in spans where address >= r.start && address - r.start < r.size { return r }
+        return nil
+    }
+
     /// A host pointer to `[address, address + length)`, which must lie
     /// inside one region. `length` may be 0 (the address must still be
     /// backed, except exactly at a region's end).
     @usableFromInline
     func contiguousPointer(at address: GuestAddress, length: UInt64) throws(GuestMemoryError) -> UnsafeMutableRawPointer {
         guard address.adding(length) != nil else { throw .overflow(address: address, length: length) }
-        for r in regions where address.rawValue >= r.start.rawValue {
-            let offset = address.rawValue - r.start.rawValue
+        for r in spans where address.rawValue >= r.start {
+            let offset = address.rawValue - r.start
             // At or past this region's end: the address belongs to a later
             // region (one may start exactly here), except for an empty
             // range right at the end.
             guard offset < r.size || (offset == r.size && length == 0) else { continue }
-            if length <= r.size - offset { return r.mapping.base + Int(offset) }
+            if length <= r.size - offset { return r.base + Int(offset) }
             // Starts here but runs past the end: is the rest backed at all?
             _ = try segments(at: address, length: length)
             throw .crossesRegion(address: address, length: length)
@@ -115,12 +136,25 @@ public final class GuestMemory: Sendable {
         var cursor = address.rawValue
         var remaining = length
         while remaining > 0 {
-            guard let r = region(containing: cursor) else { throw .outOfRange(address: address, length: length) }
-            let offset = cursor - r.start.rawValue
+            guard let r = span(containing: cursor) else { throw .outOfRange(address: address, length: length) }
+            let offset = cursor - r.start
             let take = min(remaining, r.size - offset)
-            list.append(HostSegment(base: r.mapping.base + Int(offset), count: Int(take)))
+            list.append(HostSegment(base: r.base + Int(offset), count: Int(take)))
             cursor += take
             remaining -= take
+        }
+    }
+
+    /// `[address, address + length)` as one host segment, or nil when it
+    /// runs from one region into an adjacent one (every byte backed; use
+    /// `appendSegments`). Throws like `segments(at:length:)` otherwise.
+    package func singleSegment(at address: GuestAddress, length: UInt64) throws(GuestMemoryError) -> HostSegment? {
+        do {
+            return HostSegment(base: try contiguousPointer(at: address, length: length), count: Int(length))
+        } catch .crossesRegion {
+            return nil
+        } catch {
+            throw error
         }
     }
 

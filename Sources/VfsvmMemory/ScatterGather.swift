@@ -12,31 +12,43 @@ public protocol ScatterGatherList: Sendable {
     var segments: [HostSegment] { get }
     /// Total bytes over all pieces.
     var byteCount: Int { get }
+    /// Lends `body` the pieces without building an array (a list may hold
+    /// its one piece inline); the default lends `segments`' storage.
+    func withSegments<R, E: Error>(_ body: (UnsafeBufferPointer<HostSegment>) throws(E) -> R) throws(E) -> R
 }
 
 extension ScatterGatherList {
+    public func withSegments<R, E: Error>(_ body: (UnsafeBufferPointer<HostSegment>) throws(E) -> R) throws(E) -> R {
+        try segments.withUnsafeBufferPointer { (all) throws(E) -> R in try body(all) }
+    }
+
     /// Lends `body` the iovecs covering `[offset, offset + length)`, clamped
     /// to the buffer's end (so the total may be shorter than `length`).
+    /// Always inlined: generic over R and E and called from code generic
+    /// over the list, an outlined copy looked up Result<R, E>'s metadata at
+    /// run time on every call (~330 instructions per READ or WRITE).
+    @inline(__always)
     public func withIOVecs<R, E: Error>(
         offset: Int, length: Int, _ body: (UnsafeBufferPointer<iovec>) throws(E) -> R
     ) throws(E) -> R {
         precondition(offset >= 0 && length >= 0)
-        let all = segments
-        // The iovecs live on the stack (heap only for a very long list):
-        // no array allocated per READ or WRITE.
-        return try withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(all.count, 1)) { iovecs throws(E) -> R in
-            var n = 0
-            var skip = offset
-            var want = length
-            for s in all where want > 0 {
-                if skip >= s.count { skip -= s.count; continue }
-                let take = min(s.count - skip, want)
-                iovecs[n] = iovec(iov_base: s.base + skip, iov_len: take)
-                n += 1
-                want -= take
-                skip = 0
+        return try withSegments { (all) throws(E) -> R in
+            // The iovecs live on the stack (heap only for a very long list):
+            // no array allocated per READ or WRITE.
+            try withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(all.count, 1)) { iovecs throws(E) -> R in
+                var n = 0
+                var skip = offset
+                var want = length
+                for s in all where want > 0 {
+                    if skip >= s.count { skip -= s.count; continue }
+                    let take = min(s.count - skip, want)
+                    iovecs[n] = iovec(iov_base: s.base + skip, iov_len: take)
+                    n += 1
+                    want -= take
+                    skip = 0
+                }
+                return try body(UnsafeBufferPointer(rebasing: iovecs[0..<n]))
             }
-            return try body(UnsafeBufferPointer(rebasing: iovecs[0..<n]))
         }
     }
 
@@ -47,17 +59,19 @@ extension ScatterGatherList {
         precondition(offset >= 0)
         // Walks the segments directly: no iovec array per copy (this runs
         // for every request's header and every reply).
-        var skip = offset
-        var done = 0
-        for s in segments where done < destination.count {
-            if skip >= s.count { skip -= s.count; continue }
-            let take = min(s.count - skip, destination.count - done)
-            // Safe: the segment is live for `s.count` bytes; destination has room for `take` more.
-            (destination.baseAddress! + done).copyMemory(from: s.base + skip, byteCount: take)
-            done += take
-            skip = 0
+        return withSegments { all in
+            var skip = offset
+            var done = 0
+            for s in all where done < destination.count {
+                if skip >= s.count { skip -= s.count; continue }
+                let take = min(s.count - skip, destination.count - done)
+                // Safe: the segment is live for `s.count` bytes; destination has room for `take` more.
+                (destination.baseAddress! + done).copyMemory(from: s.base + skip, byteCount: take)
+                done += take
+                skip = 0
+            }
+            return done
         }
-        return done
     }
 
     /// Copies `source` into the list starting at `offset`; returns how many
@@ -65,16 +79,18 @@ extension ScatterGatherList {
     @discardableResult
     public func copy(_ source: UnsafeRawBufferPointer, to offset: Int) -> Int {
         precondition(offset >= 0)
-        var skip = offset
-        var done = 0
-        for s in segments where done < source.count {
-            if skip >= s.count { skip -= s.count; continue }
-            let take = min(s.count - skip, source.count - done)
-            (s.base + skip).copyMemory(from: source.baseAddress! + done, byteCount: take)
-            done += take
-            skip = 0
+        return withSegments { all in
+            var skip = offset
+            var done = 0
+            for s in all where done < source.count {
+                if skip >= s.count { skip -= s.count; continue }
+                let take = min(s.count - skip, source.count - done)
+                (s.base + skip).copyMemory(from: source.baseAddress! + done, byteCount: take)
+                done += take
+                skip = 0
+            }
+            return done
         }
-        return done
     }
 
     /// `count` bytes from `offset`, or `GuestMemoryError.partialBuffer` when
@@ -98,8 +114,21 @@ extension ScatterGatherList {
 /// memory. Holds its `GuestMemory` so the mappings outlive the view.
 public struct GuestBufferList: ScatterGatherList {
     public let memory: GuestMemory
-    public let segments: [HostSegment]
+    /// The one piece, when there is exactly one held inline (a chain's
+    /// half in one buffer of one region, the usual case: no array to
+    /// allocate); nil when the pieces are in `many`.
+    private let one: HostSegment?
+    private let many: [HostSegment]
     public let byteCount: Int
+
+    /// The pieces (an array built on each read when there is one piece:
+    /// hot paths use `withSegments`).
+    public var segments: [HostSegment] { one.map { [$0] } ?? many }
+
+    public func withSegments<R, E: Error>(_ body: (UnsafeBufferPointer<HostSegment>) throws(E) -> R) throws(E) -> R {
+        guard let one else { return try many.withUnsafeBufferPointer { (all) throws(E) -> R in try body(all) } }
+        return try withUnsafePointer(to: one) { (p) throws(E) -> R in try body(UnsafeBufferPointer(start: p, count: 1)) }
+    }
 
     /// Resolves guest ranges to host pieces; throws if any byte is unbacked
     /// or a range overflows. A range that spans two adjacent regions becomes
@@ -113,7 +142,8 @@ public struct GuestBufferList: ScatterGatherList {
             total += Int(r.length)
         }
         self.memory = memory
-        self.segments = segs
+        self.one = nil
+        self.many = segs
         self.byteCount = total
     }
 
@@ -121,9 +151,24 @@ public struct GuestBufferList: ScatterGatherList {
         GuestBufferList(memory: memory, segments: [], byteCount: 0)
     }
 
+    /// Segments already resolved from `memory` (`GuestMemory.appendSegments`)
+    /// and their total: a virtqueue builds a chain's halves this way.
+    package init(memory: GuestMemory, resolved segments: [HostSegment], byteCount: Int) {
+        self.init(memory: memory, segments: segments, byteCount: byteCount)
+    }
+
+    /// One segment already resolved from `memory` (`GuestMemory.singleSegment`).
+    package init(memory: GuestMemory, resolved segment: HostSegment) {
+        self.memory = memory
+        one = segment
+        many = []
+        byteCount = segment.count
+    }
+
     private init(memory: GuestMemory, segments: [HostSegment], byteCount: Int) {
         self.memory = memory
-        self.segments = segments
+        one = nil
+        many = segments
         self.byteCount = byteCount
     }
 }
@@ -174,17 +219,36 @@ public struct ScatterGatherPrefix: ScatterGatherList {
         var segs: [HostSegment] = []
         var want = max(0, min(length, base.byteCount))
         let total = want
-        for s in base.segments where want > 0 {
-            let take = min(s.count, want)
-            segs.append(HostSegment(base: s.base, count: take))
-            want -= take
+        base.withSegments { all in
+            for s in all where want > 0 {
+                let take = min(s.count, want)
+                segs.append(HostSegment(base: s.base, count: take))
+                want -= take
+            }
         }
         segments = segs
         byteCount = total
         owner = base
     }
+
+    init(segments: [HostSegment], byteCount: Int, owner: any Sendable) {
+        self.segments = segments
+        self.byteCount = byteCount
+        self.owner = owner
+    }
 }
 
 extension ScatterGatherList {
     public func prefix(_ length: Int) -> ScatterGatherPrefix { ScatterGatherPrefix(self, length: length) }
+}
+
+extension HostBuffer {
+    /// `length` bytes from `offset` (clamped to the buffer): a request or
+    /// reply laid out inside a larger buffer, as `vfsvm mount`'s io_uring
+    /// entries are.
+    public func window(offset: Int, length: Int) -> ScatterGatherPrefix {
+        let start = max(0, min(offset, byteCount))
+        let count = max(0, min(length, byteCount - start))
+        return ScatterGatherPrefix(segments: [HostSegment(base: segments[0].base + start, count: count)], byteCount: count, owner: self)
+    }
 }

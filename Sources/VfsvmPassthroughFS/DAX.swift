@@ -61,9 +61,16 @@ extension PassthroughFileSystem {
     /// mapped over the zero pages again (`grown`), or the guest would read
     /// zeros where the file has data and its stores there would be lost.
     func shrinking(_ node: UInt64, to size: UInt64, _ shrink: () throws(FUSEErrno) -> Void) throws(FUSEErrno) {
+        try shrinking(node, toSize: { () throws(FUSEErrno) in size }, shrink)
+    }
+
+    /// `shrinking(_:to:_:)` with the new size read by `size` under the
+    /// mapping table's lock (FALLOC_FL_COLLAPSE_RANGE: it depends on the
+    /// size now, which a racing truncate or write may change).
+    func shrinking(_ node: UInt64, toSize size: () throws(FUSEErrno) -> UInt64, _ shrink: () throws(FUSEErrno) -> Void) throws(FUSEErrno) {
         guard let mappings = dax else { return try shrink() }
         do {
-            try mappings.shrinking(file: try daxKey(node), to: size, refused: { FUSEErrno($0) }, shrink)
+            try mappings.shrinking(file: try daxKey(node), toSize: size, refused: { FUSEErrno($0) }, shrink)
         } catch {
             grown(node)
             throw error

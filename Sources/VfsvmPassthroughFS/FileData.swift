@@ -39,8 +39,13 @@ extension PassthroughFileSystem {
             try allocate()
             return grown(f.node)  // without FALLOC_FL_KEEP_SIZE the file may be longer
         }
-        let size = UInt64(max(try host { () throws(SystemError) in try f.fd.stat() }.size, 0))
-        try shrinking(f.node, to: size >= length ? size - length : 0, allocate)
+        // The new end is read under the mapping table's lock, with the
+        // collapse: a truncate or write between the two cannot leave a
+        // mapped page past it.
+        try shrinking(f.node, toSize: { () throws(FUSEErrno) -> UInt64 in
+            let size = UInt64(max(try host { () throws(SystemError) in try f.fd.stat() }.size, 0))
+            return size >= length ? size - length : 0
+        }, allocate)
     }
 
     public func lseek(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, whence: UInt32) throws(FUSEErrno) -> UInt64 {

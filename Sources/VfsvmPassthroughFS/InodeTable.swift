@@ -25,7 +25,10 @@ extension PassthroughFileSystem {
             // A cached fd is found and marked used in one probe of one
             // table: an entry is in the cache only while its inode is in
             // the table, unpinned (dropLookups and destroy take both out).
-            if let fd = Self.touchedFD(&s.pathCache[node], s.clock) { return .ready(fd) }
+            if let cached = s.pathCache[node] {
+                cached.stamp = s.clock
+                return .ready(cached.fd)
+            }
             guard let inode = s.inodes[node] else { throw Self.stale }
             if let fd = inode.pinned { return .ready(fd) }
             if let handle = inode.handle, let mount = s.mounts[handle.mountID] { return .reopen(handle, mount) }
@@ -73,7 +76,7 @@ extension PassthroughFileSystem {
         state.withLock { s in
             guard s.inodes[node] != nil else { return }
             s.clock += 1
-            s.pathCache[node] = (fd, s.clock)
+            s.pathCache[node] = CachedFD(fd, s.clock)
             trimCache(&s)
         }
     }
@@ -107,34 +110,28 @@ extension PassthroughFileSystem {
     /// named by file handles (keys without a birth time) are found here.
     func enterHeld(_ st: FileStat) -> UInt64? {
         state.withLock { s -> UInt64? in
-            guard let id = s.byKey[InodeKey(dev: st.dev, ino: st.ino)] else { return nil }
-            // Each table is touched once, in place (no copy of the entry).
+            guard let id = s.byKey[InodeKey(dev: st.dev, ino: st.ino)], let i = s.inodes.index(forKey: id) else { return nil }
+            // Each table is probed once; the entry is changed in place
+            // through its index (Dictionary's subscript modify copied the
+            // Inode out and back, with its retains).
             s.clock += 1
-            let cached = Self.touch(&s.pathCache[id], s.clock)
-            return Self.addLookup(&s.inodes[id], fileType: st.fileType, cached: cached) ? id : nil
+            let cached = Self.touch(s.pathCache[id], s.clock)
+            return Self.addLookup(&s.inodes.values[i], fileType: st.fileType, cached: cached) ? id : nil
         }
     }
 
-    /// The cached fd, marked as just used; nil when there is none.
-    @inline(__always)
-    private static func touchedFD(_ entry: inout (fd: FileDescriptor, stamp: UInt64)?, _ clock: UInt64) -> FileDescriptor? {
-        guard entry != nil else { return nil }
-        entry!.stamp = clock
-        return entry!.fd
-    }
-
     /// Marks a cached fd as just used; false when there is none.
-    private static func touch(_ entry: inout (fd: FileDescriptor, stamp: UInt64)?, _ clock: UInt64) -> Bool {
-        guard entry != nil else { return false }
-        entry!.stamp = clock
+    private static func touch(_ entry: CachedFD?, _ clock: UInt64) -> Bool {
+        guard let entry else { return false }
+        entry.stamp = clock
         return true
     }
 
     /// One more lookup on a handle-named entry of `fileType` whose fd is
     /// held (pinned, or `cached`); false (nothing changed) otherwise.
-    private static func addLookup(_ inode: inout Inode?, fileType: UInt32, cached: Bool) -> Bool {
-        guard inode != nil, inode!.handle != nil, inode!.fileType == fileType, cached || inode!.pinned != nil else { return false }
-        inode!.lookups += 1
+    private static func addLookup(_ inode: inout Inode, fileType: UInt32, cached: Bool) -> Bool {
+        guard inode.handle != nil, inode.fileType == fileType, cached || inode.pinned != nil else { return false }
+        inode.lookups += 1
         return true
     }
 
@@ -175,7 +172,7 @@ extension PassthroughFileSystem {
                 if byName, inode.pinned == nil, inode.handle == nil, let location { setLocation(id, location, &s) }
                 if cacheFD, let handle, inode.handle == handle, inode.pinned == nil, s.pathCache[id] == nil {
                     s.clock += 1
-                    s.pathCache[id] = (fd, s.clock)
+                    s.pathCache[id] = CachedFD(fd, s.clock)
                     trimCache(&s)
                 }
                 return id
@@ -197,11 +194,11 @@ extension PassthroughFileSystem {
             if byName, let location, let pathFD {
                 setLocation(id, location, &s)
                 s.clock += 1
-                s.pathCache[id] = (pathFD, s.clock)
+                s.pathCache[id] = CachedFD(pathFD, s.clock)
                 trimCache(&s)
             } else if cacheFD, handle != nil {
                 s.clock += 1
-                s.pathCache[id] = (fd, s.clock)
+                s.pathCache[id] = CachedFD(fd, s.clock)
                 trimCache(&s)
             }
             return id

@@ -114,7 +114,7 @@ extension PassthroughFileSystem {
                 try dir.mkdirAt(name, mode: mode_t(mask(mode, umask, in: dir)))
             }
         }
-        return try lookupEntry(parentFD: dir, parent: parent, name: name)
+        return try labelNewName(ctx, lookupEntry(parentFD: dir, parent: parent, name: name), dir: dir, name: name, directory: true)
     }
 
     public func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry {
@@ -125,7 +125,7 @@ extension PassthroughFileSystem {
                 try dir.mknodAt(name, mode: mode_t(type | mask(mode, umask, in: dir)), device: dev_t(rdev))
             }
         }
-        return try lookupEntry(parentFD: dir, parent: parent, name: name)
+        return try labelNewName(ctx, lookupEntry(parentFD: dir, parent: parent, name: name), dir: dir, name: name, directory: false)
     }
 
     public func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(FUSEErrno) -> FUSEEntry {
@@ -135,7 +135,7 @@ extension PassthroughFileSystem {
                 try dir.symlinkAt(name, target: target)
             }
         }
-        return try lookupEntry(parentFD: dir, parent: parent, name: name)
+        return try labelNewName(ctx, lookupEntry(parentFD: dir, parent: parent, name: name), dir: dir, name: name, directory: false)
     }
 
     public func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(FUSEErrno) -> FUSEEntry {

@@ -142,8 +142,14 @@ extension PassthroughFileSystem {
             throw FUSEErrno(error)
         }
         let st: FileStat, node: UInt64
-        do {
+        do throws(FUSEErrno) {
             st = try host { () throws(SystemError) in try fd.stat() }
+            do throws(FUSEErrno) {
+                try applySecurityContext(ctx, on: fd)
+            } catch {
+                removeUnlabelled(dir: dir, name: name, ino: st.ino, directory: false)
+                throw error
+            }
             node = try enter(fd, st, at: Location(parent: parent, name: name))
         } catch {
             giveBackHandleSlot(uid: ctx.uid)
@@ -165,6 +171,8 @@ extension PassthroughFileSystem {
                 }
                 return (fd, try fd.stat())
             }
+            // Before it has a name anywhere: a failure leaves nothing behind.
+            try applySecurityContext(ctx, on: fd)
             node = try enter(fd, st, pin: true)
         } catch {
             giveBackHandleSlot(uid: ctx.uid)

@@ -95,12 +95,21 @@ public final class DAXMappings: Sendable {
     /// (ENOMEM, as mmap past vm.max_map_count), which also bounds the
     /// window's VMAs (about two per mapping).
     public let maxMappings: Int
+    /// What this table shares with every other DAX window of the process:
+    /// the mappings all of them may hold together (vm.max_map_count).
+    public let budget: DAXMappingBudget
     private let table = Mutex(Table())
 
-    public init(window: SharedMemoryWindow, readOnlyShare: Bool, maxMappings: Int = 4096) {
+    public init(window: SharedMemoryWindow, readOnlyShare: Bool, maxMappings: Int = 4096,
+                budget: DAXMappingBudget = .process) {
         self.window = window
         self.readOnlyShare = readOnlyShare
         self.maxMappings = maxMappings
+        self.budget = budget
+    }
+
+    deinit {
+        budget.release(table.withLock { $0.mappings.count })
     }
 
     public var mappings: [Mapping] { table.withLock { $0.mappings } }
@@ -146,6 +155,10 @@ public final class DAXMappings: Sendable {
             let fileLength = min(length, sizeRounded - fileOffset)
             let remaining = Self.without(t.mappings, windowOffset, windowEnd)
             guard remaining.count < maxMappings else { throw Self.refusal(ENOMEM) }
+            // The new mapping's share of the process-wide bound (a
+            // replaced one gives its own back).
+            let before = t.mappings.count
+            guard budget.take(max(remaining.count + 1 - before, 0)) else { throw Self.refusal(ENOMEM) }
             let prot = PROT_READ | (write ? PROT_WRITE : 0)
             do throws(SystemError) {
                 try map(file.fd, at: fileOffset, over: windowOffset, fileLength, prot: prot)
@@ -155,8 +168,10 @@ public final class DAXMappings: Sendable {
                 // put zero pages back so the window has no hole.
                 try? zero(windowOffset, length)
                 t.set(remaining)
+                budget.release(before - remaining.count + max(remaining.count + 1 - before, 0))
                 throw error
             }
+            budget.release(before - remaining.count - 1)
             t.set(remaining + [Mapping(windowOffset: windowOffset, length: length, file: file.key, fileOffset: fileOffset,
                                        writable: write, fileLength: fileLength)])
         }
@@ -175,7 +190,13 @@ public final class DAXMappings: Sendable {
         try table.withLock { (t: inout Table) throws(SystemError) in
             let after = Self.without(t.mappings, windowOffset, end)
             guard after.count <= maxMappings else { throw Self.refusal(ENOMEM) }
-            try zero(windowOffset, length)
+            let delta = after.count - t.mappings.count
+            guard budget.take(max(delta, 0)) else { throw Self.refusal(ENOMEM) }
+            do throws(SystemError) { try zero(windowOffset, length) } catch {
+                budget.release(delta)
+                throw error
+            }
+            budget.release(-delta)
             t.set(after)
         }
     }
@@ -195,8 +216,20 @@ public final class DAXMappings: Sendable {
     /// be made a zero page, `truncate` is not run and `refused` says why.
     public func shrinking<E: Error>(file: FileKey, to size: UInt64, refused: (SystemError) -> E,
                                     _ truncate: () throws(E) -> Void) throws(E) {
+        try shrinking(file: file, toSize: { () throws(E) in size }, refused: refused, truncate)
+    }
+
+    /// `shrinking(file:to:refused:_:)` for a request whose new size depends
+    /// on the file's size now (FALLOC_FL_COLLAPSE_RANGE: the size less the
+    /// range): `size` is read under the table's lock too. A shrink that
+    /// read it before the lock could meet a truncate that ran in between
+    /// (it holds the lock) and keep mapped pages past the end the collapse
+    /// leaves: a SIGBUS for whoever touches them.
+    public func shrinking<E: Error>(file: FileKey, toSize size: () throws(E) -> UInt64, refused: (SystemError) -> E,
+                                    _ truncate: () throws(E) -> Void) throws(E) {
         try table.withLock { (t: inout Table) throws(E) in
-            do throws(SystemError) { try zeroPast(size, of: file, in: &t) } catch { throw refused(error) }
+            let newSize = try size()
+            do throws(SystemError) { try zeroPast(newSize, of: file, in: &t) } catch { throw refused(error) }
             try truncate()
         }
     }
@@ -267,6 +300,7 @@ public final class DAXMappings: Sendable {
         table.withLock { t in
             // Should even this fail, the table still forgets every file.
             try? zero(0, window.size)
+            budget.release(t.mappings.count)
             t.set([])
         }
     }
@@ -318,5 +352,79 @@ public final class DAXMappings: Sendable {
             }
         }
         return out
+    }
+}
+
+/// The DAX mappings all windows of the process hold together. Each mapping
+/// is an mmap: a VMA for its file part, one for its zero tail and one for
+/// the zero pages after it, at most; and a process has vm.max_map_count
+/// VMAs in all, which guest RAM, libraries, thread stacks and io_uring
+/// rings need some of. One window's `maxMappings` alone keeps within it;
+/// thirteen dax= shares would not. Past the budget a SETUPMAPPING (or a
+/// REMOVEMAPPING that splits a mapping) is ENOMEM, with one log line the
+/// first time, instead of an mmap failing with ENOMEM somewhere else
+/// (a thread that cannot start, a vCPU, an io_uring ring).
+public final class DAXMappingBudget: Sendable {
+    /// The most mappings all windows hold at once.
+    public let limit: Int
+    private let used = Atomic<Int>(0)
+    private let warned = Atomic<Bool>(false)
+
+    public init(limit: Int) { self.limit = max(limit, 1) }
+
+    /// VMAs left to the rest of the process whatever the windows map.
+    public static let reservedVMAs = 16384
+    /// Most VMAs one mapping can cost (see the type).
+    public static let vmasPerMapping = 3
+
+    /// The budget for a process with `maxMapCount` VMAs (vm.max_map_count):
+    /// what is left after `reservedVMAs`, at `vmasPerMapping` each; at
+    /// least 64.
+    public static func limit(maxMapCount: Int) -> Int {
+        max(64, (maxMapCount - reservedVMAs) / vmasPerMapping)
+    }
+
+    /// /proc/sys/vm/max_map_count now; 65530 (the kernel's default) when
+    /// it cannot be read.
+    public static func hostMaxMapCount() -> Int {
+        let fd = open("/proc/sys/vm/max_map_count", O_RDONLY)
+        guard fd >= 0 else { return 65530 }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return 65530 }
+        let text = String(decoding: buffer.prefix(n), as: UTF8.self).split(separator: "\n").first ?? ""
+        return Int(text) ?? 65530
+    }
+
+    /// The one budget every window of this process shares unless a test
+    /// gives its own.
+    public static let process = DAXMappingBudget(limit: limit(maxMapCount: hostMaxMapCount()))
+
+    /// Mappings held now, over all windows.
+    public var inUse: Int { used.load(ordering: .relaxed) }
+
+    /// Takes `count` more mappings; false, and nothing taken, past the
+    /// limit.
+    func take(_ count: Int) -> Bool {
+        if count <= 0 { return true }
+        var now = used.load(ordering: .relaxed)
+        while true {
+            guard now + count <= limit else {
+                if !warned.exchange(true, ordering: .relaxed) {
+                    logLine("vfsvm: the DAX windows hold \(now) mappings, all that vm.max_map_count (\(DAXMappingBudget.hostMaxMapCount())) leaves them; further SETUPMAPPINGs get ENOMEM until the guest removes some")
+                }
+                return false
+            }
+            let (exchanged, original) = used.compareExchange(expected: now, desired: now + count, ordering: .relaxed)
+            if exchanged { return true }
+            now = original
+        }
+    }
+
+    /// Gives `count` back (nothing when it is 0 or less).
+    func release(_ count: Int) {
+        guard count > 0 else { return }
+        used.subtract(count, ordering: .relaxed)
     }
 }

@@ -6,7 +6,10 @@ import CVfsvmLinux
 extension FileDescriptor {
     /// fstat of this fd (works on O_PATH fds; never follows a symlink).
     public func stat() throws(SystemError) -> FileStat {
-        try statAt(emptyName, flags: AT_SYMLINK_NOFOLLOW | HostFSFlag.emptyPath)
+        // The empty name as a C literal: no array made NUL-terminated per call.
+        var st = Glibc.stat()
+        _ = try sysCall("fstatat") { fstatat(rawValue, "", &st, AT_SYMLINK_NOFOLLOW | HostFSFlag.emptyPath) }
+        return FileStat(st)
     }
 
     /// fstatat(self, name, flags); AT_SYMLINK_NOFOLLOW unless told otherwise.

@@ -28,31 +28,115 @@ public struct DescriptorChain: Hashable, Sendable {
     /// slots to skip when the chain is completed (2.8.6 "Next Flag:
     /// Descriptor Chaining"); for the split ring informational.
     public let descriptorCount: UInt16
-    public let readable: [GuestRange]
-    public let writable: [GuestRange]
+    /// Every buffer, the readable ones first (up to four held inline: no
+    /// allocation for a chain of that size).
+    let ranges: ChainRanges
+    /// How many of `ranges` are device-readable.
+    let readableCount: Int
     /// Total bytes the device may read (fits in UInt32: 2.7.13.1).
     public let readableLength: Int
     /// Total bytes the device may write.
     public let writableLength: Int
 
     public init(id: UInt16, descriptorCount: UInt16, readable: [GuestRange], writable: [GuestRange]) {
+        var ranges = ChainRanges()
+        for r in readable + writable { ranges.append(r) }
+        self.init(id: id, descriptorCount: descriptorCount, ranges: ranges, readableCount: readable.count,
+                  readableLength: readable.reduce(0) { $0 + Int($1.length) },
+                  writableLength: writable.reduce(0) { $0 + Int($1.length) })
+    }
+
+    init(id: UInt16, descriptorCount: UInt16, ranges: ChainRanges, readableCount: Int, readableLength: Int, writableLength: Int) {
         self.id = id
         self.descriptorCount = descriptorCount
-        self.readable = readable
-        self.writable = writable
-        self.readableLength = readable.reduce(0) { $0 + Int($1.length) }
-        self.writableLength = writable.reduce(0) { $0 + Int($1.length) }
+        self.ranges = ranges
+        self.readableCount = readableCount
+        self.readableLength = readableLength
+        self.writableLength = writableLength
     }
+
+    /// The device-readable buffers, in order.
+    public var readable: [GuestRange] { (0..<readableCount).map { ranges[$0] } }
+    /// The device-writable buffers, in order.
+    public var writable: [GuestRange] { (readableCount..<ranges.count).map { ranges[$0] } }
 
     /// The device-readable bytes as a scatter-gather view over `memory`.
     public func readableBuffers(_ memory: GuestMemory) throws(GuestMemoryError) -> GuestBufferList {
-        try GuestBufferList(memory: memory, ranges: readable.map { ($0.address, $0.length) })
+        try buffers(memory, 0..<readableCount, byteCount: readableLength)
     }
 
     /// The device-writable bytes as a scatter-gather view over `memory`.
     public func writableBuffers(_ memory: GuestMemory) throws(GuestMemoryError) -> GuestBufferList {
-        try GuestBufferList(memory: memory, ranges: writable.map { ($0.address, $0.length) })
+        try buffers(memory, readableCount..<ranges.count, byteCount: writableLength)
     }
+
+    /// The ranges resolved straight into the view's one segment array (no
+    /// intermediate array per half).
+    private func buffers(_ memory: GuestMemory, _ slots: Range<Int>, byteCount: Int) throws(GuestMemoryError) -> GuestBufferList {
+        guard !slots.isEmpty else { return .empty(memory) }
+        if slots.count == 1, let one = try memory.singleSegment(at: ranges[slots.lowerBound].address,
+                                                                length: UInt64(ranges[slots.lowerBound].length)) {
+            return GuestBufferList(memory: memory, resolved: one)
+        }
+        var segments: [HostSegment] = []
+        segments.reserveCapacity(slots.count)
+        for i in slots {
+            try memory.appendSegments(at: ranges[i].address, length: UInt64(ranges[i].length), to: &segments)
+        }
+        return GuestBufferList(memory: memory, resolved: segments, byteCount: byteCount)
+    }
+}
+
+/// A chain's buffers in order: the first four inline, all of them in an
+/// array once there are more (Linux's virtio-fs puts a GETATTR or LOOKUP in
+/// two, a small READ or WRITE in three).
+struct ChainRanges: Hashable, Sendable {
+    static let inlineCapacity = 4
+    private var inline = (GuestRange.none, GuestRange.none, GuestRange.none, GuestRange.none)
+    /// Every range once `count` exceeds `inlineCapacity`; empty before.
+    private var spilled: [GuestRange] = []
+    private(set) var count = 0
+
+    init() {}
+
+    subscript(i: Int) -> GuestRange {
+        precondition(i >= 0 && i < count, "chain range index out of bounds")
+        if count > Self.inlineCapacity { return spilled[i] }
+        switch i {
+        case 0: return inline.0
+        case 1: return inline.1
+        case 2: return inline.2
+        default: return inline.3
+        }
+    }
+
+    mutating func append(_ r: GuestRange) {
+        switch count {
+        case 0: inline.0 = r
+        case 1: inline.1 = r
+        case 2: inline.2 = r
+        case 3: inline.3 = r
+        case Self.inlineCapacity:
+            spilled.reserveCapacity(2 * Self.inlineCapacity)
+            spilled += [inline.0, inline.1, inline.2, inline.3, r]
+        default: spilled.append(r)
+        }
+        count += 1
+    }
+
+    static func == (a: ChainRanges, b: ChainRanges) -> Bool {
+        a.count == b.count && (0..<a.count).allSatisfy { a[$0] == b[$0] }
+    }
+
+    func hash(into h: inout Hasher) {
+        h.combine(count)
+        for i in 0..<count { h.combine(self[i]) }
+    }
+}
+
+extension GuestRange {
+    /// A placeholder for an unused inline slot.
+    static let none = GuestRange(address: GuestAddress(0), length: 0)
 }
 
 /// Why a chain was refused. Each case cites the rule the driver broke.

@@ -9,8 +9,10 @@ struct ChainBuilder {
     let memory: GuestMemory
     let indirectAllowed: Bool
     let indirectLimit: Int
-    var readable: [GuestRange] = []
-    var writable: [GuestRange] = []
+    /// Readable buffers, then writable ones (the order `add` enforces).
+    var ranges = ChainRanges()
+    var readableCount = 0
+    var readableLength = 0
     var total: UInt64 = 0
     var sawWritable = false
     var sawIndirect = false
@@ -33,16 +35,20 @@ struct ChainBuilder {
         // or record (the spec sets no minimum length).
         guard length > 0 else { return }
         let range = GuestRange(address: GuestAddress(address), length: length)
-        if flags & Ring.write != 0 { writable.append(range) } else { readable.append(range) }
+        ranges.append(range)
+        if flags & Ring.write == 0 {
+            readableCount += 1
+            readableLength += Int(length)
+        }
     }
 
     /// Checks every buffer against guest memory, once the chain's shape is
     /// known to be sound (so a chain that is both malformed and out of range
     /// reports the structural error).
     func finish(id: UInt16, descriptorCount: UInt16) throws(ChainRefusal) -> DescriptorChain {
-        for range in readable { try check(range) }
-        for range in writable { try check(range) }
-        return DescriptorChain(id: id, descriptorCount: descriptorCount, readable: readable, writable: writable)
+        for i in 0..<ranges.count { try check(ranges[i]) }
+        return DescriptorChain(id: id, descriptorCount: descriptorCount, ranges: ranges, readableCount: readableCount,
+                               readableLength: readableLength, writableLength: Int(total) - readableLength)
     }
 
     private func check(_ range: GuestRange) throws(ChainRefusal) {

@@ -102,10 +102,18 @@ public final class QueueRunner: Sendable {
 
     /// Drains the queue now, as a kick would (pass after pass until the
     /// ring is empty). For transports without a kick eventfd and for tests.
-    public func processAvailable() { drain() }
+    public func processAvailable() {
+        callerScratch.withLock { drain(&$0) }
+    }
+
+    /// `processAvailable`'s pass arrays (the thread keeps its own).
+    private let callerScratch = Mutex(PassScratch())
 
     private func run() {
-        drain()
+        // The pass's arrays live as long as the thread: no allocation per
+        // wake-up once they have grown to the batch size.
+        var scratch = PassScratch()
+        drain(&scratch)
         // The kick fd is listened to until it misbehaves: an fd that keeps
         // reporting ready without delivering a kick (a pipe whose writer is
         // gone: POLLHUP; a read error) would otherwise spin this thread.
@@ -134,7 +142,7 @@ public final class QueueRunner: Sendable {
                     kickFD = nil
                 }
             }
-            if kicked || resumed { drain() }
+            if kicked || resumed { drain(&scratch) }
         }
     }
 
@@ -163,9 +171,9 @@ public final class QueueRunner: Sendable {
     /// and yielding the CPU, so a driver that republishes as fast as the
     /// device completes (a storm of refused chains) can neither hold the
     /// thread nor keep `stop()` waiting for more than one pass.
-    private func drain() {
+    private func drain(_ scratch: inout PassScratch) {
         while !stopping.load(ordering: .acquiring) {
-            switch pass() {
+            switch pass(&scratch) {
             case .more: sched_yield()
             case .idle, .throttled, .dead: return
             }
@@ -178,8 +186,9 @@ public final class QueueRunner: Sendable {
     /// such as a FUSE SETLKW, defers its chain rather than hold the queue), and are completed as one batch (one
     /// interrupt decision for the batch). Refused chains are completed with
     /// length 0 in the pass and counted, not kept.
-    private func pass() -> Pass {
-        var chains: [DescriptorChain] = []
+    private func pass(_ scratch: inout PassScratch) -> Pass {
+        var chains = scratch.takeChains()
+        defer { chains.removeAll(keepingCapacity: true); scratch.chains = chains }
         var refusals = 0
         var latestRefusal: RefusedChain?
         var fatal: VirtqueueError?
@@ -226,7 +235,8 @@ public final class QueueRunner: Sendable {
             sink.onFatal(fatal)
             return .dead
         }
-        var inline: [UsedElement] = []
+        var inline = scratch.takeCompletions()
+        defer { inline.removeAll(keepingCapacity: true); scratch.completions = inline }
         for chain in chains {
             let request = ChainRequest(chain: chain, memory: memory, sink: sink)
             if let pool {
@@ -245,6 +255,27 @@ public final class QueueRunner: Sendable {
             return .dead
         }
         return result
+    }
+
+    /// The arrays one pass fills, kept by the caller of `drain` from pass
+    /// to pass (emptied at the end of each, capacity kept).
+    struct PassScratch {
+        var chains: [DescriptorChain] = []
+        var completions: [UsedElement] = []
+
+        /// The chain array, leaving none behind (so appending to it in
+        /// the pass does not copy it).
+        mutating func takeChains() -> [DescriptorChain] {
+            var c: [DescriptorChain] = []
+            swap(&c, &chains)
+            return c
+        }
+
+        mutating func takeCompletions() -> [UsedElement] {
+            var c: [UsedElement] = []
+            swap(&c, &completions)
+            return c
+        }
     }
 
     /// A front-end that shrank the file under guest memory (the SIGBUS was

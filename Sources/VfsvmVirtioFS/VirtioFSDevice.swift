@@ -97,11 +97,11 @@ public final class VirtioFSDevice: QueueRunnerDevice {
     /// a request runs on a thread of the server's own (one budget per
     /// server, shared with every queue) and its chain is completed from
     /// there, so a waiter never holds the queue.
-    static func handle(_ chain: ChainRequest, _ server: any FUSERequestHandler) -> ChainOutcome {
+    public static func handle(_ chain: ChainRequest, _ server: any FUSERequestHandler) -> ChainOutcome {
         do {
             let request = try chain.chain.readableBuffers(chain.memory)
             let reply = try chain.chain.writableBuffers(chain.memory)
-            switch server.handle(request: request, reply: reply, deferral: ChainDeferral(request: chain, reply: reply)) {
+            switch server.handle(request: request, reply: reply, deferral: ChainDeferral(request: chain)) {
             case let .replied(length): return .completed(UInt32(length))
             case .deferred: return .deferred
             }
@@ -117,11 +117,22 @@ public final class VirtioFSDevice: QueueRunnerDevice {
 /// A deferred FUSE reply on a virtqueue: the chain is taken over only when
 /// the server defers (no allocation for requests answered inline), and the
 /// late reply is written into the chain's writable buffers and completes it.
+/// It holds the request alone (every request builds one, copied through
+/// the server's generic code): the writable view is resolved again in the
+/// rare `deferReply`.
 struct ChainDeferral: FUSEReplyDeferral {
     let request: ChainRequest
-    let reply: GuestBufferList
 
-    func deferReply() -> LateChainReply { LateChainReply(token: request.deferCompletion(), reply: reply) }
+    func deferReply() -> LateChainReply {
+        let reply: GuestBufferList
+        do { reply = try request.chain.writableBuffers(request.memory) } catch {
+            // The same memory resolved these buffers a moment ago; should
+            // it not, the late reply is dropped (and the chain completed empty).
+            logLine("vfsvm: virtio-fs chain \(request.chain.id): its reply buffers: \(error)")
+            reply = .empty(request.memory)
+        }
+        return LateChainReply(token: request.deferCompletion(), reply: reply)
+    }
 }
 
 struct LateChainReply: FUSELateReply {

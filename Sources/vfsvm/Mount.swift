@@ -20,7 +20,7 @@ struct Mount: ParsableCommand {
     @Argument(help: "Where to mount it.")
     var mountpoint: String
 
-    @Option(name: .customShort("o"), help: ArgumentHelp("Options: ro, cache=never|auto|always, xattr, no_xattr, posix_acl (default), no_posix_acl, posix_lock, no_posix_lock, flock, no_flock.", valueName: "OPTIONS"))
+    @Option(name: .customShort("o"), help: ArgumentHelp("Options: ro, cache=never|auto|always, uring (default: FUSE over io_uring where the kernel enables it), no_uring (/dev/fuse reads), xattr, no_xattr, posix_acl (default), no_posix_acl, posix_lock, no_posix_lock, flock, no_flock.", valueName: "OPTIONS"))
     var options: [String] = []
 
     @Option(help: "Worker threads serving requests.")
@@ -38,8 +38,11 @@ struct Mount: ParsableCommand {
     @Option(help: "System calls outside the file server's allow-list once mounted: kill, log or none (as serve's --seccomp).")
     var seccomp: SeccompMode = .kill
 
-    func settings() throws -> ServeSettings {
+    /// The settings, and whether FUSE over io_uring is wanted (`-o uring`,
+    /// the default, or `-o no_uring`; the last one given wins).
+    func settings() throws -> (ServeSettings, uring: Bool) {
         var s = ServeSettings()
+        var uring = true
         // Host users reach this mount, and the server opens files as root:
         // the kernel must see the files' POSIX ACLs (FUSE_POSIX_ACL, which
         // needs xattrs) or an ACL entry that denies a user is not enforced
@@ -47,11 +50,22 @@ struct Mount: ParsableCommand {
         // no_posix_acl` or `-o no_xattr` turn it off, knowingly.
         s.posixACL = true
         do {
-            for o in options { try s.apply(OptionList(parsing: o)) }
-        } catch { throw ValidationError(error.description) }
+            for o in options {
+                var list = try OptionList(parsing: o)
+                for key in ["uring", "no_uring"] {
+                    for e in list.remove(key) {
+                        guard e.value == nil else { throw ValidationError("-o \(key) takes no value, got \(key)=\(e.value ?? "")") }
+                    }
+                }
+                // The last of the two in the original order.
+                let flags = try OptionList(parsing: o).entries.filter { $0.key == "uring" || $0.key == "no_uring" }
+                if let last = flags.last { uring = last.key == "uring" }
+                try s.apply(list)
+            }
+        } catch let error as ConfigError { throw ValidationError(error.description) }
         s.sharedDir = share
         if !s.xattr { s.posixACL = false }
-        return s
+        return (s, uring)
     }
 
     func validate() throws {
@@ -60,7 +74,7 @@ struct Mount: ParsableCommand {
     }
 
     func run() throws {
-        let settings = try settings()
+        let (settings, wantsURing) = try settings()
         if !settings.posixACL {
             logLine("vfsvm mount: the host files' POSIX ACLs are not enforced on this mount (no_posix_acl or no_xattr): only mode bits are checked")
         }
@@ -69,7 +83,19 @@ struct Mount: ParsableCommand {
         // INIT, which a shell leaves at 1024.
         do { try OpenFileLimit.raise(to: nil) } catch { throw CommandFailure(error.description) }
         let backingFiles = passthrough ? HostBackingFiles() : nil
-        let server = try makeFileServer(settings: settings, engine: ioEngine, trace: debug, backingFiles: backingFiles)
+        // The rings exist before INIT offers FUSE over io_uring: once it is
+        // agreed, the kernel holds requests until they are registered.
+        var uring: HostFUSEURing?
+        if wantsURing {
+            switch HostFUSEURing.make(ringsPerQueue: max(1, threads / HostFUSEURing.possibleCPUs())) {
+            case let .success(u): uring = u
+            case let .failure(why): logLine("vfsvm mount: request channel: /dev/fuse reads (\(why))")
+            }
+        } else {
+            logLine("vfsvm mount: request channel: /dev/fuse reads (-o no_uring)")
+        }
+        let server = try makeFileServer(settings: settings, engine: ioEngine, trace: debug, backingFiles: backingFiles,
+                                        overIOURing: uring != nil)
         // Signals are taken synchronously by one thread; every thread
         // created after this inherits the mask.
         blockSignals([SIGINT, SIGTERM, SIGHUP])
@@ -80,7 +106,7 @@ struct Mount: ParsableCommand {
             throw CommandFailure("\(error)")
         }
         // Mounted: from here on only the file server's system calls.
-        do { try applySeccomp(seccomp, ioURing: ioEngine == .uring) } catch {
+        do { try applySeccomp(seccomp, ioURing: ioEngine == .uring || uring != nil) } catch {
             try? mount.unmount()
             throw CommandFailure("\(error); pass --seccomp none to run without a system call filter")
         }
@@ -89,6 +115,6 @@ struct Mount: ParsableCommand {
             logLine("vfsvm mount: signal \(sig), unmounting \(mount.mountpoint)")
             do { try mount.unmount() } catch { logLine("vfsvm mount: \(error)") }
         }.detach()
-        do { try mount.serve(server, threads: threads, backingFiles: backingFiles) } catch { throw CommandFailure("\(error)") }
+        do { try mount.serve(server, threads: threads, backingFiles: backingFiles, uring: uring) } catch { throw CommandFailure("\(error)") }
     }
 }

@@ -81,6 +81,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Serve POSIX ACLs (FUSE_POSIX_ACL; implies --xattr): the guest enforces them, new files inherit default ACLs. Not with --translate-uid/--translate-gid.")
     var posixAcl = false
 
+    @Flag(help: "Set the security label the guest's LSM gives a new file (FUSE_SECURITY_CTX, e.g. security.selinux) on the host file, through --xattrmap, before the guest sees it; a label that cannot be set fails the create (implies --xattr).")
+    var securityLabel = false
+
     @Option(help: ArgumentHelp("Rename, hide or refuse xattr names between guest and host, with virtiofsd's rules, e.g. ':map::user.virtiofs.:' (implies --xattr).", valueName: "RULES"))
     var xattrmap: String?
 
@@ -137,6 +140,7 @@ struct Serve: ParsableCommand {
         if xattr { s.xattr = true }
         if let xattrmap { s.xattrmap = xattrmap }
         if posixAcl { s.posixACL = true }
+        if securityLabel { s.securityLabel = true }
         if readonly { s.readOnly = true }
         if let sandbox { s.sandbox = sandbox }
         if writeback { s.writeback = true }

@@ -1,7 +1,9 @@
 #!/bin/bash
-# `vfsvm mount` end to end: mounts a temporary host directory through
-# /dev/fuse, runs fs-workload.sh on it, unmounts with SIGTERM and checks a
-# clean exit. Also checks the plain errors a user sees.
+# `vfsvm mount` end to end: mounts a temporary host directory, runs
+# fs-workload.sh on it over each request channel (/dev/fuse reads, FUSE over
+# io_uring with the fuse module's enable_uring set for the pass and put back
+# after), unmounts with SIGTERM and checks a clean exit; then the fallback
+# with enable_uring off. Also checks the plain errors a user sees.
 #
 #   mount-test.sh PATH-TO-vfsvm
 set -u
@@ -22,26 +24,67 @@ mkdir -p "$host" "$mnt"
 log=$top/vfsvm.log
 cleanup() {
     [ -n "${pid:-}" ] && kill -9 "$pid" 2>/dev/null
-    umount -l "$mnt" 2>/dev/null
+    mounted && umount -l "$mnt" 2>/dev/null
     rm -rf "$top"
 }
 trap cleanup EXIT
 
 mounted() { grep -q " $mnt fuse.vfsvm " /proc/mounts; }
 
-"$VFSVM" mount --share "$host" "$mnt" -o xattr >"$log" 2>&1 &
-pid=$!
-for _ in $(seq 1 100); do mounted && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-if mounted; then ok "vfsvm mount mounts $mnt"; else bad "vfsvm mount mounts $mnt" "$(tail -3 "$log")"; fi
+# FUSE over io_uring is a module parameter (enable_uring); the passes
+# below set it as they need and the original value is put back on exit.
+param=/sys/module/fuse/parameters/enable_uring
+orig_uring=$(cat "$param" 2>/dev/null || echo none)
+restore_uring() { [ "$orig_uring" != none ] && echo "$orig_uring" > "$param" 2>/dev/null; }
+set_uring() {  # Y|N; prints why not when the kernel has no such parameter
+    if [ "$orig_uring" = none ]; then echo "this kernel has no $param"; return 1; fi
+    echo "$1" > "$param" 2>/dev/null || { echo "cannot write $param"; return 1; }
+}
+trap 'restore_uring; cleanup' EXIT
 
-if mounted; then
-    if "$here/fs-workload.sh" "$mnt" "$host"; then ok "fs-workload on the mount"; else bad "fs-workload on the mount"; fi
-fi
+start_mount() {  # extra options...
+    "$VFSVM" mount --share "$host" "$mnt" "$@" >"$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do mounted && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+}
+stop_mount() {  # NAME: SIGTERM unmounts and exits 0
+    kill -TERM $pid 2>/dev/null
+    status=timeout
+    for _ in $(seq 1 100); do
+        if ! kill -0 $pid 2>/dev/null; then wait $pid; status=$?; break; fi
+        sleep 0.1
+    done
+    if [ "$status" = 0 ] && ! mounted; then ok "$1: SIGTERM unmounts and exits 0"; else bad "$1: SIGTERM unmounts and exits 0" "status $status, log: $(tail -2 "$log"), threads: $(for t in /proc/$pid/task/*; do printf '%s:%s ' "$(cat $t/comm)" "$(cat $t/wchan)"; done 2>/dev/null), users of the mount: $(fuser -m "$mnt" 2>&1)"; fi
+    pid=
+}
 
-# A host ACL entry that denies a user holds through the mount (the server
-# opens files as root; without FUSE_POSIX_ACL the kernel checks mode bits
-# only). The file is 0666 with user:nobody:--- (mask rw).
-if mounted; then
+# The same workload over each request channel: /dev/fuse reads (-o
+# no_uring), then FUSE over io_uring where the kernel takes it. The log
+# says which channel served, and why.
+for channel in dev-fuse uring; do
+    rm -rf "${host:?}"/* 2>/dev/null
+    if [ $channel = uring ]; then
+        if why=$(set_uring Y); then uring_on=1; else uring_on=0; echo "mount-test: FUSE over io_uring cannot be enabled here ($why): the uring pass checks the fallback"; fi
+        start_mount -o xattr
+    else
+        start_mount -o xattr,no_uring
+    fi
+    if mounted; then ok "$channel: vfsvm mount mounts $mnt"; else bad "$channel: vfsvm mount mounts $mnt" "$(tail -3 "$log")"; continue; fi
+    if "$here/fs-workload.sh" "$mnt" "$host"; then ok "$channel: fs-workload on the mount"; else bad "$channel: fs-workload on the mount"; fi
+    if [ $channel = dev-fuse ]; then
+        if grep -q "request channel: /dev/fuse reads (-o no_uring)" "$log"; then ok "dev-fuse: the log names the channel and why"
+        else bad "dev-fuse: the log names the channel and why" "$(grep 'request channel' "$log")"; fi
+    elif [ $uring_on = 1 ]; then
+        line=$(grep "request channel" "$log")
+        if echo "$line" | grep -q "request channel: FUSE over io_uring"; then ok "uring: requests came through FUSE over io_uring ($line)"
+        else bad "uring: requests came through FUSE over io_uring" "log: $line"; fi
+    else
+        if grep -q "request channel: /dev/fuse reads" "$log"; then ok "uring: fallback to /dev/fuse reads is logged"; else bad "uring: fallback to /dev/fuse reads is logged" "$(tail -2 "$log")"; fi
+    fi
+
+    # A host ACL entry that denies a user holds through the mount (the server
+    # opens files as root; without FUSE_POSIX_ACL the kernel checks mode bits
+    # only). The file is 0666 with user:nobody:--- (mask rw).
     chmod 0755 "$top"
     echo secret > "$host/acl-file" && chmod 0666 "$host/acl-file"
     python3 - "$host/acl-file" <<'PY'
@@ -50,19 +93,17 @@ entries = [(0x01, 6, 0xffffffff), (0x02, 0, 65534), (0x04, 6, 0xffffffff), (0x10
 os.setxattr(sys.argv[1], "system.posix_acl_access", struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries))
 PY
     setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo hacked > '$mnt/acl-file'" 2>/dev/null; rc=$?
-    if [ $rc -ne 0 ] && [ "$(cat "$host/acl-file")" = secret ]; then ok "a host ACL entry denying nobody holds through the mount"
-    else bad "a host ACL entry denying nobody holds through the mount" "rc=$rc, host file: $(cat "$host/acl-file")"; fi
+    if [ $rc -ne 0 ] && [ "$(cat "$host/acl-file")" = secret ]; then ok "$channel: a host ACL entry denying nobody holds through the mount"
+    else bad "$channel: a host ACL entry denying nobody holds through the mount" "rc=$rc, host file: $(cat "$host/acl-file")"; fi
     setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "cat '$mnt/acl-file'" >/dev/null 2>&1; rc=$?
-    if [ $rc -ne 0 ]; then ok "...and denies reading too"; else bad "...and denies reading too" "nobody read the file"; fi
+    if [ $rc -ne 0 ]; then ok "$channel: ...and denies reading too"; else bad "$channel: ...and denies reading too" "nobody read the file"; fi
     chmod 0700 "$top"
-fi
-
-# A caller waiting for a lock on the mount can be killed, and interrupted
-# (review3 finding 2): the kernel sends FUSE_INTERRUPT, vfsvm wakes the
-# waiting fcntl/flock and answers EINTR. Before, the caller stayed in D state
-# (request_wait_answer) after SIGKILL until the holder let go.
-if mounted; then
+    # A caller waiting for a lock on the mount can be killed, and interrupted
+    # (review3 finding 2): the kernel sends FUSE_INTERRUPT, vfsvm wakes the
+    # waiting fcntl/flock and answers EINTR. Before, the caller stayed in D
+    # state (request_wait_answer) after SIGKILL until the holder let go.
     echo x > "$host/lk"
+    rm -f "$top/holder.out"
     python3 -c 'import fcntl, sys, time
 fd = open(sys.argv[1], "r+"); fcntl.lockf(fd, fcntl.LOCK_EX); print("held", flush=True); time.sleep(60)' "$host/lk" > "$top/holder.out" &
     holder=$!
@@ -75,8 +116,8 @@ fd = open(sys.argv[1], "r+"); fcntl.lockf(fd, fcntl.LOCK_EX)' "$mnt/lk" &
     kill -9 $waiter 2>/dev/null
     gone=no
     for _ in $(seq 1 30); do kill -0 $waiter 2>/dev/null || { gone=yes; break; }; sleep 0.1; done
-    if [ "$gone" = yes ]; then ok "kill -9 ends a process waiting for a lock the host holds (it was in state $state)"
-    else bad "kill -9 ends a process waiting for a lock the host holds" "still there after 3 s: $(grep State /proc/$waiter/status) wchan $(cat /proc/$waiter/wchan)"; fi
+    if [ "$gone" = yes ]; then ok "$channel: kill -9 ends a process waiting for a lock the host holds (it was in state $state)"
+    else bad "$channel: kill -9 ends a process waiting for a lock the host holds" "still there after 3 s: $(grep State /proc/$waiter/status) wchan $(cat /proc/$waiter/wchan)"; fi
     wait $waiter 2>/dev/null
     # A handled signal: the wait ends with EINTR, the handler runs.
     out=$(python3 -c 'import fcntl, signal, sys
@@ -86,28 +127,40 @@ fd = open(sys.argv[1], "r+")
 try: fcntl.lockf(fd, fcntl.LOCK_EX)
 except TimeoutError: print("timed out"); sys.exit(0)
 print("got the lock the host holds"); sys.exit(1)' "$mnt/lk" 2>&1); rc=$?
-    if [ $rc -eq 0 ] && [ "$out" = "timed out" ]; then ok "an alarm ends a lock wait on the mount (the handler runs)"
-    else bad "an alarm ends a lock wait on the mount (the handler runs)" "rc=$rc $out"; fi
+    if [ $rc -eq 0 ] && [ "$out" = "timed out" ]; then ok "$channel: an alarm ends a lock wait on the mount (the handler runs)"
+    else bad "$channel: an alarm ends a lock wait on the mount (the handler runs)" "rc=$rc $out"; fi
     kill $holder 2>/dev/null; wait $holder 2>/dev/null
     # The mount still serves locks afterwards.
     if python3 -c 'import fcntl, sys
-fd = open(sys.argv[1], "r+"); fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)' "$mnt/lk"; then ok "...and the mount still grants the lock once the host let go"
-    else bad "...and the mount still grants the lock once the host let go"; fi
-fi
+fd = open(sys.argv[1], "r+"); fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)' "$mnt/lk"; then ok "$channel: ...and the mount still grants the lock once the host let go"
+    else bad "$channel: ...and the mount still grants the lock once the host let go"; fi
 
-kill -TERM $pid 2>/dev/null
-status=timeout
-for _ in $(seq 1 100); do
-    if ! kill -0 $pid 2>/dev/null; then wait $pid; status=$?; break; fi
-    sleep 0.1
+    stop_mount "$channel"
 done
-if [ "$status" = 0 ] && ! mounted; then ok "SIGTERM unmounts and exits 0"; else bad "SIGTERM unmounts and exits 0" "status $status, log: $(tail -2 "$log"), threads: $(for t in /proc/$pid/task/*; do printf '%s:%s ' "$(cat $t/comm)" "$(cat $t/wchan)"; done 2>/dev/null), users of the mount: $(fuser -m "$mnt" 2>&1)"; fi
-pid=
+
+# The kernel with FUSE over io_uring off: the mount says so and serves
+# through /dev/fuse reads.
+if why=$(set_uring N); then
+    start_mount
+    if mounted && echo kernel-off > "$mnt/off" && [ "$(cat "$mnt/off")" = kernel-off ] && [ "$(cat "$host/off")" = kernel-off ] \
+        && grep -q "request channel: /dev/fuse reads (FUSE over io_uring is off in the kernel" "$log"; then
+        ok "enable_uring=N: served through /dev/fuse reads, and the log says why"
+    else
+        bad "enable_uring=N: served through /dev/fuse reads, and the log says why" "$(tail -3 "$log")"
+    fi
+    mounted && stop_mount "enable_uring=N"
+else
+    echo "mount-test: not checking the enable_uring=N fallback: $why"
+fi
+restore_uring
 
 # Plain errors.
 out=$("$VFSVM" mount --share "$host" "$top/nonexistent" 2>&1); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -q "is not an existing directory"; then ok "missing mount point: clear error"; else bad "missing mount point: clear error" "rc=$rc $out"; fi
 out=$("$VFSVM" mount --share "$top/nope" "$mnt" 2>&1); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "nope"; then ok "missing share directory: clear error"; else bad "missing share directory: clear error" "rc=$rc $out"; fi
+
+out=$("$VFSVM" mount --share "$host" "$mnt" -o uring=1 2>&1); rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -q "uring takes no value"; then ok "-o uring=1: clear error"; else bad "-o uring=1: clear error" "rc=$rc $out"; fi
 
 summary mount-test

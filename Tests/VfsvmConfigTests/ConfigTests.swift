@@ -114,6 +114,18 @@ import Testing
         #expect(!s.xattr && !s.flockLocks && !s.posixLocks && s.writeback)
     }
 
+    @Test func removeTakesOutOneCommandsOwnOptions() throws {
+        // vfsvm mount takes uring/no_uring out before the share settings see the rest.
+        var list = try OptionList(parsing: "ro,no_uring,cache=never,uring=1")
+        #expect(list.remove("no_uring").map(\.key) == ["no_uring"])
+        #expect(list.remove("uring").map(\.value) == ["1"])
+        #expect(list.remove("uring").isEmpty)
+        #expect(list.entries.map(\.key) == ["ro", "cache"])
+        var s = ServeSettings()
+        try s.apply(list)
+        #expect(s.readOnly && s.cache == .never)
+    }
+
     @Test func rejectsUnknownAndMalformedOptions() {
         var s = ServeSettings()
         #expect(throws: ConfigError.self) { try s.apply(OptionList(parsing: "bogus")) }

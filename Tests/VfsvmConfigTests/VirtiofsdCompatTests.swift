@@ -72,6 +72,16 @@ import Testing
         #expect(s.readdirplus && !s.offersReaddirplus, "cache=never offers no READDIRPLUS, as virtiofsd")
     }
 
+    @Test func securityLabelImpliesXattr() throws {
+        var s = ServeSettings()
+        #expect(!s.securityLabel && !s.xattr)
+        try s.apply(OptionList(parsing: "security_label"))
+        #expect(s.securityLabel && s.xattr, "security_label implies xattr, as virtiofsd's --security-label")
+        try s.apply(OptionList(parsing: "no_security_label"))
+        #expect(!s.securityLabel)
+        #expect(VirtiofsdCompat.unimplemented(long: "security-label") == nil && VirtiofsdCompat.unimplemented(compat: "security_label") == nil)
+    }
+
     @Test func noatimeFollowsFowner() throws {
         var s = ServeSettings()
         #expect(s.keepsNoatime, "CAP_FOWNER kept: O_NOATIME passes")

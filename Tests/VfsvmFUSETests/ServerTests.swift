@@ -181,6 +181,23 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
         #expect(UInt64(d3.u32()) & ~FUSEInitFlag.initExt == FUSEInitFlag.asyncRead)
     }
 
+    @Test func fuseOverIOURingIsOfferedOnlyWhenTheRingsExist() {
+        // flags2 bit 9 (FUSE_OVER_IO_URING, 1 << 41): a host mount with its
+        // rings made asks for it; otherwise (virtio-fs, -o no_uring) never,
+        // since once agreed the kernel holds requests until rings register.
+        var options = FUSEServerOptions()
+        options.overIOURing = true
+        let (on, _) = server(MockFS(), options)
+        var d = Decoder(on.initSession(minor: 38, flags: 0xffff_ffff, flags2: 0xffff_ffff).body, at: 32)
+        #expect(UInt64(d.u32()) << 32 & FUSEInitFlag.overIOURing != 0)
+        let (notOffered, _) = server(MockFS(), options)
+        var d1 = Decoder(notOffered.initSession(minor: 38, flags: 0xffff_ffff, flags2: 0).body, at: 32)
+        #expect(d1.u32() == 0, "not agreed when the kernel does not offer it")
+        let (off, _) = server()
+        var d2 = Decoder(off.initSession(minor: 38, flags: 0xffff_ffff, flags2: 0xffff_ffff).body, at: 32)
+        #expect(UInt64(d2.u32()) << 32 & FUSEInitFlag.overIOURing == 0)
+    }
+
     @Test func lockRequestsAreRefusedWhenLocksAreOff() {
         let (c, _) = server(MockFS(), FUSEServerOptions(locks: false))
         c.initSession()

@@ -22,9 +22,9 @@ import VfsvmSys
         let maps: DAXMappings
         let f: Fixture
         let node: UInt64
-        init(readOnly: Bool = false, maxMappings: Int = 4096) throws {
+        init(readOnly: Bool = false, maxMappings: Int = 4096, budget: DAXMappingBudget = DAXMappingBudget(limit: 1 << 20)) throws {
             window = try SharedMemoryWindow(size: 1 << 20)
-            maps = DAXMappings(window: window, readOnlyShare: readOnly, maxMappings: maxMappings)
+            maps = DAXMappings(window: window, readOnlyShare: readOnly, maxMappings: maxMappings, budget: budget)
             f = try Fixture(server: FUSEServerOptions(readOnly: readOnly), dax: maps)
             let bytes = (0..<3 * Int(DAXTests.page)).map { UInt8(ascii: "A") + UInt8($0 / Int(DAXTests.page)) }
             let fd = Glibc.open(f.path("data"), O_CREAT | O_WRONLY | O_TRUNC, 0o644)
@@ -168,6 +168,22 @@ import VfsvmSys
         // of the old session stays mapped.
         #expect(s.c.initSession().ok)
         #expect(s.maps.mappings.isEmpty && s.window(0, 1) == [0] && s.window(Self.page, 1) == [0])
+    }
+
+    /// Two dax= shares of one VM share the process's mapping budget: what
+    /// one holds, the other's guest gets ENOMEM for, until it is removed.
+    @Test func sharesTogetherStayWithinTheProcessBudget() throws {
+        let budget = DAXMappingBudget(limit: 2)
+        let a = try Share(budget: budget), b = try Share(budget: budget)
+        let fa = a.c.open(a.node, flags: UInt32(O_RDONLY)).openHandle, fb = b.c.open(b.node, flags: UInt32(O_RDONLY)).openHandle
+        #expect(a.c.setupMapping(a.node, fh: fa, fileOffset: 0, length: Self.page, flags: Self.read, windowOffset: 0).ok)
+        #expect(a.c.setupMapping(a.node, fh: fa, fileOffset: Self.page, length: Self.page, flags: Self.read, windowOffset: 0x10000).ok)
+        #expect(b.c.setupMapping(b.node, fh: fb, fileOffset: 0, length: Self.page, flags: Self.read, windowOffset: 0).errno == ENOMEM,
+                "the other share's guest is refused: the windows together hold the budget")
+        #expect(b.window(0, 1) == [0])
+        #expect(a.c.removeMapping(a.node, [(0, Self.page)]).ok)
+        #expect(b.c.setupMapping(b.node, fh: fb, fileOffset: 0, length: Self.page, flags: Self.read, windowOffset: 0).ok)
+        #expect(b.window(0, 1) == Array("A".utf8) && budget.inUse == 2)
     }
 
     @Test func writeMappingOnAReadOnlyShareIsEROFS() throws {

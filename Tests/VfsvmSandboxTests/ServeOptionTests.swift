@@ -8,7 +8,7 @@ import Testing
     /// The long options of the refusal table (VirtiofsdCompat.unimplemented),
     /// spelled out here as a user would type them.
     static let refusedLong: [[String]] = [
-        ["--security-label"], ["--uid-map", ":0:100000:65536:"],
+        ["--uid-map", ":0:100000:65536:"],
         ["--gid-map", ":0:100000:65536:"],
         ["--migration-mode", "file-handles"], ["--migration-on-error", "guest-error"], ["--migration-verify-handles"],
         ["--migration-confirm-paths"], ["--daemonize"],
@@ -23,7 +23,7 @@ import Testing
         #expect(first.hasPrefix("Error: vfsvm serve does not implement \(name) (virtiofsd: "), "stderr: \(r.stderr)")
     }
 
-    @Test(.timeLimit(.minutes(1)), arguments: ["security_label", "timeout=5", "allow_root"])
+    @Test(.timeLimit(.minutes(1)), arguments: ["timeout=5", "allow_root", "max_idle_threads=4"])
     func refusedInTheOptionList(_ option: String) throws {
         let name = String(option.prefix { $0 != "=" })
         let r = try serveFailing(["-o", "cache=auto,\(option)"])
@@ -50,6 +50,7 @@ import Testing
         ["-o", "readdirplus,no_readdirplus,killpriv_v2,no_killpriv_v2,allow_direct_io,no_allow_direct_io,announce_submounts"],
         ["-o", "no_posix_acl,no_security_label,cache=metadata,log_level=info,loglevel=info"],
         ["--xattrmap", ":map::user.virtiofs.:"], ["--posix-acl"], ["-o", "posix_acl,no_posix_acl"],
+        ["--security-label"], ["-o", "security_label"], ["--security-label", "--xattrmap", ":map:security.:user.virtiofs.:"],
         // virtiofsd's README, unchanged: squash every guest id onto one host user, show it as 1000.
         ["--translate-uid", "squash-guest:0:1001:4294967295", "--translate-gid", "squash-guest:0:100:4294967295",
          "--translate-uid", "host:1001:1000:1", "--translate-gid", "host:100:1000:1"], ["-o", "xattrmap=/prefix/all/trusted./user.virtiofs./ /bad/server//trusted./ /bad/client/user.virtiofs.// /ok/all///"],

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Testing
 @testable import VfsvmSys
 
@@ -143,6 +144,48 @@ import Testing
                 "page 3 shows the new byte, page 2 the file's hole")
     }
 
+    /// FALLOC_FL_COLLAPSE_RANGE's new end depends on the size now: it is
+    /// read under the table's lock, so a truncate that comes while it is
+    /// being read waits for the collapse, and the table never keeps a
+    /// mapped page past the end the two leave.
+    @Test func aShrinkReadsItsNewSizeUnderTheTableLock() throws {
+        let w = try SharedMemoryWindow(size: 2 << 20)
+        let maps = DAXMappings(window: w, readOnlyShare: false)
+        let f = try TempFile(pages: 8)
+        try maps.setup(f.handle(writing: true), fileOffset: 0, length: 0x8000, windowOffset: 0, flags: DAXMappings.flagRead)
+        let reading = Atomic(false), truncated = Atomic(false)
+        let fd = f.fd.rawValue, key = f.key
+        let other = try OSThread(name: "dax-truncate") {
+            while !reading.load(ordering: .acquiring) { usleep(1000) }
+            // A truncate to 2 pages, racing the collapse below.
+            try? maps.shrinking(file: key, to: 0x2000, refused: { $0 }) { () throws(SystemError) in
+                _ = ftruncate(fd, 0x2000)
+            }
+            truncated.store(true, ordering: .releasing)
+        }
+        var sawTruncate = true
+        try maps.shrinking(file: key, toSize: { () throws(SystemError) -> UInt64 in
+            reading.store(true, ordering: .releasing)
+            usleep(200_000)  // time for the truncate to run, were the lock not held
+            sawTruncate = truncated.load(ordering: .acquiring)
+            var st = stat()
+            fstat(fd, &st)
+            return UInt64(st.st_size) - 0x1000  // a collapse of one page
+        }, refused: { $0 }) { () throws(SystemError) in
+            var st = stat()
+            fstat(fd, &st)
+            _ = ftruncate(fd, st.st_size - 0x1000)
+        }
+        other.join()
+        #expect(!sawTruncate, "the truncate waited for the collapse to read its size and finish")
+        var st = stat()
+        fstat(fd, &st)
+        #expect(st.st_size == 0x2000, "collapse (8 -> 7 pages), then the truncate (-> 2 pages)")
+        #expect(maps.mappings.count == 1 && maps.mappings[0].fileLength <= UInt64(st.st_size),
+                "no mapped page past the end: \(maps.mappings.map(\.fileLength))")
+        #expect(byte(w, 0x1000) == 16 && byte(w, 0x2000) == 0, "page 1 still the file's, page 2 a zero page")
+    }
+
     /// What a Linux guest sends for a file smaller than 2 MiB: one whole
     /// 2 MiB range (FUSE_DAX_SZ) from offset 0.
     @Test func aSmallFileMappedWithA2MiBRangeReadsItsBytesThenZeros() throws {
@@ -203,5 +246,45 @@ import Testing
         // Removing a whole piece shrinks the table: always allowed.
         try maps.remove(windowOffset: 0, length: 4096)
         #expect(maps.mappings.count == 7)
+    }
+
+    /// The attack across shares: several dax= windows, each within its own
+    /// bound, together past what vm.max_map_count leaves; the budget they
+    /// share refuses the mapping past it with ENOMEM, in whichever window.
+    @Test func windowsShareOneMappingBudget() throws {
+        let budget = DAXMappingBudget(limit: 3)
+        let w1 = try SharedMemoryWindow(size: 1 << 20), w2 = try SharedMemoryWindow(size: 1 << 20)
+        let a = DAXMappings(window: w1, readOnlyShare: false, budget: budget)
+        let b = DAXMappings(window: w2, readOnlyShare: false, budget: budget)
+        let f = try TempFile(pages: 8)
+        let r = f.handle(writing: false)
+        try a.setup(r, fileOffset: 0, length: 4096, windowOffset: 0, flags: DAXMappings.flagRead)
+        try a.setup(r, fileOffset: 4096, length: 4096, windowOffset: 0x10000, flags: DAXMappings.flagRead)
+        try b.setup(r, fileOffset: 0, length: 4096, windowOffset: 0, flags: DAXMappings.flagRead)
+        #expect(budget.inUse == 3)
+        #expect(errno { try b.setup(r, fileOffset: 0, length: 4096, windowOffset: 0x20000, flags: DAXMappings.flagRead) } == ENOMEM,
+                "a fourth mapping, in either window, is past the budget")
+        #expect(byte(w2, 0x20000) == 0 && b.mappings.count == 1, "the refused range stays zero pages")
+        // Replacing a mapping in place costs nothing more.
+        try b.setup(r, fileOffset: 4096, length: 4096, windowOffset: 0, flags: DAXMappings.flagRead)
+        #expect(budget.inUse == 3 && byte(w2, 0) == 16)
+        // A removal that would split a mapping needs one more: refused too.
+        try a.setup(r, fileOffset: 0, length: 3 * 4096, windowOffset: 0x10000, flags: DAXMappings.flagRead)
+        #expect(budget.inUse == 3)
+        #expect(errno { try a.remove(windowOffset: 0x11000, length: 4096) } == ENOMEM)
+        #expect(byte(w1, 0x11000) == 16, "the refused removal left the page mapped")
+        // What one window gives back, the other may use.
+        try a.remove(windowOffset: 0, length: 4096)
+        #expect(budget.inUse == 2)
+        try b.setup(r, fileOffset: 0, length: 4096, windowOffset: 0x20000, flags: DAXMappings.flagRead)
+        #expect(budget.inUse == 3)
+        a.removeAll()
+        #expect(budget.inUse == 2, "removeAll gives back all of a's")
+    }
+
+    @Test func theBudgetLeavesMostOfMaxMapCountToTheProcess() {
+        #expect(DAXMappingBudget.limit(maxMapCount: 65530) == (65530 - 16384) / 3)
+        #expect(DAXMappingBudget.limit(maxMapCount: 1000) == 64, "never below 64")
+        #expect(DAXMappingBudget.process.limit == DAXMappingBudget.limit(maxMapCount: DAXMappingBudget.hostMaxMapCount()))
     }
 }

@@ -312,4 +312,68 @@ final class RingFrontend {
         }
         #expect(fs.state == .inactive, "the disconnect reset the device")
     }
+
+    /// `vfsvm serve`'s virtio-fs device offers EVENT_IDX and, negotiated over
+    /// vhost-user, honours the driver's event index on both layouts: no call
+    /// for a completion before used_event (split) / the DESC off_wrap
+    /// (packed), one once it is crossed; and with the ring drained the
+    /// device asks to be kicked for the next request (avail_event).
+    @Test(arguments: RingLayout.allCases)
+    func virtioFSHonoursTheEventIndexThroughTheBackend(_ layout: RingLayout) throws {
+        var template = Array("/tmp/vfsvm-vu-evidx-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        defer { _ = system("rm -rf '\(dir)'") }
+        let server = FUSEServer(fileSystem: try PassthroughFileSystem(root: dir), options: FUSEServerOptions())
+        let fs = try VirtioFSDevice(tag: "evidx", requestQueues: 1, queueSize: 16, server: server)
+        #expect(fs.offeredFeatures.contains(.eventIndex))
+        let client = Client(server)
+        _ = try withServer(VhostUserVirtioBackend(device: fs, log: { _ in })) { f in
+            let fe = try RingFrontend(f, layout: layout, features: [.version1, .eventIndex])
+            try fe.startRing(0, size: 16)
+            let driver = try fe.startRing(1, size: 16)
+            let initBody = Bytes().u32(7).u32(38).u32(128 << 10).u32(0).u32(0).zeros(44).b
+            let initRequest = client.header(FUSEOpcode.`init`.rawValue, node: 0, bodyLength: initBody.count) + initBody
+            #expect(try fe.roundTrip(1, initRequest, replyCapacity: 256) != nil, "INIT answered, with a call")
+            driver.autoUsedEvent = false
+            // INIT used one element (split) / slots 0-1 (packed): the event
+            // names the second GETATTR's completion, not the first's.
+            if layout == .split {
+                try driver.setUsedEvent(2)
+            } else {
+                try driver.setPackedDriverEvent(flags: 2, offset: 4, wrap: true)
+            }
+            let getattr = Bytes().u32(0).u32(0).u64(0).b
+            func post() throws {
+                try fe.post(1, client.header(FUSEOpcode.getattr.rawValue, node: 1, bodyLength: getattr.count) + getattr,
+                            replyCapacity: 128)
+            }
+            /// Waits for one completion by watching the used ring, then
+            /// says whether the call eventfd was signalled for it.
+            func completeAndCalled() throws -> Bool {
+                var done: [MockCompletion] = []
+                for _ in 0..<500 where done.isEmpty {
+                    done = try driver.collect()
+                    if done.isEmpty { usleep(2000) }
+                }
+                #expect(done.count == 1, "the GETATTR was answered")
+                #expect(done.first.map { $0.reply.count >= 16 && $0.reply[4] == 0 } == true, "without an error")
+                let call = try #require(fe.calls[1])
+                let signalled = try pollReadable([call.fd], timeoutMilliseconds: 50) == [true]
+                if signalled { try call.drain() }
+                return signalled
+            }
+            try post()
+            #expect(try !completeAndCalled(), "no call before the event index")
+            try post()
+            #expect(try completeAndCalled(), "a call once the event index is crossed")
+            // Drained: the device asks (avail_event) to be kicked for the next
+            // request; the event index, not crossed again, still holds the call.
+            try driver.post(request: client.header(FUSEOpcode.getattr.rawValue, node: 1, bodyLength: getattr.count) + getattr,
+                            replyCapacity: 128)
+            #expect(try driver.deviceWantsKick(), "the device wants a kick for a request posted after the drain")
+            try #require(fe.kicks[1]).signal()
+            #expect(try !completeAndCalled(), "no call: the event index lies behind")
+            #expect(fs.fatalError == nil)
+        }
+    }
 }

@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import VfsvmMemory
 import VfsvmTestSupport
@@ -38,6 +39,49 @@ import VfsvmVirtio
         // A reply spanning both writable buffers arrives in order.
         try h.complete(chain, reply: Array(1...10))
         #expect(try h.driver.collect().first?.reply == Array(1...10))
+    }
+
+    /// A chain keeps its first four buffers inline and all of them in an
+    /// array past that: at 3, 4, 5 and 9 buffers (split between the halves
+    /// every way round) each half has its lengths, bytes and reply in order.
+    @Test(arguments: RingLayout.allCases, [(1, 2), (2, 2), (3, 1), (1, 4), (4, 1), (5, 4)])
+    func buffersPastTheInlineFourKeepTheirOrder(_ layout: RingLayout, shape: (readable: Int, writable: Int)) throws {
+        var h = try Harness(layout, size: 16)
+        let readable = (0..<shape.readable).map { bytes(3 + $0, seed: UInt8($0)) }
+        let writable = (0..<shape.writable).map { UInt32(2 + $0) }
+        let id = try h.driver.add(readable: readable, writable: writable)
+        let chain = try h.popOne()
+        #expect(chain.id == id)
+        #expect(chain.readable.map(\.length) == readable.map { UInt32($0.count) })
+        #expect(chain.writable.map(\.length) == writable)
+        #expect(chain.readableLength == readable.joined().count)
+        #expect(chain.writableLength == Int(writable.reduce(0, +)))
+        #expect(try chain.readableBuffers(h.memory).bytes(at: 0, count: chain.readableLength) == Array(readable.joined()))
+        #expect(try chain.writableBuffers(h.memory).segments.map(\.count) == writable.map(Int.init))
+        let reply = (0..<chain.writableLength).map { UInt8($0 + 1) }
+        try h.complete(chain, reply: reply)
+        #expect(try h.driver.collect().first?.reply == reply)
+    }
+
+    /// A half of one buffer inside one region is held as one inline piece
+    /// (no array): copies, iovecs, prefixes and short writes see it as they
+    /// see any list.
+    @Test(arguments: RingLayout.allCases)
+    func aOneBufferHalfIsOneInlinePiece(_ layout: RingLayout) throws {
+        var h = try Harness(layout)
+        let request = bytes(24, seed: 5)
+        try h.driver.post(request: request, replyCapacity: 16)
+        let chain = try h.popOne()
+        let r = try chain.readableBuffers(h.memory)
+        #expect(r.segments.count == 1 && r.byteCount == 24)
+        #expect(try r.bytes(at: 5, count: 10) == Array(request[5..<15]))
+        #expect(r.withIOVecs(offset: 20, length: 100) { $0.map(\.iov_len) } == [4])
+        #expect(try r.prefix(7).bytes(at: 0, count: 7) == Array(request[0..<7]))
+        #expect(r.withSegments { $0.count } == 1)
+        let w = try chain.writableBuffers(h.memory)
+        #expect(throws: GuestMemoryError.partialBuffer(expected: 4, completed: 2)) { try w.write([1, 2, 3, 4], at: 14) }
+        try h.complete(chain, reply: [7, 7])
+        #expect(try h.driver.collect().first?.reply == [7, 7])
     }
 
     /// Zero-length descriptors are accepted and carry no range (the spec

@@ -109,6 +109,22 @@ enum FUSESeeds {
             b.request(35, node: 2, u32(rw) + u32(0o644) + u32(0) + u32(0) + B.name("w")),
             b.request(14, node: 3, u32(rw) + u32(0)),
         ] }))
+        // --security-label: creates carrying a security context (the
+        // layout Linux sends: fuse_secctx_header, fuse_secctx, name,
+        // value, padded to 8), one with nr_secctx 0, one malformed.
+        var labels = FUSEFuzzCase()
+        labels.securityLabel = true
+        let value = Array("system_u:object_r:container_file_t:s0".utf8) + [0]
+        var body = u32(UInt32(value.count)) + u32(0) + B.name("security.selinux") + value
+        body += [UInt8](repeating: 0, count: (8 - body.count % 8) % 8)
+        let context = u32(UInt32(8 + body.count)) + u32(1) + body
+        seeds.append(("security-label", seed(labels) { b in [
+            b.request(9, node: root, u32(0o755) + u32(0) + B.name("d") + context),
+            b.request(35, node: root, u32(rw) + u32(0o644) + u32(0) + u32(0) + B.name("f") + context),
+            b.request(8, node: root, u32(0o010644) + u32(0) + u32(0) + u32(0) + B.name("p") + u32(8) + u32(0)),
+            b.request(6, node: root, B.name("l") + B.name("target") + context),
+            b.request(9, node: root, u32(0o755) + u32(0) + B.name("e") + u32(4096) + u32(1) + u32(4) + u32(0)),
+        ] }))
         var raw = FUSEFuzzCase()
         raw.skipInit = true
         seeds.append(("no-init", seed(raw) { b in [b.request(1, node: root, B.name("a")), b.initRequest()] }))

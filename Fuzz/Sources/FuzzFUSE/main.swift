@@ -52,9 +52,11 @@ func runFUSECase(_ c: FUSEFuzzCase) {
                                        options: PassthroughOptions(cache: .auto, xattr: !c.noXattr, fileHandles: !c.noFileHandles),
                                        engine: SyncIOEngine())
     } catch { fatalError("fuzz setup: \(error)") }
-    let server = FUSEServer(fileSystem: fs, options: FUSEServerOptions(writeback: c.writeback, readOnly: c.readOnly, locks: true))
+    var serverOptions = FUSEServerOptions(writeback: c.writeback, readOnly: c.readOnly, locks: true)
+    serverOptions.securityLabel = c.securityLabel
+    let server = FUSEServer(fileSystem: fs, options: serverOptions)
     var builder = FUSERequestBuilder()
-    if !c.skipInit { send(server, builder.initRequest()) }
+    if !c.skipInit { send(server, builder.initRequest(flags2: c.securityLabel ? 1 : 0)) }
     for r in c.requests {
         var bytes = r.bytes
         if r.fixLength, bytes.count >= 4 {

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "CVfsvmFUSERing.h"
+
 /// 1 when this thread's ring could be set up (io_uring_queue_init), else 0
 /// (kernel without io_uring, disabled by sysctl or seccomp).
 int vfsvm_uring_available(void);
