@@ -27,6 +27,8 @@ public final class FUSEServer: FUSERequestHandler {
     public let backingFiles: (any FUSEBackingFiles)?
     private let session = Mutex<FUSESession?>(nil)
     private let waiters = Mutex(0)
+    /// The deferred requests still waiting, by unique, for INTERRUPT.
+    private let waiting = Mutex<[UInt64: Interruption]>([:])
 
     public init(fileSystem: any FileSystem, options: FUSEServerOptions, tracer: FUSETracer? = nil,
                 dax: DAXMappings? = nil, backingFiles: (any FUSEBackingFiles)? = nil) {
@@ -36,6 +38,7 @@ public final class FUSEServer: FUSERequestHandler {
         self.dax = dax
         self.backingFiles = backingFiles
         if let dax { fileSystem.attachMappings(dax) }
+        Interruption.installHandler()
     }
 
     /// The settled session, nil before INIT / after DESTROY.
@@ -74,10 +77,20 @@ public final class FUSEServer: FUSERequestHandler {
         }
         let room = min(reply.byteCount, 4096)
         let late = deferral.deferReply()
+        // Known to INTERRUPT before the thread runs: one that comes first
+        // marks the wait, and the thread answers EINTR without waiting.
+        let unique = r.header.unique
+        let wait = Interruption()
+        waiting.withLock { $0[unique] = wait }
         do {
             let thread = try OSThread(name: options.lockWaiterThreadName) { [self] in
                 let own = HostBuffer(count: room)
-                let n = run(r, session: currentSession, payload: NoPayload(), reply: own)
+                wait.enter()
+                let n = wait.isInterrupted ? refuse(r, with: .EINTR, reply: own)
+                    : run(r, session: currentSession, payload: NoPayload(), reply: own)
+                // No wake-up signal reaches this thread after leave().
+                wait.leave()
+                waiting.withLock { if $0[unique] === wait { $0[unique] = nil } }
                 late.send(Array(own.array.prefix(n)))
                 waiters.withLock { $0 -= 1 }
             }
@@ -86,6 +99,7 @@ public final class FUSEServer: FUSERequestHandler {
         } catch {
             // The reply is deferred already (the caller may have taken the
             // request over): the refusal goes the late way too.
+            waiting.withLock { if $0[unique] === wait { $0[unique] = nil } }
             waiters.withLock { $0 -= 1 }
             logLine("vfsvm: no thread for a request that waits for a lock: \(error)")
             let own = HostBuffer(count: room)
@@ -144,10 +158,13 @@ public final class FUSEServer: FUSERequestHandler {
             return (Self.sendError(reply: reply, unique: unique, e.errno), e)
         }
         switch opcode {
-        case .forget, .batchForget, .interrupt:
+        case .forget, .batchForget:
             // No reply, whatever happens.
             if s != nil { forget(r) }
             return (0, nil)
+        case .interrupt:
+            guard s != nil, case let .interrupt(target) = r.operation else { return (0, nil) }
+            return interrupt(target, reply: reply, unique: unique)
         default: break
         }
         do throws(FUSEErrno) {
@@ -209,11 +226,24 @@ public final class FUSEServer: FUSERequestHandler {
         case let .forget(count): fileSystem.forget(nodeID: r.header.nodeID, count: count)
         case let .batchForget(entries):
             for e in entries { fileSystem.forget(nodeID: e.nodeID, count: e.count) }
-        default:
-            // INTERRUPT: requests run to completion; there is nothing in
-            // flight to interrupt, and the kernel expects no reply.
-            break
+        default: break
         }
+    }
+
+    /// FUSE_INTERRUPT for request `target`: the caller got a signal. Only
+    /// requests deferred to a thread of their own (lock waits) can wait for
+    /// long; such a wait is woken (`Interruption`) and its request answers
+    /// EINTR (the kernel restarts the call after a non-fatal signal). The
+    /// INTERRUPT itself is answered EAGAIN while the target may still be
+    /// running (fuse.h: the kernel then sends it again): the waiter has not
+    /// left yet (its wake-up may have come just before it blocked), or
+    /// `target` is not known (not yet deferred, or a request that runs to
+    /// completion anyway; one already answered makes the kernel drop the
+    /// EAGAIN, ENOENT on the write). Once the waiter has left: no reply.
+    private func interrupt(_ target: UInt64, reply: some ScatterGatherList, unique: UInt64) -> (Int, FUSEErrno?) {
+        let wait = waiting.withLock { $0[target] }
+        if let wait, !wait.interrupt() { return (0, nil) }
+        return (sendError(reply: reply, unique: unique, .EAGAIN), nil)
     }
 
     private func dispatch(_ r: FUSERequest, session s: FUSESession?, payload: some ScatterGatherList, reply: some ScatterGatherList) throws(FUSEErrno) -> Body {

@@ -135,6 +135,9 @@ public final class HostFUSEMount: Sendable {
             } catch {
                 switch error.errno {
                 case .ENOENT, .EAGAIN: continue  // the request was interrupted before we read it
+                // sysCall retries EINTR already; kept here so that a wake-up
+                // signal (Interruption) could never end a worker.
+                case .EINTR: continue
                 case .ENODEV: return  // unmounted
                 default:
                     logLine("vfsvm mount: reading /dev/fuse failed: \(error)")

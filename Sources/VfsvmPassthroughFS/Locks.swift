@@ -6,7 +6,9 @@ import CVfsvmLinux
 // POSIX (OFD) and BSD (flock) locks, FLUSH's release of an owner's locks.
 extension PassthroughFileSystem {
     func dropLocks(node: UInt64, owner: UInt64) {
-        state.withLock { s in s.lockFDs[LockKey(node: node, owner: owner)] = nil }
+        state.withLock { s in
+            if let l = s.lockFDs.removeValue(forKey: LockKey(node: node, owner: owner)) { s.held(l.uid, -1) }
+        }
     }
 
     public func flush(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, lockOwner: UInt64) throws(FUSEErrno) {
@@ -48,9 +50,15 @@ extension PassthroughFileSystem {
     /// leases break and its watchers see IN_CLOSE_WRITE. With `keep: false`
     /// an owner that has none gets a temporary O_RDONLY fd that is not
     /// remembered (GETLK and unlocks: an owner without an fd holds no lock).
-    func lockFD(node: UInt64, owner: UInt64, access: Int32, needsWrite: Bool, keep: Bool = true) throws(FUSEErrno) -> FileDescriptor {
+    func lockFD(node: UInt64, owner: UInt64, uid: UInt32, access: Int32, needsWrite: Bool, keep: Bool = true) throws(FUSEErrno) -> FileDescriptor {
         let key = LockKey(node: node, owner: owner)
-        let (existing, count, full) = state.withLock { ($0.lockFDs[key], $0.lockFDs.count, $0.guestFDs >= $0.fdBudget) }
+        let (existing, full) = state.withLock { s -> (FileDescriptor?, Bool) in
+            if let l = s.lockFDs[key] { return (l.fd, false) }
+            // A uid other than root gets at most half of the lock owners too
+            // (counted only for a new owner: up to maxLockFDs entries).
+            let ownShare = uid == 0 || s.lockFDs.values.lazy.filter { $0.uid == uid }.count < Self.maxLockFDs / 2
+            return (nil, s.lockFDs.count >= Self.maxLockFDs || s.guestFDs >= s.fdBudget || !s.uidMayTake(uid) || !ownShare)
+        }
         if let existing {
             guard needsWrite, vfsvm_fcntl_int(existing.rawValue, F_GETFL, 0) & O_ACCMODE == O_RDONLY else { return existing }
             // The owner's locks live on an fd opened for reading (its first
@@ -58,13 +66,14 @@ extension PassthroughFileSystem {
             // fd atomically, so a write lock cannot join them.
             throw FUSEErrno(.ENOLCK, "lock: this owner's locks were taken through a read-only file; a write lock cannot join them")
         }
-        if keep, count >= Self.maxLockFDs || full { throw FUSEErrno(.ENOLCK, "lock: no fd left for another lock owner") }
+        if keep, full { throw FUSEErrno(.ENOLCK, "lock: no fd left for another lock owner") }
         let writable = keep && access != O_RDONLY
         let fd = try reopen(node, flags: (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK)
         guard keep else { return fd }
         return state.withLock { s in
-            if let existing = s.lockFDs[key] { return existing }
-            s.lockFDs[key] = fd
+            if let existing = s.lockFDs[key] { return existing.fd }
+            s.lockFDs[key] = LockFD(fd: fd, uid: uid)
+            s.held(uid, 1)
             return fd
         }
     }
@@ -80,7 +89,7 @@ extension PassthroughFileSystem {
         guard lock.type == UInt32(F_RDLCK) || lock.type == UInt32(F_WRLCK) else { throw FUSEErrno(.EINVAL, "getlk: type") }
         guard try fileType(node) == Self.sIFREG else { throw FUSEErrno(.EINVAL, "lock: not a regular file") }
         let access = try lockAccess(handle, node: node, type: F_UNLCK)
-        let fd = try lockFD(node: node, owner: owner, access: access, needsWrite: false, keep: false)
+        let fd = try lockFD(node: node, owner: owner, uid: ctx.uid, access: access, needsWrite: false, keep: false)
         let (start, length) = try range(lock)
         let r = try host { () throws(SystemError) in try fd.ofdLock(.get, type: Int16(lock.type), start: start, length: length) }
         if r.type == Int16(F_UNLCK) { return FUSEFileLock(start: lock.start, end: lock.end, type: UInt32(F_UNLCK), pid: 0) }
@@ -103,7 +112,7 @@ extension PassthroughFileSystem {
         }
         guard try fileType(node) == Self.sIFREG else { throw FUSEErrno(.EINVAL, "lock: not a regular file") }
         let access = try lockAccess(handle, node: node, type: type)
-        let fd = try lockFD(node: node, owner: owner, access: access, needsWrite: type == F_WRLCK, keep: type != F_UNLCK)
+        let fd = try lockFD(node: node, owner: owner, uid: ctx.uid, access: access, needsWrite: type == F_WRLCK, keep: type != F_UNLCK)
         let (start, length) = try range(lock)
         _ = try host { () throws(SystemError) in try fd.ofdLock(wait ? .setWait : .set, type: Int16(type), start: start, length: length) }
     }

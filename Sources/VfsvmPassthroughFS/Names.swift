@@ -195,18 +195,19 @@ extension PassthroughFileSystem {
 
     public func opendir(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32) throws(FUSEErrno) -> FUSEOpenReply {
         guard try fileType(node) == Self.sIFDIR else { throw FUSEErrno(.ENOTDIR, "opendir: not a directory") }
-        try takeHandleSlot()
+        try takeHandleSlot(uid: ctx.uid)
         let fd: FileDescriptor
         do { fd = try reopen(node, flags: O_RDONLY | O_DIRECTORY) } catch {
-            giveBackHandleSlot()
+            giveBackHandleSlot(uid: ctx.uid)
             throw error
         }
-        return openReply(register(fd, node: node, directory: true), directory: true)
+        return openReply(register(fd, node: node, directory: true, uid: ctx.uid), directory: true)
     }
 
     public func releasedir(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64) throws(FUSEErrno) {
         let f = state.withLock { s -> OpenFile? in
             guard let f = s.files[handle], f.isDirectory else { return nil }
+            s.held(f.uid, -1)
             return s.files.removeValue(forKey: handle)
         }
         guard f != nil else { throw FUSEErrno(.EBADF, "releasedir: handle not open") }

@@ -24,12 +24,12 @@ extension PassthroughFileSystem {
 
     /// Enters an open fd into the table, filling the slot taken for it
     /// (`takeHandleSlot`); returns its handle.
-    func register(_ fd: FileDescriptor, node: UInt64, directory: Bool) -> UInt64 {
+    func register(_ fd: FileDescriptor, node: UInt64, directory: Bool, uid: UInt32) -> UInt64 {
         state.withLock { s in
             s.reservedHandles -= 1
             let h = s.nextHandle
             s.nextHandle += 1
-            s.files[h] = OpenFile(fd: fd, node: node, isDirectory: directory)
+            s.files[h] = OpenFile(fd: fd, node: node, isDirectory: directory, uid: uid)
             return h
         }
     }
@@ -87,7 +87,7 @@ extension PassthroughFileSystem {
         if type == Self.sIFDIR { throw FUSEErrno(.EISDIR, "open: directory") }
         guard type == Self.sIFREG else { throw FUSEErrno(.EPERM, "open: not a regular file") }
         let hostOpenFlags = hostFlags(flags)
-        try takeHandleSlot()
+        try takeHandleSlot(uid: ctx.uid)
         let fd: FileDescriptor
         do throws(FUSEErrno) {
             if hostOpenFlags & O_TRUNC != 0 {
@@ -103,10 +103,10 @@ extension PassthroughFileSystem {
             }
             if openFlags & UInt32(FUSE_OPEN_KILL_SUIDGID) != 0, hostOpenFlags & O_TRUNC != 0 { try clearSetID(node, fd: fd) }
         } catch {
-            giveBackHandleSlot()
+            giveBackHandleSlot(uid: ctx.uid)
             throw error
         }
-        return openReply(register(fd, node: node, directory: false), directory: false, guestFlags: flags)
+        return openReply(register(fd, node: node, directory: false, uid: ctx.uid), directory: false, guestFlags: flags)
     }
 
     public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
@@ -114,7 +114,7 @@ extension PassthroughFileSystem {
         let hostOpenFlags = hostFlags(flags) | O_CREAT | O_EXCL | O_NOFOLLOW
         // A slot first, so a CREATE past the limit makes no file (as a
         // local open(2) at EMFILE creates none).
-        try takeHandleSlot()
+        try takeHandleSlot(uid: ctx.uid)
         let fd: FileDescriptor
         do {
             // Always O_EXCL host-side, so an existing name is never opened
@@ -123,7 +123,7 @@ extension PassthroughFileSystem {
                 try dir.openAt(name, flags: hostOpenFlags, mode: mode_t(mask(mode, umask, in: dir)))
             }
         } catch where error.errno == .EEXIST && Int32(bitPattern: flags) & O_EXCL == 0 {
-            giveBackHandleSlot()  // open() takes its own
+            giveBackHandleSlot(uid: ctx.uid)  // open() takes its own
             // CREATE without O_EXCL of an existing name (made after the
             // guest's LOOKUP, by the host or another client): open it as OPEN
             // does, regular files only, with CREATE's open flags, but as the
@@ -138,7 +138,7 @@ extension PassthroughFileSystem {
                 throw error
             }
         } catch {
-            giveBackHandleSlot()
+            giveBackHandleSlot(uid: ctx.uid)
             throw FUSEErrno(error)
         }
         let st: FileStat, node: UInt64
@@ -152,17 +152,17 @@ extension PassthroughFileSystem {
             }
             node = try enter(fd, st, at: Location(parent: parent, name: name))
         } catch {
-            giveBackHandleSlot()
+            giveBackHandleSlot(uid: ctx.uid)
             throw error
         }
-        return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false, guestFlags: flags))
+        return (entry(node, st), openReply(register(fd, node: node, directory: false, uid: ctx.uid), directory: false, guestFlags: flags))
     }
 
     public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
         let dir = try parentDirectory(parent)
         var hostOpenFlags = hostFlags(flags) | HostFSFlag.tmpfile
         if hostOpenFlags & O_ACCMODE == O_RDONLY { hostOpenFlags |= O_RDWR }
-        try takeHandleSlot()
+        try takeHandleSlot(uid: ctx.uid)
         let fd: FileDescriptor, st: FileStat, node: UInt64
         do {
             (fd, st) = try host { () throws(SystemError) in
@@ -175,15 +175,16 @@ extension PassthroughFileSystem {
             try applySecurityContext(ctx, on: fd)
             node = try enter(fd, st, pin: true)
         } catch {
-            giveBackHandleSlot()
+            giveBackHandleSlot(uid: ctx.uid)
             throw error
         }
-        return (entry(node, st), openReply(register(fd, node: node, directory: false), directory: false, guestFlags: flags))
+        return (entry(node, st), openReply(register(fd, node: node, directory: false, uid: ctx.uid), directory: false, guestFlags: flags))
     }
 
     public func release(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, flags: UInt32, releaseFlags: UInt32, lockOwner: UInt64) throws(FUSEErrno) {
         let f = state.withLock { s -> OpenFile? in
             guard let f = s.files[handle], !f.isDirectory else { return nil }
+            s.held(f.uid, -1)
             return s.files.removeValue(forKey: handle)
         }
         guard let f else { throw FUSEErrno(.EBADF, "release: handle not open") }

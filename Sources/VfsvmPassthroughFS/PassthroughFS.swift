@@ -200,9 +200,11 @@ public final class PassthroughFileSystem: FileSystem {
         let fd: FileDescriptor
         let node: UInt64
         let isDirectory: Bool
+        /// The (host) uid that opened it, whose share it counts against.
+        let uid: UInt32
         let directoryLock = Mutex<Void>(())
-        init(fd: FileDescriptor, node: UInt64, isDirectory: Bool) {
-            self.fd = fd; self.node = node; self.isDirectory = isDirectory
+        init(fd: FileDescriptor, node: UInt64, isDirectory: Bool, uid: UInt32) {
+            self.fd = fd; self.node = node; self.isDirectory = isDirectory; self.uid = uid
         }
     }
 
@@ -217,6 +219,8 @@ public final class PassthroughFileSystem: FileSystem {
     }
 
     struct LockKey: Hashable { let node: UInt64; let owner: UInt64 }
+    /// A lock owner's fd and the uid whose share it counts against.
+    struct LockFD { let fd: FileDescriptor; let uid: UInt32 }
 
     struct State {
         var inodes: [UInt64: Inode] = [:]
@@ -227,7 +231,9 @@ public final class PassthroughFileSystem: FileSystem {
         var files: [UInt64: OpenFile] = [:]
         var nextHandle: UInt64 = 1
         var mounts: [Int32: FileDescriptor] = [:]
-        var lockFDs: [LockKey: FileDescriptor] = [:]
+        var lockFDs: [LockKey: LockFD] = [:]
+        /// fds held per uid (handles, handles being opened, lock fds).
+        var heldByUID: [UInt32: Int] = [:]
         var session: FUSESession?
         var byLocation: [Location: UInt64] = [:]
         /// fds the guest may make the server hold (see maxOpenHandles).
@@ -240,6 +246,19 @@ public final class PassthroughFileSystem: FileSystem {
         var pinnedFDs = 0
         /// fds held for the guest now, counted against fdBudget.
         var guestFDs: Int { files.count + lockFDs.count + pinnedFDs + reservedHandles }
+
+        /// Whether `uid` may take one more fd of the budget: every uid but
+        /// root gets at most half of it, so one user (of a host mount, or of
+        /// a multi-user guest) cannot leave the others none (EMFILE/ENOLCK
+        /// for everyone else). Root is the host's or the guest's admin.
+        func uidMayTake(_ uid: UInt32) -> Bool {
+            uid == 0 || heldByUID[uid, default: 0] < max(fdBudget / 2, 1)
+        }
+
+        mutating func held(_ uid: UInt32, _ delta: Int) {
+            let n = heldByUID[uid, default: 0] + delta
+            heldByUID[uid] = n > 0 ? n : nil
+        }
     }
 
     static let rootNode: UInt64 = 1
@@ -350,15 +369,17 @@ public final class PassthroughFileSystem: FileSystem {
 
     /// Takes a slot of the fd budget before a handle is opened; `register`
     /// fills it, `giveBackHandleSlot` returns it when the open fails.
-    func takeHandleSlot() throws(FUSEErrno) {
+    func takeHandleSlot(uid: UInt32) throws(FUSEErrno) {
         try state.withLock { s throws(FUSEErrno) in
             guard s.guestFDs < s.fdBudget else { throw FUSEErrno(.EMFILE, "the session's open files are at its limit") }
+            guard s.uidMayTake(uid) else { throw FUSEErrno(.EMFILE, "this uid holds its share (half) of the session's open files") }
             s.reservedHandles += 1
+            s.held(uid, 1)
         }
     }
 
-    func giveBackHandleSlot() {
-        state.withLock { $0.reservedHandles -= 1 }
+    func giveBackHandleSlot(uid: UInt32) {
+        state.withLock { $0.reservedHandles -= 1; $0.held(uid, -1) }
     }
 
     public func destroy() {
@@ -374,6 +395,7 @@ public final class PassthroughFileSystem: FileSystem {
             s.byLocation = [:]
             s.files = [:]
             s.lockFDs = [:]
+            s.heldByUID = [:]
             s.pinnedFDs = 0
             s.session = nil
         }

@@ -15,13 +15,13 @@ extension FileDescriptor {
         case .set: cmd = vfsvm_f_ofd_setlk()
         case .setWait: cmd = vfsvm_f_ofd_setlkw()
         }
-        _ = try sysCall("fcntl(OFD lock)") { vfsvm_ofd_lock(rawValue, cmd, &t, &s, &l, &pid) }
+        _ = try interruptibleCall("fcntl(OFD lock)") { vfsvm_ofd_lock(rawValue, cmd, &t, &s, &l, &pid) }
         return (t, s, l, pid)
     }
 
     /// flock(2).
     public func flock(_ operation: Int32) throws(SystemError) {
-        _ = try sysCall("flock") { vfsvm_flock(rawValue, operation) }
+        _ = try interruptibleCall("flock") { vfsvm_flock(rawValue, operation) }
     }
 
     /// A classic (process-associated) fcntl lock: F_SETLK/F_SETLKW/F_GETLK.

@@ -78,6 +78,10 @@ struct Mount: ParsableCommand {
         if !settings.posixACL {
             logLine("vfsvm mount: the host files' POSIX ACLs are not enforced on this mount (no_posix_acl or no_xattr): only mode bits are checked")
         }
+        // As serve: the fd budget (every host user's open files and lock
+        // owners on this mount) is derived from the soft limit in force at
+        // INIT, which a shell leaves at 1024.
+        do { try OpenFileLimit.raise(to: nil) } catch { throw CommandFailure(error.description) }
         let backingFiles = passthrough ? HostBackingFiles() : nil
         // The rings exist before INIT offers FUSE over io_uring: once it is
         // agreed, the kernel holds requests until they are registered.

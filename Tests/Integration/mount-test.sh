@@ -54,7 +54,7 @@ stop_mount() {  # NAME: SIGTERM unmounts and exits 0
         if ! kill -0 $pid 2>/dev/null; then wait $pid; status=$?; break; fi
         sleep 0.1
     done
-    if [ "$status" = 0 ] && ! mounted; then ok "$1: SIGTERM unmounts and exits 0"; else bad "$1: SIGTERM unmounts and exits 0" "status $status, log: $(tail -2 "$log")"; fi
+    if [ "$status" = 0 ] && ! mounted; then ok "$1: SIGTERM unmounts and exits 0"; else bad "$1: SIGTERM unmounts and exits 0" "status $status, log: $(tail -2 "$log"), threads: $(for t in /proc/$pid/task/*; do printf '%s:%s ' "$(cat $t/comm)" "$(cat $t/wchan)"; done 2>/dev/null), users of the mount: $(fuser -m "$mnt" 2>&1)"; fi
     pid=
 }
 
@@ -98,6 +98,43 @@ PY
     setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "cat '$mnt/acl-file'" >/dev/null 2>&1; rc=$?
     if [ $rc -ne 0 ]; then ok "$channel: ...and denies reading too"; else bad "$channel: ...and denies reading too" "nobody read the file"; fi
     chmod 0700 "$top"
+    # A caller waiting for a lock on the mount can be killed, and interrupted
+    # (review3 finding 2): the kernel sends FUSE_INTERRUPT, vfsvm wakes the
+    # waiting fcntl/flock and answers EINTR. Before, the caller stayed in D
+    # state (request_wait_answer) after SIGKILL until the holder let go.
+    echo x > "$host/lk"
+    rm -f "$top/holder.out"
+    python3 -c 'import fcntl, sys, time
+fd = open(sys.argv[1], "r+"); fcntl.lockf(fd, fcntl.LOCK_EX); print("held", flush=True); time.sleep(60)' "$host/lk" > "$top/holder.out" &
+    holder=$!
+    for _ in $(seq 1 50); do grep -q held "$top/holder.out" 2>/dev/null && break; sleep 0.1; done
+    python3 -c 'import fcntl, sys
+fd = open(sys.argv[1], "r+"); fcntl.lockf(fd, fcntl.LOCK_EX)' "$mnt/lk" &
+    waiter=$!
+    sleep 1
+    state=$(awk '/^State:/ {print $2}' /proc/$waiter/status 2>/dev/null)
+    kill -9 $waiter 2>/dev/null
+    gone=no
+    for _ in $(seq 1 30); do kill -0 $waiter 2>/dev/null || { gone=yes; break; }; sleep 0.1; done
+    if [ "$gone" = yes ]; then ok "$channel: kill -9 ends a process waiting for a lock the host holds (it was in state $state)"
+    else bad "$channel: kill -9 ends a process waiting for a lock the host holds" "still there after 3 s: $(grep State /proc/$waiter/status) wchan $(cat /proc/$waiter/wchan)"; fi
+    wait $waiter 2>/dev/null
+    # A handled signal: the wait ends with EINTR, the handler runs.
+    out=$(python3 -c 'import fcntl, signal, sys
+def on_alarm(*_): raise TimeoutError
+signal.signal(signal.SIGALRM, on_alarm); signal.alarm(1)
+fd = open(sys.argv[1], "r+")
+try: fcntl.lockf(fd, fcntl.LOCK_EX)
+except TimeoutError: print("timed out"); sys.exit(0)
+print("got the lock the host holds"); sys.exit(1)' "$mnt/lk" 2>&1); rc=$?
+    if [ $rc -eq 0 ] && [ "$out" = "timed out" ]; then ok "$channel: an alarm ends a lock wait on the mount (the handler runs)"
+    else bad "$channel: an alarm ends a lock wait on the mount (the handler runs)" "rc=$rc $out"; fi
+    kill $holder 2>/dev/null; wait $holder 2>/dev/null
+    # The mount still serves locks afterwards.
+    if python3 -c 'import fcntl, sys
+fd = open(sys.argv[1], "r+"); fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)' "$mnt/lk"; then ok "$channel: ...and the mount still grants the lock once the host let go"
+    else bad "$channel: ...and the mount still grants the lock once the host let go"; fi
+
     stop_mount "$channel"
 done
 

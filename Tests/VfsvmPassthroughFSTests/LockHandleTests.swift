@@ -58,3 +58,37 @@ import VfsvmSys
         #expect(system("'\(f.path("tool"))' 2>/dev/null") == 0)
     }
 }
+
+/// review3 finding 4: one uid (other than root) holds at most half of the
+/// fd budget, lock owners' fds included.
+@Suite struct UIDShareTests {
+    @Test func lockOwnersCountAgainstTheUIDsShare() throws {
+        var o = PassthroughOptions()
+        o.maxOpenHandles = 8
+        let f = try Fixture(options: o)
+        f.writeHost("s", "x")
+        let c = f.client
+        let n = c.lookup(1, "s").nodeID
+        c.uid = 1000; c.gid = 1000
+        let fh = c.open(n, flags: UInt32(O_RDONLY)).openHandle
+        var owners = 0
+        for owner in UInt64(1)...16 {
+            let r = c.lk(.setlk, node: n, fh: fh, owner: owner, start: owner, end: owner, type: UInt32(F_RDLCK))
+            if r.ok { owners += 1 } else { #expect(r.errno == ENOLCK); break }
+        }
+        #expect(owners == 3, "uid 1000: 1 handle + \(owners) lock owners of a share of 4")
+        #expect(c.open(n, flags: UInt32(O_RDONLY)).errno == EMFILE)
+        c.uid = 1001; c.gid = 1001
+        let other = c.open(n, flags: UInt32(O_RDONLY))
+        #expect(other.ok)
+        #expect(c.lk(.setlk, node: n, fh: other.openHandle, owner: 99, start: 0, end: 0, type: UInt32(F_RDLCK)).ok)
+        // Root is not held to a share.
+        c.uid = 0; c.gid = 0
+        #expect(c.open(n, flags: UInt32(O_RDONLY)).ok && c.open(n, flags: UInt32(O_RDONLY)).ok)
+        // Closing gives the share back: uid 1000 unlocks one owner (FLUSH).
+        c.uid = 1000; c.gid = 1000
+        let fl = Bytes(); fl.u64(fh).u32(0).u32(0).u64(1)
+        #expect(c.call(.flush, node: n, fl).ok)
+        #expect(c.lk(.setlk, node: n, fh: fh, owner: 50, start: 0, end: 0, type: UInt32(F_RDLCK)).ok)
+    }
+}
