@@ -73,6 +73,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Stop the guest after this many seconds (exit status 124).", valueName: "SECONDS"))
     var timeout: Int?
 
+    @Option(help: "System calls outside the KVM path's allow-list once the VM is built: kill (vfsvm ends after one line naming the call; the default), log (they run, the kernel logs them) or none (no filter). Capabilities the shares do not need are dropped either way.")
+    var seccomp: SeccompMode = .kill
+
     @Flag(help: "Print the QEMU command line the tcg path would run, and exit.")
     var printQemuCmdline = false
 
