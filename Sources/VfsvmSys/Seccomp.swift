@@ -54,6 +54,16 @@ public enum Seccomp {
         } catch { throw SandboxError(step: "install the seccomp filter", cause: error) }
     }
 
+    /// A kill (the SIGSYS reporter) first puts terminal `fd` back in the
+    /// modes `saved`; nil cancels it. For a console kept in raw mode.
+    public static func restoreTerminalWhenKilled(fd: Int32, _ saved: termios?) {
+        if var t = saved {
+            vfsvm_seccomp_restore_terminal_on_kill(fd, &t)
+        } else {
+            vfsvm_seccomp_restore_terminal_on_kill(-1, nil)
+        }
+    }
+
     /// prctl(PR_SET_NO_NEW_PRIVS, 1) for every thread started from now on
     /// (and, through the filter's TSYNC, for every running one).
     public static func setNoNewPrivileges() throws(SandboxError) {

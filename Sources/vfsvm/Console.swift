@@ -33,6 +33,8 @@ final class Console: @unchecked Sendable {
         var t = termios()
         _ = try sysCall("tcgetattr(stdin)") { tcgetattr(0, &t) }
         saved = t
+        // A seccomp kill (RunSandbox.swift) must not leave the terminal raw.
+        Seccomp.restoreTerminalWhenKilled(fd: 0, t)
         cfmakeraw(&t)
         t.c_oflag |= tcflag_t(OPOST | ONLCR)  // vfsvm's own messages keep their line breaks
         _ = try sysCall("tcsetattr(stdin)") { tcsetattr(0, TCSANOW, &t) }
@@ -43,6 +45,7 @@ final class Console: @unchecked Sendable {
         guard var t = saved else { return }
         _ = try? sysCall("tcsetattr(stdin)") { tcsetattr(0, TCSANOW, &t) }
         saved = nil
+        Seccomp.restoreTerminalWhenKilled(fd: 0, nil)
     }
 
     /// Forwards stdin to the guest's UART on a thread of its own until
