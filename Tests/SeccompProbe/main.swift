@@ -5,7 +5,9 @@
 // which check how the probe ends. CALL is a syscall number, "x32:N" (N
 // with the x32 ABI bit), "i386-getpid" (getpid through int 0x80),
 // "fs-access" (FileDescriptor.accessAt, as FUSE ACCESS runs it) or
-// "ioctl:N" (ioctl(-1, N): -EBADF when the request is allowed).
+// "ioctl:N" (ioctl(-1, N): -EBADF when the request is allowed) or
+// "raw-tty:N" (stdin, a terminal, put in raw mode as `vfsvm run`'s console
+// does, with the reporter told to restore it; then call N).
 import CVfsvmLinux
 import Glibc
 import VfsvmSys
@@ -27,7 +29,17 @@ do {
     exit(1)
 }
 let result: Int
-if call == "fs-access" {
+if call.hasPrefix("raw-tty:"), let n = Int(call.dropFirst(8)) {
+    var t = termios()
+    guard tcgetattr(0, &t) == 0 else {
+        logLine("vfsvm-seccomp-probe: stdin is not a terminal")
+        exit(2)
+    }
+    Seccomp.restoreTerminalWhenKilled(fd: 0, t)
+    cfmakeraw(&t)
+    _ = tcsetattr(0, TCSANOW, &t)
+    result = vfsvm_syscall3(n, 0, 0, 0)
+} else if call == "fs-access" {
     // What FUSE ACCESS runs in the file server.
     do throws(SystemError) {
         try FileDescriptor.open("/", HostFSFlag.path | O_DIRECTORY).accessAt(Array(".".utf8), mode: R_OK)

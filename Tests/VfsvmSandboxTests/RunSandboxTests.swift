@@ -236,15 +236,7 @@ import VfsvmSys
     @Test(.timeLimit(.minutes(1)))
     func aClosedStdoutStopsTheGuestAndRestoresTheTerminal() throws {
         try requireKVMAndGuest()
-        // posix_openpt(3) and friends, by hand (Glibc does not export them to Swift).
-        let masterFD = try FileDescriptor.open("/dev/ptmx", O_RDWR | O_NOCTTY)
-        // TIOCSPTLCK = _IOW('T', 0x31, int), TIOCGPTN = _IOR('T', 0x30, unsigned int):
-        // function-like macros, which do not import.
-        var unlock: Int32 = 0
-        var number: UInt32 = 0
-        #expect(ioctl(masterFD.rawValue, 0x4004_5431, &unlock) == 0, "TIOCSPTLCK: \(Errno.current)")
-        #expect(ioctl(masterFD.rawValue, 0x8004_5430, &number) == 0, "TIOCGPTN: \(Errno.current)")
-        let terminal = try FileDescriptor.open("/dev/pts/\(number)", O_RDWR | O_NOCTTY)
+        let (masterFD, terminal) = try openPTY()
         var before = termios()
         try #require(tcgetattr(terminal.rawValue, &before) == 0)
         try #require(before.c_lflag & tcflag_t(ICANON | ECHO) == tcflag_t(ICANON | ECHO), "a fresh pty is in canonical mode with echo")
@@ -267,6 +259,38 @@ import VfsvmSys
         #expect(tcgetattr(terminal.rawValue, &after) == 0)
         #expect(after.c_lflag & tcflag_t(ICANON | ECHO) == before.c_lflag & tcflag_t(ICANON | ECHO), "the terminal was left in raw mode")
         withExtendedLifetime(masterFD) {}
+    }
+
+    /// A pty: the master (kept open while the test runs) and the terminal.
+    func openPTY() throws -> (master: FileDescriptor, terminal: FileDescriptor) {
+        // posix_openpt(3) and friends, by hand (Glibc does not export them to
+        // Swift). TIOCSPTLCK = _IOW('T', 0x31, int), TIOCGPTN = _IOR('T',
+        // 0x30, unsigned int): function-like macros, which do not import.
+        let master = try FileDescriptor.open("/dev/ptmx", O_RDWR | O_NOCTTY)
+        var unlock: Int32 = 0
+        var number: UInt32 = 0
+        #expect(ioctl(master.rawValue, 0x4004_5431, &unlock) == 0, "TIOCSPTLCK: \(Errno.current)")
+        #expect(ioctl(master.rawValue, 0x8004_5430, &number) == 0, "TIOCGPTN: \(Errno.current)")
+        return (master, try FileDescriptor.open("/dev/pts/\(number)", O_RDWR | O_NOCTTY))
+    }
+
+    /// The console is raw while the guest runs: a seccomp kill must put the
+    /// terminal back before the process ends (the shell would be left
+    /// without echo or line editing).
+    @Test func aSeccompKillRestoresARawTerminal() throws {
+        let pty = try openPTY()
+        var before = termios()
+        try #require(tcgetattr(pty.terminal.rawValue, &before) == 0)
+        let errors = try makePipe()
+        let child = try ChildProcess(path: try builtExecutable("vfsvm-seccomp-probe"), arguments: ["vmm", "raw-tty:\(SYS_getppid)"],
+                                     stdin: pty.terminal, stderr: errors.write)
+        let status = child.wait(timeoutMilliseconds: 10_000)
+        let text = availableText(errors.read)
+        #expect(status.map { $0 & 0x7f == SIGSYS } == true, "wait status \(String(describing: status)); stderr: \(text)")
+        var after = termios()
+        #expect(tcgetattr(pty.terminal.rawValue, &after) == 0)
+        #expect(after.c_lflag & tcflag_t(ICANON | ECHO) == before.c_lflag & tcflag_t(ICANON | ECHO) && before.c_lflag & tcflag_t(ICANON) != 0,
+                "the terminal was left in raw mode (c_lflag 0x\(String(after.c_lflag, radix: 16)), before 0x\(String(before.c_lflag, radix: 16)))")
     }
 
     // MARK: - --accel tcg without the privileges its sandboxed backends need
