@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <unistd.h>
 #include <linux/capability.h>
 
@@ -49,8 +50,21 @@ static char *put_text(char *p, const char *s) {
     return p;
 }
 
+// The terminal the reporter restores (vfsvm_seccomp_restore_terminal_on_kill).
+static volatile int restore_fd = -1;
+static struct termios restore_modes;
+
+void vfsvm_seccomp_restore_terminal_on_kill(int fd, const struct termios *saved) {
+    restore_fd = -1;
+    if (fd < 0 || saved == NULL) return;
+    restore_modes = *saved;
+    restore_fd = fd;
+}
+
 static void seccomp_reporter(int sig, siginfo_t *info, void *context) {
     (void)context;
+    // First, so that the line below and the shell after it see a sane terminal.
+    if (restore_fd >= 0) (void)tcsetattr(restore_fd, TCSANOW, &restore_modes);
     char line[256];
     char *p = line;
     p = put_text(p, "vfsvm: seccomp: system call ");

@@ -18,6 +18,7 @@ public enum Capability {
     public static let fsetid: Int32 = 4
     public static let setgid: Int32 = 6
     public static let setuid: Int32 = 7
+    public static let sysAdmin: Int32 = 21
     public static let mknod: Int32 = 27
     public static let setfcap: Int32 = 31
 

@@ -153,6 +153,14 @@ public enum Sandbox {
         return count
     }
 
+    /// The calling thread's effective capabilities, as numbers.
+    public static func effectiveCapabilities() throws(SandboxError) -> [Int32] {
+        var effective: UInt64 = 0
+        var permitted: UInt64 = 0
+        try step("capget") { vfsvm_capget(&effective, &permitted) }
+        return (0..<64).filter { effective & (1 << UInt64($0)) != 0 }.map(Int32.init)
+    }
+
     /// Keeps only `keep` (capability numbers) of what the process has in
     /// its effective, permitted and bounding sets, and clears the
     /// inheritable and ambient sets. Capabilities are per thread: this runs

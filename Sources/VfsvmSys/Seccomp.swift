@@ -17,7 +17,9 @@ import Glibc
 /// - `clone` only for threads (CLONE_THREAD) and with no CLONE_NEW* flag;
 /// - `clone3`, whose flags live in memory a filter cannot read, fails with
 ///   ENOSYS, and glibc then creates threads with `clone`;
-/// - `ioctl` only with a request of `SeccompAllowList.ioctlRequests`.
+/// - `ioctl` only with a request of the given list
+///   (`SeccompAllowList.ioctlRequests` for the file server,
+///   `SeccompAllowList.vmmIoctlRequests` for `vfsvm run`'s VMM).
 public enum Seccomp {
     /// What happens on a call that is not on the list.
     public enum Violation: Sendable {
@@ -34,12 +36,14 @@ public enum Seccomp {
     /// CAP_SYS_ADMIN, and so that no execve could gain privileges), the
     /// SIGSYS reporter, then the filter on every thread of the process
     /// (SECCOMP_FILTER_FLAG_TSYNC).
-    public static func install(allowing allowed: [Int32] = SeccompAllowList.fileServer(), onViolation violation: Violation) throws(SandboxError) {
+    public static func install(allowing allowed: [Int32] = SeccompAllowList.fileServer(),
+                               ioctls: [UInt32] = SeccompAllowList.ioctlRequests,
+                               onViolation violation: Violation) throws(SandboxError) {
         try setNoNewPrivileges()
         do { _ = try sysCall("sigaction(SIGSYS)") { vfsvm_install_seccomp_reporter() } } catch {
             throw SandboxError(step: "install the SIGSYS reporter", cause: error)
         }
-        let program = filter(allowing: allowed, onViolation: violation)
+        let program = filter(allowing: allowed, ioctls: ioctls, onViolation: violation)
         guard program.count <= Int(BPF_MAXINSNS) else {
             throw SandboxError(step: "build the seccomp filter", cause: SystemError("\(program.count) BPF instructions", .E2BIG))
         }
@@ -48,6 +52,16 @@ public enum Seccomp {
                 program.withUnsafeBufferPointer { vfsvm_seccomp_install($0.baseAddress, UInt16($0.count), violation == .log ? 1 : 0) }
             }
         } catch { throw SandboxError(step: "install the seccomp filter", cause: error) }
+    }
+
+    /// A kill (the SIGSYS reporter) first puts terminal `fd` back in the
+    /// modes `saved`; nil cancels it. For a console kept in raw mode.
+    public static func restoreTerminalWhenKilled(fd: Int32, _ saved: termios?) {
+        if var t = saved {
+            vfsvm_seccomp_restore_terminal_on_kill(fd, &t)
+        } else {
+            vfsvm_seccomp_restore_terminal_on_kill(-1, nil)
+        }
     }
 
     /// prctl(PR_SET_NO_NEW_PRIVS, 1) for every thread started from now on
@@ -59,7 +73,8 @@ public enum Seccomp {
     }
 
     /// The BPF program: architecture check, x32 check, binary search.
-    static func filter(allowing allowed: [Int32], onViolation violation: Violation) -> [sock_filter] {
+    static func filter(allowing allowed: [Int32], ioctls: [UInt32] = SeccompAllowList.ioctlRequests,
+                       onViolation violation: Violation) -> [sock_filter] {
         let numbers = Array(Set(allowed.map { UInt32(bitPattern: $0) })).sorted()
         let refuse = violation == .log ? VFSVM_SECCOMP_RET_LOG : VFSVM_SECCOMP_RET_TRAP
         var p: [sock_filter] = [
@@ -71,7 +86,7 @@ public enum Seccomp {
             ret(VFSVM_SECCOMP_RET_TRAP),
         ]
         var plain = numbers
-        for (call, body) in guarded(refuse: refuse) where plain.contains(call) {
+        for (call, body) in guarded(refuse: refuse, ioctls: ioctls) where plain.contains(call) {
             plain.removeAll { $0 == call }
             p += [jump(VFSVM_BPF_JEQ_K, call, ifTrue: 0, ifFalse: UInt8(body.count))] + body
         }
@@ -82,7 +97,7 @@ public enum Seccomp {
     /// Calls allowed only with some arguments (see the type's comment):
     /// each body starts with the call number in the accumulator and ends in
     /// a return.
-    static func guarded(refuse: UInt32) -> [(UInt32, [sock_filter])] {
+    static func guarded(refuse: UInt32, ioctls: [UInt32]) -> [(UInt32, [sock_filter])] {
         let namespaces = UInt32(CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET)
         return [
             (UInt32(SYS_unshare), [
@@ -99,7 +114,7 @@ public enum Seccomp {
                 ret(VFSVM_SECCOMP_RET_ALLOW),
             ]),
             (UInt32(SYS_clone3), [ret(VFSVM_SECCOMP_RET_ENOSYS)]),
-            (UInt32(SYS_ioctl), oneOf(SeccompAllowList.ioctlRequests, argumentAt: VFSVM_SECCOMP_DATA_ARG1_LOW, refuse: refuse)),
+            (UInt32(SYS_ioctl), oneOf(ioctls, argumentAt: VFSVM_SECCOMP_DATA_ARG1_LOW, refuse: refuse)),
         ]
     }
 

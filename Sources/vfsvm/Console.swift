@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import VfsvmMachine
 import VfsvmSys
 
@@ -32,6 +33,8 @@ final class Console: @unchecked Sendable {
         var t = termios()
         _ = try sysCall("tcgetattr(stdin)") { tcgetattr(0, &t) }
         saved = t
+        // A seccomp kill (RunSandbox.swift) must not leave the terminal raw.
+        Seccomp.restoreTerminalWhenKilled(fd: 0, t)
         cfmakeraw(&t)
         t.c_oflag |= tcflag_t(OPOST | ONLCR)  // vfsvm's own messages keep their line breaks
         _ = try sysCall("tcsetattr(stdin)") { tcsetattr(0, TCSANOW, &t) }
@@ -42,6 +45,7 @@ final class Console: @unchecked Sendable {
         guard var t = saved else { return }
         _ = try? sysCall("tcsetattr(stdin)") { tcsetattr(0, TCSANOW, &t) }
         saved = nil
+        Seccomp.restoreTerminalWhenKilled(fd: 0, nil)
     }
 
     /// Forwards stdin to the guest's UART on a thread of its own until
@@ -115,13 +119,42 @@ struct UnownedDescriptor: Sendable {
         try sysCall("read(fd \(rawValue))") { Glibc.read(rawValue, buffer.baseAddress, buffer.count) }
     }
 
-    /// Writes one byte, retrying EINTR and EAGAIN; gives up silently when
-    /// the reader has gone (the console is best effort).
-    func write(byte: UInt8) {
+    /// Writes one byte, retrying EINTR and EAGAIN; false when the reader
+    /// has gone (EPIPE, with SIGPIPE ignored). Other errors drop the byte
+    /// (the console is best effort).
+    func write(byte: UInt8) -> Bool {
         var b = byte
         while true {
             let n = (try? sysCall("write(fd \(rawValue))") { Glibc.write(rawValue, &b, 1) }) ?? -1
-            if n == 1 || Errno.current != .EAGAIN { return }
+            if n == 1 { return true }
+            switch Errno.current {
+            case .EAGAIN, .EINTR: continue
+            case .EPIPE: return false
+            default: return true
+            }
         }
+    }
+}
+
+/// COM1's output on the KVM path: each byte to stdout. When stdout's
+/// reader goes away (`vfsvm run ... | head`) the write fails with EPIPE
+/// (runKVM ignores SIGPIPE, which would otherwise end vfsvm on the spot
+/// with the terminal left raw); `closed` is then called once, and later
+/// bytes are dropped.
+final class ConsoleOutput: Sendable {
+    private let fd: UnownedDescriptor
+    private let gone = Atomic<Bool>(false)
+    private let onClosed = Mutex<(@Sendable () -> Void)?>(nil)
+
+    init(fd: UnownedDescriptor = UnownedDescriptor(1)) { self.fd = fd }
+
+    /// What to do when the reader has gone (set before the guest runs).
+    func whenClosed(_ body: @escaping @Sendable () -> Void) { onClosed.withLock { $0 = body } }
+
+    func write(byte: UInt8) {
+        guard !gone.load(ordering: .relaxed) else { return }
+        if fd.write(byte: byte) { return }
+        if gone.exchange(true, ordering: .relaxed) { return }
+        onClosed.withLock { $0 }?()
     }
 }

@@ -73,6 +73,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Stop the guest after this many seconds (exit status 124).", valueName: "SECONDS"))
     var timeout: Int?
 
+    @Option(help: "System calls outside the KVM path's allow-list once the VM is built: kill (vfsvm ends after one line naming the call; the default), log (they run, the kernel logs them) or none (no filter). Capabilities the shares do not need are dropped either way.")
+    var seccomp: SeccompMode = .kill
+
     @Flag(help: "Print the QEMU command line the tcg path would run, and exit.")
     var printQemuCmdline = false
 
@@ -139,6 +142,10 @@ struct Run: ParsableCommand {
             throw failure("--transport mmio is not available on the tcg path: QEMU's microvm board does not boot Debian's kernel under TCG (its clock does not run); use --transport pci, or --accel kvm where KVM is hardware-accelerated", status: 64)
         }
         if let line = Self.daxRefusal(plan.shares, path: path, transport: plan.transport) { throw failure(line, status: 64) }
+        if path == .tcg, !printQemuCmdline,
+           let line = Self.tcgPrivilegeRefusal(plan.shares, capabilities: (try? Sandbox.effectiveCapabilities()) ?? []) {
+            throw failure(line, status: 77)
+        }
         switch path {
         case .kvm: try runKVM(plan)
         case .tcg: try runTCG(plan)
@@ -159,6 +166,20 @@ struct Run: ParsableCommand {
         case .kvm:
             return overlappingDAXShare(shares)
         }
+    }
+
+    /// The tcg path serves each share from a `vfsvm serve` child in the
+    /// namespace sandbox, which needs CAP_SYS_ADMIN (unshare(CLONE_NEWNS),
+    /// mounts, pivot_root): without it every backend would fail after QEMU
+    /// started, leaving QEMU's and serve's errors instead of a reason. So
+    /// an unprivileged run with shares is refused up front (exit 77,
+    /// EX_NOPERM). The shares are not served unsandboxed behind the user's
+    /// back; the KVM path, which a user of the kvm group can take, serves
+    /// them in-process under its seccomp filter (RunSandbox.swift).
+    static func tcgPrivilegeRefusal(_ shares: [ShareSpec], capabilities: [Int32]) -> String? {
+        guard let s = shares.first, !capabilities.contains(Capability.sysAdmin) else { return nil }
+        let what = s.tag.value == rootTag ? "--rootfs \(s.hostPath)" : "--share \(s.hostPath):\(s.tag)"
+        return "\(what) on the tcg path needs root (CAP_SYS_ADMIN): each share is served by a vfsvm serve in a namespace sandbox, which an unprivileged user cannot enter; run vfsvm as root, or use --accel kvm (a user with access to /dev/kvm can)"
     }
 
     /// Each share's DAX window knows the truncations made through its own

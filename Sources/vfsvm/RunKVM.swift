@@ -16,11 +16,15 @@ extension Run {
         // Each dax= share's window: host memory KVM maps at BAR2, its
         // mapping table served by the share's FUSE server.
         var windows: [Int: SharedMemoryWindow] = [:]
+        // What the shares' FUSE servers need of root's capabilities (as
+        // `vfsvm serve` keeps for each); the VMM itself needs none once built.
+        var capabilities: Set<Int32> = []
         for spec in plan.shares {
             var settings = ServeSettings()
             settings.sharedDir = spec.hostPath
             settings.readOnly = spec.readOnly
             if let cache = spec.cache { settings.cache = cache }
+            capabilities.formUnion(settings.capabilities)
             var mappings: DAXMappings?
             if let dax = spec.dax {
                 let window: SharedMemoryWindow
@@ -38,7 +42,10 @@ extension Run {
             do { devices.append(try makeDiskDevice(spec)) } catch { throw failure(error.description, status: 66) }
         }
 
-        let stdout = UnownedDescriptor(1)
+        // A closed stdout is EPIPE for the console (see ConsoleOutput), not
+        // the end of vfsvm with the terminal left raw.
+        signal(SIGPIPE, SIG_IGN)
+        let stdout = ConsoleOutput()
         var config = MachineConfig(
             memorySize: plan.memoryBytes, cpus: plan.cpus, kernel: plan.image.kernel, initrd: plan.image.initrd,
             cmdline: plan.cmdline, devices: devices, transport: plan.transport ?? (windows.isEmpty ? .mmio : .pci),
@@ -55,8 +62,13 @@ extension Run {
             }
         }
 
+        stdout.whenClosed { machine.stop(.quit("the console's reader went away (stdout: broken pipe)", status: 128 + SIGPIPE)) }
+
         let console = try Console()
         blockSignals([SIGINT, SIGTERM, SIGHUP])
+        // Everything the guest can reach exists now, and no thread runs yet:
+        // confine the process before the first KVM_RUN (RunSandbox.swift).
+        try confine(keeping: capabilities, debug: plan.debug)
         try OSThread(name: "signals") {
             let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
             machine.stop(.quit("terminated by signal \(sig)", status: 128 + sig))

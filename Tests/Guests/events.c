@@ -4,6 +4,7 @@
  *   poweroff  ACPI S5: SLP_TYP 5 | SLP_EN to PM1a_CNT (0x604)
  *   xsave     an instruction this host's software KVM cannot run
  *   spin      loop forever (the test stops it with a signal)
+ *   flood     print a line to COM1 forever (the test closes its reader)
  *   echo      read COM1 (polling LSR.DR) and echo each byte upper-cased
  *             until a newline; exit with the number of bytes read */
 #include "guest.h"
@@ -43,6 +44,8 @@ void guest_main(struct hvm_start_info *si) {
         debug_exit(0x55);
     } else if (starts_with(what, "spin")) {
         for (;;) __asm__ volatile("pause");
+    } else if (starts_with(what, "flood")) {
+        for (;;) puts("events guest: flood line\n");
     } else if (starts_with(what, "echo")) {
         cmd_echo();
     }

@@ -66,10 +66,40 @@ fi
 timeout 60 "$VFSVM" run --accel kvm --memory 64M --cmdline do=spin "$events" </dev/null >"$out" 2>"$err" &
 pid=$!
 for _ in $(seq 1 100); do grep -q "events guest: spin" "$out" && break; sleep 0.1; done
+# The running VMM confines itself before the first KVM_RUN (RunSandbox.swift):
+# every thread filtered (Seccomp 2), no_new_privs, no capability left
+# (no share needs one). $pid is timeout(1); vfsvm is its child.
+vmm=$(pgrep -P $pid | head -1)
+seccomp=$(cat /proc/$vmm/task/*/status 2>/dev/null | sed -n 's/^Seccomp:[[:space:]]*//p' | sort -u | tr '\n' ' ')
+nnp=$(cat /proc/$vmm/task/*/status 2>/dev/null | sed -n 's/^NoNewPrivs:[[:space:]]*//p' | sort -u | tr '\n' ' ')
+capeff=$(cat /proc/$vmm/task/*/status 2>/dev/null | sed -n 's/^CapEff:[[:space:]]*//p' | sort -u | tr '\n' ' ')
+if [ "$seccomp" = "2 " ] && [ "$nnp" = "1 " ] && [ "$capeff" = "0000000000000000 " ]; then
+    ok "the running VMM: seccomp filter, no_new_privs and no capabilities on every thread"
+else
+    bad "the running VMM is confined" "pid ${vmm:-none}: Seccomp: $seccomp NoNewPrivs: $nnp CapEff: $capeff"
+fi
 kill -TERM $pid
 wait $pid
 got=$?
 if [ $got -eq 143 ]; then ok "SIGTERM stops a running guest (exit 143)"; else bad "SIGTERM stops a running guest" "exit $got"; fi
+if ! grep -q "seccomp: system call" "$err"; then ok "no system call was refused on the way out"; else bad "a system call was refused" "$(cat "$err")"; fi
+
+# -d names what was applied; --seccomp none leaves the filter out.
+run 67 "-d: the guest runs under the filter" -d --memory 64M "$hello"
+has "$err" "vfsvm: sandbox: seccomp filter of" "-d logs the seccomp filter, no_new_privs and the capabilities kept"
+run 67 "--seccomp none" -d --seccomp none --memory 64M "$hello"
+has "$err" "vfsvm: sandbox: no seccomp filter (--seccomp none)" "--seccomp none says so under -d"
+
+# `vfsvm run ... | head`: the guest floods COM1, the reader goes away; the
+# guest is stopped and vfsvm exits 141 (VfsvmSandboxTests/RunSandboxTests
+# checks that this is an exit, not a death by SIGPIPE, and the terminal).
+timeout 60 "$VFSVM" run --accel kvm --memory 64M --cmdline do=flood "$events" </dev/null 2>"$err" | head -c 100 >"$out"
+got=${PIPESTATUS[0]}
+if [ "$got" -eq 141 ] && grep -q "events guest: flood line" "$out"; then
+    ok "a closed stdout stops the guest (exit 141)"
+else
+    bad "a closed stdout stops the guest" "exit $got, stderr: $(head -c 300 "$err")"
+fi
 
 # On a terminal: raw mode, Ctrl-A h and x, the terminal restored.
 here=$(cd "$(dirname "$0")" && pwd)

@@ -1,27 +1,45 @@
 // vfsvm-seccomp-probe MODE CALL: installs vfsvm's seccomp filter (the
-// file server's allow-list; MODE kill or log), then makes one system call
-// and prints its result. Run by VfsvmSandboxTests/SeccompTests, which
-// check how the probe ends. CALL is a syscall number, "x32:N" (N with the
-// x32 ABI bit), "i386-getpid" (getpid through int 0x80) or "fs-access"
-// (FileDescriptor.accessAt, as FUSE ACCESS runs it).
+// file server's allow-list; MODE kill or log; or vmm: `vfsvm run`'s VMM
+// list and ioctl requests, kill), then makes one system call and prints
+// its result. Run by VfsvmSandboxTests/SeccompTests and RunSandboxTests,
+// which check how the probe ends. CALL is a syscall number, "x32:N" (N
+// with the x32 ABI bit), "i386-getpid" (getpid through int 0x80),
+// "fs-access" (FileDescriptor.accessAt, as FUSE ACCESS runs it) or
+// "ioctl:N" (ioctl(-1, N): -EBADF when the request is allowed) or
+// "raw-tty:N" (stdin, a terminal, put in raw mode as `vfsvm run`'s console
+// does, with the reporter told to restore it; then call N).
 import CVfsvmLinux
 import Glibc
 import VfsvmSys
 
 let arguments = CommandLine.arguments
-guard arguments.count == 3, let mode = ["kill": Seccomp.Violation.kill, "log": .log][arguments[1]] else {
-    logLine("usage: vfsvm-seccomp-probe kill|log NUMBER|x32:NUMBER|i386-getpid")
+guard arguments.count == 3, ["kill", "log", "vmm"].contains(arguments[1]) else {
+    logLine("usage: vfsvm-seccomp-probe kill|log|vmm NUMBER|x32:NUMBER|i386-getpid|fs-access|ioctl:NUMBER")
     exit(2)
 }
 let call = arguments[2]
 do {
-    try Seccomp.install(onViolation: mode)
+    switch arguments[1] {
+    case "vmm": try Seccomp.install(allowing: SeccompAllowList.vmm(), ioctls: SeccompAllowList.vmmIoctlRequests, onViolation: .kill)
+    case "log": try Seccomp.install(onViolation: .log)
+    default: try Seccomp.install(onViolation: .kill)
+    }
 } catch {
     logLine("vfsvm-seccomp-probe: \(error)")
     exit(1)
 }
 let result: Int
-if call == "fs-access" {
+if call.hasPrefix("raw-tty:"), let n = Int(call.dropFirst(8)) {
+    var t = termios()
+    guard tcgetattr(0, &t) == 0 else {
+        logLine("vfsvm-seccomp-probe: stdin is not a terminal")
+        exit(2)
+    }
+    Seccomp.restoreTerminalWhenKilled(fd: 0, t)
+    cfmakeraw(&t)
+    _ = tcsetattr(0, TCSANOW, &t)
+    result = vfsvm_syscall3(n, 0, 0, 0)
+} else if call == "fs-access" {
     // What FUSE ACCESS runs in the file server.
     do throws(SystemError) {
         try FileDescriptor.open("/", HostFSFlag.path | O_DIRECTORY).accessAt(Array(".".utf8), mode: R_OK)
@@ -29,6 +47,9 @@ if call == "fs-access" {
     } catch {
         result = -Int(error.errno.rawValue)
     }
+} else if call.hasPrefix("ioctl:"), let request = UInt(call.dropFirst(6)) {
+    let r = vfsvm_syscall3(Int(SYS_ioctl), -1, Int(bitPattern: request), 0)
+    result = r < 0 ? -Int(errno) : r
 } else if call == "i386-getpid" {
     result = vfsvm_i386_getpid()
 } else if call.hasPrefix("x32:"), let n = Int(call.dropFirst(4)) {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <termios.h>
 
 // MARK: - seccomp-BPF (linux/seccomp.h, linux/filter.h, linux/audit.h)
 
@@ -52,6 +53,12 @@ int vfsvm_seccomp_install(const struct sock_filter *filter, unsigned short count
 /// fd 2 naming the refused system call (number and architecture), then ends
 /// the process by SIGSYS. Only async-signal-safe calls (write, tgkill).
 int vfsvm_install_seccomp_reporter(void);
+
+/// Has the SIGSYS reporter put terminal `fd` back in the modes `*saved`
+/// (tcsetattr, async-signal-safe) before it ends the process: `vfsvm run`
+/// keeps stdin in raw mode while the guest runs. A negative fd (or NULL)
+/// cancels it.
+void vfsvm_seccomp_restore_terminal_on_kill(int fd, const struct termios *saved);
 
 /// syscall(nr, a, b, c): for tests that make a call the filter refuses.
 long vfsvm_syscall3(long nr, long a, long b, long c);

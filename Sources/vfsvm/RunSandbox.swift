@@ -1,0 +1,50 @@
+import ArgumentParser
+import VfsvmConfig
+import VfsvmSys
+
+extension Run {
+    /// Confines the KVM path's process once the VM is built (memory, vCPUs,
+    /// devices, eventfds, irqfds, ioeventfds, the shares' FUSE servers) and
+    /// before any thread starts or the guest runs: the vCPUs and the FUSE
+    /// servers share it with a hostile guest, so a bug in a device model or
+    /// in the FUSE core must not find the VMM's full privileges behind it.
+    ///
+    /// - Capabilities: only `keep` (what the shares' FUSE servers need,
+    ///   as `vfsvm serve` keeps them) stays in the effective, permitted and
+    ///   bounding sets; the rest, CAP_SYS_ADMIN included, is dropped. As
+    ///   root without shares nothing is kept.
+    /// - no_new_privs, and with `--seccomp kill` (the default) the VMM's
+    ///   allow-list (`SeccompAllowList.vmm`: the file server's calls, ioctl
+    ///   only for KVM_RUN and the few KVM requests the board makes while the
+    ///   guest runs). Any other call ends vfsvm by SIGSYS after one line
+    ///   naming it. Kill, not SECCOMP_RET_ERRNO: a call off the list is a
+    ///   path the list missed or code that is not vfsvm's; an error return
+    ///   would let the second keep probing and turn the first into a
+    ///   confusing failure deep in the guest, while a kill says which call
+    ///   on the spot. `--seccomp log` lets such calls run (the kernel logs
+    ///   them) to find what a list lacks; `--seccomp none` installs no filter.
+    func confine(keeping keep: Set<Int32>, debug: Bool) throws {
+        do { try Sandbox.dropCapabilities(keeping: keep, procSelfFD: nil) } catch {
+            throw failure("\(error)", status: 71)
+        }
+        // capget is not on the list: asked before the filter.
+        let kept = debug ? ((try? Sandbox.effectiveCapabilities()) ?? []).map { Capability.names.indices.contains(Int($0)) ? Capability.names[Int($0)] : "\($0)" } : []
+        let calls = SeccompAllowList.vmm()
+        do {
+            switch seccomp {
+            case .kill: try Seccomp.install(allowing: calls, ioctls: SeccompAllowList.vmmIoctlRequests, onViolation: .kill)
+            case .log: try Seccomp.install(allowing: calls, ioctls: SeccompAllowList.vmmIoctlRequests, onViolation: .log)
+            case .none: try Seccomp.setNoNewPrivileges()
+            }
+        } catch {
+            throw failure("\(error); pass --seccomp none to run without a system call filter", status: 71)
+        }
+        guard debug else { return }
+        let filter = switch seccomp {
+        case .kill: "seccomp filter of \(calls.count) system calls and \(SeccompAllowList.vmmIoctlRequests.count) ioctl requests (others: SIGSYS)"
+        case .log: "seccomp filter of \(calls.count) system calls and \(SeccompAllowList.vmmIoctlRequests.count) ioctl requests (others: run and logged by the kernel)"
+        case .none: "no seccomp filter (--seccomp none)"
+        }
+        logLine("vfsvm: sandbox: \(filter), no_new_privs, capabilities kept: \(kept.isEmpty ? "none" : kept.joined(separator: " "))")
+    }
+}
