@@ -23,7 +23,7 @@ enum Expect {
     case errno(Int32)
     /// Success or one of these errnos (where the host's file system decides).
     case okOr([Int32])
-    /// No reply at all (FORGET, BATCH_FORGET, INTERRUPT).
+    /// No reply at all (FORGET, BATCH_FORGET).
     case noReply
 }
 
