@@ -34,8 +34,9 @@ images: deps
 # spawn processes (QEMU, python), and a child between fork and exec holds
 # copies of every fd, keeping another test's OFD locks alive for a moment.
 # The whole suite takes seconds either way. The boot loader's tests load
-# Debian's kernel from Images/out, hence `images`.
-unit-test: deps images
+# Debian's kernel from Images/out, hence `images`; RunSandboxTests run the
+# freestanding events guest under `vfsvm run`, hence `guests`.
+unit-test: deps images guests
 	$(SWIFT) test --no-parallel
 
 # vfsvm mount on the host, real programs on the mount.
