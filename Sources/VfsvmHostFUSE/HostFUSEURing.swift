@@ -111,12 +111,16 @@ public final class HostFUSEURing: @unchecked Sendable {
     public func spawn(handler: some FUSERequestHandler) throws(SystemError) {
         let gate = try makePipe()
         self.gate = gate
+        // Each thread says when it is pinned: the filter (applied to every
+        // thread) must not come before.
+        let pinnedPipe = try makePipe()
         for i in rings.indices {
             let qid = UInt16(i / ringsPerQueue)
             try OSThread(name: "vfsvm-uring-\(i)") { [self] in
                 let pinned = vfsvm_fuse_ring_pin_thread(UInt32(qid))
                 if pinned != 0, i == 0 { log("vfsvm mount: cannot keep the io_uring threads on their queues' CPUs (\(Errno(rawValue: -pinned)))") }
-                var byte: UInt8 = 0
+                var byte: UInt8 = 1
+                _ = Glibc.write(pinnedPipe.write.rawValue, &byte, 1)
                 // Blocks until `start` (or for good when INIT never agrees).
                 guard Glibc.read(gate.read.rawValue, &byte, 1) == 1 else { return }
                 let g = go.withLock { $0 }
@@ -124,6 +128,14 @@ public final class HostFUSEURing: @unchecked Sendable {
                 let worker = RingWorker(ring: rings[i], device: device, qid: qid, payloadSize: max(g.maxPayload, 8192), channel: self)
                 worker.run(handler)
             }.detach()
+        }
+        var waiting = rings.count
+        var buf = [UInt8](repeating: 0, count: 64)
+        while waiting > 0 {
+            let n = Glibc.read(pinnedPipe.read.rawValue, &buf, min(waiting, buf.count))
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw SystemError("read(ring threads' pipe)", .current) }
+            waiting -= n
         }
     }
 
