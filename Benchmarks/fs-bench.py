@@ -7,7 +7,7 @@ directories in one run, alternated, printed with ratios to the first.
 The first directory is the baseline ("host" for `vfsvm mount` vs native).
 Operations: create+stat+unlink of 10,000 files, 1 GiB sequential write and
 read (cold: page cache dropped; cached), 4 KiB random reads at queue depth 1
-(fio, psync). Each figure is the median of --runs runs.
+from a warm cache (fio, psync). Each figure is the median of --runs runs.
 """
 import json, os, statistics, subprocess, sys, time
 
@@ -63,10 +63,18 @@ def seq_read(d, size, cold):
     return size / (time.perf_counter() - t) / (1 << 20), "MiB/s"
 
 def rand_read(d, seconds):
+    # The file is read once first and fio does not invalidate it: every
+    # target reads from a warm page cache. (fio's --invalidate=1 dropped the
+    # native file's cache but not the backing file behind a FUSE mount, so
+    # native read from disk while the mount read from memory: the 47x of
+    # the first mount table.)
+    with open(os.path.join(d, "bench-seq"), "rb") as f:
+        while f.read(1 << 20):
+            pass
     out = subprocess.run(
         ["fio", "--name=qd1", f"--directory={d}", "--filename=bench-seq", "--rw=randread",
          "--bs=4k", "--iodepth=1", "--ioengine=psync", "--direct=0", f"--runtime={seconds}",
-         "--time_based", "--output-format=json", "--invalidate=1"],
+         "--time_based", "--output-format=json", "--invalidate=0"],
         check=True, capture_output=True, text=True).stdout
     return json.loads(out)["jobs"][0]["read"]["iops"], "IOPS"
 
@@ -88,7 +96,7 @@ def main():
         (f"sequential write {size >> 20} MiB", lambda d: seq_write(d, size)),
         (f"sequential read {size >> 20} MiB, cold", lambda d: seq_read(d, size, True)),
         (f"sequential read {size >> 20} MiB, cached", lambda d: seq_read(d, size, False)),
-        ("4 KiB random read, QD1", lambda d: rand_read(d, secs)),
+        ("4 KiB random read, QD1, cached", lambda d: rand_read(d, secs)),
     ]
     results = {name: {} for name, _ in ops}
     for name, op in ops:

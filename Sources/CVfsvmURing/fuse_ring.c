@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 // FUSE over io_uring rings for `vfsvm mount`; see include/CVfsvmFUSERing.h.
 #include <errno.h>
 #include <stdlib.h>
@@ -82,4 +83,12 @@ int vfsvm_fuse_ring_submit(struct vfsvm_fuse_ring *r) {
     int e;
     do { e = io_uring_submit(&r->ring); } while (e == -EINTR);
     return e < 0 ? e : 0;
+}
+
+#include <sched.h>
+int vfsvm_fuse_ring_pin_thread(unsigned cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : -errno;
 }

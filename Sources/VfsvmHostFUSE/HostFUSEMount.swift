@@ -114,7 +114,7 @@ public final class HostFUSEMount: Sendable {
             logLine("vfsvm mount: request channel: /dev/fuse reads (the kernel did not offer FUSE_OVER_IO_URING in INIT)")
             return
         }
-        uring.start(device: device, handler: handler, maxPayload: max(maxWrite, maxPages * 4096))
+        uring.start(device: device, maxPayload: max(maxWrite, maxPages * 4096))
     }
 
     private func cloneDevice() throws(SystemError) -> FileDescriptor {

@@ -99,23 +99,55 @@ public final class HostFUSEURing: @unchecked Sendable {
         return max(1, sysconf(Int32(_SC_NPROCESSORS_CONF)))
     }
 
-    /// Starts one thread per ring, registering its entries for its queue.
-    /// Called once, after the INIT reply (the kernel refuses registration
-    /// before it) that agreed on FUSE_OVER_IO_URING; `maxPayload` is that
-    /// reply's max(max_write, max_pages × page size).
-    func start(device: FileDescriptor, handler: some FUSERequestHandler, maxPayload: Int) {
-        guard !started.exchange(true, ordering: .relaxed) else { return }
-        for (i, ring) in rings.enumerated() {
+    private struct Go { var device: FileDescriptor?; var maxPayload = 0 }
+    private let go = Mutex(Go())
+    private var gate: (read: FileDescriptor, write: FileDescriptor)?
+
+    /// Starts one thread per ring, each on its queue's CPU (the kernel puts
+    /// a request on the queue of the CPU its caller runs on, so the reply
+    /// comes from a thread already there: measured 0.13 → 0.18 of native
+    /// on create+stat+unlink), waiting for `start`. Called before the
+    /// seccomp filter, which does not allow setting a thread's CPUs.
+    public func spawn(handler: some FUSERequestHandler) throws(SystemError) {
+        let gate = try makePipe()
+        self.gate = gate
+        // Each thread says when it is pinned: the filter (applied to every
+        // thread) must not come before.
+        let pinnedPipe = try makePipe()
+        for i in rings.indices {
             let qid = UInt16(i / ringsPerQueue)
-            let worker = RingWorker(ring: ring, device: device, qid: qid, payloadSize: max(maxPayload, 8192), channel: self)
-            do {
-                try OSThread(name: "vfsvm-uring-\(i)") { worker.run(handler) }.detach()
-            } catch {
-                // Queues left without entries: the kernel keeps using
-                // /dev/fuse. Say so once.
-                registrationFailed("cannot start a thread for ring \(i): \(error)")
-            }
+            try OSThread(name: "vfsvm-uring-\(i)") { [self] in
+                let pinned = vfsvm_fuse_ring_pin_thread(UInt32(qid))
+                if pinned != 0, i == 0 { log("vfsvm mount: cannot keep the io_uring threads on their queues' CPUs (\(Errno(rawValue: -pinned)))") }
+                var byte: UInt8 = 1
+                _ = Glibc.write(pinnedPipe.write.rawValue, &byte, 1)
+                // Blocks until `start` (or for good when INIT never agrees).
+                guard Glibc.read(gate.read.rawValue, &byte, 1) == 1 else { return }
+                let g = go.withLock { $0 }
+                guard let device = g.device else { return }
+                let worker = RingWorker(ring: rings[i], device: device, qid: qid, payloadSize: max(g.maxPayload, 8192), channel: self)
+                worker.run(handler)
+            }.detach()
         }
+        var waiting = rings.count
+        var buf = [UInt8](repeating: 0, count: 64)
+        while waiting > 0 {
+            let n = Glibc.read(pinnedPipe.read.rawValue, &buf, min(waiting, buf.count))
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw SystemError("read(ring threads' pipe)", .current) }
+            waiting -= n
+        }
+    }
+
+    /// Lets the threads register their entries. Called once, after the INIT
+    /// reply (the kernel refuses registration before it) that agreed on
+    /// FUSE_OVER_IO_URING; `maxPayload` is that reply's max(max_write,
+    /// max_pages × page size).
+    func start(device: FileDescriptor, maxPayload: Int) {
+        guard !started.exchange(true, ordering: .relaxed), let gate else { return }
+        go.withLock { $0 = Go(device: device, maxPayload: maxPayload) }
+        let bytes = [UInt8](repeating: 1, count: rings.count)
+        do { try gate.write.writeAll(bytes) } catch { registrationFailed("waking the ring threads: \(error)") }
     }
 
     func registrationFailed(_ why: String) {

@@ -105,6 +105,13 @@ struct Mount: ParsableCommand {
         } catch {
             throw CommandFailure("\(error)")
         }
+        // The ring threads take their CPUs while the filter still allows it.
+        if let u = uring {
+            do { try u.spawn(handler: server) } catch {
+                try? mount.unmount()
+                throw CommandFailure("cannot start the io_uring threads: \(error); -o no_uring serves through /dev/fuse reads")
+            }
+        }
         // Mounted: from here on only the file server's system calls.
         do { try applySeccomp(seccomp, ioURing: ioEngine == .uring || uring != nil) } catch {
             try? mount.unmount()

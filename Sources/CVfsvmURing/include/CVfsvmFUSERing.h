@@ -58,4 +58,7 @@ int vfsvm_fuse_ring_submit(struct vfsvm_fuse_ring *ring);
 /// up to `max` (tag, result) pairs and returns their number, or -errno.
 int vfsvm_fuse_ring_submit_and_wait(struct vfsvm_fuse_ring *ring, uint64_t *tags, int32_t *results, unsigned max);
 
+/// Runs the calling thread on `cpu` only: 0 or -errno.
+int vfsvm_fuse_ring_pin_thread(unsigned cpu);
+
 #endif
