@@ -50,6 +50,7 @@ enum Limit {
         case "read-128k": return io(read: true, size: 128 << 10)
         case "read-1m": return io(read: true, size: 1 << 20)
         case "write-4k": return io(read: false, size: 4096)
+        case "write-128k": return io(read: false, size: 128 << 10)
         case "write-1m": return io(read: false, size: 1 << 20)
         case "fsync": return { f, _, _ in _ = fsync(f.wfile) }
         case "create+release+unlink": return { f, k, _ in

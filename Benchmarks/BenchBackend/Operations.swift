@@ -124,6 +124,7 @@ struct Operation: Sendable {
         read("read-4k", size: 4096),
         read("read-128k", size: 128 << 10),
         write("write-4k", size: 4096),
+        write("write-128k", size: 128 << 10),
         Operation(name: "fsync", bufferBytes: 4096, build: { s, h, _ in
             let args = Bytes()
             args.u64(h.wfileFH).u32(0).u32(0)

@@ -183,12 +183,21 @@ public final class HostBuffer: ScatterGatherList, @unchecked Sendable {
     /// The one segment, made once (not an array per read of `segments`:
     /// a request and its reply read it several times).
     public let segments: [HostSegment]
+    /// The same segment held inline, lent by `withSegments` (the protocol's
+    /// default went through `segments` and an unspecialised
+    /// `Array.withUnsafeBufferPointer`: ~400 instructions per GETATTR).
+    private let one: HostSegment
 
     public init(count: Int) {
         storage = .allocate(byteCount: max(count, 1), alignment: 64)
         storage.initializeMemory(as: UInt8.self, repeating: 0)
         byteCount = count
-        segments = [HostSegment(base: storage.baseAddress!, count: count)]
+        one = HostSegment(base: storage.baseAddress!, count: count)
+        segments = [one]
+    }
+
+    public func withSegments<R, E: Error>(_ body: (UnsafeBufferPointer<HostSegment>) throws(E) -> R) throws(E) -> R {
+        try withUnsafePointer(to: one) { (p) throws(E) -> R in try body(UnsafeBufferPointer(start: p, count: 1)) }
     }
 
     public convenience init(_ bytes: [UInt8]) {
