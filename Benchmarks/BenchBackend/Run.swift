@@ -111,7 +111,7 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
     defer { session.close() }
     if settings.eventIndex && eventIndexReported.insert(spec.name).inserted {
         let said = session.eventIndex ? "negotiated" : "not offered by the backend"
-        logLine("bench-backend: \(spec.name): VIRTIO_RING_F_EVENT_IDX \(said)")
+        print("bench-backend: \(spec.name): VIRTIO_RING_F_EVENT_IDX \(said)")
     }
     let handles = try Handles(session)
     var results: [String: Measurement] = [:]

@@ -148,7 +148,7 @@ struct BenchBackend: ParsableCommand {
 
     func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]],
                     _ limits: [String: [Double]], _ queueCounts: [String: Int]) {
-        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, \(packed ? "packed" : "split") ring\(eventIndex ? " (EVENT_IDX where offered)" : ", no EVENT_IDX"), \(queueSummary(specs, queueCounts)) request queue(s); medians of \(rounds) round(s)")
+        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, \(packed ? "packed" : "split") ring, \(queueSummary(specs, queueCounts)) request queue(s), \(eventIndex ? "EVENT_IDX where offered" : "no EVENT_IDX"); medians of \(rounds) round(s)")
         var header = ["operation"]
         for s in specs { header += ["\(s.name) req/s", "p50 µs", "p99 µs", "CPU µs/req", "RSS MiB"] }
         if specs.count == 2 { header += ["CPU/req \(specs[0].name)/\(specs[1].name)", "req/s \(specs[0].name)/\(specs[1].name)"] }
