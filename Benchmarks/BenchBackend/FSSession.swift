@@ -59,14 +59,24 @@ final class RequestQueue: @unchecked Sendable {
             let id = try driver.add(readable: r.readable, writable: r.writable)
             started[id] = (i, nowNanoseconds())
         }
-        try kick.signal()
+        // virtqueue_kick_prepare: VRING_USED_F_NO_NOTIFY / avail_event
+        // (split) or the device event suppression structure (packed).
+        if try driver.deviceWantsKick() { try kick.signal() }
+        var waitForCall = true
         while !started.isEmpty {
-            guard try pollReadable([call.fd], timeoutMilliseconds: timeoutMilliseconds) == [true] else {
-                throw FrontendError("the backend did not answer \(started.count) request(s) within \(timeoutMilliseconds) ms")
+            if waitForCall {
+                guard try pollReadable([call.fd], timeoutMilliseconds: timeoutMilliseconds) == [true] else {
+                    throw FrontendError("the backend did not answer \(started.count) request(s) within \(timeoutMilliseconds) ms")
+                }
+                _ = try call.drain()
             }
-            _ = try call.drain()
             let now = nowNanoseconds()
-            for c in try driver.collect() {
+            // collect() moves used_event on (EVENT_IDX) after reading; like
+            // Linux's virtqueue_enable_cb, look again before sleeping: an
+            // element used before that store raised no interrupt.
+            let completions = try driver.collect()
+            waitForCall = completions.isEmpty
+            for c in completions {
                 guard let s = started.removeValue(forKey: c.id) else {
                     throw FrontendError("the backend completed chain \(c.id), which was not in flight")
                 }
@@ -95,11 +105,13 @@ final class FSSession {
     private var hiprio: MockDriver?
     private var keep: [EventFD] = []
     private(set) var maxWrite: UInt32 = 0
+    /// VIRTIO_RING_F_EVENT_IDX was negotiated.
+    let eventIndex: Bool
 
     /// Request queue q's ring and buffers get `sliceBytes` (a multiple of
     /// 1 MiB) after the hiprio queue's first MiB.
     init(socket: FileDescriptor, queues count: Int, sliceBytes: Int, queueSize: UInt16, layout: RingLayout,
-         timeoutMilliseconds: Int32) throws {
+         eventIndex: Bool, timeoutMilliseconds: Int32) throws {
         frontend = MockFrontend(socket: socket)
         let ramSize = (1 << 20) + count * sliceBytes
         self.ramSize = ramSize
@@ -108,8 +120,10 @@ final class FSSession {
             throw FrontendError("the backend did not answer GET_FEATURES")
         }
         let protocolBit = VirtioFeatures.vhostUserProtocolFeatures.rawValue
-        let wantedRing = layout == .packed ? VirtioFeatures.ringPacked.rawValue : 0
+        let wantedRing = (layout == .packed ? VirtioFeatures.ringPacked.rawValue : 0)
+            | (eventIndex ? VirtioFeatures.eventIndex.rawValue : 0)
         let features = VirtioFeatures(rawValue: offered & (VirtioFeatures.version1.rawValue | protocolBit | wantedRing))
+        self.eventIndex = features.contains(.eventIndex)
         if layout == .packed && !features.contains(.ringPacked) {
             throw FrontendError("the backend does not offer VIRTIO_F_RING_PACKED")
         }
@@ -142,6 +156,11 @@ final class FSSession {
         func start(_ index: UInt32, base: UInt64, arena: Range<UInt64>, call: EventFD, kick: EventFD) throws -> MockDriver {
             let d = try MockDriver(memory: ram.view, layout: layout, queueSize: queueSize, features: ringFeatures,
                                    ringBase: GuestAddress(base), arena: arena)
+            // Linux's packed ring with EVENT_IDX asks for interrupts in DESC
+            // mode (off_wrap = next used slot), moved on after each read.
+            if layout == .packed && ringFeatures.contains(.eventIndex) {
+                try d.setPackedDriverEvent(flags: 2, offset: 0, wrap: true)
+            }
             try frontend.expectAck(.setVringNum, ack: ack, payload: vringState(index, UInt32(queueSize)))
             // A fresh packed ring: both cursors at slot 0 with wrap counter 1 (QEMU's encoding).
             try frontend.expectAck(.setVringBase, ack: ack, payload: vringState(index, layout == .packed ? 0x8000_8000 : 0))

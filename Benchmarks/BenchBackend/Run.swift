@@ -54,9 +54,13 @@ struct RunSettings {
     var inFlight: Int
     var queues: Int
     var layout: RingLayout
+    var eventIndex: Bool
     var timeoutMilliseconds: Int32
     var operations: [Operation]
 }
+
+/// Backends whose EVENT_IDX outcome was said (once each, not per round).
+nonisolated(unsafe) var eventIndexReported: Set<String> = []
 
 /// Starts the backend on a fresh share, connects, runs every operation,
 /// stops it. Throws one sentence when the backend does not come up or
@@ -100,11 +104,15 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
     let session: FSSession
     do {
         session = try FSSession(socket: socket, queues: settings.queues, sliceBytes: slice, queueSize: 256, layout: settings.layout,
-                                timeoutMilliseconds: settings.timeoutMilliseconds)
+                                eventIndex: settings.eventIndex, timeoutMilliseconds: settings.timeoutMilliseconds)
     } catch {
         throw FrontendError("\(spec.name): \(error)\(logTail())")
     }
     defer { session.close() }
+    if settings.eventIndex && eventIndexReported.insert(spec.name).inserted {
+        let said = session.eventIndex ? "negotiated" : "not offered by the backend"
+        print("bench-backend: \(spec.name): VIRTIO_RING_F_EVENT_IDX \(said)")
+    }
     let handles = try Handles(session)
     var results: [String: Measurement] = [:]
     for op in settings.operations {

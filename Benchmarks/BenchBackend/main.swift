@@ -36,6 +36,9 @@ struct BenchBackend: ParsableCommand {
     @Flag(help: "Use packed rings (VIRTIO_F_RING_PACKED; virtiofsd 7.2 has none) instead of split ones.")
     var packed = false
 
+    @Flag(inversion: .prefixedNo, help: "Negotiate VIRTIO_RING_F_EVENT_IDX when the backend offers it, as Linux's virtio_fs driver does (kicks only when avail_event asks; used_event moved after reading used entries).")
+    var eventIndex = true
+
     @Option(help: "Request queues, each driven by a thread of its own with --in-flight requests (virtiofsd 7.2 serves one).")
     var queues = 1
 
@@ -81,7 +84,7 @@ struct BenchBackend: ParsableCommand {
             }
             perBackend[parts[0]] = n
         }
-        let base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, layout: packed ? .packed : .split, timeoutMilliseconds: timeout, operations: operations)
+        let base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, layout: packed ? .packed : .split, eventIndex: eventIndex, timeoutMilliseconds: timeout, operations: operations)
         var results: [String: [[String: Measurement]]] = [:]
         var failed = false
         var limits: [String: [Double]] = [:]
@@ -145,7 +148,7 @@ struct BenchBackend: ParsableCommand {
 
     func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]],
                     _ limits: [String: [Double]], _ queueCounts: [String: Int]) {
-        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, \(packed ? "packed" : "split") ring, \(queueSummary(specs, queueCounts)) request queue(s); medians of \(rounds) round(s)")
+        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, \(packed ? "packed" : "split") ring, \(queueSummary(specs, queueCounts)) request queue(s), \(eventIndex ? "EVENT_IDX where offered" : "no EVENT_IDX"); medians of \(rounds) round(s)")
         var header = ["operation"]
         for s in specs { header += ["\(s.name) req/s", "p50 µs", "p99 µs", "CPU µs/req", "RSS MiB"] }
         if specs.count == 2 { header += ["CPU/req \(specs[0].name)/\(specs[1].name)", "req/s \(specs[0].name)/\(specs[1].name)"] }

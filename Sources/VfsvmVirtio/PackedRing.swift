@@ -13,9 +13,9 @@ extension Virtqueue {
         (flags & Ring.packedAvail != 0) == wrap && (flags & Ring.packedUsed != 0) != wrap
     }
 
-    mutating func popPacked(_ memory: GuestMemory) throws(VirtqueueError) -> DescriptorChain? {
+    mutating func popPacked(_ memory: GuestMemory, _ r: RingAreas) throws(VirtqueueError) -> DescriptorChain? {
         let start = nextAvail
-        let headFlags = try ringLoadAcquire16(memory, table.unchecked(plus: Ring.descriptorSize * UInt64(start) + 14))
+        let headFlags = try ringLoadAcquire16(r.table, Ring.descriptorSize * UInt64(start) + 14)
         guard packedIsAvailable(headFlags, wrap: availWrap) else { return nil }
 
         var builder = ChainBuilder(memory: memory, indirectAllowed: indirectAllowed, indirectLimit: indirectEntryLimit)
@@ -29,7 +29,7 @@ extension Virtqueue {
             // cannot be longer than the ring, so NEXT all the way round is
             // a broken ring, not a bad request.
             guard count < ringSize else { throw .packedChainUnterminated(start: start, size: ringSize) }
-            let d: vring_packed_desc = try ringLoad(memory, table.unchecked(plus: Ring.descriptorSize * UInt64(position)))
+            let d: vring_packed_desc = try ringLoad(r.table, Ring.descriptorSize * UInt64(position))
             count += 1
             position += 1
             if position == ringSize { position = 0; wrap.toggle() }
@@ -52,7 +52,7 @@ extension Virtqueue {
         }
         nextAvail = position
         availWrap = wrap
-        if eventIndex && notificationsEnabled { try writeKickRequest(memory) }
+        if eventIndex && notificationsEnabled { try writeKickRequest(r) }
         // 2.8.6 / 2.8.13: buffer ids name the driver's in-flight buffers, < Queue Size.
         guard lastID < ringSize else { throw .bufferIDOutOfRange(id: lastID, size: ringSize) }
         do throws(ChainRefusal) {
@@ -66,17 +66,17 @@ extension Virtqueue {
     /// The used descriptor goes at the device's used cursor: length and id,
     /// then the flags with release; the cursor moves by the chain's
     /// descriptor count (2.8.7).
-    mutating func pushUsedPacked(id: UInt16, descriptorCount: UInt16, length: UInt32, _ memory: GuestMemory) throws(VirtqueueError) {
+    mutating func pushUsedPacked(id: UInt16, descriptorCount: UInt16, length: UInt32, _ r: RingAreas) throws(VirtqueueError) {
         guard id < ringSize, descriptorCount >= 1, descriptorCount <= ringSize else {
             throw .badCompletion(id: id, descriptorCount: descriptorCount)
         }
-        let d = table.unchecked(plus: Ring.descriptorSize * UInt64(nextUsed))
-        try ringStore(memory, length.littleEndian, d.unchecked(plus: 8))
-        try ringStore(memory, id.littleEndian, d.unchecked(plus: 12))
+        let d = Ring.descriptorSize * UInt64(nextUsed)
+        try ringStore(r.table, length.littleEndian, d + 8)
+        try ringStore(r.table, id.littleEndian, d + 12)
         // 2.8.4: Element Length only counts with VIRTQ_DESC_F_WRITE set
         // in the used descriptor (as QEMU does when anything was written).
         let flags = (usedWrap ? (Ring.packedAvail | Ring.packedUsed) : 0) | (length > 0 ? Ring.write : 0)
-        try ringStoreRelease16(memory, flags, d.unchecked(plus: 14))
+        try ringStoreRelease16(r.table, flags, d + 14)
         let advanced = UInt32(nextUsed) + UInt32(descriptorCount)
         if advanced >= UInt32(ringSize) {
             nextUsed = UInt16(advanced - UInt32(ringSize))
@@ -90,11 +90,11 @@ extension Virtqueue {
     /// The driver event suppression structure (2.8.10): ENABLE → yes,
     /// DISABLE → no, DESC (with EVENT_IDX) → its off_wrap was crossed by
     /// the `pending` slots just used.
-    func packedNeedsInterrupt(_ memory: GuestMemory, pending: Int) throws(VirtqueueError) -> Bool {
+    func packedNeedsInterrupt(_ r: RingAreas, pending: Int) throws(VirtqueueError) -> Bool {
         // off_wrap and flags in one 32-bit load, so they are a matching
         // pair (the area is 4-byte aligned, checked at activation).
         let event: UInt32
-        do { event = try memory.loadAcquireUInt32(at: driver) } catch { throw .memory(error) }
+        do { event = try r.driver.loadAcquireUInt32(at: 0) } catch { throw .memory(error) }
         let offWrap = UInt16(truncatingIfNeeded: event)
         let flags = UInt16(truncatingIfNeeded: event >> 16)
         switch flags & 3 {
@@ -116,20 +116,20 @@ extension Virtqueue {
 
     /// The device event suppression structure (2.8.10): DISABLE, ENABLE,
     /// or with EVENT_IDX DESC with off_wrap = next avail slot | wrap << 15.
-    func writePackedKickRequest(_ memory: GuestMemory) throws(VirtqueueError) {
+    func writePackedKickRequest(_ r: RingAreas) throws(VirtqueueError) {
         if !notificationsEnabled {
-            try ringStore(memory, Ring.eventDisable.littleEndian, device.unchecked(plus: 2))
+            try ringStore(r.device, Ring.eventDisable.littleEndian, 2)
         } else if eventIndex {
             let offWrap = nextAvail | (availWrap ? Ring.wrapBit : 0)
-            try ringStore(memory, offWrap.littleEndian, device)
-            try ringStoreRelease16(memory, Ring.eventDesc, device.unchecked(plus: 2))
+            try ringStore(r.device, offWrap.littleEndian, 0)
+            try ringStoreRelease16(r.device, Ring.eventDesc, 2)
         } else {
-            try ringStore(memory, Ring.eventEnable.littleEndian, device.unchecked(plus: 2))
+            try ringStore(r.device, Ring.eventEnable.littleEndian, 2)
         }
     }
 
-    func packedHasAvailable(_ memory: GuestMemory) throws(VirtqueueError) -> Bool {
-        let flags = try ringLoadAcquire16(memory, table.unchecked(plus: Ring.descriptorSize * UInt64(nextAvail) + 14))
+    func packedHasAvailable(_ r: RingAreas) throws(VirtqueueError) -> Bool {
+        let flags = try ringLoadAcquire16(r.table, Ring.descriptorSize * UInt64(nextAvail) + 14)
         return packedIsAvailable(flags, wrap: availWrap)
     }
 }

@@ -7,10 +7,10 @@ import VfsvmMemory
 // free-running 16-bit counters; slots are index mod size (a power of two).
 
 extension Virtqueue {
-    mutating func popSplit(_ memory: GuestMemory) throws(VirtqueueError) -> DescriptorChain? {
+    mutating func popSplit(_ memory: GuestMemory, _ r: RingAreas) throws(VirtqueueError) -> DescriptorChain? {
         // avail->idx, read with acquire so the ring entry and descriptors
         // the driver wrote before publishing are visible (2.7.13.3).
-        let published = try ringLoadAcquire16(memory, driver.unchecked(plus: 2))
+        let published = try ringLoadAcquire16(r.driver, 2)
         let pending = published &- nextAvail
         if pending == 0 { return nil }
         // 2.7.6: the driver only adds entries for buffers it owns, at most
@@ -19,10 +19,10 @@ extension Virtqueue {
             throw .availIndexJump(next: nextAvail, published: published, size: ringSize)
         }
         let slot = UInt64(nextAvail & (ringSize - 1))
-        let head: UInt16 = try ringLoad(memory, driver.unchecked(plus: 4 + 2 * slot))
+        let head: UInt16 = try ringLoad(r.driver, 4 + 2 * slot)
         nextAvail &+= 1
         // EVENT_IDX: move avail_event along while kicks are wanted.
-        if eventIndex && notificationsEnabled { try writeKickRequest(memory) }
+        if eventIndex && notificationsEnabled { try writeKickRequest(r) }
         // 2.7.6: ring entries are descriptor chain heads, < Queue Size.
         guard head < ringSize else { throw .headOutOfRange(head: head, size: ringSize) }
 
@@ -38,7 +38,7 @@ extension Virtqueue {
                 count += 1
                 let d: vring_desc
                 do {
-                    d = try memory.load(vring_desc.self, at: table.unchecked(plus: Ring.descriptorSize * UInt64(index)))
+                    d = try r.table.load(vring_desc.self, at: Ring.descriptorSize * UInt64(index))
                 } catch {
                     ringError = .memory(error)
                     break
@@ -68,43 +68,43 @@ extension Virtqueue {
 
     /// The next used ring slot gets {id, len}, then used->idx moves with
     /// release (2.7.8).
-    mutating func pushUsedSplit(id: UInt16, descriptorCount: UInt16, length: UInt32, _ memory: GuestMemory) throws(VirtqueueError) {
+    mutating func pushUsedSplit(id: UInt16, descriptorCount: UInt16, length: UInt32, _ r: RingAreas) throws(VirtqueueError) {
         guard id < ringSize else { throw .badCompletion(id: id, descriptorCount: descriptorCount) }
         let slot = UInt64(nextUsed & (ringSize - 1))
-        let element = device.unchecked(plus: 4 + 8 * slot)
-        try ringStore(memory, UInt32(id).littleEndian, element)
-        try ringStore(memory, length.littleEndian, element.unchecked(plus: 4))
+        let element = 4 + 8 * slot
+        try ringStore(r.device, UInt32(id).littleEndian, element)
+        try ringStore(r.device, length.littleEndian, element + 4)
         nextUsed &+= 1
-        try ringStoreRelease16(memory, nextUsed, device.unchecked(plus: 2))
+        try ringStoreRelease16(r.device, nextUsed, 2)
         pendingUsed += 1
     }
 
     /// EVENT_IDX: used_event crossed by the `pending` elements just pushed
     /// (2.7.10); otherwise VRING_AVAIL_F_NO_INTERRUPT clear (2.7.7).
-    mutating func splitNeedsInterrupt(_ memory: GuestMemory, pending: Int) throws(VirtqueueError) -> Bool {
+    mutating func splitNeedsInterrupt(_ r: RingAreas, pending: Int) throws(VirtqueueError) -> Bool {
         if eventIndex {
-            let usedEvent: UInt16 = try ringLoad(memory, driver.unchecked(plus: 4 + 2 * UInt64(ringSize)))
+            let usedEvent: UInt16 = try ringLoad(r.driver, 4 + 2 * UInt64(ringSize))
             if pending >= 1 << 16 { return true }
             return vringNeedEvent(event: UInt16(littleEndian: usedEvent), new: nextUsed, old: nextUsed &- UInt16(pending))
         }
-        let flags: UInt16 = try ringLoad(memory, driver)
+        let flags: UInt16 = try ringLoad(r.driver, 0)
         return UInt16(littleEndian: flags) & Ring.availNoInterrupt == 0
     }
 
     /// Without EVENT_IDX: used->flags VRING_USED_F_NO_NOTIFY set or clear
     /// (2.7.7). With it: avail_event = next avail index when enabled; left
     /// alone when disabled (2.7.10: the driver then kicks at most once more).
-    func writeSplitKickRequest(_ memory: GuestMemory) throws(VirtqueueError) {
+    func writeSplitKickRequest(_ r: RingAreas) throws(VirtqueueError) {
         if eventIndex {
             if notificationsEnabled {
-                try ringStore(memory, nextAvail.littleEndian, device.unchecked(plus: 4 + 8 * UInt64(ringSize)))
+                try ringStore(r.device, nextAvail.littleEndian, 4 + 8 * UInt64(ringSize))
             }
         } else {
-            try ringStore(memory, (notificationsEnabled ? 0 : Ring.usedNoNotify).littleEndian, device)
+            try ringStore(r.device, (notificationsEnabled ? 0 : Ring.usedNoNotify).littleEndian, 0)
         }
     }
 
-    func splitHasAvailable(_ memory: GuestMemory) throws(VirtqueueError) -> Bool {
-        try ringLoadAcquire16(memory, driver.unchecked(plus: 2)) != nextAvail
+    func splitHasAvailable(_ r: RingAreas) throws(VirtqueueError) -> Bool {
+        try ringLoadAcquire16(r.driver, 2) != nextAvail
     }
 }

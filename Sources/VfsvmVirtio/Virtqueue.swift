@@ -76,6 +76,21 @@ public struct Virtqueue: Sendable {
     var eventIndex = false
     var indirectAllowed = false
 
+    /// The three areas as host views, resolved for `areasMemory` on the
+    /// first ring access with that memory object (every ring access after
+    /// that skips the region lookup). A memory table change is a new
+    /// `GuestMemory` object, so the next access resolves again (and fails,
+    /// breaking the ring, if the areas are no longer backed); `activate`
+    /// drops them. Holding `areasMemory` keeps the viewed mappings alive.
+    var areas: RingAreas?
+    var areasMemory: GuestMemory?
+
+    struct RingAreas {
+        var table: GuestArea
+        var driver: GuestArea
+        var device: GuestArea
+    }
+
     // Split: free-running 16-bit indices. Packed: slot index + wrap counter.
     var nextAvail: UInt16 = 0
     var availWrap = true
@@ -113,15 +128,12 @@ public struct Virtqueue: Sendable {
         guard size > 0, size <= maxSize, packed || size.nonzeroBitCount == 1 else {
             throw .invalidSize(size: size, maxSize: maxSize, packed: packed)
         }
-        let n = UInt64(size)
+        let lengths = Self.areaLengths(packed: packed, size: size)
         // 2.7 table "Virtqueue Part / Alignment / Size" and 2.8.10-2.8.11.
-        let areas: [(QueueArea, GuestAddress, Int, UInt64)] = packed
-            ? [(.descriptorTable, descriptorTable, 16, 16 * n),
-               (.driverArea, driverArea, 4, 4),
-               (.deviceArea, deviceArea, 4, 4)]
-            : [(.descriptorTable, descriptorTable, 16, 16 * n),
-               (.driverArea, driverArea, 2, 6 + 2 * n),
-               (.deviceArea, deviceArea, 4, 6 + 8 * n)]
+        let areas: [(QueueArea, GuestAddress, Int, UInt64)] = [
+            (.descriptorTable, descriptorTable, 16, lengths.table),
+            (.driverArea, driverArea, packed ? 4 : 2, lengths.driver),
+            (.deviceArea, deviceArea, 4, lengths.device)]
         for (area, address, alignment, length) in areas {
             guard address.isAligned(to: UInt64(alignment)) else {
                 throw .misaligned(area, address, alignment: alignment)
@@ -154,6 +166,44 @@ public struct Virtqueue: Sendable {
         notificationsEnabled = true
         pendingUsed = 0
         layout = newLayout
+        self.areas = nil
+        areasMemory = nil
+    }
+
+    /// Bytes of the descriptor table, driver and device areas (2.7 table
+    /// "Virtqueue Part / Alignment / Size"; 2.8.10-2.8.11 for packed).
+    static func areaLengths(packed: Bool, size: UInt16) -> (table: UInt64, driver: UInt64, device: UInt64) {
+        let n = UInt64(size)
+        return packed ? (16 * n, 4, 4) : (16 * n, 6 + 2 * n, 6 + 8 * n)
+    }
+
+    /// The ring areas in `memory`: the cached views when they were resolved
+    /// for this very object, else resolved now (and cached).
+    @inline(__always)
+    mutating func rings(_ memory: GuestMemory) throws(VirtqueueError) -> RingAreas {
+        if let areas, areasMemory === memory { return areas }
+        let resolved = try resolveAreas(memory)
+        areas = resolved
+        areasMemory = memory
+        return resolved
+    }
+
+    /// `rings` for a caller that cannot update the cache.
+    func peekRings(_ memory: GuestMemory) throws(VirtqueueError) -> RingAreas {
+        if let areas, areasMemory === memory { return areas }
+        return try resolveAreas(memory)
+    }
+
+    private func resolveAreas(_ memory: GuestMemory) throws(VirtqueueError) -> RingAreas {
+        guard let layout else { throw .notActive }
+        let lengths = Self.areaLengths(packed: layout == .packed, size: ringSize)
+        do {
+            return RingAreas(table: try memory.area(at: table, length: lengths.table),
+                             driver: try memory.area(at: driver, length: lengths.driver),
+                             device: try memory.area(at: device, length: lengths.device))
+        } catch {
+            throw .memory(error)
+        }
     }
 
     /// Back to the state after `init`: inactive, size = max, addresses 0,
@@ -195,7 +245,8 @@ public struct Virtqueue: Sendable {
             if layout == nil { throw .notActive }
             return
         }
-        nextUsed = try ringLoadAcquire16(memory, device.unchecked(plus: 2))
+        let r = try rings(memory)
+        nextUsed = try ringLoadAcquire16(r.device, 2)
     }
 
     private func encode(_ index: UInt16, _ wrap: Bool) -> UInt16 {
@@ -211,11 +262,11 @@ public struct Virtqueue: Sendable {
 
     /// The next available chain, or nil when the driver has published none.
     public mutating func pop(_ memory: GuestMemory) throws(VirtqueueError) -> DescriptorChain? {
-        switch layout {
-        case .split: try popSplit(memory)
-        case .packed: try popPacked(memory)
-        case nil: throw .notActive
-        }
+        guard layout != nil else { throw VirtqueueError.notActive }
+        // Resolved before the call: `self.popSplit(_, rings(...))` would
+        // copy the whole queue to evaluate the receiver first.
+        let r = try rings(memory)
+        return layout == .split ? try popSplit(memory, r) : try popPacked(memory, r)
     }
 
     /// Writes the used element for a chain: `id` and the number of bytes
@@ -225,10 +276,12 @@ public struct Virtqueue: Sendable {
     /// completed in order), flags last with release, then the cursor moves
     /// by `descriptorCount` (2.8.7).
     public mutating func pushUsed(id: UInt16, descriptorCount: UInt16, length: UInt32, _ memory: GuestMemory) throws(VirtqueueError) {
-        switch layout {
-        case .split: try pushUsedSplit(id: id, descriptorCount: descriptorCount, length: length, memory)
-        case .packed: try pushUsedPacked(id: id, descriptorCount: descriptorCount, length: length, memory)
-        case nil: throw .notActive
+        guard layout != nil else { throw .notActive }
+        let r = try rings(memory)
+        if layout == .split {
+            try pushUsedSplit(id: id, descriptorCount: descriptorCount, length: length, r)
+        } else {
+            try pushUsedPacked(id: id, descriptorCount: descriptorCount, length: length, r)
         }
     }
 
@@ -248,9 +301,10 @@ public struct Virtqueue: Sendable {
         // Our used-ring stores must be visible before we read the driver's
         // suppression field, or both sides may decide not to act.
         GuestMemory.fullFence()
+        let r = try rings(memory)
         switch layout {
-        case .split: return try splitNeedsInterrupt(memory, pending: pending)
-        case .packed: return try packedNeedsInterrupt(memory, pending: pending)
+        case .split: return try splitNeedsInterrupt(r, pending: pending)
+        case .packed: return try packedNeedsInterrupt(r, pending: pending)
         }
     }
 
@@ -259,7 +313,11 @@ public struct Virtqueue: Sendable {
     public mutating func disableNotifications(_ memory: GuestMemory) throws(VirtqueueError) {
         guard isActive else { throw .notActive }
         notificationsEnabled = false
-        try writeKickRequest(memory)
+        // Split with EVENT_IDX, turning kicks off is leaving avail_event
+        // where it is (2.7.10): nothing to write, no ring to resolve.
+        if eventIndex && layout == .split { return }
+        let r = try rings(memory)
+        try writeKickRequest(r)
     }
 
     /// Asks the driver to notify again, then re-checks the ring: returns
@@ -268,47 +326,54 @@ public struct Virtqueue: Sendable {
     public mutating func enableNotifications(_ memory: GuestMemory) throws(VirtqueueError) -> Bool {
         guard isActive else { throw .notActive }
         notificationsEnabled = true
-        try writeKickRequest(memory)
+        let r = try rings(memory)
+        try writeKickRequest(r)
         // The store must be visible before we look at the ring again, or
         // the driver and we could both conclude the other will act.
         GuestMemory.fullFence()
-        return try hasAvailable(memory)
+        return try hasAvailable(r)
     }
 
     /// The one place that tells the driver whether to kick (split: 2.7.7 and
     /// 2.7.10; packed: 2.8.10).
-    func writeKickRequest(_ memory: GuestMemory) throws(VirtqueueError) {
+    func writeKickRequest(_ r: RingAreas) throws(VirtqueueError) {
         switch layout {
-        case .split: try writeSplitKickRequest(memory)
-        case .packed: try writePackedKickRequest(memory)
+        case .split: try writeSplitKickRequest(r)
+        case .packed: try writePackedKickRequest(r)
         case nil: throw .notActive
         }
     }
 
     /// True when a chain is waiting (without consuming it).
     public func hasAvailable(_ memory: GuestMemory) throws(VirtqueueError) -> Bool {
+        try hasAvailable(try peekRings(memory))
+    }
+
+    func hasAvailable(_ r: RingAreas) throws(VirtqueueError) -> Bool {
         switch layout {
-        case .split: try splitHasAvailable(memory)
-        case .packed: try packedHasAvailable(memory)
+        case .split: try splitHasAvailable(r)
+        case .packed: try packedHasAvailable(r)
         case nil: throw .notActive
         }
     }
 
     // MARK: - Ring access (validated at activation; errors here are fatal)
 
-    func ringLoad<T: BitwiseCopyable>(_ memory: GuestMemory, _ address: GuestAddress) throws(VirtqueueError) -> T {
-        do { return try memory.load(T.self, at: address) } catch { throw .memory(error) }
+    @inline(__always)
+    func ringLoad<T: BitwiseCopyable>(_ area: GuestArea, _ offset: UInt64) throws(VirtqueueError) -> T {
+        do { return try area.load(T.self, at: offset) } catch { throw .memory(error) }
     }
 
-    func ringStore<T: BitwiseCopyable>(_ memory: GuestMemory, _ value: T, _ address: GuestAddress) throws(VirtqueueError) {
-        do { try memory.store(value, at: address) } catch { throw .memory(error) }
+    @inline(__always)
+    func ringStore<T: BitwiseCopyable>(_ area: GuestArea, _ value: T, _ offset: UInt64) throws(VirtqueueError) {
+        do { try area.store(value, at: offset) } catch { throw .memory(error) }
     }
 
-    func ringLoadAcquire16(_ memory: GuestMemory, _ address: GuestAddress) throws(VirtqueueError) -> UInt16 {
-        do { return try memory.loadAcquireUInt16(at: address) } catch { throw .memory(error) }
+    func ringLoadAcquire16(_ area: GuestArea, _ offset: UInt64) throws(VirtqueueError) -> UInt16 {
+        do { return try area.loadAcquireUInt16(at: offset) } catch { throw .memory(error) }
     }
 
-    func ringStoreRelease16(_ memory: GuestMemory, _ value: UInt16, _ address: GuestAddress) throws(VirtqueueError) {
-        do { try memory.storeReleaseUInt16(value, at: address) } catch { throw .memory(error) }
+    func ringStoreRelease16(_ area: GuestArea, _ value: UInt16, _ offset: UInt64) throws(VirtqueueError) {
+        do { try area.storeReleaseUInt16(value, at: offset) } catch { throw .memory(error) }
     }
 }
