@@ -167,6 +167,36 @@ public protocol FUSERequestHandler: Sendable {
     /// late-reply object only when asked.
     func handle(request: some ScatterGatherList, reply: some ScatterGatherList,
                 deferral: some FUSEReplyDeferral) -> FUSEHandling
+
+    /// The virtqueue entry point: `handle(request:reply:deferral:)` for a
+    /// request in guest memory, with concrete types so that the handler's
+    /// own module compiles its request path for them (a call through the
+    /// generic one from another module runs unspecialised code). A request
+    /// that waits for a lock is not deferred here: it comes back as
+    /// `.waitsForLock`, already admitted, and the caller passes it to
+    /// `wait(_:late:)` exactly once with where its reply goes.
+    func answer(request: GuestBufferList, reply: GuestBufferList) -> FUSEAnswer
+
+    /// Runs a request `answer(request:reply:)` returned as waiting, on a
+    /// thread of its own; `late.send` gets its whole reply once, from there.
+    func wait(_ waiter: FUSELockWaiter, late: some FUSELateReply)
+}
+
+/// What `FUSERequestHandler.answer(request:reply:)` did with a request.
+public enum FUSEAnswer {
+    /// Answered: the reply is in `reply`, this many bytes (0: no reply).
+    case replied(Int)
+    /// It waits for a lock: hand it to `wait(_:late:)`.
+    case waitsForLock(FUSELockWaiter)
+}
+
+/// A decoded request that waits for a lock (SETLKW), admitted under the
+/// server's waiter budget, for `FUSERequestHandler.wait(_:late:)`.
+public struct FUSELockWaiter: Sendable {
+    let request: FUSERequest
+    /// Reply bytes the late reply may have (the caller's reply buffer, at
+    /// most 4 KiB: a lock reply is a header).
+    let room: Int
 }
 
 /// Where a deferred request's reply goes later (see

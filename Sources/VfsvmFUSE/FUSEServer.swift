@@ -68,6 +68,23 @@ public final class FUSEServer: FUSERequestHandler {
 
     public func handle(request: some ScatterGatherList, reply: some ScatterGatherList,
                        deferral: some FUSEReplyDeferral) -> FUSEHandling {
+        switch answer(request, reply) {
+        case let .replied(length): return .replied(length)
+        case let .waitsForLock(waiter):
+            wait(waiter, late: deferral.deferReply())
+            return .deferred
+        }
+    }
+
+    /// Guest memory's concrete types: the generic `answer` below is
+    /// compiled for them here (virtio-fs calls this from another module).
+    public func answer(request: GuestBufferList, reply: GuestBufferList) -> FUSEAnswer {
+        answer(request, reply)
+    }
+
+    /// Replies inline, or admits a request that waits for a lock (ENOLCK
+    /// past the budget) for `wait`.
+    private func answer(_ request: some ScatterGatherList, _ reply: some ScatterGatherList) -> FUSEAnswer {
         let s = currentSession
         let r = decoder(s).decode(request)
         guard r.waitsForALock, s != nil, lockKindServed(r) else {
@@ -77,8 +94,11 @@ public final class FUSEServer: FUSERequestHandler {
             // Too many waiters: "too many locks", never a stalled caller.
             return .replied(refuse(r, with: .ENOLCK, reply: reply))
         }
-        let room = min(reply.byteCount, 4096)
-        let late = deferral.deferReply()
+        return .waitsForLock(FUSELockWaiter(request: r, room: min(reply.byteCount, 4096)))
+    }
+
+    public func wait(_ waiter: FUSELockWaiter, late: some FUSELateReply) {
+        let r = waiter.request, room = waiter.room
         // Known to INTERRUPT before the thread runs: one that comes first
         // marks the wait, and the thread answers EINTR without waiting.
         let unique = r.header.unique
@@ -97,7 +117,6 @@ public final class FUSEServer: FUSERequestHandler {
                 waiters.withLock { $0 -= 1 }
             }
             thread.detach()
-            return .deferred
         } catch {
             // The reply is deferred already (the caller may have taken the
             // request over): the refusal goes the late way too.
@@ -106,7 +125,6 @@ public final class FUSEServer: FUSERequestHandler {
             logLine("vfsvm: no thread for a request that waits for a lock: \(error)")
             let own = HostBuffer(count: room)
             late.send(Array(own.array.prefix(refuse(r, with: .ENOLCK, reply: own))))
-            return .deferred
         }
     }
 

@@ -11,35 +11,21 @@ extension ScatterGatherList {
     /// list (clamped to its end). Loops over short reads until `count`
     /// bytes or end of file; returns the bytes read.
     public func read(from fd: FileDescriptor, fileOffset: Int64, into offset: Int, count: Int) throws(SystemError) -> Int {
-        var done = 0
-        while done < count {
-            let n = try withIOVecs(offset: offset + done, length: count - done) { iov throws(SystemError) -> Int in
-                if iov.isEmpty { return 0 }
-                // Safe: the iovecs cover live segments of this list, clamped to its end.
-                return try sysCall("preadv") { preadv(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) &+ off_t(done)) }
-            }
-            if n == 0 { break }
-            done += n
+        try repeatVectored("preadv", offset: offset, count: count) { iov, done in
+            // Safe: the iovecs cover live segments of this list, clamped to its end.
+            preadv(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) &+ off_t(done))
         }
-        return done
     }
 
     /// pwritev(fd) at `fileOffset` from `[offset, offset + count)` of this
     /// list. Loops over short writes; returns the bytes written (fewer only
     /// when the list ends first).
     public func write(to fd: FileDescriptor, fileOffset: Int64, from offset: Int, count: Int, append: Bool = false) throws(SystemError) -> Int {
-        var done = 0
-        while done < count {
-            let n = try withIOVecs(offset: offset + done, length: count - done) { iov throws(SystemError) -> Int in
-                if iov.isEmpty { return 0 }
-                // Safe: the iovecs cover live segments of this list, clamped to its end.
-                // On an O_APPEND fd Linux ignores the offset and appends.
-                return try sysCall("pwritev") { pwritev(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) &+ off_t(done)) }
-            }
-            if n == 0 { break }
-            done += n
+        try repeatVectored("pwritev", offset: offset, count: count) { iov, done in
+            // Safe: the iovecs cover live segments of this list, clamped to its end.
+            // On an O_APPEND fd Linux ignores the offset and appends.
+            pwritev(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) &+ off_t(done))
         }
-        return done
     }
 
     /// Moves `[offset, offset + count)` of this list to or from `fd` at
@@ -51,11 +37,36 @@ extension ScatterGatherList {
     public func transfer(_ call: VectoredTransfer, _ what: String, fd: FileDescriptor, fileOffset: Int64, offset: Int, count: Int) throws(SystemError) -> Int {
         var done = 0
         while done < count {
-            let n = withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
+            let n = vectored(offset: offset + done, length: count - done) { iov -> Int in
                 if iov.isEmpty { return 0 }
                 // Safe: the iovecs cover live segments of this list, clamped
                 // to its end; `call` uses them only until it returns.
                 return call(fd.rawValue, iov.baseAddress, UInt32(min(iov.count, 1024)), fileOffset &+ Int64(done))
+            }
+            if n < 0 { throw SystemError(what, Errno(rawValue: Int32(clamping: -n))) }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// `call(iovecs, done)` (a preadv/pwritev: -1 and errno on failure,
+    /// retried on EINTR) over `[offset + done, offset + count)` until
+    /// `count` bytes or a transfer of 0; returns the bytes moved.
+    private func repeatVectored(_ what: String, offset: Int, count: Int,
+                                _ call: (UnsafeBufferPointer<iovec>, Int) -> Int) throws(SystemError) -> Int {
+        var done = 0
+        while done < count {
+            // Negative: -errno (the closure lends no typed error, which
+            // would make it generic again).
+            let n = vectored(offset: offset + done, length: count - done) { iov -> Int in
+                if iov.isEmpty { return 0 }
+                while true {
+                    let r = call(iov, done)
+                    if r >= 0 { return r }
+                    let e = Glibc.errno
+                    if e != EINTR { return e == 0 ? -Int(EIO) : -Int(e) }
+                }
             }
             if n < 0 { throw SystemError(what, Errno(rawValue: Int32(clamping: -n))) }
             if n == 0 { break }

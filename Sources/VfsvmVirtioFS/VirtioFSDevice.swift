@@ -92,18 +92,21 @@ public final class VirtioFSDevice: QueueRunnerDevice {
     /// The first fatal driver error since the last activation, if any.
     public var fatalError: VirtqueueError? { deviceQueues.firstFailure }
 
-    /// One chain, one FUSE request. The FUSE server decodes the request once
-    /// and decides from that copy whether it waits for a lock (SETLKW); such
-    /// a request runs on a thread of the server's own (one budget per
-    /// server, shared with every queue) and its chain is completed from
-    /// there, so a waiter never holds the queue.
+    /// One chain, one FUSE request, through the server's concrete guest-memory
+    /// entry point. The FUSE server decodes the request once and decides
+    /// from that copy whether it waits for a lock (SETLKW); such a request
+    /// runs on a thread of the server's own (one budget per server, shared
+    /// with every queue) and its chain is completed from there, so a waiter
+    /// never holds the queue.
     public static func handle(_ chain: ChainRequest, _ server: any FUSERequestHandler) -> ChainOutcome {
         do {
             let request = try chain.chain.readableBuffers(chain.memory)
             let reply = try chain.chain.writableBuffers(chain.memory)
-            switch server.handle(request: request, reply: reply, deferral: ChainDeferral(request: chain)) {
+            switch server.answer(request: request, reply: reply) {
             case let .replied(length): return .completed(UInt32(length))
-            case .deferred: return .deferred
+            case let .waitsForLock(waiter):
+                server.wait(waiter, late: LateChainReply(token: chain.deferCompletion(), reply: reply))
+                return .deferred
             }
         } catch {
             // pop() already checked every buffer; a failure here means the
@@ -114,27 +117,10 @@ public final class VirtioFSDevice: QueueRunnerDevice {
     }
 }
 
-/// A deferred FUSE reply on a virtqueue: the chain is taken over only when
-/// the server defers (no allocation for requests answered inline), and the
-/// late reply is written into the chain's writable buffers and completes it.
-/// It holds the request alone (every request builds one, copied through
-/// the server's generic code): the writable view is resolved again in the
-/// rare `deferReply`.
-struct ChainDeferral: FUSEReplyDeferral {
-    let request: ChainRequest
-
-    func deferReply() -> LateChainReply {
-        let reply: GuestBufferList
-        do { reply = try request.chain.writableBuffers(request.memory) } catch {
-            // The same memory resolved these buffers a moment ago; should
-            // it not, the late reply is dropped (and the chain completed empty).
-            logLine("vfsvm: virtio-fs chain \(request.chain.id): its reply buffers: \(error)")
-            reply = .empty(request.memory)
-        }
-        return LateChainReply(token: request.deferCompletion(), reply: reply)
-    }
-}
-
+/// A deferred FUSE reply on a virtqueue: the chain is taken over only for
+/// a request that waits (nothing is built for requests answered inline),
+/// and the late reply is written into the chain's writable buffers and
+/// completes it.
 struct LateChainReply: FUSELateReply {
     let token: ChainCompletion
     let reply: GuestBufferList
