@@ -3,7 +3,7 @@
 # Debian's virtiofsd, both as the vhost-user-fs backend of the same QEMU guest,
 # plus the same benchmark run natively on a host directory.
 #
-#   Benchmarks/bench-serve.sh [--quick] [--rounds N] [--count] [--keep] VFSVM_BIN
+#   Benchmarks/bench-serve.sh [--quick] [--rounds N] [--count] [--queue-size N] [--keep] VFSVM_BIN
 #
 # Each round boots the guest (Images/out, TCG) once per backend, alternating
 # which backend goes first, with the same QEMU command line (vhost-user-fs-pci
@@ -27,6 +27,10 @@
 #                opcode (Benchmarks/bench-serve-counts.awk splits the log into
 #                rows). Round trips are what TCG does not blur; the counting
 #                boots are not timed. --rounds 0 --count: counts only.
+#   --queue-size N  vhost-user-fs-pci queue-size for both backends (default:
+#                QEMU's 128; `vfsvm run` uses 1024). Linux's virtio_fs caps a
+#                request at queue size - 4 pages, so with 128 a 1 MiB write
+#                goes out as 124+124+8 pages whatever max_pages INIT says.
 #   --keep       keep the work directory (console and backend logs, raw TSV)
 # Environment:
 #   VFSVM_ARGS       extra `vfsvm serve` arguments, e.g. "--thread-pool-size 4"
@@ -42,13 +46,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 images=$here/../Images
 die() { echo "bench-serve: $*" >&2; exit 2; }
 
-rounds="" quick=0 keep=0 count=0 bin=""
+rounds="" quick=0 keep=0 count=0 qsize="" bin=""
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1; shift ;;
         --rounds) [ $# -ge 2 ] || die "--rounds needs a value"
                   [[ $2 =~ ^[0-9][0-9]?$ ]] || die "--rounds wants 0..99"; rounds=$2; shift 2 ;;
         --count) count=1; shift ;;
+        --queue-size) [ $# -ge 2 ] || die "--queue-size needs a value"
+                      case $2 in 64|128|256|512|1024) qsize=$2 ;; *) die "--queue-size wants 64, 128, 256, 512 or 1024" ;; esac; shift 2 ;;
         --keep) keep=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
@@ -110,7 +116,7 @@ run_guest() { # BACKEND ROUND [EXTRA-BACKEND-ARGS]
         VFSVM_BACKEND=virtiofsd VIRTIOFSD=$virtiofsd VFSVM_BACKEND_ARGS="${VIRTIOFSD_ARGS:-} $extra" \
             start_backend "$work/sock" "$work/share" "$blog" || { failed=1; exit 1; }
     fi
-    "$here/../Tests/Integration/boot-qemu.sh" --socket "$work/sock" --tag bench --packed off \
+    "$here/../Tests/Integration/boot-qemu.sh" --socket "$work/sock" --tag bench --packed off ${qsize:+--queue-size "$qsize"} \
         --cmd "vfsvm-bench /mnt $benchargs" --log "$log" --quiet --timeout 600 \
         2> "$work/boot-$b-$r.err" || rc=$?
     stop_backend
@@ -160,7 +166,7 @@ fi
 print_counts() {
     echo "FUSE requests per row (one counting boot per backend, -d logs split by Benchmarks/bench-serve-counts.awk)"
     echo "  round trips = requests with a reply (FORGET/BATCH_FORGET not counted); lower is better; ratio > 1 means vfsvm sends more"
-    echo "  vfsvm args: '${VFSVM_ARGS:-} -d'; virtiofsd args: '${VIRTIOFSD_ARGS:-} -d'; counts: $(tr -d '\r' < "$work/console-vfsvm-count.log" | sed -n 's/^BENCH-CONFIG //p' | head -n1)"
+    echo "  queue-size=${qsize:-128 (QEMU default)}; vfsvm args: '${VFSVM_ARGS:-} -d'; virtiofsd args: '${VIRTIOFSD_ARGS:-} -d'; counts: $(tr -d '\r' < "$work/console-vfsvm-count.log" | sed -n 's/^BENCH-CONFIG //p' | head -n1)"
     echo
     awk -F'\t' '
         { k = $2 SUBSEP $3; if ($1 == "vfsvm") v[k] = $4; else d[k] = $4; rows[$2] = 1
@@ -191,7 +197,7 @@ fi
 cfg=$(tr -d '\r' < "$work/console-vfsvm-1.log" | sed -n 's/^BENCH-CONFIG //p' | head -n1)
 echo
 echo "vfsvm serve vs virtiofsd, guest-side (QEMU TCG, 1 vCPU, 512M), median of $rounds round(s), run took ${secs}s"
-echo "  both backends: vhost-user-fs-pci packed=off (split ring; virtiofsd has no packed ring), -o cache=auto -o xattr,"
+echo "  both backends: vhost-user-fs-pci packed=off (split ring; virtiofsd has no packed ring) queue-size=${qsize:-128 (QEMU default)}, -o cache=auto -o xattr,"
 echo "  same QEMU command line, fresh empty share on $fstype each run; vfsvm args: '${VFSVM_ARGS:-}'; virtiofsd args: '${VIRTIOFSD_ARGS:-}'"
 echo "  counts: $cfg (guest drops its page cache before reads; host-native keeps the warm host page cache)"
 [ $quick -eq 0 ] || echo "  QUICK RUN: small counts, one round by default; figures are indicative only"
