@@ -487,6 +487,12 @@ public final class FUSEServer: FUSERequestHandler {
 
     // MARK: - INIT
 
+    /// init_out.max_background and congestion_threshold: how many background
+    /// requests (readahead, async direct I/O, RELEASE) the client keeps in
+    /// flight, and where it starts to throttle (Linux's defaults are 12 and 9).
+    static let maxBackground: UInt16 = 64
+    static let congestionThreshold: UInt16 = 48
+
     private func negotiate(major: UInt32, minor: UInt32, maxReadahead: UInt32, clientFlags: UInt64) throws(FUSEErrno) -> [UInt8] {
         var w = WireWriter(capacity: 64)
         if major > FUSEProtocol.major {
@@ -535,14 +541,19 @@ public final class FUSEServer: FUSERequestHandler {
         let s = FUSESession(minor: agreedMinor, flags: negotiated, maxWrite: maxWrite)
         fileSystem.initialize(s)
         session.store(s)
+        let maxPages = UInt16(min((UInt64(maxWrite) + 4095) / 4096, 256))
+        let mapAlignment = negotiated & FUSEInitFlag.mapAlignment != 0 ? DAXMappings.alignmentShift : 0
+        tracer?.recordInit(minor: minor, clientFlags: clientFlags, maxReadahead: maxReadahead, agreedMinor: agreedMinor,
+                           flags: negotiated, maxWrite: maxWrite, maxPages: maxPages, maxBackground: Self.maxBackground,
+                           congestionThreshold: Self.congestionThreshold, mapAlignment: mapAlignment)
         w.u32(FUSEProtocol.major); w.u32(agreedMinor); w.u32(maxReadahead)
         w.u32(UInt32(truncatingIfNeeded: negotiated))
-        w.u16(64); w.u16(48)  // max_background, congestion_threshold
+        w.u16(Self.maxBackground); w.u16(Self.congestionThreshold)
         w.u32(maxWrite)
         w.u32(1)  // time_gran: nanoseconds
-        w.u16(UInt16(min((UInt64(maxWrite) + 4095) / 4096, 256)))  // max_pages
+        w.u16(maxPages)
         // map_alignment: log2 of the page size DAX offsets are aligned to.
-        w.u16(negotiated & FUSEInitFlag.mapAlignment != 0 ? DAXMappings.alignmentShift : 0)
+        w.u16(mapAlignment)
         w.u32(UInt32(truncatingIfNeeded: negotiated >> 32))  // flags2
         let passthrough = negotiated & FUSEInitFlag.passthrough != 0
         w.u32(passthrough ? backingFiles?.maxStackDepth ?? 0 : 0)  // max_stack_depth
