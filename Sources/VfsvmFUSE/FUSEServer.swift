@@ -178,13 +178,16 @@ public final class FUSEServer: FUSERequestHandler {
             case let .written(count):
                 // Data already at reply[16...]; write the header.
                 return (finish(reply: reply, unique: unique, error: 0, bodyLength: count), nil)
+            case let .complete(length): return (length, nil)
             }
         } catch {
             return (sendError(reply: reply, unique: unique, error.errno), error)
         }
     }
 
-    private enum Body { case bytes([UInt8]), written(Int) }
+    /// `written`: the body is in the reply, the header is not;
+    /// `complete`: the whole reply is, this long.
+    private enum Body { case bytes([UInt8]), written(Int), complete(Int) }
 
     /// An open reply with the file's backing id when the session does
     /// passthrough and the kernel takes the file; else `open` unchanged.
@@ -255,12 +258,6 @@ public final class FUSEServer: FUSERequestHandler {
         let fs = fileSystem
         let ids = options.idTranslation
         var ctx = r.header.context
-        if let label = r.securityContext {
-            // With --translate-uid/gid a label must not name host ids
-            // either (security.capability is refused by the decoder).
-            if ids != nil { try Self.untranslatedIDs(label.name, fs) }
-            ctx.securityContext = label
-        }
         // A caller whose ids are forbidden may still look and read; what
         // would make a file with its ids, or check access as it, fails.
         var forbidden = false
@@ -273,6 +270,11 @@ public final class FUSEServer: FUSERequestHandler {
         }
         func creds() throws(FUSEErrno) {
             if forbidden { throw FUSEErrno(.EPERM, "the caller's uid or gid is forbidden by --translate-uid/--translate-gid") }
+        }
+        // With --translate-uid/gid a create's label must not name host ids
+        // either (security.capability is refused by the decoder).
+        func labelCheck(_ label: FUSESecurityContext?) throws(FUSEErrno) {
+            if ids != nil, let label { try Self.untranslatedIDs(label.name, fs) }
         }
         func out(_ e: FUSEEntry) -> FUSEEntry { ids?.toGuest(e) ?? e }
         let node = r.header.nodeID
@@ -303,11 +305,11 @@ public final class FUSEServer: FUSERequestHandler {
             for r in ranges {
                 do { try dax.remove(windowOffset: r.offset, length: r.length) } catch { throw FUSEErrno(error) }
             }
-        case let .lookup(name): return put(out(try fs.lookup(ctx, parent: node, name: name)).wire, reply)
+        case let .lookup(name): return put(out(try fs.lookup(ctx, parent: node, name: name)).wire, reply, unique: r.header.unique)
         case .forget, .batchForget, .interrupt: return .bytes([])  // answered in execute
         case let .getattr(handle):
             let (attr, timeout) = try fs.getattr(ctx, node: node, handle: handle)
-            return put(attrOut(attr, timeout), reply)
+            return put(attrOut(attr, timeout), reply, unique: r.header.unique)
         case var .setattr(change):
             if let ids {
                 let forbid = FUSEErrno(.EPERM, "SETATTR: the new owner is forbidden by --translate-uid/--translate-gid")
@@ -315,17 +317,20 @@ public final class FUSEServer: FUSERequestHandler {
                 if let gid = change.gid { guard let h = ids.gids.host(forGuest: gid) else { throw forbid }; change.gid = h }
             }
             let (attr, timeout) = try fs.setattr(ctx, node: node, change)
-            return put(attrOut(attr, timeout), reply)
+            return put(attrOut(attr, timeout), reply, unique: r.header.unique)
         case .readlink: return .bytes(try fs.readlink(ctx, node: node))
-        case let .symlink(name, target):
+        case let .symlink(name, target, label):
+            try labelCheck(label)
             try creds()
-            out(try fs.symlink(ctx, parent: node, name: name, target: target)).encode(into: &w)
-        case let .mknod(name, mode, rdev, umask):
+            out(try fs.symlink(ctx, parent: node, name: name, target: target, label: label)).encode(into: &w)
+        case let .mknod(name, mode, rdev, umask, label):
+            try labelCheck(label)
             try creds()
-            out(try fs.mknod(ctx, parent: node, name: name, mode: mode, rdev: rdev, umask: umask)).encode(into: &w)
-        case let .mkdir(name, mode, umask):
+            out(try fs.mknod(ctx, parent: node, name: name, mode: mode, rdev: rdev, umask: umask, label: label)).encode(into: &w)
+        case let .mkdir(name, mode, umask, label):
+            try labelCheck(label)
             try creds()
-            out(try fs.mkdir(ctx, parent: node, name: name, mode: mode, umask: umask)).encode(into: &w)
+            out(try fs.mkdir(ctx, parent: node, name: name, mode: mode, umask: umask, label: label)).encode(into: &w)
         case let .unlink(name): try fs.unlink(ctx, parent: node, name: name)
         case let .rmdir(name): try fs.rmdir(ctx, parent: node, name: name)
         case let .rename(name, newParent, newName, flags):
@@ -334,14 +339,17 @@ public final class FUSEServer: FUSERequestHandler {
         case let .open(flags, openFlags):
             if writesAccess(flags) { try readOnlyCheck() }
             passthrough(try fs.open(ctx, node: node, flags: flags, openFlags: openFlags), session: s).encode(into: &w)
-        case let .create(name, flags, mode, umask, openFlags):
+        case let .create(name, flags, mode, umask, openFlags, label):
+            try labelCheck(label)
             try creds()
-            let (entry, open) = try fs.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags, openFlags: openFlags)
+            let (entry, open) = try fs.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags, openFlags: openFlags,
+                                              label: label)
             out(entry).encode(into: &w)
             passthrough(open, session: s).encode(into: &w)
-        case let .tmpfile(flags, mode, umask, _):
+        case let .tmpfile(flags, mode, umask, _, label):
+            try labelCheck(label)
             try creds()
-            let (entry, open) = try fs.tmpfile(ctx, parent: node, mode: mode, umask: umask, flags: flags)
+            let (entry, open) = try fs.tmpfile(ctx, parent: node, mode: mode, umask: umask, flags: flags, label: label)
             out(entry).encode(into: &w)
             open.encode(into: &w)
         case let .read(handle, offset, size):
@@ -358,7 +366,7 @@ public final class FUSEServer: FUSERequestHandler {
             guard size <= options.maxWrite else { throw FUSEErrno(.EINVAL, "WRITE: size above max_write") }
             let n = try fs.write(ctx, node: node, handle: handle, offset: offset, size: Int(size), writeFlags: writeFlags,
                                  from: payload, at: FUSERequestDecoder.writePayloadOffset)
-            return put(fuse_write_out(size: UInt32(clamping: min(n, Int(size))), padding: 0), reply)
+            return put(fuse_write_out(size: UInt32(clamping: min(n, Int(size))), padding: 0), reply, unique: r.header.unique)
         case .statfs:
             let st = try fs.statfs(ctx, node: node)
             w.u64(st.blocks); w.u64(st.bfree); w.u64(st.bavail); w.u64(st.files); w.u64(st.ffree)
@@ -438,15 +446,20 @@ public final class FUSEServer: FUSERequestHandler {
     }
 
     /// A fixed-layout reply body (a struct of linux/fuse.h) stored straight
-    /// into `reply` after the header; one that does not fit becomes EIO in
-    /// `finish`, as a `.bytes` body does in `sendOK`.
+    /// into `reply` with its header, in one copy (each copy into a list is
+    /// a call through its witness table: ~200 instructions); one that does
+    /// not fit becomes EIO in `finish`, as a `.bytes` body does in `sendOK`.
     @inline(__always)
-    private func put<T: BitwiseCopyable>(_ body: T, _ reply: some ScatterGatherList) -> Body {
+    private func put<T: BitwiseCopyable>(_ body: T, _ reply: some ScatterGatherList, unique: UInt64) -> Body {
         let n = MemoryLayout<T>.size
-        if FUSEWireSize.outHeader + n <= reply.byteCount {
-            _ = withUnsafeBytes(of: body) { reply.copy($0, to: FUSEWireSize.outHeader) }
-        }
-        return .written(n)
+        let total = FUSEWireSize.outHeader + n
+        guard total <= reply.byteCount else { return .written(n) }
+        // fuse_out_header (len, error, unique: 16 bytes), then the body at
+        // offset 16: a tuple's elements are laid out in order, and no body
+        // struct is aligned to more than 8.
+        let whole = (UInt32(truncatingIfNeeded: total).littleEndian, Int32(0), unique.littleEndian, body)
+        let put = withUnsafeBytes(of: whole) { reply.copy(UnsafeRawBufferPointer(rebasing: $0[0..<total]), to: 0) }
+        return .complete(put == total ? total : 0)
     }
 
     // MARK: - Replies
