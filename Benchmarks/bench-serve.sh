@@ -3,7 +3,7 @@
 # Debian's virtiofsd, both as the vhost-user-fs backend of the same QEMU guest,
 # plus the same benchmark run natively on a host directory.
 #
-#   Benchmarks/bench-serve.sh [--quick] [--rounds N] [--keep] VFSVM_BIN
+#   Benchmarks/bench-serve.sh [--quick] [--rounds N] [--count] [--queue-size N] [--keep] VFSVM_BIN
 #
 # Each round boots the guest (Images/out, TCG) once per backend, alternating
 # which backend goes first, with the same QEMU command line (vhost-user-fs-pci
@@ -21,6 +21,16 @@
 #
 #   --quick      one round, `vfsvm-bench --quick` (small counts)
 #   --rounds N   rounds (default 3)
+#   --count      after the rounds, one more guest boot per backend with its
+#                per-request debug log on (vfsvm serve -d, virtiofsd -d) and a
+#                table of the FUSE requests each row sent, per backend and per
+#                opcode (Benchmarks/bench-serve-counts.awk splits the log into
+#                rows). Round trips are what TCG does not blur; the counting
+#                boots are not timed. --rounds 0 --count: counts only.
+#   --queue-size N  vhost-user-fs-pci queue-size for both backends (default:
+#                QEMU's 128; `vfsvm run` uses 1024). Linux's virtio_fs caps a
+#                request at queue size - 4 pages, so with 128 a 1 MiB write
+#                goes out as 124+124+8 pages whatever max_pages INIT says.
 #   --keep       keep the work directory (console and backend logs, raw TSV)
 # Environment:
 #   VFSVM_ARGS       extra `vfsvm serve` arguments, e.g. "--thread-pool-size 4"
@@ -36,12 +46,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 images=$here/../Images
 die() { echo "bench-serve: $*" >&2; exit 2; }
 
-rounds="" quick=0 keep=0 bin=""
+rounds="" quick=0 keep=0 count=0 qsize="" bin=""
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1; shift ;;
         --rounds) [ $# -ge 2 ] || die "--rounds needs a value"
-                  [[ $2 =~ ^[1-9][0-9]?$ ]] || die "--rounds wants 1..99"; rounds=$2; shift 2 ;;
+                  [[ $2 =~ ^[0-9][0-9]?$ ]] || die "--rounds wants 0..99"; rounds=$2; shift 2 ;;
+        --count) count=1; shift ;;
+        --queue-size) [ $# -ge 2 ] || die "--queue-size needs a value"
+                      case $2 in 64|128|256|512|1024) qsize=$2 ;; *) die "--queue-size wants 64, 128, 256, 512 or 1024" ;; esac; shift 2 ;;
         --keep) keep=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
@@ -62,6 +75,7 @@ case $bin in
     *) echo "bench-serve: warning: $bin does not look like a release build" >&2 ;;
 esac
 [ -n "$rounds" ] || { if [ $quick -eq 1 ]; then rounds=1; else rounds=3; fi; }
+[ "$rounds" -gt 0 ] || [ $count -eq 1 ] || die "--rounds 0 only with --count"
 benchargs=${VFSVM_BENCH_ARGS:-}
 [ $quick -eq 0 ] || benchargs="--quick $benchargs"
 
@@ -84,29 +98,31 @@ cleanup() {
 trap cleanup EXIT
 trap 'failed=1; exit 130' INT TERM HUP
 
-# collect LABEL ROUND FILE: BENCH lines of FILE into the raw table
+# collect LABEL ROUND FILE [TABLE]: BENCH lines of FILE into the raw table
 collect() {
     tr -d '\r' < "$3" | awk -v b="$1" -v r="$2" '
         $1 == "BENCH" && NF >= 4 { print b "\t" r "\t" $2 "\t" $3 "\t" $4; n++ }
         $1 == "BENCH-DONE" { done = 1 }
-        END { exit !(done && n == 6) }' >> "$raw"
+        END { exit !(done && n == 6) }' >> "${4:-$raw}"
 }
 
-run_guest() { # BACKEND ROUND
-    local b=$1 r=$2 log=$work/console-$1-$2.log blog=$work/backend-$1-$2.log rc=0
+run_guest() { # BACKEND ROUND [EXTRA-BACKEND-ARGS]
+    local b=$1 r=$2 extra=${3:-} log=$work/console-$1-$2.log blog=$work/backend-$1-$2.log rc=0
     rm -rf "$work/share"; mkdir "$work/share"
     if [ "$b" = vfsvm ]; then
-        VFSVM_BACKEND=vfsvm VFSVM_BIN=$bin VFSVM_BACKEND_ARGS=${VFSVM_ARGS:-} \
+        VFSVM_BACKEND=vfsvm VFSVM_BIN=$bin VFSVM_BACKEND_ARGS="${VFSVM_ARGS:-} $extra" \
             start_backend "$work/sock" "$work/share" "$blog" || { failed=1; exit 1; }
     else
-        VFSVM_BACKEND=virtiofsd VIRTIOFSD=$virtiofsd VFSVM_BACKEND_ARGS=${VIRTIOFSD_ARGS:-} \
+        VFSVM_BACKEND=virtiofsd VIRTIOFSD=$virtiofsd VFSVM_BACKEND_ARGS="${VIRTIOFSD_ARGS:-} $extra" \
             start_backend "$work/sock" "$work/share" "$blog" || { failed=1; exit 1; }
     fi
-    "$here/../Tests/Integration/boot-qemu.sh" --socket "$work/sock" --tag bench --packed off \
+    "$here/../Tests/Integration/boot-qemu.sh" --socket "$work/sock" --tag bench --packed off ${qsize:+--queue-size "$qsize"} \
         --cmd "vfsvm-bench /mnt $benchargs" --log "$log" --quiet --timeout 600 \
         2> "$work/boot-$b-$r.err" || rc=$?
     stop_backend
-    if [ $rc -ne 0 ] || ! collect "$b" "$r" "$log"; then
+    local into=$raw
+    [ -z "$extra" ] || into=/dev/null  # counting boots: not timed
+    if [ $rc -ne 0 ] || ! collect "$b" "$r" "$log" "$into"; then
         failed=1
         echo "bench-serve: round $r $b failed (boot-qemu status $rc); last console lines:" >&2
         tail -n 15 "$log" >&2
@@ -138,10 +154,50 @@ for r in $(seq "$rounds"); do
 done
 secs=$(( $(date +%s) - start ))
 
+if [ $count -eq 1 ]; then
+    echo "bench-serve: counting boots (per-request debug logs on)" >&2
+    for b in vfsvm virtiofsd; do run_guest "$b" count -d; done
+    counts=$work/counts.tsv
+    for b in vfsvm virtiofsd; do
+        awk -v backend="$b" -f "$here/bench-serve-counts.awk" "$work/backend-$b-count.log"
+    done > "$counts"
+fi
+
+print_counts() {
+    echo "FUSE requests per row (one counting boot per backend, -d logs split by Benchmarks/bench-serve-counts.awk)"
+    echo "  round trips = requests with a reply (FORGET/BATCH_FORGET not counted); lower is better; ratio > 1 means vfsvm sends more"
+    echo "  queue-size=${qsize:-128 (QEMU default)}; vfsvm args: '${VFSVM_ARGS:-} -d'; virtiofsd args: '${VIRTIOFSD_ARGS:-} -d'; counts: $(tr -d '\r' < "$work/console-vfsvm-count.log" | sed -n 's/^BENCH-CONFIG //p' | head -n1)"
+    echo
+    awk -F'\t' '
+        { k = $2 SUBSEP $3; if ($1 == "vfsvm") v[k] = $4; else d[k] = $4; rows[$2] = 1
+          if (!($3 in ops)) { ops[$3] = 1; oporder[++nops] = $3 } }
+        END {
+            nr = split("meta tree-build tree-walk tree-remove tar seq-write seq-read-cold randread-4k-qd1 outside-rows", order, " ")
+            fmt = "%-18s %10s %10s %8s  %s\n"
+            printf fmt, "row", "vfsvm", "virtiofsd", "ratio", "per opcode vfsvm/virtiofsd"
+            for (i = 1; i <= nr; i++) {
+                r = order[i]; if (!(r in rows)) continue
+                a = v[r SUBSEP "ALL"] + 0; b = d[r SUBSEP "ALL"] + 0; detail = ""
+                for (j = 1; j <= nops; j++) {
+                    op = oporder[j]; if (op == "ALL") continue
+                    x = v[r SUBSEP op] + 0; y = d[r SUBSEP op] + 0
+                    if (x + y > 0) detail = detail sprintf(" %s %d/%d", op, x, y)
+                }
+                printf fmt, r, a, b, (b > 0 ? sprintf("%.2f", a / b) : "-"), detail
+            }
+        }' <(sort -t "$(printf '\t')" -k3,3 "$counts")
+}
+
+if [ "$rounds" -eq 0 ]; then
+    echo
+    print_counts
+    exit 0
+fi
+
 cfg=$(tr -d '\r' < "$work/console-vfsvm-1.log" | sed -n 's/^BENCH-CONFIG //p' | head -n1)
 echo
 echo "vfsvm serve vs virtiofsd, guest-side (QEMU TCG, 1 vCPU, 512M), median of $rounds round(s), run took ${secs}s"
-echo "  both backends: vhost-user-fs-pci packed=off (split ring; virtiofsd has no packed ring), -o cache=auto -o xattr,"
+echo "  both backends: vhost-user-fs-pci packed=off (split ring; virtiofsd has no packed ring) queue-size=${qsize:-128 (QEMU default)}, -o cache=auto -o xattr,"
 echo "  same QEMU command line, fresh empty share on $fstype each run; vfsvm args: '${VFSVM_ARGS:-}'; virtiofsd args: '${VIRTIOFSD_ARGS:-}'"
 echo "  counts: $cfg (guest drops its page cache before reads; host-native keeps the warm host page cache)"
 [ $quick -eq 0 ] || echo "  QUICK RUN: small counts, one round by default; figures are indicative only"
@@ -172,3 +228,4 @@ awk -F'\t' '{ key = $3; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
               v[$1, key] = v[$1, key] " " $4 }
     END { for (i = 1; i <= n; i++) { k = order[i]
           printf "  %-24s%s |%s |%s\n", k, v["vfsvm", k], v["virtiofsd", k], v["host", k] } }' "$raw"
+if [ $count -eq 1 ]; then echo; print_counts; fi

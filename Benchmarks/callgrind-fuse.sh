@@ -11,21 +11,10 @@
 #
 # CALLGRIND_OPS picks operations (default: all six).
 #
-# Without an argument it builds the release binary. Debug info is stripped
-# from a copy first: Debian 12's valgrind 3.19 cannot read the DWARF 5 that
-# Swift 6 emits.
-set -eu
-cd "$(dirname "$0")/.."
-if [ $# -ge 1 ]; then
-    bin=$1
-else
-    swift build -c release --product fuse-request-loop >/dev/null
-    bin=.build/release/fuse-request-loop
-fi
-command -v valgrind >/dev/null || { echo "callgrind-fuse: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
-work=$(mktemp -d /tmp/vfsvm-callgrind-XXXXXX)
-trap 'rm -rf "$work"' EXIT
-objcopy --strip-debug "$bin" "$work/loop"
+# Without an argument it builds the release binary (callgrind-common.sh
+# does that, and strips a copy's debug info for valgrind).
+tool=callgrind-fuse product=fuse-request-loop
+. "$(dirname "$0")/callgrind-common.sh"
 for op in ${CALLGRIND_OPS:-getattr lookup lookup-miss read write readdirplus}; do
     lo=1000 hi=11000
     [ $op = readdirplus ] && lo=100 hi=1100

@@ -9,20 +9,10 @@
 #
 #   Benchmarks/callgrind-ring.sh [path to a ring-request-loop binary]
 #
-# Without an argument it builds the release binary. Debug info is stripped
-# from a copy first (Debian 12's valgrind 3.19 cannot read Swift 6's DWARF 5).
-set -eu
-cd "$(dirname "$0")/.."
-if [ $# -ge 1 ]; then
-    bin=$1
-else
-    swift build -c release --product ring-request-loop >/dev/null
-    bin=.build/release/ring-request-loop
-fi
-command -v valgrind >/dev/null || { echo "callgrind-ring: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
-work=$(mktemp -d /tmp/vfsvm-callgrind-ring-XXXXXX)
-trap 'rm -rf "$work"' EXIT
-objcopy --strip-debug "$bin" "$work/loop"
+# Without an argument it builds the release binary (callgrind-common.sh
+# does that, and strips a copy's debug info for valgrind).
+tool=callgrind-ring product=ring-request-loop
+. "$(dirname "$0")/callgrind-common.sh"
 total=3200
 printf '%-8s %-7s %6s %12s\n' request ring batch "Ir/request"
 for op in getattr lookup read; do

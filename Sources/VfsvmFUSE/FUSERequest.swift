@@ -33,16 +33,11 @@ public struct FUSERequest: Sendable {
     /// (`operation` is then `.malformed`).
     public var opcode: FUSEOpcode?
     public var operation: FUSEOperation
-    /// The security context a CREATE, MKNOD, MKDIR, SYMLINK or TMPFILE
-    /// carried (FUSE_SECURITY_CTX negotiated and the client's LSM gave
-    /// one); nil otherwise.
-    public var securityContext: FUSESecurityContext?
 
-    public init(header: FUSEInHeader, opcode: FUSEOpcode?, operation: FUSEOperation, securityContext: FUSESecurityContext? = nil) {
+    public init(header: FUSEInHeader, opcode: FUSEOpcode?, operation: FUSEOperation) {
         self.header = header
         self.opcode = opcode
         self.operation = operation
-        self.securityContext = securityContext
     }
 
     /// A SETLKW: it may wait until another request, perhaps queued behind
@@ -81,6 +76,8 @@ public struct FUSEWindowRange: Sendable, Equatable {
 /// the names after them), checked: names are not empty, at most 255 bytes,
 /// without '/' and (except for LOOKUP) not "." or ".."; xattr names are
 /// 1...255 bytes; offsets and sizes do not overflow a signed 64-bit offset.
+/// `label`: the security context a create carried (FUSE_SECURITY_CTX
+/// negotiated and the client's LSM gave one), nil otherwise.
 public enum FUSEOperation: Sendable {
     /// fuse_init_in; `flags` holds flags2 in its high half when the client
     /// sent it (FUSE_INIT_EXT, 7.36+).
@@ -95,17 +92,17 @@ public enum FUSEOperation: Sendable {
     case getattr(handle: UInt64?)
     case setattr(FUSESetAttributes)
     case readlink
-    case symlink(name: [UInt8], target: [UInt8])
-    case mknod(name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32)
-    case mkdir(name: [UInt8], mode: UInt32, umask: UInt32)
+    case symlink(name: [UInt8], target: [UInt8], label: FUSESecurityContext?)
+    case mknod(name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32, label: FUSESecurityContext?)
+    case mkdir(name: [UInt8], mode: UInt32, umask: UInt32, label: FUSESecurityContext?)
     case unlink(name: [UInt8])
     case rmdir(name: [UInt8])
     /// RENAME (flags 0) and RENAME2.
     case rename(name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32)
     case link(node: UInt64, newName: [UInt8])
     case open(flags: UInt32, openFlags: UInt32)
-    case create(name: [UInt8], flags: UInt32, mode: UInt32, umask: UInt32, openFlags: UInt32)
-    case tmpfile(flags: UInt32, mode: UInt32, umask: UInt32, openFlags: UInt32)
+    case create(name: [UInt8], flags: UInt32, mode: UInt32, umask: UInt32, openFlags: UInt32, label: FUSESecurityContext?)
+    case tmpfile(flags: UInt32, mode: UInt32, umask: UInt32, openFlags: UInt32, label: FUSESecurityContext?)
     case read(handle: UInt64, offset: UInt64, size: UInt32)
     /// The `size` payload bytes stay in the request at `FUSERequestDecoder.writePayloadOffset`.
     case write(handle: UInt64, offset: UInt64, size: UInt32, writeFlags: UInt32)

@@ -66,10 +66,9 @@ public struct FUSERequestDecoder: Sendable {
         // total_extlen (7.38): the extensions' length in 8-byte units.
         let extensionLength = Int(UInt16(s[36]) | UInt16(s[37]) << 8) * 8
         let operation: FUSEOperation
-        var label: FUSESecurityContext?
         if control <= got {
             operation = arguments(opcode, length: Int(header.length), extensionLength: extensionLength,
-                                  s.extracting(FUSEWireSize.inHeader..<control), label: &label)
+                                  s.extracting(FUSEWireSize.inHeader..<control))
         } else {
             // Longer than the stack buffer: the bytes already copied, then
             // the rest, into one heap buffer.
@@ -81,9 +80,9 @@ public struct FUSERequestDecoder: Sendable {
                 request.copy(from: got, into: &raw, at: got)
             }
             operation = arguments(opcode, length: Int(header.length), extensionLength: extensionLength,
-                                  big.span.extracting(FUSEWireSize.inHeader..<control), label: &label)
+                                  big.span.extracting(FUSEWireSize.inHeader..<control))
         }
-        return FUSERequest(header: header, opcode: opcode, operation: operation, securityContext: label)
+        return FUSERequest(header: header, opcode: opcode, operation: operation)
     }
 
     /// Only the header: for answering a request that will not be run.
@@ -106,22 +105,23 @@ public struct FUSERequestDecoder: Sendable {
 
     /// `b`: the bytes after the header (for WRITE only fuse_write_in);
     /// `length`: the request's `len`; `extensionLength`: what total_extlen
-    /// says in bytes. `label` gets the security context of a create.
-    private func arguments(_ opcode: FUSEOpcode, length: Int, extensionLength: Int, _ b: Span<UInt8>,
-                           label: inout FUSESecurityContext?) -> FUSEOperation {
+    /// says in bytes (a create's security context is decoded from there).
+    private func arguments(_ opcode: FUSEOpcode, length: Int, extensionLength: Int, _ b: Span<UInt8>) -> FUSEOperation {
         do throws(FUSEErrno) {
             var c = WireCursor()
-            let operation = try decodeArguments(opcode, length: length, b, &c)
-            if securityContext, opcode.carriesSecurityContext {
-                label = try Self.securityContext(&c, b, declaredLength: extensionLength)
-            }
-            return operation
+            return try decodeArguments(opcode, length: length, extensionLength: extensionLength, b, &c)
         } catch {
             return .malformed(error)
         }
     }
 
-    private func decodeArguments(_ opcode: FUSEOpcode, length: Int, _ b: Span<UInt8>, _ c: inout WireCursor) throws(FUSEErrno) -> FUSEOperation {
+    private func decodeArguments(_ opcode: FUSEOpcode, length: Int, extensionLength: Int, _ b: Span<UInt8>,
+                                 _ c: inout WireCursor) throws(FUSEErrno) -> FUSEOperation {
+        /// The security context after a create's names (only these five
+        /// opcodes carry one, and only with FUSE_SECURITY_CTX negotiated).
+        func label(_ c: inout WireCursor) throws(FUSEErrno) -> FUSESecurityContext? {
+            securityContext ? try Self.securityContext(&c, b, declaredLength: extensionLength) : nil
+        }
         switch opcode {
         case .`init`:
             let major = try c.u32(b), minor = try c.u32(b), maxReadahead = try c.u32(b), flags = try c.u32(b)
@@ -161,16 +161,16 @@ public struct FUSERequestDecoder: Sendable {
             try Self.checkName(name)
             if target.isEmpty { throw FUSEErrno(.ENOENT, "SYMLINK: empty target") }
             if target.count >= 4096 { throw FUSEErrno(.ENAMETOOLONG, "SYMLINK: target of 4096 bytes or more") }
-            return .symlink(name: name, target: target)
+            return .symlink(name: name, target: target, label: try label(&c))
         case .mknod:
             let mode = try c.u32(b), rdev = try c.u32(b), umask = try c.u32(b)
             try c.skip(4, b)
             let name = try checkedName(&c, b)
-            return .mknod(name: name, mode: mode, rdev: rdev, umask: umask)
+            return .mknod(name: name, mode: mode, rdev: rdev, umask: umask, label: try label(&c))
         case .mkdir:
             let mode = try c.u32(b), umask = try c.u32(b)
             let name = try checkedName(&c, b)
-            return .mkdir(name: name, mode: mode, umask: umask)
+            return .mkdir(name: name, mode: mode, umask: umask, label: try label(&c))
         case .unlink: return .unlink(name: try checkedName(&c, b))
         case .rmdir: return .rmdir(name: try checkedName(&c, b))
         case .rename, .rename2:
@@ -196,10 +196,10 @@ public struct FUSERequestDecoder: Sendable {
                 // Linux sends the unnamed dentry's name ("/") after
                 // fuse_create_in; only the extensions after it matter.
                 if securityContext { _ = try c.cString(b) }
-                return .tmpfile(flags: flags, mode: mode, umask: umask, openFlags: openFlags)
+                return .tmpfile(flags: flags, mode: mode, umask: umask, openFlags: openFlags, label: try label(&c))
             }
             let name = try checkedName(&c, b)
-            return .create(name: name, flags: flags, mode: mode, umask: umask, openFlags: openFlags)
+            return .create(name: name, flags: flags, mode: mode, umask: umask, openFlags: openFlags, label: try label(&c))
         case .read, .readdir, .readdirplus:
             let fh = try c.u64(b), offset = try c.u64(b), size = try c.u32(b)
             if opcode != .read { return .readdir(handle: fh, offset: offset, size: size, plus: opcode == .readdirplus) }
@@ -398,17 +398,6 @@ public struct FUSERequestDecoder: Sendable {
     static func checkXattrName(_ name: [UInt8]) throws(FUSEErrno) {
         if name.isEmpty { throw FUSEErrno(.EINVAL, "empty xattr name") }
         if name.count > 255 { throw FUSEErrno(.ERANGE, "xattr name longer than 255 bytes") }
-    }
-}
-
-extension FUSEOpcode {
-    /// Requests that end in the security context extension once
-    /// FUSE_SECURITY_CTX is negotiated.
-    var carriesSecurityContext: Bool {
-        switch self {
-        case .create, .mknod, .mkdir, .symlink, .tmpfile: true
-        default: false
-        }
     }
 }
 

@@ -29,8 +29,9 @@ public final class FUSEServer: FUSERequestHandler {
     /// cleared at DESTROY (see `SessionWords`).
     private let session = SessionWords()
     private let waiters = Mutex(0)
-    /// The deferred requests still waiting, by unique, for INTERRUPT.
-    private let waiting = Mutex<[UInt64: Interruption]>([:])
+    /// The deferred requests still waiting, by unique, for INTERRUPT, and
+    /// INTERRUPTs that came for requests not (yet) among them.
+    private let waiting = Mutex(Waits())
 
     public init(fileSystem: any FileSystem, options: FUSEServerOptions, tracer: FUSETracer? = nil,
                 dax: DAXMappings? = nil, backingFiles: (any FUSEBackingFiles)? = nil) {
@@ -103,7 +104,7 @@ public final class FUSEServer: FUSERequestHandler {
         // marks the wait, and the thread answers EINTR without waiting.
         let unique = r.header.unique
         let wait = Interruption()
-        waiting.withLock { $0[unique] = wait }
+        waiting.withLock { $0.enter(unique, wait) }
         do {
             let thread = try OSThread(name: options.lockWaiterThreadName) { [self] in
                 let own = HostBuffer(count: room)
@@ -112,7 +113,7 @@ public final class FUSEServer: FUSERequestHandler {
                     : run(r, session: currentSession, payload: NoPayload(), reply: own)
                 // No wake-up signal reaches this thread after leave().
                 wait.leave()
-                waiting.withLock { if $0[unique] === wait { $0[unique] = nil } }
+                waiting.withLock { $0.leave(unique, wait) }
                 late.send(Array(own.array.prefix(n)))
                 waiters.withLock { $0 -= 1 }
             }
@@ -120,7 +121,7 @@ public final class FUSEServer: FUSERequestHandler {
         } catch {
             // The reply is deferred already (the caller may have taken the
             // request over): the refusal goes the late way too.
-            waiting.withLock { if $0[unique] === wait { $0[unique] = nil } }
+            waiting.withLock { $0.leave(unique, wait) }
             waiters.withLock { $0 -= 1 }
             logLine("vfsvm: no thread for a request that waits for a lock: \(error)")
             let own = HostBuffer(count: room)
@@ -195,13 +196,16 @@ public final class FUSEServer: FUSERequestHandler {
             case let .written(count):
                 // Data already at reply[16...]; write the header.
                 return (finish(reply: reply, unique: unique, error: 0, bodyLength: count), nil)
+            case let .complete(length): return (length, nil)
             }
         } catch {
             return (sendError(reply: reply, unique: unique, error.errno), error)
         }
     }
 
-    private enum Body { case bytes([UInt8]), written(Int) }
+    /// `written`: the body is in the reply, the header is not;
+    /// `complete`: the whole reply is, this long.
+    private enum Body { case bytes([UInt8]), written(Int), complete(Int) }
 
     /// An open reply with the file's backing id when the session does
     /// passthrough and the kernel takes the file; else `open` unchanged.
@@ -254,28 +258,24 @@ public final class FUSEServer: FUSERequestHandler {
     /// requests deferred to a thread of their own (lock waits) can wait for
     /// long; such a wait is woken (`Interruption`) and its request answers
     /// EINTR (the kernel restarts the call after a non-fatal signal). The
-    /// INTERRUPT itself is answered EAGAIN while the target may still be
-    /// running (fuse.h: the kernel then sends it again): the waiter has not
-    /// left yet (its wake-up may have come just before it blocked), or
-    /// `target` is not known (not yet deferred, or a request that runs to
-    /// completion anyway; one already answered makes the kernel drop the
-    /// EAGAIN, ENOENT on the write). Once the waiter has left: no reply.
+    /// INTERRUPT itself is never answered: not EAGAIN either, which would
+    /// make the kernel send it again at once (a ping-pong for as long as a
+    /// request runs) where it does not drop it (on `vfsvm mount` it does:
+    /// the reply goes out on another cloned fd than the request's). One for
+    /// a request not waiting here is kept (`Waits`) in case that request is
+    /// about to be deferred by another thread; else the kernel forgets it
+    /// when its request ends.
     private func interrupt(_ target: UInt64, reply: some ScatterGatherList, unique: UInt64) -> (Int, FUSEErrno?) {
-        let wait = waiting.withLock { $0[target] }
-        if let wait, !wait.interrupt() { return (0, nil) }
-        return (sendError(reply: reply, unique: unique, .EAGAIN), nil)
+        // Woken outside the table's lock: `interrupt` may wait for the
+        // thread to leave its blocking call.
+        waiting.withLock { $0.interrupt(target) }?.interrupt()
+        return (0, nil)
     }
 
     private func dispatch(_ r: FUSERequest, session s: FUSESession?, payload: some ScatterGatherList, reply: some ScatterGatherList) throws(FUSEErrno) -> Body {
         let fs = fileSystem
         let ids = options.idTranslation
         var ctx = r.header.context
-        if let label = r.securityContext {
-            // With --translate-uid/gid a label must not name host ids
-            // either (security.capability is refused by the decoder).
-            if ids != nil { try Self.untranslatedIDs(label.name, fs) }
-            ctx.securityContext = label
-        }
         // A caller whose ids are forbidden may still look and read; what
         // would make a file with its ids, or check access as it, fails.
         var forbidden = false
@@ -288,6 +288,11 @@ public final class FUSEServer: FUSERequestHandler {
         }
         func creds() throws(FUSEErrno) {
             if forbidden { throw FUSEErrno(.EPERM, "the caller's uid or gid is forbidden by --translate-uid/--translate-gid") }
+        }
+        // With --translate-uid/gid a create's label must not name host ids
+        // either (security.capability is refused by the decoder).
+        func labelCheck(_ label: FUSESecurityContext?) throws(FUSEErrno) {
+            if ids != nil, let label { try Self.untranslatedIDs(label.name, fs) }
         }
         func out(_ e: FUSEEntry) -> FUSEEntry { ids?.toGuest(e) ?? e }
         let node = r.header.nodeID
@@ -318,11 +323,11 @@ public final class FUSEServer: FUSERequestHandler {
             for r in ranges {
                 do { try dax.remove(windowOffset: r.offset, length: r.length) } catch { throw FUSEErrno(error) }
             }
-        case let .lookup(name): return put(out(try fs.lookup(ctx, parent: node, name: name)).wire, reply)
+        case let .lookup(name): return put(out(try fs.lookup(ctx, parent: node, name: name)).wire, reply, unique: r.header.unique)
         case .forget, .batchForget, .interrupt: return .bytes([])  // answered in execute
         case let .getattr(handle):
             let (attr, timeout) = try fs.getattr(ctx, node: node, handle: handle)
-            return put(attrOut(attr, timeout), reply)
+            return put(attrOut(attr, timeout), reply, unique: r.header.unique)
         case var .setattr(change):
             if let ids {
                 let forbid = FUSEErrno(.EPERM, "SETATTR: the new owner is forbidden by --translate-uid/--translate-gid")
@@ -330,17 +335,20 @@ public final class FUSEServer: FUSERequestHandler {
                 if let gid = change.gid { guard let h = ids.gids.host(forGuest: gid) else { throw forbid }; change.gid = h }
             }
             let (attr, timeout) = try fs.setattr(ctx, node: node, change)
-            return put(attrOut(attr, timeout), reply)
+            return put(attrOut(attr, timeout), reply, unique: r.header.unique)
         case .readlink: return .bytes(try fs.readlink(ctx, node: node))
-        case let .symlink(name, target):
+        case let .symlink(name, target, label):
+            try labelCheck(label)
             try creds()
-            out(try fs.symlink(ctx, parent: node, name: name, target: target)).encode(into: &w)
-        case let .mknod(name, mode, rdev, umask):
+            out(try fs.symlink(ctx, parent: node, name: name, target: target, label: label)).encode(into: &w)
+        case let .mknod(name, mode, rdev, umask, label):
+            try labelCheck(label)
             try creds()
-            out(try fs.mknod(ctx, parent: node, name: name, mode: mode, rdev: rdev, umask: umask)).encode(into: &w)
-        case let .mkdir(name, mode, umask):
+            out(try fs.mknod(ctx, parent: node, name: name, mode: mode, rdev: rdev, umask: umask, label: label)).encode(into: &w)
+        case let .mkdir(name, mode, umask, label):
+            try labelCheck(label)
             try creds()
-            out(try fs.mkdir(ctx, parent: node, name: name, mode: mode, umask: umask)).encode(into: &w)
+            out(try fs.mkdir(ctx, parent: node, name: name, mode: mode, umask: umask, label: label)).encode(into: &w)
         case let .unlink(name): try fs.unlink(ctx, parent: node, name: name)
         case let .rmdir(name): try fs.rmdir(ctx, parent: node, name: name)
         case let .rename(name, newParent, newName, flags):
@@ -349,14 +357,17 @@ public final class FUSEServer: FUSERequestHandler {
         case let .open(flags, openFlags):
             if writesAccess(flags) { try readOnlyCheck() }
             passthrough(try fs.open(ctx, node: node, flags: flags, openFlags: openFlags), session: s).encode(into: &w)
-        case let .create(name, flags, mode, umask, openFlags):
+        case let .create(name, flags, mode, umask, openFlags, label):
+            try labelCheck(label)
             try creds()
-            let (entry, open) = try fs.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags, openFlags: openFlags)
+            let (entry, open) = try fs.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags, openFlags: openFlags,
+                                              label: label)
             out(entry).encode(into: &w)
             passthrough(open, session: s).encode(into: &w)
-        case let .tmpfile(flags, mode, umask, _):
+        case let .tmpfile(flags, mode, umask, _, label):
+            try labelCheck(label)
             try creds()
-            let (entry, open) = try fs.tmpfile(ctx, parent: node, mode: mode, umask: umask, flags: flags)
+            let (entry, open) = try fs.tmpfile(ctx, parent: node, mode: mode, umask: umask, flags: flags, label: label)
             out(entry).encode(into: &w)
             open.encode(into: &w)
         case let .read(handle, offset, size):
@@ -373,7 +384,7 @@ public final class FUSEServer: FUSERequestHandler {
             guard size <= options.maxWrite else { throw FUSEErrno(.EINVAL, "WRITE: size above max_write") }
             let n = try fs.write(ctx, node: node, handle: handle, offset: offset, size: Int(size), writeFlags: writeFlags,
                                  from: payload, at: FUSERequestDecoder.writePayloadOffset)
-            return put(fuse_write_out(size: UInt32(clamping: min(n, Int(size))), padding: 0), reply)
+            return put(fuse_write_out(size: UInt32(clamping: min(n, Int(size))), padding: 0), reply, unique: r.header.unique)
         case .statfs:
             let st = try fs.statfs(ctx, node: node)
             w.u64(st.blocks); w.u64(st.bfree); w.u64(st.bavail); w.u64(st.files); w.u64(st.ffree)
@@ -453,15 +464,20 @@ public final class FUSEServer: FUSERequestHandler {
     }
 
     /// A fixed-layout reply body (a struct of linux/fuse.h) stored straight
-    /// into `reply` after the header; one that does not fit becomes EIO in
-    /// `finish`, as a `.bytes` body does in `sendOK`.
+    /// into `reply` with its header, in one copy (each copy into a list is
+    /// a call through its witness table: ~200 instructions); one that does
+    /// not fit becomes EIO in `finish`, as a `.bytes` body does in `sendOK`.
     @inline(__always)
-    private func put<T: BitwiseCopyable>(_ body: T, _ reply: some ScatterGatherList) -> Body {
+    private func put<T: BitwiseCopyable>(_ body: T, _ reply: some ScatterGatherList, unique: UInt64) -> Body {
         let n = MemoryLayout<T>.size
-        if FUSEWireSize.outHeader + n <= reply.byteCount {
-            _ = withUnsafeBytes(of: body) { reply.copy($0, to: FUSEWireSize.outHeader) }
-        }
-        return .written(n)
+        let total = FUSEWireSize.outHeader + n
+        guard total <= reply.byteCount else { return .written(n) }
+        // fuse_out_header (len, error, unique: 16 bytes), then the body at
+        // offset 16: a tuple's elements are laid out in order, and no body
+        // struct is aligned to more than 8.
+        let whole = (UInt32(truncatingIfNeeded: total).littleEndian, Int32(0), unique.littleEndian, body)
+        let put = withUnsafeBytes(of: whole) { reply.copy(UnsafeRawBufferPointer(rebasing: $0[0..<total]), to: 0) }
+        return .complete(put == total ? total : 0)
     }
 
     // MARK: - Replies
@@ -501,6 +517,12 @@ public final class FUSEServer: FUSERequestHandler {
     }
 
     // MARK: - INIT
+
+    /// init_out.max_background and congestion_threshold: how many background
+    /// requests (readahead, async direct I/O, RELEASE) the client keeps in
+    /// flight, and where it starts to throttle (Linux's defaults are 12 and 9).
+    static let maxBackground: UInt16 = 64
+    static let congestionThreshold: UInt16 = 48
 
     private func negotiate(major: UInt32, minor: UInt32, maxReadahead: UInt32, clientFlags: UInt64) throws(FUSEErrno) -> [UInt8] {
         var w = WireWriter(capacity: 64)
@@ -550,14 +572,19 @@ public final class FUSEServer: FUSERequestHandler {
         let s = FUSESession(minor: agreedMinor, flags: negotiated, maxWrite: maxWrite)
         fileSystem.initialize(s)
         session.store(s)
+        let maxPages = UInt16(min((UInt64(maxWrite) + 4095) / 4096, 256))
+        let mapAlignment = negotiated & FUSEInitFlag.mapAlignment != 0 ? DAXMappings.alignmentShift : 0
+        tracer?.recordInit(minor: minor, clientFlags: clientFlags, maxReadahead: maxReadahead, agreedMinor: agreedMinor,
+                           flags: negotiated, maxWrite: maxWrite, maxPages: maxPages, maxBackground: Self.maxBackground,
+                           congestionThreshold: Self.congestionThreshold, mapAlignment: mapAlignment)
         w.u32(FUSEProtocol.major); w.u32(agreedMinor); w.u32(maxReadahead)
         w.u32(UInt32(truncatingIfNeeded: negotiated))
-        w.u16(64); w.u16(48)  // max_background, congestion_threshold
+        w.u16(Self.maxBackground); w.u16(Self.congestionThreshold)
         w.u32(maxWrite)
         w.u32(1)  // time_gran: nanoseconds
-        w.u16(UInt16(min((UInt64(maxWrite) + 4095) / 4096, 256)))  // max_pages
+        w.u16(maxPages)
         // map_alignment: log2 of the page size DAX offsets are aligned to.
-        w.u16(negotiated & FUSEInitFlag.mapAlignment != 0 ? DAXMappings.alignmentShift : 0)
+        w.u16(mapAlignment)
         w.u32(UInt32(truncatingIfNeeded: negotiated >> 32))  // flags2
         let passthrough = negotiated & FUSEInitFlag.passthrough != 0
         w.u32(passthrough ? backingFiles?.maxStackDepth ?? 0 : 0)  // max_stack_depth
@@ -594,6 +621,50 @@ final class SessionWords: Sendable {
         state.store(0, ordering: .releasing)
         flags.store(s.flags, ordering: .relaxed)
         state.store(Self.present | UInt64(s.minor) << 32 | UInt64(s.maxWrite), ordering: .releasing)
+    }
+}
+
+/// The lock waiters by unique, and the INTERRUPTs that named a request
+/// that was not one of them: a request running to completion (it ends by
+/// itself; the kernel drops the INTERRUPT with it), or one read by another
+/// thread that is about to defer it (it must still be interrupted when it
+/// does: review4). At most `earlyLimit` are remembered, the oldest
+/// forgotten first: Linux's uniques only grow, so a remembered one that
+/// never comes back costs only its slot.
+struct Waits {
+    static let earlyLimit = 1024
+    private var waiters: [UInt64: Interruption] = [:]
+    private var early: Set<UInt64> = []
+    private var earlyOrder: [UInt64] = []
+    private var earlyHead = 0
+
+    /// `wait` waits for request `unique` now; an INTERRUPT that came first
+    /// marks it at once (its thread has not started: nothing to signal).
+    mutating func enter(_ unique: UInt64, _ wait: Interruption) {
+        waiters[unique] = wait
+        if early.remove(unique) != nil { wait.interrupt() }
+    }
+
+    mutating func leave(_ unique: UInt64, _ wait: Interruption) {
+        if waiters[unique] === wait { waiters[unique] = nil }
+    }
+
+    /// INTERRUPT for `target`: its waiter, to be woken, or nil (then the
+    /// INTERRUPT is remembered for `enter`).
+    mutating func interrupt(_ target: UInt64) -> Interruption? {
+        if let wait = waiters[target] { return wait }
+        guard !early.contains(target) else { return nil }
+        if earlyOrder.count - earlyHead >= Self.earlyLimit {
+            early.remove(earlyOrder[earlyHead])
+            earlyHead += 1
+            if earlyHead >= Self.earlyLimit {
+                earlyOrder.removeFirst(earlyHead)
+                earlyHead = 0
+            }
+        }
+        early.insert(target)
+        earlyOrder.append(target)
+        return nil
     }
 }
 

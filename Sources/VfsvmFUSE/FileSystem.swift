@@ -2,23 +2,20 @@ import CVfsvmLinux
 import VfsvmSys
 import VfsvmMemory
 
-/// Who sent a request (fuse_in_header).
+/// Who sent a request (fuse_in_header). Plain words only (a test asserts
+/// `_isPOD`): it is passed to every FileSystem call, and a reference in it
+/// would cost a retain and a release per request in code that is not
+/// specialised. A create's security context is a parameter of the five
+/// methods that make nodes instead.
 public struct FUSERequestContext: Sendable, Equatable {
     public var unique: UInt64
     public var nodeID: UInt64
     public var uid: UInt32
     public var gid: UInt32
     public var pid: UInt32
-    /// The security context a CREATE, MKNOD, MKDIR, SYMLINK or TMPFILE
-    /// carried (FUSE_SECURITY_CTX): the file system sets it on the node it
-    /// makes before answering, and makes no node when it cannot. nil for
-    /// every other request.
-    public var securityContext: FUSESecurityContext?
 
-    public init(unique: UInt64 = 0, nodeID: UInt64 = 0, uid: UInt32 = 0, gid: UInt32 = 0, pid: UInt32 = 0,
-                securityContext: FUSESecurityContext? = nil) {
+    public init(unique: UInt64 = 0, nodeID: UInt64 = 0, uid: UInt32 = 0, gid: UInt32 = 0, pid: UInt32 = 0) {
         self.unique = unique; self.nodeID = nodeID; self.uid = uid; self.gid = gid; self.pid = pid
-        self.securityContext = securityContext
     }
 }
 
@@ -201,17 +198,21 @@ public protocol FileSystem: Sendable {
     func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout)
     func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout)
     func readlink(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) -> [UInt8]
-    func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(FUSEErrno) -> FUSEEntry
-    func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry
-    func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry
+    func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8], label: FUSESecurityContext?) throws(FUSEErrno) -> FUSEEntry
+    func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32, label: FUSESecurityContext?) throws(FUSEErrno) -> FUSEEntry
+    func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, label: FUSESecurityContext?) throws(FUSEErrno) -> FUSEEntry
     func unlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno)
     func rmdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno)
     func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(FUSEErrno)
     func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(FUSEErrno) -> FUSEEntry
     func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> FUSEOpenReply
+    /// `label` (SYMLINK, MKNOD, MKDIR, CREATE, TMPFILE): the security
+    /// context the request carried (FUSE_SECURITY_CTX), nil without one:
+    /// the file system sets it on the node it makes before answering, and
+    /// makes no node when it cannot.
     /// `openFlags`: FUSE_OPEN_* of fuse_create_in (FUSE_OPEN_KILL_SUIDGID).
-    func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply)
-    func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply)
+    func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32, label: FUSESecurityContext?) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply)
+    func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32, label: FUSESecurityContext?) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply)
     /// Reads into `reply[offset ..< offset + size]`; returns the bytes read.
     func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(FUSEErrno) -> Int
     /// Writes `size` bytes from `request[requestOffset...]`; returns the bytes written.
@@ -271,16 +272,16 @@ extension FileSystem {
     public func getattr(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64?) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout) { throw notImplemented }
     public func setattr(_ ctx: FUSERequestContext, node: UInt64, _ change: FUSESetAttributes) throws(FUSEErrno) -> (FUSEAttributes, FUSETimeout) { throw notImplemented }
     public func readlink(_ ctx: FUSERequestContext, node: UInt64) throws(FUSEErrno) -> [UInt8] { throw notImplemented }
-    public func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
-    public func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
-    public func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
+    public func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8], label: FUSESecurityContext?) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
+    public func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32, label: FUSESecurityContext?) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
+    public func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, label: FUSESecurityContext?) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
     public func unlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno) { throw notImplemented }
     public func rmdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8]) throws(FUSEErrno) { throw notImplemented }
     public func rename(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws(FUSEErrno) { throw notImplemented }
     public func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(FUSEErrno) -> FUSEEntry { throw notImplemented }
     public func open(_ ctx: FUSERequestContext, node: UInt64, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> FUSEOpenReply { throw notImplemented }
-    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented }
-    public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented }
+    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32, label: FUSESecurityContext?) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented }
+    public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32, label: FUSESecurityContext?) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) { throw notImplemented }
     public func read(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, into reply: some ScatterGatherList, at replyOffset: Int) throws(FUSEErrno) -> Int { throw notImplemented }
     public func write(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, offset: UInt64, size: Int, writeFlags: UInt32, from request: some ScatterGatherList, at requestOffset: Int) throws(FUSEErrno) -> Int { throw notImplemented }
     public func flush(_ ctx: FUSERequestContext, node: UInt64, handle: UInt64, lockOwner: UInt64) throws(FUSEErrno) { throw notImplemented }

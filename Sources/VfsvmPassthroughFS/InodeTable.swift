@@ -85,7 +85,7 @@ extension PassthroughFileSystem {
         guard s.pathCache.count > s.pathCacheLimit else { return }
         // Drop the oldest quarter at once so the scan is amortised.
         let drop = max(s.pathCache.count / 4, 1)
-        let oldest = s.pathCache.sorted { $0.value.stamp < $1.value.stamp }.prefix(drop)
+        let oldest = s.pathCache.entries.sorted { $0.value.stamp < $1.value.stamp }.prefix(drop)
         for (k, _) in oldest { s.pathCache[k] = nil }
     }
 

@@ -107,17 +107,17 @@ extension PassthroughFileSystem {
         return fd
     }
 
-    public func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry {
+    public func mkdir(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, label: FUSESecurityContext? = nil) throws(FUSEErrno) -> FUSEEntry {
         let dir = try parentDirectory(parent)
         try host { () throws(SystemError) in
             try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) in
                 try dir.mkdirAt(name, mode: mode_t(mask(mode, umask, in: dir)))
             }
         }
-        return try labelNewName(ctx, lookupEntry(parentFD: dir, parent: parent, name: name), dir: dir, name: name, directory: true)
+        return try labelNewName(label, lookupEntry(parentFD: dir, parent: parent, name: name), dir: dir, name: name, directory: true)
     }
 
-    public func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32) throws(FUSEErrno) -> FUSEEntry {
+    public func mknod(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32, umask: UInt32, label: FUSESecurityContext? = nil) throws(FUSEErrno) -> FUSEEntry {
         let dir = try parentDirectory(parent)
         let type = mode & Self.sIFMT
         try host { () throws(SystemError) in
@@ -125,17 +125,17 @@ extension PassthroughFileSystem {
                 try dir.mknodAt(name, mode: mode_t(type | mask(mode, umask, in: dir)), device: dev_t(rdev))
             }
         }
-        return try labelNewName(ctx, lookupEntry(parentFD: dir, parent: parent, name: name), dir: dir, name: name, directory: false)
+        return try labelNewName(label, lookupEntry(parentFD: dir, parent: parent, name: name), dir: dir, name: name, directory: false)
     }
 
-    public func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8]) throws(FUSEErrno) -> FUSEEntry {
+    public func symlink(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], target: [UInt8], label: FUSESecurityContext? = nil) throws(FUSEErrno) -> FUSEEntry {
         let dir = try parentDirectory(parent)
         try host { () throws(SystemError) in
             try FSCredentials.with(uid: ctx.uid, gid: ctx.gid) { () throws(SystemError) in
                 try dir.symlinkAt(name, target: target)
             }
         }
-        return try labelNewName(ctx, lookupEntry(parentFD: dir, parent: parent, name: name), dir: dir, name: name, directory: false)
+        return try labelNewName(label, lookupEntry(parentFD: dir, parent: parent, name: name), dir: dir, name: name, directory: false)
     }
 
     public func link(_ ctx: FUSERequestContext, node: UInt64, newParent: UInt64, newName: [UInt8]) throws(FUSEErrno) -> FUSEEntry {

@@ -109,7 +109,8 @@ extension PassthroughFileSystem {
         return openReply(register(fd, node: node, directory: false, uid: ctx.uid), directory: false, guestFlags: flags)
     }
 
-    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
+    public func create(_ ctx: FUSERequestContext, parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32, flags: UInt32, openFlags: UInt32,
+                       label: FUSESecurityContext? = nil) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
         let dir = try parentDirectory(parent)
         let hostOpenFlags = hostFlags(flags) | O_CREAT | O_EXCL | O_NOFOLLOW
         // A slot first, so a CREATE past the limit makes no file (as a
@@ -145,7 +146,7 @@ extension PassthroughFileSystem {
         do throws(FUSEErrno) {
             st = try host { () throws(SystemError) in try fd.stat() }
             do throws(FUSEErrno) {
-                try applySecurityContext(ctx, on: fd)
+                try applySecurityContext(label, on: fd)
             } catch {
                 removeUnlabelled(dir: dir, name: name, ino: st.ino, directory: false)
                 throw error
@@ -158,7 +159,8 @@ extension PassthroughFileSystem {
         return (entry(node, st), openReply(register(fd, node: node, directory: false, uid: ctx.uid), directory: false, guestFlags: flags))
     }
 
-    public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
+    public func tmpfile(_ ctx: FUSERequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: UInt32,
+                        label: FUSESecurityContext? = nil) throws(FUSEErrno) -> (FUSEEntry, FUSEOpenReply) {
         let dir = try parentDirectory(parent)
         var hostOpenFlags = hostFlags(flags) | HostFSFlag.tmpfile
         if hostOpenFlags & O_ACCMODE == O_RDONLY { hostOpenFlags |= O_RDWR }
@@ -172,7 +174,7 @@ extension PassthroughFileSystem {
                 return (fd, try fd.stat())
             }
             // Before it has a name anywhere: a failure leaves nothing behind.
-            try applySecurityContext(ctx, on: fd)
+            try applySecurityContext(label, on: fd)
             node = try enter(fd, st, pin: true)
         } catch {
             giveBackHandleSlot(uid: ctx.uid)

@@ -223,12 +223,12 @@ public final class PassthroughFileSystem: FileSystem {
     struct LockFD { let fd: FileDescriptor; let uid: UInt32 }
 
     struct State {
-        var inodes: [UInt64: Inode] = [:]
+        var inodes: WordTable<Inode> = [:]
         var byKey: [InodeKey: UInt64] = [:]
         var nextNode: UInt64 = 2
-        var pathCache: [UInt64: CachedFD] = [:]
+        var pathCache: WordTable<CachedFD> = [:]
         var clock: UInt64 = 0
-        var files: [UInt64: OpenFile] = [:]
+        var files: WordTable<OpenFile> = [:]
         var nextHandle: UInt64 = 1
         var mounts: [Int32: FileDescriptor] = [:]
         var lockFDs: [LockKey: LockFD] = [:]

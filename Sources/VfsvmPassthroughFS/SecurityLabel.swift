@@ -12,7 +12,7 @@ import VfsvmFUSE
 // a name anywhere. When the label cannot be set, the node is removed again
 // and the create fails with that error: a node never stays unlabelled.
 extension PassthroughFileSystem {
-    /// Sets `ctx`'s security context on the node `fd` is open on (any fd
+    /// Sets a create's security context `label` (nil: none) on the node `fd` is open on (any fd
     /// of it, O_PATH included), as the server, not as the caller: the label
     /// comes from the guest kernel's LSM, not from the user creating the
     /// node, as in virtiofsd. The name goes through --xattrmap like any
@@ -20,8 +20,8 @@ extension PassthroughFileSystem {
     /// keeps guest labels off the host's own security.* namespace; writing
     /// security.* itself needs CAP_SYS_ADMIN on a host without an LSM that
     /// takes it (`--modcaps=+sys_admin`), else the create gets EPERM.
-    func applySecurityContext(_ ctx: FUSERequestContext, on fd: FileDescriptor) throws(FUSEErrno) {
-        guard let label = ctx.securityContext else { return }
+    func applySecurityContext(_ label: FUSESecurityContext?, on fd: FileDescriptor) throws(FUSEErrno) {
+        guard let label else { return }
         guard options.xattr else { throw FUSEErrno(.EOPNOTSUPP, "security context: xattrs are off") }
         let name = try hostXattrName(label.name)
         try host { () throws(SystemError) in
@@ -34,10 +34,10 @@ extension PassthroughFileSystem {
     /// After MKDIR, MKNOD or SYMLINK made `name` in `dir` and `entry` came
     /// back for it: labels it, or removes it again (and forgets the
     /// lookup) and throws why.
-    func labelNewName(_ ctx: FUSERequestContext, _ entry: FUSEEntry, dir: FileDescriptor, name: [UInt8], directory: Bool) throws(FUSEErrno) -> FUSEEntry {
-        guard ctx.securityContext != nil else { return entry }
+    func labelNewName(_ label: FUSESecurityContext?, _ entry: FUSEEntry, dir: FileDescriptor, name: [UInt8], directory: Bool) throws(FUSEErrno) -> FUSEEntry {
+        guard label != nil else { return entry }
         do throws(FUSEErrno) {
-            try applySecurityContext(ctx, on: try pathFD(entry.nodeID))
+            try applySecurityContext(label, on: try pathFD(entry.nodeID))
             return entry
         } catch {
             removeUnlabelled(dir: dir, name: name, ino: entry.attributes.ino, directory: directory)

@@ -10,14 +10,18 @@ import Synchronization
 ///
 /// A signal that comes between the check of the mark and the start of the
 /// call is lost (no system call unblocks a signal and takes a lock in one
-/// step); FUSE covers that: an INTERRUPT answered EAGAIN is sent again (see
-/// FUSEServer), and each one signals again until the waiter has left.
+/// step): the thread counts as blocking from that check until the call
+/// returns (`beginBlocking`), and `interrupt` signals it again while it
+/// still is. (Not by answering the INTERRUPT EAGAIN for the kernel to send
+/// it again: on `vfsvm mount` that reply goes out on the cloned /dev/fuse
+/// fd that read the INTERRUPT, and the kernel finds the request only among
+/// those read through the same fd, so it drops it with ENOENT - review4.)
 public final class Interruption: Sendable {
     /// The wake-up signal (SIGUSR2 is the vCPU kick; this one is unused
     /// elsewhere).
     public static let signal = SIGUSR1
 
-    private struct State { var thread: pthread_t?; var interrupted = false; var left = false }
+    private struct State { var thread: pthread_t?; var interrupted = false; var left = false; var blocking = false }
     private let state = Mutex(State())
 
     public init() { Self.installHandler() }
@@ -54,15 +58,43 @@ public final class Interruption: Sendable {
 
     public var isInterrupted: Bool { state.withLock { $0.interrupted } }
 
-    /// Marks the wait interrupted and signals its thread if it has one.
-    /// Returns false once the waiter has left (nothing left to wake).
+    /// Marks the wait interrupted and, when its thread is in (or about to
+    /// start) a blocking call, signals it until that call has returned: a
+    /// signal sent just before the call began is lost. Gives up after
+    /// `patience` (a thread stuck where signals do not reach; the mark
+    /// still ends its next call). Returns false once the waiter has left.
     @discardableResult
-    public func interrupt() -> Bool {
-        state.withLock { s in
-            s.interrupted = true
-            if let t = s.thread { _ = pthread_kill(t, Self.signal) }
-            return !s.left
+    public func interrupt(patience: Duration = .milliseconds(100)) -> Bool {
+        var pause: UInt32 = 50  // µs, doubling up to 10 ms
+        var waited: UInt32 = 0
+        let limit = UInt32(clamping: patience.components.seconds * 1_000_000 + patience.components.attoseconds / 1_000_000_000_000)
+        while true {
+            let (signalled, left) = state.withLock { s -> (Bool, Bool) in
+                s.interrupted = true
+                guard s.blocking, !s.left, let t = s.thread else { return (false, s.left) }
+                _ = pthread_kill(t, Self.signal)
+                return (true, false)
+            }
+            guard signalled, waited < limit else { return !left }
+            usleep(pause)
+            waited += pause
+            pause = min(pause * 2, 10_000)
         }
+    }
+
+    /// Before a blocking call: false when the wait is interrupted already
+    /// (the call must not start), else the thread counts as blocking until
+    /// `endBlocking`.
+    func beginBlocking() -> Bool {
+        state.withLock { s in
+            if s.interrupted { return false }
+            s.blocking = true
+            return true
+        }
+    }
+
+    func endBlocking() {
+        state.withLock { $0.blocking = false }
     }
 
     // MARK: - The calling thread's wait
@@ -88,12 +120,21 @@ public final class Interruption: Sendable {
 /// interrupted for (before or during the call) throws EINTR instead of
 /// being retried.
 public func interruptibleCall<R: FixedWidthInteger>(_ call: @autoclosure () -> String, _ body: () -> R) throws(SystemError) -> R {
-    let wait = Interruption.current
+    guard let wait = Interruption.current else {
+        while true {
+            let result = body()
+            if result != -1 { return result }
+            let err = Errno.current
+            if err == .EINTR { continue }
+            throw SystemError(call(), err)
+        }
+    }
     while true {
-        if let wait, wait.isInterrupted { throw SystemError(call(), .EINTR) }
+        guard wait.beginBlocking() else { throw SystemError(call(), .EINTR) }
         let result = body()
+        let err = Errno.current  // before the lock, which may touch errno
+        wait.endBlocking()
         if result != -1 { return result }
-        let err = Errno.current
         if err == .EINTR { continue }
         throw SystemError(call(), err)
     }

@@ -99,6 +99,15 @@ final class RewrittenRequest: ScatterGatherList, @unchecked Sendable {
         #expect(same, "the value arrived whole")
     }
 
+    /// The header and the context handed to every FileSystem call are
+    /// plain words: copying them in code that is not specialised is a
+    /// memcpy, not a value witness call with retains (a security label in
+    /// the context once cost every GETATTR ~365 instructions that way).
+    @Test func theRequestContextAndHeaderAreTriviallyCopyable() {
+        #expect(_isPOD(FUSERequestContext.self))
+        #expect(_isPOD(FUSEInHeader.self))
+    }
+
     @Test func decodedRequestCarriesTheHeaderAndArguments() {
         let c = Client(FUSEServer(fileSystem: MockFS(), options: FUSEServerOptions()))
         c.uid = 1000
@@ -108,11 +117,11 @@ final class RewrittenRequest: ScatterGatherList, @unchecked Sendable {
         #expect(r.opcode == .mkdir)
         #expect(r.header.nodeID == 5 && r.header.uid == 1000 && r.header.gid == 100 && r.header.pid == 4242)
         #expect(r.header.unique == c.unique)
-        guard case let .mkdir(name, mode, umask) = r.operation else {
+        guard case let .mkdir(name, mode, umask, label) = r.operation else {
             Issue.record("decoded as \(r.operation)")
             return
         }
-        #expect(name == Array("dir".utf8) && mode == 0o40755 && umask == 0o22)
+        #expect(name == Array("dir".utf8) && mode == 0o40755 && umask == 0o22 && label == nil)
         // A name with '/' is malformed, with the header still there for the reply.
         let bad = Bytes(); bad.u32(0o755).u32(0).name("a/b")
         let m = FUSERequestDecoder().decode(HostBuffer(c.header(FUSEOpcode.mkdir.rawValue, node: 5, bodyLength: bad.b.count) + bad.b))

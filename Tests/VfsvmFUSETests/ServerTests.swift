@@ -403,11 +403,11 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
         #expect(c.forget(9, 3).length == 0)
         let b = Bytes(); b.u32(2).u32(0).u64(10).u64(1).u64(11).u64(2)
         #expect(c.call(.batchForget, node: 0, b).length == 0)
-        // INTERRUPT for a request not waiting here: EAGAIN, so that the
-        // kernel sends it again while that request may still be running.
+        // INTERRUPT for a request not waiting here: no reply (an EAGAIN
+        // would be dropped by the kernel or sent straight back; review4).
         let i = Bytes(); i.u64(5)
         let r = c.call(.interrupt, node: 0, i)
-        #expect(r.length == 16 && r.errno == EAGAIN)
+        #expect(r.length == 0)
         #expect(fs.calls.filter { $0.hasPrefix("forget") } == ["forget 9 3", "forget 10 1", "forget 11 2"])
         // A short FORGET is dropped silently.
         #expect(c.call(.forget, node: 9, Bytes().zeros(3)).length == 0)
@@ -439,16 +439,26 @@ private func server(_ fs: MockFS = MockFS(), _ options: FUSEServerOptions = FUSE
         let lines = Mutex<[String]>([])
         let server = FUSEServer(fileSystem: MockFS(), options: FUSEServerOptions(), tracer: FUSETracer { line in lines.withLock { $0.append(line) } })
         let c = Client(server)
-        #expect(c.initSession().length == 80)
+        let reply = c.initSession(minor: 38, flags: UInt32(FUSE_ASYNC_READ | FUSE_DO_READDIRPLUS | FUSE_MAX_PAGES | FUSE_WRITEBACK_CACHE))
+        #expect(reply.length == 80)
         #expect(c.lookup(1, "missing").errno == ENOENT)
         #expect(c.forget(5, 1).length == 0)
         #expect(c.send(raw: c.header(999, node: 1, bodyLength: 0)).errno == ENOSYS)
         let got = lines.withLock { $0 }
-        #expect(got.count == 4)
-        #expect(got[0].hasPrefix("fuse: init ") && got[0].hasSuffix("-> ok, 80 bytes"))
-        #expect(got[1].hasPrefix("fuse: lookup ") && got[1].contains("node=1") && got[1].hasSuffix("-> ENOENT"))
-        #expect(got[2].hasPrefix("fuse: forget ") && got[2].hasSuffix("-> no reply"))
-        #expect(got[3].hasPrefix("fuse: opcode 999 ") && got[3].hasSuffix("-> ENOSYS (unknown opcode)"))
+        #expect(got.count == 5)
+        // INIT's own line first: the client's offer and the reply's fields,
+        // the flags exactly as the reply carries them.
+        var d = Decoder(reply.body, at: 12)
+        let replied = UInt64(d.u32())
+        let offered = UInt64(FUSE_ASYNC_READ | FUSE_DO_READDIRPLUS | FUSE_MAX_PAGES | FUSE_WRITEBACK_CACHE)
+        #expect(got[0] == "fuse: INIT client 7.38 flags=0x\(String(offered, radix: 16)) max_readahead=131072; reply 7.38 "
+            + "flags=0x\(String(replied, radix: 16)) max_write=1048576 max_pages=256 max_background=64 "
+            + "congestion_threshold=48 time_gran=1 map_alignment=0")
+        #expect(replied == UInt64(FUSE_ASYNC_READ | FUSE_DO_READDIRPLUS | FUSE_MAX_PAGES))  // no writeback: option off
+        #expect(got[1].hasPrefix("fuse: init ") && got[1].hasSuffix("-> ok, 80 bytes"))
+        #expect(got[2].hasPrefix("fuse: lookup ") && got[2].contains("node=1") && got[2].hasSuffix("-> ENOENT"))
+        #expect(got[3].hasPrefix("fuse: forget ") && got[3].hasSuffix("-> no reply"))
+        #expect(got[4].hasPrefix("fuse: opcode 999 ") && got[4].hasSuffix("-> ENOSYS (unknown opcode)"))
     }
 }
 
