@@ -458,7 +458,6 @@ public final class FUSEServer: FUSERequestHandler {
         _ = putHeader(reply: reply, unique: unique, error: -errno.rawValue, totalLength: FUSEWireSize.outHeader)
         return FUSEWireSize.outHeader
     }
-
 }
 
 extension FUSEOpcode {
