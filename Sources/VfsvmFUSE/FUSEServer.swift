@@ -27,11 +27,11 @@ public final class FUSEServer: FUSERequestHandler {
     public let backingFiles: (any FUSEBackingFiles)?
     /// The session, read by every request without a lock: set at INIT,
     /// cleared at DESTROY (see `SessionWords`).
-    private let session = SessionWords()
-    private let waiters = Mutex(0)
+    let session = SessionWords()
+    let waiters = Mutex(0)
     /// The deferred requests still waiting, by unique, for INTERRUPT, and
     /// INTERRUPTs that came for requests not (yet) among them.
-    private let waiting = Mutex(Waits())
+    let waiting = Mutex(Waits())
 
     public init(fileSystem: any FileSystem, options: FUSEServerOptions, tracer: FUSETracer? = nil,
                 dax: DAXMappings? = nil, backingFiles: (any FUSEBackingFiles)? = nil) {
@@ -98,37 +98,6 @@ public final class FUSEServer: FUSERequestHandler {
         return .waitsForLock(FUSELockWaiter(request: r, room: min(reply.byteCount, 4096)))
     }
 
-    public func wait(_ waiter: FUSELockWaiter, late: some FUSELateReply) {
-        let r = waiter.request, room = waiter.room
-        // Known to INTERRUPT before the thread runs: one that comes first
-        // marks the wait, and the thread answers EINTR without waiting.
-        let unique = r.header.unique
-        let wait = Interruption()
-        waiting.withLock { $0.enter(unique, wait) }
-        do {
-            let thread = try OSThread(name: options.lockWaiterThreadName) { [self] in
-                let own = HostBuffer(count: room)
-                wait.enter()
-                let n = wait.isInterrupted ? refuse(r, with: .EINTR, reply: own)
-                    : run(r, session: currentSession, payload: NoPayload(), reply: own)
-                // No wake-up signal reaches this thread after leave().
-                wait.leave()
-                waiting.withLock { $0.leave(unique, wait) }
-                late.send(Array(own.array.prefix(n)))
-                waiters.withLock { $0 -= 1 }
-            }
-            thread.detach()
-        } catch {
-            // The reply is deferred already (the caller may have taken the
-            // request over): the refusal goes the late way too.
-            waiting.withLock { $0.leave(unique, wait) }
-            waiters.withLock { $0 -= 1 }
-            logLine("vfsvm: no thread for a request that waits for a lock: \(error)")
-            let own = HostBuffer(count: room)
-            late.send(Array(own.array.prefix(refuse(r, with: .ENOLCK, reply: own))))
-        }
-    }
-
     /// Answers a decoded request with just `errno`, without running it.
     /// Returns the reply length (0 if `reply` is too small).
     public func refuse(_ request: FUSERequest, with errno: Errno, reply: some ScatterGatherList) -> Int {
@@ -149,20 +118,12 @@ public final class FUSEServer: FUSERequestHandler {
                            securityContext: s?.has(FUSEInitFlag.securityContext) == true)
     }
 
-    private func admitWaiter() -> Bool {
-        waiters.withLock { n in
-            guard n < options.maxLockWaiters else { return false }
-            n += 1
-            return true
-        }
-    }
-
     private func lockKindServed(_ r: FUSERequest) -> Bool {
         guard case let .setlk(_, _, _, flock, _) = r.operation else { return false }
         return flock ? options.flockLocks : options.posixLocks
     }
 
-    private func run(_ r: FUSERequest, session s: FUSESession?, payload: some ScatterGatherList, reply: some ScatterGatherList) -> Int {
+    func run(_ r: FUSERequest, session s: FUSESession?, payload: some ScatterGatherList, reply: some ScatterGatherList) -> Int {
         let (length, error) = execute(r, session: s, payload: payload, reply: reply)
         tracer?.record(r, length: length, error: error)
         return length
@@ -252,24 +213,6 @@ public final class FUSEServer: FUSERequestHandler {
             for e in entries { fileSystem.forget(nodeID: e.nodeID, count: e.count) }
         default: break
         }
-    }
-
-    /// FUSE_INTERRUPT for request `target`: the caller got a signal. Only
-    /// requests deferred to a thread of their own (lock waits) can wait for
-    /// long; such a wait is woken (`Interruption`) and its request answers
-    /// EINTR (the kernel restarts the call after a non-fatal signal). The
-    /// INTERRUPT itself is never answered: not EAGAIN either, which would
-    /// make the kernel send it again at once (a ping-pong for as long as a
-    /// request runs) where it does not drop it (on `vfsvm mount` it does:
-    /// the reply goes out on another cloned fd than the request's). One for
-    /// a request not waiting here is kept (`Waits`) in case that request is
-    /// about to be deferred by another thread; else the kernel forgets it
-    /// when its request ends.
-    private func interrupt(_ target: UInt64, reply: some ScatterGatherList, unique: UInt64) -> (Int, FUSEErrno?) {
-        // Woken outside the table's lock: `interrupt` may wait for the
-        // thread to leave its blocking call.
-        waiting.withLock { $0.interrupt(target) }?.interrupt()
-        return (0, nil)
     }
 
     private func dispatch(_ r: FUSERequest, session s: FUSESession?, payload: some ScatterGatherList, reply: some ScatterGatherList) throws(FUSEErrno) -> Body {
@@ -515,164 +458,6 @@ public final class FUSEServer: FUSERequestHandler {
         _ = putHeader(reply: reply, unique: unique, error: -errno.rawValue, totalLength: FUSEWireSize.outHeader)
         return FUSEWireSize.outHeader
     }
-
-    // MARK: - INIT
-
-    /// init_out.max_background and congestion_threshold: how many background
-    /// requests (readahead, async direct I/O, RELEASE) the client keeps in
-    /// flight, and where it starts to throttle (Linux's defaults are 12 and 9).
-    static let maxBackground: UInt16 = 64
-    static let congestionThreshold: UInt16 = 48
-
-    private func negotiate(major: UInt32, minor: UInt32, maxReadahead: UInt32, clientFlags: UInt64) throws(FUSEErrno) -> [UInt8] {
-        var w = WireWriter(capacity: 64)
-        if major > FUSEProtocol.major {
-            // Newer major: answer with ours only; the client may retry with 7.
-            w.u32(FUSEProtocol.major); w.u32(FUSEProtocol.minor); w.zeros(56)
-            return w.bytes
-        }
-        if major < FUSEProtocol.major || minor < FUSEProtocol.oldestMinor {
-            throw FUSEErrno(.EPROTO, "INIT: unsupported protocol version")
-        }
-        if currentSession != nil {
-            // A new INIT while a session is open: the client rebooted or
-            // crashed without DESTROY (a virtio-fs guest's rings are reset
-            // but the backend stays connected). Drop the old session as
-            // DESTROY would (inodes, handles, locks), then start anew.
-            backingFiles?.reset()
-            dax?.removeAll()
-            fileSystem.destroy()
-            session.store(nil)
-        }
-        var ours: UInt64 = FUSEInitFlag.asyncRead | FUSEInitFlag.atomicOTrunc | FUSEInitFlag.bigWrites
-            | FUSEInitFlag.dontMask | FUSEInitFlag.parallelDirops | FUSEInitFlag.maxPages
-            | FUSEInitFlag.cacheSymlinks | FUSEInitFlag.setxattrExt | FUSEInitFlag.autoInvalData
-            | FUSEInitFlag.asyncDIO
-        if options.readdirplus { ours |= FUSEInitFlag.doReaddirplus | FUSEInitFlag.readdirplusAuto }
-        // Not with passthrough (a host mount): its writes never reach the
-        // server, so the kernel must clear setuid/setgid bits itself.
-        if options.killprivV2, backingFiles == nil { ours |= FUSEInitFlag.handleKillprivV2 }
-        if options.directIOAllowMmap { ours |= FUSEInitFlag.directIOAllowMmap }
-        if options.announceSubmounts { ours |= FUSEInitFlag.submounts }
-        if options.posixACL { ours |= FUSEInitFlag.posixACL }
-        if options.securityLabel { ours |= FUSEInitFlag.securityContext }
-        if options.posixLocks { ours |= FUSEInitFlag.posixLocks }
-        if options.flockLocks { ours |= FUSEInitFlag.flockLocks }
-        if options.writeback { ours |= FUSEInitFlag.writebackCache }
-        if dax != nil { ours |= FUSEInitFlag.mapAlignment }
-        ours &= fileSystem.supportedInitFlags
-        // Passthrough where a backing-file registry exists; the kernel
-        // refuses it together with the writeback cache.
-        if backingFiles != nil, !options.writeback { ours |= FUSEInitFlag.passthrough }
-        if options.overIOURing { ours |= FUSEInitFlag.overIOURing }
-        var negotiated = ours & clientFlags
-        if clientFlags & FUSEInitFlag.initExt != 0 { negotiated |= FUSEInitFlag.initExt }
-        let agreedMinor = min(minor, FUSEProtocol.minor)
-        let maxWrite = max(options.maxWrite, 4096)
-        let s = FUSESession(minor: agreedMinor, flags: negotiated, maxWrite: maxWrite)
-        fileSystem.initialize(s)
-        session.store(s)
-        let maxPages = UInt16(min((UInt64(maxWrite) + 4095) / 4096, 256))
-        let mapAlignment = negotiated & FUSEInitFlag.mapAlignment != 0 ? DAXMappings.alignmentShift : 0
-        tracer?.recordInit(minor: minor, clientFlags: clientFlags, maxReadahead: maxReadahead, agreedMinor: agreedMinor,
-                           flags: negotiated, maxWrite: maxWrite, maxPages: maxPages, maxBackground: Self.maxBackground,
-                           congestionThreshold: Self.congestionThreshold, mapAlignment: mapAlignment)
-        w.u32(FUSEProtocol.major); w.u32(agreedMinor); w.u32(maxReadahead)
-        w.u32(UInt32(truncatingIfNeeded: negotiated))
-        w.u16(Self.maxBackground); w.u16(Self.congestionThreshold)
-        w.u32(maxWrite)
-        w.u32(1)  // time_gran: nanoseconds
-        w.u16(maxPages)
-        // map_alignment: log2 of the page size DAX offsets are aligned to.
-        w.u16(mapAlignment)
-        w.u32(UInt32(truncatingIfNeeded: negotiated >> 32))  // flags2
-        let passthrough = negotiated & FUSEInitFlag.passthrough != 0
-        w.u32(passthrough ? backingFiles?.maxStackDepth ?? 0 : 0)  // max_stack_depth
-        w.zeros(24)
-        return w.bytes
-    }
-}
-
-/// The negotiated session in two atomic words, so that each request reads
-/// it with two loads instead of taking a lock (the uncontended Mutex read
-/// and its Optional copy measured 18-29 instructions per request). `state` holds a present bit, the minor and
-/// max_write; `flags` the negotiated flags. A store writes `flags` before
-/// `state` (release) and a clear zeroes `state` first; a load reads `state`
-/// (acquire), then `flags`. Only INIT racing INIT or DESTROY (a misbehaving
-/// client: the kernel sends INIT once and waits for its reply) can pair one
-/// session's flags with another's minor; both were negotiated by this
-/// server, so either combination is one it would have agreed to.
-final class SessionWords: Sendable {
-    private let state = Atomic<UInt64>(0)
-    private let flags = Atomic<UInt64>(0)
-    private static let present: UInt64 = 1 << 63
-
-    func load() -> FUSESession? {
-        let st = state.load(ordering: .acquiring)
-        guard st & Self.present != 0 else { return nil }
-        return FUSESession(minor: UInt32(truncatingIfNeeded: st >> 32) & 0x7fff_ffff,
-                           flags: flags.load(ordering: .relaxed),
-                           maxWrite: UInt32(truncatingIfNeeded: st))
-    }
-
-    func store(_ s: FUSESession?) {
-        guard let s else { state.store(0, ordering: .releasing); return }
-        precondition(s.minor < 1 << 31, "a FUSE minor is at most FUSEProtocol.minor")
-        state.store(0, ordering: .releasing)
-        flags.store(s.flags, ordering: .relaxed)
-        state.store(Self.present | UInt64(s.minor) << 32 | UInt64(s.maxWrite), ordering: .releasing)
-    }
-}
-
-/// The lock waiters by unique, and the INTERRUPTs that named a request
-/// that was not one of them: a request running to completion (it ends by
-/// itself; the kernel drops the INTERRUPT with it), or one read by another
-/// thread that is about to defer it (it must still be interrupted when it
-/// does: review4). At most `earlyLimit` are remembered, the oldest
-/// forgotten first: Linux's uniques only grow, so a remembered one that
-/// never comes back costs only its slot.
-struct Waits {
-    static let earlyLimit = 1024
-    private var waiters: [UInt64: Interruption] = [:]
-    private var early: Set<UInt64> = []
-    private var earlyOrder: [UInt64] = []
-    private var earlyHead = 0
-
-    /// `wait` waits for request `unique` now; an INTERRUPT that came first
-    /// marks it at once (its thread has not started: nothing to signal).
-    mutating func enter(_ unique: UInt64, _ wait: Interruption) {
-        waiters[unique] = wait
-        if early.remove(unique) != nil { wait.interrupt() }
-    }
-
-    mutating func leave(_ unique: UInt64, _ wait: Interruption) {
-        if waiters[unique] === wait { waiters[unique] = nil }
-    }
-
-    /// INTERRUPT for `target`: its waiter, to be woken, or nil (then the
-    /// INTERRUPT is remembered for `enter`).
-    mutating func interrupt(_ target: UInt64) -> Interruption? {
-        if let wait = waiters[target] { return wait }
-        guard !early.contains(target) else { return nil }
-        if earlyOrder.count - earlyHead >= Self.earlyLimit {
-            early.remove(earlyOrder[earlyHead])
-            earlyHead += 1
-            if earlyHead >= Self.earlyLimit {
-                earlyOrder.removeFirst(earlyHead)
-                earlyHead = 0
-            }
-        }
-        early.insert(target)
-        earlyOrder.append(target)
-        return nil
-    }
-}
-
-/// The payload of a request run away from its buffers: none (a deferred
-/// request has no WRITE data).
-struct NoPayload: ScatterGatherList {
-    var segments: [HostSegment] { [] }
-    var byteCount: Int { 0 }
 }
 
 extension FUSEOpcode {

@@ -120,15 +120,7 @@ public final class Interruption: Sendable {
 /// interrupted for (before or during the call) throws EINTR instead of
 /// being retried.
 public func interruptibleCall<R: FixedWidthInteger>(_ call: @autoclosure () -> String, _ body: () -> R) throws(SystemError) -> R {
-    guard let wait = Interruption.current else {
-        while true {
-            let result = body()
-            if result != -1 { return result }
-            let err = Errno.current
-            if err == .EINTR { continue }
-            throw SystemError(call(), err)
-        }
-    }
+    guard let wait = Interruption.current else { return try sysCall(call(), body) }
     while true {
         guard wait.beginBlocking() else { throw SystemError(call(), .EINTR) }
         let result = body()

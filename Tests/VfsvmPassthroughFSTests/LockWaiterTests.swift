@@ -1,7 +1,6 @@
 import VfsvmFUSETestSupport
 import Foundation
 import Glibc
-import Synchronization
 import Testing
 import VfsvmFUSE
 import VfsvmMemory
@@ -20,31 +19,6 @@ import VfsvmSys
         }.count
     }
 
-    /// The errnos of the replies deferred requests completed with.
-    final class Completions: Sendable {
-        let errnos = Mutex<[Int32]>([])
-        var all: [Int32] { errnos.withLock { $0 } }
-    }
-
-    /// Sends one SETLKW through the deferred entry point; the errno of an
-    /// inline reply.
-    private func setlkw(_ c: Client, node: UInt64, fh: UInt64, owner: UInt64, done: Completions) -> (FUSEHandling, Int32?) {
-        let b = Bytes()
-        b.u64(fh).u64(owner).u64(0).u64(0).u32(UInt32(F_WRLCK)).u32(1).u32(0).u32(0)
-        let request = HostBuffer(c.header(FUSEOpcode.setlkw.rawValue, node: node, bodyLength: b.b.count) + b.b)
-        let reply = HostBuffer(count: 4096)
-        let handling = c.server.handle(request: request, reply: reply) { bytes in
-            var d = Decoder(bytes)
-            _ = d.u32()
-            let error = -Int32(bitPattern: d.u32())
-            done.errnos.withLock { $0.append(error) }
-        }
-        guard case let .replied(n) = handling else { return (handling, nil) }
-        var d = Decoder(reply.array)
-        _ = d.u32()
-        return (handling, n >= 16 ? -Int32(bitPattern: d.u32()) : nil)
-    }
-
     /// The attack of a guest that locks, queues waiters behind the lock,
     /// resets (a new INIT, as after a reboot: the waiters are abandoned, not
     /// ended) and does it again: the waiters' threads stay counted until
@@ -54,26 +28,26 @@ import VfsvmSys
         let limit = 6
         var options = FUSEServerOptions()
         options.maxLockWaiters = limit
-        let f = try Fixture(server: options)
-        f.writeHost("l", "locked by the host")
         // A host-side lock nothing in the session can release (an OFD lock
         // on an open file of the test's own: closing the server's fds, as a
         // reset does, cannot drop it as it would a classic fcntl lock of
         // this process).
-        let host = try FileDescriptor.open(f.path("l"), O_RDWR)
-        _ = try host.ofdLock(.set, type: Int16(F_WRLCK), start: 0, length: 0)
-        let done = Completions()
+        let l = try HostLockedFile(Fixture(server: options), contents: "locked by the host", hostLock: .ofd)
+        let f = l.fixture, c = l.client
+        let done = LateErrnos()
         let before = procEntries("/proc/self/task")
         var owner: UInt64 = 1
+        var (node, fh) = (l.node, l.fh)
         for round in 0..<4 {
-            if round > 0 { #expect(f.client.initSession().ok, "the reset (INIT again) works") }
-            let c = f.client
-            let node = c.lookup(1, "l").nodeID
-            let fh = c.open(node).openHandle
+            if round > 0 {
+                #expect(c.initSession().ok, "the reset (INIT again) works")
+                node = c.lookup(1, "l").nodeID
+                fh = c.open(node).openHandle
+            }
             var deferred = 0
             var refused = 0
             for _ in 0..<(2 * limit) {
-                let (handling, reply) = setlkw(c, node: node, fh: fh, owner: owner, done: done)
+                let (handling, reply) = c.sendDeferred(SetlkwRequest(c, node: node, fh: fh, owner: owner), late: done)
                 owner += 1
                 if handling == .deferred { deferred += 1 } else if reply == ENOLCK { refused += 1 }
             }
@@ -93,7 +67,7 @@ import VfsvmSys
         // The host unlocks: every waiter gets the lock in turn (each one's
         // fd closes when its thread ends, the session that held it being
         // gone) and the budget is free again.
-        _ = try host.ofdLock(.set, type: Int16(F_UNLCK), start: 0, length: 0)
+        try l.unlock()
         var waited = 0
         while f.server.lockWaiters > 0, waited < 500 { usleep(10_000); waited += 1 }
         #expect(f.server.lockWaiters == 0)
@@ -109,12 +83,9 @@ import VfsvmSys
         let f = try Fixture()
         let c = f.client
         let r = c.create(1, "l")
-        let done = Completions()
-        let (handling, _) = setlkw(c, node: r.nodeID, fh: r.createHandle, owner: 7, done: done)
-        #expect(handling == .deferred)
-        var waited = 0
-        while done.all.isEmpty, waited < 500 { usleep(10_000); waited += 1 }
-        #expect(done.all == [0])
+        let done = LateErrnos()
+        #expect(c.sendDeferred(SetlkwRequest(c, node: r.nodeID, fh: r.createHandle, owner: 7), late: done).handling == .deferred)
+        #expect(done.waitForOne(milliseconds: 5000) == [0])
         let b = Bytes(); b.name("l")
         let request = HostBuffer(c.header(FUSEOpcode.lookup.rawValue, node: 1, bodyLength: b.b.count) + b.b)
         let reply = HostBuffer(count: 4096)
