@@ -116,7 +116,7 @@ public enum SeccompAllowList {
         SYS_getuid, SYS_getgid,
         // vhost-user: the socket, kicks and calls, guest memory.
         SYS_accept4, SYS_recvmsg, SYS_sendmsg, SYS_shutdown, SYS_getsockopt,
-        SYS_poll, SYS_eventfd2,
+        SYS_poll, SYS_eventfd2, SYS_epoll_create1, SYS_epoll_ctl, SYS_epoll_wait,
         SYS_mmap, SYS_munmap, SYS_mprotect, SYS_madvise, SYS_mremap, SYS_brk,
         // Threads and the Swift runtime.
         SYS_clone, SYS_clone3, SYS_futex, SYS_set_robust_list, SYS_rseq, SYS_sched_yield,
