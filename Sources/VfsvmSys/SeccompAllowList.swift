@@ -38,6 +38,10 @@ import Glibc
 /// own; a submount; FORGET, DESTROY and a new INIT) on both I/O engines. It
 /// found nothing else missing.
 ///
+/// epoll_create1, epoll_ctl and epoll_wait (2026-12-04): the queue threads
+/// wait for kicks with one edge-triggered epoll set each (`EdgeTriggeredWait`),
+/// created when a queue starts, after the filter is in place.
+///
 /// io_uring submissions do not pass through seccomp (the kernel runs them);
 /// the engine only submits readv, writev, fsync and fallocate. The io_uring
 /// calls are on the list only where the engine is io_uring.
