@@ -27,7 +27,7 @@ public func pollReadable(_ a: Int32, _ b: Int32, _ c: Int32, timeoutMilliseconds
     return (entries.0.revents & ready != 0 ? 1 : 0) | (entries.1.revents & ready != 0 ? 2 : 0) | (entries.2.revents & ready != 0 ? 4 : 0)
 }
 
-/// Up to three fds watched through epoll, edge-triggered: `wait` returns
+/// Up to eight fds watched through epoll, edge-triggered: `wait` returns
 /// when something was written to one of them since the last `wait` that
 /// reported it, and the caller need not read the fd to re-arm it. A queue
 /// thread's kick eventfd is a doorbell (the ring says what is new, not the
