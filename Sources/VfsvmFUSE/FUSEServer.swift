@@ -216,7 +216,6 @@ public final class FUSEServer: FUSERequestHandler {
     }
 
     private func dispatch(_ r: FUSERequest, session s: FUSESession?, payload: some ScatterGatherList, reply: some ScatterGatherList) throws(FUSEErrno) -> Body {
-        let fs = fileSystem
         let ids = options.idTranslation
         var ctx = r.header.context
         // A caller whose ids are forbidden may still look and read; what
@@ -235,7 +234,7 @@ public final class FUSEServer: FUSERequestHandler {
         // With --translate-uid/gid a create's label must not name host ids
         // either (security.capability is refused by the decoder).
         func labelCheck(_ label: FUSESecurityContext?) throws(FUSEErrno) {
-            if ids != nil, let label { try Self.untranslatedIDs(label.name, fs) }
+            if ids != nil, let label { try Self.untranslatedIDs(label.name, fileSystem) }
         }
         func out(_ e: FUSEEntry) -> FUSEEntry { ids?.toGuest(e) ?? e }
         let node = r.header.nodeID
@@ -251,14 +250,14 @@ public final class FUSEServer: FUSERequestHandler {
         case .destroy:
             backingFiles?.reset()
             dax?.removeAll()
-            fs.destroy()
+            fileSystem.destroy()
             session.store(nil)
             return .bytes([])
         case let .setupMapping(handle, fileOffset, length, flags, windowOffset):
             guard let dax else { throw FUSEErrno(.ENOSYS, "SETUPMAPPING: this share has no DAX window") }
             let write = flags & DAXMappings.flagWrite != 0
             if write { try readOnlyCheck() }
-            try fs.withMappableFile(ctx, node: node, handle: handle, write: write) { (f: DAXMappings.OpenFile) throws(SystemError) in
+            try fileSystem.withMappableFile(ctx, node: node, handle: handle, write: write) { (f: DAXMappings.OpenFile) throws(SystemError) in
                 try dax.setup(f, fileOffset: fileOffset, length: length, windowOffset: windowOffset, flags: flags)
             }
         case let .removeMapping(ranges):
@@ -266,10 +265,10 @@ public final class FUSEServer: FUSERequestHandler {
             for r in ranges {
                 do { try dax.remove(windowOffset: r.offset, length: r.length) } catch { throw FUSEErrno(error) }
             }
-        case let .lookup(name): return put(out(try fs.lookup(ctx, parent: node, name: name)).wire, reply, unique: r.header.unique)
+        case let .lookup(name): return put(out(try fileSystem.lookup(ctx, parent: node, name: name)).wire, reply, unique: r.header.unique)
         case .forget, .batchForget, .interrupt: return .bytes([])  // answered in execute
         case let .getattr(handle):
-            let (attr, timeout) = try fs.getattr(ctx, node: node, handle: handle)
+            let (attr, timeout) = try fileSystem.getattr(ctx, node: node, handle: handle)
             return put(attrOut(attr, timeout), reply, unique: r.header.unique)
         case var .setattr(change):
             if let ids {
@@ -277,40 +276,40 @@ public final class FUSEServer: FUSERequestHandler {
                 if let uid = change.uid { guard let h = ids.uids.host(forGuest: uid) else { throw forbid }; change.uid = h }
                 if let gid = change.gid { guard let h = ids.gids.host(forGuest: gid) else { throw forbid }; change.gid = h }
             }
-            let (attr, timeout) = try fs.setattr(ctx, node: node, change)
+            let (attr, timeout) = try fileSystem.setattr(ctx, node: node, change)
             return put(attrOut(attr, timeout), reply, unique: r.header.unique)
-        case .readlink: return .bytes(try fs.readlink(ctx, node: node))
+        case .readlink: return .bytes(try fileSystem.readlink(ctx, node: node))
         case let .symlink(name, target, label):
             try labelCheck(label)
             try creds()
-            out(try fs.symlink(ctx, parent: node, name: name, target: target, label: label)).encode(into: &w)
+            out(try fileSystem.symlink(ctx, parent: node, name: name, target: target, label: label)).encode(into: &w)
         case let .mknod(name, mode, rdev, umask, label):
             try labelCheck(label)
             try creds()
-            out(try fs.mknod(ctx, parent: node, name: name, mode: mode, rdev: rdev, umask: umask, label: label)).encode(into: &w)
+            out(try fileSystem.mknod(ctx, parent: node, name: name, mode: mode, rdev: rdev, umask: umask, label: label)).encode(into: &w)
         case let .mkdir(name, mode, umask, label):
             try labelCheck(label)
             try creds()
-            out(try fs.mkdir(ctx, parent: node, name: name, mode: mode, umask: umask, label: label)).encode(into: &w)
-        case let .unlink(name): try fs.unlink(ctx, parent: node, name: name)
-        case let .rmdir(name): try fs.rmdir(ctx, parent: node, name: name)
+            out(try fileSystem.mkdir(ctx, parent: node, name: name, mode: mode, umask: umask, label: label)).encode(into: &w)
+        case let .unlink(name): try fileSystem.unlink(ctx, parent: node, name: name)
+        case let .rmdir(name): try fileSystem.rmdir(ctx, parent: node, name: name)
         case let .rename(name, newParent, newName, flags):
-            try fs.rename(ctx, parent: node, name: name, newParent: newParent, newName: newName, flags: flags)
-        case let .link(oldNode, newName): out(try fs.link(ctx, node: oldNode, newParent: node, newName: newName)).encode(into: &w)
+            try fileSystem.rename(ctx, parent: node, name: name, newParent: newParent, newName: newName, flags: flags)
+        case let .link(oldNode, newName): out(try fileSystem.link(ctx, node: oldNode, newParent: node, newName: newName)).encode(into: &w)
         case let .open(flags, openFlags):
             if writesAccess(flags) { try readOnlyCheck() }
-            passthrough(try fs.open(ctx, node: node, flags: flags, openFlags: openFlags), session: s).encode(into: &w)
+            passthrough(try fileSystem.open(ctx, node: node, flags: flags, openFlags: openFlags), session: s).encode(into: &w)
         case let .create(name, flags, mode, umask, openFlags, label):
             try labelCheck(label)
             try creds()
-            let (entry, open) = try fs.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags, openFlags: openFlags,
+            let (entry, open) = try fileSystem.create(ctx, parent: node, name: name, mode: mode, umask: umask, flags: flags, openFlags: openFlags,
                                               label: label)
             out(entry).encode(into: &w)
             passthrough(open, session: s).encode(into: &w)
         case let .tmpfile(flags, mode, umask, _, label):
             try labelCheck(label)
             try creds()
-            let (entry, open) = try fs.tmpfile(ctx, parent: node, mode: mode, umask: umask, flags: flags, label: label)
+            let (entry, open) = try fileSystem.tmpfile(ctx, parent: node, mode: mode, umask: umask, flags: flags, label: label)
             out(entry).encode(into: &w)
             open.encode(into: &w)
         case let .read(handle, offset, size):
@@ -321,58 +320,58 @@ public final class FUSEServer: FUSERequestHandler {
             // a reply whose length does not fit fuse_out_header.len.
             let room = max(reply.byteCount - FUSEWireSize.outHeader, 0)
             let count = min(Int(size), room, Self.maxReadSize)
-            let n = try fs.read(ctx, node: node, handle: handle, offset: offset, size: count, into: reply, at: FUSEWireSize.outHeader)
+            let n = try fileSystem.read(ctx, node: node, handle: handle, offset: offset, size: count, into: reply, at: FUSEWireSize.outHeader)
             return .written(min(n, count))
         case let .write(handle, offset, size, writeFlags):
             guard size <= options.maxWrite else { throw FUSEErrno(.EINVAL, "WRITE: size above max_write") }
-            let n = try fs.write(ctx, node: node, handle: handle, offset: offset, size: Int(size), writeFlags: writeFlags,
+            let n = try fileSystem.write(ctx, node: node, handle: handle, offset: offset, size: Int(size), writeFlags: writeFlags,
                                  from: payload, at: FUSERequestDecoder.writePayloadOffset)
             return put(fuse_write_out(size: UInt32(clamping: min(n, Int(size))), padding: 0), reply, unique: r.header.unique)
         case .statfs:
-            let st = try fs.statfs(ctx, node: node)
+            let st = try fileSystem.statfs(ctx, node: node)
             w.u64(st.blocks); w.u64(st.bfree); w.u64(st.bavail); w.u64(st.files); w.u64(st.ffree)
             w.u32(st.bsize); w.u32(st.namelen); w.u32(st.frsize); w.u32(0); w.zeros(24)
         case let .release(handle, flags, releaseFlags, owner):
             backingFiles?.release(handle: handle)
-            try fs.release(ctx, node: node, handle: handle, flags: flags, releaseFlags: releaseFlags, lockOwner: owner)
-        case let .releasedir(handle): try fs.releasedir(ctx, node: node, handle: handle)
-        case let .fsync(handle, dataOnly): try fs.fsync(ctx, node: node, handle: handle, dataOnly: dataOnly)
-        case let .fsyncdir(handle, dataOnly): try fs.fsyncdir(ctx, node: node, handle: handle, dataOnly: dataOnly)
+            try fileSystem.release(ctx, node: node, handle: handle, flags: flags, releaseFlags: releaseFlags, lockOwner: owner)
+        case let .releasedir(handle): try fileSystem.releasedir(ctx, node: node, handle: handle)
+        case let .fsync(handle, dataOnly): try fileSystem.fsync(ctx, node: node, handle: handle, dataOnly: dataOnly)
+        case let .fsyncdir(handle, dataOnly): try fileSystem.fsyncdir(ctx, node: node, handle: handle, dataOnly: dataOnly)
         case let .setxattr(name, value, flags):
-            if ids != nil { try Self.untranslatedIDs(name, fs) }
-            try fs.setxattr(ctx, node: node, name: name, value: value, flags: flags)
+            if ids != nil { try Self.untranslatedIDs(name, fileSystem) }
+            try fileSystem.setxattr(ctx, node: node, name: name, value: value, flags: flags)
         case let .getxattr(name, size):
-            if ids != nil { try Self.untranslatedIDs(name, fs) }
-            return try xattrReply(fs.getxattr(ctx, node: node, name: name, size: Int(min(size, 65536))), size: size, reply: reply, &w)
+            if ids != nil { try Self.untranslatedIDs(name, fileSystem) }
+            return try xattrReply(fileSystem.getxattr(ctx, node: node, name: name, size: Int(min(size, 65536))), size: size, reply: reply, &w)
         case let .listxattr(size):
-            return try xattrReply(fs.listxattr(ctx, node: node, size: Int(min(size, 65536))), size: size, reply: reply, &w)
-        case let .removexattr(name): try fs.removexattr(ctx, node: node, name: name)
-        case let .flush(handle, owner): try fs.flush(ctx, node: node, handle: handle, lockOwner: owner)
-        case let .opendir(flags): try fs.opendir(ctx, node: node, flags: flags).encode(into: &w)
+            return try xattrReply(fileSystem.listxattr(ctx, node: node, size: Int(min(size, 65536))), size: size, reply: reply, &w)
+        case let .removexattr(name): try fileSystem.removexattr(ctx, node: node, name: name)
+        case let .flush(handle, owner): try fileSystem.flush(ctx, node: node, handle: handle, lockOwner: owner)
+        case let .opendir(flags): try fileSystem.opendir(ctx, node: node, flags: flags).encode(into: &w)
         case let .readdir(handle, offset, size, plus):
             let limit = min(Int(size), max(reply.byteCount - FUSEWireSize.outHeader, 0), 1 << 20)
             var buffer = FUSEDirectoryBuffer(limit: limit, plus: plus, ids: ids)
-            try fs.readdir(ctx, node: node, handle: handle, offset: offset, into: &buffer)
+            try fileSystem.readdir(ctx, node: node, handle: handle, offset: offset, into: &buffer)
             return .bytes(buffer.writer.bytes)
         case let .getlk(handle, owner, lock, flock):
             try lockKindCheck(flock: flock)
-            let l = try fs.getlk(ctx, node: node, handle: handle, owner: owner, lock: lock)
+            let l = try fileSystem.getlk(ctx, node: node, handle: handle, owner: owner, lock: lock)
             w.u64(l.start); w.u64(l.end); w.u32(l.type); w.u32(l.pid)
         case let .setlk(handle, owner, lock, flock, wait):
             try lockKindCheck(flock: flock)
-            try fs.setlk(ctx, node: node, handle: handle, owner: owner, lock: lock, wait: wait, flock: flock)
+            try fileSystem.setlk(ctx, node: node, handle: handle, owner: owner, lock: lock, wait: wait, flock: flock)
         case let .access(mask):
             if mask & UInt32(W_OK) != 0 { try readOnlyCheck() }
             if forbidden { throw FUSEErrno(.EACCES, "ACCESS: the caller's ids are forbidden by --translate-uid/--translate-gid") }
-            try fs.access(ctx, node: node, mask: mask)
+            try fileSystem.access(ctx, node: node, mask: mask)
         case let .fallocate(handle, offset, length, mode):
-            try fs.fallocate(ctx, node: node, handle: handle, offset: offset, length: length, mode: mode)
-        case let .lseek(handle, offset, whence): w.u64(try fs.lseek(ctx, node: node, handle: handle, offset: offset, whence: whence))
+            try fileSystem.fallocate(ctx, node: node, handle: handle, offset: offset, length: length, mode: mode)
+        case let .lseek(handle, offset, whence): w.u64(try fileSystem.lseek(ctx, node: node, handle: handle, offset: offset, whence: whence))
         case let .copyFileRange(handleIn, offsetIn, nodeOut, handleOut, offsetOut, length, flags):
-            let n = try fs.copyFileRange(ctx, node: node, handleIn: handleIn, offsetIn: offsetIn, nodeOut: nodeOut, handleOut: handleOut,
+            let n = try fileSystem.copyFileRange(ctx, node: node, handleIn: handleIn, offsetIn: offsetIn, nodeOut: nodeOut, handleOut: handleOut,
                                          offsetOut: offsetOut, length: length, flags: flags)
             w.u32(UInt32(clamping: n)); w.u32(0)
-        case .syncfs: try fs.syncfs(ctx, node: node)
+        case .syncfs: try fileSystem.syncfs(ctx, node: node)
         }
         return .bytes(w.bytes)
     }

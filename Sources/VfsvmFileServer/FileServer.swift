@@ -5,10 +5,15 @@ import VfsvmHostFUSE
 import VfsvmPassthroughFS
 import VfsvmSys
 
-/// `--io-engine`: how READ and WRITE reach host files. The default is
-/// io_uring: `make bench` (Benchmarks/bench-mount.sh) measured it level
-/// with or slightly ahead of preadv/pwritev on this machine (README,
-/// "Benchmarks"), and it falls back to sync where the kernel refuses it.
+/// `--io-engine`: how READ and WRITE reach host files. Only READ differs:
+/// the io_uring engine writes, syncs and allocates with the plain calls
+/// too. `vfsvm serve` and `vfsvm run` default to sync: each READ is one
+/// io_uring submission waited for on its own, and that costs more than the
+/// preadv it replaces (0.4-0.5 µs more CPU per page-cache read here, 4 KiB
+/// or 128 KiB; Benchmarks/bench-backend-results.md, 2026-12-04), with no
+/// second request to overlap. `vfsvm mount` keeps io_uring (its own
+/// measurements, bench-mount.sh). uring falls back to sync where the
+/// kernel refuses it.
 public enum IOEngineChoice: String, CaseIterable, Sendable {
     /// io_uring through liburing, falling back to sync where the kernel refuses it.
     case uring

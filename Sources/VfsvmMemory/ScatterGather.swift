@@ -129,22 +129,36 @@ extension ScatterGatherList {
 /// memory. Holds its `GuestMemory` so the mappings outlive the view.
 public struct GuestBufferList: ScatterGatherList {
     public let memory: GuestMemory
-    /// The one piece, when there is exactly one held inline (a chain's
-    /// half in one buffer of one region, the usual case: no array to
-    /// allocate); nil when the pieces are in `many`.
-    @usableFromInline let one: HostSegment?
-    @usableFromInline let many: [HostSegment]
+    /// The one piece held inline (a chain's half in one buffer of one
+    /// region, the usual case: no array to allocate), or all of them. An
+    /// enum, not a piece and an empty array: a list of one piece then holds
+    /// no reference besides `memory`, and building and dropping it does not
+    /// retain and release the empty array's storage (two lists per request).
+    @usableFromInline enum Pieces: Sendable {
+        case one(HostSegment)
+        case many([HostSegment])
+    }
+    @usableFromInline let pieces: Pieces
     public let byteCount: Int
 
     /// The pieces (an array built on each read when there is one piece:
     /// hot paths use `withSegments`).
-    public var segments: [HostSegment] { one.map { [$0] } ?? many }
+    public var segments: [HostSegment] {
+        switch pieces {
+        case let .one(one): [one]
+        case let .many(all): all
+        }
+    }
 
     /// Inlinable, as the copies that call it are.
     @inlinable
     public func withSegments<R, E: Error>(_ body: (UnsafeBufferPointer<HostSegment>) throws(E) -> R) throws(E) -> R {
-        guard let one else { return try many.withUnsafeBufferPointer { (all) throws(E) -> R in try body(all) } }
-        return try withUnsafePointer(to: one) { (p) throws(E) -> R in try body(UnsafeBufferPointer(start: p, count: 1)) }
+        switch pieces {
+        case let .one(one):
+            return try withUnsafePointer(to: one) { (p) throws(E) -> R in try body(UnsafeBufferPointer(start: p, count: 1)) }
+        case let .many(all):
+            return try all.withUnsafeBufferPointer { (all) throws(E) -> R in try body(all) }
+        }
     }
 
     /// Resolves guest ranges to host pieces; throws if any byte is unbacked
@@ -159,8 +173,7 @@ public struct GuestBufferList: ScatterGatherList {
             total += Int(r.length)
         }
         self.memory = memory
-        self.one = nil
-        self.many = segs
+        self.pieces = .many(segs)
         self.byteCount = total
     }
 
@@ -177,15 +190,13 @@ public struct GuestBufferList: ScatterGatherList {
     /// One segment already resolved from `memory` (`GuestMemory.singleSegment`).
     package init(memory: GuestMemory, resolved segment: HostSegment) {
         self.memory = memory
-        one = segment
-        many = []
+        pieces = .one(segment)
         byteCount = segment.count
     }
 
     private init(memory: GuestMemory, segments: [HostSegment], byteCount: Int) {
         self.memory = memory
-        one = nil
-        many = segments
+        pieces = .many(segments)
         self.byteCount = byteCount
     }
 }

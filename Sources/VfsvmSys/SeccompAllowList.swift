@@ -38,6 +38,10 @@ import Glibc
 /// own; a submount; FORGET, DESTROY and a new INIT) on both I/O engines. It
 /// found nothing else missing.
 ///
+/// epoll_create1, epoll_ctl and epoll_wait (2026-12-04): the queue threads
+/// wait for kicks with one edge-triggered epoll set each (`EdgeTriggeredWait`),
+/// created when a queue starts, after the filter is in place.
+///
 /// io_uring submissions do not pass through seccomp (the kernel runs them);
 /// the engine only submits readv, writev, fsync and fallocate. The io_uring
 /// calls are on the list only where the engine is io_uring.
@@ -116,7 +120,7 @@ public enum SeccompAllowList {
         SYS_getuid, SYS_getgid,
         // vhost-user: the socket, kicks and calls, guest memory.
         SYS_accept4, SYS_recvmsg, SYS_sendmsg, SYS_shutdown, SYS_getsockopt,
-        SYS_poll, SYS_eventfd2,
+        SYS_poll, SYS_eventfd2, SYS_epoll_create1, SYS_epoll_ctl, SYS_epoll_wait,
         SYS_mmap, SYS_munmap, SYS_mprotect, SYS_madvise, SYS_mremap, SYS_brk,
         // Threads and the Swift runtime.
         SYS_clone, SYS_clone3, SYS_futex, SYS_set_robust_list, SYS_rseq, SYS_sched_yield,

@@ -3,10 +3,12 @@ import VfsvmMemory
 
 /// Collects and validates the buffers of one chain, for both layouts (the
 /// descriptor format is the same 16 bytes; only indirect tables differ).
+/// The guest memory is passed to the calls that need it rather than held:
+/// a builder is made per chain, and holding it would retain and release
+/// the memory object each time.
 struct ChainBuilder {
     enum TableFormat { case split, packed }
 
-    let memory: GuestMemory
     let indirectAllowed: Bool
     let indirectLimit: Int
     /// Readable buffers, then writable ones (the order `add` enforces).
@@ -17,8 +19,7 @@ struct ChainBuilder {
     var sawWritable = false
     var sawIndirect = false
 
-    init(memory: GuestMemory, indirectAllowed: Bool, indirectLimit: Int) {
-        self.memory = memory
+    init(indirectAllowed: Bool, indirectLimit: Int) {
         self.indirectAllowed = indirectAllowed
         self.indirectLimit = indirectLimit
     }
@@ -45,13 +46,13 @@ struct ChainBuilder {
     /// Checks every buffer against guest memory, once the chain's shape is
     /// known to be sound (so a chain that is both malformed and out of range
     /// reports the structural error).
-    func finish(id: UInt16, descriptorCount: UInt16) throws(ChainRefusal) -> DescriptorChain {
-        for i in 0..<ranges.count { try check(ranges[i]) }
+    func finish(id: UInt16, descriptorCount: UInt16, _ memory: GuestMemory) throws(ChainRefusal) -> DescriptorChain {
+        for i in 0..<ranges.count { try check(ranges[i], memory) }
         return DescriptorChain(id: id, descriptorCount: descriptorCount, ranges: ranges, readableCount: readableCount,
                                readableLength: readableLength, writableLength: Int(total) - readableLength)
     }
 
-    private func check(_ range: GuestRange) throws(ChainRefusal) {
+    private func check(_ range: GuestRange, _ memory: GuestMemory) throws(ChainRefusal) {
         do {
             try memory.checkContiguous(range.address, length: UInt64(range.length))
         } catch .crossesRegion {
@@ -64,7 +65,8 @@ struct ChainBuilder {
 
     /// Expands an indirect descriptor (2.7.5.3 split, 2.8.8 packed). The
     /// descriptor's own WRITE flag is ignored (2.7.5.3.2).
-    mutating func indirect(address: UInt64, length: UInt32, flags: UInt16, format: TableFormat) throws(ChainRefusal) {
+    mutating func indirect(address: UInt64, length: UInt32, flags: UInt16, format: TableFormat,
+                           _ memory: GuestMemory) throws(ChainRefusal) {
         guard indirectAllowed else { throw .indirectNotNegotiated }
         guard !sawIndirect else { throw .nestedIndirect }
         guard flags & Ring.next == 0 else { throw .indirectWithNext }

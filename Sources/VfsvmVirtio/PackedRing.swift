@@ -18,7 +18,7 @@ extension Virtqueue {
         let headFlags = try ringLoadAcquire16(r.table, Ring.descriptorSize * UInt64(start) + 14)
         guard packedIsAvailable(headFlags, wrap: availWrap) else { return nil }
 
-        var builder = ChainBuilder(memory: memory, indirectAllowed: indirectAllowed, indirectLimit: indirectEntryLimit)
+        var builder = ChainBuilder(indirectAllowed: indirectAllowed, indirectLimit: indirectEntryLimit)
         var refusal: ChainRefusal?
         var position = start
         var wrap = availWrap
@@ -40,7 +40,7 @@ extension Virtqueue {
                 do throws(ChainRefusal) {
                     if flags & Ring.indirect != 0 {
                         try builder.indirect(address: UInt64(littleEndian: d.addr), length: UInt32(littleEndian: d.len),
-                                             flags: flags, format: .packed)
+                                             flags: flags, format: .packed, memory)
                     } else {
                         try builder.add(address: UInt64(littleEndian: d.addr), length: UInt32(littleEndian: d.len), flags: flags)
                     }
@@ -57,7 +57,7 @@ extension Virtqueue {
         guard lastID < ringSize else { throw .bufferIDOutOfRange(id: lastID, size: ringSize) }
         do throws(ChainRefusal) {
             if let refusal { throw refusal }
-            return try builder.finish(id: lastID, descriptorCount: count)
+            return try builder.finish(id: lastID, descriptorCount: count, memory)
         } catch {
             throw .refusedChain(RefusedChain(id: lastID, descriptorCount: count, reason: error))
         }

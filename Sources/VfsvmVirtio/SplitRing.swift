@@ -26,7 +26,7 @@ extension Virtqueue {
         // 2.7.6: ring entries are descriptor chain heads, < Queue Size.
         guard head < ringSize else { throw .headOutOfRange(head: head, size: ringSize) }
 
-        var builder = ChainBuilder(memory: memory, indirectAllowed: indirectAllowed, indirectLimit: indirectEntryLimit)
+        var builder = ChainBuilder(indirectAllowed: indirectAllowed, indirectLimit: indirectEntryLimit)
         var index = head
         var count: UInt16 = 0
         var ringError: VirtqueueError?
@@ -46,7 +46,7 @@ extension Virtqueue {
                 let flags = UInt16(littleEndian: d.flags)
                 if flags & Ring.indirect != 0 {
                     try builder.indirect(address: UInt64(littleEndian: d.addr), length: UInt32(littleEndian: d.len),
-                                         flags: flags, format: .split)
+                                         flags: flags, format: .split, memory)
                     break
                 }
                 try builder.add(address: UInt64(littleEndian: d.addr), length: UInt32(littleEndian: d.len), flags: flags)
@@ -55,7 +55,7 @@ extension Virtqueue {
                 guard next < ringSize else { throw .nextOutOfRange(next: next, size: Int(ringSize)) }
                 index = next
             }
-            result = .success(try builder.finish(id: head, descriptorCount: count))
+            result = .success(try builder.finish(id: head, descriptorCount: count, memory))
         } catch {
             result = .failure(error)
         }

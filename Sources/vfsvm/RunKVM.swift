@@ -34,7 +34,7 @@ extension Run {
                 windows[devices.count] = window
                 mappings = DAXMappings(window: window, readOnlyShare: spec.readOnly)
             }
-            let server = try makeFileServer(settings: settings, engine: .uring, dax: mappings)
+            let server = try makeFileServer(settings: settings, engine: .sync, dax: mappings)
             let device = try VirtioFSDevice(tag: spec.tag.value, requestQueues: plan.requestQueues, server: server)
             devices.append(RingChoiceDevice(device, choice: plan.ring))
         }

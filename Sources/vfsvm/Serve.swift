@@ -72,8 +72,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Largest virtqueue size accepted.")
     var queueSize: UInt16 = 1024
 
-    @Option(help: "How file data moves: uring (io_uring) or sync (preadv/pwritev).")
-    var ioEngine: IOEngineChoice = .uring
+    @Option(help: "How file data moves: sync (preadv/pwritev; default) or uring (io_uring).")
+    var ioEngine: IOEngineChoice = .sync
 
     @Flag(help: "Enable extended attributes.")
     var xattr = false

@@ -16,6 +16,38 @@ import Glibc
         #expect(try pollReadable(a.fd.rawValue, b.fd.rawValue, -1, timeoutMilliseconds: 0) == 1)
     }
 
+    /// The queue threads' wait: a kick eventfd that is never read still
+    /// wakes the next wait after each new write, and only then.
+    @Test func edgeTriggeredWaitWakesOncePerWriteWithoutReads() throws {
+        let a = try EventFD(nonBlocking: true), b = try EventFD(nonBlocking: true), c = try EventFD(nonBlocking: true)
+        try c.signal()  // readable before the set exists: reported by the first wait
+        let w = try EdgeTriggeredWait([a.fd.rawValue, -1, b.fd.rawValue, c.fd.rawValue])
+        #expect(try w.wait(timeoutMilliseconds: 1000) == (8, 0))
+        #expect(try w.wait(timeoutMilliseconds: 0) == (0, 0), "c is still readable (never read), but nothing new was written")
+        try b.signal()
+        #expect(try w.wait(timeoutMilliseconds: 1000) == (4, 0))
+        try b.signal()
+        try a.signal()
+        #expect(try w.wait(timeoutMilliseconds: 1000) == (5, 0), "b woke again without being read, with a")
+        #expect(try w.wait(timeoutMilliseconds: 0) == (0, 0))
+        w.remove(a.fd.rawValue)
+        try a.signal()
+        #expect(try w.wait(timeoutMilliseconds: 0) == (0, 0), "a removed fd no longer wakes")
+        #expect(try b.drain() == 2, "the set never read the counter")
+    }
+
+    @Test func edgeTriggeredWaitReportsAHungUpPipeAsFailed() throws {
+        let readEnd: FileDescriptor
+        var writer: FileDescriptor?
+        do { let p = try makePipe(); readEnd = p.read; writer = p.write }
+        let w = try EdgeTriggeredWait([readEnd.rawValue])
+        #expect(try w.wait(timeoutMilliseconds: 0) == (0, 0))
+        withExtendedLifetime(writer) {}
+        writer = nil  // the last reference: closed, the read end hangs up
+        #expect(try w.wait(timeoutMilliseconds: 1000) == (1, 1))
+        #expect(try w.wait(timeoutMilliseconds: 0) == (0, 0), "a hang-up is reported once, not on every wait")
+    }
+
     @Test func eventfdCountsSignals() throws {
         let e = try EventFD(nonBlocking: true)
         #expect(try e.drain() == 0, "a fresh non-blocking eventfd drains to zero instead of failing")
