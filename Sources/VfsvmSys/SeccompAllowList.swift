@@ -38,9 +38,12 @@ import Glibc
 /// own; a submount; FORGET, DESTROY and a new INIT) on both I/O engines. It
 /// found nothing else missing.
 ///
-/// io_uring submissions do not pass through seccomp (the kernel runs them);
-/// the engine only submits readv, writev, fsync and fallocate. The io_uring
-/// calls are on the list only where the engine is io_uring.
+/// io_uring submissions do not pass through seccomp (the kernel runs them):
+/// the engine's rings are restricted to readv, writev, fsync, fallocate and
+/// cancel before they are enabled (CVfsvmURing's uring.c), but a ring made
+/// by code that is not vfsvm's would not be, so the io_uring calls are on
+/// the list only where the engine is io_uring, and what such a ring could
+/// open is what the mount namespace shows.
 ///
 /// unshare, clone, clone3 and ioctl are allowed only with some arguments:
 /// see `Seccomp` (and `ioctlRequests` here).
