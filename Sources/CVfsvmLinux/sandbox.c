@@ -153,6 +153,35 @@ int vfsvm_attach_tree(int tree, int target) {
     return (int)syscall(SYS_move_mount, tree, "", target, "", VFSVM_MOVE_MOUNT_F_EMPTY_PATH | VFSVM_MOVE_MOUNT_T_EMPTY_PATH);
 }
 
+int vfsvm_attach_tree_at(int tree, int dir, const char *name) {
+    return (int)syscall(SYS_move_mount, tree, "", dir, name, VFSVM_MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+int vfsvm_open_detached_tmpfs(void) {
+    int fs = (int)syscall(SYS_fsopen, "tmpfs", VFSVM_FSOPEN_CLOEXEC);
+    if (fs < 0) return -1;
+    int err = 0;
+    if (syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_SET_STRING, "mode", "0755", 0) < 0
+        || syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_SET_STRING, "size", "1m", 0) < 0
+        || syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+        err = errno;
+        close(fs);
+        errno = err;
+        return -1;
+    }
+    int mnt = (int)syscall(SYS_fsmount, fs, VFSVM_FSMOUNT_CLOEXEC,
+                           VFSVM_MOUNT_ATTR_NOSUID | VFSVM_MOUNT_ATTR_NODEV | VFSVM_MOUNT_ATTR_NOEXEC);
+    err = errno;
+    close(fs);
+    errno = err;
+    return mnt;
+}
+
+int vfsvm_make_mount_read_only(int fd) {
+    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = { .attr_set = VFSVM_MOUNT_ATTR_RDONLY };
+    return (int)syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr);
+}
+
 int vfsvm_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 int vfsvm_pidfd_getfd(int pidfd, int target_fd) { return (int)syscall(SYS_pidfd_getfd, pidfd, target_fd, 0); }

@@ -45,33 +45,10 @@ public enum Sandbox {
         try step("unshare(CLONE_NEWNS|CLONE_NEWNET)") { vfsvm_unshare(CLONE_NEWNS | CLONE_NEWNET) }
         let procSelfFD = try privateProcSelfFD()
         try step("make / private") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
-        // rootFD lies on the old namespace's mounts, which open_tree and
-        // move_mount refuse: the same directory (checked) through this one's.
-        let here: FileDescriptor
-        do { here = try ShareDirectory.reopen(root, sameAs: rootFD) } catch {
-            throw SandboxError(step: "reopen \(root) in the new mount namespace", cause: SystemError(error.description, .ESTALE))
-        }
-        let tree: FileDescriptor
-        do { tree = FileDescriptor(owning: try sysCall("open_tree(\(root), OPEN_TREE_CLONE|AT_RECURSIVE)") { vfsvm_clone_tree(here.rawValue) }) } catch {
-            throw SandboxError(step: "bind-mount \(root)", cause: error)
-        }
-        var remountReadOnly = false
-        if readOnly {
-            // Recursively: file systems mounted below the share are part of
-            // it and must not stay writable through its fds.
-            if vfsvm_make_tree_read_only(tree.rawValue) != 0 {
-                guard Errno.current == .ENOSYS else {
-                    throw SandboxError(step: "make \(root) read-only", cause: SystemError("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)", .current))
-                }
-                remountReadOnly = true  // before Linux 5.12: the share's own mount only, once attached
-            }
-        }
-        try step("attach the bind mount of \(root)") { vfsvm_attach_tree(tree.rawValue, here.rawValue) }
-        if remountReadOnly {
-            try step("remount \(root) read-only") {
-                mount(nil, "/proc/self/fd/\(tree.rawValue)", nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil)
-            }
-        }
+        let clone = try cloneTree(root: root, rootFD: rootFD, readOnly: readOnly)
+        let tree = clone.tree
+        try step("attach the bind mount of \(root)") { vfsvm_attach_tree(tree.rawValue, clone.here.rawValue) }
+        if clone.remountReadOnly { try remountReadOnly(tree: tree, root: root) }
         try step("fchdir(\(root))") { fchdir(tree.rawValue) }
         try step("pivot_root") { vfsvm_pivot_root(".", ".") }
         try step("detach the old root") { umount2(".", Int32(MNT_DETACH)) }
@@ -99,19 +76,60 @@ public enum Sandbox {
         return Share(root: try openRoot(), procSelfFD: procSelfFD)
     }
 
-    private static func step(_ name: String, _ body: () -> Int32) throws(SandboxError) {
+    /// A detached recursive bind mount of the share `rootFD` is open on,
+    /// made in the current (new) mount namespace, read-only with `readOnly`.
+    struct ShareTree {
+        /// The clone, not attached yet.
+        let tree: FileDescriptor
+        /// The share's directory through this namespace's mounts.
+        let here: FileDescriptor
+        /// mount_setattr is missing (before Linux 5.12): once attached, the
+        /// share's own mount is remounted read-only instead (`remountReadOnly`).
+        let remountReadOnly: Bool
+    }
+
+    static func cloneTree(root: String, rootFD: FileDescriptor, readOnly: Bool) throws(SandboxError) -> ShareTree {
+        // rootFD lies on the old namespace's mounts, which open_tree and
+        // move_mount refuse: the same directory (checked) through this one's.
+        let here: FileDescriptor
+        do { here = try ShareDirectory.reopen(root, sameAs: rootFD) } catch {
+            throw SandboxError(step: "reopen \(root) in the new mount namespace", cause: SystemError(error.description, .ESTALE))
+        }
+        let tree: FileDescriptor
+        do { tree = FileDescriptor(owning: try sysCall("open_tree(\(root), OPEN_TREE_CLONE|AT_RECURSIVE)") { vfsvm_clone_tree(here.rawValue) }) } catch {
+            throw SandboxError(step: "bind-mount \(root)", cause: error)
+        }
+        // Recursively: file systems mounted below the share are part of it
+        // and must not stay writable through its fds.
+        if readOnly, vfsvm_make_tree_read_only(tree.rawValue) != 0 {
+            guard Errno.current == .ENOSYS else {
+                throw SandboxError(step: "make \(root) read-only", cause: SystemError("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)", .current))
+            }
+            return ShareTree(tree: tree, here: here, remountReadOnly: true)
+        }
+        return ShareTree(tree: tree, here: here, remountReadOnly: false)
+    }
+
+    /// Before Linux 5.12: the attached share's own mount read-only.
+    static func remountReadOnly(tree: FileDescriptor, root: String) throws(SandboxError) {
+        try step("remount \(root) read-only") {
+            mount(nil, "/proc/self/fd/\(tree.rawValue)", nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil)
+        }
+    }
+
+    static func step(_ name: String, _ body: () -> Int32) throws(SandboxError) {
         do { _ = try sysCall(name, body) } catch { throw SandboxError(step: name, cause: error) }
     }
 
     /// The share as the sandbox's `/`.
-    private static func openRoot() throws(SandboxError) -> FileDescriptor {
+    static func openRoot() throws(SandboxError) -> FileDescriptor {
         do { return try FileDescriptor.open("/", HostFSFlag.path | O_DIRECTORY) } catch {
             throw SandboxError(step: "open the share through the new root", cause: error)
         }
     }
 
     /// self/fd of a procfs instance mounted nowhere.
-    private static func privateProcSelfFD() throws(SandboxError) -> FileDescriptor {
+    static func privateProcSelfFD() throws(SandboxError) -> FileDescriptor {
         let proc: FileDescriptor
         do { proc = FileDescriptor(owning: try sysCall("fsopen(proc)") { vfsvm_open_detached_procfs() }) } catch {
             throw SandboxError(step: "mount a private procfs", cause: error)

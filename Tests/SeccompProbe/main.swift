@@ -8,11 +8,15 @@
 // "ioctl:N" (ioctl(-1, N): -EBADF when the request is allowed) or
 // "raw-tty:N" (stdin, a terminal, put in raw mode as `vfsvm run`'s console
 // does, with the reporter told to restore it; then call N).
+// Also `machine confined|unconfined SHARE SECRET`: see MachineAttacks.swift.
 import CVfsvmLinux
 import Glibc
 import VfsvmSys
 
 let arguments = CommandLine.arguments
+if arguments.count == 5, arguments[1] == "machine", ["confined", "unconfined"].contains(arguments[2]) {
+    runMachineAttacks(confined: arguments[2] == "confined", share: arguments[3], secret: arguments[4])
+}
 guard arguments.count == 3, ["kill", "log", "vmm"].contains(arguments[1]) else {
     logLine("usage: vfsvm-seccomp-probe kill|log|vmm NUMBER|x32:NUMBER|i386-getpid|fs-access|ioctl:NUMBER")
     exit(2)

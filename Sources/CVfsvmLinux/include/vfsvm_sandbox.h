@@ -104,6 +104,24 @@ int vfsvm_make_tree_read_only(int tree);
 /// `target` is open on.
 int vfsvm_attach_tree(int tree, int target);
 
+/// move_mount(tree, "", dir, name, MOVE_MOUNT_F_EMPTY_PATH): attaches the
+/// detached tree on the directory `name` in the directory `dir` is open on
+/// (which must lie on a mount of the caller's namespace).
+int vfsvm_attach_tree_at(int tree, int dir, const char *name);
+
+// MARK: - `vfsvm run`'s root
+
+/// fsopen("tmpfs") + fsconfig (mode=0755, size=1m) + fsmount with
+/// nosuid, nodev and noexec: an empty tmpfs mounted nowhere, for the
+/// directories the shares are attached on. Returns the mount's root fd
+/// (O_CLOEXEC) or -1/errno.
+int vfsvm_open_detached_tmpfs(void);
+
+/// mount_setattr(fd, "", AT_EMPTY_PATH, MOUNT_ATTR_RDONLY): the one mount
+/// `fd` is open on read-only, the mounts below it left as they are.
+/// -1/ENOSYS before Linux 5.12.
+int vfsvm_make_mount_read_only(int fd);
+
 // MARK: - pidfd (sandbox tests look at a running server's fds)
 
 /// pidfd_open(pid, 0).
