@@ -144,6 +144,10 @@ int vfsvm_clone_tree(int fd) {
     return (int)syscall(SYS_open_tree, fd, "", VFSVM_OPEN_TREE_CLONE | O_CLOEXEC | AT_EMPTY_PATH | 0x8000 /* AT_RECURSIVE */);
 }
 
+int vfsvm_clone_subtree(int dir, const char *path) {
+    return (int)syscall(SYS_open_tree, dir, path, VFSVM_OPEN_TREE_CLONE | O_CLOEXEC);
+}
+
 int vfsvm_make_tree_read_only(int tree) {
     struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = { .attr_set = VFSVM_MOUNT_ATTR_RDONLY };
     return (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | 0x8000 /* AT_RECURSIVE */, &attr, sizeof attr);

@@ -128,13 +128,24 @@ public enum Sandbox {
         }
     }
 
-    /// self/fd of a procfs instance mounted nowhere.
+    /// self/fd of a procfs instance mounted nowhere, reached through a
+    /// detached bind mount of this process's own directory in it
+    /// (/proc/PID): ".." stops there. The procfs shows the host's
+    /// processes (there is no pid namespace), and /proc/OTHER/root is the
+    /// root of any process this one passes the ptrace check for (the same
+    /// uid with no more capabilities, or any uid it can setfsuid to), so
+    /// from a self/fd with the whole procfs above it a compromised server
+    /// would climb to the host's root.
     static func privateProcSelfFD() throws(SandboxError) -> FileDescriptor {
         let proc: FileDescriptor
         do { proc = FileDescriptor(owning: try sysCall("fsopen(proc)") { vfsvm_open_detached_procfs() }) } catch {
             throw SandboxError(step: "mount a private procfs", cause: error)
         }
-        do { return try proc.openAt(Array("self/fd".utf8), flags: HostFSFlag.path | O_DIRECTORY, beneath: false) } catch {
+        let own: FileDescriptor
+        do { own = FileDescriptor(owning: try sysCall("open_tree(self, OPEN_TREE_CLONE)") { vfsvm_clone_subtree(proc.rawValue, "self") }) } catch {
+            throw SandboxError(step: "bind-mount the private procfs's self", cause: error)
+        }
+        do { return try own.openAt(Array("fd".utf8), flags: HostFSFlag.path | O_DIRECTORY, beneath: false) } catch {
             throw SandboxError(step: "open self/fd in the private procfs", cause: error)
         }
     }

@@ -5,7 +5,9 @@
 // `vfsvm run` does (RunKVM.swift, RunSandbox.swift): the machine
 // namespace with SHARE as its one share, the capabilities a writable
 // share keeps, the VMM's seccomp filter; `unconfined` skips all three, to
-// show each attack works where nothing stops it. One line per attack on
+// show each attack works where nothing stops it. A child (setpriv ...
+// sleep) is the host process whose /proc/PID/root the "procfs" attack
+// climbs to. One line per attack on
 // stdout: "attack NAME: read TEXT" or "attack NAME: ERRNO".
 import CVfsvmURing
 import Glibc
@@ -22,11 +24,27 @@ func runMachineAttacks(confined: Bool, share: String, secret: String) -> Never {
     // generation, 2 and 0 for the root directory); taken here, before the
     // confinement, so the test does not depend on the host file system.
     let handle = try? FileDescriptor.open(secret, HostFSFlag.path).kernelFileHandle()
+    // A host process the attacker may look into through procfs: same uid,
+    // no capabilities (what /proc/PID/root's ptrace check asks).
+    let neighbour: ChildProcess
+    do {
+        neighbour = try ChildProcess(path: "/usr/bin/setpriv", arguments: ["--bounding-set=-all", "--inh-caps=-all", "sleep", "3"])
+    } catch {
+        logLine("vfsvm-seccomp-probe: cannot start setpriv: \(error)")
+        exit(1)
+    }
+    _ = neighbour  // not killed: the filter has no kill(2); it ends by itself
+    var procSelfFD: FileDescriptor
+    do { procSelfFD = try FileDescriptor.open("/proc/self/fd", HostFSFlag.path | O_DIRECTORY) } catch {
+        logLine("vfsvm-seccomp-probe: \(error)")
+        exit(1)
+    }
     var root = shareFD
     if confined {
         do {
             let machine = try Sandbox.enterMachineNamespace([Sandbox.MachineShare(path: share, fd: shareFD, readOnly: false)])
             root = machine.shares[0].root
+            procSelfFD = machine.procSelfFD
             try Sandbox.dropCapabilities(keeping: ServeSettings().capabilities, procSelfFD: machine.procSelfFD)
             try Seccomp.install(allowing: SeccompAllowList.vmm(), ioctls: SeccompAllowList.vmmIoctlRequests, onViolation: .kill)
         } catch {
@@ -58,6 +76,10 @@ func runMachineAttacks(confined: Bool, share: String, secret: String) -> Never {
     // An io_uring ring of the attacker's own: its OPENAT runs past seccomp.
     let r = vfsvm_uring_openat_probe(secret, 0)
     print(r >= 0 ? "attack uring: opened" : "attack uring: \(Errno(rawValue: Int32(-r)))")
+    // The neighbour's root through the procfs the file server keeps.
+    usleep(100_000)  // setpriv has exec'd sleep
+    let other = "../../\(neighbour.pid)/root/" + secret.drop(while: { $0 == "/" })
+    attack("procfs") { () throws(SystemError) in try procSelfFD.openAt(Array(other.utf8), flags: O_RDONLY, beneath: false) }
     // The share itself still works.
     attack("share") { () throws(SystemError) in try root.openAt(Array("inside".utf8), flags: O_RDONLY) }
     exit(0)

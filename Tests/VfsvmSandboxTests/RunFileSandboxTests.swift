@@ -56,6 +56,7 @@ import VfsvmSys
         // confined results below would prove nothing).
         #expect(open["path"] == "read the secret" && open["dotdot"] == "read the secret", "\(open)")
         #expect(open["handle"] == "read the secret", "open_by_handle_at as root, unconfined: \(open)")
+        #expect(open["procfs"] == "read the secret", "another process's /proc/PID/root, unconfined: \(open)")
         try #require(open["uring"] == "opened", "io_uring is not usable here, so its attack cannot be shown: \(open)")
 
         let confined = try attacks("confined", layout)
@@ -64,6 +65,7 @@ import VfsvmSys
         #expect(confined["dotdot"] == enoent, "\"..\" from the share's root: \(confined)")
         #expect(confined["uring"] == enoent, "IORING_OP_OPENAT on a ring of the attacker's own: \(confined)")
         #expect(confined["handle"] == Errno.EPERM.description, "open_by_handle_at without CAP_DAC_READ_SEARCH: \(confined)")
+        #expect(confined["procfs"] == enoent, "another process's /proc/PID/root from the kept self/fd: \(confined)")
         #expect(confined["share"] == "read inside bytes", "the share itself: \(confined)")
     }
 

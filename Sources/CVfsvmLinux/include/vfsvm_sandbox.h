@@ -95,6 +95,11 @@ int vfsvm_make_read_only_recursively(const char *path);
 /// Returns its fd or -1/errno (ENOSYS before Linux 5.2).
 int vfsvm_clone_tree(int fd);
 
+/// open_tree(dir, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC): a detached
+/// bind mount of the one directory `path` names below `dir` (its mount
+/// only, not the mounts below it); ".." from its root stays there.
+int vfsvm_clone_subtree(int dir, const char *path);
+
 /// mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY):
 /// the cloned tree and every mount in it read-only. -1/ENOSYS before 5.12.
 int vfsvm_make_tree_read_only(int tree);
