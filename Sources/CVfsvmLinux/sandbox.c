@@ -129,12 +129,6 @@ int vfsvm_open_detached_procfs(void) {
     return mnt;
 }
 
-int vfsvm_make_read_only_recursively(const char *path) {
-    // struct mount_attr (linux/mount.h): attr_set, attr_clr, propagation, userns_fd.
-    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = { .attr_set = VFSVM_MOUNT_ATTR_RDONLY };
-    return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, 0x8000 /* AT_RECURSIVE */, &attr, sizeof attr);
-}
-
 // linux/mount.h values (see above): open_tree(2), move_mount(2).
 #define VFSVM_OPEN_TREE_CLONE 1
 #define VFSVM_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
@@ -148,8 +142,10 @@ int vfsvm_clone_subtree(int dir, const char *path) {
     return (int)syscall(SYS_open_tree, dir, path, VFSVM_OPEN_TREE_CLONE | O_CLOEXEC);
 }
 
-int vfsvm_make_tree_read_only(int tree) {
-    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = { .attr_set = VFSVM_MOUNT_ATTR_RDONLY };
+int vfsvm_restrict_tree(int tree, int read_only) {
+    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = {
+        .attr_set = VFSVM_MOUNT_ATTR_NODEV | VFSVM_MOUNT_ATTR_NOSUID | (read_only ? VFSVM_MOUNT_ATTR_RDONLY : 0)
+    };
     return (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | 0x8000 /* AT_RECURSIVE */, &attr, sizeof attr);
 }
 

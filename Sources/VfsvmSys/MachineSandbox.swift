@@ -42,8 +42,8 @@ extension Sandbox {
     /// Everything else the VMM needs by path — /dev/kvm, the disks, the
     /// kernel, the console — is opened before, so the caller calls this
     /// after opening those and before opening anything through a share.
-    /// The shares are cloned from their fds (open_tree), read-only ones
-    /// recursively read-only, then the tmpfs is attached over /dev of the
+    /// The shares are cloned from their fds (open_tree), nodev and nosuid
+    /// and read-only ones read-only, recursively (`cloneTree`), then the tmpfs is attached over /dev of the
     /// new namespace only (pivot_root wants its new root attached, and
     /// /dev exists wherever /dev/kvm does; with no shares no share path
     /// could serve), the clones are moved onto its directories, and
@@ -71,7 +71,7 @@ extension Sandbox {
             let path = shares[index].path
             try step("mkdir \(machineShareDirectory(index)) for \(path)") { mkdirat(root.rawValue, name, 0o755) }
             try step("attach the bind mount of \(path)") { vfsvm_attach_tree_at(tree.tree.rawValue, root.rawValue, name) }
-            if tree.remountReadOnly { try remountReadOnly(tree: tree.tree, root: path) }
+            if tree.needsRemount { try remount(tree, root: path) }
         }
         // The root itself read-only: nothing can be created beside the shares.
         var remountRoot = false

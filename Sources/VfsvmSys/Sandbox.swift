@@ -48,7 +48,7 @@ public enum Sandbox {
         let clone = try cloneTree(root: root, rootFD: rootFD, readOnly: readOnly)
         let tree = clone.tree
         try step("attach the bind mount of \(root)") { vfsvm_attach_tree(tree.rawValue, clone.here.rawValue) }
-        if clone.remountReadOnly { try remountReadOnly(tree: tree, root: root) }
+        if clone.needsRemount { try remount(clone, root: root) }
         try step("fchdir(\(root))") { fchdir(tree.rawValue) }
         try step("pivot_root") { vfsvm_pivot_root(".", ".") }
         try step("detach the old root") { umount2(".", Int32(MNT_DETACH)) }
@@ -77,15 +77,21 @@ public enum Sandbox {
     }
 
     /// A detached recursive bind mount of the share `rootFD` is open on,
-    /// made in the current (new) mount namespace, read-only with `readOnly`.
+    /// made in the current (new) mount namespace: nodev and nosuid, and
+    /// read-only with `readOnly`, recursively (file systems mounted below
+    /// the share are part of it). nodev: the server keeps CAP_MKNOD for the
+    /// guest's device nodes, and opens only regular files for it; without
+    /// nodev a compromised server could make a node of the host's disk in
+    /// the share and open it.
     struct ShareTree {
         /// The clone, not attached yet.
         let tree: FileDescriptor
         /// The share's directory through this namespace's mounts.
         let here: FileDescriptor
         /// mount_setattr is missing (before Linux 5.12): once attached, the
-        /// share's own mount is remounted read-only instead (`remountReadOnly`).
-        let remountReadOnly: Bool
+        /// share's own mount gets the flags by a remount instead (`remount`).
+        let needsRemount: Bool
+        let readOnly: Bool
     }
 
     static func cloneTree(root: String, rootFD: FileDescriptor, readOnly: Bool) throws(SandboxError) -> ShareTree {
@@ -99,21 +105,22 @@ public enum Sandbox {
         do { tree = FileDescriptor(owning: try sysCall("open_tree(\(root), OPEN_TREE_CLONE|AT_RECURSIVE)") { vfsvm_clone_tree(here.rawValue) }) } catch {
             throw SandboxError(step: "bind-mount \(root)", cause: error)
         }
-        // Recursively: file systems mounted below the share are part of it
-        // and must not stay writable through its fds.
-        if readOnly, vfsvm_make_tree_read_only(tree.rawValue) != 0 {
+        if vfsvm_restrict_tree(tree.rawValue, readOnly ? 1 : 0) != 0 {
             guard Errno.current == .ENOSYS else {
-                throw SandboxError(step: "make \(root) read-only", cause: SystemError("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)", .current))
+                throw SandboxError(step: "make \(root) nodev, nosuid\(readOnly ? " and read-only" : "")",
+                                   cause: SystemError("mount_setattr(AT_RECURSIVE)", .current))
             }
-            return ShareTree(tree: tree, here: here, remountReadOnly: true)
+            return ShareTree(tree: tree, here: here, needsRemount: true, readOnly: readOnly)
         }
-        return ShareTree(tree: tree, here: here, remountReadOnly: false)
+        return ShareTree(tree: tree, here: here, needsRemount: false, readOnly: readOnly)
     }
 
-    /// Before Linux 5.12: the attached share's own mount read-only.
-    static func remountReadOnly(tree: FileDescriptor, root: String) throws(SandboxError) {
-        try step("remount \(root) read-only") {
-            mount(nil, "/proc/self/fd/\(tree.rawValue)", nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil)
+    /// Before Linux 5.12: the attached share's own mount (only) nodev,
+    /// nosuid, and read-only with `readOnly`.
+    static func remount(_ tree: ShareTree, root: String) throws(SandboxError) {
+        let flags = MS_REMOUNT | MS_BIND | MS_NODEV | MS_NOSUID | (tree.readOnly ? MS_RDONLY : 0)
+        try step("remount \(root) nodev, nosuid\(tree.readOnly ? " and read-only" : "")") {
+            mount(nil, "/proc/self/fd/\(tree.tree.rawValue)", nil, UInt(flags), nil)
         }
     }
 

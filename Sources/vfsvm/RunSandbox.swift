@@ -24,7 +24,7 @@ extension Run {
         case .none:
             if debug {
                 logLine(sandbox == nil
-                    ? "vfsvm: sandbox: no mount namespace (vfsvm has no CAP_SYS_ADMIN); the process reaches what its user may"
+                    ? "vfsvm: sandbox: no mount namespace (vfsvm has no CAP_SYS_ADMIN to make one); each share is still resolved beneath its root"
                     : "vfsvm: sandbox: no mount namespace (--sandbox none)")
             }
             return nil

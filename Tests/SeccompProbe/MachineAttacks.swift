@@ -80,6 +80,13 @@ func runMachineAttacks(confined: Bool, share: String, secret: String) -> Never {
     usleep(100_000)  // setpriv has exec'd sleep
     let other = "../../\(neighbour.pid)/root/" + secret.drop(while: { $0 == "/" })
     attack("procfs") { () throws(SystemError) in try procSelfFD.openAt(Array(other.utf8), flags: O_RDONLY, beneath: false) }
+    // A device node made in the share (CAP_MKNOD is kept for the guest's
+    // mknod): /dev/null's numbers here, a disk's in a real attack.
+    attack("mknod") { () throws(SystemError) in
+        _ = try sysCall("mknodat") { mknodat(root.rawValue, "attack-node", S_IFCHR | 0o600, dev_t((1 << 8) | 3)) }
+        defer { unlinkat(root.rawValue, "attack-node", 0) }
+        return try root.openAt(Array("attack-node".utf8), flags: O_RDONLY, beneath: false)
+    }
     // The share itself still works.
     attack("share") { () throws(SystemError) in try root.openAt(Array("inside".utf8), flags: O_RDONLY) }
     exit(0)

@@ -57,6 +57,7 @@ import VfsvmSys
         #expect(open["path"] == "read the secret" && open["dotdot"] == "read the secret", "\(open)")
         #expect(open["handle"] == "read the secret", "open_by_handle_at as root, unconfined: \(open)")
         #expect(open["procfs"] == "read the secret", "another process's /proc/PID/root, unconfined: \(open)")
+        #expect(open["mknod"] == "read", "a device node made in the share opens, unconfined: \(open)")
         try #require(open["uring"] == "opened", "io_uring is not usable here, so its attack cannot be shown: \(open)")
 
         let confined = try attacks("confined", layout)
@@ -66,6 +67,7 @@ import VfsvmSys
         #expect(confined["uring"] == enoent, "IORING_OP_OPENAT on a ring of the attacker's own: \(confined)")
         #expect(confined["handle"] == Errno.EPERM.description, "open_by_handle_at without CAP_DAC_READ_SEARCH: \(confined)")
         #expect(confined["procfs"] == enoent, "another process's /proc/PID/root from the kept self/fd: \(confined)")
+        #expect(confined["mknod"] == Errno.EACCES.description, "a device node made in the share, on a nodev mount: \(confined)")
         #expect(confined["share"] == "read inside bytes", "the share itself: \(confined)")
     }
 

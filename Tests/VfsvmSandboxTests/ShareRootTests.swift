@@ -114,4 +114,21 @@ import VfsvmSys
         }
         #expect(procfsFDs > 0, "serve holds no procfs directory fd: the test looked at nothing")
     }
+
+    /// serve keeps CAP_MKNOD for the guest's device nodes; its share mount
+    /// is nodev, so a node made there (a disk's numbers, in an attack) does
+    /// not open through serve's fds. /dev/null's numbers stand in.
+    @Test(.timeLimit(.minutes(1)))
+    func aDeviceNodeInTheShareDoesNotOpenThroughServesFDs() throws {
+        let serve = try ServeUnderTest()
+        for held in try shareRootFDs(of: serve) {
+            let name = "node-\(held.number)"
+            try #require(mknodat(held.fd.rawValue, name, S_IFCHR | 0o600, dev_t((1 << 8) | 3)) == 0, "mknodat: \(Errno.current)")
+            let fd = vfsvm_openat(held.fd.rawValue, name, O_RDONLY | O_CLOEXEC, 0)
+            let err = Errno.current
+            if fd >= 0 { close(fd) }
+            unlinkat(held.fd.rawValue, name, 0)
+            #expect(fd < 0 && err == .EACCES, "opening a device node through serve's fd \(held.number): \(fd >= 0 ? "opened" : "\(err)"), expected EACCES (nodev)")
+        }
+    }
 }

@@ -83,10 +83,6 @@ int vfsvm_clear_ambient_capabilities(void);
 /// root fd (O_CLOEXEC) or -1/errno.
 int vfsvm_open_detached_procfs(void);
 
-/// mount_setattr(path, AT_RECURSIVE, MOUNT_ATTR_RDONLY): makes the mount
-/// at `path` and every mount below it read-only. -1/ENOSYS before Linux 5.12.
-int vfsvm_make_read_only_recursively(const char *path);
-
 // MARK: - The share's mount, from its fd (no second path lookup)
 
 /// open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
@@ -100,9 +96,10 @@ int vfsvm_clone_tree(int fd);
 /// only, not the mounts below it); ".." from its root stays there.
 int vfsvm_clone_subtree(int dir, const char *path);
 
-/// mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY):
-/// the cloned tree and every mount in it read-only. -1/ENOSYS before 5.12.
-int vfsvm_make_tree_read_only(int tree);
+/// mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_NODEV |
+/// MOUNT_ATTR_NOSUID, plus MOUNT_ATTR_RDONLY with `read_only`): the cloned
+/// tree and every mount in it. -1/ENOSYS before 5.12.
+int vfsvm_restrict_tree(int tree, int read_only);
 
 /// move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH |
 /// MOVE_MOUNT_T_EMPTY_PATH): attaches the detached tree on the directory
