@@ -174,7 +174,7 @@ let package = Package(
         .testTarget(name: "VfsvmFUSETests", dependencies: ["VfsvmFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
         // Installs the seccomp filter and makes one system call, for
         // VfsvmSandboxTests (not a product; `swift build` builds it).
-        .executableTarget(name: "vfsvm-seccomp-probe", dependencies: ["VfsvmSys", "CVfsvmLinux"], path: "Tests/SeccompProbe",
+        .executableTarget(name: "vfsvm-seccomp-probe", dependencies: ["VfsvmSys", "VfsvmConfig", "CVfsvmLinux", "CVfsvmURing"], path: "Tests/SeccompProbe",
                           swiftSettings: strict),
         // Builds the file server as `vfsvm serve` does, installs its
         // seccomp filter as serve does, then sends every FUSE request, for
@@ -184,7 +184,7 @@ let package = Package(
                           path: "Tests/FUSESweepProbe", swiftSettings: strict),
         // Runs the built `vfsvm serve` (and a probe) and checks its sandbox
         // from outside: held fds, /proc/<pid>/status, seccomp.
-        .testTarget(name: "VfsvmSandboxTests", dependencies: ["VfsvmSys", "CVfsvmLinux"], swiftSettings: strict),
+        .testTarget(name: "VfsvmSandboxTests", dependencies: ["VfsvmSys", "CVfsvmLinux", "CVfsvmURing"], swiftSettings: strict),
         .testTarget(
             name: "VfsvmPassthroughFSTests",
             dependencies: ["VfsvmPassthroughFS", "VfsvmFUSE", "VfsvmHostFUSE", "VfsvmFUSETestSupport", "VfsvmTestSupport", "VfsvmMemory", "VfsvmSys", "CVfsvmLinux"],

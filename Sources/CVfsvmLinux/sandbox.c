@@ -129,12 +129,6 @@ int vfsvm_open_detached_procfs(void) {
     return mnt;
 }
 
-int vfsvm_make_read_only_recursively(const char *path) {
-    // struct mount_attr (linux/mount.h): attr_set, attr_clr, propagation, userns_fd.
-    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = { .attr_set = VFSVM_MOUNT_ATTR_RDONLY };
-    return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, 0x8000 /* AT_RECURSIVE */, &attr, sizeof attr);
-}
-
 // linux/mount.h values (see above): open_tree(2), move_mount(2).
 #define VFSVM_OPEN_TREE_CLONE 1
 #define VFSVM_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
@@ -144,13 +138,48 @@ int vfsvm_clone_tree(int fd) {
     return (int)syscall(SYS_open_tree, fd, "", VFSVM_OPEN_TREE_CLONE | O_CLOEXEC | AT_EMPTY_PATH | 0x8000 /* AT_RECURSIVE */);
 }
 
-int vfsvm_make_tree_read_only(int tree) {
-    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = { .attr_set = VFSVM_MOUNT_ATTR_RDONLY };
+int vfsvm_clone_subtree(int dir, const char *path) {
+    return (int)syscall(SYS_open_tree, dir, path, VFSVM_OPEN_TREE_CLONE | O_CLOEXEC);
+}
+
+int vfsvm_restrict_tree(int tree, int read_only) {
+    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = {
+        .attr_set = VFSVM_MOUNT_ATTR_NODEV | VFSVM_MOUNT_ATTR_NOSUID | (read_only ? VFSVM_MOUNT_ATTR_RDONLY : 0)
+    };
     return (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | 0x8000 /* AT_RECURSIVE */, &attr, sizeof attr);
 }
 
 int vfsvm_attach_tree(int tree, int target) {
     return (int)syscall(SYS_move_mount, tree, "", target, "", VFSVM_MOVE_MOUNT_F_EMPTY_PATH | VFSVM_MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+int vfsvm_attach_tree_at(int tree, int dir, const char *name) {
+    return (int)syscall(SYS_move_mount, tree, "", dir, name, VFSVM_MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+int vfsvm_open_detached_tmpfs(void) {
+    int fs = (int)syscall(SYS_fsopen, "tmpfs", VFSVM_FSOPEN_CLOEXEC);
+    if (fs < 0) return -1;
+    int err = 0;
+    if (syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_SET_STRING, "mode", "0755", 0) < 0
+        || syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_SET_STRING, "size", "1m", 0) < 0
+        || syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+        err = errno;
+        close(fs);
+        errno = err;
+        return -1;
+    }
+    int mnt = (int)syscall(SYS_fsmount, fs, VFSVM_FSMOUNT_CLOEXEC,
+                           VFSVM_MOUNT_ATTR_NOSUID | VFSVM_MOUNT_ATTR_NODEV | VFSVM_MOUNT_ATTR_NOEXEC);
+    err = errno;
+    close(fs);
+    errno = err;
+    return mnt;
+}
+
+int vfsvm_make_mount_read_only(int fd) {
+    struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr = { .attr_set = VFSVM_MOUNT_ATTR_RDONLY };
+    return (int)syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr);
 }
 
 int vfsvm_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }

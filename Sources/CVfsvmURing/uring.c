@@ -7,9 +7,13 @@
 // readv/writev and waits for its completion: the seam for a later engine
 // that keeps several requests in flight.
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <liburing.h>
 
 #include "CVfsvmURing.h"
@@ -26,6 +30,60 @@ static void ring_free(void *p) {
 
 static void ring_key_make(void) { ring_key_ok = pthread_key_create(&ring_key, ring_free) == 0; }
 
+/// The only operations a vfsvm data ring may carry, registered before the
+/// ring is enabled (IORING_SETUP_R_DISABLED, IORING_REGISTER_RESTRICTIONS,
+/// Linux 5.10): io_uring runs its operations past seccomp, so a ring that
+/// could take an IORING_OP_OPENAT or a CONNECT would be a second, unfiltered
+/// system call table. No register operation is allowed once enabled.
+static const struct io_uring_restriction ring_restrictions[] = {
+    { .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_READV },
+    { .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_WRITEV },
+    { .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_FSYNC },
+    { .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_FALLOCATE },
+    { .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_ASYNC_CANCEL },
+};
+
+/// A ring of `entries` restricted to `ring_restrictions`; where the kernel
+/// predates restrictions (EINVAL for R_DISABLED), an unrestricted one.
+/// The register calls are made directly: liburing 2.3 has wrappers, but
+/// the raw call keeps this independent of which liburing symbols a
+/// static link resolves.
+static int restricted_ring_init(unsigned entries, struct io_uring *ring) {
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    params.flags = IORING_SETUP_R_DISABLED;
+    int r = io_uring_queue_init_params(entries, ring, &params);
+    if (r == -EINVAL) return io_uring_queue_init(entries, ring, 0);
+    if (r < 0) return r;
+    unsigned count = sizeof ring_restrictions / sizeof ring_restrictions[0];
+    if (syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS, ring_restrictions, count) < 0
+        || syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+        r = -errno;
+        io_uring_queue_exit(ring);
+        return r;
+    }
+    return 0;
+}
+
+long vfsvm_uring_openat_probe(const char *path, int as_data_ring) {
+    struct io_uring ring;
+    int r = as_data_ring ? restricted_ring_init(2, &ring) : io_uring_queue_init(2, &ring, 0);
+    if (r < 0) return r;
+    long answer = -EIO;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    if (sqe) {
+        io_uring_prep_openat(sqe, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+        struct io_uring_cqe *cqe = NULL;
+        if (io_uring_submit(&ring) == 1 && io_uring_wait_cqe(&ring, &cqe) == 0) {
+            answer = cqe->res;
+            if (answer >= 0) close((int)answer);
+            io_uring_cqe_seen(&ring, cqe);
+        }
+    }
+    io_uring_queue_exit(&ring);
+    return answer;
+}
+
 static struct io_uring *thread_ring(int *err) {
     pthread_once(&ring_once, ring_key_make);
     if (!ring_key_ok) { *err = -ENOMEM; return NULL; }
@@ -33,7 +91,7 @@ static struct io_uring *thread_ring(int *err) {
     if (ring) return ring;
     ring = calloc(1, sizeof *ring);
     if (!ring) { *err = -ENOMEM; return NULL; }
-    int r = io_uring_queue_init(8, ring, 0);
+    int r = restricted_ring_init(8, ring);
     if (r < 0) { free(ring); *err = r; return NULL; }
     if (pthread_setspecific(ring_key, ring) != 0) { ring_free(ring); *err = -ENOMEM; return NULL; }
     return ring;

@@ -64,20 +64,27 @@ extension ServeSettings {
     /// The capabilities `vfsvm serve` keeps for this share (all others are
     /// dropped from the effective, permitted, bounding and inheritable sets).
     ///
-    /// A writable share keeps what virtiofsd keeps, plus DAC_READ_SEARCH:
-    /// CHOWN (SETATTR of uid/gid), DAC_OVERRIDE and DAC_READ_SEARCH (open,
-    /// read and write every file; open_by_handle_at needs DAC_READ_SEARCH),
-    /// FOWNER (chmod, times and O_NOATIME on files the server does not own),
+    /// A writable share keeps what virtiofsd keeps: CHOWN (SETATTR of
+    /// uid/gid), DAC_OVERRIDE (open, read and write every file), FOWNER
+    /// (chmod, times and O_NOATIME on files the server does not own),
     /// FSETID (keep set-id bits as the guest set them), SETGID and SETUID
     /// (per-request fsuid/fsgid and supplementary groups), MKNOD (device
     /// nodes), SETFCAP (security.capability). A read-only share only reads:
-    /// DAC_READ_SEARCH, and FOWNER for O_NOATIME opens. `modcaps` changes
-    /// the result.
+    /// DAC_OVERRIDE (on a read-only mount it cannot write), and FOWNER for
+    /// O_NOATIME opens.
+    ///
+    /// DAC_READ_SEARCH only with `--inode-file-handles` prefer or
+    /// mandatory, for open_by_handle_at: that call opens any inode of the
+    /// share's file system from a handle, which a compromised server can
+    /// forge (ext4's root directory is inode 2, generation 0), wherever the
+    /// sandbox's mount namespace puts its root. LINK does without it
+    /// (linkat through /proc/self/fd). `modcaps` changes the result.
     public var capabilities: Set<Int32> {
-        let needed: Set<Int32> = readOnly
-            ? [Capability.dacReadSearch, Capability.fowner]
-            : [Capability.chown, Capability.dacOverride, Capability.dacReadSearch, Capability.fowner, Capability.fsetid,
+        var needed: Set<Int32> = readOnly
+            ? [Capability.dacOverride, Capability.fowner]
+            : [Capability.chown, Capability.dacOverride, Capability.fowner, Capability.fsetid,
                Capability.setgid, Capability.setuid, Capability.mknod, Capability.setfcap]
+        if inodeFileHandles != .never { needed.insert(Capability.dacReadSearch) }
         return needed.union(modcaps.added).subtracting(modcaps.removed)
     }
 }

@@ -45,10 +45,12 @@ public enum SeccompMode: String, CaseIterable, Sendable {
 /// How the passthrough file system names inodes (virtiofsd's
 /// `--inode-file-handles`).
 public enum InodeFileHandles: String, CaseIterable, Sendable {
-    /// By (parent, name) and O_PATH fds only.
+    /// By (parent, name) and O_PATH fds only: the default, as virtiofsd's.
     case never
     /// By kernel file handles where the host file system has them, else by
-    /// (parent, name): vfsvm's default.
+    /// (parent, name). Keeps CAP_DAC_READ_SEARCH, with which a compromised
+    /// server could open any inode of the share's file system by a forged
+    /// handle: use it only on a file system of the share's own.
     case prefer
     /// By file handles only: an inode without one is an error.
     case mandatory
@@ -158,8 +160,9 @@ public struct ServeSettings: Equatable, Sendable {
     /// O_NOATIME of guest opens kept even without CAP_FOWNER
     /// (`--preserve-noatime`).
     public var preserveNoatime = false
-    /// `--inode-file-handles`.
-    public var inodeFileHandles: InodeFileHandles = .prefer
+    /// `--inode-file-handles`. never by default, as in virtiofsd: the
+    /// others keep CAP_DAC_READ_SEARCH (see `capabilities`).
+    public var inodeFileHandles: InodeFileHandles = .never
     /// `-o log_level=` / `-o loglevel=` / `-o debug`; nil: not given.
     public var logLevel: LogLevel?
     /// `--translate-uid` / `--translate-gid` rules, in the order given.

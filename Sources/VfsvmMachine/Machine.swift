@@ -25,6 +25,9 @@ public struct MachineConfig: Sendable {
     public var countExits: Bool
     /// Each byte the guest writes to COM1.
     public var consoleOutput: @Sendable (UInt8) -> Void
+    /// /dev/kvm opened beforehand (`vfsvm run` opens it before its
+    /// sandbox hides the path); nil: `build` opens it.
+    public var kvm: KVM?
 
     public init(memorySize: UInt64, cpus: Int = 1, kernel: [UInt8], initrd: [UInt8]? = nil, cmdline: String = "",
                 devices: [any VirtioDevice] = [], transport: Transport = .mmio, countExits: Bool = false,
@@ -78,7 +81,7 @@ public final class Machine: Sendable {
             let memory = try GuestMemory(regions: regions)
 
             // The VM, its interrupt controllers and timer, memory slots.
-            let kvm = try KVM()
+            let kvm = try config.kvm ?? KVM()
             let vm = try kvm.createVM()
             try vm.setTSSAddress(tssAddress)
             try vm.setIdentityMapAddress(identityMapAddress)

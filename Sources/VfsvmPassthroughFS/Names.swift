@@ -142,7 +142,7 @@ extension PassthroughFileSystem {
         let dir = try parentDirectory(newParent)
         if try fileType(node) == Self.sIFDIR { throw FUSEErrno(.EPERM, "link: directory") }
         let fd = try pathFD(node)
-        try host { () throws(SystemError) in try fd.link(into: dir, as: newName) }
+        try host { () throws(SystemError) in try fd.link(into: dir, as: newName, through: procSelfFD) }
         return try lookupEntry(parentFD: dir, parent: newParent, name: newName)
     }
 

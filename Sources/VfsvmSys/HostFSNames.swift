@@ -91,14 +91,17 @@ extension FileDescriptor {
         }.get()
     }
 
-    /// Hard-links this fd's inode (O_PATH fd) as `newName` in `directory`
-    /// (linkat with AT_EMPTY_PATH; needs CAP_DAC_READ_SEARCH).
-    public func link(into directory: FileDescriptor, as newName: [UInt8]) throws(SystemError) {
-        let nd = directory.rawValue
-        _ = try withCName(emptyName, "linkat") { e in
+    /// Hard-links this fd's inode (an O_PATH fd) as `newName` in
+    /// `directory`: linkat of its /proc/self/fd entry with
+    /// AT_SYMLINK_FOLLOW (`procSelfFD` is open on a procfs's self/fd),
+    /// which needs no capability, where linkat(fd, "", AT_EMPTY_PATH)
+    /// needs CAP_DAC_READ_SEARCH (which the sandbox drops).
+    public func link(into directory: FileDescriptor, as newName: [UInt8], through procSelfFD: FileDescriptor) throws(SystemError) {
+        let nd = directory.rawValue, proc = procSelfFD.rawValue
+        _ = try withCName(Array(String(rawValue).utf8), "linkat") { e in
             Result { () throws(SystemError) in
                 try withCName(newName, "linkat") { n in
-                    Result { () throws(SystemError) in try sysCall("linkat") { linkat(rawValue, e, nd, n, HostFSFlag.emptyPath) } }
+                    Result { () throws(SystemError) in try sysCall("linkat") { linkat(proc, e, nd, n, AT_SYMLINK_FOLLOW) } }
                 }.get()
             }
         }.get()

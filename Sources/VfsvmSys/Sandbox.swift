@@ -45,33 +45,10 @@ public enum Sandbox {
         try step("unshare(CLONE_NEWNS|CLONE_NEWNET)") { vfsvm_unshare(CLONE_NEWNS | CLONE_NEWNET) }
         let procSelfFD = try privateProcSelfFD()
         try step("make / private") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
-        // rootFD lies on the old namespace's mounts, which open_tree and
-        // move_mount refuse: the same directory (checked) through this one's.
-        let here: FileDescriptor
-        do { here = try ShareDirectory.reopen(root, sameAs: rootFD) } catch {
-            throw SandboxError(step: "reopen \(root) in the new mount namespace", cause: SystemError(error.description, .ESTALE))
-        }
-        let tree: FileDescriptor
-        do { tree = FileDescriptor(owning: try sysCall("open_tree(\(root), OPEN_TREE_CLONE|AT_RECURSIVE)") { vfsvm_clone_tree(here.rawValue) }) } catch {
-            throw SandboxError(step: "bind-mount \(root)", cause: error)
-        }
-        var remountReadOnly = false
-        if readOnly {
-            // Recursively: file systems mounted below the share are part of
-            // it and must not stay writable through its fds.
-            if vfsvm_make_tree_read_only(tree.rawValue) != 0 {
-                guard Errno.current == .ENOSYS else {
-                    throw SandboxError(step: "make \(root) read-only", cause: SystemError("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)", .current))
-                }
-                remountReadOnly = true  // before Linux 5.12: the share's own mount only, once attached
-            }
-        }
-        try step("attach the bind mount of \(root)") { vfsvm_attach_tree(tree.rawValue, here.rawValue) }
-        if remountReadOnly {
-            try step("remount \(root) read-only") {
-                mount(nil, "/proc/self/fd/\(tree.rawValue)", nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil)
-            }
-        }
+        let clone = try cloneTree(root: root, rootFD: rootFD, readOnly: readOnly)
+        let tree = clone.tree
+        try step("attach the bind mount of \(root)") { vfsvm_attach_tree(tree.rawValue, clone.here.rawValue) }
+        if clone.needsRemount { try remount(clone, root: root) }
         try step("fchdir(\(root))") { fchdir(tree.rawValue) }
         try step("pivot_root") { vfsvm_pivot_root(".", ".") }
         try step("detach the old root") { umount2(".", Int32(MNT_DETACH)) }
@@ -99,24 +76,83 @@ public enum Sandbox {
         return Share(root: try openRoot(), procSelfFD: procSelfFD)
     }
 
-    private static func step(_ name: String, _ body: () -> Int32) throws(SandboxError) {
+    /// A detached recursive bind mount of the share `rootFD` is open on,
+    /// made in the current (new) mount namespace: nodev and nosuid, and
+    /// read-only with `readOnly`, recursively (file systems mounted below
+    /// the share are part of it). nodev: the server keeps CAP_MKNOD for the
+    /// guest's device nodes, and opens only regular files for it; without
+    /// nodev a compromised server could make a node of the host's disk in
+    /// the share and open it.
+    struct ShareTree {
+        /// The clone, not attached yet.
+        let tree: FileDescriptor
+        /// The share's directory through this namespace's mounts.
+        let here: FileDescriptor
+        /// mount_setattr is missing (before Linux 5.12): once attached, the
+        /// share's own mount gets the flags by a remount instead (`remount`).
+        let needsRemount: Bool
+        let readOnly: Bool
+    }
+
+    static func cloneTree(root: String, rootFD: FileDescriptor, readOnly: Bool) throws(SandboxError) -> ShareTree {
+        // rootFD lies on the old namespace's mounts, which open_tree and
+        // move_mount refuse: the same directory (checked) through this one's.
+        let here: FileDescriptor
+        do { here = try ShareDirectory.reopen(root, sameAs: rootFD) } catch {
+            throw SandboxError(step: "reopen \(root) in the new mount namespace", cause: SystemError(error.description, .ESTALE))
+        }
+        let tree: FileDescriptor
+        do { tree = FileDescriptor(owning: try sysCall("open_tree(\(root), OPEN_TREE_CLONE|AT_RECURSIVE)") { vfsvm_clone_tree(here.rawValue) }) } catch {
+            throw SandboxError(step: "bind-mount \(root)", cause: error)
+        }
+        if vfsvm_restrict_tree(tree.rawValue, readOnly ? 1 : 0) != 0 {
+            guard Errno.current == .ENOSYS else {
+                throw SandboxError(step: "make \(root) nodev, nosuid\(readOnly ? " and read-only" : "")",
+                                   cause: SystemError("mount_setattr(AT_RECURSIVE)", .current))
+            }
+            return ShareTree(tree: tree, here: here, needsRemount: true, readOnly: readOnly)
+        }
+        return ShareTree(tree: tree, here: here, needsRemount: false, readOnly: readOnly)
+    }
+
+    /// Before Linux 5.12: the attached share's own mount (only) nodev,
+    /// nosuid, and read-only with `readOnly`.
+    static func remount(_ tree: ShareTree, root: String) throws(SandboxError) {
+        let flags = MS_REMOUNT | MS_BIND | MS_NODEV | MS_NOSUID | (tree.readOnly ? MS_RDONLY : 0)
+        try step("remount \(root) nodev, nosuid\(tree.readOnly ? " and read-only" : "")") {
+            mount(nil, "/proc/self/fd/\(tree.tree.rawValue)", nil, UInt(flags), nil)
+        }
+    }
+
+    static func step(_ name: String, _ body: () -> Int32) throws(SandboxError) {
         do { _ = try sysCall(name, body) } catch { throw SandboxError(step: name, cause: error) }
     }
 
     /// The share as the sandbox's `/`.
-    private static func openRoot() throws(SandboxError) -> FileDescriptor {
+    static func openRoot() throws(SandboxError) -> FileDescriptor {
         do { return try FileDescriptor.open("/", HostFSFlag.path | O_DIRECTORY) } catch {
             throw SandboxError(step: "open the share through the new root", cause: error)
         }
     }
 
-    /// self/fd of a procfs instance mounted nowhere.
-    private static func privateProcSelfFD() throws(SandboxError) -> FileDescriptor {
+    /// self/fd of a procfs instance mounted nowhere, reached through a
+    /// detached bind mount of this process's own directory in it
+    /// (/proc/PID): ".." stops there. The procfs shows the host's
+    /// processes (there is no pid namespace), and /proc/OTHER/root is the
+    /// root of any process this one passes the ptrace check for (the same
+    /// uid with no more capabilities, or any uid it can setfsuid to), so
+    /// from a self/fd with the whole procfs above it a compromised server
+    /// would climb to the host's root.
+    static func privateProcSelfFD() throws(SandboxError) -> FileDescriptor {
         let proc: FileDescriptor
         do { proc = FileDescriptor(owning: try sysCall("fsopen(proc)") { vfsvm_open_detached_procfs() }) } catch {
             throw SandboxError(step: "mount a private procfs", cause: error)
         }
-        do { return try proc.openAt(Array("self/fd".utf8), flags: HostFSFlag.path | O_DIRECTORY, beneath: false) } catch {
+        let own: FileDescriptor
+        do { own = FileDescriptor(owning: try sysCall("open_tree(self, OPEN_TREE_CLONE)") { vfsvm_clone_subtree(proc.rawValue, "self") }) } catch {
+            throw SandboxError(step: "bind-mount the private procfs's self", cause: error)
+        }
+        do { return try own.openAt(Array("fd".utf8), flags: HostFSFlag.path | O_DIRECTORY, beneath: false) } catch {
             throw SandboxError(step: "open self/fd in the private procfs", cause: error)
         }
     }

@@ -8,10 +8,10 @@ import Glibc
 /// violation whatever its number), then finds the call number in the
 /// sorted list by binary search.
 ///
-/// Four listed calls are allowed only with some arguments, so that a
+/// Five listed calls are allowed only with some arguments, so that a
 /// compromised server cannot make itself namespaces (a user namespace needs
-/// no capability and would hand back every one inside it) or reach a
-/// terminal's ioctls (TIOCSTI):
+/// no capability and would hand back every one inside it), reach a
+/// terminal's ioctls (TIOCSTI) or signal other processes:
 /// - `unshare` only with CLONE_FS (the per-thread working directory of
 ///   XattrCall.inDirectory);
 /// - `clone` only for threads (CLONE_THREAD) and with no CLONE_NEW* flag;
@@ -19,7 +19,10 @@ import Glibc
 ///   ENOSYS, and glibc then creates threads with `clone`;
 /// - `ioctl` only with a request of the given list
 ///   (`SeccompAllowList.ioctlRequests` for the file server,
-///   `SeccompAllowList.vmmIoctlRequests` for `vfsvm run`'s VMM).
+///   `SeccompAllowList.vmmIoctlRequests` for `vfsvm run`'s VMM);
+/// - `tgkill` only to the installing process's own threads (the SIGSYS
+///   reporter, raise and pthread_kill); a process forked after the filter
+///   could not signal itself, and vfsvm forks none.
 public enum Seccomp {
     /// What happens on a call that is not on the list.
     public enum Violation: Sendable {
@@ -115,6 +118,9 @@ public enum Seccomp {
             ]),
             (UInt32(SYS_clone3), [ret(VFSVM_SECCOMP_RET_ENOSYS)]),
             (UInt32(SYS_ioctl), oneOf(ioctls, argumentAt: VFSVM_SECCOMP_DATA_ARG1_LOW, refuse: refuse)),
+            // This process's own threads only: tgkill of another tgid would
+            // let a compromised server signal (kill) any process of its uid.
+            (UInt32(SYS_tgkill), oneOf([UInt32(bitPattern: getpid())], argumentAt: VFSVM_SECCOMP_DATA_ARG0_LOW, refuse: refuse)),
         ]
     }
 

@@ -42,11 +42,14 @@ import Glibc
 /// wait for kicks with one edge-triggered epoll set each (`EdgeTriggeredWait`),
 /// created when a queue starts, after the filter is in place.
 ///
-/// io_uring submissions do not pass through seccomp (the kernel runs them);
-/// the engine only submits readv, writev, fsync and fallocate. The io_uring
-/// calls are on the list only where the engine is io_uring.
+/// io_uring submissions do not pass through seccomp (the kernel runs them):
+/// the engine's rings are restricted to readv, writev, fsync, fallocate and
+/// cancel before they are enabled (CVfsvmURing's uring.c), but a ring made
+/// by code that is not vfsvm's would not be, so the io_uring calls are on
+/// the list only where the engine is io_uring, and what such a ring could
+/// open is what the mount namespace shows.
 ///
-/// unshare, clone, clone3 and ioctl are allowed only with some arguments:
+/// unshare, clone, clone3, ioctl and tgkill are allowed only with some arguments:
 /// see `Seccomp` (and `ioctlRequests` here).
 public enum SeccompAllowList {
     public static func fileServer(ioURing: Bool = true) -> [Int32] {

@@ -76,6 +76,9 @@ struct Run: ParsableCommand {
     @Option(help: "System calls outside the KVM path's allow-list once the VM is built: kill (vfsvm ends after one line naming the call; the default), log (they run, the kernel logs them) or none (no filter). Capabilities the shares do not need are dropped either way.")
     var seccomp: SeccompMode = .kill
 
+    @Option(help: "The KVM path's file system sandbox: namespace (new mount and network namespaces whose / holds only the shares; the default when vfsvm has CAP_SYS_ADMIN) or none (the default without it). The tcg path's vfsvm serve children always sandbox themselves.")
+    var sandbox: SandboxMode?
+
     @Flag(help: "Print the QEMU command line the tcg path would run, and exit.")
     var printQemuCmdline = false
 
@@ -115,6 +118,9 @@ struct Run: ParsableCommand {
         }
         if let timeout, !Self.timeoutRange.contains(timeout) {
             throw ValidationError("--timeout must be a positive number of seconds below a year (\(Self.timeoutRange.upperBound)), got \(timeout)")
+        }
+        if sandbox == .chroot {
+            throw ValidationError("--sandbox chroot is vfsvm serve's (one share as the root); vfsvm run takes namespace or none")
         }
         guard guest != nil || kernel != nil || rootfs != nil || domain != nil else { throw ValidationError("give a GUEST image, --kernel, --rootfs or --domain") }
     }

@@ -12,6 +12,28 @@ extension Run {
     /// The KVM path: the plan's guest in vfsvm's own VMM, each share a
     /// virtio-fs device served in this process.
     func runKVM(_ plan: RunPlan) throws {
+        // Everything the VMM needs by path is opened first: once the shares
+        // are in their sandbox (RunSandbox.swift) no other host path exists.
+        let kvm: KVM
+        do { kvm = try KVM() } catch {
+            switch error {
+            case .unavailable, .missingCapability: throw failure(error.description, status: 69)
+            default: throw failure(error.description, status: 1)
+            }
+        }
+        var disks: [any VirtioDevice] = []
+        for spec in plan.disks {
+            do { disks.append(try makeDiskDevice(spec)) } catch { throw failure(error.description, status: 66) }
+        }
+        var shareFDs: [FileDescriptor] = []
+        for spec in plan.shares {
+            do { shareFDs.append(try ShareDirectory.open(spec.hostPath)) } catch { throw failure(error.description, status: 66) }
+        }
+        // Read while /proc/sys is in sight (the DAX windows' VMA budget).
+        if plan.shares.contains(where: { $0.dax != nil }) { _ = DAXMappingBudget.process }
+        let confined = try enterSandbox(plan.shares, fds: shareFDs, debug: plan.debug)
+        if confined != nil { shareFDs = [] }  // ".." from a host-side fd would climb out
+
         var devices: [any VirtioDevice] = []
         // Each dax= share's window: host memory KVM maps at BAR2, its
         // mapping table served by the share's FUSE server.
@@ -19,7 +41,7 @@ extension Run {
         // What the shares' FUSE servers need of root's capabilities (as
         // `vfsvm serve` keeps for each); the VMM itself needs none once built.
         var capabilities: Set<Int32> = []
-        for spec in plan.shares {
+        for (index, spec) in plan.shares.enumerated() {
             var settings = ServeSettings()
             settings.sharedDir = spec.hostPath
             settings.readOnly = spec.readOnly
@@ -34,13 +56,12 @@ extension Run {
                 windows[devices.count] = window
                 mappings = DAXMappings(window: window, readOnlyShare: spec.readOnly)
             }
-            let server = try makeFileServer(settings: settings, engine: .sync, dax: mappings)
+            let server = try makeFileServer(settings: settings, engine: .sync, confined: confined?.shares[index],
+                                            rootFD: confined == nil ? shareFDs[index] : nil, dax: mappings)
             let device = try VirtioFSDevice(tag: spec.tag.value, requestQueues: plan.requestQueues, server: server)
             devices.append(RingChoiceDevice(device, choice: plan.ring))
         }
-        for spec in plan.disks {
-            do { devices.append(try makeDiskDevice(spec)) } catch { throw failure(error.description, status: 66) }
-        }
+        devices += disks
 
         // A closed stdout is EPIPE for the console (see ConsoleOutput), not
         // the end of vfsvm with the terminal left raw.
@@ -51,6 +72,7 @@ extension Run {
             cmdline: plan.cmdline, devices: devices, transport: plan.transport ?? (windows.isEmpty ? .mmio : .pci),
             countExits: plan.debug, consoleOutput: { stdout.write(byte: $0) })
         config.sharedMemory = windows
+        config.kvm = kvm
         let machine: Machine
         do {
             machine = try Machine.build(config)
@@ -68,7 +90,7 @@ extension Run {
         blockSignals([SIGINT, SIGTERM, SIGHUP])
         // Everything the guest can reach exists now, and no thread runs yet:
         // confine the process before the first KVM_RUN (RunSandbox.swift).
-        try confine(keeping: capabilities, debug: plan.debug)
+        try confine(keeping: capabilities, procSelfFD: confined?.procSelfFD, debug: plan.debug)
         try OSThread(name: "signals") {
             let sig = waitForSignal([SIGINT, SIGTERM, SIGHUP])
             machine.stop(.quit("terminated by signal \(sig)", status: 128 + sig))

@@ -3,6 +3,46 @@ import VfsvmConfig
 import VfsvmSys
 
 extension Run {
+    /// The KVM path's file-system sandbox (`--sandbox`), entered once
+    /// /dev/kvm, the disks and the shares' directories are open and before
+    /// anything is served: new mount and network namespaces whose `/` is a
+    /// read-only tmpfs holding only the shares (`Sandbox.enterMachineNamespace`).
+    /// The vCPUs, the device models and the FUSE servers share one process
+    /// with a hostile guest; the FUSE core's own checks keep requests
+    /// inside each share, and this keeps a bug in any of them from finding
+    /// the host's file system behind it, through a path, through ".." from a
+    /// share, or through an io_uring open that seccomp cannot see.
+    ///
+    /// Namespaces take CAP_SYS_ADMIN. Without `--sandbox` vfsvm uses one
+    /// when it has that capability (root), and otherwise runs without (a
+    /// user of the kvm group reaches only what that user may; `-d` says
+    /// so); `--sandbox namespace` insists, `--sandbox none` skips it.
+    /// Returns nil when no namespace was entered.
+    func enterSandbox(_ shares: [ShareSpec], fds: [FileDescriptor], debug: Bool) throws -> Sandbox.Machine? {
+        let privileged = ((try? Sandbox.effectiveCapabilities()) ?? []).contains(Capability.sysAdmin)
+        switch sandbox ?? (privileged ? .namespace : .none) {
+        case .none:
+            if debug {
+                logLine(sandbox == nil
+                    ? "vfsvm: sandbox: no mount namespace (vfsvm has no CAP_SYS_ADMIN to make one); each share is still resolved beneath its root"
+                    : "vfsvm: sandbox: no mount namespace (--sandbox none)")
+            }
+            return nil
+        case .namespace, .chroot:  // chroot: refused by validate()
+            let machine: Sandbox.Machine
+            do {
+                machine = try Sandbox.enterMachineNamespace(zip(shares, fds).map { Sandbox.MachineShare(path: $0.hostPath, fd: $1, readOnly: $0.readOnly) })
+            } catch {
+                throw failure("\(error); pass --sandbox none to run without a mount namespace", status: 71)
+            }
+            if debug {
+                let list = shares.indices.map { "\(Sandbox.machineShareDirectory($0)) = \(shares[$0].hostPath)\(shares[$0].readOnly ? " (ro)" : "")" }
+                logLine("vfsvm: sandbox: mount namespace, / a read-only tmpfs with \(list.isEmpty ? "no shares" : list.joined(separator: ", "))")
+            }
+            return machine
+        }
+    }
+
     /// Confines the KVM path's process once the VM is built (memory, vCPUs,
     /// devices, eventfds, irqfds, ioeventfds, the shares' FUSE servers) and
     /// before any thread starts or the guest runs: the vCPUs and the FUSE
@@ -23,8 +63,9 @@ extension Run {
     ///   confusing failure deep in the guest, while a kill says which call
     ///   on the spot. `--seccomp log` lets such calls run (the kernel logs
     ///   them) to find what a list lacks; `--seccomp none` installs no filter.
-    func confine(keeping keep: Set<Int32>, debug: Bool) throws {
-        do { try Sandbox.dropCapabilities(keeping: keep, procSelfFD: nil) } catch {
+    /// `procSelfFD`: the sandbox's (the host's /proc is out of sight there).
+    func confine(keeping keep: Set<Int32>, procSelfFD: FileDescriptor?, debug: Bool) throws {
+        do { try Sandbox.dropCapabilities(keeping: keep, procSelfFD: procSelfFD) } catch {
             throw failure("\(error)", status: 71)
         }
         // capget is not on the list: asked before the filter.

@@ -57,7 +57,7 @@ struct Serve: ParsableCommand {
     @Flag(help: "Keep O_NOATIME of guest opens even when CAP_FOWNER was dropped (--modcaps=-fowner); with it, it is always kept.")
     var preserveNoatime = false
 
-    @Option(help: ArgumentHelp("How inodes are named: never (O_PATH fds only), prefer (file handles where the host has them; default) or mandatory (file handles only; fallback is an old name of prefer).", valueName: "MODE"))
+    @Option(help: ArgumentHelp("How inodes are named: never (O_PATH fds only; default), prefer (file handles where the host has them) or mandatory (file handles only; fallback is an old name of prefer). prefer and mandatory keep CAP_DAC_READ_SEARCH, which lets a compromised server open any inode of the share's file system by a forged handle.", valueName: "MODE"))
     var inodeFileHandles: InodeFileHandles?
 
     @Option(help: "Worker threads per request queue (default 0: requests are handled on the queue's own thread; requests waiting for a lock always get a thread of their own).")

@@ -6,18 +6,25 @@
 // with the x32 ABI bit), "i386-getpid" (getpid through int 0x80),
 // "fs-access" (FileDescriptor.accessAt, as FUSE ACCESS runs it) or
 // "ioctl:N" (ioctl(-1, N): -EBADF when the request is allowed) or
-// "raw-tty:N" (stdin, a terminal, put in raw mode as `vfsvm run`'s console
+// "tgkill-neighbour" (see below) or "raw-tty:N" (stdin, a terminal, put in raw mode as `vfsvm run`'s console
 // does, with the reporter told to restore it; then call N).
+// Also `machine confined|unconfined SHARE SECRET`: see MachineAttacks.swift.
 import CVfsvmLinux
 import Glibc
 import VfsvmSys
 
 let arguments = CommandLine.arguments
+if arguments.count == 5, arguments[1] == "machine", ["confined", "unconfined"].contains(arguments[2]) {
+    runMachineAttacks(confined: arguments[2] == "confined", share: arguments[3], secret: arguments[4])
+}
 guard arguments.count == 3, ["kill", "log", "vmm"].contains(arguments[1]) else {
     logLine("usage: vfsvm-seccomp-probe kill|log|vmm NUMBER|x32:NUMBER|i386-getpid|fs-access|ioctl:NUMBER")
     exit(2)
 }
 let call = arguments[2]
+// "tgkill-neighbour": SIGKILL by tgkill to a child started before the
+// filter (a process of the same uid that is not this one).
+let neighbour = call == "tgkill-neighbour" ? try? ChildProcess(path: "/bin/sleep", arguments: ["5"]) : nil
 do {
     switch arguments[1] {
     case "vmm": try Seccomp.install(allowing: SeccompAllowList.vmm(), ioctls: SeccompAllowList.vmmIoctlRequests, onViolation: .kill)
@@ -39,6 +46,13 @@ if call.hasPrefix("raw-tty:"), let n = Int(call.dropFirst(8)) {
     cfmakeraw(&t)
     _ = tcsetattr(0, TCSANOW, &t)
     result = vfsvm_syscall3(n, 0, 0, 0)
+} else if call == "tgkill-neighbour" {
+    guard let neighbour else {
+        logLine("vfsvm-seccomp-probe: cannot start /bin/sleep")
+        exit(2)
+    }
+    let r = vfsvm_syscall3(Int(SYS_tgkill), Int(neighbour.pid), Int(neighbour.pid), Int(SIGKILL))
+    result = r < 0 ? -Int(errno) : r
 } else if call == "fs-access" {
     // What FUSE ACCESS runs in the file server.
     do throws(SystemError) {

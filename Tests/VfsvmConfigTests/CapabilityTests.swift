@@ -3,20 +3,31 @@ import Testing
 
 @Suite struct CapabilityOptionTests {
     /// What a writable share needs: ownership and mode changes for guest
-    /// users, reading and writing every file, file handles, per-request
-    /// fsuid/fsgid and groups, device nodes, file capabilities.
-    static let readWrite: Set<Int32> = [0, 1, 2, 3, 4, 6, 7, 27, 31]
+    /// users, reading and writing every file, per-request fsuid/fsgid and
+    /// groups, device nodes, file capabilities.
+    static let readWrite: Set<Int32> = [0, 1, 3, 4, 6, 7, 27, 31]
 
-    @Test func writableShareKeepsWhatVirtiofsdKeepsPlusFileHandles() {
+    @Test func writableShareKeepsWhatVirtiofsdKeeps() {
         #expect(ServeSettings().capabilities == Self.readWrite)
     }
 
-    /// A read-only share only reads (DAC_READ_SEARCH also opens file
-    /// handles) and may open others' files with O_NOATIME (FOWNER).
-    @Test func readOnlyShareKeepsReadSearchAndFowner() throws {
+    /// A read-only share only reads (DAC_OVERRIDE, on a read-only mount)
+    /// and may open others' files with O_NOATIME (FOWNER).
+    @Test func readOnlyShareKeepsOverrideAndFowner() throws {
         var s = ServeSettings()
         try s.apply(OptionList(parsing: "readonly"))
-        #expect(s.capabilities == [2, 3])
+        #expect(s.capabilities == [1, 3])
+    }
+
+    /// DAC_READ_SEARCH (open_by_handle_at) only where file handles are on.
+    @Test func fileHandlesAddReadSearch() throws {
+        for mode in [InodeFileHandles.prefer, .mandatory] {
+            var s = ServeSettings()
+            s.inodeFileHandles = mode
+            #expect(s.capabilities == Self.readWrite.union([2]), "\(mode)")
+            try s.apply(OptionList(parsing: "readonly"))
+            #expect(s.capabilities == [1, 2, 3], "\(mode), read-only")
+        }
     }
 
     @Test func modcapsAddsAndRemovesByName() throws {

@@ -59,7 +59,7 @@ import Testing
 @Suite struct VirtiofsdImplementedOptionTests {
     @Test func optionListTogglesAndDefaults() throws {
         var s = ServeSettings()
-        #expect(s.readdirplus && s.killprivV2 && !s.announceSubmounts && !s.allowDirectIO && s.inodeFileHandles == .prefer)
+        #expect(s.readdirplus && s.killprivV2 && !s.announceSubmounts && !s.allowDirectIO && s.inodeFileHandles == .never)
         #expect(s.offersReaddirplus)
         try s.apply(OptionList(parsing: "no_readdirplus,no_killpriv_v2,allow_direct_io,cache=metadata,loglevel=err"))
         #expect(!s.readdirplus && !s.killprivV2 && s.allowDirectIO && s.cache == .metadata && s.logLevel == .error)

@@ -6,8 +6,10 @@ import VfsvmSys
 /// of every thread: effective, permitted and bounding sets hold exactly what
 /// the share needs, the inheritable and ambient sets are empty.
 @Suite(.serialized) struct CapabilityTests {
-    static let readWrite: UInt64 = 0x8800_00df  // chown dac_override dac_read_search fowner fsetid setgid setuid mknod setfcap
-    static let readOnly: UInt64 = 0xc           // dac_read_search fowner
+    static let readWrite: UInt64 = 0x8800_00db  // chown dac_override fowner fsetid setgid setuid mknod setfcap
+    static let readOnly: UInt64 = 0xa           // dac_override fowner
+    /// dac_read_search: only for open_by_handle_at, with file handles on.
+    static let readSearch: UInt64 = 1 << 2
 
     func expectCapabilities(_ serve: ServeUnderTest, _ expected: UInt64, _ what: String) throws {
         let hex = String(expected, radix: 16)
@@ -29,8 +31,18 @@ import VfsvmSys
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func readOnlyShareKeepsReadSearchAndFowner() throws {
+    func readOnlyShareKeepsOverrideAndFowner() throws {
         try expectCapabilities(try ServeUnderTest(["--readonly"]), Self.readOnly, "--readonly share")
+    }
+
+    /// The attack DAC_READ_SEARCH allows (open_by_handle_at of a forged
+    /// handle, past the mount namespace) is kept only where the user asked
+    /// for file handles.
+    @Test(.timeLimit(.minutes(1)))
+    func onlyFileHandlesKeepReadSearch() throws {
+        try expectCapabilities(try ServeUnderTest(["--inode-file-handles=prefer"]), Self.readWrite | Self.readSearch, "--inode-file-handles=prefer")
+        try expectCapabilities(try ServeUnderTest(["--readonly", "--inode-file-handles=mandatory"]), Self.readOnly | Self.readSearch,
+                               "--readonly --inode-file-handles=mandatory")
     }
 
     @Test(.timeLimit(.minutes(1)))

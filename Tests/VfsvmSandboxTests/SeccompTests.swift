@@ -61,6 +61,17 @@ import VfsvmSys
         #expect(r.stderr.contains("vfsvm: seccomp: system call"), "stderr: \(r.stderr)")
     }
 
+    /// tgkill is on the list for the process's own threads only: a SIGKILL
+    /// to another process of the same uid (a child started before the
+    /// filter) is refused, in the file server's list and the VMM's.
+    @Test(arguments: ["kill", "vmm"])
+    func tgkillOfAnotherProcessIsRefused(mode: String) throws {
+        let r = try probe(mode, "tgkill-neighbour")
+        #expect(diedBySIGSYS(r.status), "wait status \(String(describing: r.status)); stderr: \(r.stderr)")
+        #expect(r.stderr.contains("vfsvm: seccomp: system call \(SYS_tgkill) "), "stderr: \(r.stderr)")
+        #expect(!r.stderr.contains("returned"), "the signal was sent: \(r.stderr)")
+    }
+
     @Test(arguments: ["kill", "log"])
     func i386CallsAreKilled(mode: String) throws {
         let r = try probe(mode, "i386-getpid")

@@ -89,4 +89,46 @@ import VfsvmSys
                     "'..' from serve's directory fd \(held.number) climbs to the host's /")
         }
     }
+
+    /// serve's procfs shows every host process (no pid namespace), and
+    /// /proc/PID/root of one it passes the ptrace check for (after a
+    /// setfsuid to its owner, say) is the host's root: no directory fd of
+    /// serve may name another process's directory. The test process (this
+    /// one) stands for the other process.
+    @Test(.timeLimit(.minutes(1)))
+    func noDirectoryFDReachesAnotherProcessInProcfs() throws {
+        let serve = try ServeUnderTest()
+        var procfsFDs = 0
+        for held in try serve.heldFDs() {
+            guard let st = try? held.fd.stat(), st.isDirectory else { continue }
+            let status = vfsvm_openat(held.fd.rawValue, "../status", O_RDONLY | O_CLOEXEC, 0)  // a /proc/PID/fd
+            if status >= 0 {
+                procfsFDs += 1
+                close(status)
+            }
+            for path in ["../../\(getpid())", "../\(getpid())", "../../../\(getpid())"] {
+                let fd = vfsvm_openat(held.fd.rawValue, path, HostFSFlag.path | O_DIRECTORY | O_CLOEXEC, 0)
+                if fd >= 0 { close(fd) }
+                #expect(fd < 0, "serve's directory fd \(held.number) names /proc/\(getpid()) (this test process) as \(path)")
+            }
+        }
+        #expect(procfsFDs > 0, "serve holds no procfs directory fd: the test looked at nothing")
+    }
+
+    /// serve keeps CAP_MKNOD for the guest's device nodes; its share mount
+    /// is nodev, so a node made there (a disk's numbers, in an attack) does
+    /// not open through serve's fds. /dev/null's numbers stand in.
+    @Test(.timeLimit(.minutes(1)))
+    func aDeviceNodeInTheShareDoesNotOpenThroughServesFDs() throws {
+        let serve = try ServeUnderTest()
+        for held in try shareRootFDs(of: serve) {
+            let name = "node-\(held.number)"
+            try #require(mknodat(held.fd.rawValue, name, S_IFCHR | 0o600, dev_t((1 << 8) | 3)) == 0, "mknodat: \(Errno.current)")
+            let fd = vfsvm_openat(held.fd.rawValue, name, O_RDONLY | O_CLOEXEC, 0)
+            let err = Errno.current
+            if fd >= 0 { close(fd) }
+            unlinkat(held.fd.rawValue, name, 0)
+            #expect(fd < 0 && err == .EACCES, "opening a device node through serve's fd \(held.number): \(fd >= 0 ? "opened" : "\(err)"), expected EACCES (nodev)")
+        }
+    }
 }

@@ -41,8 +41,8 @@ import Testing
     @Test(arguments: [0, 1, 5, 6, 7, 13, 64, 200])
     func allowsExactlyTheListedNumbers(count: Int) {
         var rng = SystemRandomNumberGenerator()
-        // unshare, clone and clone3 depend on their arguments (tested below).
-        let guarded: Set<Int32> = [Int32(SYS_unshare), Int32(SYS_clone), Int32(SYS_clone3), Int32(SYS_ioctl)]
+        // unshare, clone, clone3, ioctl and tgkill depend on their arguments (tested below).
+        let guarded: Set<Int32> = [Int32(SYS_unshare), Int32(SYS_clone), Int32(SYS_clone3), Int32(SYS_ioctl), Int32(SYS_tgkill)]
         let listed = Set((0..<count).map { _ in Int32.random(in: 0..<460, using: &rng) }).subtracting(guarded)
         for mode in [Seccomp.Violation.kill, .log] {
             let program = Seccomp.filter(allowing: Array(listed), onViolation: mode)
@@ -59,7 +59,7 @@ import Testing
         let list = SeccompAllowList.fileServer()
         let program = Seccomp.filter(allowing: list, onViolation: .kill)
         #expect(program.count <= Int(BPF_MAXINSNS))
-        let guarded: Set<Int32> = [Int32(SYS_unshare), Int32(SYS_clone), Int32(SYS_clone3), Int32(SYS_ioctl)]
+        let guarded: Set<Int32> = [Int32(SYS_unshare), Int32(SYS_clone), Int32(SYS_clone3), Int32(SYS_ioctl), Int32(SYS_tgkill)]
         for nr in list where !guarded.contains(nr) {
             #expect(run(program, nr: UInt32(nr), arch: VFSVM_AUDIT_ARCH_X86_64) == VFSVM_SECCOMP_RET_ALLOW, "call \(nr)")
         }
@@ -67,6 +67,16 @@ import Testing
         #expect(!SeccompAllowList.fileServer(ioURing: false).contains(Int32(SYS_io_uring_setup)))
         #expect(!list.contains(Int32(SYS_execve)) && !list.contains(Int32(SYS_ptrace)) && !list.contains(Int32(SYS_mount)),
                 "execve, ptrace and mount are never needed once serving")
+    }
+
+    /// tgkill only to this process's threads.
+    @Test func tgkillOnlyToThisProcess() {
+        let program = Seccomp.filter(allowing: [Int32(SYS_tgkill)], onViolation: .kill)
+        let x = VFSVM_AUDIT_ARCH_X86_64
+        #expect(run(program, nr: UInt32(SYS_tgkill), arch: x, arg0: UInt32(getpid())) == VFSVM_SECCOMP_RET_ALLOW)
+        for other in [0, 1, UInt32(getpid()) + 1, UInt32.max] {
+            #expect(run(program, nr: UInt32(SYS_tgkill), arch: x, arg0: other) == VFSVM_SECCOMP_RET_TRAP, "tgid \(other)")
+        }
     }
 
     /// unshare only with CLONE_FS, clone only for threads without new

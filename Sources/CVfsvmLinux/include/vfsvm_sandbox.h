@@ -83,10 +83,6 @@ int vfsvm_clear_ambient_capabilities(void);
 /// root fd (O_CLOEXEC) or -1/errno.
 int vfsvm_open_detached_procfs(void);
 
-/// mount_setattr(path, AT_RECURSIVE, MOUNT_ATTR_RDONLY): makes the mount
-/// at `path` and every mount below it read-only. -1/ENOSYS before Linux 5.12.
-int vfsvm_make_read_only_recursively(const char *path);
-
 // MARK: - The share's mount, from its fd (no second path lookup)
 
 /// open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
@@ -95,14 +91,38 @@ int vfsvm_make_read_only_recursively(const char *path);
 /// Returns its fd or -1/errno (ENOSYS before Linux 5.2).
 int vfsvm_clone_tree(int fd);
 
-/// mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY):
-/// the cloned tree and every mount in it read-only. -1/ENOSYS before 5.12.
-int vfsvm_make_tree_read_only(int tree);
+/// open_tree(dir, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC): a detached
+/// bind mount of the one directory `path` names below `dir` (its mount
+/// only, not the mounts below it); ".." from its root stays there.
+int vfsvm_clone_subtree(int dir, const char *path);
+
+/// mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_NODEV |
+/// MOUNT_ATTR_NOSUID, plus MOUNT_ATTR_RDONLY with `read_only`): the cloned
+/// tree and every mount in it. -1/ENOSYS before 5.12.
+int vfsvm_restrict_tree(int tree, int read_only);
 
 /// move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH |
 /// MOVE_MOUNT_T_EMPTY_PATH): attaches the detached tree on the directory
 /// `target` is open on.
 int vfsvm_attach_tree(int tree, int target);
+
+/// move_mount(tree, "", dir, name, MOVE_MOUNT_F_EMPTY_PATH): attaches the
+/// detached tree on the directory `name` in the directory `dir` is open on
+/// (which must lie on a mount of the caller's namespace).
+int vfsvm_attach_tree_at(int tree, int dir, const char *name);
+
+// MARK: - `vfsvm run`'s root
+
+/// fsopen("tmpfs") + fsconfig (mode=0755, size=1m) + fsmount with
+/// nosuid, nodev and noexec: an empty tmpfs mounted nowhere, for the
+/// directories the shares are attached on. Returns the mount's root fd
+/// (O_CLOEXEC) or -1/errno.
+int vfsvm_open_detached_tmpfs(void);
+
+/// mount_setattr(fd, "", AT_EMPTY_PATH, MOUNT_ATTR_RDONLY): the one mount
+/// `fd` is open on read-only, the mounts below it left as they are.
+/// -1/ENOSYS before Linux 5.12.
+int vfsvm_make_mount_read_only(int fd);
 
 // MARK: - pidfd (sandbox tests look at a running server's fds)
 

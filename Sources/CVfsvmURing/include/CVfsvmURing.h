@@ -16,6 +16,14 @@
 /// 1 when this thread's ring could be set up (io_uring_queue_init), else 0
 /// (kernel without io_uring, disabled by sysctl or seccomp).
 int vfsvm_uring_available(void);
+
+/// For tests: an IORING_OP_OPENAT of `path` (O_RDONLY) submitted to a ring
+/// set up as the data rings are (`as_data_ring`: restricted to readv,
+/// writev, fsync, fallocate and cancel), or to a plain ring of the kind
+/// code that is not vfsvm's could make. Returns the completion's result:
+/// -EACCES where the restriction holds, an fd (closed again) where the
+/// open ran, another -errno, or a setup error.
+long vfsvm_uring_openat_probe(const char *path, int as_data_ring);
 /// preadv(fd, iov, nr, offset) through this thread's ring.
 long vfsvm_uring_readv(int fd, const struct iovec *iov, unsigned nr, int64_t offset);
 /// pwritev(fd, iov, nr, offset) through this thread's ring.
