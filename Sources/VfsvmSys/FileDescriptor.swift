@@ -103,3 +103,30 @@ public func logLine(_ line: String) {
     if let sink = currentSyslogSink(), sink.send(line) { return }
     writeStandardError(line + "\n")
 }
+
+extension FileDescriptor {
+    /// Closes every fd this process inherited above stderr except `keep`
+    /// (close_range(2); a loop over the fds up to RLIMIT_NOFILE's soft
+    /// limit where the kernel lacks it). Run first by the commands that
+    /// face a guest: a launcher that leaks a directory fd (a shell's
+    /// `9</`, a service manager) would otherwise hand a compromised server
+    /// a way out of any sandbox, since ".." from it climbs the host's tree.
+    public static func closeInherited(keeping keep: Set<Int32> = []) {
+        var first: Int32 = 3
+        for k in keep.filter({ $0 >= 3 }).sorted() + [Int32.max] {
+            if k > first { closeRange(first, k == Int32.max ? UInt32.max : UInt32(k - 1)) }
+            if k == Int32.max { break }
+            first = k + 1
+        }
+    }
+
+    private static func closeRange(_ first: Int32, _ last: UInt32) {
+        if vfsvm_syscall3(Int(SYS_close_range), Int(first), Int(last), 0) == 0 { return }
+        let top = min(OpenFileLimit.current().soft, UInt64(last))
+        var fd = UInt64(first)
+        while fd <= top {
+            _ = Glibc.close(Int32(fd))
+            fd += 1
+        }
+    }
+}

@@ -135,6 +135,9 @@ struct Run: ParsableCommand {
     static let minimumLinuxMemory: UInt64 = 64 << 20
 
     mutating func run() throws {
+        // Nothing inherited but stdin, stdout and stderr reaches the guest's
+        // process (see FileDescriptor.closeInherited).
+        FileDescriptor.closeInherited()
         let extras = try domain.map { path in try applyDomain(path) }
         if printDomainXML { return try writeDomainXML() }
         do { try extras?.redirectConsole() } catch { throw failure(error.description, status: error.status) }

@@ -219,6 +219,8 @@ struct Serve: ParsableCommand {
             print(Self.capabilities)
             return
         }
+        // Only the frontend's socket (--fd) is kept of what was inherited.
+        FileDescriptor.closeInherited(keeping: fd.map { [$0] } ?? [])
         let s = try settings()
         guard let dir = s.sharedDir else { throw ValidationError("no shared directory") }
         // Opened once, here: the sandbox and the file server work from this

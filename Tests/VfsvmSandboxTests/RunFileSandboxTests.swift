@@ -96,6 +96,20 @@ import VfsvmSys
         #expect(end.stderr.contains("vfsvm: sandbox: mount namespace, / a read-only tmpfs with /0 = \(vm.share)"), "stderr: \(end.stderr)")
     }
 
+    /// A directory fd the launcher leaked (here the shell's `9</`) would
+    /// climb the host's tree from inside the sandbox: vfsvm closes every
+    /// inherited fd but 0, 1 and 2 first.
+    @Test(.timeLimit(.minutes(1)))
+    func anInheritedDirectoryFDIsClosed() throws {
+        try #require(access("/dev/kvm", R_OK | W_OK) == 0, "needs read-write /dev/kvm; cannot run here")
+        let vm = try RunSandboxTests.SpinningVM([], shareOptions: "", launcher: ["/bin/sh", "-c", #"exec 8</etc 9</; exec "$@""#, "sh"])
+        let fds = try names(in: "/proc/\(vm.process.pid)/fd")
+        let targets = try fds.map { try readlinkText("/proc/\(vm.process.pid)/fd/\($0)") }
+        #expect(!targets.contains("/") && !targets.contains("/etc"), "the VMM still holds the launcher's fds on / and /etc: \(zip(fds, targets).map { "\($0) -> \($1)" })")
+        #expect(fds.contains("0") && fds.contains("1") && fds.contains("2"))
+        #expect(vm.stop().exitCode == 143)
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func sandboxNoneLeavesTheHostsRoot() throws {
         try #require(access("/dev/kvm", R_OK | W_OK) == 0, "needs read-write /dev/kvm; cannot run here")

@@ -38,7 +38,8 @@ import VfsvmSys
         private let stderrPipe: (read: FileDescriptor, write: FileDescriptor)
         private(set) var stdoutText = ""
 
-        init(_ extra: [String], shareOptions: String? = nil) throws {
+        /// `launcher`: a command that execs vfsvm (its path and arguments follow).
+        init(_ extra: [String], shareOptions: String? = nil, launcher: [String] = []) throws {
             work = try TemporaryDirectory("vfsvm-runsandbox")
             let dir = work.path + "/share"
             share = dir
@@ -47,9 +48,10 @@ import VfsvmSys
             stderrPipe = try makePipe()
             let devnull = try FileDescriptor.open("/dev/null", O_RDONLY)
             let shares = shareOptions.map { ["--share", "\(dir):t\($0)"] } ?? []
+            let vfsvm = try builtExecutable("vfsvm")
+            let arguments = ["run", "--accel", "kvm", "--memory", "64M"] + shares + extra + ["--cmdline", "do=spin", RunSandboxTests.events]
             process = try ChildProcess(
-                path: try builtExecutable("vfsvm"),
-                arguments: ["run", "--accel", "kvm", "--memory", "64M"] + shares + extra + ["--cmdline", "do=spin", RunSandboxTests.events],
+                path: launcher.first ?? vfsvm, arguments: launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [vfsvm] + arguments,
                 stdin: devnull, stdout: stdoutPipe.write, stderr: stderrPipe.write)
             var waited = 0
             while !stdoutText.contains("events guest: spin") && process.isRunning && waited < 30_000 {

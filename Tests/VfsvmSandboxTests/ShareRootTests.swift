@@ -131,4 +131,19 @@ import VfsvmSys
             #expect(fd < 0 && err == .EACCES, "opening a device node through serve's fd \(held.number): \(fd >= 0 ? "opened" : "\(err)"), expected EACCES (nodev)")
         }
     }
+
+    /// A directory fd serve inherited (a shell's `9</`, a leaky service
+    /// manager) would lead out of its sandbox: serve closes what it
+    /// inherited but 0, 1, 2 and the --fd socket first.
+    @Test(.timeLimit(.minutes(1)))
+    func anInheritedDirectoryFDIsClosed() throws {
+        let serve = try ServeUnderTest(launcher: ["/bin/sh", "-c", #"exec 8</etc 9</; exec "$@""#, "sh"])
+        let hostRoot = try FileDescriptor.open("/", HostFSFlag.path | O_DIRECTORY).stat()
+        let etc = try FileDescriptor.open("/etc", HostFSFlag.path | O_DIRECTORY).stat()
+        for held in try serve.heldFDs() {
+            guard let st = try? held.fd.stat() else { continue }
+            #expect(!(st.dev == hostRoot.dev && st.ino == hostRoot.ino) && !(st.dev == etc.dev && st.ino == etc.ino),
+                    "serve's fd \(held.number) is the launcher's fd on / or /etc")
+        }
+    }
 }
