@@ -67,13 +67,13 @@ stop_mount() {  # SIGTERM; after 10 s SIGKILL and a lazy unmount. Sets stop_stat
     stop_status=$status
 }
 
-# One line per round: "ROUND KIND DELAY_MS GOT SLOWEST_S"; GOT < WAITERS is
-# a hang. The holder is a process of its own (its unlock is one of the
+# One line per round: "MOUNT ROUND KIND DELAY_MS GOT SLOWEST_S KILLED
+# ENOLCK"; GOT < WAITERS is a hang (or a refusal). The holder is a process of its own (its unlock is one of the
 # requests that may be stuck): the parent never touches the mount, so it
 # keeps the bound and kills what is left.
 rounds_py=$top/rounds.py
 cat > "$rounds_py" <<'PY'
-import fcntl, os, signal, sys, time
+import errno, fcntl, os, signal, sys, time
 path, rounds, waiters, bound, run = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 delays = [0, 0.001, 0.005, 0.02, 0.2]
 def lock(fd, kind, op):
@@ -100,13 +100,16 @@ for r in range(rounds):
         p = os.fork()
         if p == 0:
             fd = os.open(path, os.O_RDWR)
-            lock(fd, kind, True)
+            try:
+                lock(fd, kind, True)
+            except OSError as e:
+                os._exit(3 if e.errno == errno.ENOLCK else 1)
             lock(fd, kind, False)
             os._exit(0)
         pids.append(p)
     time.sleep(delay)
     os.write(go_w, b"g")
-    got, slowest, left = 0, 0.0, set(pids)
+    got, refused, slowest, left = 0, 0, 0.0, set(pids)
     while left and time.monotonic() - start < bound + delay:
         p, status = os.waitpid(-1, os.WNOHANG)
         if p == 0:
@@ -116,12 +119,19 @@ for r in range(rounds):
         if p != holder and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             got += 1
             slowest = time.monotonic() - start
+        elif p != holder and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3:
+            refused += 1
     for p in left:
         os.kill(p, signal.SIGKILL)
-    for p in left:
-        os.waitpid(p, 0)
+    # A killed caller whose request the server holds ends only with its
+    # answer: give up on it after 3 s (the server's SIGKILL ends it).
+    stuck, until = set(left), time.monotonic() + 3
+    while stuck and time.monotonic() < until:
+        p, _ = os.waitpid(-1, os.WNOHANG)
+        if p == 0: time.sleep(0.01)
+        else: stuck.discard(p)
     for f in (held_r, held_w, go_r, go_w): os.close(f)
-    print(f"{run} {r} {kind} {int(delay * 1000)} {got} {slowest:.3f} {len(left)}", flush=True)
+    print(f"{run} {r} {kind} {int(delay * 1000)} {got} {slowest:.3f} {len(left)} {refused}", flush=True)
 PY
 
 # A fresh mount per run: the rings start with as few entries as they
@@ -154,4 +164,28 @@ else
     bad "every waiter got the lock within ${BOUND}s after the holder let go" "$hung of $total rounds hung ($((RUNS * ROUNDS)) planned)"
 fi
 if [ "$bad_stops" -eq 0 ]; then ok "SIGTERM unmounts and exits 0 after every run"; else bad "SIGTERM unmounts and exits 0 after every run" "$bad_stops runs did not"; fi
+
+# More waiters than a queue has entries (OVER, default 136: two 2-CPU
+# queues of 64): a queue keeps one entry free of waits, so those past
+# that get ENOLCK ("too many locks") at once, never a hang; the others get
+# the lock, and the mount serves locks afterwards.
+OVER=${OVER:-136}
+start_mount
+if mounted; then
+    : > "$mnt/lk"
+    python3 "$rounds_py" "$mnt/lk" 1 "$OVER" "$BOUND" 0 > "$top/over"
+    read -r _ _ kind _ got _ killed refused < "$top/over"
+    echo "uring-lock-test: $OVER $kind waiters on one mount: $got got the lock, $refused got ENOLCK, $killed were killed"
+    if [ "$killed" = 0 ] && [ $((got + refused)) -eq "$OVER" ] && [ "$got" -gt 0 ]; then
+        ok "$OVER waiters: each gets the lock or ENOLCK within ${BOUND}s, none hangs ($got locks, $refused ENOLCK)"
+    else
+        bad "$OVER waiters: each gets the lock or ENOLCK within ${BOUND}s, none hangs" "$got locks, $refused ENOLCK, $killed killed"
+    fi
+    check "...and the mount grants a lock afterwards" timeout 10 flock -x -n "$mnt/lk" true
+    stop_mount
+    if [ "$stop_status" = 0 ]; then ok "SIGTERM unmounts and exits 0 after the $OVER waiters"; else bad "SIGTERM unmounts and exits 0 after the $OVER waiters" "status $stop_status"; fi
+else
+    bad "vfsvm mount mounts $mnt for the $OVER waiters" "$(tail -3 "$log")"
+    stop_mount
+fi
 summary uring-lock-test

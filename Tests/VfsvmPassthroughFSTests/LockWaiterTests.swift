@@ -28,17 +28,20 @@ import VfsvmSys
 
     /// Sends one SETLKW through the deferred entry point; the errno of an
     /// inline reply.
-    private func setlkw(_ c: Client, node: UInt64, fh: UInt64, owner: UInt64, done: Completions) -> (FUSEHandling, Int32?) {
+    private func setlkw(_ c: Client, node: UInt64, fh: UInt64, owner: UInt64, done: Completions,
+                        type: Int32 = F_WRLCK, flock: Bool = false, refused: Bool = false) -> (FUSEHandling, Int32?) {
         let b = Bytes()
-        b.u64(fh).u64(owner).u64(0).u64(0).u32(UInt32(F_WRLCK)).u32(1).u32(0).u32(0)
+        b.u64(fh).u64(owner).u64(0).u64(UInt64(Int64.max)).u32(UInt32(type)).u32(1).u32(flock ? 1 : 0).u32(0)
         let request = HostBuffer(c.header(FUSEOpcode.setlkw.rawValue, node: node, bodyLength: b.b.count) + b.b)
         let reply = HostBuffer(count: 4096)
-        let handling = c.server.handle(request: request, reply: reply) { bytes in
+        let late = FUSEClosureDeferral { bytes in
             var d = Decoder(bytes)
             _ = d.u32()
             let error = -Int32(bitPattern: d.u32())
             done.errnos.withLock { $0.append(error) }
         }
+        let handling = refused ? c.server.handle(request: request, reply: reply, deferral: RefusingDeferral(late: late))
+            : c.server.handle(request: request, reply: reply, deferral: late)
         guard case let .replied(n) = handling else { return (handling, nil) }
         var d = Decoder(reply.array)
         _ = d.u32()
@@ -102,6 +105,35 @@ import VfsvmSys
         #expect(procEntries("/proc/self/task") <= before, "the waiters' threads are gone")
     }
 
+    /// A caller with no room for another held request (a FUSE ring queue
+    /// whose entries but one hold waits) refuses the deferral: the lock
+    /// request is answered ENOLCK inline and its place in the server's
+    /// budget comes back; an unlock, which flock(LOCK_UN) sends as a
+    /// SETLKW, is answered inline and granted, refusal or not: were it
+    /// deferred, the waiters it wakes could keep it from ever running.
+    @Test func refusedDeferralAnswersENOLCKAndUnlocksRunInline() throws {
+        var options = FUSEServerOptions()
+        options.maxLockWaiters = 1
+        let f = try Fixture(server: options)
+        let c = f.client
+        let r = c.create(1, "l")
+        let done = Completions()
+        for flock in [false, true] {
+            let (refused, errno) = setlkw(c, node: r.nodeID, fh: r.createHandle, owner: 7, done: done, flock: flock, refused: true)
+            #expect(refused == .replied(16) && errno == ENOLCK, "flock \(flock): a refused wait is answered ENOLCK inline")
+            // The budget of 1 is whole again: the next wait is admitted.
+            let (admitted, _) = setlkw(c, node: r.nodeID, fh: r.createHandle, owner: 7, done: done, flock: flock)
+            #expect(admitted == .deferred, "flock \(flock): the refused wait gave its place back")
+            var waited = 0
+            while done.all.count < (flock ? 2 : 1), waited < 500 { usleep(10_000); waited += 1 }
+            #expect(done.all.last == 0, "flock \(flock): the admitted wait is granted")
+            let (unlock, unlockErrno) = setlkw(c, node: r.nodeID, fh: r.createHandle, owner: 7, done: done,
+                                               type: F_UNLCK, flock: flock, refused: true)
+            #expect(unlock == .replied(16) && unlockErrno == 0, "flock \(flock): the unlock is answered inline, granted")
+        }
+        #expect(done.all == [0, 0], "only the two admitted waits completed late")
+    }
+
     /// A SETLKW that can be granted at once still goes through a waiter,
     /// and its completion carries the reply; other requests are answered
     /// inline.
@@ -120,5 +152,16 @@ import VfsvmSys
         let reply = HostBuffer(count: 4096)
         let inline = c.server.handle(request: request, reply: reply) { _ in Issue.record("LOOKUP must not be deferred") }
         #expect(inline == .replied(144))
+    }
+}
+
+/// A deferral that has no room: `admitsWait()` says no, so nothing is
+/// ever deferred through it.
+private struct RefusingDeferral: FUSEReplyDeferral {
+    let late: FUSEClosureDeferral
+    func admitsWait() -> Bool { false }
+    func deferReply() -> FUSEClosureDeferral {
+        Issue.record("a refused deferral was deferred")
+        return late
     }
 }
