@@ -112,9 +112,6 @@ public final class HostFUSEURing: @unchecked Sendable {
         self.log = log
     }
 
-    /// Lock waits held by queue `qid`'s entries now.
-    public func lockWaits(queue qid: Int) -> Int { budgets[qid].held }
-
     /// True once a request has come through a ring.
     public var isRunning: Bool { running.load(ordering: .relaxed) }
 
@@ -207,8 +204,6 @@ final class QueueBudget: Sendable {
     private let count = Atomic(0)
 
     init(limit: Int) { self.limit = limit }
-
-    var held: Int { count.load(ordering: .relaxed) }
 
     /// One more wait, unless the queue is at its limit.
     func take() -> Bool {
