@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend bench-run nightly clean
+.PHONY: all build deps test unit-test mount-test uring-lock-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend bench-run nightly clean
 
 all: build
 
@@ -42,6 +42,9 @@ unit-test: deps images guests
 # vfsvm mount on the host, real programs on the mount.
 mount-test: build
 	Tests/Integration/mount-test.sh $(BIN)
+
+uring-lock-test: build
+	Tests/Integration/uring-lock-test.sh $(BIN)
 
 # Real Linux guests under QEMU mounting vfsvm serve shares.
 boot-test: build images
@@ -99,7 +102,7 @@ fuzz-test: deps
 	Fuzz/fuzz.sh build
 	Fuzz/fuzz.sh run 30
 
-test: unit-test fuzz-test vmm-test domain-test mount-test boot-test rootfs-test blk-test run-test libvirt-test
+test: unit-test fuzz-test vmm-test domain-test mount-test uring-lock-test boot-test rootfs-test blk-test run-test libvirt-test
 
 # The demonstration: `vfsvm run` boots the Images Linux guest with a demo
 # share (the accelerator chosen by measurement); the guest lists, reads and

@@ -21,12 +21,16 @@ struct fuse_cmd_req {
     uint8_t padding[6];
 };
 
-int vfsvm_fuse_ring_create(unsigned entries, struct vfsvm_fuse_ring **out) {
+int vfsvm_fuse_ring_create(unsigned entries, unsigned cq_entries, struct vfsvm_fuse_ring **out) {
     struct vfsvm_fuse_ring *r = calloc(1, sizeof *r);
     if (!r) return -ENOMEM;
     // No COOP_TASKRUN: the kernel copies a request into our buffers as
     // task work of this thread, and that must wake it wherever it sleeps.
-    int e = io_uring_queue_init(entries, &r->ring, IORING_SETUP_SQE128);
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+    p.cq_entries = cq_entries;
+    int e = io_uring_queue_init_params(entries, &r->ring, &p);
     if (e < 0) { free(r); return e; }
     *out = r;
     return 0;

@@ -160,7 +160,8 @@ public protocol FUSERequestHandler: Sendable {
     /// thread, with the whole reply (fuse_out_header + body, at most
     /// `reply.byteCount` bytes; empty when there is none). `reply` is not
     /// touched after a `.deferred` return, and nothing of `request` is kept.
-    /// Past the waiter budget the request is answered inline with ENOLCK.
+    /// Past the waiter budget, or when `deferral.admitsWait()` says no,
+    /// the request is answered inline with ENOLCK.
     ///
     /// Generic over the deferral so the inline path (every request but a
     /// waiting lock) costs no allocation: a caller's deferral makes its
@@ -203,8 +204,18 @@ public struct FUSELockWaiter: Sendable {
 /// `FUSERequestHandler.handle(request:reply:deferral:)`).
 public protocol FUSEReplyDeferral {
     associatedtype LateReply: FUSELateReply
+    /// Asked once, on the caller's thread, before a request would be
+    /// deferred: false has it answered inline with ENOLCK instead. For a
+    /// caller that can hold only so many requests at once (a FUSE ring's
+    /// entries: one must stay free to carry the unlock that the waiters
+    /// wait for). True by default.
+    func admitsWait() -> Bool
     /// Called once, on the caller's thread, when the request is deferred.
     func deferReply() -> LateReply
+}
+
+extension FUSEReplyDeferral {
+    public func admitsWait() -> Bool { true }
 }
 
 /// A deferred request's reply, sent once from the waiter's thread.

@@ -1,3 +1,4 @@
+import Glibc
 import VfsvmSys
 
 /// struct fuse_in_header, decoded.
@@ -40,10 +41,13 @@ public struct FUSERequest: Sendable {
         self.operation = operation
     }
 
-    /// A SETLKW: it may wait until another request, perhaps queued behind
-    /// it, releases a lock.
+    /// A SETLKW that takes a lock: it may wait until another request,
+    /// perhaps queued behind it, releases one. A SETLKW that unlocks (what
+    /// flock(LOCK_UN) sends) never waits, and is answered inline: it must
+    /// not need a waiter's place, which may all be taken by the very
+    /// waiters it would wake.
     public var waitsForALock: Bool {
-        if case .setlk(_, _, _, _, wait: true) = operation { return true }
+        if case let .setlk(_, _, lock, _, wait: true) = operation { return lock.type != UInt32(F_UNLCK) }
         return false
     }
 }

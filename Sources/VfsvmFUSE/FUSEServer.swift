@@ -72,6 +72,12 @@ public final class FUSEServer: FUSERequestHandler {
         switch answer(request, reply) {
         case let .replied(length): return .replied(length)
         case let .waitsForLock(waiter):
+            guard deferral.admitsWait() else {
+                // The caller has no room for another held request: "too
+                // many locks", as past the server's own budget.
+                waiters.withLock { $0 -= 1 }
+                return .replied(refuse(waiter.request, with: .ENOLCK, reply: reply))
+            }
             wait(waiter, late: deferral.deferReply())
             return .deferred
         }

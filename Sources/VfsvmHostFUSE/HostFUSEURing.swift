@@ -21,6 +21,21 @@ import VfsvmSys
 /// FUSE_OVER_IO_URING only when they exist, since once it is agreed the
 /// kernel holds new requests until the queues are registered or a
 /// registration fails.
+///
+/// Entries are all registered up front and never added: the kernel puts a
+/// request that finds no free entry on its queue's pending list and hands
+/// that list out only when an entry commits a reply (COMMIT_AND_FETCH); an
+/// entry registered later just waits for the next new request. So a queue
+/// whose every entry holds a lock wait (SETLKW, deferred to a waiter thread
+/// until the lock is granted) never commits, and the UNLOCK they wait for,
+/// pending behind them, is never served: the waiters hung for good (4 of 30
+/// fresh mounts with 8 waiters, when each wait registered a new entry).
+/// Each queue's lock waits are therefore bounded (`QueueBudget`) to one
+/// less than its entries: one entry at least is always serving or free,
+/// and the next commit takes the pending list's head. A wait past the
+/// bound is answered ENOLCK, as past the server's own waiter budget. The
+/// entries' payload buffers are mapped lazily, so the spare ones cost
+/// address space, not memory, until a large request uses them.
 public final class HostFUSEURing: @unchecked Sendable {
     // @unchecked: `rings` is fixed at init; each ring is used by the one
     // thread `start` gives it.
@@ -32,11 +47,23 @@ public final class HostFUSEURing: @unchecked Sendable {
 
     public let queues: Int
     public let ringsPerQueue: Int
+    /// Entries each ring registers (and keeps: none are ever added).
+    public let entriesPerRing: Int
     private let rings: [OpaquePointer]
+    /// Lock waits held, per kernel queue (shared by the queue's rings).
+    private let budgets: [QueueBudget]
     private let started = Atomic(false)
     private let running = Atomic(false)
     private let failed = Atomic(false)
     private let log: @Sendable (String) -> Void
+
+    /// Entries per kernel queue, split among its rings: a queue holds at
+    /// most one less than this many lock waits at once (past that ENOLCK:
+    /// the waiters of one CPU, as the kernel queues by the caller's CPU),
+    /// and each entry maps a payload buffer of max_pages (1 MiB) that costs
+    /// memory only where requests write to it (the kernel hands out the
+    /// entry it got back last first, so the spare ones stay untouched).
+    public static let entriesPerQueue = 64
 
     /// The module parameter, when it can be read: "Y" or "N".
     public static let kernelParameter = "/sys/module/fuse/parameters/enable_uring"
@@ -58,23 +85,30 @@ public final class HostFUSEURing: @unchecked Sendable {
             return .failure(Unavailable(description: "FUSE over io_uring is off in the kernel (\(kernelParameter) is N; set it to Y to enable)"))
         }
         let queues = possibleCPUs()
+        let perQueue = max(1, ringsPerQueue)
+        let entries = max(2, (entriesPerQueue + perQueue - 1) / perQueue)
+        // In flight at once: every entry's command and the eventfd read.
+        let completions = 2 * max(RingWorker.sqEntries, entries + 1)
         var rings: [OpaquePointer] = []
-        for _ in 0..<(queues * max(1, ringsPerQueue)) {
+        for _ in 0..<(queues * perQueue) {
             var ring: OpaquePointer?
-            let e = vfsvm_fuse_ring_create(UInt32(RingWorker.sqEntries), &ring)
+            let e = vfsvm_fuse_ring_create(UInt32(RingWorker.sqEntries), UInt32(completions), &ring)
             guard e == 0, let ring else {
                 for r in rings { vfsvm_fuse_ring_destroy(r) }
                 return .failure(Unavailable(description: "cannot set up an io_uring ring with 128-byte entries (\(Errno(rawValue: -e)))"))
             }
             rings.append(ring)
         }
-        return .success(HostFUSEURing(queues: queues, ringsPerQueue: max(1, ringsPerQueue), rings: rings, log: log))
+        return .success(HostFUSEURing(queues: queues, ringsPerQueue: perQueue, entriesPerRing: entries, rings: rings, log: log))
     }
 
-    private init(queues: Int, ringsPerQueue: Int, rings: [OpaquePointer], log: @escaping @Sendable (String) -> Void) {
+    private init(queues: Int, ringsPerQueue: Int, entriesPerRing: Int, rings: [OpaquePointer],
+                 log: @escaping @Sendable (String) -> Void) {
         self.queues = queues
         self.ringsPerQueue = ringsPerQueue
+        self.entriesPerRing = entriesPerRing
         self.rings = rings
+        budgets = (0..<queues).map { _ in QueueBudget(limit: ringsPerQueue * entriesPerRing - 1) }
         self.log = log
     }
 
@@ -125,7 +159,8 @@ public final class HostFUSEURing: @unchecked Sendable {
                 guard Glibc.read(gate.read.rawValue, &byte, 1) == 1 else { return }
                 let g = go.withLock { $0 }
                 guard let device = g.device else { return }
-                let worker = RingWorker(ring: rings[i], device: device, qid: qid, payloadSize: max(g.maxPayload, 8192), channel: self)
+                let worker = RingWorker(ring: rings[i], device: device, qid: qid, entries: entriesPerRing,
+                                        payloadSize: max(g.maxPayload, 8192), budget: budgets[Int(qid)], channel: self)
                 worker.run(handler)
             }.detach()
         }
@@ -157,8 +192,32 @@ public final class HostFUSEURing: @unchecked Sendable {
 
     func firstRequest() {
         guard !running.exchange(true, ordering: .relaxed) else { return }
-        log("vfsvm mount: request channel: FUSE over io_uring (\(queues) queues, \(ringsPerQueue) rings each; -o no_uring for /dev/fuse reads)")
+        log("vfsvm mount: request channel: FUSE over io_uring (\(queues) queues, \(ringsPerQueue) rings of \(entriesPerRing) entries each; -o no_uring for /dev/fuse reads)")
     }
+}
+
+/// The lock waits one kernel queue's entries may hold: at most `limit`, one
+/// less than the queue's entries, so that one is always left to commit a
+/// reply and take the next pending request (see `HostFUSEURing`).
+final class QueueBudget: Sendable {
+    let limit: Int
+    private let count = Atomic(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    /// One more wait, unless the queue is at its limit.
+    func take() -> Bool {
+        var n = count.load(ordering: .relaxed)
+        while n < limit {
+            let (done, now) = count.compareExchange(expected: n, desired: n + 1, ordering: .relaxed)
+            if done { return true }
+            n = now
+        }
+        return false
+    }
+
+    /// A wait's entry committed its reply: back in the kernel's hands.
+    func give() { count.subtract(1, ordering: .relaxed) }
 }
 
 /// One ring and its entries, served by one thread.
@@ -174,7 +233,8 @@ private final class RingWorker: @unchecked Sendable {
         let iov: UnsafeMutablePointer<iovec>
         var commitID: UInt64 = 0
         init(payloadSize: Int) {
-            buffer = HostBuffer(count: RingWorker.payloadOffset + payloadSize)
+            let count = RingWorker.payloadOffset + payloadSize
+            buffer = HostBuffer(mappedCount: count) ?? HostBuffer(count: count)
             iov = .allocate(capacity: 2)
             let base = buffer.segments[0].base
             iov[0] = iovec(iov_base: base, iov_len: MemoryLayout<vfsvm_fuse_uring_req_header>.size)
@@ -197,16 +257,23 @@ private final class RingWorker: @unchecked Sendable {
     let ring: OpaquePointer
     let device: FileDescriptor
     let qid: UInt16
+    let entryCount: Int
     let payloadSize: Int
+    let budget: QueueBudget
     unowned let channel: HostFUSEURing
     var entries: [Entry] = []
     /// The request as one piece: header + op struct + payload, copied
     /// out of the entry so the reply may overwrite the payload buffer.
     let request: HostBuffer
     /// Commands of ours the kernel holds (registered or committed
-    /// entries): the thread ends when the last one comes back with an
-    /// error (unmounted), whatever waiters still hold.
+    /// entries).
     var live = 0
+    /// Entries of this ring held by lock waits: none of the kernel's, yet
+    /// the ring goes on while their late replies may come, until a command
+    /// comes back with an error (unmounted): then the thread ends with the
+    /// last of `live`, whatever waiters still hold.
+    var held = 0
+    var ending = false
 
     struct Late { var pending: [(entry: Int, bytes: [UInt8])] = []; var closed = false }
     let late = Mutex(Late())
@@ -214,11 +281,14 @@ private final class RingWorker: @unchecked Sendable {
     /// Where the kernel reads the eventfd's counter into (a stable address).
     let wakeCounter = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
 
-    init(ring: OpaquePointer, device: FileDescriptor, qid: UInt16, payloadSize: Int, channel: HostFUSEURing) {
+    init(ring: OpaquePointer, device: FileDescriptor, qid: UInt16, entries: Int, payloadSize: Int,
+         budget: QueueBudget, channel: HostFUSEURing) {
         self.ring = ring
         self.device = device
         self.qid = qid
+        entryCount = entries
         self.payloadSize = payloadSize
+        self.budget = budget
         self.channel = channel
         request = HostBuffer(count: Self.inHeaderSize + 128 + payloadSize)
         wake = try? EventFD()
@@ -230,11 +300,14 @@ private final class RingWorker: @unchecked Sendable {
             channel.registrationFailed("cannot make an eventfd for ring replies")
             return
         }
-        register(Entry(payloadSize: payloadSize))
+        // All of them now, before any request can be pending (see
+        // `HostFUSEURing`): one submission, while the kernel still sends
+        // requests through /dev/fuse reads until every queue has one.
+        for _ in 0..<entryCount { register(Entry(payloadSize: payloadSize)) }
         armWake(wake)
         var tags = [UInt64](repeating: 0, count: Self.maxCompletions)
         var results = [Int32](repeating: 0, count: Self.maxCompletions)
-        while live > 0 {
+        while live > 0 || (held > 0 && !ending) {
             let n = vfsvm_fuse_ring_submit_and_wait(ring, &tags, &results, UInt32(Self.maxCompletions))
             if n < 0 {
                 logLine("vfsvm mount: io_uring wait on queue \(qid) failed: \(Errno(rawValue: -n)); the queue stops")
@@ -250,6 +323,7 @@ private final class RingWorker: @unchecked Sendable {
                 let res = results[i]
                 live -= 1
                 if res < 0 {
+                    ending = true
                     let e = Errno(rawValue: -res)
                     // ENOTCONN/ECONNABORTED: unmounted. Anything else on a
                     // queue that never served is a refused registration.
@@ -321,9 +395,9 @@ private final class RingWorker: @unchecked Sendable {
         case let .replied(n):
             if n >= Self.outHeaderSize { commit(entry: index, length: n) } else { commitError(entry: index, .EIO) }
         case .deferred:
-            // The entry waits for its late reply; another one keeps this
-            // queue fetching meanwhile.
-            register(Entry(payloadSize: payloadSize))
+            // The entry waits for its late reply (`RingDeferral` took a
+            // place in the queue's budget: others keep it fetching).
+            held += 1
         }
     }
 
@@ -366,6 +440,8 @@ private final class RingWorker: @unchecked Sendable {
         }
         for (index, bytes) in pending {
             let entry = entries[index]
+            // Committed below, so fetching again: its place is free.
+            defer { budget.give(); held -= 1 }
             guard bytes.count >= Self.outHeaderSize, bytes.count <= Self.outHeaderSize + payloadSize else {
                 commitError(entry: index, .EIO)
                 continue
@@ -380,10 +456,12 @@ private final class RingWorker: @unchecked Sendable {
     }
 }
 
-/// A deferred request's reply, committed on its entry by the ring's thread.
+/// A deferred request's reply, committed on its entry by the ring's thread;
+/// admitted only while the queue keeps an entry free of waits.
 private struct RingDeferral: FUSEReplyDeferral, FUSELateReply {
     let worker: RingWorker
     let entry: Int
+    func admitsWait() -> Bool { worker.budget.take() }
     func deferReply() -> RingDeferral { self }
     func send(_ reply: [UInt8]) { worker.lateReply(entry: entry, reply) }
 }

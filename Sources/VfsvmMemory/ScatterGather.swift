@@ -216,10 +216,29 @@ public final class HostBuffer: ScatterGatherList, @unchecked Sendable {
     /// `Array.withUnsafeBufferPointer`: ~400 instructions per GETATTR).
     @usableFromInline let one: HostSegment
 
+    /// True when `storage` is an anonymous mapping (`init(mappedCount:)`).
+    private let mapped: Bool
+
     public init(count: Int) {
         storage = .allocate(byteCount: max(count, 1), alignment: 64)
         storage.initializeMemory(as: UInt8.self, repeating: 0)
         byteCount = count
+        mapped = false
+        one = HostSegment(base: storage.baseAddress!, count: count)
+        segments = [one]
+    }
+
+    /// Zeroed bytes in an anonymous mapping of their own: a page costs
+    /// memory only once it is written. For buffers sized for the largest
+    /// message that most messages leave mostly untouched (a FUSE ring
+    /// entry's 1 MiB payload, of which a lock request uses nothing). Nil
+    /// when the mapping fails.
+    public init?(mappedCount count: Int) {
+        let p = mmap(nil, max(count, 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let p, p != MAP_FAILED else { return nil }
+        storage = UnsafeMutableRawBufferPointer(start: p, count: max(count, 1))
+        byteCount = count
+        mapped = true
         one = HostSegment(base: storage.baseAddress!, count: count)
         segments = [one]
     }
@@ -234,7 +253,9 @@ public final class HostBuffer: ScatterGatherList, @unchecked Sendable {
         bytes.withUnsafeBytes { _ = copy($0, to: 0) }
     }
 
-    deinit { storage.deallocate() }
+    deinit {
+        if mapped { munmap(storage.baseAddress, storage.count) } else { storage.deallocate() }
+    }
 
 
     /// Lends the bytes; the pointer must not escape `body`.

@@ -1,5 +1,6 @@
 import VfsvmFUSETestSupport
 import Glibc
+import Testing
 import Synchronization
 import VfsvmFUSE
 import VfsvmMemory
@@ -60,10 +61,10 @@ struct SetlkwRequest {
     let bytes: [UInt8]
     let unique: UInt64
 
-    init(_ c: Client, node: UInt64, fh: UInt64, owner: UInt64, flock: Bool = false) {
+    init(_ c: Client, node: UInt64, fh: UInt64, owner: UInt64, type: Int32 = F_WRLCK, flock: Bool = false) {
         // fuse_lk_in: fh, owner, fuse_file_lock (start, end, type, pid), lk_flags, padding.
         let b = Bytes()
-        b.u64(fh).u64(owner).u64(0).u64(0).u32(UInt32(F_WRLCK)).u32(1).u32(flock ? 1 : 0).u32(0)
+        b.u64(fh).u64(owner).u64(0).u64(0).u32(UInt32(type)).u32(1).u32(flock ? 1 : 0).u32(0)
         bytes = c.header(FUSEOpcode.setlkw.rawValue, node: node, bodyLength: b.b.count) + b.b
         var d = Decoder(bytes, at: 8)  // fuse_in_header.unique
         unique = d.u64()
@@ -99,9 +100,13 @@ extension Client {
     /// late reply going to `late`; returns how it was handled and the errno
     /// of an inline reply.
     @discardableResult
-    func sendDeferred(_ request: SetlkwRequest, late: LateErrnos) -> (handling: FUSEHandling, inlineErrno: Int32?) {
+    /// With `refused`, through a deferral that admits no wait (as a
+    /// FUSE-over-io_uring queue with no entry to spare).
+    func sendDeferred(_ request: SetlkwRequest, late: LateErrnos, refused: Bool = false) -> (handling: FUSEHandling, inlineErrno: Int32?) {
         let reply = HostBuffer(count: 4096)
-        let handling = server.handle(request: HostBuffer(request.bytes), reply: reply) { late.record($0) }
+        let deferral = FUSEClosureDeferral { late.record($0) }
+        let handling = refused ? server.handle(request: HostBuffer(request.bytes), reply: reply, deferral: RefusingDeferral(late: deferral))
+            : server.handle(request: HostBuffer(request.bytes), reply: reply, deferral: deferral)
         guard case let .replied(n) = handling, n >= 16 else { return (handling, nil) }
         var d = Decoder(reply.array)
         _ = d.u32()
@@ -112,5 +117,16 @@ extension Client {
     func interrupt(_ unique: UInt64) -> Reply {
         let i = Bytes(); i.u64(unique)
         return call(.interrupt, node: 0, i)
+    }
+}
+
+/// A deferral that has no room: `admitsWait()` says no, so nothing is
+/// ever deferred through it.
+struct RefusingDeferral: FUSEReplyDeferral {
+    let late: FUSEClosureDeferral
+    func admitsWait() -> Bool { false }
+    func deferReply() -> FUSEClosureDeferral {
+        Issue.record("a refused deferral was deferred")
+        return late
     }
 }

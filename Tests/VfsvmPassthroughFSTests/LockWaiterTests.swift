@@ -76,6 +76,36 @@ import VfsvmSys
         #expect(procEntries("/proc/self/task") <= before, "the waiters' threads are gone")
     }
 
+    /// A caller with no room for another held request (a FUSE ring queue
+    /// whose entries but one hold waits) refuses the deferral: the lock
+    /// request is answered ENOLCK inline and its place in the server's
+    /// budget comes back; an unlock, which flock(LOCK_UN) sends as a
+    /// SETLKW, is answered inline and granted, refusal or not: were it
+    /// deferred, the waiters it wakes could keep it from ever running.
+    @Test func refusedDeferralAnswersENOLCKAndUnlocksRunInline() throws {
+        var options = FUSEServerOptions()
+        options.maxLockWaiters = 1
+        let f = try Fixture(server: options)
+        let c = f.client
+        let r = c.create(1, "l")
+        let done = LateErrnos()
+        for flock in [false, true] {
+            let lock = SetlkwRequest(c, node: r.nodeID, fh: r.createHandle, owner: 7, flock: flock)
+            let (refused, errno) = c.sendDeferred(lock, late: done, refused: true)
+            #expect(refused == .replied(16) && errno == ENOLCK, "flock \(flock): a refused wait is answered ENOLCK inline")
+            // The budget of 1 is whole again: the next wait is admitted.
+            let (admitted, _) = c.sendDeferred(SetlkwRequest(c, node: r.nodeID, fh: r.createHandle, owner: 7, flock: flock), late: done)
+            #expect(admitted == .deferred, "flock \(flock): the refused wait gave its place back")
+            var waited = 0
+            while done.all.count < (flock ? 2 : 1), waited < 500 { usleep(10_000); waited += 1 }
+            #expect(done.all.last == 0, "flock \(flock): the admitted wait is granted")
+            let unlockRequest = SetlkwRequest(c, node: r.nodeID, fh: r.createHandle, owner: 7, type: F_UNLCK, flock: flock)
+            let (unlock, unlockErrno) = c.sendDeferred(unlockRequest, late: done, refused: true)
+            #expect(unlock == .replied(16) && unlockErrno == 0, "flock \(flock): the unlock is answered inline, granted")
+        }
+        #expect(done.all == [0, 0], "only the two admitted waits completed late")
+    }
+
     /// A SETLKW that can be granted at once still goes through a waiter,
     /// and its completion carries the reply; other requests are answered
     /// inline.

@@ -37,9 +37,11 @@ struct vfsvm_fuse_uring_req_header {
 struct vfsvm_fuse_ring;
 
 /// A ring with 128-byte SQEs (the FUSE command lives in the SQE's 80-byte
-/// command area): 0 and *out set, or -errno (io_uring disabled, seccomp,
-/// a kernel without SQE128).
-int vfsvm_fuse_ring_create(unsigned entries, struct vfsvm_fuse_ring **out);
+/// command area) and `cq_entries` completions (at least as many as
+/// commands can be in flight: past that the kernel keeps completions on an
+/// overflow list, slower): 0 and *out set, or -errno (io_uring disabled,
+/// seccomp, a kernel without SQE128).
+int vfsvm_fuse_ring_create(unsigned entries, unsigned cq_entries, struct vfsvm_fuse_ring **out);
 void vfsvm_fuse_ring_destroy(struct vfsvm_fuse_ring *ring);
 
 /// Queues (does not submit) one FUSE command on `fuse_fd`: `iov` is the
