@@ -110,23 +110,31 @@ long vfsvm_i386_getpid(void) {
     return r;
 }
 
-int vfsvm_open_detached_procfs(void) {
-    int fs = (int)syscall(SYS_fsopen, "proc", VFSVM_FSOPEN_CLOEXEC);
-    if (fs < 0) return -1;
-    int err = 0;
-    if (syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_SET_STRING, "subset", "pid", 0) < 0
-        || syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
-        err = errno;
-        close(fs);
-        errno = err;
-        return -1;
-    }
-    int mnt = (int)syscall(SYS_fsmount, fs, VFSVM_FSMOUNT_CLOEXEC,
-                           VFSVM_MOUNT_ATTR_RDONLY | VFSVM_MOUNT_ATTR_NOSUID | VFSVM_MOUNT_ATTR_NODEV | VFSVM_MOUNT_ATTR_NOEXEC);
-    err = errno;
+// fsconfig(CMD_CREATE) on the configured context `fs`, then fsmount with
+// `attrs`: the new mount's fd, or -1/errno. `fs` is closed either way.
+static int create_detached_mount(int fs, unsigned attrs) {
+    int mnt = -1;
+    if (syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+        mnt = (int)syscall(SYS_fsmount, fs, VFSVM_FSMOUNT_CLOEXEC, attrs);
+    int err = errno;
     close(fs);
     errno = err;
     return mnt;
+}
+
+// fsconfig(SET_STRING key=value) on `fs`; on failure closes it (errno kept).
+static int set_string(int fs, const char *key, const char *value) {
+    if (syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_SET_STRING, key, value, 0) == 0) return 0;
+    int err = errno;
+    close(fs);
+    errno = err;
+    return -1;
+}
+
+int vfsvm_open_detached_procfs(void) {
+    int fs = (int)syscall(SYS_fsopen, "proc", VFSVM_FSOPEN_CLOEXEC);
+    if (fs < 0 || set_string(fs, "subset", "pid") < 0) return -1;
+    return create_detached_mount(fs, VFSVM_MOUNT_ATTR_RDONLY | VFSVM_MOUNT_ATTR_NOSUID | VFSVM_MOUNT_ATTR_NODEV | VFSVM_MOUNT_ATTR_NOEXEC);
 }
 
 // linux/mount.h values (see above): open_tree(2), move_mount(2).
@@ -159,22 +167,8 @@ int vfsvm_attach_tree_at(int tree, int dir, const char *name) {
 
 int vfsvm_open_detached_tmpfs(void) {
     int fs = (int)syscall(SYS_fsopen, "tmpfs", VFSVM_FSOPEN_CLOEXEC);
-    if (fs < 0) return -1;
-    int err = 0;
-    if (syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_SET_STRING, "mode", "0755", 0) < 0
-        || syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_SET_STRING, "size", "1m", 0) < 0
-        || syscall(SYS_fsconfig, fs, VFSVM_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
-        err = errno;
-        close(fs);
-        errno = err;
-        return -1;
-    }
-    int mnt = (int)syscall(SYS_fsmount, fs, VFSVM_FSMOUNT_CLOEXEC,
-                           VFSVM_MOUNT_ATTR_NOSUID | VFSVM_MOUNT_ATTR_NODEV | VFSVM_MOUNT_ATTR_NOEXEC);
-    err = errno;
-    close(fs);
-    errno = err;
-    return mnt;
+    if (fs < 0 || set_string(fs, "mode", "0755") < 0 || set_string(fs, "size", "1m") < 0) return -1;
+    return create_detached_mount(fs, VFSVM_MOUNT_ATTR_NOSUID | VFSVM_MOUNT_ATTR_NODEV | VFSVM_MOUNT_ATTR_NOEXEC);
 }
 
 int vfsvm_make_mount_read_only(int fd) {
