@@ -15,12 +15,7 @@ extension Run {
         // Everything the VMM needs by path is opened first: once the shares
         // are in their sandbox (RunSandbox.swift) no other host path exists.
         let kvm: KVM
-        do { kvm = try KVM() } catch {
-            switch error {
-            case .unavailable, .missingCapability: throw failure(error.description, status: 69)
-            default: throw failure(error.description, status: 1)
-            }
-        }
+        do { kvm = try KVM() } catch { throw failure(error.description, status: Self.exitStatus(error)) }
         var disks: [any VirtioDevice] = []
         for spec in plan.disks {
             do { disks.append(try makeDiskDevice(spec)) } catch { throw failure(error.description, status: 66) }
@@ -79,7 +74,7 @@ extension Run {
         } catch {
             switch error {
             case .boot, .badConfig: throw failure(error.description, status: 64)
-            case .kvm(.unavailable), .kvm(.missingCapability): throw failure(error.description, status: 69)
+            case .kvm(let kvmError): throw failure(error.description, status: Self.exitStatus(kvmError))
             default: throw failure(error.description, status: 1)
             }
         }
@@ -116,5 +111,15 @@ extension Run {
         }
         if case .failure(let line) = reason { logLine("vfsvm: \(line)") }
         if reason.exitStatus != 0 { throw ExitCode(reason.exitStatus) }
+    }
+
+    /// 69 (EX_UNAVAILABLE) when this host cannot run the VMM at all (no
+    /// /dev/kvm, or a capability it lacks), so a caller can fall back to
+    /// --accel tcg; 1 for any other KVM failure.
+    static func exitStatus(_ error: KVMError) -> Int32 {
+        switch error {
+        case .unavailable, .missingCapability: return 69
+        default: return 1
+        }
     }
 }

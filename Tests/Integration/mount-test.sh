@@ -9,8 +9,9 @@
 set -u
 VFSVM=$(realpath "${1:?usage: mount-test.sh PATH-TO-vfsvm}")
 here=$(cd "$(dirname "$0")" && pwd)
-# ok/bad/check/summary
+# ok/bad/check/summary; mounted/start_mount/terminate_mount
 . "$(dirname "$0")/check.sh"
+. "$(dirname "$0")/mount-helpers.sh"
 
 if [ ! -c /dev/fuse ] || [ "$(id -u)" -ne 0 ]; then
     bad "mount-test can run here" "needs root and /dev/fuse (uid $(id -u), /dev/fuse $( [ -c /dev/fuse ] && echo present || echo missing))"
@@ -29,8 +30,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mounted() { grep -q " $mnt fuse.vfsvm " /proc/mounts; }
-
 # FUSE over io_uring is a module parameter (enable_uring); the passes
 # below set it as they need and the original value is put back on exit.
 param=/sys/module/fuse/parameters/enable_uring
@@ -42,18 +41,8 @@ set_uring() {  # Y|N; prints why not when the kernel has no such parameter
 }
 trap 'restore_uring; cleanup' EXIT
 
-start_mount() {  # extra options...
-    "$VFSVM" mount --share "$host" "$mnt" "$@" >"$log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 100); do mounted && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-}
 stop_mount() {  # NAME: SIGTERM unmounts and exits 0
-    kill -TERM $pid 2>/dev/null
-    status=timeout
-    for _ in $(seq 1 100); do
-        if ! kill -0 $pid 2>/dev/null; then wait $pid; status=$?; break; fi
-        sleep 0.1
-    done
+    terminate_mount
     if [ "$status" = 0 ] && ! mounted; then ok "$1: SIGTERM unmounts and exits 0"; else bad "$1: SIGTERM unmounts and exits 0" "status $status, log: $(tail -2 "$log"), threads: $(for t in /proc/$pid/task/*; do printf '%s:%s ' "$(cat $t/comm)" "$(cat $t/wchan)"; done 2>/dev/null), users of the mount: $(fuser -m "$mnt" 2>&1)"; fi
     pid=
 }

@@ -22,6 +22,7 @@ set -u
 VFSVM=$(realpath "${1:?usage: uring-lock-test.sh PATH-TO-vfsvm}")
 RUNS=${RUNS:-30} ROUNDS=${ROUNDS:-2} WAITERS=${WAITERS:-8} BOUND=${BOUND:-10}
 . "$(dirname "$0")/check.sh"
+. "$(dirname "$0")/mount-helpers.sh"
 
 if [ ! -c /dev/fuse ] || [ "$(id -u)" -ne 0 ]; then
     bad "uring-lock-test can run here" "needs root and /dev/fuse (uid $(id -u), /dev/fuse $( [ -c /dev/fuse ] && echo present || echo missing))"
@@ -39,7 +40,6 @@ orig_uring=$(cat "$param")
 top=$(mktemp -d /tmp/vfsvm-uring-lock.XXXXXX)
 host=$top/host mnt=$top/mnt log=$top/vfsvm.log
 mkdir -p "$host" "$mnt"
-mounted() { grep -q " $mnt fuse.vfsvm " /proc/mounts; }
 cleanup() {
     echo "$orig_uring" > "$param" 2>/dev/null
     [ -n "${pid:-}" ] && kill -9 "$pid" 2>/dev/null
@@ -53,18 +53,8 @@ if ! echo Y > "$param"; then
     summary uring-lock-test
     exit 1
 fi
-start_mount() {
-    "$VFSVM" mount --share "$host" "$mnt" >"$log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 100); do mounted && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-}
 stop_mount() {  # SIGTERM; after 10 s SIGKILL and a lazy unmount. Sets stop_status.
-    kill -TERM $pid 2>/dev/null
-    status=timeout
-    for _ in $(seq 1 100); do
-        if ! kill -0 $pid 2>/dev/null; then wait $pid; status=$?; break; fi
-        sleep 0.1
-    done
+    terminate_mount
     if [ "$status" = timeout ]; then kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; fi
     mounted && umount -l "$mnt" 2>/dev/null
     pid=
