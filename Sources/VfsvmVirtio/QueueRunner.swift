@@ -185,6 +185,9 @@ public final class QueueRunner: Sendable {
     /// interrupt decision for the batch). Refused chains are completed with
     /// length 0 in the pass and counted, not kept.
     private func pass(_ scratch: inout PassScratch) -> Pass {
+        // Read once: each use of the `memory` property retained and
+        // released the sink's memory again (three pairs a pass).
+        let memory = sink.memory
         var chains = scratch.takeChains()
         defer { chains.removeAll(keepingCapacity: true); scratch.chains = chains }
         var refusals = 0
@@ -193,7 +196,7 @@ public final class QueueRunner: Sendable {
         let result: Pass = sink.slot.withLock { slot in
             guard slot.live else { return .dead }
             do throws(VirtqueueError) {
-                try checkMemory()
+                try checkMemory(memory)
                 try slot.queue.disableNotifications(memory)
                 let bound = Int(slot.queue.ringSize)
                 var taken = 0
@@ -249,7 +252,7 @@ public final class QueueRunner: Sendable {
         if !inline.isEmpty || refusals > 0 { sink.complete(inline, settling: inline.count) }
         // A handler may have been the one to touch a truncated region.
         if memory.truncatedRegion != nil, sink.slot.withLock({ s in defer { s.live = false }; return s.live }) {
-            do throws(VirtqueueError) { try checkMemory() } catch { sink.onFatal(error) }
+            do throws(VirtqueueError) { try checkMemory(memory) } catch { sink.onFatal(error) }
             return .dead
         }
         return result
@@ -278,7 +281,7 @@ public final class QueueRunner: Sendable {
 
     /// A front-end that shrank the file under guest memory (the SIGBUS was
     /// absorbed: see `GuestRegion.frontendShared`) breaks the ring.
-    private func checkMemory() throws(VirtqueueError) {
+    private func checkMemory(_ memory: GuestMemory) throws(VirtqueueError) {
         if let region = memory.truncatedRegion { throw .memory(.truncated(region: region.start)) }
     }
 
