@@ -159,6 +159,7 @@ bench-backend: deps
 # for both backends: Benchmarks/callgrind-backend.sh. CALLGRIND_ARGS, e.g.
 # "--ops getattr,read-4k --in-flight 1".
 callgrind-backend: deps
+	@Scripts/ensure-debs.sh valgrind
 	$(SWIFT) build -c release --product vfsvm
 	$(SWIFT) build -c release --product bench-backend
 	Benchmarks/callgrind-backend.sh $(CALLGRIND_ARGS) .build/release/vfsvm .build/release/bench-backend
