@@ -17,7 +17,7 @@ BUILD_DEBS = liburing-dev libvirt-dev pkg-config
 TEST_DEBS = qemu-system-x86 attr sqlite3 util-linux git fio python3 procps acpica-tools \
             gcc binutils debootstrap e2fsprogs
 
-.PHONY: all build deps test unit-test mount-test uring-lock-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend bench-run nightly clean
+.PHONY: all build deps test unit-test mount-test uring-lock-test boot-test rootfs-test blk-test run-test libvirt-test vmm-test domain-test guests fuzz fuzz-test images run run-serve bench bench-vmm bench-ring bench-mount bench-serve bench-backend callgrind-backend bench-run nightly clean
 
 all: build
 
@@ -154,6 +154,15 @@ bench-backend: deps
 	$(SWIFT) build -c release --product vfsvm
 	$(SWIFT) build -c release --product bench-backend
 	Benchmarks/bench-backend.sh $(BENCH_ARGS) .build/release/vfsvm .build/release/bench-backend
+
+# The same, counted in instructions per request (user space) by callgrind,
+# for both backends: Benchmarks/callgrind-backend.sh. CALLGRIND_ARGS, e.g.
+# "--ops getattr,read-4k --in-flight 1".
+callgrind-backend: deps
+	@Scripts/ensure-debs.sh valgrind
+	$(SWIFT) build -c release --product vfsvm
+	$(SWIFT) build -c release --product bench-backend
+	Benchmarks/callgrind-backend.sh $(CALLGRIND_ARGS) .build/release/vfsvm .build/release/bench-backend
 
 clean:
 	rm -rf .build .build-fuzz

@@ -56,6 +56,8 @@ struct RunSettings {
     var layout: RingLayout
     var eventIndex: Bool
     var timeoutMilliseconds: Int32
+    var startMilliseconds: Int
+    var stopMilliseconds: Int
     var operations: [Operation]
 }
 
@@ -89,16 +91,15 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
     }
     defer {
         child.send(signal: SIGTERM)
-        if child.wait(timeoutMilliseconds: 2000) == nil { child.send(signal: SIGKILL) }
+        if child.wait(timeoutMilliseconds: settings.stopMilliseconds) == nil { child.send(signal: SIGKILL) }
     }
-    // Wait up to 10 s for the socket.
     var socket: FileDescriptor?
-    for _ in 0..<1000 {
+    for _ in 0..<max(1, settings.startMilliseconds / 10) {
         guard child.isRunning else { throw FrontendError("\(spec.name) exited before listening\(logTail())") }
         if access(socketPath, F_OK) == 0, let s = try? UnixSocket.connect(path: socketPath) { socket = s; break }
         usleep(10_000)
     }
-    guard let socket else { throw FrontendError("\(spec.name) did not listen on its socket within 10 s\(logTail())") }
+    guard let socket else { throw FrontendError("\(spec.name) did not listen on its socket within \(settings.startMilliseconds) ms\(logTail())") }
     let largest = settings.operations.map(\.bufferBytes).max() ?? 4096
     let slice = ((1 << 20) + settings.inFlight * (largest + 8192) + 0xfffff) & ~0xfffff
     let session: FSSession

@@ -51,6 +51,12 @@ struct BenchBackend: ParsableCommand {
     @Option(help: "Milliseconds to wait for a reply before calling the backend stuck.")
     var timeout: Int32 = 5000
 
+    @Option(help: "Milliseconds to wait for a backend to listen on its socket (more under valgrind).")
+    var startTimeout = 10_000
+
+    @Option(help: "Milliseconds a backend gets to exit after SIGTERM before SIGKILL (more under valgrind, which writes its profile at exit).")
+    var stopTimeout = 2000
+
     @Flag(inversion: .prefixedNo, help: "Add the limit column: CPU µs of the same host system calls made directly by this process (no FUSE, no rings).")
     var limit = true
 
@@ -64,6 +70,8 @@ struct BenchBackend: ParsableCommand {
         guard (1...64).contains(inFlight) else { throw ValidationError("--in-flight wants 1...64 (the ring has 256 descriptors)") }
         guard (1...8).contains(queues) else { throw ValidationError("--queues wants 1...8") }
         guard (1...600_000).contains(timeout) else { throw ValidationError("--timeout wants 1...600000 ms") }
+        guard (1...600_000).contains(startTimeout) else { throw ValidationError("--start-timeout wants 1...600000 ms") }
+        guard (1...600_000).contains(stopTimeout) else { throw ValidationError("--stop-timeout wants 1...600000 ms") }
     }
 
     func run() throws {
@@ -84,7 +92,8 @@ struct BenchBackend: ParsableCommand {
             }
             perBackend[parts[0]] = n
         }
-        let base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, layout: packed ? .packed : .split, eventIndex: eventIndex, timeoutMilliseconds: timeout, operations: operations)
+        let base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, layout: packed ? .packed : .split, eventIndex: eventIndex, timeoutMilliseconds: timeout,
+                               startMilliseconds: startTimeout, stopMilliseconds: stopTimeout, operations: operations)
         var results: [String: [[String: Measurement]]] = [:]
         var failed = false
         var limits: [String: [Double]] = [:]

@@ -160,21 +160,20 @@ extension PassthroughFileSystem {
         var pathFD: FileDescriptor? = nil
         let byName = handle == nil && !pin && location != nil
         if handle == nil {
+            // An inode the table knows needs no fd of its own: before, every
+            // LOOKUP of a known name reopened its fd through /proc/self/fd
+            // (a path formatted, an openat and a close) only to drop it.
+            let known = state.withLock { s in
+                reenter(key, st, handle: nil, fd, byName: byName, location: location, cacheFD: cacheFD, &s)
+            }
+            if let known { return known }
             // An O_PATH fd: pinned when the entry has neither a handle nor a
             // location (a tmpfile, a ".." lookup), else put in the cache.
             pathFD = try host { () throws(SystemError) in try procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false) }
         }
         return try state.withLock { s throws(FUSEErrno) in
-            if let id = s.byKey[key], var inode = s.inodes[id], inode.fileType == st.fileType,
-               inode.handle == handle || handle == nil || inode.handle == nil {
-                inode.lookups += 1
-                s.inodes[id] = inode
-                if byName, inode.pinned == nil, inode.handle == nil, let location { setLocation(id, location, &s) }
-                if cacheFD, let handle, inode.handle == handle, inode.pinned == nil, s.pathCache[id] == nil {
-                    s.clock += 1
-                    s.pathCache[id] = CachedFD(fd, s.clock)
-                    trimCache(&s)
-                }
+            // Again: another thread may have entered it meanwhile.
+            if let id = reenter(key, st, handle: handle, fd, byName: byName, location: location, cacheFD: cacheFD, &s) {
                 return id
             }
             let pinned = byName ? nil : pathFD
@@ -203,6 +202,26 @@ extension PassthroughFileSystem {
             }
             return id
         }
+    }
+
+    /// The entry `key` names, if the table has one of `st`'s type that
+    /// `handle` does not contradict, with one more lookup; a handle-less
+    /// one found by name moves to `location`, a handle-named one without a
+    /// cached fd keeps `fd` (with `cacheFD`). Nil (nothing changed) when
+    /// there is none.
+    private func reenter(_ key: InodeKey, _ st: FileStat, handle: KernelFileHandle?, _ fd: FileDescriptor, byName: Bool,
+                         location: Location?, cacheFD: Bool, _ s: inout State) -> UInt64? {
+        guard let id = s.byKey[key], var inode = s.inodes[id], inode.fileType == st.fileType,
+              inode.handle == handle || handle == nil || inode.handle == nil else { return nil }
+        inode.lookups += 1
+        s.inodes[id] = inode
+        if byName, inode.pinned == nil, inode.handle == nil, let location { setLocation(id, location, &s) }
+        if cacheFD, let handle, inode.handle == handle, inode.pinned == nil, s.pathCache[id] == nil {
+            s.clock += 1
+            s.pathCache[id] = CachedFD(fd, s.clock)
+            trimCache(&s)
+        }
+        return id
     }
 
     /// Records that handle-less `node` is now `location`; it holds one

@@ -1,8 +1,16 @@
 import Glibc
 import CVfsvmLinux
+import Synchronization
 
 // Opening and naming: openat2 below a directory, kernel file handles,
 // the *at() calls that make, remove and rename names, readlink, getdents64.
+
+/// Set when openat2 has failed with ENOSYS (a kernel before 5.6, a
+/// container's seccomp profile, valgrind, which does not know the call):
+/// it will not start working, so later opens go straight to openat instead
+/// of paying a failed system call and a thrown error each.
+private let openat2Missing = Atomic(false)
+
 extension FileDescriptor {
     /// Opens the single component `name` below this directory. With
     /// `beneath`, uses openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
@@ -10,14 +18,14 @@ extension FileDescriptor {
     /// openat2). O_CLOEXEC is always added.
     public func openAt(_ name: [UInt8], flags: Int32, mode: mode_t = 0, beneath: Bool = true) throws(SystemError) -> FileDescriptor {
         let dir = rawValue
-        if beneath {
+        if beneath && !openat2Missing.load(ordering: .relaxed) {
             do {
                 let fd = try withCName(name, "openat2") { n in
                     Result { () throws(SystemError) in try sysCall("openat2") { vfsvm_openat2_beneath(dir, n, flags, mode) } }
                 }.get()
                 return FileDescriptor(owning: fd)
             } catch where error.errno == .ENOSYS {
-                // fall through to openat
+                openat2Missing.store(true, ordering: .relaxed)
             }
         }
         let fd = try withCName(name, "openat") { n in

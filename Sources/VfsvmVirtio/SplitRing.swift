@@ -94,6 +94,8 @@ extension Virtqueue {
     /// Without EVENT_IDX: used->flags VRING_USED_F_NO_NOTIFY set or clear
     /// (2.7.7). With it: avail_event = next avail index when enabled; left
     /// alone when disabled (2.7.10: the driver then kicks at most once more).
+    /// Inlined: a call copied the whole queue as its receiver.
+    @inline(__always)
     func writeSplitKickRequest(_ r: RingAreas) throws(VirtqueueError) {
         if eventIndex {
             if notificationsEnabled {
@@ -104,6 +106,7 @@ extension Virtqueue {
         }
     }
 
+    @inline(__always)
     func splitHasAvailable(_ r: RingAreas) throws(VirtqueueError) -> Bool {
         try ringLoadAcquire16(r.driver, 2) != nextAvail
     }

@@ -335,7 +335,10 @@ public struct Virtqueue: Sendable {
     }
 
     /// The one place that tells the driver whether to kick (split: 2.7.7 and
-    /// 2.7.10; packed: 2.8.10).
+    /// 2.7.10; packed: 2.8.10). Inlined, as `hasAvailable(_:)` is: called
+    /// from `enableNotifications`, each copied the whole queue (a memcpy) to
+    /// pass it as the receiver.
+    @inline(__always)
     func writeKickRequest(_ r: RingAreas) throws(VirtqueueError) {
         switch layout {
         case .split: try writeSplitKickRequest(r)
@@ -349,6 +352,7 @@ public struct Virtqueue: Sendable {
         try hasAvailable(try peekRings(memory))
     }
 
+    @inline(__always)
     func hasAvailable(_ r: RingAreas) throws(VirtqueueError) -> Bool {
         switch layout {
         case .split: try splitHasAvailable(r)
