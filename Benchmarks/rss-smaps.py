@@ -5,9 +5,12 @@
 memfds; anonymous mappings as "[anon]", since smaps names neither thread
 stacks nor malloc arenas), largest Rss first, in KiB, then VmRSS / VmHWM.
 
-  Benchmarks/rss-smaps.py [--top N] [--anon] PID|SMAPS_FILE
+  Benchmarks/rss-smaps.py [--top N] [--anon] [--group] PID|SMAPS_FILE
 
   --top N   rows (default 25)
+  --group   also sum by kind: the executable (the first mapping), the C and
+            C++ runtime (libc, libm, ld.so, libstdc++, libgcc_s), the other
+            shared objects, anonymous memory, memfds (guest RAM)
   --anon    also list each anonymous mapping: size, Rss, Private_Dirty
             (a thread stack is one below a 4 KiB ---p guard; a malloc
             arena is a 64 MiB reservation, mostly ---p)
@@ -35,6 +38,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--anon", action="store_true")
+    ap.add_argument("--group", action="store_true")
     ap.add_argument("target")
     a = ap.parse_args()
     path = f"/proc/{a.target}/smaps" if a.target.isdigit() else a.target
@@ -56,6 +60,25 @@ def main():
         rest = sum(s["Rss"] for _, s in rows[a.top:])
         print(f"{'(' + str(len(rows) - a.top) + ' more)':44} {'':4} {rest:13}")
     print(f"{'total':44} {len(maps):4} " + " ".join(f"{sum(m.get(f, 0) for m in maps):13}" for f in FIELDS))
+    if a.group:
+        runtime = ("libc.so", "libm.so", "ld-linux", "libstdc++.so", "libgcc_s.so")
+        exe = maps[0]["name"] if maps else ""
+        def kind(n):
+            if n == exe: return "the executable (" + exe + ")"
+            if n.startswith(runtime): return "C/C++ runtime (libc, libm, ld.so, libstdc++, libgcc_s)"
+            if ".so" in n: return "other shared objects"
+            if n.startswith("memfd:"): return "memfd (guest RAM)"
+            if n in ("[anon]", "[heap]", "[stack]"): return "anonymous (heap, arenas, stacks, .bss)"
+            return "other (" + n + ")"
+        groups, objs = {}, {}
+        for m in maps:
+            k = kind(m["name"])
+            groups[k] = groups.get(k, 0) + m.get("Rss", 0)
+            objs.setdefault(k, set()).add(m["name"])
+        print()
+        for k, v in sorted(groups.items(), key=lambda kv: -kv[1]):
+            n = len(objs[k])
+            print(f"{v:8} KiB  {k}" + (f", {n} files" if "shared" in k or "runtime" in k else ""))
     if a.anon:
         print()
         for i, m in enumerate(maps):
