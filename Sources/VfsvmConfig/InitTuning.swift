@@ -19,6 +19,8 @@
 ///   timeout=SECONDS         entry and attribute timeout of every reply
 ///                           instead of the cache mode's (0..86400, decimals
 ///                           allowed)
+///   negative_timeout=SECONDS  a LOOKUP miss answered as a negative entry
+///                           cached for SECONDS instead of ENOENT
 public struct InitTuning: Equatable, Sendable {
     public enum Readdirplus: String, Sendable { case auto, always, off }
 
@@ -29,6 +31,7 @@ public struct InitTuning: Equatable, Sendable {
     public var maxBackground: UInt16?
     /// Seconds and nanoseconds.
     public var timeout: (seconds: UInt64, nanoseconds: UInt32)?
+    public var negativeTimeout: (seconds: UInt64, nanoseconds: UInt32)?
 
     public static let variable = "VFSVM_BENCH_INIT"
 
@@ -61,8 +64,10 @@ public struct InitTuning: Equatable, Sendable {
                 maxBackground = n
             case "timeout":
                 timeout = try Self.seconds(value, bad)
+            case "negative_timeout":
+                negativeTimeout = try Self.seconds(value, bad)
             default:
-                throw bad("unknown setting (known: async_read, parallel_dirops, readdirplus, max_pages, max_background, timeout)")
+                throw bad("unknown setting (known: async_read, parallel_dirops, readdirplus, max_pages, max_background, timeout, negative_timeout)")
             }
         }
     }
@@ -89,5 +94,7 @@ public struct InitTuning: Equatable, Sendable {
         a.asyncRead == b.asyncRead && a.parallelDirops == b.parallelDirops && a.readdirplus == b.readdirplus
             && a.maxPages == b.maxPages && a.maxBackground == b.maxBackground
             && a.timeout?.seconds == b.timeout?.seconds && a.timeout?.nanoseconds == b.timeout?.nanoseconds
+            && a.negativeTimeout?.seconds == b.negativeTimeout?.seconds
+            && a.negativeTimeout?.nanoseconds == b.negativeTimeout?.nanoseconds
     }
 }

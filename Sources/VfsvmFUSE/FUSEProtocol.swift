@@ -125,6 +125,11 @@ public struct FUSEServerOptions: Sendable, Equatable {
     /// direct I/O, RELEASE) the client keeps in flight; congestion_threshold
     /// is three quarters of it. 0 leaves the kernel's default (12).
     public var maxBackground: UInt16 = 64
+    /// Answer a LOOKUP of a missing name with node 0 and this entry timeout
+    /// (a cached negative entry) instead of ENOENT; nil: ENOENT, as
+    /// virtiofsd. A name created host-side stays invisible to the client
+    /// for the timeout.
+    public var negativeEntryTimeout: FUSETimeout?
     /// Offer FUSE_HANDLE_KILLPRIV_V2: the server clears setuid/setgid on
     /// WRITE, truncating OPEN and SETATTR when the client asks.
     public var killprivV2 = true

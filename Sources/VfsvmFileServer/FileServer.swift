@@ -95,6 +95,7 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
     }
     if let n = tuning.maxPages { serverOptions.maxWrite = n * 4096 }
     if let n = tuning.maxBackground { serverOptions.maxBackground = n }
+    if let t = tuning.negativeTimeout { serverOptions.negativeEntryTimeout = FUSETimeout(seconds: t.seconds, nanoseconds: t.nanoseconds) }
     if !settings.uidTranslation.isEmpty || !settings.gidTranslation.isEmpty {
         serverOptions.idTranslation = FUSEIDTranslation(uids: idMap(settings.uidTranslation), gids: idMap(settings.gidTranslation))
     }

@@ -18,6 +18,8 @@ import VfsvmConfig
         #expect(try InitTuning(parsing: "timeout=0").timeout?.seconds == 0)
         #expect(try InitTuning(parsing: "timeout=86400").timeout?.seconds == 86400)
         #expect(try InitTuning(parsing: "timeout=0.000000001").timeout?.nanoseconds == 1)
+        let n = try InitTuning(parsing: "negative_timeout=1")
+        #expect(n.negativeTimeout?.seconds == 1 && n.timeout == nil)
     }
 
     @Test(arguments: [
@@ -26,6 +28,7 @@ import VfsvmConfig
         ("max_background=70000", "VFSVM_BENCH_INIT max_background"), ("timeout=-1", "VFSVM_BENCH_INIT timeout"),
         ("timeout=86400.5", "VFSVM_BENCH_INIT timeout"), ("timeout=1.", "VFSVM_BENCH_INIT timeout"),
         ("timeout=1.0000000001", "VFSVM_BENCH_INIT timeout"), ("writeback=on", "unknown setting"),
+        ("negative_timeout=x", "VFSVM_BENCH_INIT negative_timeout"),
     ])
     func badSettingsAreRefused(text: String, mentions: String) {
         do {

@@ -38,3 +38,30 @@ import VfsvmPassthroughFS
         }
     }
 }
+
+/// FUSEServerOptions.negativeEntryTimeout (the negative_timeout= knob): a
+/// missing name is an entry with node 0 and that entry timeout, which the
+/// client keeps as a negative dentry; other errors and hits are unchanged.
+@Suite struct NegativeEntryTests {
+    @Test func missIsENOENTByDefault() throws {
+        let f = try Fixture()
+        #expect(f.client.lookup(1, "nope").errno == ENOENT)
+    }
+
+    @Test func missIsANodeZeroEntryWithTheTimeout() throws {
+        var s = FUSEServerOptions()
+        s.negativeEntryTimeout = FUSETimeout(seconds: 2, nanoseconds: 500_000_000)
+        let f = try Fixture(server: s)
+        f.writeHost("a", "x")
+        let miss = f.client.lookup(1, "nope")
+        #expect(miss.ok && miss.body.count == 128, "a full fuse_entry_out")
+        var d = Decoder(miss.body)
+        #expect(d.u64() == 0, "node 0: negative")
+        d.skip(8)
+        #expect(d.u64() == 2 && d.u64() == 0, "entry_valid 2 s, attr_valid 0")
+        #expect(d.u32() == 500_000_000 && d.u32() == 0)
+        let hit = f.client.lookup(1, "a")
+        #expect(hit.ok && hit.nodeID > 1, "a present name is still entered")
+        #expect(f.client.lookup(hit.nodeID, "x").errno == ENOTDIR, "other errors stay errors")
+    }
+}
