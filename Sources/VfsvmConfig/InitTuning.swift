@@ -1,6 +1,7 @@
 /// A benchmark knob, not a user option: the environment variable
-/// `VFSVM_BENCH_INIT` of `vfsvm serve` and `vfsvm run` overrides what the
-/// FUSE_INIT reply offers and the entry/attribute timeouts, so that
+/// `VFSVM_BENCH_INIT`, read by every file server vfsvm builds (`serve`,
+/// `run`, `mount`), overrides what the FUSE_INIT reply offers and the
+/// entry/attribute timeouts, so that
 /// `Benchmarks/bench-serve.sh` can measure what each setting does to the
 /// guest's round trips with one binary (Benchmarks/bench-serve-results.md
 /// has the figures). It is read once at start and never needed in
