@@ -24,15 +24,19 @@
 ///                           cached for SECONDS instead of ENOENT
 public struct InitTuning: Equatable, Sendable {
     public enum Readdirplus: String, Sendable { case auto, always, off }
+    /// A timeout to the nanosecond, as FUSE replies carry it.
+    public struct Timeout: Equatable, Sendable {
+        public var seconds: UInt64
+        public var nanoseconds: UInt32
+    }
 
     public var asyncRead: Bool?
     public var parallelDirops: Bool?
     public var readdirplus: Readdirplus?
     public var maxPages: UInt32?
     public var maxBackground: UInt16?
-    /// Seconds and nanoseconds.
-    public var timeout: (seconds: UInt64, nanoseconds: UInt32)?
-    public var negativeTimeout: (seconds: UInt64, nanoseconds: UInt32)?
+    public var timeout: Timeout?
+    public var negativeTimeout: Timeout?
 
     public static let variable = "VFSVM_BENCH_INIT"
 
@@ -74,7 +78,7 @@ public struct InitTuning: Equatable, Sendable {
     }
 
     /// "1", "0.5", "86400": decimal seconds, at most a day, to the nanosecond.
-    private static func seconds(_ value: String, _ bad: (String) -> ConfigError) throws(ConfigError) -> (seconds: UInt64, nanoseconds: UInt32) {
+    private static func seconds(_ value: String, _ bad: (String) -> ConfigError) throws(ConfigError) -> Timeout {
         let parts = value.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         let why = "wants seconds from 0 to 86400 (decimals allowed), not '\(value)'"
         guard let whole = UInt64(parts[0]), whole <= 86400 else { throw bad(why) }
@@ -88,14 +92,6 @@ public struct InitTuning: Equatable, Sendable {
             nanos = n
         }
         guard whole < 86400 || nanos == 0 else { throw bad(why) }
-        return (whole, nanos)
-    }
-
-    public static func == (a: InitTuning, b: InitTuning) -> Bool {
-        a.asyncRead == b.asyncRead && a.parallelDirops == b.parallelDirops && a.readdirplus == b.readdirplus
-            && a.maxPages == b.maxPages && a.maxBackground == b.maxBackground
-            && a.timeout?.seconds == b.timeout?.seconds && a.timeout?.nanoseconds == b.timeout?.nanoseconds
-            && a.negativeTimeout?.seconds == b.negativeTimeout?.seconds
-            && a.negativeTimeout?.nanoseconds == b.negativeTimeout?.nanoseconds
+        return Timeout(seconds: whole, nanoseconds: nanos)
     }
 }
