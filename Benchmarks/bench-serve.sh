@@ -35,6 +35,12 @@
 # Environment:
 #   VFSVM_ARGS       extra `vfsvm serve` arguments, e.g. "--thread-pool-size 4"
 #   VIRTIOFSD_ARGS   extra virtiofsd arguments
+#   VFSVM_BENCH_INIT benchmark knob `vfsvm serve` reads (not a user option):
+#                    what its FUSE_INIT reply offers and its entry/attribute
+#                    timeouts, e.g. "readdirplus=off", "max_pages=32",
+#                    "timeout=86400", "negative_timeout=1" (all settings:
+#                    Sources/VfsvmConfig/InitTuning.swift); named in the
+#                    table headers when set
 #   VIRTIOFSD        virtiofsd binary (default /usr/lib/qemu/virtiofsd)
 #   VFSVM_BENCH_ARGS overrides the vfsvm-bench counts, e.g. "--meta 500 --mib 16"
 #   TMPDIR           where the share and host directories go (default /tmp)
@@ -167,6 +173,7 @@ print_counts() {
     echo "FUSE requests per row (one counting boot per backend, -d logs split by Benchmarks/bench-serve-counts.awk)"
     echo "  round trips = requests with a reply (FORGET/BATCH_FORGET not counted); lower is better; ratio > 1 means vfsvm sends more"
     echo "  queue-size=${qsize:-128 (QEMU default)}; vfsvm args: '${VFSVM_ARGS:-} -d'; virtiofsd args: '${VIRTIOFSD_ARGS:-} -d'; counts: $(tr -d '\r' < "$work/console-vfsvm-count.log" | sed -n 's/^BENCH-CONFIG //p' | head -n1)"
+    [ -z "${VFSVM_BENCH_INIT:-}" ] || echo "  vfsvm with the benchmark knob VFSVM_BENCH_INIT='$VFSVM_BENCH_INIT'"
     echo
     awk -F'\t' '
         { k = $2 SUBSEP $3; if ($1 == "vfsvm") v[k] = $4; else d[k] = $4; rows[$2] = 1
@@ -199,6 +206,7 @@ echo
 echo "vfsvm serve vs virtiofsd, guest-side (QEMU TCG, 1 vCPU, 512M), median of $rounds round(s), run took ${secs}s"
 echo "  both backends: vhost-user-fs-pci packed=off (split ring; virtiofsd has no packed ring) queue-size=${qsize:-128 (QEMU default)}, -o cache=auto -o xattr,"
 echo "  same QEMU command line, fresh empty share on $fstype each run; vfsvm args: '${VFSVM_ARGS:-}'; virtiofsd args: '${VIRTIOFSD_ARGS:-}'"
+[ -z "${VFSVM_BENCH_INIT:-}" ] || echo "  vfsvm with the benchmark knob VFSVM_BENCH_INIT='$VFSVM_BENCH_INIT'"
 echo "  counts: $cfg (guest drops its page cache before reads; host-native keeps the warm host page cache)"
 [ $quick -eq 0 ] || echo "  QUICK RUN: small counts, one round by default; figures are indicative only"
 echo "  higher is better everywhere; ratio < 1 means vfsvm is slower"

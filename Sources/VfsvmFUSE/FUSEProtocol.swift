@@ -109,6 +109,27 @@ public struct FUSEServerOptions: Sendable, Equatable {
     public var lockWaiterThreadName = "vfsvm-fuse-wait"
     /// Offer READDIRPLUS (FUSE_DO_READDIRPLUS, FUSE_READDIRPLUS_AUTO).
     public var readdirplus = true
+    /// With `readdirplus`: also offer FUSE_READDIRPLUS_AUTO, so that the
+    /// client sends READDIRPLUS only for the first batch of a directory
+    /// and where it has looked names of it up, plain READDIR otherwise.
+    /// Off, every READDIR is a READDIRPLUS.
+    public var readdirplusAuto = true
+    /// Offer FUSE_ASYNC_READ: the client may keep several READs of one file
+    /// in flight (readahead) instead of one at a time.
+    public var asyncRead = true
+    /// Offer FUSE_PARALLEL_DIROPS: the client may send LOOKUP and READDIR
+    /// of one directory concurrently instead of serialising them on the
+    /// directory's lock.
+    public var parallelDirops = true
+    /// init_out.max_background: background requests (readahead, async
+    /// direct I/O, RELEASE) the client keeps in flight; congestion_threshold
+    /// is three quarters of it. 0 leaves the kernel's default (12).
+    public var maxBackground: UInt16 = 64
+    /// Answer a LOOKUP of a missing name with node 0 and this entry timeout
+    /// (a cached negative entry) instead of ENOENT; nil: ENOENT, as
+    /// virtiofsd. A name created host-side stays invisible to the client
+    /// for the timeout.
+    public var negativeEntryTimeout: FUSETimeout?
     /// Offer FUSE_HANDLE_KILLPRIV_V2: the server clears setuid/setgid on
     /// WRITE, truncating OPEN and SETATTR when the client asks.
     public var killprivV2 = true

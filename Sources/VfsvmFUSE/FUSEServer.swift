@@ -271,7 +271,17 @@ public final class FUSEServer: FUSERequestHandler {
             for r in ranges {
                 do { try dax.remove(windowOffset: r.offset, length: r.length) } catch { throw FUSEErrno(error) }
             }
-        case let .lookup(name): return put(out(try fileSystem.lookup(ctx, parent: node, name: name)).wire, reply, unique: r.header.unique)
+        case let .lookup(name):
+            do {
+                return put(out(try fileSystem.lookup(ctx, parent: node, name: name)).wire, reply, unique: r.header.unique)
+            } catch where error.errno == .ENOENT && options.negativeEntryTimeout != nil {
+                // A miss as an entry with node 0: the client keeps the
+                // negative dentry for the timeout instead of asking again.
+                let t = options.negativeEntryTimeout ?? .zero
+                return put(fuse_entry_out(nodeid: 0, generation: 0, entry_valid: t.seconds, attr_valid: 0,
+                                          entry_valid_nsec: t.nanoseconds, attr_valid_nsec: 0, attr: fuse_attr()),
+                           reply, unique: r.header.unique)
+            }
         case .forget, .batchForget, .interrupt: return .bytes([])  // answered in execute
         case let .getattr(handle):
             let (attr, timeout) = try fileSystem.getattr(ctx, node: node, handle: handle)

@@ -4,11 +4,10 @@ import VfsvmSys
 /// FUSE_INIT: what the server offers, what it agrees to, and the session
 /// every later request reads.
 extension FUSEServer {
-    /// init_out.max_background and congestion_threshold: how many background
-    /// requests (readahead, async direct I/O, RELEASE) the client keeps in
-    /// flight, and where it starts to throttle (Linux's defaults are 12 and 9).
-    static let maxBackground: UInt16 = 64
-    static let congestionThreshold: UInt16 = 48
+    /// init_out.congestion_threshold: where the client starts to throttle
+    /// background requests, three quarters of max_background as libfuse
+    /// derives it (Linux's defaults are 12 and 9).
+    var congestionThreshold: UInt16 { options.maxBackground - options.maxBackground / 4 }
 
     func negotiate(major: UInt32, minor: UInt32, maxReadahead: UInt32, clientFlags: UInt64) throws(FUSEErrno) -> [UInt8] {
         var w = WireWriter(capacity: 64)
@@ -30,11 +29,16 @@ extension FUSEServer {
             fileSystem.destroy()
             session.store(nil)
         }
-        var ours: UInt64 = FUSEInitFlag.asyncRead | FUSEInitFlag.atomicOTrunc | FUSEInitFlag.bigWrites
-            | FUSEInitFlag.dontMask | FUSEInitFlag.parallelDirops | FUSEInitFlag.maxPages
+        var ours: UInt64 = FUSEInitFlag.atomicOTrunc | FUSEInitFlag.bigWrites
+            | FUSEInitFlag.dontMask | FUSEInitFlag.maxPages
             | FUSEInitFlag.cacheSymlinks | FUSEInitFlag.setxattrExt | FUSEInitFlag.autoInvalData
             | FUSEInitFlag.asyncDIO
-        if options.readdirplus { ours |= FUSEInitFlag.doReaddirplus | FUSEInitFlag.readdirplusAuto }
+        if options.asyncRead { ours |= FUSEInitFlag.asyncRead }
+        if options.parallelDirops { ours |= FUSEInitFlag.parallelDirops }
+        if options.readdirplus {
+            ours |= FUSEInitFlag.doReaddirplus
+            if options.readdirplusAuto { ours |= FUSEInitFlag.readdirplusAuto }
+        }
         // Not with passthrough (a host mount): its writes never reach the
         // server, so the kernel must clear setuid/setgid bits itself.
         if options.killprivV2, backingFiles == nil { ours |= FUSEInitFlag.handleKillprivV2 }
@@ -61,11 +65,11 @@ extension FUSEServer {
         let maxPages = UInt16(min((UInt64(maxWrite) + 4095) / 4096, 256))
         let mapAlignment = negotiated & FUSEInitFlag.mapAlignment != 0 ? DAXMappings.alignmentShift : 0
         tracer?.recordInit(minor: minor, clientFlags: clientFlags, maxReadahead: maxReadahead, agreedMinor: agreedMinor,
-                           flags: negotiated, maxWrite: maxWrite, maxPages: maxPages, maxBackground: Self.maxBackground,
-                           congestionThreshold: Self.congestionThreshold, mapAlignment: mapAlignment)
+                           flags: negotiated, maxWrite: maxWrite, maxPages: maxPages, maxBackground: options.maxBackground,
+                           congestionThreshold: congestionThreshold, mapAlignment: mapAlignment)
         w.u32(FUSEProtocol.major); w.u32(agreedMinor); w.u32(maxReadahead)
         w.u32(UInt32(truncatingIfNeeded: negotiated))
-        w.u16(Self.maxBackground); w.u16(Self.congestionThreshold)
+        w.u16(options.maxBackground); w.u16(congestionThreshold)
         w.u32(maxWrite)
         w.u32(1)  // time_gran: nanoseconds
         w.u16(maxPages)

@@ -38,6 +38,7 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
     case .always: .always
     case .metadata: .metadata
     }
+    let tuning = try benchmarkInitTuning()
     let io: any IOEngine
     switch engine {
     case .sync: io = SyncIOEngine()
@@ -52,6 +53,7 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
     let fs: PassthroughFileSystem
     do {
         var options = PassthroughOptions(cache: cache, xattr: settings.xattr, fileHandles: settings.inodeFileHandles != .never)
+        if let t = tuning.timeout { options.timeout = FUSETimeout(seconds: t.seconds, nanoseconds: t.nanoseconds) }
         options.requireFileHandles = settings.inodeFileHandles == .mandatory
         options.allowDirectIO = settings.allowDirectIO
         options.keepNoatime = settings.keepsNoatime
@@ -83,6 +85,17 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
     serverOptions.posixACL = settings.posixACL
     serverOptions.securityLabel = settings.securityLabel
     serverOptions.overIOURing = overIOURing
+    if let v = tuning.asyncRead { serverOptions.asyncRead = v }
+    if let v = tuning.parallelDirops { serverOptions.parallelDirops = v }
+    switch tuning.readdirplus {
+    case .auto?: serverOptions.readdirplusAuto = true
+    case .always?: serverOptions.readdirplusAuto = false
+    case .off?: serverOptions.readdirplus = false
+    case nil: break
+    }
+    if let n = tuning.maxPages { serverOptions.maxWrite = n * 4096 }
+    if let n = tuning.maxBackground { serverOptions.maxBackground = n }
+    if let t = tuning.negativeTimeout { serverOptions.negativeEntryTimeout = FUSETimeout(seconds: t.seconds, nanoseconds: t.nanoseconds) }
     if !settings.uidTranslation.isEmpty || !settings.gidTranslation.isEmpty {
         serverOptions.idTranslation = FUSEIDTranslation(uids: idMap(settings.uidTranslation), gids: idMap(settings.gidTranslation))
     }
@@ -91,6 +104,20 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
         options: serverOptions,
         tracer: trace ? FUSETracer(log: { logLine("vfsvm: " + $0) }) : nil, dax: dax,
         backingFiles: backingFiles)
+}
+
+/// The benchmark knob `VFSVM_BENCH_INIT` (see InitTuning), announced on
+/// stderr when set so that no measurement is mistaken for the defaults.
+func benchmarkInitTuning() throws -> InitTuning {
+    guard let raw = getenv(InitTuning.variable) else { return InitTuning() }
+    let text = String(cString: raw)
+    do {
+        let t = try InitTuning(parsing: text)
+        if t != InitTuning() { logLine("vfsvm: benchmark knob \(InitTuning.variable)=\(text) in effect") }
+        return t
+    } catch {
+        throw FileServerFailure("\(error)")
+    }
 }
 
 /// Why the file server could not be built, as one sentence (the command

@@ -8,6 +8,7 @@ extension PassthroughFileSystem {
     // MARK: - Replies
 
     var timeout: FUSETimeout {
+        if let t = options.timeout { return t }
         switch options.cache {
         case .never: return .zero
         case .auto: return FUSETimeout(seconds: 1)

@@ -21,6 +21,9 @@ public struct PassthroughOptions: Sendable, Equatable {
     }
 
     public var cache: Cache = .auto
+    /// Entry and attribute timeout of every reply instead of the cache
+    /// mode's (the C virtiofsd's `-o timeout=`); nil: the cache mode's.
+    public var timeout: FUSETimeout?
     /// Serve extended attributes (else ENOSYS, which the kernel remembers).
     public var xattr = true
     /// How many O_PATH fds of inodes are kept open for reuse (the inodes
