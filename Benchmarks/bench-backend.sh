@@ -8,12 +8,15 @@
 # peak RSS, with vfsvm/virtiofsd ratios (CPU per request is the headline:
 # below 1 means vfsvm spends less).
 #
-#   Benchmarks/bench-backend.sh [--quick] [--rounds N] [--requests N] [--in-flight N] VFSVM_BIN BENCH_BACKEND_BIN
+#   Benchmarks/bench-backend.sh [--quick] [--rounds N] [--requests N] [--in-flight N] [--linux-layout] VFSVM_BIN BENCH_BACKEND_BIN
 #
 #   --quick        one round of 300 requests per operation
 #   --rounds N     rounds (default 3)
 #   --requests N   measured requests per operation per round (default 3000)
 #   --in-flight N  requests posted together (default 1)
+#   --linux-layout every request's in-header and out-header in buffers of
+#                  their own, as Linux's virtio-fs posts them (default: each
+#                  merged with the arguments after it)
 #   --scaling      then a second table: vfsvm with 4 request queues against
 #                  virtiofsd's one, 32 in flight per queue, on the 4 KiB and
 #                  metadata rows (issue 12's multi-queue goal)
@@ -27,7 +30,7 @@
 set -euo pipefail
 
 die() { echo "bench-backend: $*" >&2; exit 2; }
-rounds=3 requests=3000 inflight=1 scaling=0 vfsvm="" tool=""
+rounds=3 requests=3000 inflight=1 scaling=0 vfsvm="" tool="" layout=()
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) rounds=1; requests=300; shift ;;
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
         --requests) [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]{0,6}$ ]] || die "--requests wants a positive number"; requests=$2; shift 2 ;;
         --in-flight) [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]?$ ]] || die "--in-flight wants 1..64"; inflight=$2; shift 2 ;;
         --scaling) scaling=1; shift ;;
+        --linux-layout) layout=(--linux-layout); shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) if [ -z "$vfsvm" ]; then vfsvm=$1; elif [ -z "$tool" ]; then tool=$1; else die "too many arguments"; fi; shift ;;
@@ -53,10 +57,10 @@ echo "bench-backend: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load $(cut
 backends=(--backend "vfsvm=$vfsvm serve --socket-path {socket} -o source={share} -o cache=auto ${VFSVM_ARGS:-}"
           --backend "virtiofsd=$virtiofsd --socket-path={socket} -o source={share} -o cache=auto ${VIRTIOFSD_ARGS:-}")
 rc=0
-"$tool" --rounds "$rounds" --requests "$requests" --in-flight "$inflight" "${ops[@]}" "${backends[@]}" || rc=1
+"$tool" --rounds "$rounds" --requests "$requests" --in-flight "$inflight" "${layout[@]}" "${ops[@]}" "${backends[@]}" || rc=1
 if [ $scaling -eq 1 ]; then
     echo
-    "$tool" --rounds "$rounds" --requests $((requests * 4)) --in-flight 32 --queues-for vfsvm=4 --no-limit \
+    "$tool" --rounds "$rounds" --requests $((requests * 4)) --in-flight 32 --queues-for vfsvm=4 --no-limit "${layout[@]}" \
         --ops getattr,lookup,read-4k,write-4k "${backends[@]}" || rc=1
 fi
 exit $rc

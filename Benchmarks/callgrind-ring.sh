@@ -9,13 +9,17 @@
 #
 #   Benchmarks/callgrind-ring.sh [path to a ring-request-loop binary]
 #
+# CALLGRIND_OPS picks operations (default: getattr lookup read read-linux;
+# read-linux is READ with Linux's reply layout, out-header and data in two
+# buffers).
+#
 # Without an argument it builds the release binary (callgrind-common.sh
 # does that, and strips a copy's debug info for valgrind).
 tool=callgrind-ring product=ring-request-loop
 . "$(dirname "$0")/callgrind-common.sh"
 total=3200
 printf '%-8s %-7s %6s %12s\n' request ring batch "Ir/request"
-for op in getattr lookup read; do
+for op in ${CALLGRIND_OPS:-getattr lookup read read-linux}; do
     for layout in split packed; do
         for batch in 1 32; do
             passes=$((total / batch))

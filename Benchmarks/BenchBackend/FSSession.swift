@@ -32,10 +32,16 @@ final class RequestQueue: @unchecked Sendable {
     let kick: EventFD
     let call: EventFD
     let timeoutMilliseconds: Int32
+    /// Post the in-header and the out-header in buffers of their own, as
+    /// Linux's virtio_fs_enqueue_req does (then the arguments in one
+    /// buffer, then any data pages), instead of each merged with the
+    /// arguments that follow it.
+    let linuxLayout: Bool
     private var unique: UInt64
 
-    init(index: Int, driver: MockDriver, kick: EventFD, call: EventFD, timeoutMilliseconds: Int32) {
+    init(index: Int, driver: MockDriver, kick: EventFD, call: EventFD, linuxLayout: Bool = false, timeoutMilliseconds: Int32) {
         self.driver = driver
+        self.linuxLayout = linuxLayout
         self.kick = kick
         self.call = call
         self.timeoutMilliseconds = timeoutMilliseconds
@@ -51,12 +57,26 @@ final class RequestQueue: @unchecked Sendable {
         return data.map { [h.b + args.b, $0] } ?? [h.b + args.b]
     }
 
+    /// `buffers` with the first `header` bytes of the first buffer in one of
+    /// their own (when more follow in it).
+    static func headerApart(_ buffers: [[UInt8]], _ header: Int) -> [[UInt8]] {
+        guard let first = buffers.first, first.count > header else { return buffers }
+        return [Array(first[..<header]), Array(first[header...])] + buffers.dropFirst()
+    }
+
+    static func headerApart(_ sizes: [Int], _ header: Int) -> [Int] {
+        guard let first = sizes.first, first > header else { return sizes }
+        return [header, first - header] + sizes.dropFirst()
+    }
+
     /// Posts `requests` (all in flight at once), kicks once, waits for every
     /// reply; `done(i, reply, latency)` sees each as it completes.
     func run(_ requests: [FUSERequest], _ done: (Int, FUSEReplyBytes, UInt64) throws -> Void) throws {
         var started: [UInt16: (index: Int, at: UInt64)] = [:]
         for (i, r) in requests.enumerated() {
-            let id = try driver.add(readable: r.readable, writable: r.writable)
+            let id = linuxLayout
+                ? try driver.add(readable: Self.headerApart(r.readable, 40), writable: Self.headerApart(r.writable.map { Int($0) }, 16).map { UInt32($0) })
+                : try driver.add(readable: r.readable, writable: r.writable)
             started[id] = (i, nowNanoseconds())
         }
         // virtqueue_kick_prepare: VRING_USED_F_NO_NOTIFY / avail_event
@@ -111,7 +131,7 @@ final class FSSession {
     /// Request queue q's ring and buffers get `sliceBytes` (a multiple of
     /// 1 MiB) after the hiprio queue's first MiB.
     init(socket: FileDescriptor, queues count: Int, sliceBytes: Int, queueSize: UInt16, layout: RingLayout,
-         eventIndex: Bool, timeoutMilliseconds: Int32) throws {
+         eventIndex: Bool, linuxLayout: Bool = false, timeoutMilliseconds: Int32) throws {
         frontend = MockFrontend(socket: socket)
         let ramSize = (1 << 20) + count * sliceBytes
         self.ramSize = ramSize
@@ -181,7 +201,7 @@ final class FSSession {
             let base = UInt64((1 << 20) + q * sliceBytes)
             let call = try EventFD(nonBlocking: true), kick = try EventFD(nonBlocking: true)
             let d = try start(UInt32(1 + q), base: base, arena: (base + 0x10000)..<(base + UInt64(sliceBytes)), call: call, kick: kick)
-            made.append(RequestQueue(index: q, driver: d, kick: kick, call: call, timeoutMilliseconds: timeoutMilliseconds))
+            made.append(RequestQueue(index: q, driver: d, kick: kick, call: call, linuxLayout: linuxLayout, timeoutMilliseconds: timeoutMilliseconds))
         }
         queues = made
         hiprio = hi

@@ -55,6 +55,8 @@ struct RunSettings {
     var queues: Int
     var layout: RingLayout
     var eventIndex: Bool
+    /// Headers in buffers of their own (`RequestQueue.linuxLayout`).
+    var linuxLayout = false
     var timeoutMilliseconds: Int32
     var startMilliseconds: Int
     var stopMilliseconds: Int
@@ -105,7 +107,7 @@ func runBackend(_ spec: BackendSpec, _ settings: RunSettings) throws -> [String:
     let session: FSSession
     do {
         session = try FSSession(socket: socket, queues: settings.queues, sliceBytes: slice, queueSize: 256, layout: settings.layout,
-                                eventIndex: settings.eventIndex, timeoutMilliseconds: settings.timeoutMilliseconds)
+                                eventIndex: settings.eventIndex, linuxLayout: settings.linuxLayout, timeoutMilliseconds: settings.timeoutMilliseconds)
     } catch {
         throw FrontendError("\(spec.name): \(error)\(logTail())")
     }

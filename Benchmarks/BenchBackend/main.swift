@@ -33,6 +33,9 @@ struct BenchBackend: ParsableCommand {
     @Option(help: "Requests in flight at once (posted together, one kick).")
     var inFlight = 1
 
+    @Flag(help: "Post the in-header and the out-header of every request in buffers of their own, as Linux's virtio-fs does (default: each merged with the arguments after it, but READ's data and WRITE's).")
+    var linuxLayout = false
+
     @Flag(help: "Use packed rings (VIRTIO_F_RING_PACKED; virtiofsd 7.2 has none) instead of split ones.")
     var packed = false
 
@@ -92,8 +95,9 @@ struct BenchBackend: ParsableCommand {
             }
             perBackend[parts[0]] = n
         }
-        let base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, layout: packed ? .packed : .split, eventIndex: eventIndex, timeoutMilliseconds: timeout,
+        var base = RunSettings(requests: requests, inFlight: inFlight, queues: queues, layout: packed ? .packed : .split, eventIndex: eventIndex, timeoutMilliseconds: timeout,
                                startMilliseconds: startTimeout, stopMilliseconds: stopTimeout, operations: operations)
+        base.linuxLayout = linuxLayout
         var results: [String: [[String: Measurement]]] = [:]
         var failed = false
         var limits: [String: [Double]] = [:]
@@ -157,7 +161,7 @@ struct BenchBackend: ParsableCommand {
 
     func printTable(_ specs: [BackendSpec], _ operations: [Operation], _ results: [String: [[String: Measurement]]],
                     _ limits: [String: [Double]], _ queueCounts: [String: Int]) {
-        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, \(packed ? "packed" : "split") ring, \(queueSummary(specs, queueCounts)) request queue(s), \(eventIndex ? "EVENT_IDX where offered" : "no EVENT_IDX"); medians of \(rounds) round(s)")
+        print("bench-backend: \(requests) requests per operation, \(inFlight) in flight per queue, \(packed ? "packed" : "split") ring, \(queueSummary(specs, queueCounts)) request queue(s), \(eventIndex ? "EVENT_IDX where offered" : "no EVENT_IDX")\(linuxLayout ? ", headers in buffers of their own (Linux's layout)" : ""); medians of \(rounds) round(s)")
         var header = ["operation"]
         for s in specs { header += ["\(s.name) req/s", "p50 µs", "p99 µs", "CPU µs/req", "RSS MiB"] }
         if specs.count == 2 { header += ["CPU/req \(specs[0].name)/\(specs[1].name)", "req/s \(specs[0].name)/\(specs[1].name)"] }

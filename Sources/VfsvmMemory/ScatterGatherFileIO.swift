@@ -11,7 +11,7 @@ extension ScatterGatherList {
     /// list (clamped to its end). Loops over short reads until `count`
     /// bytes or end of file; returns the bytes read.
     public func read(from fd: FileDescriptor, fileOffset: Int64, into offset: Int, count: Int) throws(SystemError) -> Int {
-        try repeatVectored("preadv", offset: offset, count: count) { iov, done in
+        try Self.repeatVectored(self, "preadv", offset: offset, count: count) { iov, done in
             // Safe: the iovecs cover live segments of this list, clamped to its end.
             preadv(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) &+ off_t(done))
         }
@@ -20,8 +20,8 @@ extension ScatterGatherList {
     /// pwritev(fd) at `fileOffset` from `[offset, offset + count)` of this
     /// list. Loops over short writes; returns the bytes written (fewer only
     /// when the list ends first).
-    public func write(to fd: FileDescriptor, fileOffset: Int64, from offset: Int, count: Int, append: Bool = false) throws(SystemError) -> Int {
-        try repeatVectored("pwritev", offset: offset, count: count) { iov, done in
+    public func write(to fd: FileDescriptor, fileOffset: Int64, from offset: Int, count: Int) throws(SystemError) -> Int {
+        try Self.repeatVectored(self, "pwritev", offset: offset, count: count) { iov, done in
             // Safe: the iovecs cover live segments of this list, clamped to its end.
             // On an O_APPEND fd Linux ignores the offset and appends.
             pwritev(fd.rawValue, iov.baseAddress, Int32(min(iov.count, 1024)), off_t(fileOffset) &+ off_t(done))
@@ -51,15 +51,19 @@ extension ScatterGatherList {
     }
 
     /// `call(iovecs, done)` (a preadv/pwritev: -1 and errno on failure,
-    /// retried on EINTR) over `[offset + done, offset + count)` until
-    /// `count` bytes or a transfer of 0; returns the bytes moved.
-    private func repeatVectored(_ what: String, offset: Int, count: Int,
-                                _ call: (UnsafeBufferPointer<iovec>, Int) -> Int) throws(SystemError) -> Int {
+    /// retried on EINTR) over `[offset + done, offset + count)` of `list`
+    /// until `count` bytes or a transfer of 0; returns the bytes moved.
+    /// Always inlined into `read` and `write`, which are compiled for each
+    /// list type, and `withIOVecs` directly (not the `vectored` witness):
+    /// the whole READ then runs as one specialised function.
+    @inline(__always)
+    private static func repeatVectored(_ list: Self, _ what: String, offset: Int, count: Int,
+                                       _ call: (UnsafeBufferPointer<iovec>, Int) -> Int) throws(SystemError) -> Int {
         var done = 0
         while done < count {
             // Negative: -errno (the closure lends no typed error, which
             // would make it generic again).
-            let n = vectored(offset: offset + done, length: count - done) { iov -> Int in
+            let n = list.withIOVecs(offset: offset + done, length: count - done) { iov -> Int in
                 if iov.isEmpty { return 0 }
                 while true {
                     let r = call(iov, done)

@@ -78,6 +78,13 @@ public struct DescriptorChain: Hashable, Sendable {
                                                                 length: UInt64(ranges[slots.lowerBound].length)) {
             return GuestBufferList(memory: memory, resolved: one)
         }
+        // Two non-empty buffers, each inside one region (a READ's reply, a
+        // WRITE's request): held inline, no array per request.
+        if slots.count == 2, ranges[slots.lowerBound].length > 0, ranges[slots.lowerBound + 1].length > 0,
+           let first = try memory.singleSegment(at: ranges[slots.lowerBound].address, length: UInt64(ranges[slots.lowerBound].length)),
+           let second = try memory.singleSegment(at: ranges[slots.lowerBound + 1].address, length: UInt64(ranges[slots.lowerBound + 1].length)) {
+            return GuestBufferList(memory: memory, resolved: first, second)
+        }
         var segments: [HostSegment] = []
         segments.reserveCapacity(slots.count)
         for i in slots {

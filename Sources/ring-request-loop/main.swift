@@ -17,18 +17,20 @@ import VfsvmVirtioFS
 // virtio-fs device's chain handler, FUSEServer and PassthroughFileSystem
 // on a scratch directory. No eventfd, no poll: those are the kernel's.
 //
-//   ring-request-loop getattr|lookup|read BATCH PASSES [split|packed]
+//   ring-request-loop getattr|lookup|read|read-linux BATCH PASSES [split|packed]
 //
 // Each pass finds BATCH chains available (the same chains, re-posted by
 // the driver between passes), handles them and completes them as one
 // batch. Collected instructions / (BATCH * PASSES) is the device side's
-// cost per request (read: READ of 4 KiB at offset 0 of a 4 KiB file).
+// cost per request (read: READ of 4 KiB at offset 0 of a 4 KiB file, the
+// reply in one buffer; read-linux: the same READ with the out-header and
+// the data in two buffers, as Linux's virtio-fs and bench-backend post it).
 
 let args = CommandLine.arguments
-guard args.count == 4 || args.count == 5, ["getattr", "lookup", "read"].contains(args[1]),
+guard args.count == 4 || args.count == 5, ["getattr", "lookup", "read", "read-linux"].contains(args[1]),
       let batch = Int(args[2]), (1...256).contains(batch), let passes = Int(args[3]), passes >= 0,
       let layout = args.count == 5 ? RingLayout(rawValue: args[4]) : .split else {
-    logLine("usage: ring-request-loop getattr|lookup|read BATCH(1-256) PASSES [split|packed]")
+    logLine("usage: ring-request-loop getattr|lookup|read|read-linux BATCH(1-256) PASSES [split|packed]")
     exit(2)
 }
 
@@ -59,13 +61,15 @@ let body = Bytes()
 let opcode: FUSEOpcode
 let node: UInt64
 var replyCapacity: UInt32 = 4096 + 16
+/// The reply's writable buffers: one, or (read-linux) the out-header's and the data's.
+var replyBuffers: [UInt32] { args[1] == "read-linux" ? [16, 4096] : [replyCapacity] }
 switch args[1] {
 case "getattr":
     body.u32(0).u32(0).u64(0)
     opcode = .getattr
     node = file.nodeID
     replyCapacity = 128
-case "read":
+case "read", "read-linux":
     let opened = client.open(file.nodeID, flags: UInt32(O_RDONLY))
     guard opened.ok else { fail("OPEN f failed") }
     var fh: UInt64 = 0
@@ -98,7 +102,7 @@ do {
         index: 1, queue: try driver.makeQueue(), memory: driver.memory, kick: try EventFD(nonBlocking: true),
         interrupt: interrupt, requestHandler: { VirtioFSDevice.handle($0, server) },
         onFatal: { fail("queue failed: \($0)") })
-    for _ in 0..<batch { _ = try driver.add(readable: [request], writable: [replyCapacity]) }
+    for _ in 0..<batch { _ = try driver.add(readable: [request], writable: replyBuffers) }
 } catch {
     fail("cannot set up the ring: \(error)")
 }
@@ -115,7 +119,7 @@ for pass in 0..<passes {
                 }
                 completed += 1
             }
-            for _ in 0..<batch { _ = try driver.add(readable: [request], writable: [replyCapacity]) }
+            for _ in 0..<batch { _ = try driver.add(readable: [request], writable: replyBuffers) }
         } else {
             completed += try driver.recycle()
         }

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 import VfsvmMemory
+import VfsvmSys
 import VfsvmTestSupport
 import VfsvmVirtio
 
@@ -82,6 +83,42 @@ import VfsvmVirtio
         #expect(throws: GuestMemoryError.partialBuffer(expected: 4, completed: 2)) { try w.write([1, 2, 3, 4], at: 14) }
         try h.complete(chain, reply: [7, 7])
         #expect(try h.driver.collect().first?.reply == [7, 7])
+    }
+
+    /// A half of two buffers, each inside one region (a READ's out-header
+    /// and data, as Linux lays them out), is held as two inline pieces: the
+    /// iovecs, copies across the boundary and a preadv into it put every
+    /// byte where the driver expects it.
+    @Test(arguments: RingLayout.allCases)
+    func aTwoBufferHalfIsTwoInlinePieces(_ layout: RingLayout) throws {
+        var h = try Harness(layout)
+        try h.driver.add(readable: [bytes(40, seed: 1)], writable: [16, 4096])
+        let chain = try h.popOne()
+        let w = try chain.writableBuffers(h.memory)
+        #expect(w.byteCount == 16 + 4096)
+        #expect(w.withSegments { $0.map(\.count) } == [16, 4096])
+        #expect(w.segments.map(\.count) == [16, 4096])
+        #expect(w.withIOVecs(offset: 10, length: 20) { $0.map(\.iov_len) } == [6, 14])
+        let header = bytes(16, seed: 9)
+        try w.write(header, at: 0)
+
+        var path = Array("/tmp/vfsvm-ring-two-XXXXXX".utf8CString)
+        let raw = path.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        try #require(raw >= 0)
+        path.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        let fd = FileDescriptor(owning: raw)
+        let data = bytes(5000, seed: 4)
+        #expect(data.withUnsafeBytes { pwrite(raw, $0.baseAddress, $0.count, 0) } == 5000)
+        // Into the data buffer, from 100 bytes into the file; then one read
+        // that straddles both pieces.
+        #expect(try w.read(from: fd, fileOffset: 100, into: 16, count: 4096) == 4096)
+        #expect(try w.bytes(at: 0, count: 16) == header)
+        #expect(try w.bytes(at: 16, count: 4096) == Array(data[100..<4196]))
+        #expect(try w.read(from: fd, fileOffset: 0, into: 8, count: 64) == 64)
+        #expect(try w.bytes(at: 8, count: 64) == Array(data[0..<64]))
+        let reply = try w.bytes(at: 0, count: w.byteCount)
+        try h.complete(chain, reply: reply)
+        #expect(try h.driver.collect().first?.reply == reply)
     }
 
     /// Zero-length descriptors are accepted and carry no range (the spec
