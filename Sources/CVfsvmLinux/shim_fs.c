@@ -24,6 +24,12 @@ int vfsvm_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode) {
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
 
+int vfsvm_openat2_present(void) {
+    // A `how` of size 0 is EINVAL before any path is looked at.
+    long r = syscall(SYS_openat2, -1, NULL, (size_t)0);
+    return !(r == -1 && errno == ENOSYS);
+}
+
 int vfsvm_name_to_handle_fd(int fd, unsigned char *bytes, unsigned int *size, int *type, int *mount_id) {
     union {
         struct file_handle fh;

@@ -1,31 +1,34 @@
 import Glibc
 import CVfsvmLinux
-import Synchronization
 
 // Opening and naming: openat2 below a directory, kernel file handles,
 // the *at() calls that make, remove and rename names, readlink, getdents64.
 
-/// Set when openat2 has failed with ENOSYS (a kernel before 5.6, a
-/// container's seccomp profile, valgrind, which does not know the call):
-/// it will not start working, so later opens go straight to openat instead
-/// of paying a failed system call and a thrown error each.
-private let openat2Missing = Atomic(false)
+/// Whether openat2 exists here (not before Linux 5.6, nor under some
+/// container seccomp profiles or valgrind), asked once with a call that no
+/// file system sees. Not learnt from an open's ENOSYS: a path walk returns
+/// that too when a FUSE file system mounted below the share answers LOOKUP
+/// with it, and one such answer must not turn RESOLVE_BENEATH off for every
+/// later open.
+private let openat2Present = vfsvm_openat2_present() != 0
 
 extension FileDescriptor {
     /// Opens the single component `name` below this directory. With
     /// `beneath`, uses openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
-    /// RESOLVE_NO_SYMLINKS (falling back to openat when the kernel lacks
-    /// openat2). O_CLOEXEC is always added.
+    /// RESOLVE_NO_SYMLINKS; where the kernel lacks openat2, openat of a name
+    /// without "/" that is not "..", so it cannot climb out either (EXDEV,
+    /// as openat2 says). O_CLOEXEC is always added.
     public func openAt(_ name: [UInt8], flags: Int32, mode: mode_t = 0, beneath: Bool = true) throws(SystemError) -> FileDescriptor {
         let dir = rawValue
-        if beneath && !openat2Missing.load(ordering: .relaxed) {
-            do {
+        if beneath {
+            if openat2Present {
                 let fd = try withCName(name, "openat2") { n in
                     Result { () throws(SystemError) in try sysCall("openat2") { vfsvm_openat2_beneath(dir, n, flags, mode) } }
                 }.get()
                 return FileDescriptor(owning: fd)
-            } catch where error.errno == .ENOSYS {
-                openat2Missing.store(true, ordering: .relaxed)
+            }
+            guard !name.contains(UInt8(ascii: "/")), name != [UInt8(ascii: "."), UInt8(ascii: ".")] else {
+                throw SystemError("openat", .EXDEV)
             }
         }
         let fd = try withCName(name, "openat") { n in

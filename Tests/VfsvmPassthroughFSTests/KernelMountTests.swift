@@ -21,15 +21,18 @@ final class KernelMount {
     let server: FUSEServer
     let finished = Flag()
 
+    /// `fileSystem` replaces the passthrough of `backing` (which is then
+    /// only an empty directory); `defaultPermissions` off leaves every
+    /// permission check to the server (no GETATTR before a lookup).
     init(options: FUSEServerOptions = FUSEServerOptions(), tracer: FUSETracer? = nil,
-         backingFiles: HostBackingFiles? = nil) throws {
+         backingFiles: HostBackingFiles? = nil, fileSystem: (any FileSystem)? = nil, defaultPermissions: Bool = true) throws {
         backing = try makeTempDir("vfsvm-kb")
         mountPoint = try makeTempDir("vfsvm-km")
         fuse = try FileDescriptor.open("/dev/fuse", O_RDWR)
-        let fs = try PassthroughFileSystem(root: backing)
+        let fs = try fileSystem ?? PassthroughFileSystem(root: backing)
         server = FUSEServer(fileSystem: fs, options: options, tracer: tracer, backingFiles: backingFiles)
         backingFiles?.attach(fuse)
-        let opts = "fd=\(fuse.rawValue),rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other"
+        let opts = "fd=\(fuse.rawValue),rootmode=40000,user_id=0,group_id=0,allow_other" + (defaultPermissions ? ",default_permissions" : "")
         guard Glibc.mount("vfsvm-test", mountPoint, "fuse", UInt(MS_NOSUID | MS_NODEV), opts) == 0 else {
             throw SystemError("mount(fuse)", .current)
         }

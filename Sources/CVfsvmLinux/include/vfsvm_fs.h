@@ -20,6 +20,10 @@
 /// the kernel lacks openat2.
 int vfsvm_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode);
 
+/// 1 when the kernel (and any seccomp filter above us) has openat2, 0 when
+/// it answers ENOSYS; asked with a call no file system sees.
+int vfsvm_openat2_present(void);
+
 /// Largest handle name_to_handle_at can return (MAX_HANDLE_SZ).
 #define VFSVM_MAX_HANDLE_SZ 128
 
