@@ -9,7 +9,8 @@
 #
 #   Benchmarks/callgrind-fuse.sh [path to a fuse-request-loop binary]
 #
-# CALLGRIND_OPS picks operations (default: all six).
+# CALLGRIND_OPS picks operations (default: all six). Kernel file handles are
+# off, as in `vfsvm serve`; FUSE_LOOP_FILE_HANDLES=prefer turns them on.
 #
 # Without an argument it builds the release binary (callgrind-common.sh
 # does that, and strips a copy's debug info for valgrind).

@@ -120,6 +120,27 @@ extension PassthroughFileSystem {
         }
     }
 
+    /// The node of an inode the table knows by `st`'s (st_dev, st_ino) and
+    /// `birth` (a statx of one of its names), with one more lookup, moved to
+    /// (`parent`, `name`) as `enter` would; nil (nothing changed) when there
+    /// is none. For sessions without file handles, where that key is all
+    /// `enter` compares, so no fd of the name is needed to match it. A name
+    /// equal to the entry's location costs no allocation (READDIRPLUS calls
+    /// this per entry).
+    func enterKnown<Name: Collection<UInt8>>(_ st: FileStat, birth: Int64, parent: UInt64, name: Name) -> UInt64? {
+        let key = InodeKey(dev: st.dev, ino: st.ino, birth: birth)
+        return state.withLock { s -> UInt64? in
+            guard let id = s.byKey[key], let i = s.inodes.index(forKey: id), s.inodes.values[i].fileType == st.fileType else { return nil }
+            s.inodes.values[i].lookups += 1
+            let inode = s.inodes.values[i]
+            if inode.pinned == nil, inode.handle == nil,
+               inode.location?.parent != parent || !(inode.location?.name.elementsEqual(name) ?? false) {
+                setLocation(id, Location(parent: parent, name: Array(name)), &s)
+            }
+            return id
+        }
+    }
+
     /// Marks a cached fd as just used; false when there is none.
     private static func touch(_ entry: CachedFD?, _ clock: UInt64) -> Bool {
         guard let entry else { return false }
@@ -140,10 +161,13 @@ extension PassthroughFileSystem {
     /// over) an entry named by a file handle keeps `fd` in the O_PATH cache
     /// when it has none there, so the next LOOKUP or READDIRPLUS of the
     /// name finds it with one stat (`enterHeld`).
-    func enter(_ fd: FileDescriptor, _ st: FileStat, pin: Bool = false, at location: Location? = nil, cacheFD: Bool = false) throws(FUSEErrno) -> UInt64 {
+    /// `birth` is the inode's birth time where the caller's statx gave it
+    /// (saving a statx here).
+    func enter(_ fd: FileDescriptor, _ st: FileStat, birth: Int64? = nil, pin: Bool = false, at location: Location? = nil,
+               cacheFD: Bool = false) throws(FUSEErrno) -> UInt64 {
         var key = InodeKey(dev: st.dev, ino: st.ino)
         var handle: KernelFileHandle? = pin || !options.fileHandles ? nil : (try? fd.kernelFileHandle())
-        if handle == nil { key.birth = fd.birthTime() ?? 0 }
+        if handle == nil { key.birth = birth ?? fd.birthTime() ?? 0 }
         // open_by_handle_at needs a real (not O_PATH) fd on the handle's
         // mount. The first inode vfsvm meets on a mount is the mount's root
         // directory (mounts are entered through it): open that one.
@@ -169,7 +193,11 @@ extension PassthroughFileSystem {
             if let known { return known }
             // An O_PATH fd: pinned when the entry has neither a handle nor a
             // location (a tmpfile, a ".." lookup), else put in the cache.
-            pathFD = try host { () throws(SystemError) in try procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false) }
+            // The caller's own O_PATH fd (`cacheFD`) serves as it is; any
+            // other is reopened as O_PATH through /proc/self/fd.
+            pathFD = cacheFD ? fd : try host { () throws(SystemError) in
+                try procSelfFD.openAt(Array(String(fd.rawValue).utf8), flags: HostFSFlag.path, beneath: false)
+            }
         }
         return try state.withLock { s throws(FUSEErrno) in
             // Again: another thread may have entered it meanwhile.

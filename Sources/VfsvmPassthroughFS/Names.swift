@@ -9,25 +9,36 @@ extension PassthroughFileSystem {
     /// enters it.
     ///
     /// Where the inode is one the table holds an fd on, one fstatat of the
-    /// name answers (`enterHeld`); else the name is opened (openat2 below
-    /// the parent), stat'ed through its fd and entered, and that fd kept in
-    /// the O_PATH cache. The name is one component (the server checked: no
-    /// '/', not "." or ".."), so a stat of it without following a symlink
-    /// stays in the parent directory.
+    /// name answers (`enterHeld`). Without file handles an inode is known by
+    /// (st_dev, st_ino, birth time) whether or not an fd is held, so one
+    /// statx of the name answers for any inode the table knows
+    /// (`enterKnown`): the stat describes what the name is now, and the
+    /// match is the same one `enter` would make through an fd. Else the
+    /// name is opened (openat2 below the parent), stat'ed through its fd
+    /// and entered, and that fd kept in the O_PATH cache. The name is one
+    /// component (the server checked: no '/', not "." or ".."), so a stat
+    /// of it without following a symlink stays in the parent directory.
     func lookupEntry(parentFD: FileDescriptor, parent: UInt64, name: [UInt8]) throws(FUSEErrno) -> FUSEEntry {
         if handlesAtRoot {
             let st = try host { () throws(SystemError) in try parentFD.statAt(name) }
             if let id = enterHeld(st) { return submount(entry(id, st), st, parentFD: parentFD) }
+        } else if !options.fileHandles {
+            let (st, birth) = try host { () throws(SystemError) in try parentFD.statWithBirth(at: name) }
+            if let id = enterKnown(st, birth: birth, parent: parent, name: name) {
+                return submount(entry(id, st), st, parentFD: parentFD)
+            }
         }
         return try openAndEnter(parentFD: parentFD, parent: parent, name: name)
     }
 
     func openAndEnter(parentFD: FileDescriptor, parent: UInt64, name: [UInt8]) throws(FUSEErrno) -> FUSEEntry {
-        let (fd, st) = try host { () throws(SystemError) in
+        let (fd, st, birth) = try host { () throws(SystemError) in
             let fd = try parentFD.openAt(name, flags: HostFSFlag.path | O_NOFOLLOW)
-            return (fd, try fd.stat())
+            let (st, birth) = try fd.statWithBirth()
+            return (fd, st, birth)
         }
-        return submount(entry(try enter(fd, st, at: Location(parent: parent, name: name), cacheFD: true), st), st, parentFD: parentFD)
+        let id = try enter(fd, st, birth: birth, at: Location(parent: parent, name: name), cacheFD: true)
+        return submount(entry(id, st), st, parentFD: parentFD)
     }
 
     /// `e` marked FUSE_ATTR_SUBMOUNT when it is a directory on another file
@@ -50,6 +61,12 @@ extension PassthroughFileSystem {
         if handlesAtRoot {
             guard let st = try? directory.statAt(cName: e.cName) else { return nil }
             if let id = enterHeld(st) { return submount(entry(id, st), st, parentFD: directory) }
+        } else if !options.fileHandles {
+            // As in `lookupEntry`: one statx for an inode the table knows.
+            guard let (st, birth) = try? directory.statWithBirth(cName: e.cName) else { return nil }
+            if let id = enterKnown(st, birth: birth, parent: parent, name: e.name) {
+                return submount(entry(id, st), st, parentFD: directory)
+            }
         }
         return try? openAndEnter(parentFD: directory, parent: parent, name: Array(e.name))
     }

@@ -20,6 +20,10 @@ import VfsvmSys
 // Run it with two values of N; the difference in instructions divided by
 // the difference in N is the cost of one request (set-up cancels out).
 // Request and reply buffers are made once, as a transport's are.
+//
+// Kernel file handles are off, as in `vfsvm serve` (whose default is
+// `--inode-file-handles never`): the loop counts the path a served guest
+// takes. FUSE_LOOP_FILE_HANDLES=prefer counts the file-handle path instead.
 
 let args = CommandLine.arguments
 guard args.count == 3, let count = Int(args[2]), count >= 0, ["getattr", "lookup", "lookup-miss", "read", "write", "readdirplus"].contains(args[1]) else {
@@ -51,7 +55,8 @@ for i in 0..<directoryEntries {
 }
 
 let fs: PassthroughFileSystem
-do { fs = try PassthroughFileSystem(root: dir) } catch {
+let fileHandles = getenv("FUSE_LOOP_FILE_HANDLES").map { String(cString: $0) == "prefer" } ?? false
+do { fs = try PassthroughFileSystem(root: dir, options: PassthroughOptions(fileHandles: fileHandles)) } catch {
     logError("cannot share \(dir): \(error)")
     exit(1)
 }

@@ -47,6 +47,10 @@ int vfsvm_dio_alignment(int fd, uint32_t *mem_align, uint32_t *offset_align);
 /// statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME): the birth
 /// time, or -1 with errno ENODATA when the file system does not record it.
 int vfsvm_birth_time(int fd, int64_t *sec, uint32_t *nsec);
+// One statx (STATX_BASIC_STATS | STATX_BTIME) of (dirfd, name, flags) as a
+// struct stat plus the birth time in ns since the epoch (0 where the file
+// system records none): a stat and vfsvm_birth_time in one system call.
+int vfsvm_statx_stat(int dirfd, const char *name, int flags, struct stat *st, int64_t *birth_ns);
 int vfsvm_flock(int fd, int operation);
 int vfsvm_setfsuid(uint32_t uid);
 int vfsvm_setfsgid(uint32_t gid);
