@@ -25,9 +25,14 @@ int vfsvm_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode) {
 }
 
 int vfsvm_openat2_present(void) {
-    // A `how` of size 0 is EINVAL before any path is looked at.
-    long r = syscall(SYS_openat2, -1, NULL, (size_t)0);
-    return !(r == -1 && errno == ENOSYS);
+    // An empty path is ENOENT where the call exists, before any file
+    // system is asked. ENOSYS: no openat2 (an old kernel, valgrind); EPERM:
+    // a seccomp profile that refuses it, which a real openat2 never answers
+    // to these arguments.
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    long r = syscall(SYS_openat2, AT_FDCWD, "", &how, sizeof how);
+    return !(r == -1 && (errno == ENOSYS || errno == EPERM));
 }
 
 int vfsvm_name_to_handle_fd(int fd, unsigned char *bytes, unsigned int *size, int *type, int *mount_id) {
@@ -112,7 +117,10 @@ static uint64_t vfsvm_encode_dev(uint32_t major, uint32_t minor) {
 int vfsvm_statx_stat(int dirfd, const char *name, int flags, struct stat *st, int64_t *birth_ns) {
     struct statx sx;
     memset(&sx, 0, sizeof sx);
-    int r = statx(dirfd, name, flags, STATX_BASIC_STATS | STATX_BTIME, &sx);
+    // AT_NO_AUTOMOUNT, as fstatat implies and an O_PATH open does: a stat of
+    // a name must not mount an automount point below the share (a map to an
+    // unreachable server would block the request's thread).
+    int r = statx(dirfd, name, flags | AT_NO_AUTOMOUNT, STATX_BASIC_STATS | STATX_BTIME, &sx);
     if (r < 0) return r;
     memset(st, 0, sizeof *st);
     st->st_dev = vfsvm_encode_dev(sx.stx_dev_major, sx.stx_dev_minor);
@@ -129,7 +137,9 @@ int vfsvm_statx_stat(int dirfd, const char *name, int flags, struct stat *st, in
     st->st_mtim.tv_sec = sx.stx_mtime.tv_sec; st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
     st->st_ctim.tv_sec = sx.stx_ctime.tv_sec; st->st_ctim.tv_nsec = sx.stx_ctime.tv_nsec;
     *birth_ns = (sx.stx_mask & STATX_BTIME)
-        ? (int64_t)sx.stx_btime.tv_sec * 1000000000 + (int64_t)sx.stx_btime.tv_nsec : 0;
+        // Wrapping, as Swift's birthTime() computes it: a file system below
+        // the share may report any btime.
+        ? (int64_t)((uint64_t)sx.stx_btime.tv_sec * 1000000000u + (uint64_t)sx.stx_btime.tv_nsec) : 0;
     return 0;
 }
 int vfsvm_flock(int fd, int operation) { return flock(fd, operation); }

@@ -15,9 +15,9 @@ private let openat2Present = vfsvm_openat2_present() != 0
 extension FileDescriptor {
     /// Opens the single component `name` below this directory. With
     /// `beneath`, uses openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
-    /// RESOLVE_NO_SYMLINKS; where the kernel lacks openat2, openat of a name
-    /// without "/" that is not "..", so it cannot climb out either (EXDEV,
-    /// as openat2 says). O_CLOEXEC is always added.
+    /// RESOLVE_NO_SYMLINKS; where the kernel lacks openat2, openat with
+    /// O_NOFOLLOW of a name without "/" that is not "..", so it cannot climb
+    /// out either (EXDEV, as openat2 says). O_CLOEXEC is always added.
     public func openAt(_ name: [UInt8], flags: Int32, mode: mode_t = 0, beneath: Bool = true) throws(SystemError) -> FileDescriptor {
         let dir = rawValue
         if beneath {
@@ -31,8 +31,11 @@ extension FileDescriptor {
                 throw SystemError("openat", .EXDEV)
             }
         }
+        // Without openat2, O_NOFOLLOW stands in for RESOLVE_NO_SYMLINKS: a
+        // symlink the guest made is not followed out of the share.
+        let plain = beneath ? flags | O_NOFOLLOW : flags
         let fd = try withCName(name, "openat") { n in
-            Result { () throws(SystemError) in try sysCall("openat") { vfsvm_openat(dir, n, flags | O_CLOEXEC, mode) } }
+            Result { () throws(SystemError) in try sysCall("openat") { vfsvm_openat(dir, n, plain | O_CLOEXEC, mode) } }
         }.get()
         return FileDescriptor(owning: fd)
     }

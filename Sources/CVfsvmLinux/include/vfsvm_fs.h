@@ -20,8 +20,8 @@
 /// the kernel lacks openat2.
 int vfsvm_openat2_beneath(int dirfd, const char *path, int flags, mode_t mode);
 
-/// 1 when the kernel (and any seccomp filter above us) has openat2, 0 when
-/// it answers ENOSYS; asked with a call no file system sees.
+/// 1 when the kernel (and any seccomp filter above us) lets us use openat2,
+/// 0 when it answers ENOSYS or EPERM; asked with a call no file system sees.
 int vfsvm_openat2_present(void);
 
 /// Largest handle name_to_handle_at can return (MAX_HANDLE_SZ).
@@ -47,7 +47,8 @@ int vfsvm_dio_alignment(int fd, uint32_t *mem_align, uint32_t *offset_align);
 /// statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME): the birth
 /// time, or -1 with errno ENODATA when the file system does not record it.
 int vfsvm_birth_time(int fd, int64_t *sec, uint32_t *nsec);
-// One statx (STATX_BASIC_STATS | STATX_BTIME) of (dirfd, name, flags) as a
+// One statx (STATX_BASIC_STATS | STATX_BTIME) of (dirfd, name, flags |
+// AT_NO_AUTOMOUNT) as a
 // struct stat plus the birth time in ns since the epoch (0 where the file
 // system records none): a stat and vfsvm_birth_time in one system call.
 int vfsvm_statx_stat(int dirfd, const char *name, int flags, struct stat *st, int64_t *birth_ns);
