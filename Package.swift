@@ -247,7 +247,7 @@ let package = Package(
         // Runs bench-backend against a child `vfsvm serve` (both built
         // executables) for a few requests.
         .testTarget(name: "BenchBackendSmokeTests", dependencies: ["VfsvmSys"], swiftSettings: strict),
-        .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig"], swiftSettings: strict),
+        .testTarget(name: "VfsvmConfigTests", dependencies: ["VfsvmConfig", "VfsvmFileServer", "VfsvmFUSE", "VfsvmFUSETestSupport"], swiftSettings: strict),
         // The command line's pure parts (QEMU's argv, serve's argv, checks
         // of paths and options), through @testable import of the executable.
         .testTarget(name: "VfsvmCommandTests", dependencies: ["vfsvm", "VfsvmConfig", "VfsvmSys"], swiftSettings: strict),

@@ -77,8 +77,9 @@ public struct InitTuning: Equatable, Sendable {
         }
     }
 
-    /// "1", "0.5", "86400": decimal seconds, at most a day, to the nanosecond.
-    private static func seconds(_ value: String, _ bad: (String) -> ConfigError) throws(ConfigError) -> Timeout {
+    /// "1", "0.5", "86400": decimal seconds, at most a day, to the nanosecond
+    /// (also `-o timeout=`).
+    static func seconds(_ value: String, _ bad: (String) -> ConfigError) throws(ConfigError) -> Timeout {
         let parts = value.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         let why = "wants seconds from 0 to 86400 (decimals allowed), not '\(value)'"
         guard let whole = UInt64(parts[0]), whole <= 86400 else { throw bad(why) }

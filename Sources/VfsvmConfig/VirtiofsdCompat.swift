@@ -37,7 +37,6 @@ public enum VirtiofsdCompat {
                             meaning: "re-checks migrated paths at switch-over; vfsvm serve does not migrate"),
         UnimplementedOption(long: "daemonize", compat: nil, meaning: "runs in the background (the C virtiofsd)"),
         UnimplementedOption(long: nil, compat: "allow_root", meaning: "libfuse's allow_root mount option (the C virtiofsd)"),
-        UnimplementedOption(long: nil, compat: "timeout", meaning: "sets the entry and attribute cache timeout in seconds (the C virtiofsd)"),
         UnimplementedOption(long: nil, compat: "max_idle_threads", meaning: "bounds idle worker threads (the C virtiofsd)"),
     ]
 

@@ -184,6 +184,10 @@ public struct ServeSettings: Equatable, Sendable {
         didSet { if xattrmap != nil { xattr = true } }
     }
 
+    /// `-o timeout=SECONDS` (the C virtiofsd's): the entry and attribute
+    /// timeout of every reply instead of the cache mode's; nil: the mode's.
+    public var timeout: InitTuning.Timeout?
+
     public init() {}
 
     /// Whether guest O_NOATIME reaches host opens: asked for, or the
@@ -239,6 +243,9 @@ public struct ServeSettings: Equatable, Sendable {
             case "no_allow_direct_io": try none(); allowDirectIO = false
             case "announce_submounts": try none(); announceSubmounts = true
             case "xattrmap": xattrmap = try need()
+            case "timeout":
+                let v = try need()
+                timeout = try InitTuning.seconds(v) { why in .badOption("timeout=\(v)", reason: why) }
             case "posix_acl": try none(); posixACL = true
             case "no_posix_acl": try none(); posixACL = false
             case "security_label": try none(); securityLabel = true
@@ -252,7 +259,7 @@ public struct ServeSettings: Equatable, Sendable {
                 logLevel = level
             default:
                 if let row = VirtiofsdCompat.unimplemented(compat: key) { throw .unimplemented("-o \(key)", meaning: row.meaning) }
-                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, readdirplus, no_readdirplus, killpriv_v2, no_killpriv_v2, allow_direct_io, no_allow_direct_io, announce_submounts, posix_acl, no_posix_acl, security_label, no_security_label, xattrmap, modcaps, debug, log_level)")
+                throw .badOption(key, reason: "unknown option (known: source, cache, sandbox, xattr, no_xattr, readonly, flock, no_flock, posix_lock, no_posix_lock, writeback, no_writeback, readdirplus, no_readdirplus, killpriv_v2, no_killpriv_v2, allow_direct_io, no_allow_direct_io, announce_submounts, posix_acl, no_posix_acl, security_label, no_security_label, xattrmap, modcaps, timeout, debug, log_level)")
             }
         }
     }

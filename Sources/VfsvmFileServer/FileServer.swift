@@ -53,7 +53,7 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
     let fs: PassthroughFileSystem
     do {
         var options = PassthroughOptions(cache: cache, xattr: settings.xattr, fileHandles: settings.inodeFileHandles != .never)
-        if let t = tuning.timeout { options.timeout = FUSETimeout(seconds: t.seconds, nanoseconds: t.nanoseconds) }
+        if let t = tuning.timeout ?? settings.timeout { options.timeout = FUSETimeout(seconds: t.seconds, nanoseconds: t.nanoseconds) }
         options.requireFileHandles = settings.inodeFileHandles == .mandatory
         options.allowDirectIO = settings.allowDirectIO
         options.keepNoatime = settings.keepsNoatime

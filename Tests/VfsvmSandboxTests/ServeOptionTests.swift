@@ -23,7 +23,7 @@ import Testing
         #expect(first.hasPrefix("Error: vfsvm serve does not implement \(name) (virtiofsd: "), "stderr: \(r.stderr)")
     }
 
-    @Test(.timeLimit(.minutes(1)), arguments: ["timeout=5", "allow_root", "max_idle_threads=4"])
+    @Test(.timeLimit(.minutes(1)), arguments: ["allow_root", "max_idle_threads=4"])
     func refusedInTheOptionList(_ option: String) throws {
         let name = String(option.prefix { $0 != "=" })
         let r = try serveFailing(["-o", "cache=auto,\(option)"])
@@ -48,7 +48,7 @@ import Testing
         ["--inode-file-handles=prefer"], ["--inode-file-handles=fallback"], ["--inode-file-handles=mandatory"],
         ["--log-level", "trace"], ["--translate-uid", "map:0:1000:1", "--translate-gid=squash-guest:0:100:65536", "--translate-uid", "forbid-guest:5:1"],
         ["-o", "readdirplus,no_readdirplus,killpriv_v2,no_killpriv_v2,allow_direct_io,no_allow_direct_io,announce_submounts"],
-        ["-o", "no_posix_acl,no_security_label,cache=metadata,log_level=info,loglevel=info"],
+        ["-o", "no_posix_acl,no_security_label,cache=metadata,log_level=info,loglevel=info"], ["-o", "cache=auto,timeout=2.5"],
         ["--xattrmap", ":map::user.virtiofs.:"], ["--posix-acl"], ["-o", "posix_acl,no_posix_acl"],
         ["--security-label"], ["-o", "security_label"], ["--security-label", "--xattrmap", ":map:security.:user.virtiofs.:"],
         // virtiofsd's README, unchanged: squash every guest id onto one host user, show it as 1000.
