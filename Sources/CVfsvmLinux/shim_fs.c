@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <linux/openat2.h>
 
 #include "vfsvm_fs.h"
@@ -108,12 +109,6 @@ int vfsvm_birth_time(int fd, int64_t *sec, uint32_t *nsec) {
     *nsec = sx.stx_btime.tv_nsec;
     return 0;
 }
-// The kernel's own st_dev encoding (new_encode_dev, what newfstatat puts in
-// st_dev on 64-bit): keys built from statx then equal keys built from fstat.
-static uint64_t vfsvm_encode_dev(uint32_t major, uint32_t minor) {
-    return (uint64_t)((minor & 0xffu) | (major << 8) | ((minor & ~0xffu) << 12));
-}
-
 int vfsvm_statx_stat(int dirfd, const char *name, int flags, struct stat *st, int64_t *birth_ns) {
     struct statx sx;
     memset(&sx, 0, sizeof sx);
@@ -123,13 +118,15 @@ int vfsvm_statx_stat(int dirfd, const char *name, int flags, struct stat *st, in
     int r = statx(dirfd, name, flags | AT_NO_AUTOMOUNT, STATX_BASIC_STATS | STATX_BTIME, &sx);
     if (r < 0) return r;
     memset(st, 0, sizeof *st);
-    st->st_dev = vfsvm_encode_dev(sx.stx_dev_major, sx.stx_dev_minor);
+    // makedev is the kernel's own encoding for its 12-bit majors (what
+    // newfstatat puts in st_dev): keys built from statx equal fstat's.
+    st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
     st->st_ino = sx.stx_ino;
     st->st_mode = sx.stx_mode;
     st->st_nlink = sx.stx_nlink;
     st->st_uid = sx.stx_uid;
     st->st_gid = sx.stx_gid;
-    st->st_rdev = vfsvm_encode_dev(sx.stx_rdev_major, sx.stx_rdev_minor);
+    st->st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
     st->st_size = (off_t)sx.stx_size;
     st->st_blksize = sx.stx_blksize;
     st->st_blocks = (blkcnt_t)sx.stx_blocks;

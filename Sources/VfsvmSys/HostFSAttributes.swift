@@ -33,29 +33,23 @@ extension FileDescriptor {
     /// birth time (ns since the epoch, 0 where none is recorded, as
     /// `birthTime() ?? 0`), which otherwise cost a stat and a statx.
     public func statWithBirth() throws(SystemError) -> (FileStat, Int64) {
-        var st = Glibc.stat()
-        var birth: Int64 = 0
-        _ = try sysCall("statx") { vfsvm_statx_stat(rawValue, "", AT_SYMLINK_NOFOLLOW | HostFSFlag.emptyPath, &st, &birth) }
-        return (FileStat(st), birth)
+        try statWithBirth(cName: "", flags: AT_SYMLINK_NOFOLLOW | HostFSFlag.emptyPath)
     }
 
     /// One statx of `name` below this directory, not following a symlink:
     /// its stat and birth time as `statWithBirth` gives them.
     public func statWithBirth(at name: [UInt8]) throws(SystemError) -> (FileStat, Int64) {
-        var st = Glibc.stat()
-        var birth: Int64 = 0
-        _ = try withCName(name, "statx") { n in
-            Result { () throws(SystemError) in try sysCall("statx") { vfsvm_statx_stat(rawValue, n, AT_SYMLINK_NOFOLLOW, &st, &birth) } }
+        try withCName(name, "statx") { n in
+            Result { () throws(SystemError) in try statWithBirth(cName: n) }
         }.get()
-        return (FileStat(st), birth)
     }
 
     /// `statWithBirth(at:)` with a name already NUL-terminated (a
     /// getdents64 entry's).
-    public func statWithBirth(cName: UnsafePointer<CChar>) throws(SystemError) -> (FileStat, Int64) {
+    public func statWithBirth(cName: UnsafePointer<CChar>, flags: Int32 = AT_SYMLINK_NOFOLLOW) throws(SystemError) -> (FileStat, Int64) {
         var st = Glibc.stat()
         var birth: Int64 = 0
-        _ = try sysCall("statx") { vfsvm_statx_stat(rawValue, cName, AT_SYMLINK_NOFOLLOW, &st, &birth) }
+        _ = try sysCall("statx") { vfsvm_statx_stat(rawValue, cName, flags, &st, &birth) }
         return (FileStat(st), birth)
     }
 
