@@ -24,19 +24,13 @@
 ///                           cached for SECONDS instead of ENOENT
 public struct InitTuning: Equatable, Sendable {
     public enum Readdirplus: String, Sendable { case auto, always, off }
-    /// A timeout to the nanosecond, as FUSE replies carry it.
-    public struct Timeout: Equatable, Sendable {
-        public var seconds: UInt64
-        public var nanoseconds: UInt32
-    }
-
     public var asyncRead: Bool?
     public var parallelDirops: Bool?
     public var readdirplus: Readdirplus?
     public var maxPages: UInt32?
     public var maxBackground: UInt16?
-    public var timeout: Timeout?
-    public var negativeTimeout: Timeout?
+    public var timeout: ReplyTimeout?
+    public var negativeTimeout: ReplyTimeout?
 
     public static let variable = "VFSVM_BENCH_INIT"
 
@@ -68,31 +62,12 @@ public struct InitTuning: Equatable, Sendable {
                 guard let n = UInt16(value) else { throw bad("wants a number from 0 to 65535, not '\(value)'") }
                 maxBackground = n
             case "timeout":
-                timeout = try Self.seconds(value, bad)
+                timeout = try ReplyTimeout(parsing: value, bad)
             case "negative_timeout":
-                negativeTimeout = try Self.seconds(value, bad)
+                negativeTimeout = try ReplyTimeout(parsing: value, bad)
             default:
                 throw bad("unknown setting (known: async_read, parallel_dirops, readdirplus, max_pages, max_background, timeout, negative_timeout)")
             }
         }
-    }
-
-    /// "1", "0.5", "86400": decimal seconds, at most a day, to the nanosecond
-    /// (also `-o timeout=`).
-    static func seconds(_ value: String, _ bad: (String) -> ConfigError) throws(ConfigError) -> Timeout {
-        let parts = value.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        let why = "wants seconds from 0 to 86400 (decimals allowed), not '\(value)'"
-        guard let whole = UInt64(parts[0]), whole <= 86400 else { throw bad(why) }
-        var nanos: UInt32 = 0
-        if parts.count == 2 {
-            let digits = parts[1]
-            guard !digits.isEmpty, digits.count <= 9, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let frac = UInt32(digits) else { throw bad(why) }
-            var n = frac
-            for _ in digits.count..<9 { n *= 10 }
-            nanos = n
-        }
-        guard whole < 86400 || nanos == 0 else { throw bad(why) }
-        return Timeout(seconds: whole, nanoseconds: nanos)
     }
 }

@@ -186,7 +186,7 @@ public struct ServeSettings: Equatable, Sendable {
 
     /// `-o timeout=SECONDS` (the C virtiofsd's): the entry and attribute
     /// timeout of every reply instead of the cache mode's; nil: the mode's.
-    public var timeout: InitTuning.Timeout?
+    public var timeout: ReplyTimeout?
 
     public init() {}
 
@@ -245,7 +245,7 @@ public struct ServeSettings: Equatable, Sendable {
             case "xattrmap": xattrmap = try need()
             case "timeout":
                 let v = try need()
-                timeout = try InitTuning.seconds(v) { why in .badOption("timeout=\(v)", reason: why) }
+                timeout = try ReplyTimeout(parsing: v) { why in .badOption("timeout=\(v)", reason: why) }
             case "posix_acl": try none(); posixACL = true
             case "no_posix_acl": try none(); posixACL = false
             case "security_label": try none(); securityLabel = true

@@ -53,7 +53,7 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
     let fs: PassthroughFileSystem
     do {
         var options = PassthroughOptions(cache: cache, xattr: settings.xattr, fileHandles: settings.inodeFileHandles != .never)
-        if let t = tuning.timeout ?? settings.timeout { options.timeout = FUSETimeout(seconds: t.seconds, nanoseconds: t.nanoseconds) }
+        if let t = tuning.timeout ?? settings.timeout { options.timeout = FUSETimeout(t) }
         options.requireFileHandles = settings.inodeFileHandles == .mandatory
         options.allowDirectIO = settings.allowDirectIO
         options.keepNoatime = settings.keepsNoatime
@@ -95,7 +95,7 @@ public func makeFileServer(settings: ServeSettings, engine: IOEngineChoice, trac
     }
     if let n = tuning.maxPages { serverOptions.maxWrite = n * 4096 }
     if let n = tuning.maxBackground { serverOptions.maxBackground = n }
-    if let t = tuning.negativeTimeout { serverOptions.negativeEntryTimeout = FUSETimeout(seconds: t.seconds, nanoseconds: t.nanoseconds) }
+    if let t = tuning.negativeTimeout { serverOptions.negativeEntryTimeout = FUSETimeout(t) }
     if !settings.uidTranslation.isEmpty || !settings.gidTranslation.isEmpty {
         serverOptions.idTranslation = FUSEIDTranslation(uids: idMap(settings.uidTranslation), gids: idMap(settings.gidTranslation))
     }
@@ -155,4 +155,8 @@ public func applySeccomp(_ mode: SeccompMode, ioURing: Bool) throws(SandboxError
     case .log: try Seccomp.install(allowing: calls, onViolation: .log)
     case .none: try Seccomp.setNoNewPrivileges()
     }
+}
+
+extension FUSETimeout {
+    init(_ t: ReplyTimeout) { self.init(seconds: t.seconds, nanoseconds: t.nanoseconds) }
 }
